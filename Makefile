@@ -1,0 +1,36 @@
+# The two commands a new user needs: `make dev` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: dev test lint typecheck check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make dev: install if needed, then run the whole local stack until Ctrl-C
+dev: $(STAMP)
+	$(BIN)/revsync dev
+
+## make test: install or update, then run the whole test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy .
+
+## make check: everything CI runs
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .revsync .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""I/O with vendor systems, behind the ports in :mod:`adapters.ports`."""

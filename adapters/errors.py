@@ -1,0 +1,76 @@
+"""How a vendor call can end when it does not succeed (see ARCHITECTURE.md, failure taxonomy).
+
+Adapters raise exactly these; :mod:`activities.classify` turns them into Temporal retry
+semantics in one place.
+"""
+
+from __future__ import annotations
+
+
+class VendorError(Exception):
+    """A vendor call that did not succeed. ``code`` is the vendor's own error code."""
+
+    outcome = "error"
+
+    def __init__(
+        self,
+        vendor: str,
+        operation: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.vendor = vendor
+        self.operation = operation
+        self.message = message
+        self.status = status
+        self.code = code
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        parts = [f"{self.vendor} {self.operation}"]
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        if self.code:
+            parts.append(self.code)
+        return f"{' '.join(parts)}: {self.message}"
+
+
+class TransientError(VendorError):
+    """Worth retrying: timeouts before sending, 5xx, throttling. ``retry_after`` in seconds."""
+
+    outcome = "transient"
+
+    def __init__(
+        self,
+        vendor: str,
+        operation: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(vendor, operation, message, status=status, code=code)
+
+
+class RejectedError(VendorError):
+    """The vendor refused the request for a business or validation reason. Never retried."""
+
+    outcome = "rejected"
+
+
+class UnknownOutcomeError(VendorError):
+    """The request may or may not have been applied (e.g. a timeout after sending).
+
+    Safe to retry only because every side effect is keyed: the retry looks the record up by
+    its external/idempotency key before creating anything.
+    """
+
+    outcome = "unknown"
+
+
+class NotFoundError(RejectedError):
+    """The record asked for does not exist."""

@@ -1,0 +1,141 @@
+"""The one HTTP path every adapter takes: sends a request, turns transport failures and
+error responses into the failure taxonomy of :mod:`adapters.errors`."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from adapters.errors import (
+    NotFoundError,
+    RejectedError,
+    TransientError,
+    UnknownOutcomeError,
+    VendorError,
+)
+
+# Turns an error response into the vendor error it means. Each adapter supplies its own,
+# because the same status code means different things at different vendors.
+Classifier = Callable[[str, httpx.Response], VendorError]
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """``Retry-After`` as seconds, whether given as a number or an HTTP date."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def decode_json(response: httpx.Response) -> Any:
+    """Response JSON with every non-integer number as ``Decimal``: money never becomes float."""
+    if not response.content:
+        return None
+    return json.loads(response.content, parse_float=Decimal)
+
+
+def classify_by_status(
+    vendor: str, operation: str, response: httpx.Response, message: str, code: str | None
+) -> VendorError:
+    """The default reading of a status code, for vendors whose codes mean the usual things."""
+    status = response.status_code
+    if status == 429 or status == 408 or status >= 500:
+        return TransientError(
+            vendor,
+            operation,
+            message,
+            status=status,
+            code=code,
+            retry_after=retry_after_seconds(response),
+        )
+    if status == 404:
+        return NotFoundError(vendor, operation, message, status=status, code=code)
+    return RejectedError(vendor, operation, message, status=status, code=code)
+
+
+class VendorHttp:
+    """An ``httpx.AsyncClient`` bound to one vendor and its error classifier."""
+
+    def __init__(self, vendor: str, client: httpx.AsyncClient, classify: Classifier) -> None:
+        self.vendor = vendor
+        self.client = client
+        self._classify = classify
+
+    async def request(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        ok: tuple[int, ...] = (200, 201, 204),
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one request. Returns the response when its status is in ``ok``; otherwise
+        raises the :class:`VendorError` the vendor's classifier picks."""
+        content: bytes | None = None
+        send_headers = dict(headers or {})
+        if json_body is not None:
+            content = dumps_json(json_body)
+            send_headers.setdefault("content-type", "application/json")
+        try:
+            response = await self.client.request(
+                method, url, content=content, data=form, params=params, headers=send_headers
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise TransientError(
+                self.vendor, operation, f"could not reach the API ({type(exc).__name__})"
+            ) from exc
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            if method.upper() in _SAFE_METHODS:
+                raise TransientError(
+                    self.vendor, operation, f"read failed ({type(exc).__name__})"
+                ) from exc
+            raise UnknownOutcomeError(
+                self.vendor,
+                operation,
+                f"no response after the request was sent ({type(exc).__name__})",
+            ) from exc
+        if response.status_code in ok:
+            return response
+        raise self._classify(operation, response)
+
+
+_DECIMAL_MARK = re.compile(r'"\\u0000dec:([^"\\]+)\\u0000"')
+
+
+def dumps_json(value: Any) -> bytes:
+    """JSON with ``Decimal`` written as an exact JSON number (never through float)."""
+
+    def default(obj: object) -> Any:
+        if isinstance(obj, Decimal):
+            if not obj.is_finite():
+                raise ValueError(f"cannot encode {obj} as a JSON number")
+            return f"\x00dec:{obj}\x00"
+        if isinstance(obj, date):
+            return obj.isoformat()
+        raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+    text = json.dumps(value, default=default, separators=(",", ":"))
+    return _DECIMAL_MARK.sub(r"\1", text).encode()

@@ -1,0 +1,80 @@
+"""Step contracts: the activity names and the models that cross the workflow/activity
+boundary. Workflows and activities both import this module; it holds no logic and no I/O.
+
+One model argument per activity, so fields can be added without breaking running sagas.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from domain.catalog import CatalogMismatch
+from domain.customer import Customer
+from domain.order import SalesOrder, SalesOrderDraft, Subscription, SubscriptionDraft
+from domain.quote import Quote
+
+
+class TaskQueue:
+    ORCHESTRATION = "orchestration"
+    CRM = "crm"
+    BILLING = "billing"
+    ERP = "erp"
+
+    ALL = (ORCHESTRATION, CRM, BILLING, ERP)
+
+
+class Activity:
+    """Registered activity names, grouped by the task queue that runs them."""
+
+    CRM_FETCH_ACCOUNT = "crm.fetch_account"
+    CRM_RECORD_ORDER = "crm.record_order"
+    CRM_MARK_QUOTE_REJECTED = "crm.mark_quote_rejected"
+    ERP_CHECK_CATALOG = "erp.check_catalog"
+    ERP_BOOK_SALES_ORDER = "erp.book_sales_order"
+    BILLING_PROVISION_SUBSCRIPTION = "billing.provision_subscription"
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class FetchAccount(_Contract):
+    account_id: str
+
+
+class CheckCatalog(_Contract):
+    quote: Quote
+
+
+class CatalogCheckResult(_Contract):
+    mismatches: list[CatalogMismatch]
+
+
+class BookSalesOrder(_Contract):
+    customer: Customer
+    customer_key: str
+    order: SalesOrderDraft
+
+
+class ProvisionSubscription(_Contract):
+    customer: Customer
+    customer_key: str
+    subscription: SubscriptionDraft
+
+
+class RecordOrderInCrm(_Contract):
+    quote_id: str
+    account_id: str
+    order_key: str
+    sales_order: SalesOrder
+    subscription: Subscription
+
+
+class CrmOrderRecord(_Contract):
+    crm_order_id: str
+    quote_status: str
+
+
+class MarkQuoteRejected(_Contract):
+    quote_id: str
+    reason: str

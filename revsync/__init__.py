@@ -1,0 +1,3 @@
+"""revsync: durable revenue-operations sagas on Temporal."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,64 @@
+"""All configuration, from ``REVSYNC_*`` environment variables (or a ``.env`` file).
+
+Defaults run the local stack: the dev server on 7233, the sandbox emulating every vendor on
+8100. Pointing revsync at real vendors is configuration only: base URLs and credentials.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REVSYNC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Temporal
+    temporal_address: str = Field(
+        default="localhost:7233", description="Temporal frontend host:port"
+    )
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = Field(default=8233, description="Web UI port of the local dev server")
+    data_dir: Path = Field(default=Path(".revsync"), description="Local state (dev server SQLite)")
+
+    # Local processes
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = 8100
+
+    # Inbound webhooks
+    cpq_webhook_secret: SecretStr = Field(
+        default=SecretStr("whsec_dev_only_change_me"),
+        description="HMAC secret the CPQ signs quote-accepted webhooks with",
+    )
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+
+    # Vendors (defaults point at the local sandbox)
+    salesforce_base_url: str = "http://127.0.0.1:8100/salesforce"
+    salesforce_api_version: str = "v61.0"
+    salesforce_access_token: SecretStr = SecretStr("sandbox-salesforce-token")
+    stripe_base_url: str = "http://127.0.0.1:8100/stripe"
+    stripe_api_key: SecretStr = SecretStr("sk_test_sandbox")
+    netsuite_base_url: str = "http://127.0.0.1:8100/netsuite"
+    netsuite_access_token: SecretStr = SecretStr("sandbox-netsuite-token")
+
+    http_timeout_seconds: float = Field(default=20.0, gt=0, description="Per vendor request")
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://{self.sandbox_host}:{self.sandbox_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,82 @@
+"""The vendor sandbox: one ASGI app emulating every vendor API on one port (8100 by default).
+
+Each vendor lives under its own path prefix, so an adapter's base URL is the only thing
+that differs between the sandbox and the real vendor:
+
+- Salesforce: ``/salesforce``   (e.g. ``/salesforce/services/data/v61.0/sobjects/Account/...``)
+- Stripe:     ``/stripe``       (e.g. ``/stripe/v1/customers``)
+- NetSuite:   ``/netsuite``     (e.g. ``/netsuite/services/rest/record/v1/salesOrder``)
+
+``GET /_sandbox/state`` returns every record per system; ``POST /_sandbox/faults`` injects
+failures and latency; ``POST /_sandbox/reset`` clears state and rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from sandbox import netsuite, salesforce, stripe
+from sandbox.faults import FaultInjector, FaultsRequest
+
+# The credentials the emulators accept; settings default to the same values for local dev.
+DEFAULT_TOKENS = {
+    "salesforce": "sandbox-salesforce-token",
+    "stripe": "sk_test_sandbox",
+    "netsuite": "sandbox-netsuite-token",
+}
+
+
+class SandboxState:
+    """Everything the emulators hold, in memory."""
+
+    def __init__(self, tokens: dict[str, str] | None = None) -> None:
+        self.tokens = {**DEFAULT_TOKENS, **(tokens or {})}
+        self.faults = FaultInjector()
+        self.salesforce = salesforce.SalesforceStore()
+        self.stripe = stripe.StripeStore()
+        self.netsuite = netsuite.NetSuiteStore()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "salesforce": self.salesforce.snapshot(),
+            "stripe": self.stripe.snapshot(),
+            "netsuite": self.netsuite.snapshot(),
+        }
+
+    def reset(self) -> None:
+        self.faults.clear()
+        self.salesforce = salesforce.SalesforceStore()
+        self.stripe = stripe.StripeStore()
+        self.netsuite = netsuite.NetSuiteStore()
+
+
+def create_app(state: SandboxState | None = None) -> FastAPI:
+    state = state or SandboxState()
+    app = FastAPI(title="revsync vendor sandbox", version="1")
+    app.state.sandbox = state
+
+    app.include_router(salesforce.build_router(state), prefix="/salesforce")
+    app.include_router(stripe.build_router(state), prefix="/stripe")
+    app.include_router(netsuite.build_router(state), prefix="/netsuite")
+
+    @app.get("/_sandbox/state")
+    async def get_state() -> dict[str, Any]:
+        return state.snapshot()
+
+    @app.post("/_sandbox/faults")
+    async def add_faults(request: FaultsRequest) -> dict[str, Any]:
+        state.faults.configure(request)
+        return {"pending": [rule.model_dump() for rule in state.faults.pending()]}
+
+    @app.post("/_sandbox/reset")
+    async def reset() -> dict[str, str]:
+        state.reset()
+        return {"status": "reset"}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
