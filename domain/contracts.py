@@ -31,7 +31,10 @@ class Activity:
     CRM_MARK_QUOTE_REJECTED = "crm.mark_quote_rejected"
     ERP_CHECK_CATALOG = "erp.check_catalog"
     ERP_BOOK_SALES_ORDER = "erp.book_sales_order"
+    ERP_CANCEL_SALES_ORDER = "erp.cancel_sales_order"
     BILLING_PROVISION_SUBSCRIPTION = "billing.provision_subscription"
+    BILLING_CANCEL_SUBSCRIPTION = "billing.cancel_subscription"
+    BILLING_VOID_INVOICE = "billing.void_invoice"
 
 
 class _Contract(BaseModel):
@@ -48,6 +51,20 @@ class CheckCatalog(_Contract):
 
 class CatalogCheckResult(_Contract):
     mismatches: list[CatalogMismatch]
+
+
+class CancelSalesOrder(_Contract):
+    order_id: str
+    reason: str
+
+
+class CancelSubscription(_Contract):
+    subscription_id: str
+    reason: str
+
+
+class VoidInvoice(_Contract):
+    invoice_id: str
 
 
 class BookSalesOrder(_Contract):
@@ -73,6 +90,16 @@ class RecordOrderInCrm(_Contract):
 class CrmOrderRecord(_Contract):
     crm_order_id: str
     quote_status: str
+
+
+class BookedSalesOrder(_Contract):
+    customer_id: str
+    order: SalesOrder
+
+
+class ProvisionedSubscription(_Contract):
+    customer_id: str
+    subscription: Subscription
 
 
 class MarkQuoteRejected(_Contract):

@@ -50,6 +50,19 @@ class Settings(BaseSettings):
 
     http_timeout_seconds: float = Field(default=20.0, gt=0, description="Per vendor request")
 
+    # Workers: one process per task queue, each tuned to its downstream's limits
+    orchestration_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+    crm_max_concurrent_activities: int = Field(
+        default=20, ge=1, description="Salesforce allows 25 concurrent long-running requests"
+    )
+    billing_max_concurrent_activities: int = Field(default=25, ge=1)
+    erp_max_concurrent_activities: int = Field(
+        default=5, ge=1, description="NetSuite's base account concurrency limit is 5"
+    )
+    worker_shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, description="Time in-flight activities get to finish on SIGTERM"
+    )
+
     @property
     def gateway_url(self) -> str:
         return f"http://{self.gateway_host}:{self.gateway_port}"

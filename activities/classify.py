@@ -1,0 +1,60 @@
+"""The one place where a vendor failure becomes a Temporal retry decision.
+
+- transient        → retryable ``VendorTransient``, with the vendor's ``Retry-After`` as the
+                     next retry delay
+- unknown outcome  → retryable ``VendorUnknownOutcome``; the retried activity looks the record
+                     up by its key before creating anything, so retrying is safe
+- rejected         → non-retryable ``VendorRejected`` (the saga compensates)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from temporalio.exceptions import ApplicationError
+
+from adapters.errors import RejectedError, TransientError, UnknownOutcomeError, VendorError
+from domain.saga import FailureType
+
+
+def _details(error: VendorError) -> dict[str, Any]:
+    return {
+        "vendor": error.vendor,
+        "operation": error.operation,
+        "outcome": error.outcome,
+        "status": error.status,
+        "code": error.code,
+    }
+
+
+def to_application_error(error: VendorError) -> ApplicationError:
+    """The Temporal error that carries ``error``'s retry semantics."""
+    message = error.describe()
+    if isinstance(error, TransientError):
+        delay = None if error.retry_after is None else timedelta(seconds=error.retry_after)
+        return ApplicationError(
+            message,
+            _details(error),
+            type=FailureType.VENDOR_TRANSIENT,
+            next_retry_delay=delay,
+        )
+    if isinstance(error, UnknownOutcomeError):
+        return ApplicationError(message, _details(error), type=FailureType.VENDOR_UNKNOWN_OUTCOME)
+    if isinstance(error, RejectedError):
+        return ApplicationError(
+            message, _details(error), type=FailureType.VENDOR_REJECTED, non_retryable=True
+        )
+    # A VendorError of no known class: retry, as for a transient one, but say so.
+    return ApplicationError(message, _details(error), type=FailureType.VENDOR_TRANSIENT)
+
+
+@contextmanager
+def vendor_call() -> Iterator[None]:
+    """Run adapter calls; re-raise any vendor failure with its retry semantics."""
+    try:
+        yield
+    except VendorError as error:
+        raise to_application_error(error) from error

@@ -1,0 +1,45 @@
+"""ERP activities (task queue ``erp``)."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.classify import vendor_call
+from adapters.ports import ErpPort
+from domain.catalog import catalog_mismatches
+from domain.contracts import (
+    Activity,
+    BookedSalesOrder,
+    BookSalesOrder,
+    CancelSalesOrder,
+    CatalogCheckResult,
+    CheckCatalog,
+)
+from domain.order import SalesOrder
+
+
+class ErpActivities:
+    def __init__(self, erp: ErpPort) -> None:
+        self.erp = erp
+
+    @activity.defn(name=Activity.ERP_CHECK_CATALOG)
+    async def check_catalog(self, request: CheckCatalog) -> CatalogCheckResult:
+        """Compare every quoted line with the ERP catalog. Reads only."""
+        skus = sorted({line.sku for line in request.quote.lines})
+        with vendor_call():
+            items = await self.erp.get_catalog_items(skus)
+        return CatalogCheckResult(mismatches=catalog_mismatches(request.quote, items))
+
+    @activity.defn(name=Activity.ERP_BOOK_SALES_ORDER)
+    async def book_sales_order(self, request: BookSalesOrder) -> BookedSalesOrder:
+        """Upsert the ERP customer, then create the sales order. Both are keyed, so a retry
+        (after a timeout, say) finds what the first attempt created."""
+        with vendor_call():
+            customer_id = await self.erp.upsert_customer(request.customer, request.customer_key)
+            order = await self.erp.create_sales_order(request.order, customer_id)
+        return BookedSalesOrder(customer_id=customer_id, order=order)
+
+    @activity.defn(name=Activity.ERP_CANCEL_SALES_ORDER)
+    async def cancel_sales_order(self, request: CancelSalesOrder) -> SalesOrder:
+        with vendor_call():
+            return await self.erp.cancel_sales_order(request.order_id, request.reason)

@@ -1,0 +1,1 @@
+"""One worker entry point per task queue: ``revsync worker QUEUE``."""

@@ -1,0 +1,78 @@
+"""Build the worker for one task queue, with that queue's workflows or activities and limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.billing import BillingActivities
+from activities.crm import CrmActivities
+from activities.erp import ErpActivities
+from adapters.billing.stripe import StripeBilling
+from adapters.crm.salesforce import SalesforceCrm
+from adapters.erp.netsuite import NetSuiteErp
+from domain.contracts import TaskQueue
+from revsync.settings import Settings
+from workflows.quote_to_cash import QuoteToCashWorkflow
+
+WORKFLOWS: Sequence[type] = (QuoteToCashWorkflow,)
+
+
+def crm_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
+    acts = CrmActivities(SalesforceCrm.from_settings(settings, http))
+    return [acts.fetch_account, acts.record_order, acts.mark_quote_rejected]
+
+
+def erp_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
+    acts = ErpActivities(NetSuiteErp.from_settings(settings, http))
+    return [acts.check_catalog, acts.book_sales_order, acts.cancel_sales_order]
+
+
+def billing_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
+    acts = BillingActivities(StripeBilling.from_settings(settings, http))
+    return [acts.provision_subscription, acts.cancel_subscription, acts.void_invoice]
+
+
+def new_http_client(settings: Settings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.http_timeout_seconds),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+    )
+
+
+def build_worker(queue: str, client: Client, settings: Settings, http: httpx.AsyncClient) -> Worker:
+    """The worker for ``queue``. Raises ValueError for a queue revsync does not have."""
+    grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
+    if queue == TaskQueue.ORCHESTRATION:
+        return Worker(
+            client,
+            task_queue=queue,
+            workflows=list(WORKFLOWS),
+            max_concurrent_workflow_tasks=settings.orchestration_max_concurrent_workflow_tasks,
+            graceful_shutdown_timeout=grace,
+        )
+    if queue == TaskQueue.CRM:
+        activities = crm_activities(settings, http)
+        limit = settings.crm_max_concurrent_activities
+    elif queue == TaskQueue.ERP:
+        activities = erp_activities(settings, http)
+        limit = settings.erp_max_concurrent_activities
+    elif queue == TaskQueue.BILLING:
+        activities = billing_activities(settings, http)
+        limit = settings.billing_max_concurrent_activities
+    else:
+        raise ValueError(
+            f"unknown task queue {queue!r}; expected one of {', '.join(TaskQueue.ALL)}"
+        )
+    return Worker(
+        client,
+        task_queue=queue,
+        activities=activities,
+        max_concurrent_activities=limit,
+        graceful_shutdown_timeout=grace,
+    )

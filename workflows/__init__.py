@@ -1,0 +1,1 @@
+"""Deterministic orchestration. Nothing here performs I/O or imports an adapter."""

@@ -1,0 +1,76 @@
+"""What finance ops filter on in the Web UI: custom search attributes and the summary.
+
+Register the attributes on a server with ``revsync dev`` (automatic) or, in production::
+
+    temporal operator search-attribute create --name QuoteId --type Keyword  # etc.
+
+``OrderAmount`` is a Double because that is the only numeric type visibility offers: it is
+for filtering and sorting, never for arithmetic; the exact amount lives in the payloads.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
+
+from domain.quote import Quote
+from domain.stages import OrderStage
+
+QUOTE_ID = SearchAttributeKey.for_keyword("QuoteId")
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+ORDER_STAGE = SearchAttributeKey.for_keyword("OrderStage")
+BLOCKED_STEP = SearchAttributeKey.for_keyword("BlockedStep")
+ORDER_AMOUNT = SearchAttributeKey.for_float("OrderAmount")
+CURRENCY = SearchAttributeKey.for_keyword("Currency")
+
+ALL_KEYS: tuple[SearchAttributeKey[str] | SearchAttributeKey[float], ...] = (
+    QUOTE_ID,
+    CUSTOMER_ID,
+    ORDER_STAGE,
+    BLOCKED_STEP,
+    ORDER_AMOUNT,
+    CURRENCY,
+)
+
+
+def start_attributes(quote: Quote) -> TypedSearchAttributes:
+    """The attributes a saga is started with, so it is findable before its first task."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(QUOTE_ID, quote.quote_id),
+            SearchAttributePair(CUSTOMER_ID, quote.account_id),
+            SearchAttributePair(ORDER_STAGE, OrderStage.RECEIVED.value),
+            SearchAttributePair(ORDER_AMOUNT, float(quote.total)),
+            SearchAttributePair(CURRENCY, quote.currency),
+        ]
+    )
+
+
+def static_summary(quote: Quote) -> str:
+    """One line the Web UI shows in the workflow list."""
+    return f"Quote {quote.quote_id} · {quote.total_money()} · account {quote.account_id}"
+
+
+def static_details(quote: Quote) -> str:
+    lines = [
+        f"**Quote** {quote.quote_id} (owner {quote.owner}), accepted {quote.accepted_at:%Y-%m-%d}",
+        f"**Account** {quote.account_id}",
+        f"**Total** {quote.total_money()}, {quote.payment_terms.value}, "
+        f"{quote.term_months} months from {quote.start_date}",
+        "",
+        "| line | sku | qty | unit price | discount | amount |",
+        "|---|---|---|---|---|---|",
+    ]
+    for line in quote.lines:
+        lines.append(
+            f"| {line.line_id} | {line.sku} | {line.quantity} | {line.unit_price} | "
+            f"{line.discount_percent}% | {line.net_amount(quote.currency)} |"
+        )
+    return "\n".join(lines)
+
+
+def workflow_id_for_quote(quote_id: str) -> str:
+    return f"q2c-{quote_id}"
