@@ -86,4 +86,4 @@ def quote_payload(
 
 
 def random_account(rng: random.Random) -> str:
-    return rng.choice(BOOKABLE_ACCOUNT_IDS)
+    return str(rng.choice(BOOKABLE_ACCOUNT_IDS))

@@ -1,0 +1,1 @@
+"""Inbound webhooks: signature schemes and payload parsing, one module per source."""

@@ -1,0 +1,121 @@
+"""``revsync demo``: play the CPQ. Creates quotes in the CRM (the sandbox's Salesforce), sends
+their signed quote-accepted webhooks to the gateway, and waits for each saga to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+
+import httpx
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from adapters.webhooks import cpq
+from domain.saga import QuoteToCashStatus
+from domain.stages import OrderStage
+from revsync.settings import Settings
+from sandbox.quotes import quote_payload, random_account
+from workflows import visibility
+from workflows.quote_to_cash import QuoteToCashWorkflow
+
+
+@dataclass
+class DemoRow:
+    quote_id: str
+    workflow_id: str
+    delivery: str
+    stage: str
+    erp_order_id: str | None = None
+    subscription_id: str | None = None
+    crm_status: str | None = None
+    amount: str | None = None
+    reason: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.stage in {s.value for s in OrderStage if s.is_terminal}
+
+
+async def create_crm_quote(http: httpx.AsyncClient, settings: Settings, account_id: str) -> str:
+    """Create the quote record in Salesforce, as CPQ would; returns its id."""
+    url = (
+        f"{settings.salesforce_base_url}/services/data/{settings.salesforce_api_version}"
+        "/sobjects/SBQQ__Quote__c"
+    )
+    token = settings.salesforce_access_token.get_secret_value()
+    response = await http.post(
+        url,
+        json={"SBQQ__Account__c": account_id, "SBQQ__Status__c": "Accepted"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+async def deliver(http: httpx.AsyncClient, settings: Settings, payload: dict[str, object]) -> str:
+    """POST one signed webhook; returns the gateway's verdict (started / duplicate)."""
+    body = json.dumps(payload).encode()
+    secret = settings.cpq_webhook_secret.get_secret_value()
+    response = await http.post(
+        f"{settings.gateway_url}/webhooks/cpq/quote-accepted",
+        content=body,
+        headers={"content-type": "application/json", cpq.SIGNATURE_HEADER: cpq.sign(secret, body)},
+    )
+    if response.status_code not in (200, 202):
+        raise RuntimeError(f"gateway answered {response.status_code}: {response.text}")
+    return str(response.json()["status"])
+
+
+async def wait_for_saga(
+    client: Client, workflow_id: str, deadline: float
+) -> QuoteToCashStatus | None:
+    """Poll the saga's ``status`` query until it ends or the deadline passes."""
+    handle = client.get_workflow_handle_for(QuoteToCashWorkflow.run, workflow_id)
+    status: QuoteToCashStatus | None = None
+    while True:
+        try:
+            status = await handle.query(QuoteToCashWorkflow.status)
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+        if status is not None and status.stage.is_terminal:
+            return status
+        if time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.5)
+
+
+async def run_demo(
+    settings: Settings, client: Client, quotes: int, *, seed: int | None, wait_seconds: float
+) -> list[DemoRow]:
+    rng = random.Random(seed)
+    rows: list[DemoRow] = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        for _ in range(quotes):
+            account_id = random_account(rng)
+            quote_id = await create_crm_quote(http, settings, account_id)
+            payload = quote_payload(quote_id, account_id=account_id, rng=rng)
+            verdict = await deliver(http, settings, payload)
+            rows.append(
+                DemoRow(
+                    quote_id=quote_id,
+                    workflow_id=visibility.workflow_id_for_quote(quote_id),
+                    delivery=verdict,
+                    stage=OrderStage.RECEIVED.value,
+                )
+            )
+    deadline = time.monotonic() + wait_seconds
+    statuses = await asyncio.gather(*(wait_for_saga(client, r.workflow_id, deadline) for r in rows))
+    for row, status in zip(rows, statuses, strict=True):
+        if status is None:
+            continue
+        row.stage = status.stage.value
+        row.erp_order_id = status.erp_order_id
+        row.subscription_id = status.subscription_id
+        row.crm_status = status.crm_status
+        row.amount = f"{status.amount} {status.currency}"
+        row.reason = status.reason
+    return rows
