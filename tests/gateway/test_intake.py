@@ -130,7 +130,7 @@ async def test_healthz(gateway):
 async def test_json_numbers_reach_the_quote_as_exact_decimals(gateway, client):
     quote_id = f"Q-{uuid.uuid4().hex[:8]}"
     body = json.dumps(quote_payload(quote_id)).replace('"45.00"', "45.00").encode()
-    assert b":45.00," in body
+    assert b": 45.00," in body
     response = await post(gateway, body)
     assert response.status_code == 202
     quote = client.started[f"q2c-{quote_id}"]["arg"].quote
