@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from adapters.breaker import CircuitBreaker
 from adapters.errors import (
     NotFoundError,
     RejectedError,
@@ -75,10 +76,19 @@ def classify_by_status(
 class VendorHttp:
     """An ``httpx.AsyncClient`` bound to one vendor and its error classifier."""
 
-    def __init__(self, vendor: str, client: httpx.AsyncClient, classify: Classifier) -> None:
+    def __init__(
+        self,
+        vendor: str,
+        client: httpx.AsyncClient,
+        classify: Classifier,
+        *,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self.vendor = vendor
         self.client = client
         self._classify = classify
+        # One breaker per adapter instance: one per vendor per worker process.
+        self.breaker = breaker if breaker is not None else CircuitBreaker(vendor)
 
     async def request(
         self,
@@ -93,12 +103,30 @@ class VendorHttp:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Send one request. Returns the response when its status is in ``ok``; otherwise
-        raises the :class:`VendorError` the vendor's classifier picks."""
+        raises the :class:`VendorError` the vendor's classifier picks.
+
+        The vendor's circuit breaker guards the call: while it is open this raises a
+        ``CIRCUIT_OPEN`` :class:`TransientError` without sending anything, and every outcome
+        (transport failure or classified response) is reported to it."""
         content: bytes | None = None
         send_headers = dict(headers or {})
         if json_body is not None:
             content = dumps_json(json_body)
             send_headers.setdefault("content-type", "application/json")
+        async with self.breaker.call(operation):
+            return await self._send(operation, method, url, ok, content, form, params, send_headers)
+
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        ok: tuple[int, ...],
+        content: bytes | None,
+        form: Mapping[str, str] | None,
+        params: Mapping[str, str] | None,
+        send_headers: dict[str, str],
+    ) -> httpx.Response:
         try:
             response = await self.client.request(
                 method, url, content=content, data=form, params=params, headers=send_headers

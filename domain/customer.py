@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -23,6 +24,12 @@ class Address(BaseModel):
     country: CountryCode = Field(description="ISO 3166-1 alpha-2 country code")
 
 
+class CreditCheck(StrEnum):
+    APPROVED = "approved"
+    PENDING = "pending"
+    DECLINED = "declined"
+
+
 class Customer(BaseModel):
     """A customer account. ``account_id`` is the CRM's id, the key every system shares."""
 
@@ -35,6 +42,12 @@ class Customer(BaseModel):
     email: NonBlank
     billing_address: Address
     currency: CurrencyCode | None = Field(default=None, description="Preferred billing currency")
+    existing_customer: bool = Field(
+        default=False, description="Has bought before (a customer, not a prospect)"
+    )
+    credit_check: CreditCheck | None = Field(
+        default=None, description="Outcome of the credit check, if one was run"
+    )
 
 
 class AccountProblem(BaseModel):

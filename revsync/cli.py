@@ -5,19 +5,33 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Sequence
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Annotated, TypeVar
 
 import typer
+from pydantic import BaseModel, ValidationError
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.approval import ApproverRole
 from domain.contracts import TaskQueue
-from domain.saga import QuoteToCashStatus
+from domain.saga import (
+    ApproveRequest,
+    QuoteToCashStatus,
+    RejectRequest,
+    ResolveAction,
+    ResolveRequest,
+)
 from revsync.logs import configure_logging
-from revsync.settings import get_settings
+from revsync.operations import DecisionRefused, decide, humanize, stuck_orders
+from revsync.settings import Settings, get_settings
 from revsync.temporal import connect
 from workflows import visibility
 from workflows.quote_to_cash import QuoteToCashWorkflow
+
+R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
 
 app = typer.Typer(
     help="revsync: durable quote-to-cash sagas across CRM, billing and ERP, on Temporal.",
@@ -78,6 +92,36 @@ def worker(
     from workers.main import run_worker
 
     asyncio.run(run_worker(queue, get_settings()))
+
+
+@app.command()
+def gateway() -> None:
+    """Run the HTTP gateway (webhook intake) on REVSYNC_GATEWAY_HOST:REVSYNC_GATEWAY_PORT."""
+    import uvicorn
+
+    from revsync.gateway.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_level="warning",
+    )
+
+
+@app.command()
+def sandbox() -> None:
+    """Run the vendor sandbox (local emulators of every vendor API) on REVSYNC_SANDBOX_PORT.
+    For development and tests only."""
+    import uvicorn
+
+    from sandbox.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app(), host=settings.sandbox_host, port=settings.sandbox_port, log_level="warning"
+    )
 
 
 @app.command()
@@ -161,7 +205,40 @@ def render_status(status: QuoteToCashStatus) -> str:
             for r in status.steps
         ],
     )
-    return f"{head}\n\n{steps}"
+    parts = [head]
+    if status.parked is not None:
+        allowed = ", ".join(a.value for a in status.parked.allowed)
+        parts.append(
+            f"PARKED at {status.parked.step.value} since {status.parked.since:%Y-%m-%d %H:%M} UTC"
+            f": {status.parked.reason}\n  decide with: revsync resolve {status.quote_id} "
+            f"--action {{{allowed}}} --as NAME --note ..."
+        )
+    if status.approval is not None and status.approval.decided is None:
+        reasons = "\n".join(f"  - {r.message}" for r in status.approval.reasons)
+        escalated = " (ESCALATED)" if status.approval.escalated_at else ""
+        parts.append(f"AWAITING APPROVAL by {status.approval.required_role}{escalated}:\n{reasons}")
+    for breach in status.sla_breaches:
+        parts.append(
+            f"SLA breached ({breach.sla}) at {breach.at:%Y-%m-%d %H:%M} UTC: {breach.detail}"
+        )
+    if status.decisions:
+        parts.append(
+            table(
+                ["decided at", "by", "action", "step", "note"],
+                [
+                    [
+                        f"{d.at:%Y-%m-%d %H:%M:%S}",
+                        d.actor + (f" ({d.role})" if d.role else ""),
+                        d.action,
+                        d.step.value,
+                        d.note or "-",
+                    ]
+                    for d in status.decisions
+                ],
+            )
+        )
+    parts.append(steps)
+    return "\n\n".join(parts)
 
 
 @app.command()
@@ -170,29 +247,153 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Show the saga state of one quote (the workflow's ``status`` query)."""
-    settings = get_settings()
     workflow_id = visibility.workflow_id_for_quote(quote_id)
 
-    async def go() -> QuoteToCashStatus:
-        client = await connect(settings)
+    async def query(client: Client) -> QuoteToCashStatus:
         handle = client.get_workflow_handle_for(QuoteToCashWorkflow.run, workflow_id)
         return await handle.query(QuoteToCashWorkflow.status)
 
+    result = _client_call(get_settings(), query, not_found=_no_saga(quote_id))
+    typer.echo(result.model_dump_json(indent=2) if as_json else render_status(result))
+
+
+def _no_saga(quote_id: str) -> str:
+    return f"no saga for quote {quote_id} (workflow {visibility.workflow_id_for_quote(quote_id)})"
+
+
+def _client_call(
+    settings: Settings, call: Callable[[Client], Awaitable[R]], *, not_found: str = "not found"
+) -> R:
+    """Run ``call`` with a connected client. A missing workflow exits 1 saying ``not_found``;
+    an unreachable Temporal exits 2 with a clear line."""
+
+    async def go() -> R:
+        return await call(await connect(settings))
+
     try:
-        result = asyncio.run(go())
+        return asyncio.run(go())
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:
-            typer.echo(f"no saga for quote {quote_id} (workflow {workflow_id})", err=True)
+            typer.echo(not_found, err=True)
             raise typer.Exit(1) from error
         raise
     except RuntimeError as error:
         typer.echo(f"cannot reach Temporal at {settings.temporal_address}: {error}", err=True)
         raise typer.Exit(2) from error
-    typer.echo(result.model_dump_json(indent=2) if as_json else render_status(result))
+
+
+@app.command()
+def stuck(
+    older_than: Annotated[
+        int, typer.Option(min=1, help="Also list sagas in one stage for longer (minutes)")
+    ] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """List parked, awaiting-approval, SLA-breached and long-waiting orders."""
+    settings = get_settings()
+    orders = _client_call(
+        settings, lambda c: stuck_orders(c, older_than=timedelta(minutes=older_than))
+    )
+    if as_json:
+        rows = [
+            dataclasses.asdict(o)
+            | {
+                "waiting_since": o.waiting_since.isoformat() if o.waiting_since else None,
+                "waited_seconds": int(o.waited.total_seconds()) if o.waited else None,
+                "waited": None,
+            }
+            for o in orders
+        ]
+        for row in rows:
+            del row["waited"]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not orders:
+        typer.echo("no stuck orders")
+        return
+    headers = ["quote", "stage", "blocked step", "waited", "SLA", "amount", "customer"]
+    cells = [
+        [
+            o.quote_id,
+            o.stage,
+            o.blocked_step or "-",
+            humanize(o.waited),
+            "BREACHED" if o.sla_breached else "ok",
+            o.amount,
+            o.customer_id,
+        ]
+        for o in orders
+    ]
+    typer.echo(table(headers, cells))
+
+
+def _send_decision(quote_id: str, request: ResolveRequest | ApproveRequest | RejectRequest) -> None:
+    settings = get_settings()
+    try:
+        decision = _client_call(
+            settings, lambda c: decide(c, quote_id, request), not_found=_no_saga(quote_id)
+        )
+    except DecisionRefused as refused:
+        typer.echo(f"refused: {refused}", err=True)
+        raise typer.Exit(1) from refused
+    typer.echo(
+        f"{decision.action} recorded for quote {quote_id} by {decision.actor} "
+        f"at {decision.at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+
+
+def _request(model: type[M], **fields: object) -> M:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in error.errors(include_url=False)
+        )
+        raise typer.BadParameter(problems) from error
+
+
+@app.command()
+def resolve(
+    quote_id: Annotated[str, typer.Argument(help="The CPQ quote id")],
+    action: Annotated[ResolveAction, typer.Option(help="What to do with the parked step")],
+    operator: Annotated[str, typer.Option("--as", help="Your name (kept in the audit trail)")],
+    note: Annotated[str, typer.Option(help="Why (kept in the audit trail)")],
+) -> None:
+    """Decide on a parked saga: retry the blocked step, compensate, or skip it."""
+    _send_decision(quote_id, _request(ResolveRequest, action=action, operator=operator, note=note))
+
+
+@app.command()
+def approve(
+    quote_id: Annotated[str, typer.Argument(help="The CPQ quote id")],
+    approver: Annotated[str, typer.Option("--as", help="Your name")],
+    role: Annotated[ApproverRole, typer.Option(help="Your approver role")],
+    note: Annotated[str | None, typer.Option(help="Optional note")] = None,
+) -> None:
+    """Approve a quote that awaits approval; booking goes on at once."""
+    _send_decision(
+        quote_id,
+        _request(ApproveRequest, approver={"name": approver, "role": role}, note=note),
+    )
+
+
+@app.command()
+def reject(
+    quote_id: Annotated[str, typer.Argument(help="The CPQ quote id")],
+    approver: Annotated[str, typer.Option("--as", help="Your name")],
+    role: Annotated[ApproverRole, typer.Option(help="Your approver role")],
+    reason: Annotated[str, typer.Option(help="Why (shown in CRM and kept in the audit trail)")],
+) -> None:
+    """Reject a quote that awaits approval: nothing is booked, the CRM quote is Rejected."""
+    _send_decision(
+        quote_id,
+        _request(RejectRequest, approver={"name": approver, "role": role}, reason=reason),
+    )
 
 
 def main() -> None:
-    configure_logging()
+    configure_logging(log_format=get_settings().log_format)
     app()
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.saga import SagaPolicy
 
 
 class Settings(BaseSettings):
@@ -39,6 +42,12 @@ class Settings(BaseSettings):
     )
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
 
+    # Business rules every new saga runs under (approval policy, SLAs, retry budgets)
+    saga_policy: SagaPolicy = Field(
+        default_factory=SagaPolicy,
+        description="JSON, e.g. {\"approval\": {\"max_discount_percent\": 25}}",
+    )
+
     # Vendors (defaults point at the local sandbox)
     salesforce_base_url: str = "http://127.0.0.1:8100/salesforce"
     salesforce_api_version: str = "v61.0"
@@ -47,6 +56,10 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr = SecretStr("sk_test_sandbox")
     netsuite_base_url: str = "http://127.0.0.1:8100/netsuite"
     netsuite_access_token: SecretStr = SecretStr("sandbox-netsuite-token")
+
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="console when attached to a terminal, else JSON lines"
+    )
 
     http_timeout_seconds: float = Field(default=20.0, gt=0, description="Per vendor request")
 
@@ -62,6 +75,15 @@ class Settings(BaseSettings):
     worker_shutdown_grace_seconds: float = Field(
         default=30.0, ge=0, description="Time in-flight activities get to finish on SIGTERM"
     )
+
+    @model_validator(mode="after")
+    def _vendors_follow_the_sandbox(self) -> Self:
+        """A vendor base URL left unset points at the sandbox, wherever the sandbox listens."""
+        for vendor in ("salesforce", "stripe", "netsuite"):
+            name = f"{vendor}_base_url"
+            if name not in self.model_fields_set:
+                setattr(self, name, f"{self.sandbox_url}/{vendor}")
+        return self
 
     @property
     def gateway_url(self) -> str:

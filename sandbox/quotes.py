@@ -77,7 +77,7 @@ def quote_payload(
         "opportunity_id": f"006{quote_id[-12:]}",
         "owner": (rng.choice(_OWNERS) if rng else _OWNERS[0]),
         "currency": currency,
-        "payment_terms": (rng.choice(["NET30", "NET45", "NET15"]) if rng else "NET30"),
+        "payment_terms": (rng.choice(["NET30", "NET15", "DUE_ON_RECEIPT"]) if rng else "NET30"),
         "term_months": (rng.choice([12, 24, 36]) if rng else 12),
         "start_date": (today + timedelta(days=1)).isoformat(),
         "accepted_at": datetime.now(UTC).isoformat(),

@@ -22,6 +22,8 @@ ACCOUNTS: list[dict[str, Any]] = [
         "BillingPostalCode": "94105",
         "BillingCountryCode": "US",
         "CurrencyIsoCode": "USD",
+        "Type": "Customer - Direct",
+        "Credit_Check_Status__c": "Approved",
     },
     {
         "Id": "0015e00000NordDE1",
@@ -35,6 +37,8 @@ ACCOUNTS: list[dict[str, Any]] = [
         "BillingPostalCode": "20457",
         "BillingCountryCode": "DE",
         "CurrencyIsoCode": "EUR",
+        "Type": "Customer - Direct",
+        "Credit_Check_Status__c": "Approved",
     },
     {
         "Id": "0015e00000ThamGB1",
@@ -48,6 +52,8 @@ ACCOUNTS: list[dict[str, Any]] = [
         "BillingPostalCode": "E14 5AB",
         "BillingCountryCode": "GB",
         "CurrencyIsoCode": "GBP",
+        "Type": "Customer - Direct",
+        "Credit_Check_Status__c": "Approved",
     },
     {
         "Id": "0015e00000SakuJP1",
@@ -61,6 +67,8 @@ ACCOUNTS: list[dict[str, Any]] = [
         "BillingPostalCode": "100-0005",
         "BillingCountryCode": "JP",
         "CurrencyIsoCode": "JPY",
+        "Type": "Customer - Direct",
+        "Credit_Check_Status__c": "Approved",
     },
     {
         "Id": "0015e00000MapleCA",
@@ -74,6 +82,8 @@ ACCOUNTS: list[dict[str, Any]] = [
         "BillingPostalCode": "M5X 1A9",
         "BillingCountryCode": "CA",
         "CurrencyIsoCode": "CAD",
+        "Type": "Prospect",
+        "Credit_Check_Status__c": "Approved",
     },
     {
         "Id": "0015e00000NoTaxFR",
@@ -87,6 +97,8 @@ ACCOUNTS: list[dict[str, Any]] = [
         "BillingPostalCode": "75004",
         "BillingCountryCode": "FR",
         "CurrencyIsoCode": "EUR",
+        "Type": "Customer - Direct",
+        "Credit_Check_Status__c": "Approved",
     },
 ]
 

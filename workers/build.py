@@ -24,17 +24,36 @@ WORKFLOWS: Sequence[type] = (QuoteToCashWorkflow,)
 
 
 def crm_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
-    acts = CrmActivities(SalesforceCrm.from_settings(settings, http))
+    acts = CrmActivities(
+        SalesforceCrm(
+            http,
+            base_url=settings.salesforce_base_url,
+            api_version=settings.salesforce_api_version,
+            access_token=settings.salesforce_access_token.get_secret_value(),
+        )
+    )
     return [acts.fetch_account, acts.record_order, acts.mark_quote_rejected]
 
 
 def erp_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
-    acts = ErpActivities(NetSuiteErp.from_settings(settings, http))
+    acts = ErpActivities(
+        NetSuiteErp(
+            http,
+            base_url=settings.netsuite_base_url,
+            access_token=settings.netsuite_access_token.get_secret_value(),
+        )
+    )
     return [acts.check_catalog, acts.book_sales_order, acts.cancel_sales_order]
 
 
 def billing_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
-    acts = BillingActivities(StripeBilling.from_settings(settings, http))
+    acts = BillingActivities(
+        StripeBilling(
+            http,
+            base_url=settings.stripe_base_url,
+            api_key=settings.stripe_api_key.get_secret_value(),
+        )
+    )
     return [acts.provision_subscription, acts.cancel_subscription, acts.void_invoice]
 
 

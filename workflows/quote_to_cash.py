@@ -3,24 +3,28 @@ and a CRM order record, or nothing at all.
 
 Steps (workflow id ``q2c-<quote id>``, queue ``orchestration``):
 
-1. validate the quote (pure)                        stage VALIDATING
-2. read and check the CRM account                   (crm)
-3. check every line against the ERP catalog         (erp)   - rejects before any side effect
-4. upsert the ERP customer, create the sales order  (erp)   stage BOOKING_ERP
+1. read and check the CRM account                   (crm)     stage VALIDATING
+2. check every line against the ERP catalog         (erp)     - rejects before any side effect
+3. if the approval policy says so, wait for approve/reject     stage AWAITING_APPROVAL
+4. upsert the ERP customer, create the sales order  (erp)     stage BOOKING_ERP
 5. upsert the billing customer, create subscription (billing) stage PROVISIONING_BILLING
-6. record the order in CRM, mark the quote ordered  (crm)   stage UPDATING_CRM
+6. record the order in CRM, mark the quote ordered  (crm)     stage UPDATING_CRM
 7. BOOKED
 
-A rejection (non-retryable) before step 4 ends REJECTED; after it, the done side effects are
-undone in reverse order (cancel subscription, void invoice, cancel ERP order) and the saga
-ends COMPENSATED. Either way the CRM quote is marked Rejected with the reason. Transient
-failures are retried with backoff; a CRM write-back failure never unwinds a booked order.
+A rejection (non-retryable) of steps 1-5 unwinds: the done side effects are undone in reverse
+order (cancel subscription, void invoice, cancel ERP order), the CRM quote is marked Rejected
+with the reason, and the saga ends COMPENSATED (REJECTED when nothing had been booked).
+
+A step whose retry budget runs out, a rejected CRM write-back and a compensation that keeps
+failing do not fail the saga: it parks (NEEDS_ATTENTION, ``BlockedStep``) and waits for an
+operator's ``resolve`` update (retry, compensate or skip, as ``domain.saga`` allows).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -28,6 +32,14 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from domain.approval import (
+        ApprovalFacts,
+        ApprovalRequirement,
+        ApproverRole,
+        approval_requirement,
+        approve_problem,
+        reject_problem,
+    )
     from domain.contracts import (
         Activity,
         BookedSalesOrder,
@@ -45,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
         TaskQueue,
         VoidInvoice,
     )
-    from domain.customer import Customer
+    from domain.customer import CreditCheck, Customer
     from domain.order import (
         Invoice,
         SalesOrder,
@@ -55,30 +67,46 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.quote import Quote
     from domain.saga import (
+        COMPENSATION_STEPS,
+        ApprovalState,
+        ApproveRequest,
         FailureType,
+        OperatorDecision,
+        ParkedState,
         QuoteToCashInput,
         QuoteToCashStatus,
+        RejectRequest,
+        ResolveAction,
+        ResolveRequest,
+        SagaPolicy,
+        SlaBreach,
         Step,
         StepRecord,
         StepState,
+        allowed_resolutions,
+        resolution_problem,
     )
     from domain.stages import OrderStage
     from workflows import visibility
 
 T = TypeVar("T")
 
-# Every step retries transient failures with backoff; business rejections are final.
-STEP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=list(FailureType.NON_RETRYABLE),
-)
-STEP_TIMEOUT = timedelta(minutes=2)
+# Attempts run at most this long each; the step's retry budget bounds all attempts together.
+ATTEMPT_TIMEOUT = timedelta(minutes=2)
+
+
+def retry_policy(maximum_interval: timedelta = timedelta(minutes=1)) -> RetryPolicy:
+    """Transient failures back off from 1 s; business rejections are final."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=maximum_interval,
+        non_retryable_error_types=list(FailureType.NON_RETRYABLE),
+    )
 
 
 class SagaRejected(Exception):
-    """A step was rejected for a business reason; the saga must not go on."""
+    """The quote cannot be booked; what is done must be undone."""
 
     def __init__(self, step: Step, reason: str) -> None:
         super().__init__(reason)
@@ -94,12 +122,25 @@ def rejection_reason(error: ActivityError) -> str | None:
     return None
 
 
+def failure_summary(error: ActivityError) -> str:
+    """A readable reason for an activity that ran out of its retry budget."""
+    cause: BaseException | None = error.cause
+    messages: list[str] = []
+    while cause is not None and len(messages) < 3:
+        text = getattr(cause, "message", None) or str(cause)
+        if text and text not in messages:
+            messages.append(text)
+        cause = cause.__cause__
+    return "; ".join(messages) or "failed"
+
+
 @workflow.defn(name="QuoteToCash")
 class QuoteToCashWorkflow:
     @workflow.init
     def __init__(self, request: QuoteToCashInput) -> None:
         quote = request.quote
         self._quote = quote
+        self._policy: SagaPolicy = request.policy
         self._status = QuoteToCashStatus(
             workflow_id=workflow.info().workflow_id,
             quote_id=quote.quote_id,
@@ -107,30 +148,112 @@ class QuoteToCashWorkflow:
             amount=quote.total,
             currency=quote.currency,
             stage=OrderStage.RECEIVED,
+            stage_since=workflow.info().start_time,
         )
         # Undo actions for done side effects, run last-in first-out.
-        self._compensations: list[tuple[Step, Callable[[], Awaitable[str]]]] = []
+        self._compensations: list[tuple[Step, Callable[[], Awaitable[str | None]]]] = []
+        self._requirement: ApprovalRequirement | None = None
+        self._approval_decision: ApproveRequest | RejectRequest | None = None
+        self._resolution: ResolveRequest | None = None
+
+    # -- what operators see and do --------------------------------------------------------
 
     @workflow.query(name="status")
     def status(self) -> QuoteToCashStatus:
         return self._status
 
+    @workflow.update(name="resolve")
+    def resolve(self, request: ResolveRequest) -> OperatorDecision:
+        """An operator's decision on the parked step: retry, compensate or skip."""
+        parked = self._status.parked
+        assert parked is not None  # the validator let it through
+        self._resolution = request
+        return self._decide(request.operator, None, request.action.value, parked.step, request.note)
+
+    @resolve.validator
+    def _validate_resolve(self, request: ResolveRequest) -> None:
+        parked = self._status.parked
+        if parked is None or self._resolution is not None:
+            raise ValueError(
+                f"quote {self._quote.quote_id} is not waiting for an operator "
+                f"(stage {self._status.stage.value})"
+            )
+        problem = resolution_problem(parked.step, request.action)
+        if problem is not None:
+            raise ValueError(problem)
+
+    @workflow.update(name="approve")
+    def approve(self, request: ApproveRequest) -> OperatorDecision:
+        """Approve the quote; booking goes on at once."""
+        self._approval_decision = request
+        return self._decide_approval(request.approver.name, request, "approve", request.note)
+
+    @approve.validator
+    def _validate_approve(self, request: ApproveRequest) -> None:
+        problem = approve_problem(self._pending_requirement(), request.approver, self._quote.owner)
+        if problem is not None:
+            raise ValueError(problem)
+
+    @workflow.update(name="reject")
+    def reject(self, request: RejectRequest) -> OperatorDecision:
+        """Reject the quote: nothing is booked, the CRM quote is marked Rejected."""
+        self._approval_decision = request
+        return self._decide_approval(request.approver.name, request, "reject", request.reason)
+
+    @reject.validator
+    def _validate_reject(self, request: RejectRequest) -> None:
+        problem = reject_problem(
+            self._pending_requirement(), request.approver, self._quote.owner, request.reason
+        )
+        if problem is not None:
+            raise ValueError(problem)
+
+    def _pending_requirement(self) -> ApprovalRequirement:
+        if self._requirement is None or self._approval_decision is not None:
+            raise ValueError(
+                f"quote {self._quote.quote_id} is not awaiting approval "
+                f"(stage {self._status.stage.value})"
+            )
+        return self._requirement
+
+    def _decide_approval(
+        self, actor: str, request: ApproveRequest | RejectRequest, action: str, note: str | None
+    ) -> OperatorDecision:
+        decision = self._decide(actor, request.approver.role, action, Step.AWAIT_APPROVAL, note)
+        if self._status.approval is not None:
+            self._status.approval.decided = decision
+        return decision
+
+    def _decide(
+        self, actor: str, role: ApproverRole | None, action: str, step: Step, note: str | None
+    ) -> OperatorDecision:
+        decision = OperatorDecision(
+            at=workflow.now(), actor=actor, role=role, action=action, step=step, note=note
+        )
+        self._status.decisions.append(decision)
+        return decision
+
+    # -- the saga -------------------------------------------------------------------------
+
     @workflow.run
     async def run(self, request: QuoteToCashInput) -> QuoteToCashStatus:
         quote = request.quote
+        sla: asyncio.Task[None] | None = None
         try:
-            await self._book(quote)
+            customer = await self._validate(quote)
+            await self._approval(quote, customer)
+            sla = asyncio.create_task(self._watch_booking_sla())
+            await self._book(quote, customer)
         except SagaRejected as rejected:
             await self._unwind(rejected)
+        finally:
+            if sla is not None:
+                sla.cancel()
         return self._status
 
-    # -- the happy path -------------------------------------------------------------------
-
-    async def _book(self, quote: Quote) -> None:
+    async def _validate(self, quote: Quote) -> Customer:
         self._enter(OrderStage.VALIDATING)
-        workflow_id = self._status.workflow_id
-
-        customer = await self._run(
+        customer = await self._step(
             Step.FETCH_ACCOUNT,
             Activity.CRM_FETCH_ACCOUNT,
             FetchAccount(account_id=quote.account_id),
@@ -138,8 +261,7 @@ class QuoteToCashWorkflow:
             TaskQueue.CRM,
         )
         self._status.customer_name = customer.name
-
-        check = await self._run(
+        check = await self._step(
             Step.CHECK_CATALOG,
             Activity.ERP_CHECK_CATALOG,
             CheckCatalog(quote=quote),
@@ -152,9 +274,60 @@ class QuoteToCashWorkflow:
             raise SagaRejected(
                 Step.CHECK_CATALOG, f"quote does not match the ERP catalog: {listing}"
             )
+        return customer
 
+    async def _approval(self, quote: Quote, customer: Customer) -> None:
+        """Stop before any side effect when the approval policy asks for a human decision."""
+        policy = self._policy.approval
+        facts = ApprovalFacts(
+            is_new_customer=not customer.existing_customer,
+            credit_check_approved=(
+                None
+                if customer.credit_check is None
+                else customer.credit_check is CreditCheck.APPROVED
+            ),
+        )
+        requirement = approval_requirement(quote, facts, policy)
+        if not requirement.needed:
+            return
+        self._requirement = requirement
+        self._status.approval = ApprovalState(
+            reasons=requirement.reasons,
+            required_role=requirement.required_role,
+            requested_at=workflow.now(),
+        )
+        self._start(Step.AWAIT_APPROVAL)
+        self._enter(OrderStage.AWAITING_APPROVAL)
+
+        def decided() -> bool:
+            return self._approval_decision is not None
+
+        if not await self._wait(decided, policy.escalate_after):
+            self._status.approval.escalated_at = workflow.now()
+            self._breach(
+                "approval",
+                f"not approved within {policy.escalate_after}; needs {requirement.required_role}",
+            )
+            if not await self._wait(decided, policy.expire_after - policy.escalate_after):
+                reason = f"approval expired: no decision within {policy.expire_after}"
+                self._status.approval.decided = self._decide(
+                    "revsync", None, "expire", Step.AWAIT_APPROVAL, reason
+                )
+                self._record(Step.AWAIT_APPROVAL, StepState.FAILED, detail=reason)
+                raise SagaRejected(Step.AWAIT_APPROVAL, reason)
+
+        decision = self._approval_decision
+        who = f"{decision.approver.name} ({decision.approver.role})" if decision else "?"
+        if isinstance(decision, RejectRequest):
+            reason = f"rejected by {who}: {decision.reason}"
+            self._record(Step.AWAIT_APPROVAL, StepState.FAILED, detail=reason)
+            raise SagaRejected(Step.AWAIT_APPROVAL, reason)
+        self._record(Step.AWAIT_APPROVAL, StepState.DONE, detail=f"approved by {who}")
+
+    async def _book(self, quote: Quote, customer: Customer) -> None:
+        workflow_id = self._status.workflow_id
         self._enter(OrderStage.BOOKING_ERP)
-        booked = await self._run(
+        booked = await self._step(
             Step.BOOK_ERP_ORDER,
             Activity.ERP_BOOK_SALES_ORDER,
             BookSalesOrder(
@@ -168,13 +341,13 @@ class QuoteToCashWorkflow:
         order = booked.order
         self._status.erp_customer_id = booked.customer_id
         self._status.erp_order_id = order.order_id
-        self._done(
+        self._ids(
             Step.BOOK_ERP_ORDER, erp_customer_id=booked.customer_id, erp_order_id=order.order_id
         )
         self._compensations.append((Step.CANCEL_ERP_ORDER, lambda: self._cancel_order(order)))
 
         self._enter(OrderStage.PROVISIONING_BILLING)
-        provisioned = await self._run(
+        provisioned = await self._step(
             Step.PROVISION_BILLING,
             Activity.BILLING_PROVISION_SUBSCRIPTION,
             ProvisionSubscription(
@@ -191,7 +364,7 @@ class QuoteToCashWorkflow:
         self._status.billing_customer_id = provisioned.customer_id
         self._status.subscription_id = subscription.subscription_id
         self._status.invoice_id = subscription.latest_invoice_id
-        self._done(
+        self._ids(
             Step.PROVISION_BILLING,
             billing_customer_id=provisioned.customer_id,
             subscription_id=subscription.subscription_id,
@@ -209,34 +382,26 @@ class QuoteToCashWorkflow:
         )
 
         self._enter(OrderStage.UPDATING_CRM)
-        await self._write_back(quote, order, subscription)
-
-    async def _write_back(
-        self, quote: Quote, order: SalesOrder, subscription: Subscription
-    ) -> None:
-        """Record the booked order in CRM. The order is booked in the financial systems by
-        now, so a CRM failure never unwinds it: the step is marked and the saga parks."""
-        try:
-            record = await self._run(
-                Step.UPDATE_CRM,
-                Activity.CRM_RECORD_ORDER,
-                RecordOrderInCrm(
-                    quote_id=quote.quote_id,
-                    account_id=quote.account_id,
-                    order_key=f"{self._status.workflow_id}:crm-order",
-                    sales_order=order,
-                    subscription=subscription,
-                ),
-                CrmOrderRecord,
-                TaskQueue.CRM,
-            )
-        except SagaRejected as rejected:
-            self._status.reason = f"CRM write-back rejected: {rejected.reason}"
-            self._enter(OrderStage.NEEDS_ATTENTION, blocked=Step.UPDATE_CRM)
-            return
-        self._status.crm_order_id = record.crm_order_id
-        self._status.crm_status = record.quote_status
-        self._done(Step.UPDATE_CRM, crm_order_id=record.crm_order_id)
+        # The order is booked in the financial systems by now: a CRM failure never unwinds
+        # it. A rejected write-back parks like an exhausted one; skip leaves CRM to a person.
+        record = await self._attempt(
+            Step.UPDATE_CRM,
+            Activity.CRM_RECORD_ORDER,
+            RecordOrderInCrm(
+                quote_id=quote.quote_id,
+                account_id=quote.account_id,
+                order_key=f"{workflow_id}:crm-order",
+                sales_order=order,
+                subscription=subscription,
+            ),
+            CrmOrderRecord,
+            TaskQueue.CRM,
+        )
+        if record is not None:
+            self._status.crm_order_id = record.crm_order_id
+            self._status.crm_status = record.quote_status
+            self._ids(Step.UPDATE_CRM, crm_order_id=record.crm_order_id)
+        self._status.reason = None
         self._enter(OrderStage.BOOKED)
 
     # -- rejection and compensation -------------------------------------------------------
@@ -248,31 +413,37 @@ class QuoteToCashWorkflow:
             self._enter(OrderStage.COMPENSATING)
             while self._compensations:
                 step, undo = self._compensations.pop()
-                self._start(step)
                 detail = await undo()
-                self._record(step, StepState.DONE, detail=detail)
-        self._start(Step.MARK_CRM_REJECTED)
-        self._status.crm_status = await self._activity(
+                if detail is not None:
+                    self._record(step, StepState.DONE, detail=detail)
+        crm_status = await self._attempt(
+            Step.MARK_CRM_REJECTED,
             Activity.CRM_MARK_QUOTE_REJECTED,
             MarkQuoteRejected(quote_id=self._quote.quote_id, reason=rejected.reason),
             str,
             TaskQueue.CRM,
         )
-        self._record(Step.MARK_CRM_REJECTED, StepState.DONE)
+        if crm_status is not None:
+            self._status.crm_status = crm_status
+        self._status.reason = rejected.reason
         self._enter(OrderStage.COMPENSATED if compensated else OrderStage.REJECTED)
 
-    async def _cancel_order(self, order: SalesOrder) -> str:
-        cancelled = await self._activity(
+    async def _cancel_order(self, order: SalesOrder) -> str | None:
+        cancelled = await self._attempt(
+            Step.CANCEL_ERP_ORDER,
             Activity.ERP_CANCEL_SALES_ORDER,
             CancelSalesOrder(order_id=order.order_id, reason=self._status.reason or "rejected"),
             SalesOrder,
             TaskQueue.ERP,
         )
-        self._mark_compensated(Step.BOOK_ERP_ORDER)
+        self._mark(Step.BOOK_ERP_ORDER, StepState.COMPENSATED)
+        if cancelled is None:
+            return None
         return f"ERP order {cancelled.order_id} {cancelled.status.value}"
 
-    async def _cancel_subscription(self, subscription: Subscription) -> str:
-        cancelled = await self._activity(
+    async def _cancel_subscription(self, subscription: Subscription) -> str | None:
+        cancelled = await self._attempt(
+            Step.CANCEL_SUBSCRIPTION,
             Activity.BILLING_CANCEL_SUBSCRIPTION,
             CancelSubscription(
                 subscription_id=subscription.subscription_id,
@@ -281,104 +452,190 @@ class QuoteToCashWorkflow:
             Subscription,
             TaskQueue.BILLING,
         )
-        self._mark_compensated(Step.PROVISION_BILLING)
+        self._mark(Step.PROVISION_BILLING, StepState.COMPENSATED)
+        if cancelled is None:
+            return None
         return f"subscription {cancelled.subscription_id} {cancelled.status.value}"
 
-    async def _void_invoice(self, invoice_id: str) -> str:
-        invoice = await self._activity(
+    async def _void_invoice(self, invoice_id: str) -> str | None:
+        invoice = await self._attempt(
+            Step.VOID_INVOICE,
             Activity.BILLING_VOID_INVOICE,
             VoidInvoice(invoice_id=invoice_id),
             Invoice,
             TaskQueue.BILLING,
         )
-        return f"invoice {invoice.invoice_id} {invoice.status.value}"
+        return None if invoice is None else f"invoice {invoice.invoice_id} {invoice.status.value}"
 
-    # -- plumbing -------------------------------------------------------------------------
+    # -- steps, parking and SLAs ----------------------------------------------------------
 
-    async def _run(
+    async def _step(
         self, step: Step, activity: str, arg: Any, result_type: type[T], queue: str
     ) -> T:
-        """Run one saga step: record it, and turn a business rejection into SagaRejected."""
-        self._start(step)
-        try:
-            result = await self._activity(activity, arg, result_type, queue)
-        except ActivityError as error:
-            reason = rejection_reason(error)
-            if reason is None:
-                raise
-            self._record(step, StepState.FAILED, detail=reason)
-            raise SagaRejected(step, reason) from error
-        self._record(step, StepState.DONE)
+        """A forward step that others depend on: it is never skipped."""
+        result = await self._attempt(step, activity, arg, result_type, queue)
+        assert result is not None, f"{step.value} cannot be skipped"
         return result
 
-    async def _activity(self, activity: str, arg: Any, result_type: type[T], queue: str) -> T:
-        result: T = await workflow.execute_activity(
-            activity,
-            arg,
-            result_type=result_type,
-            task_queue=queue,
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=STEP_RETRY,
+    async def _attempt(
+        self, step: Step, activity: str, arg: Any, result_type: type[T], queue: str
+    ) -> T | None:
+        """Run ``step`` until it is done. Returns None when an operator skipped it.
+
+        A business rejection of a forward step raises :class:`SagaRejected` (the saga
+        unwinds). Running out of the retry budget, or a rejected CRM write-back or
+        compensation, parks the saga until an operator resolves it.
+        """
+        compensating = step in COMPENSATION_STEPS
+        budget = (
+            self._policy.compensation_retry_budget
+            if compensating
+            else self._policy.step_retry_budget
         )
-        return result
+        while True:
+            self._start(step)
+            try:
+                result: T = await workflow.execute_activity(
+                    activity,
+                    arg,
+                    result_type=result_type,
+                    task_queue=queue,
+                    start_to_close_timeout=ATTEMPT_TIMEOUT,
+                    schedule_to_close_timeout=budget,
+                    retry_policy=retry_policy(),
+                )
+            except ActivityError as error:
+                rejected = rejection_reason(error)
+                reason = (
+                    rejected or f"gave up after retrying for {budget}: {failure_summary(error)}"
+                )
+                self._record(step, StepState.FAILED, detail=reason)
+                if rejected is not None and not compensating and step is not Step.UPDATE_CRM:
+                    raise SagaRejected(step, rejected) from error
+                decision = await self._park(step, reason)
+                if decision.action is ResolveAction.RETRY:
+                    continue
+                if decision.action is ResolveAction.SKIP:
+                    self._record(
+                        step,
+                        StepState.SKIPPED,
+                        detail=f"skipped by {decision.operator}: {decision.note}",
+                    )
+                    return None
+                raise SagaRejected(
+                    step,
+                    f"{decision.operator} chose to compensate at {step.value}: {decision.note}",
+                ) from error
+            self._record(step, StepState.DONE)
+            return result
+
+    async def _park(self, step: Step, reason: str) -> ResolveRequest:
+        """Wait, parked, for an operator's decision on ``step``."""
+        resume_stage = self._status.stage
+        self._status.parked = ParkedState(
+            step=step, reason=reason, since=workflow.now(), allowed=allowed_resolutions(step)
+        )
+        previous_reason = self._status.reason
+        self._status.reason = f"{step.value}: {reason}"
+        self._enter(OrderStage.NEEDS_ATTENTION, blocked=step)
+        await workflow.wait_condition(lambda: self._resolution is not None)
+        decision = self._resolution
+        assert decision is not None
+        self._resolution = None
+        self._status.parked = None
+        self._status.reason = previous_reason
+        if decision.action is not ResolveAction.COMPENSATE:
+            self._enter(resume_stage)
+        return decision
+
+    async def _watch_booking_sla(self) -> None:
+        """Mark the saga (not fail it) when it is not BOOKED within the booking SLA."""
+        within = self._policy.book_within
+        if not await self._wait(lambda: self._status.stage.is_terminal, within):
+            self._breach("booking", f"not booked within {within} (stage {self._status.stage})")
+
+    @staticmethod
+    async def _wait(condition: Callable[[], bool], within: timedelta) -> bool:
+        """True when ``condition`` came true, False when ``within`` passed first."""
+        try:
+            await workflow.wait_condition(condition, timeout=within)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- status, search attributes, Web UI ------------------------------------------------
 
     def _start(self, step: Step) -> None:
         self._status.steps.append(
             StepRecord(step=step, state=StepState.RUNNING, started_at=workflow.now())
         )
 
-    def _record(
-        self, step: Step, state: StepState, *, detail: str | None = None, **ids: str
-    ) -> None:
+    def _record(self, step: Step, state: StepState, *, detail: str | None = None) -> None:
         record = self._status.step(step)
         if record is None:
             return
         record.state = state
         record.finished_at = workflow.now()
         record.detail = detail
-        record.external_ids.update(ids)
 
-    def _done(self, step: Step, **ids: str) -> None:
+    def _ids(self, step: Step, **ids: str) -> None:
         """Attach the external ids a done step created."""
         record = self._status.step(step)
         if record is not None:
             record.external_ids.update(ids)
 
-    def _mark_compensated(self, step: Step) -> None:
+    def _mark(self, step: Step, state: StepState) -> None:
         record = self._status.step(step)
         if record is not None:
-            record.state = StepState.COMPENSATED
+            record.state = state
+
+    def _indexed(self) -> bool:
+        """Started with revsync's search attributes (not, e.g., on a bare test namespace)."""
+        return workflow.info().typed_search_attributes.get(visibility.QUOTE_ID) is not None
 
     def _enter(self, stage: OrderStage, *, blocked: Step | None = None) -> None:
-        """Move to ``stage``: fresh details for the Web UI and, when the saga was started with
-        revsync's search attributes, one upsert that keeps ``OrderStage``/``BlockedStep``
-        current. (A saga started without them, e.g. on a namespace that lacks them, is not
-        indexed, and no upsert is attempted that the server would refuse.)"""
+        """Move to ``stage``: fresh details for the Web UI and one search-attribute upsert."""
+        now = workflow.now()
         self._status.stage = stage
-        attributes = workflow.info().typed_search_attributes
-        if attributes.get(visibility.QUOTE_ID) is not None:
+        self._status.stage_since = now
+        if self._indexed():
             updates: list[SearchAttributeUpdate[Any]] = [
-                visibility.ORDER_STAGE.value_set(stage.value)
+                visibility.ORDER_STAGE.value_set(stage.value),
+                visibility.STAGE_SINCE.value_set(now),
             ]
             if blocked is not None:
                 updates.append(visibility.BLOCKED_STEP.value_set(blocked.value))
-            elif attributes.get(visibility.BLOCKED_STEP) is not None:
+            elif workflow.info().typed_search_attributes.get(visibility.BLOCKED_STEP) is not None:
                 updates.append(visibility.BLOCKED_STEP.value_unset())
             workflow.upsert_search_attributes(updates)
+        workflow.set_current_details(self._details())
+
+    def _breach(self, sla: str, detail: str) -> None:
+        first = not self._status.sla_breaches
+        self._status.sla_breaches.append(SlaBreach(sla=sla, at=workflow.now(), detail=detail))
+        if first and self._indexed():
+            workflow.upsert_search_attributes([visibility.SLA_BREACHED.value_set(True)])
         workflow.set_current_details(self._details())
 
     def _details(self) -> str:
         s = self._status
         lines = [
-            f"**Stage:** {s.stage.value}",
+            f"**Stage:** {s.stage.value} since {_clock(s.stage_since)}",
             f"**Customer:** {s.customer_name or '(not read yet)'} ({s.account_id})",
             f"**Amount:** {self._quote.total_money()}",
         ]
+        if s.parked is not None:
+            allowed = ", ".join(a.value for a in s.parked.allowed)
+            lines.append(f"**Blocked step:** {s.parked.step.value} (operator may: {allowed})")
         if s.reason:
             lines.append(f"**Reason:** {s.reason}")
-        blocked = [r.step.value for r in s.steps if r.state is StepState.FAILED]
-        if s.stage is OrderStage.NEEDS_ATTENTION and blocked:
-            lines.append(f"**Blocked step:** {blocked[-1]}")
+        if s.approval is not None and s.approval.decided is None:
+            lines.append(f"**Needs approval by:** {s.approval.required_role}")
+            lines.extend(f"- {r.message}" for r in s.approval.reasons)
+            if s.approval.escalated_at is not None:
+                lines.append(f"**Escalated** at {_clock(s.approval.escalated_at)}")
+        for breach in s.sla_breaches:
+            lines.append(f"**SLA breached ({breach.sla}):** {breach.detail}")
         for label, value in (
             ("ERP order", s.erp_order_id),
             ("Subscription", s.subscription_id),
@@ -387,4 +644,11 @@ class QuoteToCashWorkflow:
         ):
             if value:
                 lines.append(f"**{label}:** {value}")
+        if s.decisions:
+            last = s.decisions[-1]
+            lines.append(f"**Last decision:** {last.action} by {last.actor}: {last.note or '-'}")
         return "\n\n".join(lines)
+
+
+def _clock(moment: datetime | None) -> str:
+    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M} UTC"

@@ -10,6 +10,9 @@ for filtering and sorting, never for arithmetic; the exact amount lives in the p
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
@@ -25,28 +28,34 @@ ORDER_STAGE = SearchAttributeKey.for_keyword("OrderStage")
 BLOCKED_STEP = SearchAttributeKey.for_keyword("BlockedStep")
 ORDER_AMOUNT = SearchAttributeKey.for_float("OrderAmount")
 CURRENCY = SearchAttributeKey.for_keyword("Currency")
+# Set once a business SLA (booking, approval) is breached: filter and alert on it.
+SLA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
+# When the saga entered its current stage: `revsync stuck` finds long waits with it.
+STAGE_SINCE = SearchAttributeKey.for_datetime("StageSince")
 
-ALL_KEYS: tuple[SearchAttributeKey[str] | SearchAttributeKey[float], ...] = (
+ALL_KEYS: tuple[SearchAttributeKey[Any], ...] = (
     QUOTE_ID,
     CUSTOMER_ID,
     ORDER_STAGE,
     BLOCKED_STEP,
     ORDER_AMOUNT,
     CURRENCY,
+    SLA_BREACHED,
+    STAGE_SINCE,
 )
 
 
-def start_attributes(quote: Quote) -> TypedSearchAttributes:
+def start_attributes(quote: Quote, now: datetime) -> TypedSearchAttributes:
     """The attributes a saga is started with, so it is findable before its first task."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(QUOTE_ID, quote.quote_id),
-            SearchAttributePair(CUSTOMER_ID, quote.account_id),
-            SearchAttributePair(ORDER_STAGE, OrderStage.RECEIVED.value),
-            SearchAttributePair(ORDER_AMOUNT, float(quote.total)),
-            SearchAttributePair(CURRENCY, quote.currency),
-        ]
-    )
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(QUOTE_ID, quote.quote_id),
+        SearchAttributePair(CUSTOMER_ID, quote.account_id),
+        SearchAttributePair(ORDER_STAGE, OrderStage.RECEIVED.value),
+        SearchAttributePair(STAGE_SINCE, now),
+        SearchAttributePair(ORDER_AMOUNT, float(quote.total)),
+        SearchAttributePair(CURRENCY, quote.currency),
+    ]
+    return TypedSearchAttributes(pairs)
 
 
 def static_summary(quote: Quote) -> str:

@@ -11,6 +11,7 @@ canonical model and starts ``QuoteToCashWorkflow`` (id ``q2c-<quote id>``) at mo
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -27,7 +28,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from adapters.webhooks import cpq
 from domain.contracts import TaskQueue
 from domain.quote import Quote
-from domain.saga import QuoteToCashInput
+from domain.saga import QuoteToCashInput, SagaPolicy
 from revsync.settings import Settings, get_settings
 from revsync.temporal import connect
 from workflows import visibility
@@ -92,22 +93,22 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             quote = Quote.model_validate(payload)
         except ValidationError as error:
             return _problem(422, "invalid quote", fields=field_errors(error))
-        return await start_quote_to_cash(request.app.state.client, quote)
+        return await start_quote_to_cash(request.app.state.client, quote, settings.saga_policy)
 
     return app
 
 
-async def start_quote_to_cash(client: Client, quote: Quote) -> JSONResponse:
+async def start_quote_to_cash(client: Client, quote: Quote, policy: SagaPolicy) -> JSONResponse:
     """Start the saga for ``quote`` unless one exists for its quote id (running or ended)."""
     workflow_id = visibility.workflow_id_for_quote(quote.quote_id)
     try:
         handle = await client.start_workflow(
             QuoteToCashWorkflow.run,
-            QuoteToCashInput(quote=quote),
+            QuoteToCashInput(quote=quote, policy=policy),
             id=workflow_id,
             task_queue=TaskQueue.ORCHESTRATION,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=visibility.start_attributes(quote),
+            search_attributes=visibility.start_attributes(quote, datetime.now(UTC)),
             static_summary=visibility.static_summary(quote),
             static_details=visibility.static_details(quote),
         )

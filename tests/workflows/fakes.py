@@ -35,7 +35,7 @@ from domain.contracts import (
     TaskQueue,
     VoidInvoice,
 )
-from domain.customer import Address, Customer
+from domain.customer import Address, CreditCheck, Customer
 from domain.order import (
     Invoice,
     InvoiceStatus,
@@ -59,6 +59,8 @@ CUSTOMER = Customer(
         line1="500 Howard St", city="San Francisco", region="CA", postal_code="94105", country="US"
     ),
     currency="USD",
+    existing_customer=True,
+    credit_check=CreditCheck.APPROVED,
 )
 
 CATALOG_ITEMS = {
@@ -90,6 +92,7 @@ class FakeSystems:
         self.subscriptions: dict[str, Subscription] = {}
         self.crm_orders: dict[str, str] = {}
         self.quote_status: dict[str, str] = {}
+        self.customer_updates: dict[str, Any] = {}
 
     def fail_with(self, activity_name: str, *errors: Exception) -> None:
         self.failures.setdefault(activity_name, []).extend(errors)
@@ -107,7 +110,9 @@ class FakeSystems:
         @activity.defn(name=Activity.CRM_FETCH_ACCOUNT)
         async def fetch_account(req: FetchAccount) -> Customer:
             self._enter(Activity.CRM_FETCH_ACCOUNT, req)
-            return CUSTOMER.model_copy(update={"account_id": req.account_id})
+            return CUSTOMER.model_copy(
+                update={"account_id": req.account_id, **self.customer_updates}
+            )
 
         @activity.defn(name=Activity.ERP_CHECK_CATALOG)
         async def check_catalog(req: CheckCatalog) -> CatalogCheckResult:

@@ -158,18 +158,3 @@ async def test_transient_failures_are_retried_until_they_recover(
     assert len(fakes.called(Activity.BILLING_PROVISION_SUBSCRIPTION)) == 4
     (sub,) = fakes.subscriptions.values()
     assert sub.status is SubscriptionStatus.ACTIVE
-
-
-async def test_crm_write_back_rejection_never_unwinds_a_booked_order(
-    time_skipping_env: WorkflowEnvironment,
-):
-    fakes = FakeSystems()
-    fakes.fail_with(Activity.CRM_RECORD_ORDER, rejected("FIELD_CUSTOM_VALIDATION_EXCEPTION"))
-    status = await run_saga(time_skipping_env, fakes, new_quote())
-    assert status.stage is OrderStage.NEEDS_ATTENTION
-    assert fakes.called(Activity.ERP_CANCEL_SALES_ORDER) == []
-    assert fakes.called(Activity.BILLING_CANCEL_SUBSCRIPTION) == []
-    (order,) = fakes.orders.values()
-    assert order.status is SalesOrderStatus.PENDING_FULFILLMENT
-    crm = status.step(Step.UPDATE_CRM)
-    assert crm is not None and crm.state is StepState.FAILED

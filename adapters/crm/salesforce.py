@@ -1,0 +1,335 @@
+"""Salesforce (Sales Cloud + Salesforce CPQ) behind :class:`adapters.ports.CrmPort`.
+
+REST API at ``{base_url}/services/data/{api_version}/``, bearer token auth. Reads use SOQL
+(``query`` with ``nextRecordsUrl`` paging); the booked order is an upsert by the external id
+``Revsync_Key__c``, so a retried write finds the Order the first attempt made.
+
+Salesforce error bodies are a JSON list ``[{"message", "errorCode", "fields"}]``;
+:func:`classify_salesforce` reads them into the failure taxonomy.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote as url_quote
+
+import httpx
+from pydantic import ValidationError
+
+from adapters.errors import NotFoundError, RejectedError, TransientError, VendorError
+from adapters.http import VendorHttp, classify_by_status, decode_json, retry_after_seconds
+from domain.customer import Customer
+from domain.order import SalesOrder, Subscription
+
+VENDOR = "salesforce"
+
+# Record ids are 15 (case-sensitive) or 18 (case-safe) alphanumerics. The sandbox seed uses
+# 17-character ids, so any length in between is accepted: the point is that nothing but
+# letters and digits ever reaches a URL path or a SOQL literal.
+_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
+
+# Error codes that mean "try again later" whatever the HTTP status.
+_TRANSIENT_CODES = frozenset(
+    {"REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT"}
+)
+_NOT_FOUND_CODES = frozenset({"NOT_FOUND", "ENTITY_IS_DELETED"})
+
+ORDER_STATUS = "Activated"
+QUOTE_ORDERED = "Ordered"
+REASON_MAX_LENGTH = 255  # Revsync_Status_Reason__c is a Text(255) field
+
+ACCOUNT_FIELDS = (
+    "Id",
+    "Name",
+    "Legal_Entity__c",
+    "Tax_Id__c",
+    "Billing_Email__c",
+    "BillingStreet",
+    "BillingCity",
+    "BillingState",
+    "BillingPostalCode",
+    "BillingCountryCode",
+    "CurrencyIsoCode",
+)
+
+_SOQL_ESCAPES = {
+    "\\": "\\\\",
+    "'": "\\'",
+    '"': '\\"',
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+}
+
+
+def soql_literal(value: str) -> str:
+    """``value`` as a quoted SOQL string literal, escaped as SOQL requires."""
+    return "'" + "".join(_SOQL_ESCAPES.get(ch, ch) for ch in value) + "'"
+
+
+def _error_items(response: httpx.Response) -> list[tuple[str | None, str]]:
+    """``(errorCode, message)`` pairs from a Salesforce error body, whatever its shape."""
+    try:
+        body = decode_json(response)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        body = [body]
+    items: list[tuple[str | None, str]] = []
+    if isinstance(body, list):
+        for entry in body:
+            if not isinstance(entry, dict):
+                continue
+            # REST errors use errorCode/message; OAuth errors use error/error_description.
+            code = entry.get("errorCode") or entry.get("error")
+            message = entry.get("message") or entry.get("error_description") or ""
+            if code is None and not message:
+                continue
+            items.append((str(code) if code else None, str(message)))
+    return items
+
+
+def classify_salesforce(operation: str, response: httpx.Response) -> VendorError:
+    """The failure an error response from Salesforce means."""
+    status = response.status_code
+    items = _error_items(response)
+    codes = [code for code, _ in items if code]
+    transient_codes = [code for code in codes if code in _TRANSIENT_CODES]
+    code = transient_codes[0] if transient_codes else (codes[0] if codes else None)
+    message = "; ".join(m for _, m in items if m) or (
+        response.text[:200].strip() or response.reason_phrase or f"HTTP {status}"
+    )
+
+    if transient_codes:
+        return TransientError(
+            VENDOR,
+            operation,
+            message,
+            status=status,
+            code=code,
+            retry_after=retry_after_seconds(response),
+        )
+    if status == 401 or code == "INVALID_SESSION_ID":
+        # The token expired or was revoked. Until token refresh exists, retrying (and
+        # parking the step when the budget runs out) beats failing the saga over it.
+        return TransientError(
+            VENDOR,
+            operation,
+            f"access token rejected, token refresh is not implemented yet: {message}",
+            status=status,
+            code=code or "INVALID_SESSION_ID",
+        )
+    if code in _NOT_FOUND_CODES:
+        return NotFoundError(VENDOR, operation, message, status=status, code=code)
+    return classify_by_status(VENDOR, operation, response, message, code)
+
+
+def _unexpected(operation: str, what: str) -> TransientError:
+    # A success status with a body that is not what Salesforce sends (a proxy page, a
+    # truncated answer): retry, and let the step park if it keeps happening.
+    return TransientError(VENDOR, operation, f"unexpected response: {what}")
+
+
+def _text(record: dict[str, Any], field: str) -> str | None:
+    value = record.get(field)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+# Where each Customer field comes from, to name the Salesforce field a bad value came from.
+_SOURCE_FIELDS = {
+    ("account_id",): "Id",
+    ("name",): "Name",
+    ("legal_entity",): "Legal_Entity__c",
+    ("tax_id",): "Tax_Id__c",
+    ("email",): "Billing_Email__c",
+    ("billing_address", "line1"): "BillingStreet",
+    ("billing_address", "line2"): "BillingStreet",
+    ("billing_address", "city"): "BillingCity",
+    ("billing_address", "region"): "BillingState",
+    ("billing_address", "postal_code"): "BillingPostalCode",
+    ("billing_address", "country"): "BillingCountryCode",
+    ("currency",): "CurrencyIsoCode",
+}
+
+
+def _customer(record: dict[str, Any]) -> Customer:
+    """The Account record as a :class:`Customer`. Raises ``ValidationError``."""
+    street = _text(record, "BillingStreet") or ""
+    line1, _, rest = street.partition("\n")
+    return Customer.model_validate(
+        {
+            "account_id": record.get("Id"),
+            "name": _text(record, "Name"),
+            # Orgs without a separate legal-entity field invoice under the account name.
+            "legal_entity": _text(record, "Legal_Entity__c") or _text(record, "Name"),
+            "tax_id": _text(record, "Tax_Id__c"),
+            "email": _text(record, "Billing_Email__c"),
+            "billing_address": {
+                "line1": line1.strip() or None,
+                "line2": " ".join(rest.split()) or None,
+                "city": _text(record, "BillingCity"),
+                "region": _text(record, "BillingState"),
+                "postal_code": _text(record, "BillingPostalCode"),
+                "country": (_text(record, "BillingCountryCode") or "").upper() or None,
+            },
+            "currency": _text(record, "CurrencyIsoCode"),
+        }
+    )
+
+
+def _bad_fields(error: ValidationError) -> str:
+    names = [_SOURCE_FIELDS.get(tuple(map(str, e["loc"])), str(e["loc"])) for e in error.errors()]
+    return ", ".join(dict.fromkeys(names))
+
+
+class SalesforceCrm:
+    """The CRM port on the Salesforce REST API."""
+
+    vendor = VENDOR
+
+    def __init__(
+        self, http: httpx.AsyncClient, *, base_url: str, api_version: str, access_token: str
+    ) -> None:
+        self._http = VendorHttp(VENDOR, http, classify_salesforce)
+        self._base_url = base_url.rstrip("/")
+        self._api = f"{self._base_url}/services/data/{api_version}"
+        self._headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def get_account(self, account_id: str) -> Customer:
+        operation = "get_account"
+        self._check_id(operation, "Account", account_id)
+        soql = (
+            f"SELECT {', '.join(ACCOUNT_FIELDS)} FROM Account WHERE Id = {soql_literal(account_id)}"
+        )
+        records = await self._query(operation, soql)
+        if not records:
+            raise NotFoundError(
+                VENDOR, operation, f"Account {account_id} does not exist", code="NOT_FOUND"
+            )
+        try:
+            return _customer(records[0])
+        except ValidationError as error:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"Account {account_id} is missing or has invalid {_bad_fields(error)}",
+                code="INVALID_ACCOUNT",
+            ) from error
+
+    async def _query(self, operation: str, soql: str) -> list[dict[str, Any]]:
+        """Every record a SOQL query matches, following ``nextRecordsUrl`` until ``done``."""
+        response = await self._http.request(
+            operation, "GET", f"{self._api}/query", params={"q": soql}, headers=self._headers
+        )
+        records: list[dict[str, Any]] = []
+        while True:
+            body = decode_json(response)
+            if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+                raise _unexpected(operation, "query answer without records")
+            records.extend(r for r in body["records"] if isinstance(r, dict))
+            if body.get("done", True):
+                return records
+            next_url = body.get("nextRecordsUrl")
+            if not isinstance(next_url, str) or not next_url.startswith("/services/data/"):
+                raise _unexpected(operation, "query not done but no usable nextRecordsUrl")
+            response = await self._http.request(
+                operation, "GET", f"{self._base_url}{next_url}", headers=self._headers
+            )
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def record_order(
+        self,
+        *,
+        quote_id: str,
+        account_id: str,
+        order_key: str,
+        sales_order: SalesOrder,
+        subscription: Subscription,
+    ) -> str:
+        operation = "record_order"
+        self._check_id(operation, "SBQQ__Quote__c", quote_id)
+        fields: dict[str, Any] = {
+            "AccountId": account_id,
+            "SBQQ__Quote__c": quote_id,
+            "ERP_Order_Id__c": sales_order.order_id,
+            "ERP_Customer_Id__c": sales_order.customer_id,
+            "Billing_Subscription_Id__c": subscription.subscription_id,
+            "Billing_Customer_Id__c": subscription.customer_id,
+            "TotalAmount": sales_order.total,
+            "CurrencyIsoCode": sales_order.currency,
+            "Status": ORDER_STATUS,
+            # The port carries no order date: the order takes effect the day it is recorded.
+            "EffectiveDate": datetime.now(UTC).date(),
+        }
+        key_url = f"{self._api}/sobjects/Order/Revsync_Key__c/{url_quote(order_key, safe='')}"
+        response = await self._http.request(
+            operation,
+            "PATCH",
+            key_url,
+            ok=(200, 201, 204),
+            json_body=fields,
+            headers=self._headers,
+        )
+        order_id = await self._upserted_id(operation, response, key_url)
+        await self._patch_quote(operation, quote_id, {"SBQQ__Status__c": QUOTE_ORDERED})
+        return order_id
+
+    async def set_quote_status(self, quote_id: str, status: str, reason: str | None) -> None:
+        operation = "set_quote_status"
+        self._check_id(operation, "SBQQ__Quote__c", quote_id)
+        await self._patch_quote(
+            operation,
+            quote_id,
+            {
+                "SBQQ__Status__c": status,
+                "Revsync_Status_Reason__c": reason[:REASON_MAX_LENGTH] if reason else None,
+            },
+        )
+
+    async def _patch_quote(self, operation: str, quote_id: str, fields: dict[str, Any]) -> None:
+        await self._http.request(
+            operation,
+            "PATCH",
+            f"{self._api}/sobjects/SBQQ__Quote__c/{quote_id}",
+            ok=(200, 204),
+            json_body=fields,
+            headers=self._headers,
+        )
+
+    async def _upserted_id(self, operation: str, response: httpx.Response, key_url: str) -> str:
+        """The record id of an upsert. API versions before 46.0 answer an update with an
+        empty 204; then the record is read back by its external id."""
+        body = decode_json(response)
+        if isinstance(body, dict) and isinstance(body.get("id"), str):
+            if body.get("success") is False:
+                raise RejectedError(VENDOR, operation, f"upsert not successful: {body}")
+            return str(body["id"])
+        if response.status_code != 204:
+            raise _unexpected(operation, "upsert answer without an id")
+        found = await self._http.request(
+            operation, "GET", key_url, ok=(200,), headers=self._headers
+        )
+        record = decode_json(found)
+        if not isinstance(record, dict) or not isinstance(record.get("Id"), str):
+            raise _unexpected(operation, "record read by external id has no Id")
+        return str(record["Id"])
+
+    @staticmethod
+    def _check_id(operation: str, sobject: str, record_id: str) -> None:
+        if not _RECORD_ID.fullmatch(record_id):
+            raise NotFoundError(
+                VENDOR,
+                operation,
+                f"{record_id!r} is not a Salesforce {sobject} id",
+                code="MALFORMED_ID",
+            )

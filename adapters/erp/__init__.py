@@ -1,0 +1,1 @@
+"""ERP adapters behind :class:`adapters.ports.ErpPort`."""

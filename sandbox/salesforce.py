@@ -1,0 +1,641 @@
+"""Salesforce REST API emulator: the subset revsync's CRM adapter and the demo use.
+
+Emulated, as a Salesforce org with Salesforce CPQ answers it (API path
+``/services/data/vNN.N/``, mounted under ``/salesforce`` by :mod:`sandbox.app`):
+
+- ``GET query?q=SOQL`` and ``GET query/<locator>``: a SOQL subset,
+  ``SELECT f1, f2 FROM Obj [WHERE f = 'lit' [AND ...]] [LIMIT n]``, paged by
+  ``SalesforceStore.query_batch_size`` with ``nextRecordsUrl``; anything else is
+  400 ``MALFORMED_QUERY``.
+- ``POST sobjects/Obj`` (201), ``GET sobjects/Obj/Id``, ``PATCH sobjects/Obj/Id`` (204),
+  ``GET``/``PATCH sobjects/Obj/ExtField/value`` (read / upsert by external id: 201 created,
+  200 updated, both with ``created``).
+- Objects ``Account`` (seeded from :data:`sandbox.seed.ACCOUNTS`), ``Order`` and
+  ``SBQQ__Quote__c``, with 18-character ids (key prefixes 001, 801, a0x), field-level
+  validation (unknown fields, required fields, text lengths, lookups that must point at an
+  existing record, restricted picklist, a unique external id) and one validation rule.
+- Errors in Salesforce's shape: ``[{"message", "errorCode", "fields"}]``; a missing or
+  wrong bearer token is 401 ``INVALID_SESSION_ID``.
+
+Fault-injection operation names (``POST /_sandbox/faults`` with ``vendor="salesforce"``):
+``query``, ``query_more``, ``get``, ``create``, ``update``, ``upsert``. A rule's ``code``
+becomes the ``errorCode`` of the injected error.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import secrets
+import string
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import APIRouter, Request, Response
+
+from sandbox import seed
+from sandbox.faults import VendorFaults
+from sandbox.wire import bearer_token, json_response, read_json
+
+if TYPE_CHECKING:
+    from sandbox.app import SandboxState
+
+VENDOR = "salesforce"
+
+# -- schema -------------------------------------------------------------------------------
+
+FieldType = Literal["id", "autonumber", "string", "reference", "currency", "date", "picklist"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    type: FieldType
+    length: int | None = None
+    references: str | None = None  # the object a lookup (reference) field points at
+    required: bool = False  # must be non-null on create, cannot be cleared on update
+    external_id: bool = False  # unique; usable for upsert
+    values: frozenset[str] = frozenset()  # restricted picklist values
+
+    @property
+    def writable(self) -> bool:
+        return self.type not in ("id", "autonumber")
+
+
+def _text(length: int = 255, **kwargs: Any) -> FieldSpec:
+    return FieldSpec("string", length=length, **kwargs)
+
+
+SCHEMA: dict[str, dict[str, FieldSpec]] = {
+    "Account": {
+        "Id": FieldSpec("id"),
+        "Name": _text(required=True),
+        "Legal_Entity__c": _text(),
+        "Tax_Id__c": _text(40),
+        "Billing_Email__c": _text(80),
+        "BillingStreet": _text(255),
+        "BillingCity": _text(40),
+        "BillingState": _text(80),
+        "BillingPostalCode": _text(20),
+        "BillingCountryCode": _text(2),
+        "CurrencyIsoCode": _text(3),
+    },
+    "SBQQ__Quote__c": {
+        "Id": FieldSpec("id"),
+        "Name": FieldSpec("autonumber"),
+        "SBQQ__Account__c": FieldSpec("reference", references="Account"),
+        "SBQQ__Status__c": _text(40),
+        "Revsync_Status_Reason__c": _text(255),
+    },
+    "Order": {
+        "Id": FieldSpec("id"),
+        "OrderNumber": FieldSpec("autonumber"),
+        "AccountId": FieldSpec("reference", references="Account", required=True),
+        "SBQQ__Quote__c": FieldSpec("reference", references="SBQQ__Quote__c"),
+        "Revsync_Key__c": _text(80, external_id=True),
+        "ERP_Order_Id__c": _text(40),
+        "ERP_Customer_Id__c": _text(40),
+        "Billing_Subscription_Id__c": _text(80),
+        "Billing_Customer_Id__c": _text(80),
+        "TotalAmount": FieldSpec("currency"),
+        "CurrencyIsoCode": _text(3),
+        "Status": FieldSpec("picklist", required=True, values=frozenset({"Draft", "Activated"})),
+        "EffectiveDate": FieldSpec("date", required=True),
+    },
+}
+KEY_PREFIXES = {"Account": "001", "Order": "801", "SBQQ__Quote__c": "a0x"}
+AUTONUMBER_FORMATS = {"SBQQ__Quote__c": "Q-{:05d}", "Order": "{:08d}"}
+SNAPSHOT_KEYS = {"Account": "accounts", "SBQQ__Quote__c": "quotes", "Order": "orders"}
+
+_ALNUM = string.ascii_letters + string.digits
+_CHECKSUM_CHARS = string.ascii_uppercase + "012345"
+
+
+class SalesforceApiError(Exception):
+    """An error Salesforce would answer with: HTTP status plus one error entry."""
+
+    def __init__(
+        self, status: int, code: str, message: str, fields: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields or []
+
+
+def error_response(
+    status: int, code: str | None, message: str, fields: list[str] | None = None
+) -> Response:
+    """A response in Salesforce's error format (also the fault injector's factory)."""
+    default = {401: "INVALID_SESSION_ID", 404: "NOT_FOUND", 503: "SERVER_UNAVAILABLE"}
+    body = [
+        {
+            "message": message,
+            "errorCode": code or default.get(status, "UNKNOWN_EXCEPTION"),
+            "fields": fields or [],
+        }
+    ]
+    return json_response(body, status)
+
+
+def _not_found() -> SalesforceApiError:
+    return SalesforceApiError(404, "NOT_FOUND", "The requested resource does not exist")
+
+
+def case_safe_id(id15: str) -> str:
+    """The 18-character form of a 15-character id (Salesforce's case-safe suffix)."""
+    suffix = ""
+    for start in range(0, 15, 5):
+        chunk = id15[start : start + 5]
+        bits = sum(1 << i for i, ch in enumerate(chunk) if ch.isupper())
+        suffix += _CHECKSUM_CHARS[bits]
+    return id15 + suffix
+
+
+# -- SOQL subset --------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<string>'(?:[^'\\]|\\.)*')|(?P<number>\d+)(?![A-Za-z_])"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[,=]))"
+)
+_UNESCAPE = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
+
+
+@dataclass(frozen=True)
+class Soql:
+    fields: list[str]
+    sobject: str
+    where: list[tuple[str, str]]
+    limit: int | None
+
+
+def _malformed(detail: str) -> SalesforceApiError:
+    return SalesforceApiError(400, "MALFORMED_QUERY", detail)
+
+
+def _unescape(literal: str) -> str:
+    out: list[str] = []
+    chars = iter(literal[1:-1])
+    for ch in chars:
+        if ch == "\\":
+            escaped = next(chars)
+            if escaped not in _UNESCAPE:
+                raise _malformed(f"Invalid string literal {literal}: illegal escape sequence")
+            out.append(_UNESCAPE[escaped])
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def parse_soql(soql: str) -> Soql:
+    """Parse the supported SOQL subset; raises 400 MALFORMED_QUERY for anything else."""
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    text = soql.rstrip()
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            raise _malformed(f"unexpected token at: {text[position:][:30]!r}")
+        kind = match.lastgroup or ""
+        tokens.append((kind, match.group(kind)))
+        position = match.end()
+
+    def keyword(index: int, word: str) -> bool:
+        if index >= len(tokens):
+            return False
+        kind, value = tokens[index]
+        return kind == "name" and value.upper() == word
+
+    def expect(index: int, kind: str) -> str:
+        if index >= len(tokens) or tokens[index][0] != kind:
+            got = tokens[index][1] if index < len(tokens) else "end of query"
+            raise _malformed(f"unexpected token: {got!r}")
+        return tokens[index][1]
+
+    i = 0
+    if not keyword(i, "SELECT"):
+        raise _malformed("query must start with SELECT")
+    i += 1
+    fields = [expect(i, "name")]
+    i += 1
+    while i < len(tokens) and tokens[i] == ("punct", ","):
+        fields.append(expect(i + 1, "name"))
+        i += 2
+    if not keyword(i, "FROM"):
+        raise _malformed("expected FROM")
+    sobject = expect(i + 1, "name")
+    i += 2
+    where: list[tuple[str, str]] = []
+    if keyword(i, "WHERE"):
+        i += 1
+        while True:
+            field = expect(i, "name")
+            if expect(i + 1, "punct") != "=":
+                raise _malformed("only field = 'value' conditions are supported")
+            where.append((field, _unescape(expect(i + 2, "string"))))
+            i += 3
+            if not keyword(i, "AND"):
+                break
+            i += 1
+    limit: int | None = None
+    if keyword(i, "LIMIT"):
+        limit = int(expect(i + 1, "number"))
+        i += 2
+    if i != len(tokens):
+        raise _malformed(f"unexpected token: {tokens[i][1]!r}")
+    return Soql(fields=fields, sobject=sobject, where=where, limit=limit)
+
+
+# -- the store ----------------------------------------------------------------------------
+
+
+class SalesforceStore:
+    """The org's records, in memory, with the validation a real org would enforce."""
+
+    def __init__(self, *, query_batch_size: int = 2000) -> None:
+        # Salesforce pages query results 2000 at a time; tests set a small batch size.
+        self.query_batch_size = query_batch_size
+        self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SCHEMA}
+        self._autonumbers: dict[str, int] = dict.fromkeys(SCHEMA, 0)
+        self._cursors: dict[str, list[dict[str, Any]]] = {}
+        for account in seed.ACCOUNTS:
+            self.records["Account"][account["Id"]] = copy.deepcopy(account)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            key: [copy.deepcopy(r) for r in self.records[sobject].values()]
+            for sobject, key in SNAPSHOT_KEYS.items()
+        }
+
+    # names: Salesforce matches object and field names case-insensitively
+
+    @staticmethod
+    def sobject_name(name: str) -> str:
+        for known in SCHEMA:
+            if known.lower() == name.lower():
+                return known
+        raise _not_found()
+
+    @staticmethod
+    def field_name(sobject: str, name: str) -> str:
+        for known in SCHEMA[sobject]:
+            if known.lower() == name.lower():
+                return known
+        raise SalesforceApiError(
+            400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {sobject}", [name]
+        )
+
+    # records
+
+    def _new_id(self, sobject: str) -> str:
+        while True:
+            id15 = KEY_PREFIXES[sobject] + "5e0" + "".join(secrets.choice(_ALNUM) for _ in range(9))
+            record_id = case_safe_id(id15)
+            if record_id not in self.records[sobject]:
+                return record_id
+
+    def get(self, sobject: str, record_id: str) -> dict[str, Any]:
+        record = self.records[sobject].get(record_id)
+        if record is None:
+            raise _not_found()
+        return {field: record.get(field) for field in SCHEMA[sobject]}
+
+    def find_by_external_id(self, sobject: str, field: str, value: str) -> dict[str, Any] | None:
+        for record in self.records[sobject].values():
+            if record.get(field) == value:
+                return record
+        return None
+
+    @staticmethod
+    def external_id_field(sobject: str, name: str) -> str:
+        """The canonical name of an external id field usable for upsert."""
+        for known, spec in SCHEMA[sobject].items():
+            if known.lower() == name.lower() and spec.external_id:
+                return known
+        raise SalesforceApiError(
+            404,
+            "NOT_FOUND",
+            f"Provided external ID field does not exist or is not accessible: {name}",
+        )
+
+    def create(self, sobject: str, body: dict[str, Any]) -> str:
+        fields = self._validated(sobject, body, existing=None)
+        record_id = self._new_id(sobject)
+        record: dict[str, Any] = dict.fromkeys(SCHEMA[sobject])
+        record.update(fields)
+        record["Id"] = record_id
+        if sobject in AUTONUMBER_FORMATS:
+            self._autonumbers[sobject] += 1
+            number = AUTONUMBER_FORMATS[sobject].format(self._autonumbers[sobject])
+            autonumber = next(n for n, s in SCHEMA[sobject].items() if s.type == "autonumber")
+            record[autonumber] = number
+        self.records[sobject][record_id] = record
+        return record_id
+
+    def update(self, sobject: str, record_id: str, body: dict[str, Any]) -> None:
+        record = self.records[sobject].get(record_id)
+        if record is None:
+            raise _not_found()
+        record.update(self._validated(sobject, body, existing=record))
+
+    def upsert(
+        self, sobject: str, field: str, value: str, body: dict[str, Any]
+    ) -> tuple[str, bool]:
+        """Update the record whose ``field`` is ``value``, or create it. Returns (id, created)."""
+        given = {self.field_name(sobject, k): v for k, v in body.items() if k != "attributes"}
+        if field in given and given[field] != value:
+            raise SalesforceApiError(
+                400,
+                "INVALID_FIELD",
+                f"The external ID field {field} in the body does not match the URL",
+                [field],
+            )
+        existing = self.find_by_external_id(sobject, field, value)
+        if existing is not None:
+            self.update(sobject, existing["Id"], body)
+            return str(existing["Id"]), False
+        return self.create(sobject, {**body, field: value}), True
+
+    def _validated(
+        self, sobject: str, body: dict[str, Any], existing: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        schema = SCHEMA[sobject]
+        fields: dict[str, Any] = {}
+        for name, value in body.items():
+            if name == "attributes":
+                continue
+            canonical = self.field_name(sobject, name)
+            spec = schema[canonical]
+            if not spec.writable:
+                raise SalesforceApiError(
+                    400,
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    f"Unable to create/update fields: {canonical}. Please check the security "
+                    "settings of this field and verify that it is read/write for your profile.",
+                    [canonical],
+                )
+            fields[canonical] = self._checked_value(canonical, spec, value)
+        merged = {**(existing or {}), **fields}
+        missing = [n for n, s in schema.items() if s.required and merged.get(n) in (None, "")]
+        if missing:
+            raise SalesforceApiError(
+                400,
+                "REQUIRED_FIELD_MISSING",
+                f"Required fields are missing: [{', '.join(missing)}]",
+                missing,
+            )
+        for name, value in fields.items():
+            spec = schema[name]
+            if spec.external_id and value is not None:
+                clash = self.find_by_external_id(sobject, name, value)
+                if clash is not None and (existing is None or clash["Id"] != existing["Id"]):
+                    raise SalesforceApiError(
+                        400,
+                        "DUPLICATE_VALUE",
+                        f"duplicate value found: {name} duplicates value on record with id: "
+                        f"{clash['Id']}",
+                        [name],
+                    )
+        # A validation rule, as an admin would add one.
+        total = merged.get("TotalAmount")
+        if sobject == "Order" and total is not None and total < 0:
+            raise SalesforceApiError(
+                400,
+                "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                "Order total cannot be negative",
+                ["TotalAmount"],
+            )
+        return fields
+
+    def _checked_value(self, name: str, spec: FieldSpec, value: Any) -> Any:
+        if value is None:
+            return None
+        if spec.type in ("string", "picklist", "reference", "date") and not isinstance(value, str):
+            raise SalesforceApiError(
+                400, "JSON_PARSER_ERROR", f"Cannot deserialize value for {name}: expected a string"
+            )
+        if spec.type == "string" and spec.length is not None and len(value) > spec.length:
+            raise SalesforceApiError(
+                400,
+                "STRING_TOO_LONG",
+                f"{name}: data value too large: {value[:40]}... (max length={spec.length})",
+                [name],
+            )
+        if spec.type == "picklist" and value not in spec.values:
+            raise SalesforceApiError(
+                400,
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                f"{name}: bad value for restricted picklist field: {value}",
+                [name],
+            )
+        if spec.references is not None and value not in self.records[spec.references]:
+            raise SalesforceApiError(
+                400,
+                "INVALID_CROSS_REFERENCE_KEY",
+                f"invalid cross reference id: {name} = {value}",
+                [name],
+            )
+        if spec.type == "date":
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise SalesforceApiError(
+                    400,
+                    "JSON_PARSER_ERROR",
+                    f"Cannot deserialize instance of date from VALUE_STRING value {value}",
+                ) from None
+            if len(value) != 10:
+                raise SalesforceApiError(
+                    400, "JSON_PARSER_ERROR", f"{name}: expected YYYY-MM-DD, got {value}"
+                )
+        if spec.type == "currency" and (
+            isinstance(value, bool) or not isinstance(value, int | Decimal)
+        ):
+            raise SalesforceApiError(
+                400, "JSON_PARSER_ERROR", f"Cannot deserialize value for {name}: expected a number"
+            )
+        return value
+
+    # queries
+
+    def query(self, soql: str, version: str) -> dict[str, Any]:
+        parsed = parse_soql(soql)
+        try:
+            sobject = self.sobject_name(parsed.sobject)
+        except SalesforceApiError:
+            raise SalesforceApiError(
+                400, "INVALID_TYPE", f"sObject type '{parsed.sobject}' is not supported."
+            ) from None
+        fields = [self.field_name(sobject, f) for f in parsed.fields]
+        where = [(self.field_name(sobject, f), value) for f, value in parsed.where]
+        matches = [
+            record
+            for record in self.records[sobject].values()
+            if all(self._equals(sobject, f, record.get(f), value) for f, value in where)
+        ]
+        if parsed.limit is not None:
+            matches = matches[: parsed.limit]
+        rows = [
+            {
+                "attributes": {
+                    "type": sobject,
+                    "url": f"/services/data/{version}/sobjects/{sobject}/{record['Id']}",
+                },
+                **{f: copy.deepcopy(record.get(f)) for f in fields},
+            }
+            for record in matches
+        ]
+        return self._page(rows, version, locator=None, offset=0)
+
+    def query_more(self, cursor: str, version: str) -> dict[str, Any]:
+        locator, _, offset = cursor.rpartition("-")
+        rows = self._cursors.get(locator)
+        if rows is None or not offset.isdigit() or int(offset) > len(rows):
+            raise SalesforceApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        return self._page(rows, version, locator=locator, offset=int(offset))
+
+    def _page(
+        self, rows: list[dict[str, Any]], version: str, *, locator: str | None, offset: int
+    ) -> dict[str, Any]:
+        end = offset + self.query_batch_size
+        page: dict[str, Any] = {
+            "totalSize": len(rows),
+            "done": end >= len(rows),
+            "records": rows[offset:end],
+        }
+        if end < len(rows):
+            if locator is None:
+                locator = "01g5e" + "".join(secrets.choice(_ALNUM) for _ in range(13))
+                self._cursors[locator] = rows
+            page["nextRecordsUrl"] = f"/services/data/{version}/query/{locator}-{end}"
+        elif locator is not None:
+            self._cursors.pop(locator, None)
+        return page
+
+    @staticmethod
+    def _equals(sobject: str, field: str, actual: Any, literal: str) -> bool:
+        if actual is None:
+            return False
+        if SCHEMA[sobject][field].type in ("id", "reference"):
+            return str(actual) == literal
+        # SOQL compares text case-insensitively.
+        return str(actual).casefold() == literal.casefold()
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+_VERSION = re.compile(r"^v\d+\.\d$")
+
+
+def build_router(state: SandboxState) -> APIRouter:
+    """Salesforce's REST routes over ``state.salesforce`` (looked up per request, since a
+    sandbox reset replaces the store)."""
+    router = APIRouter()
+    base = "/services/data/{version}"
+    Action = Callable[[SalesforceStore], Awaitable[Response]]
+
+    async def run(request: Request, version: str, operation: str, action: Action) -> Response:
+        """Auth, fault hooks around the operation, Salesforce-shaped errors."""
+        if bearer_token(request) != state.tokens[VENDOR]:
+            return error_response(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        if not _VERSION.fullmatch(version):
+            return error_response(404, "NOT_FOUND", "The requested resource does not exist")
+        faults = VendorFaults(state.faults, VENDOR, error_response)
+        if (injected := await faults.before(operation)) is not None:
+            return injected
+        try:
+            response = await action(state.salesforce)
+        except SalesforceApiError as error:
+            return error_response(error.status, error.code, error.message, error.fields)
+        if (injected := await faults.after(operation)) is not None:
+            return injected
+        return response
+
+    async def sobject_body(request: Request) -> dict[str, Any]:
+        try:
+            body = await read_json(request)
+        except ValueError:
+            raise SalesforceApiError(
+                400, "JSON_PARSER_ERROR", "The request body is not valid JSON"
+            ) from None
+        if not isinstance(body, dict):
+            raise SalesforceApiError(400, "JSON_PARSER_ERROR", "Expected a JSON object")
+        return body
+
+    def record_response(
+        store: SalesforceStore, sobject: str, record_id: str, version: str
+    ) -> Response:
+        url = f"/services/data/{version}/sobjects/{sobject}/{record_id}"
+        record = store.get(sobject, record_id)
+        return json_response({"attributes": {"type": sobject, "url": url}, **record})
+
+    @router.get(base + "/query")
+    async def query(version: str, request: Request) -> Response:
+        async def action(store: SalesforceStore) -> Response:
+            soql = request.query_params.get("q")
+            if not soql:
+                raise _malformed("missing query parameter q")
+            return json_response(store.query(soql, version))
+
+        return await run(request, version, "query", action)
+
+    @router.get(base + "/query/{cursor}")
+    async def query_more(version: str, cursor: str, request: Request) -> Response:
+        async def action(store: SalesforceStore) -> Response:
+            return json_response(store.query_more(cursor, version))
+
+        return await run(request, version, "query_more", action)
+
+    @router.post(base + "/sobjects/{sobject}")
+    async def create(version: str, sobject: str, request: Request) -> Response:
+        async def action(store: SalesforceStore) -> Response:
+            record_id = store.create(store.sobject_name(sobject), await sobject_body(request))
+            return json_response({"id": record_id, "success": True, "errors": []}, 201)
+
+        return await run(request, version, "create", action)
+
+    @router.get(base + "/sobjects/{sobject}/{record_id}")
+    async def get(version: str, sobject: str, record_id: str, request: Request) -> Response:
+        async def action(store: SalesforceStore) -> Response:
+            return record_response(store, store.sobject_name(sobject), record_id, version)
+
+        return await run(request, version, "get", action)
+
+    @router.patch(base + "/sobjects/{sobject}/{record_id}")
+    async def update(version: str, sobject: str, record_id: str, request: Request) -> Response:
+        async def action(store: SalesforceStore) -> Response:
+            store.update(store.sobject_name(sobject), record_id, await sobject_body(request))
+            return Response(status_code=204)
+
+        return await run(request, version, "update", action)
+
+    @router.get(base + "/sobjects/{sobject}/{field}/{value}")
+    async def get_by_external_id(
+        version: str, sobject: str, field: str, value: str, request: Request
+    ) -> Response:
+        async def action(store: SalesforceStore) -> Response:
+            name = store.sobject_name(sobject)
+            record = store.find_by_external_id(name, store.external_id_field(name, field), value)
+            if record is None:
+                raise _not_found()
+            return record_response(store, name, record["Id"], version)
+
+        return await run(request, version, "get", action)
+
+    @router.patch(base + "/sobjects/{sobject}/{field}/{value}")
+    async def upsert(
+        version: str, sobject: str, field: str, value: str, request: Request
+    ) -> Response:
+        async def action(store: SalesforceStore) -> Response:
+            name = store.sobject_name(sobject)
+            ext_field = store.external_id_field(name, field)
+            record_id, created = store.upsert(name, ext_field, value, await sobject_body(request))
+            body = {"id": record_id, "success": True, "errors": [], "created": created}
+            return json_response(body, 201 if created else 200)
+
+        return await run(request, version, "upsert", action)
+
+    return router
