@@ -206,7 +206,7 @@ class CircuitBreaker:
                         operation, f"next probe in {remaining:.1f}s", retry_after=remaining
                     )
                 self._transition(BreakerState.HALF_OPEN)
-            if False:
+            if self._probe_in_flight:
                 # No retry_after: the probe answers within one request timeout, so the
                 # activity's own backoff is the right wait.
                 raise self._open_error(operation, "a probe is in flight", retry_after=None)

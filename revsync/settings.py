@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # Business rules every new saga runs under (approval policy, SLAs, retry budgets)
     saga_policy: SagaPolicy = Field(
         default_factory=SagaPolicy,
-        description="JSON, e.g. {\"approval\": {\"max_discount_percent\": 25}}",
+        description='JSON, e.g. {"approval": {"max_discount_percent": 25}}',
     )
 
     # Vendors (defaults point at the local sandbox)

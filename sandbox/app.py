@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from sandbox import netsuite, salesforce, stripe
 from sandbox.faults import FaultInjector, FaultsRequest
+from sandbox.wire import json_response
 
 # The credentials the emulators accept; settings default to the same values for local dev.
 DEFAULT_TOKENS = {
@@ -62,8 +63,8 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     app.include_router(netsuite.build_router(state), prefix="/netsuite")
 
     @app.get("/_sandbox/state")
-    async def get_state() -> dict[str, Any]:
-        return state.snapshot()
+    async def get_state() -> Response:
+        return json_response(state.snapshot())
 
     @app.post("/_sandbox/faults")
     async def add_faults(request: FaultsRequest) -> dict[str, Any]:

@@ -81,6 +81,13 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
         "BillingPostalCode": _text(20),
         "BillingCountryCode": _text(2),
         "CurrencyIsoCode": _text(3),
+        "Type": FieldSpec(
+            "picklist",
+            values=frozenset({"Prospect", "Customer - Direct", "Customer - Channel", "Other"}),
+        ),
+        "Credit_Check_Status__c": FieldSpec(
+            "picklist", values=frozenset({"Approved", "Pending", "Declined"})
+        ),
     },
     "SBQQ__Quote__c": {
         "Id": FieldSpec("id"),

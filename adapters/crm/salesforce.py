@@ -52,7 +52,11 @@ ACCOUNT_FIELDS = (
     "BillingPostalCode",
     "BillingCountryCode",
     "CurrencyIsoCode",
+    "Type",
+    "Credit_Check_Status__c",
 )
+# Account types that mean "has bought before"; anything else (Prospect, Other) is new.
+CUSTOMER_TYPES = frozenset({"Customer - Direct", "Customer - Channel"})
 
 _SOQL_ESCAPES = {
     "\\": "\\\\",
@@ -180,6 +184,8 @@ def _customer(record: dict[str, Any]) -> Customer:
                 "country": (_text(record, "BillingCountryCode") or "").upper() or None,
             },
             "currency": _text(record, "CurrencyIsoCode"),
+            "existing_customer": _text(record, "Type") in CUSTOMER_TYPES,
+            "credit_check": (_text(record, "Credit_Check_Status__c") or "").lower() or None,
         }
     )
 

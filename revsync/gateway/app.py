@@ -11,9 +11,9 @@ canonical model and starts ``QuoteToCashWorkflow`` (id ``q2c-<quote id>``) at mo
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -97,16 +97,19 @@ class Rig:
     async def fail_fast(self) -> TransientError:
         before = self.vendor.calls
         with pytest.raises(TransientError) as caught:
-            await self.get()
+            # Bounded: a call let through by mistake may block on the vendor's gate.
+            await asyncio.wait_for(self.get(), timeout=1)
         assert caught.value.code == "CIRCUIT_OPEN"
         assert self.vendor.calls == before, "an open circuit must not touch the network"
         return caught.value
 
 
 @pytest.fixture
-def metrics() -> BreakerMetrics:
-    # The global provider is never set in tests: the default meter is a no-op.
-    return BreakerMetrics(MeterProvider().get_meter("test"))
+def metrics() -> Iterator[BreakerMetrics]:
+    # A local provider: the global one is never set in tests (it can be set only once).
+    provider = MeterProvider()
+    yield BreakerMetrics(provider.get_meter("test"))
+    provider.shutdown()
 
 
 def make_rig(metrics: BreakerMetrics, **options: Any) -> Rig:
@@ -222,7 +225,7 @@ async def test_half_open_lets_exactly_one_probe_through(rig: Rig) -> None:
     rig.vendor.gate = asyncio.Event()
     rig.vendor.entered.clear()
     probe = asyncio.create_task(rig.get())
-    await rig.vendor.entered.wait()
+    await asyncio.wait_for(rig.vendor.entered.wait(), timeout=1)
     assert rig.vendor.calls == 4
 
     # Concurrent callers while the probe is in flight fail fast, without a fixed wait.
@@ -274,7 +277,7 @@ async def test_a_cancelled_probe_frees_the_probe_slot(rig: Rig) -> None:
     rig.vendor.gate = asyncio.Event()
     rig.vendor.entered.clear()
     probe = asyncio.create_task(rig.get())
-    await rig.vendor.entered.wait()
+    await asyncio.wait_for(rig.vendor.entered.wait(), timeout=1)
     probe.cancel()
     with pytest.raises(asyncio.CancelledError):
         await probe
@@ -290,7 +293,7 @@ async def test_a_stale_result_does_not_close_an_open_circuit(rig: Rig) -> None:
     rig.vendor.status = 200
     gate = rig.vendor.gate = asyncio.Event()
     slow = asyncio.create_task(rig.get())  # admitted while closed
-    await rig.vendor.entered.wait()
+    await asyncio.wait_for(rig.vendor.entered.wait(), timeout=1)
     rig.vendor.gate = None
     rig.vendor.status = 503
     await rig.fail(3)
@@ -299,6 +302,7 @@ async def test_a_stale_result_does_not_close_an_open_circuit(rig: Rig) -> None:
     gate.set()
     assert (await slow).status_code == 200
     assert rig.state() is BreakerState.OPEN
+    assert "failed 3 times" in (await rig.fail_fast()).message
 
 
 async def test_opening_logs_one_line(rig: Rig) -> None:

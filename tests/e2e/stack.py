@@ -20,7 +20,8 @@ from temporalio.testing import WorkflowEnvironment
 from domain.contracts import TaskQueue
 from revsync.gateway.app import create_app as create_gateway
 from revsync.settings import Settings
-from sandbox.app import SandboxState, create_app as create_sandbox
+from sandbox.app import SandboxState
+from sandbox.app import create_app as create_sandbox
 from tests.conftest import installed_binary
 from workers.build import build_worker, new_http_client
 from workflows import visibility

@@ -54,7 +54,8 @@ def records(stack: Stack, quote_id: str) -> dict[str, list[dict[str, Any]]]:
     key = f"q2c-{quote_id}"
 
     def mentions(record: dict[str, Any]) -> bool:
-        return key in json.dumps(record) or quote_id in json.dumps(record)
+        text = json.dumps(record, default=str)
+        return key in text or quote_id in text
 
     return {
         "erp_orders": [o for o in state["netsuite"]["salesOrders"] if mentions(o)],

@@ -1,0 +1,1 @@
+"""Billing adapters: one module per billing system, each implementing ``BillingPort``."""

@@ -1,0 +1,603 @@
+"""Stripe as the billing system (``BillingPort``), over the Stripe v1 REST API.
+
+Wire format: form-encoded bodies with Stripe's bracket notation (``metadata[revsync_key]``,
+``items[0][price_data][unit_amount_decimal]``), flattened here into a plain ``dict[str, str]``
+and sent through :class:`adapters.http.VendorHttp`; JSON answers; ``Authorization: Bearer``;
+the API version pinned with ``Stripe-Version`` so object shapes do not move under us.
+
+Keys and duplicates:
+
+- customer: looked up by ``metadata['revsync_account_id']`` (Stripe Search), created with the
+  caller's ``Idempotency-Key`` when absent. Stripe Search is eventually consistent (new objects
+  become searchable within about a minute); a retry of the same step within 24 hours is still
+  safe because the create replays under its ``Idempotency-Key``.
+- subscription: looked up by ``metadata['revsync_key']``, created with that key as
+  ``Idempotency-Key``; the same two layers cover a retry after a lost answer.
+- products: one per SKU, with the SKU as the Stripe product id (``GET /v1/products/<sku>``,
+  created on 404; ``resource_already_exists`` from a concurrent create counts as present).
+
+Money: amounts are integers in the currency's minor unit (``to_minor``/``from_minor``; JPY has
+none), currencies lowercase on the wire and uppercase in the domain. Stripe bills
+``unit_amount_decimal * quantity`` per line and its quantities are integers, while the quote's
+net line amount (quantity * unit price * (1 - discount), rounded once to the minor unit) need
+not be a whole number of cents per seat. So each line is sent as:
+
+- ``quantity`` = the line's quantity and ``unit_amount_decimal`` = net amount in minor units
+  ÷ quantity, when the quantity is whole and that division is exact within Stripe's 12
+  decimal places (e.g. 20 seats at 4050 cents, or 18 seats at 5687.5 yen): Stripe's product
+  is then exactly the net amount, with no rounding on its side;
+- otherwise ``quantity`` = 1 and ``unit_amount_decimal`` = the line's net amount in minor
+  units (e.g. 7 seats with a 12.5 % discount), so the bill is still exact to the minor unit.
+
+Either way the quote's line id and real quantity ride along in the subscription item's
+metadata. Three-decimal currencies (KWD, BHD, JOD, OMR) are sent as is; Stripe additionally
+wants their amounts divisible by 10, which a quote priced to the fils can violate.
+
+Subscriptions are created with ``collection_method=send_invoice`` and the payment terms as
+``days_until_due``; the quote's start date, term and key are stored as metadata. Stripe refuses
+mixed billing intervals on one subscription and more than 20 items (or 20 one-off invoice
+items): such drafts are rejected here, before anything is sent.
+
+Cancelling sends ``DELETE /v1/subscriptions/<id>`` with ``prorate=false``,
+``invoice_now=false`` and the reason as ``cancellation_details[comment]``; a cancelled one is
+returned as is. Voiding: ``void`` is returned as is; ``paid`` is rejected (refund or credit it
+instead) unless its total is zero, since nothing was collected; ``open`` and
+``uncollectible`` are voided. A ``draft`` is finalized with ``auto_advance=false`` (so Stripe
+sends nothing to the customer) and then voided: Stripe only deletes one-off drafts, never a
+subscription's, and a void invoice keeps the audit trail (at the cost of an invoice number).
+A finalized zero-amount draft comes back paid and is returned as is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote as url_quote
+
+import httpx
+
+from adapters.errors import NotFoundError, RejectedError, TransientError, VendorError
+from adapters.http import VendorHttp, decode_json, retry_after_seconds
+from domain.customer import Customer
+from domain.money import from_minor, to_minor
+from domain.order import (
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    OrderLine,
+    Subscription,
+    SubscriptionDraft,
+    SubscriptionStatus,
+)
+from domain.quote import BillingInterval
+
+VENDOR = "stripe"
+# The API version whose object shapes this module reads (invoice.subscription,
+# subscription.latest_invoice, cancellation_details).
+STRIPE_API_VERSION = "2024-06-20"
+# Stripe's limits on one subscription.
+MAX_SUBSCRIPTION_ITEMS = 20
+MAX_ADD_INVOICE_ITEMS = 20
+# unit_amount_decimal accepts at most 12 decimal places.
+UNIT_AMOUNT_DECIMALS = 12
+# Longest cancellation_details[comment] Stripe accepts.
+MAX_COMMENT = 5000
+
+_TRANSIENT_CODES = frozenset({"idempotency_key_in_use", "lock_timeout", "rate_limit"})
+
+_SUBSCRIPTION_STATUS: dict[str, SubscriptionStatus] = {
+    "active": SubscriptionStatus.ACTIVE,
+    "trialing": SubscriptionStatus.TRIALING,
+    "incomplete": SubscriptionStatus.INCOMPLETE,
+    "past_due": SubscriptionStatus.PAST_DUE,
+    "unpaid": SubscriptionStatus.PAST_DUE,
+    "paused": SubscriptionStatus.INCOMPLETE,
+    "canceled": SubscriptionStatus.CANCELED,
+    "incomplete_expired": SubscriptionStatus.CANCELED,
+}
+
+_EU_VAT_COUNTRIES = frozenset(
+    {"AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU"}
+    | {"IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK"}
+)
+
+
+# --- classification -------------------------------------------------------------------------
+
+
+def _error_fields(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = decode_json(response)
+    except ValueError:
+        return {}
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return dict(body["error"])
+    return {}
+
+
+def classify_stripe_error(operation: str, response: httpx.Response) -> VendorError:
+    """Stripe's reading of an error response.
+
+    ``Stripe-Should-Retry`` decides when present (``true``: transient, ``false``: not).
+    Otherwise 5xx, 409 (``idempotency_key_in_use``), 429 / ``rate_limit_error`` and
+    ``lock_timeout`` are transient (with ``Retry-After``); 404 is :class:`NotFoundError`;
+    everything else (``invalid_request_error``, ``card_error``, ``idempotency_error``, 401)
+    is rejected, with Stripe's code (or the error type when there is no code).
+    """
+    status = response.status_code
+    error = _error_fields(response)
+    error_type = str(error.get("type") or "")
+    code = str(error["code"]) if error.get("code") else None
+    message = str(error.get("message") or f"HTTP {status} without a Stripe error body")
+    if error.get("decline_code"):
+        message = f"{message} (decline_code {error['decline_code']})"
+    if error.get("param"):
+        message = f"{message} (param {error['param']})"
+    vendor_code = code or error_type or None
+    should_retry = response.headers.get("stripe-should-retry", "").strip().lower()
+
+    transient = should_retry == "true" or (
+        should_retry != "false"
+        and (
+            status in (409, 429)
+            or status >= 500
+            or error_type == "rate_limit_error"
+            or code in _TRANSIENT_CODES
+        )
+    )
+    if transient:
+        return TransientError(
+            VENDOR,
+            operation,
+            message,
+            status=status,
+            code=vendor_code,
+            retry_after=retry_after_seconds(response),
+        )
+    if status == 404:
+        return NotFoundError(VENDOR, operation, message, status=status, code=vendor_code)
+    return RejectedError(VENDOR, operation, message, status=status, code=vendor_code)
+
+
+# --- request building (pure) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StripeLinePrice:
+    """How one quote line is billed: Stripe charges ``unit_amount_decimal * quantity``."""
+
+    unit_amount_decimal: str
+    quantity: int
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal without exponent or trailing zeros: ``4050``, ``5687.5``, ``0``."""
+    return format(value.normalize(), "f")
+
+
+def stripe_line_price(line: OrderLine, currency: str) -> StripeLinePrice:
+    """The unit price and quantity whose product is exactly the line's net amount."""
+    net = to_minor(line.amount, currency)
+    quantity = line.quantity
+    if quantity == quantity.to_integral_value() and quantity > 0:
+        count = int(quantity)
+        scale = 10**UNIT_AMOUNT_DECIMALS
+        if (net * scale) % count == 0:
+            unit = Decimal(net * scale // count).scaleb(-UNIT_AMOUNT_DECIMALS)
+            return StripeLinePrice(_plain(unit), count)
+    return StripeLinePrice(str(net), 1)
+
+
+def stripe_tax_id(country: str, tax_id: str) -> tuple[str, str] | None:
+    """``(type, value)`` for Stripe's ``tax_id_data`` when the id plainly is one of Stripe's
+    types for the country; ``None`` when unsure (Stripe rejects a malformed tax id, so an id
+    of unknown shape is kept in metadata only)."""
+    value = tax_id.strip().upper()
+    if country == "US" and re.fullmatch(r"\d{2}-\d{7}", value):
+        return "us_ein", value
+    if country in _EU_VAT_COUNTRIES:
+        prefix = "EL" if country == "GR" else country
+        if re.fullmatch(prefix + r"[0-9A-Z]{2,13}", value):
+            return "eu_vat", value
+    if country == "GB" and re.fullmatch(r"GB(\d{9}|\d{12})", value):
+        return "gb_vat", value
+    if country == "JP" and re.fullmatch(r"T\d{13}", value):
+        return "jp_trn", value
+    if country == "CA" and re.fullmatch(r"\d{9}RT\d{4}", value):
+        return "ca_gst_hst", value
+    if country == "AU" and re.fullmatch(r"\d{11}", value):
+        return "au_abn", value
+    return None
+
+
+def customer_form(customer: Customer) -> dict[str, str]:
+    address = customer.billing_address
+    form = {
+        "name": customer.legal_entity,
+        "email": customer.email,
+        "description": f"{customer.name} (CRM account {customer.account_id})",
+        "address[line1]": address.line1,
+        "address[city]": address.city,
+        "address[postal_code]": address.postal_code,
+        "address[country]": address.country,
+        "metadata[revsync_account_id]": customer.account_id,
+    }
+    if address.line2:
+        form["address[line2]"] = address.line2
+    if address.region:
+        form["address[state]"] = address.region
+    if customer.tax_id and customer.tax_id.strip():
+        form["metadata[tax_id]"] = customer.tax_id.strip()
+        typed = stripe_tax_id(address.country, customer.tax_id)
+        if typed is not None:
+            form["tax_id_data[0][type]"], form["tax_id_data[0][value]"] = typed
+    return form
+
+
+def _reject(operation: str, code: str, message: str) -> RejectedError:
+    return RejectedError(VENDOR, operation, message, code=code)
+
+
+def subscription_interval(draft: SubscriptionDraft) -> BillingInterval:
+    """The one billing interval of the draft's recurring lines; rejects mixed intervals."""
+    intervals = {line.interval or BillingInterval.MONTH for line in draft.recurring_lines}
+    if not intervals:
+        raise _reject(
+            "create_subscription",
+            "no_recurring_lines",
+            f"quote {draft.quote_id} has no recurring line to subscribe to",
+        )
+    if len(intervals) > 1:
+        listing = ", ".join(
+            f"{line.line_id}={line.interval or BillingInterval.MONTH}"
+            for line in draft.recurring_lines
+        )
+        raise _reject(
+            "create_subscription",
+            "mixed_intervals",
+            "Stripe bills every item of a subscription on one interval; quote "
+            f"{draft.quote_id} mixes {sorted(str(i) for i in intervals)} ({listing})",
+        )
+    (interval,) = intervals
+    return interval
+
+
+def subscription_form(draft: SubscriptionDraft, customer_id: str) -> dict[str, str]:
+    """The ``POST /v1/subscriptions`` body for ``draft``. Deterministic, so a retry with the
+    same ``Idempotency-Key`` sends the same parameters."""
+    interval = subscription_interval(draft)
+    if len(draft.recurring_lines) > MAX_SUBSCRIPTION_ITEMS:
+        raise _reject(
+            "create_subscription",
+            "too_many_items",
+            f"quote {draft.quote_id} has {len(draft.recurring_lines)} recurring lines; "
+            f"a Stripe subscription holds at most {MAX_SUBSCRIPTION_ITEMS}",
+        )
+    if len(draft.one_time_lines) > MAX_ADD_INVOICE_ITEMS:
+        raise _reject(
+            "create_subscription",
+            "too_many_items",
+            f"quote {draft.quote_id} has {len(draft.one_time_lines)} one-off lines; "
+            f"a Stripe subscription adds at most {MAX_ADD_INVOICE_ITEMS} to its first invoice",
+        )
+    currency = draft.currency.lower()
+    form = {
+        "customer": customer_id,
+        "currency": currency,
+        "collection_method": "send_invoice",
+        "days_until_due": str(draft.payment_terms.days),
+        "description": f"revsync quote {draft.quote_id}",
+        "metadata[revsync_key]": draft.idempotency_key,
+        "metadata[quote_id]": draft.quote_id,
+        "metadata[account_id]": draft.account_id,
+        "metadata[term_months]": str(draft.term_months),
+        "metadata[start_date]": draft.start_date.isoformat(),
+        "metadata[payment_terms]": draft.payment_terms.value,
+    }
+    for index, line in enumerate(draft.recurring_lines):
+        price = stripe_line_price(line, draft.currency)
+        item = f"items[{index}]"
+        form[f"{item}[price_data][currency]"] = currency
+        form[f"{item}[price_data][product]"] = line.sku
+        form[f"{item}[price_data][unit_amount_decimal]"] = price.unit_amount_decimal
+        form[f"{item}[price_data][recurring][interval]"] = interval.value
+        form[f"{item}[quantity]"] = str(price.quantity)
+        form[f"{item}[metadata][line_id]"] = line.line_id
+        form[f"{item}[metadata][quantity]"] = str(line.quantity)
+    for index, line in enumerate(draft.one_time_lines):
+        price = stripe_line_price(line, draft.currency)
+        item = f"add_invoice_items[{index}]"
+        form[f"{item}[price_data][currency]"] = currency
+        form[f"{item}[price_data][product]"] = line.sku
+        form[f"{item}[price_data][unit_amount_decimal]"] = price.unit_amount_decimal
+        form[f"{item}[quantity]"] = str(price.quantity)
+    return form
+
+
+def search_query(field: str, value: str) -> str:
+    """A Stripe Search query ``metadata['field']:'value'`` with the value's quotes escaped."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"metadata['{field}']:'{escaped}'"
+
+
+# --- response mapping (pure) ----------------------------------------------------------------
+
+
+def _unexpected(operation: str, message: str) -> RejectedError:
+    return _reject(operation, "unexpected_response", message)
+
+
+def _id(value: Any) -> str | None:
+    """An id that Stripe may give as a string or as an expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return str(value) if value else None
+
+
+def _date(timestamp: Any) -> date | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(int(timestamp), UTC).date()
+
+
+def to_subscription(obj: Mapping[str, Any], operation: str) -> Subscription:
+    status = _SUBSCRIPTION_STATUS.get(str(obj.get("status")))
+    if status is None:
+        raise _unexpected(operation, f"unknown subscription status {obj.get('status')!r}")
+    customer_id = _id(obj.get("customer"))
+    if not obj.get("id") or customer_id is None or not obj.get("currency"):
+        raise _unexpected(operation, "subscription without id, customer or currency")
+    return Subscription(
+        subscription_id=str(obj["id"]),
+        customer_id=customer_id,
+        currency=str(obj["currency"]).upper(),
+        status=status,
+        latest_invoice_id=_id(obj.get("latest_invoice")),
+    )
+
+
+def to_invoice(obj: Mapping[str, Any], lines: list[Mapping[str, Any]], operation: str) -> Invoice:
+    currency = str(obj.get("currency") or "").upper()
+    customer_id = _id(obj.get("customer"))
+    if not obj.get("id") or customer_id is None or not currency:
+        raise _unexpected(operation, "invoice without id, customer or currency")
+    try:
+        status = InvoiceStatus(str(obj.get("status")))
+    except ValueError:
+        raise _unexpected(operation, f"unknown invoice status {obj.get('status')!r}") from None
+    subscription_id = _id(obj.get("subscription"))
+    if subscription_id is None:  # API versions from 2025 move it under ``parent``
+        parent = obj.get("parent") or {}
+        subscription_id = _id((parent.get("subscription_details") or {}).get("subscription"))
+    if obj.get("tax") is not None:
+        tax_minor = int(obj["tax"])
+    else:
+        tax_minor = sum(int(t.get("amount") or 0) for t in obj.get("total_taxes") or [])
+    return Invoice(
+        invoice_id=str(obj["id"]),
+        customer_id=customer_id,
+        subscription_id=subscription_id,
+        currency=currency,
+        status=status,
+        lines=[
+            InvoiceLine(
+                description=str(line.get("description") or ""),
+                amount=from_minor(int(line["amount"]), currency),
+                period_start=_date((line.get("period") or {}).get("start")),
+                period_end=_date((line.get("period") or {}).get("end")),
+            )
+            for line in lines
+        ],
+        subtotal=from_minor(int(obj.get("subtotal") or 0), currency),
+        tax=from_minor(tax_minor, currency),
+        total=from_minor(int(obj.get("total") or 0), currency),
+        due_date=_date(obj.get("due_date")),
+    )
+
+
+def _oldest(objects: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return min(objects, key=lambda o: int(o.get("created") or 0)) if objects else None
+
+
+# --- the adapter ----------------------------------------------------------------------------
+
+
+class StripeBilling:
+    """``BillingPort`` on Stripe. See the module docstring for keys, money and edge cases."""
+
+    vendor = VENDOR
+
+    def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_key: str) -> None:
+        self._http = VendorHttp(VENDOR, http, classify_stripe_error)
+        self._base = base_url.rstrip("/") + "/v1"
+        self._api_key = api_key
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"StripeBilling(base_url={self._base!r})"
+
+    def _url(self, *segments: str) -> str:
+        return "/".join([self._base, *(url_quote(s, safe="") for s in segments)])
+
+    async def _call(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        form: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        headers = {
+            "Authorization": f"Bearer {self._api_key}",
+            "Stripe-Version": STRIPE_API_VERSION,
+        }
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        response = await self._http.request(
+            operation, method, url, form=form, params=params, headers=headers, ok=(200,)
+        )
+        try:
+            body = decode_json(response)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise _unexpected(operation, "answer is not a JSON object")
+        return body
+
+    async def _search(self, operation: str, resource: str, field: str, value: str) -> Any:
+        body = await self._call(
+            operation,
+            "GET",
+            self._url(resource, "search"),
+            params={"query": search_query(field, value), "limit": "10"},
+        )
+        data = body.get("data")
+        return _oldest([o for o in data if isinstance(o, dict)] if isinstance(data, list) else [])
+
+    # customers
+
+    async def upsert_customer(self, customer: Customer, idempotency_key: str) -> str:
+        found = await self._search(
+            "search_customers", "customers", "revsync_account_id", customer.account_id
+        )
+        if found is not None:
+            return str(found["id"])
+        created = await self._call(
+            "create_customer",
+            "POST",
+            self._url("customers"),
+            form=customer_form(customer),
+            idempotency_key=idempotency_key,
+        )
+        return str(created["id"])
+
+    # subscriptions
+
+    async def find_subscription(self, idempotency_key: str) -> Subscription | None:
+        found = await self._search(
+            "search_subscriptions", "subscriptions", "revsync_key", idempotency_key
+        )
+        return None if found is None else to_subscription(found, "search_subscriptions")
+
+    async def _ensure_product(self, sku: str, name: str, idempotency_key: str) -> None:
+        try:
+            await self._call("get_product", "GET", self._url("products", sku))
+            return
+        except NotFoundError:
+            pass
+        try:
+            await self._call(
+                "create_product",
+                "POST",
+                self._url("products"),
+                form={"id": sku, "name": name, "metadata[sku]": sku},
+                idempotency_key=idempotency_key,
+            )
+        except RejectedError as error:
+            if error.code != "resource_already_exists":
+                raise
+
+    async def create_subscription(self, draft: SubscriptionDraft, customer_id: str) -> Subscription:
+        existing = await self.find_subscription(draft.idempotency_key)
+        if existing is not None:
+            return existing
+        form = subscription_form(draft, customer_id)  # rejects what Stripe would refuse
+        products: dict[str, str] = {}
+        for line in [*draft.recurring_lines, *draft.one_time_lines]:
+            products.setdefault(line.sku, line.description or line.sku)
+        for sku, name in products.items():
+            await self._ensure_product(sku, name, f"{draft.idempotency_key}:product:{sku}")
+        created = await self._call(
+            "create_subscription",
+            "POST",
+            self._url("subscriptions"),
+            form=form,
+            idempotency_key=draft.idempotency_key,
+        )
+        return to_subscription(created, "create_subscription")
+
+    async def cancel_subscription(self, subscription_id: str, reason: str) -> Subscription:
+        current = await self._call(
+            "get_subscription", "GET", self._url("subscriptions", subscription_id)
+        )
+        subscription = to_subscription(current, "get_subscription")
+        if subscription.status is SubscriptionStatus.CANCELED:
+            return subscription
+        try:
+            canceled = await self._call(
+                "cancel_subscription",
+                "DELETE",
+                self._url("subscriptions", subscription_id),
+                params={
+                    "prorate": "false",
+                    "invoice_now": "false",
+                    "cancellation_details[comment]": reason[:MAX_COMMENT],
+                },
+            )
+        except RejectedError:
+            # A concurrent cancel may have won the race: then it is done.
+            again = await self._call(
+                "get_subscription", "GET", self._url("subscriptions", subscription_id)
+            )
+            if to_subscription(again, "get_subscription").status is SubscriptionStatus.CANCELED:
+                return to_subscription(again, "get_subscription")
+            raise
+        return to_subscription(canceled, "cancel_subscription")
+
+    # invoices
+
+    async def _invoice_lines(self, invoice: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """Every line of the invoice: the embedded first page, then the rest, page by page."""
+        page = invoice.get("lines") or {}
+        lines: list[Mapping[str, Any]] = list(page.get("data") or [])
+        while page.get("has_more") and lines:
+            page = await self._call(
+                "list_invoice_lines",
+                "GET",
+                self._url("invoices", str(invoice["id"]), "lines"),
+                params={"limit": "100", "starting_after": str(lines[-1]["id"])},
+            )
+            lines.extend(page.get("data") or [])
+        return lines
+
+    async def _to_invoice(self, obj: Mapping[str, Any], operation: str) -> Invoice:
+        return to_invoice(obj, await self._invoice_lines(obj), operation)
+
+    async def _get_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return await self._call("get_invoice", "GET", self._url("invoices", invoice_id))
+
+    async def void_invoice(self, invoice_id: str) -> Invoice:
+        invoice = await self._get_invoice(invoice_id)
+        status = invoice.get("status")
+        if status == "void" or (status == "paid" and int(invoice.get("total") or 0) == 0):
+            return await self._to_invoice(invoice, "void_invoice")
+        if status == "paid":
+            raise _reject(
+                "void_invoice",
+                "invoice_paid",
+                f"invoice {invoice_id} is paid; it cannot be voided (refund or credit it)",
+            )
+        try:
+            if status == "draft":
+                invoice = await self._call(
+                    "finalize_invoice",
+                    "POST",
+                    self._url("invoices", invoice_id, "finalize"),
+                    form={"auto_advance": "false"},
+                )
+                if invoice.get("status") == "paid" and int(invoice.get("total") or 0) == 0:
+                    return await self._to_invoice(invoice, "void_invoice")
+            voided = await self._call(
+                "void_invoice", "POST", self._url("invoices", invoice_id, "void")
+            )
+        except RejectedError:
+            again = await self._get_invoice(invoice_id)
+            if again.get("status") == "void":  # voided by a concurrent call
+                return await self._to_invoice(again, "void_invoice")
+            raise
+        return await self._to_invoice(voided, "void_invoice")

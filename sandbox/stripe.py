@@ -1,0 +1,1153 @@
+"""A Stripe API emulator (the v1 subset revsync uses), mounted by :mod:`sandbox.app` at
+``/stripe``, so the real adapter runs against it unchanged.
+
+What it keeps faithful:
+
+- **Wire format**: form-encoded bodies in bracket notation (``items[0][price_data][currency]``,
+  ``expand[]``) parsed into nested objects; unknown or malformed parameters are refused with
+  Stripe's ``{"error": {"type", "code", "message", "param"}}`` body; JSON answers.
+- **Auth**: ``Authorization: Bearer <key>`` or HTTP basic with the key as user; anything else
+  is a 401 ``invalid_request_error``.
+- **Idempotency** (per API key, POST only): the first answer (status and body) to an
+  ``Idempotency-Key`` is stored and replayed for a repeat with the same parameters, with
+  ``Idempotent-Replayed: true``; the same key with other parameters (or on another endpoint)
+  is a 400 ``idempotency_error``; a repeat while the first is still executing is a 409
+  ``idempotency_key_in_use`` with ``Stripe-Should-Retry: true``. 5xx answers are not stored,
+  so a retry can succeed. A replayed answer skips the fault hooks: it is the stored response.
+- **Search**: ``/v1/customers/search`` and ``/v1/subscriptions/search`` accept only
+  ``metadata['key']:'value'`` (quotes escaped with a backslash). Like Stripe's, search can
+  lag behind writes: set ``StripeStore.search_lag_seconds`` to hide new objects from search
+  for that long.
+- **Subscriptions**: all items must share one currency and one billing interval; creating one
+  creates its first invoice (first period of every item plus the ``add_invoice_items``),
+  open, or paid at once when it comes to zero. Amounts are integers in minor units;
+  ``unit_amount_decimal * quantity`` is rounded half up per line.
+- **Invoices**: ``finalize`` only from draft; ``void`` only from open or uncollectible;
+  ``pay`` only with ``paid_out_of_band=true`` (the sandbox has no payment methods). Responses
+  embed the first 10 lines; ``/v1/invoices/<id>/lines`` pages through the rest.
+
+Operations, as named for fault injection (``POST /_sandbox/faults`` with vendor ``stripe``):
+``search_customers``, ``get_customer``, ``create_customer``, ``get_product``,
+``create_product``, ``search_subscriptions``, ``get_subscription``, ``create_subscription``,
+``update_subscription``, ``cancel_subscription``, ``get_invoice``, ``list_invoice_lines``,
+``finalize_invoice``, ``void_invoice``, ``pay_invoice``. Injected faults answer in Stripe's
+format: 402 is a ``card_error`` (``card_declined`` with ``decline_code`` ``generic_decline``
+unless another code is given), 409 carries ``Stripe-Should-Retry: true``, 429 is
+``rate_limit``, 5xx is an ``api_error``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import calendar
+import copy
+import hmac
+import re
+import secrets
+import string
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request, Response
+
+from domain.money import MINOR_UNITS
+from sandbox.faults import VendorFaults
+from sandbox.wire import bearer_token, json_response
+
+if TYPE_CHECKING:
+    from sandbox.app import SandboxState
+
+VENDOR = "stripe"
+CURRENCIES = frozenset(code.lower() for code in MINOR_UNITS)
+INTERVALS = frozenset({"day", "week", "month", "year"})
+TAX_ID_TYPES = frozenset(
+    {"eu_vat", "gb_vat", "us_ein", "jp_trn", "ca_bn", "ca_gst_hst", "au_abn", "ch_vat"}
+)
+MAX_ITEMS = 20
+EMBEDDED_LINES = 10
+Json = dict[str, Any]
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class StripeError(Exception):
+    """An error answer in Stripe's format."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        decline_code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.decline_code = decline_code
+        self.headers = dict(headers or {})
+
+    def body(self) -> Json:
+        error: Json = {"type": self.type, "message": self.message}
+        if self.code:
+            error["code"] = self.code
+            error["doc_url"] = f"https://stripe.com/docs/error-codes/{self.code.replace('_', '-')}"
+        if self.param:
+            error["param"] = self.param
+        if self.decline_code:
+            error["decline_code"] = self.decline_code
+        return {"error": error}
+
+    def response(self) -> Response:
+        return json_response(self.body(), self.status, _with_request_id(self.headers))
+
+
+def _invalid(message: str, param: str | None = None, code: str | None = None) -> StripeError:
+    return StripeError(400, message, param=param, code=code)
+
+
+def _missing(kind: str, object_id: str, param: str | None = None, status: int = 404) -> StripeError:
+    return StripeError(
+        status, f"No such {kind}: '{object_id}'", code="resource_missing", param=param
+    )
+
+
+def fault_response(status: int, code: str | None, message: str) -> Response:
+    """An injected fault, answered the way Stripe answers that status."""
+    if status == 402:
+        code = code or "card_declined"
+        decline = "generic_decline" if code == "card_declined" else None
+        return StripeError(
+            status, message, type="card_error", code=code, decline_code=decline
+        ).response()
+    if status == 409:
+        return StripeError(
+            status,
+            message,
+            code=code or "idempotency_key_in_use",
+            headers={"Stripe-Should-Retry": "true"},
+        ).response()
+    if status == 429:
+        return StripeError(status, message, code=code or "rate_limit").response()
+    if status == 404:
+        return StripeError(status, message, code=code or "resource_missing").response()
+    if status >= 500:
+        return StripeError(status, message, type="api_error", code=code).response()
+    return StripeError(status, message, code=code).response()
+
+
+def _with_request_id(headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    return {"Request-Id": new_id("req"), **(headers or {})}
+
+
+# --- form bodies ----------------------------------------------------------------------------
+
+_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
+_SEGMENT = re.compile(r"\[([^\[\]]*)\]")
+
+
+def _key_path(key: str) -> list[str]:
+    match = _KEY.fullmatch(key)
+    if match is None:
+        raise _invalid(f"Invalid parameter name: {key}", param=key)
+    return [match.group(1), *_SEGMENT.findall(match.group(2))]
+
+
+def _listify(node: Any, name: str) -> Any:
+    """Dicts whose keys are all indexes become lists (indexes must run 0, 1, 2, ...)."""
+    if not isinstance(node, dict):
+        return node
+    if node and all(k.isdigit() for k in node):
+        indexes = sorted(int(k) for k in node)
+        if indexes != list(range(len(indexes))):
+            raise _invalid(f"Invalid array: indexes of {name} must start at 0 and be contiguous")
+        return [_listify(node[str(i)], f"{name}[{i}]") for i in indexes]
+    return {k: _listify(v, f"{name}[{k}]") for k, v in node.items()}
+
+
+def parse_form(pairs: list[tuple[str, str]]) -> Json:
+    """Stripe's bracket notation as nested objects: ``a[b][0][c]=1`` → ``{"a": {"b": [{"c":
+    "1"}]}}``; ``a[]=x&a[]=y`` → ``{"a": ["x", "y"]}``. Every leaf stays a string."""
+    root: Json = {}
+    for key, value in pairs:
+        path = _key_path(key)
+        node: Json = root
+        for depth, part in enumerate(path):
+            if part == "":  # ``[]`` appends
+                part = str(len(node))
+            if depth == len(path) - 1:
+                if isinstance(node.get(part), dict):
+                    raise _invalid(f"Invalid value for {key}: expected an object", param=key)
+                node[part] = value
+                break
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise _invalid(f"Invalid object: {key} mixes a value and an object", param=key)
+            node = child
+    return {k: _listify(v, k) for k, v in root.items()}
+
+
+# --- parameter checks -----------------------------------------------------------------------
+
+
+def _known(params: Mapping[str, Any], allowed: set[str], prefix: str = "") -> None:
+    for name in params:
+        if name not in allowed:
+            full = f"{prefix}[{name}]" if prefix else name
+            raise _invalid(f"Received unknown parameter: {full}", param=full)
+
+
+def _obj(value: Any, param: str) -> Json:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _invalid(f"Invalid object: {param} must be a hash", param=param)
+    return value
+
+
+def _list(value: Any, param: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _invalid(f"Invalid array: {param} must be an array", param=param)
+    return value
+
+
+def _str(value: Any, param: str, *, required: bool = False) -> str | None:
+    if value is None:
+        if required:
+            raise _invalid(f"Missing required param: {param}.", param=param)
+        return None
+    if not isinstance(value, str):
+        raise _invalid(f"Invalid string: {param}", param=param)
+    if required and not value:
+        raise _invalid(f"Missing required param: {param}.", param=param)
+    return value
+
+
+def _int(value: Any, param: str, *, minimum: int = 0, default: int | None = None) -> int:
+    if value is None:
+        if default is None:
+            raise _invalid(f"Missing required param: {param}.", param=param)
+        return default
+    if not isinstance(value, str) or not re.fullmatch(r"-?\d+", value):
+        raise _invalid(f"Invalid integer: {value}", param=param)
+    number = int(value)
+    if number < minimum:
+        raise _invalid(f"Invalid {param}: must be at least {minimum}", param=param)
+    return number
+
+
+def _bool(value: Any, param: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if value not in ("true", "false"):
+        raise _invalid(f"Invalid boolean: {value}", param=param)
+    return bool(value == "true")
+
+
+def _currency(value: Any, param: str) -> str:
+    code = (_str(value, param, required=True) or "").lower()
+    if code not in CURRENCIES:
+        raise _invalid(f"Invalid currency: {code}.", param=param)
+    return code
+
+
+def _unit_amount(price_data: Json, param: str) -> str:
+    """``unit_amount`` (integer) or ``unit_amount_decimal`` (≤ 12 places), as a plain string."""
+    if price_data.get("unit_amount") is not None:
+        if price_data.get("unit_amount_decimal") is not None:
+            raise _invalid(
+                f"You may only specify one of these parameters: {param}[unit_amount], "
+                f"{param}[unit_amount_decimal].",
+                param=f"{param}[unit_amount]",
+            )
+        return str(_int(price_data["unit_amount"], f"{param}[unit_amount]"))
+    raw = _str(price_data.get("unit_amount_decimal"), f"{param}[unit_amount_decimal]")
+    if raw is None:
+        raise _invalid(
+            f"Missing required param: {param}[unit_amount].", param=f"{param}[unit_amount]"
+        )
+    try:
+        amount = Decimal(raw)
+    except InvalidOperation:
+        raise _invalid(f"Invalid decimal: {raw}", param=f"{param}[unit_amount_decimal]") from None
+    exponent = amount.as_tuple().exponent
+    if not amount.is_finite() or amount < 0 or (isinstance(exponent, int) and exponent < -12):
+        raise _invalid(
+            f"Invalid decimal: {raw} (at most 12 decimal places, not negative)",
+            param=f"{param}[unit_amount_decimal]",
+        )
+    return format(amount.normalize(), "f")
+
+
+def _metadata(value: Any, param: str = "metadata") -> dict[str, str]:
+    data = _obj(value, param)
+    if len(data) > 50:
+        raise _invalid("Metadata can have at most 50 keys.", param=param)
+    for key, item in data.items():
+        if not isinstance(item, str):
+            raise _invalid(f"Invalid metadata value for {key}", param=f"{param}[{key}]")
+        if len(key) > 40 or len(item) > 500:
+            raise _invalid(
+                "Metadata keys are at most 40 characters and values at most 500.",
+                param=f"{param}[{key}]",
+            )
+    return dict(data)
+
+
+# --- the store ------------------------------------------------------------------------------
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{''.join(secrets.choice(_ALPHABET) for _ in range(16))}"
+
+
+def _add_interval(timestamp: int, interval: str, count: int) -> int:
+    start = datetime.fromtimestamp(timestamp, UTC)
+    if interval == "day":
+        return int((start + timedelta(days=count)).timestamp())
+    if interval == "week":
+        return int((start + timedelta(weeks=count)).timestamp())
+    months = count * (12 if interval == "year" else 1)
+    year, month0 = divmod(start.month - 1 + months, 12)
+    year += start.year
+    day = min(start.day, calendar.monthrange(year, month0 + 1)[1])
+    return int(start.replace(year=year, month=month0 + 1, day=day).timestamp())
+
+
+def _line_amount(unit_amount_decimal: str, quantity: int) -> int:
+    total = Decimal(unit_amount_decimal) * quantity
+    return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+_QUERY = re.compile(r"\s*metadata\['([A-Za-z0-9_.\-]+)'\]\s*:\s*'((?:[^'\\]|\\.)*)'\s*")
+
+
+def parse_search(query: str) -> tuple[str, str]:
+    """``metadata['key']:'value'`` → ``(key, value)``; nothing else is understood here."""
+    match = _QUERY.fullmatch(query)
+    if match is None:
+        raise _invalid(
+            f"Invalid search query: {query!r}. This sandbox supports metadata['key']:'value'.",
+            param="query",
+        )
+    return match.group(1), re.sub(r"\\(.)", r"\1", match.group(2))
+
+
+@dataclass
+class IdempotentRequest:
+    """One ``Idempotency-Key``: what the first request sent, and its answer once it has one."""
+
+    fingerprint: tuple[str, str, tuple[tuple[str, str], ...]]
+    status: int | None = None
+    body: Json | None = None
+
+
+class StripeStore:
+    """Everything the emulated Stripe account holds, in memory."""
+
+    def __init__(self) -> None:
+        self.customers: dict[str, Json] = {}
+        self.products: dict[str, Json] = {}
+        self.prices: dict[str, Json] = {}
+        self.subscriptions: dict[str, Json] = {}
+        self.invoices: dict[str, Json] = {}
+        self.idempotency: dict[tuple[str, str], IdempotentRequest] = {}
+        # Stripe Search is eventually consistent: new objects appear after this many seconds.
+        self.search_lag_seconds = 0.0
+        self._searchable_at: dict[str, float] = {}
+        self.clock: Callable[[], float] = time.time
+
+    def snapshot(self) -> dict[str, Any]:
+        return copy.deepcopy(
+            {
+                "customers": list(self.customers.values()),
+                "products": list(self.products.values()),
+                "subscriptions": list(self.subscriptions.values()),
+                "invoices": list(self.invoices.values()),
+            }
+        )
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    def _indexed(self, object_id: str) -> None:
+        self._searchable_at[object_id] = time.monotonic() + self.search_lag_seconds
+
+    # search
+
+    def search(self, kind: str, params: Json) -> Json:
+        _known(params, {"query", "limit", "page", "expand"})
+        key, value = parse_search(_str(params.get("query"), "query", required=True) or "")
+        limit = _int(params.get("limit"), "limit", minimum=1, default=10)
+        if limit > 100:
+            raise _invalid("Invalid limit: must be at most 100", param="limit")
+        pool = self.customers if kind == "customers" else self.subscriptions
+        now = time.monotonic()
+        found = [
+            obj
+            for obj in reversed(pool.values())
+            if obj["metadata"].get(key) == value and self._searchable_at.get(obj["id"], 0) <= now
+        ]
+        return {
+            "object": "search_result",
+            "data": copy.deepcopy(found[:limit]),
+            "has_more": len(found) > limit,
+            "next_page": None,
+            "url": f"/v1/{kind}/search",
+        }
+
+    # customers
+
+    def create_customer(self, params: Json) -> Json:
+        _known(
+            params,
+            {
+                "name",
+                "email",
+                "description",
+                "phone",
+                "address",
+                "metadata",
+                "tax_id_data",
+                "preferred_locales",
+                "expand",
+            },
+        )
+        email = _str(params.get("email"), "email")
+        if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+            raise _invalid(f"Invalid email address: {email}", param="email", code="email_invalid")
+        address = _obj(params.get("address"), "address")
+        _known(address, {"line1", "line2", "city", "state", "postal_code", "country"}, "address")
+        customer_id = new_id("cus")
+        tax_ids = []
+        for index, entry in enumerate(_list(params.get("tax_id_data"), "tax_id_data")):
+            param = f"tax_id_data[{index}]"
+            entry = _obj(entry, param)
+            _known(entry, {"type", "value"}, param)
+            tax_type = _str(entry.get("type"), f"{param}[type]", required=True)
+            if tax_type not in TAX_ID_TYPES:
+                raise _invalid(f"Invalid value for {param}[type]: {tax_type}", f"{param}[type]")
+            tax_value = _str(entry.get("value"), f"{param}[value]", required=True)
+            tax_ids.append(
+                {
+                    "id": new_id("txi"),
+                    "object": "tax_id",
+                    "type": tax_type,
+                    "value": tax_value,
+                    "customer": customer_id,
+                }
+            )
+        customer: Json = {
+            "id": customer_id,
+            "object": "customer",
+            "created": self._now(),
+            "livemode": False,
+            "name": _str(params.get("name"), "name"),
+            "email": email,
+            "description": _str(params.get("description"), "description"),
+            "phone": _str(params.get("phone"), "phone"),
+            "address": {
+                field: address.get(field)
+                for field in ("line1", "line2", "city", "state", "postal_code", "country")
+            }
+            if address
+            else None,
+            "metadata": _metadata(params.get("metadata")),
+            "tax_ids": {"object": "list", "data": tax_ids, "has_more": False},
+            "currency": None,
+            "deleted": False,
+        }
+        self.customers[customer_id] = customer
+        self._indexed(customer_id)
+        return copy.deepcopy(customer)
+
+    def get_customer(self, customer_id: str) -> Json:
+        if customer_id not in self.customers:
+            raise _missing("customer", customer_id)
+        return copy.deepcopy(self.customers[customer_id])
+
+    # products
+
+    def create_product(self, params: Json) -> Json:
+        _known(params, {"id", "name", "description", "metadata", "active", "expand"})
+        product_id = _str(params.get("id"), "id") or new_id("prod")
+        if product_id in self.products:
+            raise _invalid(
+                f"Product already exists: '{product_id}'", "id", code="resource_already_exists"
+            )
+        product: Json = {
+            "id": product_id,
+            "object": "product",
+            "created": self._now(),
+            "livemode": False,
+            "name": _str(params.get("name"), "name", required=True),
+            "description": _str(params.get("description"), "description"),
+            "active": _bool(params.get("active"), "active", True),
+            "metadata": _metadata(params.get("metadata")),
+        }
+        self.products[product_id] = product
+        return copy.deepcopy(product)
+
+    def get_product(self, product_id: str) -> Json:
+        if product_id not in self.products:
+            raise _missing("product", product_id)
+        return copy.deepcopy(self.products[product_id])
+
+    # subscriptions
+
+    def _inline_price(self, data: Json, param: str, *, recurring: bool) -> Json:
+        allowed = {"currency", "product", "unit_amount", "unit_amount_decimal", "tax_behavior"}
+        _known(data, (allowed | {"recurring"}) if recurring else allowed, param)
+        product = _str(data.get("product"), f"{param}[product]", required=True) or ""
+        if product not in self.products:
+            raise _missing("product", product, f"{param}[product]", status=400)
+        unit = _unit_amount(data, param)
+        recurrence = None
+        if recurring:
+            spec = _obj(data.get("recurring"), f"{param}[recurring]")
+            if not spec:
+                raise _invalid(
+                    f"Missing required param: {param}[recurring].", f"{param}[recurring]"
+                )
+            _known(spec, {"interval", "interval_count"}, f"{param}[recurring]")
+            interval = _str(spec.get("interval"), f"{param}[recurring][interval]", required=True)
+            if interval not in INTERVALS:
+                raise _invalid(
+                    f"Invalid {param}[recurring][interval]: must be one of day, week, month, "
+                    "or year",
+                    f"{param}[recurring][interval]",
+                )
+            count = _int(
+                spec.get("interval_count"),
+                f"{param}[recurring][interval_count]",
+                minimum=1,
+                default=1,
+            )
+            recurrence = {"interval": interval, "interval_count": count}
+        price: Json = {
+            "id": new_id("price"),
+            "object": "price",
+            "active": False,
+            "created": self._now(),
+            "currency": _currency(data.get("currency"), f"{param}[currency]"),
+            "product": product,
+            "unit_amount": int(unit) if "." not in unit else None,
+            "unit_amount_decimal": unit,
+            "recurring": recurrence,
+            "type": "recurring" if recurring else "one_time",
+        }
+        self.prices[price["id"]] = price
+        return price
+
+    def _price(self, entry: Json, param: str, *, recurring: bool) -> Json:
+        if entry.get("price") is not None:
+            if entry.get("price_data") is not None:
+                raise _invalid(
+                    f"You may only specify one of {param}[price] and {param}[price_data].",
+                    f"{param}[price]",
+                )
+            price_id = _str(entry.get("price"), f"{param}[price]", required=True) or ""
+            price = self.prices.get(price_id)
+            if price is None:
+                raise _missing("price", price_id, f"{param}[price]", status=400)
+            if (price["recurring"] is not None) != recurring:
+                raise _invalid(f"The price {price_id} has the wrong type here.", f"{param}[price]")
+            return price
+        data = _obj(entry.get("price_data"), f"{param}[price_data]")
+        if not data:
+            raise _invalid(f"Missing required param: {param}[price].", f"{param}[price]")
+        return self._inline_price(data, f"{param}[price_data]", recurring=recurring)
+
+    def create_subscription(self, params: Json) -> Json:
+        _known(
+            params,
+            {
+                "customer",
+                "currency",
+                "items",
+                "add_invoice_items",
+                "collection_method",
+                "days_until_due",
+                "description",
+                "metadata",
+                "payment_behavior",
+                "proration_behavior",
+                "expand",
+            },
+        )
+        customer_id = _str(params.get("customer"), "customer", required=True) or ""
+        if customer_id not in self.customers:
+            raise _missing("customer", customer_id, "customer", status=400)
+        collection = _str(params.get("collection_method"), "collection_method")
+        collection = collection or "charge_automatically"
+        if collection not in ("charge_automatically", "send_invoice"):
+            raise _invalid(f"Invalid collection_method: {collection}", "collection_method")
+        days_until_due = None
+        if collection == "send_invoice":
+            days_until_due = _int(params.get("days_until_due"), "days_until_due")
+        elif params.get("days_until_due") is not None:
+            raise _invalid(
+                "days_until_due can only be set when collection_method is send_invoice.",
+                "days_until_due",
+            )
+        metadata = _metadata(params.get("metadata"))
+        entries = _list(params.get("items"), "items")
+        if not entries:
+            raise _invalid("Missing required param: items.", "items")
+        if len(entries) > MAX_ITEMS:
+            raise _invalid(f"A subscription can have at most {MAX_ITEMS} items.", "items")
+        extras = _list(params.get("add_invoice_items"), "add_invoice_items")
+        if len(extras) > MAX_ITEMS:
+            raise _invalid(f"You can add at most {MAX_ITEMS} invoice items.", "add_invoice_items")
+
+        items: list[tuple[Json, int, dict[str, str]]] = []
+        for index, raw in enumerate(entries):
+            param = f"items[{index}]"
+            entry = _obj(raw, param)
+            _known(entry, {"price", "price_data", "quantity", "metadata"}, param)
+            price = self._price(entry, param, recurring=True)
+            quantity = _int(entry.get("quantity"), f"{param}[quantity]", default=1)
+            items.append((price, quantity, _metadata(entry.get("metadata"), f"{param}[metadata]")))
+        one_offs: list[tuple[Json, int]] = []
+        for index, raw in enumerate(extras):
+            param = f"add_invoice_items[{index}]"
+            entry = _obj(raw, param)
+            _known(entry, {"price", "price_data", "quantity"}, param)
+            price = self._price(entry, param, recurring=False)
+            one_offs.append((price, _int(entry.get("quantity"), f"{param}[quantity]", default=1)))
+
+        currencies = {price["currency"] for price, _, _ in items}
+        currencies |= {price["currency"] for price, _ in one_offs}
+        if params.get("currency") is not None:
+            currencies.add(_currency(params.get("currency"), "currency"))
+        if len(currencies) > 1:
+            raise _invalid(
+                "All prices on a subscription must share one currency; found "
+                + ", ".join(sorted(currencies)),
+                "items",
+            )
+        recurrences = {
+            (price["recurring"]["interval"], price["recurring"]["interval_count"])
+            for price, _, _ in items
+        }
+        if len(recurrences) > 1:
+            raise _invalid(
+                "Currency and interval fields must match across all prices on a "
+                "subscription; found intervals "
+                + ", ".join(f"{count} {interval}" for interval, count in sorted(recurrences)),
+                "items",
+            )
+        (currency,) = currencies
+        ((interval, interval_count),) = recurrences
+
+        now = self._now()
+        period_end = _add_interval(now, interval, interval_count)
+        subscription_id = new_id("sub")
+        invoice_id = new_id("in")
+        subscription_items: list[Json] = [
+            {
+                "id": new_id("si"),
+                "object": "subscription_item",
+                "subscription": subscription_id,
+                "price": copy.deepcopy(price),
+                "quantity": quantity,
+                "metadata": item_metadata,
+                "created": now,
+                "current_period_start": now,
+                "current_period_end": period_end,
+            }
+            for price, quantity, item_metadata in items
+        ]
+        lines = [
+            self._invoice_line(invoice_id, item["price"], item["quantity"], now, period_end)
+            | {"subscription_item": item["id"], "metadata": dict(item["metadata"])}
+            for item in subscription_items
+        ]
+        lines += [
+            self._invoice_line(invoice_id, price, quantity, now, now)
+            for price, quantity in one_offs
+        ]
+        total = sum(line["amount"] for line in lines)
+        status = "active" if collection == "send_invoice" or total == 0 else "incomplete"
+        invoice: Json = {
+            "id": invoice_id,
+            "object": "invoice",
+            "livemode": False,
+            "created": now,
+            "customer": customer_id,
+            "subscription": subscription_id,
+            "billing_reason": "subscription_create",
+            "collection_method": collection,
+            "currency": currency,
+            "status": "paid" if total == 0 else "open",
+            "auto_advance": total != 0,
+            "amount_due": total,
+            "amount_paid": 0,
+            "amount_remaining": total,
+            "subtotal": total,
+            "total": total,
+            "tax": None,
+            "total_tax_amounts": [],
+            "due_date": None if days_until_due is None else now + days_until_due * 86400,
+            "period_start": now,
+            "period_end": now,
+            "description": _str(params.get("description"), "description"),
+            "metadata": {},
+            "status_transitions": {
+                "finalized_at": now,
+                "paid_at": now if total == 0 else None,
+                "voided_at": None,
+                "marked_uncollectible_at": None,
+            },
+            "lines": {
+                "object": "list",
+                "data": lines,
+                "has_more": False,
+                "total_count": len(lines),
+                "url": f"/v1/invoices/{invoice_id}/lines",
+            },
+        }
+        subscription: Json = {
+            "id": subscription_id,
+            "object": "subscription",
+            "livemode": False,
+            "created": now,
+            "start_date": now,
+            "customer": customer_id,
+            "currency": currency,
+            "status": status,
+            "collection_method": collection,
+            "days_until_due": days_until_due,
+            "description": _str(params.get("description"), "description"),
+            "metadata": metadata,
+            "items": {
+                "object": "list",
+                "data": subscription_items,
+                "has_more": False,
+                "total_count": len(subscription_items),
+                "url": f"/v1/subscription_items?subscription={subscription_id}",
+            },
+            "latest_invoice": invoice_id,
+            "current_period_start": now,
+            "current_period_end": period_end,
+            "cancel_at": None,
+            "cancel_at_period_end": False,
+            "canceled_at": None,
+            "ended_at": None,
+            "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+        }
+        self.invoices[invoice_id] = invoice
+        self.subscriptions[subscription_id] = subscription
+        self._indexed(subscription_id)
+        return copy.deepcopy(subscription)
+
+    def _invoice_line(
+        self, invoice_id: str, price: Json, quantity: int, start: int, end: int
+    ) -> Json:
+        product = self.products[price["product"]]
+        unit = Decimal(price["unit_amount_decimal"]).scaleb(-MINOR_UNITS[price["currency"].upper()])
+        per = f" / {price['recurring']['interval']}" if price["recurring"] else ""
+        return {
+            "id": new_id("il"),
+            "object": "line_item",
+            "invoice": invoice_id,
+            "amount": _line_amount(price["unit_amount_decimal"], quantity),
+            "currency": price["currency"],
+            "description": f"{quantity} × {product['name']} "  # noqa: RUF001 (Stripe's sign)
+            f"(at {format(unit, 'f')} {price['currency'].upper()}{per})",
+            "quantity": quantity,
+            "price": copy.deepcopy(price),
+            "period": {"start": start, "end": end},
+            "proration": False,
+            "type": "subscription" if price["recurring"] else "invoiceitem",
+            "metadata": {},
+        }
+
+    def _subscription(self, subscription_id: str) -> Json:
+        if subscription_id not in self.subscriptions:
+            raise _missing("subscription", subscription_id)
+        return self.subscriptions[subscription_id]
+
+    def get_subscription(self, subscription_id: str) -> Json:
+        return copy.deepcopy(self._subscription(subscription_id))
+
+    def _cancellation_details(self, subscription: Json, params: Json) -> None:
+        details = _obj(params.get("cancellation_details"), "cancellation_details")
+        _known(details, {"comment", "feedback"}, "cancellation_details")
+        for field in ("comment", "feedback"):
+            if field in details:
+                value = _str(details[field], f"cancellation_details[{field}]")
+                if value is not None and len(value) > 5000:
+                    raise _invalid(
+                        "cancellation_details[comment] is at most 5000 characters.",
+                        f"cancellation_details[{field}]",
+                    )
+                subscription["cancellation_details"][field] = value or None
+
+    def update_subscription(self, subscription_id: str, params: Json) -> Json:
+        subscription = self._subscription(subscription_id)
+        _known(
+            params,
+            {"metadata", "description", "cancellation_details", "days_until_due", "expand"},
+        )
+        if subscription["status"] == "canceled" and set(params) - {
+            "metadata",
+            "cancellation_details",
+            "expand",
+        }:
+            raise _invalid(
+                "A canceled subscription can only update its metadata and cancellation_details."
+            )
+        updated = copy.deepcopy(subscription)
+        for key, value in _metadata(params.get("metadata")).items():
+            if value == "":
+                updated["metadata"].pop(key, None)
+            else:
+                updated["metadata"][key] = value
+        if "description" in params:
+            updated["description"] = _str(params["description"], "description") or None
+        if "days_until_due" in params:
+            if updated["collection_method"] != "send_invoice":
+                raise _invalid(
+                    "days_until_due can only be set when collection_method is send_invoice.",
+                    "days_until_due",
+                )
+            updated["days_until_due"] = _int(params["days_until_due"], "days_until_due")
+        self._cancellation_details(updated, params)
+        self.subscriptions[subscription_id] = updated
+        return copy.deepcopy(updated)
+
+    def cancel_subscription(self, subscription_id: str, params: Json) -> Json:
+        subscription = self._subscription(subscription_id)
+        _known(params, {"prorate", "invoice_now", "cancellation_details", "expand"})
+        _bool(params.get("prorate"), "prorate", True)
+        _bool(params.get("invoice_now"), "invoice_now", False)
+        if subscription["status"] == "canceled":
+            raise _invalid(f"The subscription {subscription_id} has already been canceled.")
+        updated = copy.deepcopy(subscription)
+        self._cancellation_details(updated, params)
+        now = self._now()
+        updated.update(status="canceled", canceled_at=now, ended_at=now)
+        updated["cancellation_details"]["reason"] = "cancellation_requested"
+        self.subscriptions[subscription_id] = updated
+        return copy.deepcopy(updated)
+
+    # invoices
+
+    def _invoice(self, invoice_id: str) -> Json:
+        if invoice_id not in self.invoices:
+            raise _missing("invoice", invoice_id)
+        return self.invoices[invoice_id]
+
+    def _render_invoice(self, invoice: Json) -> Json:
+        """The invoice as the API answers it: the first lines embedded, the rest paged."""
+        rendered = copy.deepcopy(invoice)
+        lines = rendered["lines"]["data"]
+        rendered["lines"]["data"] = lines[:EMBEDDED_LINES]
+        rendered["lines"]["has_more"] = len(lines) > EMBEDDED_LINES
+        return rendered
+
+    def get_invoice(self, invoice_id: str) -> Json:
+        return self._render_invoice(self._invoice(invoice_id))
+
+    def list_invoice_lines(self, invoice_id: str, params: Json) -> Json:
+        invoice = self._invoice(invoice_id)
+        _known(params, {"limit", "starting_after", "ending_before", "expand"})
+        limit = _int(params.get("limit"), "limit", minimum=1, default=10)
+        if limit > 100:
+            raise _invalid("Invalid limit: must be at most 100", param="limit")
+        lines = invoice["lines"]["data"]
+        after = _str(params.get("starting_after"), "starting_after")
+        start = 0
+        if after is not None:
+            ids = [line["id"] for line in lines]
+            if after not in ids:
+                raise _missing("line item", after, "starting_after", status=400)
+            start = ids.index(after) + 1
+        page = lines[start : start + limit]
+        return {
+            "object": "list",
+            "data": copy.deepcopy(page),
+            "has_more": start + limit < len(lines),
+            "url": f"/v1/invoices/{invoice_id}/lines",
+        }
+
+    def finalize_invoice(self, invoice_id: str, params: Json) -> Json:
+        invoice = self._invoice(invoice_id)
+        _known(params, {"auto_advance", "expand"})
+        if invoice["status"] != "draft":
+            raise _invalid(
+                f"This invoice is already finalized (status {invoice['status']}); only a draft "
+                "can be finalized.",
+                code="invoice_not_editable",
+            )
+        now = self._now()
+        invoice["auto_advance"] = _bool(params.get("auto_advance"), "auto_advance", True)
+        invoice["status_transitions"]["finalized_at"] = now
+        if invoice["amount_due"] == 0:
+            invoice["status"] = "paid"
+            invoice["status_transitions"]["paid_at"] = now
+        else:
+            invoice["status"] = "open"
+        return self._render_invoice(invoice)
+
+    def void_invoice(self, invoice_id: str, params: Json) -> Json:
+        invoice = self._invoice(invoice_id)
+        _known(params, {"expand"})
+        if invoice["status"] not in ("open", "uncollectible"):
+            raise _invalid(
+                f"You can only void an open or uncollectible invoice; this one is "
+                f"{invoice['status']}.",
+                code="invoice_not_editable" if invoice["status"] == "draft" else None,
+            )
+        invoice["status"] = "void"
+        invoice["amount_remaining"] = 0
+        invoice["status_transitions"]["voided_at"] = self._now()
+        return self._render_invoice(invoice)
+
+    def pay_invoice(self, invoice_id: str, params: Json) -> Json:
+        invoice = self._invoice(invoice_id)
+        _known(params, {"paid_out_of_band", "expand"})
+        if invoice["status"] not in ("open", "uncollectible"):
+            raise _invalid(
+                f"Invoice is already {invoice['status']}; only an open or uncollectible invoice "
+                "can be paid.",
+                code="invoice_not_editable" if invoice["status"] == "draft" else None,
+            )
+        if not _bool(params.get("paid_out_of_band"), "paid_out_of_band", False):
+            raise _invalid(
+                "This customer has no attached payment source or default payment method.",
+                code="invoice_no_payment_method_types",
+            )
+        invoice["status"] = "paid"
+        invoice["amount_paid"] = invoice["amount_due"]
+        invoice["amount_remaining"] = 0
+        invoice["status_transitions"]["paid_at"] = self._now()
+        return self._render_invoice(invoice)
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+
+def _api_key(request: Request, expected: str) -> str:
+    """The API key the request authenticates with; raises the 401 Stripe answers otherwise."""
+    key = bearer_token(request)
+    if key is None:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "basic" and credentials.strip():
+            try:
+                key = base64.b64decode(credentials.strip(), validate=True).decode().split(":")[0]
+            except (binascii.Error, UnicodeDecodeError):
+                key = None
+    if not key:
+        raise StripeError(
+            401,
+            "You did not provide an API key. Send it in the Authorization header, as Bearer "
+            "auth ('Authorization: Bearer <key>') or as the basic-auth user name.",
+        )
+    if not hmac.compare_digest(key.encode(), expected.encode()):
+        shown = f"{key[:8]}{'*' * 8}{key[-4:]}" if len(key) > 12 else "*" * len(key)
+        raise StripeError(401, f"Invalid API Key provided: {shown}")
+    return key
+
+
+async def _pairs(request: Request) -> list[tuple[str, str]]:
+    pairs = parse_qsl(request.url.query, keep_blank_values=True)
+    if request.method != "GET":
+        raw = await request.body()
+        try:
+            pairs += parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=bool(raw))
+        except (UnicodeDecodeError, ValueError):
+            raise _invalid(
+                "Invalid request body: expected application/x-www-form-urlencoded"
+            ) from None
+    return pairs
+
+
+Action = Callable[[StripeStore, Json], Json]
+
+
+def build_router(state: SandboxState) -> APIRouter:
+    """The Stripe routes over ``state.stripe`` (looked up per request: a reset replaces it)."""
+    router = APIRouter()
+
+    async def serve(request: Request, operation: str, action: Action) -> Response:
+        store = state.stripe
+        faults = VendorFaults(state.faults, VENDOR, fault_response)
+        try:
+            api_key = _api_key(request, state.tokens[VENDOR])
+            pairs = await _pairs(request)
+            params = parse_form(pairs)
+        except StripeError as error:
+            return error.response()
+
+        slot: IdempotentRequest | None = None
+        slot_key: tuple[str, str] | None = None
+        key = request.headers.get("idempotency-key")
+        if request.method == "POST" and key is not None:
+            if not key or len(key) > 255:
+                return _invalid(
+                    "Idempotency keys are 1 to 255 characters long.", "Idempotency-Key"
+                ).response()
+            fingerprint = (request.method, request.url.path, tuple(sorted(pairs)))
+            slot_key = (api_key, key)
+            earlier = store.idempotency.get(slot_key)
+            if earlier is not None:
+                return _replay(earlier, fingerprint, key)
+            slot = store.idempotency[slot_key] = IdempotentRequest(fingerprint)
+
+        def release() -> None:
+            if slot_key is not None and store.idempotency.get(slot_key) is slot:
+                del store.idempotency[slot_key]
+
+        try:
+            if (injected := await faults.before(operation)) is not None:
+                release()
+                return injected
+            try:
+                status, body = 200, action(store, params)
+            except StripeError as error:
+                status, body = error.status, error.body()
+        except BaseException:
+            release()
+            raise
+        if slot is not None:
+            if status < 500:
+                slot.status, slot.body = status, body
+            else:
+                release()
+        if (injected := await faults.after(operation)) is not None:
+            return injected
+        return json_response(body, status, _with_request_id())
+
+    def _replay(
+        earlier: IdempotentRequest,
+        fingerprint: tuple[str, str, tuple[tuple[str, str], ...]],
+        key: str,
+    ) -> Response:
+        if earlier.status is None or earlier.body is None:
+            return StripeError(
+                409,
+                "There is currently another in-progress request using this Idempotency-Key "
+                "(that probably means a request with it is still running). Try again later.",
+                code="idempotency_key_in_use",
+                headers={"Stripe-Should-Retry": "true"},
+            ).response()
+        if earlier.fingerprint[:2] != fingerprint[:2]:
+            return StripeError(
+                400,
+                f"Keys for idempotent requests can only be used for the same endpoint they were "
+                f"first used for ({earlier.fingerprint[0]} {earlier.fingerprint[1]}); key {key} "
+                "was sent to another one.",
+                type="idempotency_error",
+            ).response()
+        if earlier.fingerprint != fingerprint:
+            return StripeError(
+                400,
+                "Keys for idempotent requests can only be used with the same parameters they "
+                f"were first used with. Try using a key other than '{key}' if you meant to "
+                "execute a different request.",
+                type="idempotency_error",
+            ).response()
+        return json_response(
+            earlier.body, earlier.status, _with_request_id({"Idempotent-Replayed": "true"})
+        )
+
+    # customers
+    @router.get("/v1/customers/search")
+    async def search_customers(request: Request) -> Response:
+        return await serve(request, "search_customers", lambda s, p: s.search("customers", p))
+
+    @router.post("/v1/customers")
+    async def create_customer(request: Request) -> Response:
+        return await serve(request, "create_customer", lambda s, p: s.create_customer(p))
+
+    @router.get("/v1/customers/{customer_id}")
+    async def get_customer(request: Request, customer_id: str) -> Response:
+        return await serve(request, "get_customer", lambda s, p: s.get_customer(customer_id))
+
+    # products
+    @router.post("/v1/products")
+    async def create_product(request: Request) -> Response:
+        return await serve(request, "create_product", lambda s, p: s.create_product(p))
+
+    @router.get("/v1/products/{product_id}")
+    async def get_product(request: Request, product_id: str) -> Response:
+        return await serve(request, "get_product", lambda s, p: s.get_product(product_id))
+
+    # subscriptions
+    @router.get("/v1/subscriptions/search")
+    async def search_subscriptions(request: Request) -> Response:
+        return await serve(
+            request, "search_subscriptions", lambda s, p: s.search("subscriptions", p)
+        )
+
+    @router.post("/v1/subscriptions")
+    async def create_subscription(request: Request) -> Response:
+        return await serve(request, "create_subscription", lambda s, p: s.create_subscription(p))
+
+    @router.get("/v1/subscriptions/{subscription_id}")
+    async def get_subscription(request: Request, subscription_id: str) -> Response:
+        return await serve(
+            request, "get_subscription", lambda s, p: s.get_subscription(subscription_id)
+        )
+
+    @router.post("/v1/subscriptions/{subscription_id}")
+    async def update_subscription(request: Request, subscription_id: str) -> Response:
+        return await serve(
+            request,
+            "update_subscription",
+            lambda s, p: s.update_subscription(subscription_id, p),
+        )
+
+    @router.delete("/v1/subscriptions/{subscription_id}")
+    async def cancel_subscription(request: Request, subscription_id: str) -> Response:
+        return await serve(
+            request,
+            "cancel_subscription",
+            lambda s, p: s.cancel_subscription(subscription_id, p),
+        )
+
+    # invoices
+    @router.get("/v1/invoices/{invoice_id}")
+    async def get_invoice(request: Request, invoice_id: str) -> Response:
+        return await serve(request, "get_invoice", lambda s, p: s.get_invoice(invoice_id))
+
+    @router.get("/v1/invoices/{invoice_id}/lines")
+    async def list_invoice_lines(request: Request, invoice_id: str) -> Response:
+        return await serve(
+            request, "list_invoice_lines", lambda s, p: s.list_invoice_lines(invoice_id, p)
+        )
+
+    @router.post("/v1/invoices/{invoice_id}/finalize")
+    async def finalize_invoice(request: Request, invoice_id: str) -> Response:
+        return await serve(
+            request, "finalize_invoice", lambda s, p: s.finalize_invoice(invoice_id, p)
+        )
+
+    @router.post("/v1/invoices/{invoice_id}/void")
+    async def void_invoice(request: Request, invoice_id: str) -> Response:
+        return await serve(request, "void_invoice", lambda s, p: s.void_invoice(invoice_id, p))
+
+    @router.post("/v1/invoices/{invoice_id}/pay")
+    async def pay_invoice(request: Request, invoice_id: str) -> Response:
+        return await serve(request, "pay_invoice", lambda s, p: s.pay_invoice(invoice_id, p))
+
+    return router
