@@ -110,8 +110,9 @@ async def test_search_attributes_let_finance_ops_find_booked_orders(stack: Stack
     assert attrs.get(visibility.CURRENCY) == "USD"
     assert attrs.get(visibility.ORDER_AMOUNT) == float(status.amount)
     assert attrs.get(visibility.BLOCKED_STEP) is None
-    assert description.static_summary is not None
-    assert payload["quote_id"] in description.static_summary
+    summary = await description.static_summary()
+    assert summary is not None
+    assert payload["quote_id"] in summary
 
     query = f'OrderStage="BOOKED" AND QuoteId="{payload["quote_id"]}"'
     deadline = time.monotonic() + 10
