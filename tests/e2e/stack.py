@@ -77,7 +77,7 @@ def stack_settings(sandbox_url: str, temporal_address: str) -> Settings:
         salesforce_base_url=f"{sandbox_url}/salesforce",
         stripe_base_url=f"{sandbox_url}/stripe",
         netsuite_base_url=f"{sandbox_url}/netsuite",
-        cpq_webhook_secret="whsec_e2e",  # type: ignore[arg-type]
+        cpq_webhook_secret="whsec_e2e",
         http_timeout_seconds=5,
     )
 

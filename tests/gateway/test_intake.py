@@ -39,7 +39,7 @@ def client() -> RecordingClient:
 
 @pytest.fixture
 async def gateway(client: RecordingClient):
-    settings = Settings(cpq_webhook_secret=SECRET)  # type: ignore[arg-type]
+    settings = Settings(cpq_webhook_secret=SECRET)
     app = create_app(settings, client)  # type: ignore[arg-type]
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
