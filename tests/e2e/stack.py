@@ -69,6 +69,7 @@ class Stack:
     settings: Settings
     sandbox: SandboxServer
     gateway: httpx.AsyncClient
+    ui_url: str
 
 
 def stack_settings(sandbox_url: str, temporal_address: str) -> Settings:
@@ -84,10 +85,14 @@ def stack_settings(sandbox_url: str, temporal_address: str) -> Settings:
 
 @asynccontextmanager
 async def running_stack() -> AsyncIterator[Stack]:
+    ui_port = free_port()
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         dev_server_existing_path=installed_binary("temporal"),
         search_attributes=list(visibility.ALL_KEYS),
+        ui=True,
+        ui_port=ui_port,
+        dev_server_extra_args=["--ui-disable-news-fetch"],
     )
     sandbox = SandboxServer()
     sandbox.start()
@@ -105,5 +110,12 @@ async def running_stack() -> AsyncIterator[Stack]:
         gateway = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway_app), base_url="http://gw")
         )
-        yield Stack(env=env, client=env.client, settings=settings, sandbox=sandbox, gateway=gateway)
+        yield Stack(
+            env=env,
+            client=env.client,
+            settings=settings,
+            sandbox=sandbox,
+            gateway=gateway,
+            ui_url=f"http://127.0.0.1:{ui_port}",
+        )
         await asyncio.sleep(0)
