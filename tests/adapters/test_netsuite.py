@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,7 +17,7 @@ from adapters.ports import ErpPort
 from domain.customer import Address, Customer
 from domain.order import SalesOrderDraft, SalesOrderStatus, build_sales_order
 from domain.quote import BillingType, Quote, QuoteLine
-from sandbox.app import DEFAULT_TOKENS, SandboxState, create_app
+from sandbox.app import DEFAULT_TOKENS, SandboxState
 from sandbox.faults import FaultRule, FaultsRequest, LatencyRule
 from sandbox.seed import CATALOG
 
@@ -26,18 +25,6 @@ BASE_URL = "http://sandbox/netsuite"
 RECORDS = f"{BASE_URL}/services/rest/record/v1"
 TOKEN = DEFAULT_TOKENS["netsuite"]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def state() -> SandboxState:
-    return SandboxState()
-
-
-@pytest.fixture
-async def http(state: SandboxState) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(state))
-    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
-        yield client
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -16,25 +15,13 @@ from domain.customer import account_problems
 from domain.order import SalesOrder, SalesOrderStatus, Subscription, SubscriptionStatus
 from revsync.demo import create_crm_quote
 from revsync.settings import Settings
-from sandbox.app import DEFAULT_TOKENS, SandboxState, create_app
+from sandbox.app import DEFAULT_TOKENS, SandboxState
 from sandbox.salesforce import case_safe_id
 
 BASE_URL = "http://sandbox/salesforce"
 API = f"{BASE_URL}/services/data/v61.0"
 TOKEN = DEFAULT_TOKENS["salesforce"]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def state() -> SandboxState:
-    return SandboxState()
-
-
-@pytest.fixture
-async def http(state: SandboxState) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(state))
-    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
-        yield client
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -24,25 +23,13 @@ from domain.customer import Address, Customer
 from domain.money import to_minor
 from domain.order import InvoiceStatus, SubscriptionDraft, SubscriptionStatus, build_subscription
 from domain.quote import BillingInterval, BillingType, Quote, QuoteLine
-from sandbox.app import DEFAULT_TOKENS, SandboxState, create_app
+from sandbox.app import DEFAULT_TOKENS, SandboxState
 from sandbox.seed import ACCOUNTS
 from sandbox.stripe import StripeError, StripeStore, parse_form
 
 BASE_URL = "http://sandbox/stripe"
 API_KEY = DEFAULT_TOKENS["stripe"]
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-
-
-@pytest.fixture
-def state() -> SandboxState:
-    return SandboxState()
-
-
-@pytest.fixture
-async def http(state: SandboxState) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(state))
-    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
-        yield client
 
 
 @pytest.fixture
