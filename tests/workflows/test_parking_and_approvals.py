@@ -349,3 +349,43 @@ async def test_a_slow_booking_breaches_its_sla_without_failing(
     assert fakes.subscriptions and all(
         s.status is SubscriptionStatus.ACTIVE for s in fakes.subscriptions.values()
     )
+
+
+# -- a rejection at each step: exactly which compensations run --------------------------
+
+REJECTION_CASES = [
+    # (rejected activity, final stage, compensations run, in order)
+    (Activity.CRM_FETCH_ACCOUNT, OrderStage.REJECTED, []),
+    (Activity.ERP_CHECK_CATALOG, OrderStage.REJECTED, []),
+    (Activity.ERP_BOOK_SALES_ORDER, OrderStage.REJECTED, []),
+    (
+        Activity.BILLING_PROVISION_SUBSCRIPTION,
+        OrderStage.COMPENSATED,
+        [Activity.ERP_CANCEL_SALES_ORDER],
+    ),
+]
+COMPENSATIONS = (
+    Activity.BILLING_CANCEL_SUBSCRIPTION,
+    Activity.BILLING_VOID_INVOICE,
+    Activity.ERP_CANCEL_SALES_ORDER,
+)
+
+
+@pytest.mark.parametrize(("activity", "final", "undone"), REJECTION_CASES)
+async def test_a_rejection_at_each_step_undoes_exactly_what_was_done(
+    time_skipping_env: WorkflowEnvironment, activity: str, final: OrderStage, undone: list[str]
+):
+    fakes = FakeSystems()
+    fakes.fail_with(activity, rejected(f"refused at {activity}"))
+    quote = new_quote()
+    async with running_workers(time_skipping_env.client, fakes):
+        status = await (await start(time_skipping_env.client, quote)).result()
+    assert status.stage is final
+    assert f"refused at {activity}" in (status.reason or "")
+    ran = [name for name, _ in fakes.calls if name in COMPENSATIONS]
+    assert ran == undone
+    # Final state of every system: nothing stays booked, the CRM quote says Rejected.
+    assert all(o.status is SalesOrderStatus.CANCELLED for o in fakes.orders.values())
+    assert fakes.subscriptions == {}
+    assert fakes.quote_status[quote.quote_id] == "Rejected"
+    assert fakes.called(Activity.CRM_RECORD_ORDER) == []
