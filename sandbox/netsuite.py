@@ -18,6 +18,9 @@ GET         /services/rest/record/v1/salesOrder/<id or eid:x>      ``get_sales_o
 PATCH       /services/rest/record/v1/salesOrder/<id or eid:x>      ``update_sales_order``
 ==========  =====================================================  =======================
 
+Any other path under ``/services/rest/`` answers 404 ``NONEXISTENT_ID`` (operation
+``unsupported``).
+
 What it reproduces:
 
 - ``Authorization: Bearer <token>``; anything else is 401 ``INVALID_LOGIN``.

@@ -26,7 +26,9 @@ the same ones):
 - SuiteQL answers carry every value as a string (``"45.00"``, ``"T"``/``"F"``) and page with
   ``limit``/``offset``; the adapter follows ``hasMore``.
 - **Customers** are upserted with ``PUT /customer/eid:<external id>?replace=addressBook``
-  (the billing address replaces the address book instead of being appended on each upsert).
+  (the billing address replaces the address book instead of being appended on each upsert):
+  ``companyName``, ``legalName``, ``email``, ``vatRegNumber`` (tax id), ``currency`` and one
+  default-billing ``addressBook`` entry whose ``country`` is the ISO 3166 code.
 - **Sales orders** reference their items by internal id, resolved from the SKUs with the item
   query above. Each line carries ``quantity``, ``rate`` and ``amount``; a discounted line's
   rate is its effective unit rate (amount / quantity, with as few decimals as reproduce the
@@ -392,7 +394,7 @@ class NetSuiteErp:
             "SELECT id, itemid, displayname, isinactive, custitem_revsync_billing "
             f"FROM item WHERE itemid IN ({literals}) ORDER BY id",
         )
-        # itemid comparison in SuiteQL is case-insensitive; keep exact matches only.
+        # Keep exact matches only, whatever collation the account's database uses.
         exact = set(wanted)
         return [row for row in rows if str(row.get("itemid")) in exact]
 
