@@ -54,12 +54,19 @@ def decode_json(response: httpx.Response) -> Any:
     return json.loads(response.content, parse_float=Decimal)
 
 
-def classify_by_status(
-    vendor: str, operation: str, response: httpx.Response, message: str, code: str | None
+def vendor_error(
+    vendor: str,
+    operation: str,
+    response: httpx.Response,
+    message: str,
+    code: str | None,
+    *,
+    transient: bool,
 ) -> VendorError:
-    """The default reading of a status code, for vendors whose codes mean the usual things."""
+    """The error a vendor's classifier decided on: transient (with ``Retry-After``), not
+    found (404), or rejected."""
     status = response.status_code
-    if status == 429 or status == 408 or status >= 500:
+    if transient:
         return TransientError(
             vendor,
             operation,
@@ -71,6 +78,15 @@ def classify_by_status(
     if status == 404:
         return NotFoundError(vendor, operation, message, status=status, code=code)
     return RejectedError(vendor, operation, message, status=status, code=code)
+
+
+def classify_by_status(
+    vendor: str, operation: str, response: httpx.Response, message: str, code: str | None
+) -> VendorError:
+    """The default reading of a status code, for vendors whose codes mean the usual things."""
+    status = response.status_code
+    transient = status == 429 or status == 408 or status >= 500
+    return vendor_error(vendor, operation, response, message, code, transient=transient)
 
 
 class VendorHttp:

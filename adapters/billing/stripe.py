@@ -60,8 +60,8 @@ from urllib.parse import quote as url_quote
 
 import httpx
 
-from adapters.errors import NotFoundError, RejectedError, TransientError, VendorError
-from adapters.http import VendorHttp, decode_json, retry_after_seconds
+from adapters.errors import NotFoundError, RejectedError, VendorError
+from adapters.http import VendorHttp, decode_json, vendor_error
 from domain.customer import Customer
 from domain.money import from_minor, to_minor
 from domain.order import (
@@ -149,18 +149,7 @@ def classify_stripe_error(operation: str, response: httpx.Response) -> VendorErr
             or code in _TRANSIENT_CODES
         )
     )
-    if transient:
-        return TransientError(
-            VENDOR,
-            operation,
-            message,
-            status=status,
-            code=vendor_code,
-            retry_after=retry_after_seconds(response),
-        )
-    if status == 404:
-        return NotFoundError(VENDOR, operation, message, status=status, code=vendor_code)
-    return RejectedError(VENDOR, operation, message, status=status, code=vendor_code)
+    return vendor_error(VENDOR, operation, response, message, vendor_code, transient=transient)
 
 
 # --- request building (pure) ----------------------------------------------------------------

@@ -50,11 +50,10 @@ import httpx
 from adapters.errors import (
     NotFoundError,
     RejectedError,
-    TransientError,
     UnknownOutcomeError,
     VendorError,
 )
-from adapters.http import VendorHttp, classify_by_status, decode_json, retry_after_seconds
+from adapters.http import VendorHttp, classify_by_status, decode_json, vendor_error
 from domain.catalog import CatalogItem
 from domain.customer import Customer
 from domain.money import quantize
@@ -142,38 +141,15 @@ def classify_netsuite(operation: str, response: httpx.Response) -> VendorError:
         or "concurrency limit" in detail.lower()
     )
     if throttled:
-        return TransientError(
-            VENDOR,
-            operation,
-            f"throttled by NetSuite governance: {detail}",
-            status=status,
-            code=code,
-            retry_after=retry_after_seconds(response),
-        )
+        message = f"throttled by NetSuite governance: {detail}"
+        return vendor_error(VENDOR, operation, response, message, code, transient=True)
     if status == 401 or code == "INVALID_LOGIN":
-        return TransientError(
-            VENDOR,
-            operation,
+        message = (
             "NetSuite refused the access token (INVALID_LOGIN); renew the token "
-            f"(automatic refresh is not implemented yet): {detail}",
-            status=status,
-            code=code,
-            retry_after=retry_after_seconds(response),
+            f"(automatic refresh is not implemented yet): {detail}"
         )
-    if status >= 500:
-        return TransientError(
-            VENDOR,
-            operation,
-            detail,
-            status=status,
-            code=code,
-            retry_after=retry_after_seconds(response),
-        )
-    if status == 404:
-        return NotFoundError(VENDOR, operation, detail, status=status, code=code)
-    if 400 <= status < 500:
-        return RejectedError(VENDOR, operation, detail, status=status, code=code)
-    return classify_by_status(VENDOR, operation, response, detail, code)
+        return vendor_error(VENDOR, operation, response, message, code, transient=True)
+    return vendor_error(VENDOR, operation, response, detail, code, transient=status >= 500)
 
 
 def sql_string(value: str) -> str:
