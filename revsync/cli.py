@@ -9,29 +9,32 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Annotated, TypeVar
 
+import httpx
 import typer
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.approval import ApproverRole
 from domain.contracts import TaskQueue
-from domain.saga import (
-    ApproveRequest,
-    QuoteToCashStatus,
-    RejectRequest,
-    ResolveAction,
-    ResolveRequest,
-)
+from domain.saga import OperatorDecision, QuoteToCashStatus, ResolveAction
+from revsync.auth import StaffRole, StaffToken, digest, new_token
+from revsync.codec import generate_key_entry
 from revsync.logs import configure_logging
-from revsync.operations import DecisionRefused, decide, humanize, stuck_orders
-from revsync.settings import Settings, get_settings
+from revsync.operations import (
+    DecisionRefused,
+    SagaNotFound,
+    Verb,
+    decide_via_gateway,
+    humanize,
+    stuck_orders,
+)
+from revsync.settings import MissingSetting, Settings, get_settings
 from revsync.temporal import connect
 from workflows import visibility
 from workflows.quote_to_cash import QuoteToCashWorkflow
 
 R = TypeVar("R")
-M = TypeVar("M", bound=BaseModel)
 
 app = typer.Typer(
     help="revsync: durable quote-to-cash sagas across CRM, billing and ERP, on Temporal.",
@@ -327,74 +330,119 @@ def stuck(
     typer.echo(table(headers, cells))
 
 
-def _send_decision(quote_id: str, request: ResolveRequest | ApproveRequest | RejectRequest) -> None:
+def _send_decision(quote_id: str, verb: Verb, body: dict[str, object]) -> None:
+    """Send a decision through the gateway's ops API with the configured staff token: the
+    gateway, not this command, says who you are."""
     settings = get_settings()
+    token = settings.require_secret(
+        "operator_token",
+        "approve, reject and resolve act as the holder of a staff token "
+        "(`revsync tokens new` makes one)",
+    ).get_secret_value()
+
+    async def go() -> OperatorDecision:
+        async with httpx.AsyncClient(base_url=settings.gateway_url, timeout=30) as http:
+            return await decide_via_gateway(http, token, quote_id, verb, body)
+
     try:
-        decision = _client_call(
-            settings, lambda c: decide(c, quote_id, request), not_found=_no_saga(quote_id)
-        )
+        decision = asyncio.run(go())
     except DecisionRefused as refused:
         typer.echo(f"refused: {refused}", err=True)
         raise typer.Exit(1) from refused
+    except SagaNotFound as missing:
+        typer.echo(str(missing), err=True)
+        raise typer.Exit(1) from missing
+    except httpx.TransportError as error:
+        typer.echo(f"cannot reach the gateway at {settings.gateway_url}: {error}", err=True)
+        raise typer.Exit(2) from error
+    role = f" ({decision.role})" if decision.role else ""
     typer.echo(
-        f"{decision.action} recorded for quote {quote_id} by {decision.actor} "
+        f"{decision.action} recorded for quote {quote_id} by {decision.actor}{role} "
         f"at {decision.at:%Y-%m-%d %H:%M:%S} UTC"
     )
-
-
-def _request(model: type[M], **fields: object) -> M:
-    try:
-        return model.model_validate(fields)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in error.errors(include_url=False)
-        )
-        raise typer.BadParameter(problems) from error
 
 
 @app.command()
 def resolve(
     quote_id: Annotated[str, typer.Argument(help="The CPQ quote id")],
     action: Annotated[ResolveAction, typer.Option(help="What to do with the parked step")],
-    operator: Annotated[str, typer.Option("--as", help="Your name (kept in the audit trail)")],
     note: Annotated[str, typer.Option(help="Why (kept in the audit trail)")],
 ) -> None:
-    """Decide on a parked saga: retry the blocked step, compensate, or skip it."""
-    _send_decision(quote_id, _request(ResolveRequest, action=action, operator=operator, note=note))
+    """Decide on a parked saga: retry the blocked step, compensate, or skip it.
+    Needs a staff token with the operator role (REVSYNC_OPERATOR_TOKEN)."""
+    _send_decision(quote_id, "resolve", {"action": action.value, "note": note})
 
 
 @app.command()
 def approve(
     quote_id: Annotated[str, typer.Argument(help="The CPQ quote id")],
-    approver: Annotated[str, typer.Option("--as", help="Your name")],
-    role: Annotated[ApproverRole, typer.Option(help="Your approver role")],
+    role: Annotated[
+        ApproverRole | None, typer.Option(help="Approver role to act in; your highest if unset")
+    ] = None,
     note: Annotated[str | None, typer.Option(help="Optional note")] = None,
 ) -> None:
-    """Approve a quote that awaits approval; booking goes on at once."""
-    _send_decision(
-        quote_id,
-        _request(ApproveRequest, approver={"name": approver, "role": role}, note=note),
-    )
+    """Approve a quote that awaits approval; booking goes on at once.
+    Needs a staff token with an approver role (REVSYNC_OPERATOR_TOKEN)."""
+    _send_decision(quote_id, "approve", {"role": role.value if role else None, "note": note})
 
 
 @app.command()
 def reject(
     quote_id: Annotated[str, typer.Argument(help="The CPQ quote id")],
-    approver: Annotated[str, typer.Option("--as", help="Your name")],
-    role: Annotated[ApproverRole, typer.Option(help="Your approver role")],
     reason: Annotated[str, typer.Option(help="Why (shown in CRM and kept in the audit trail)")],
+    role: Annotated[
+        ApproverRole | None, typer.Option(help="Approver role to act in; your highest if unset")
+    ] = None,
 ) -> None:
-    """Reject a quote that awaits approval: nothing is booked, the CRM quote is Rejected."""
-    _send_decision(
-        quote_id,
-        _request(RejectRequest, approver={"name": approver, "role": role}, reason=reason),
-    )
+    """Reject a quote that awaits approval: nothing is booked, the CRM quote is Rejected.
+    Needs a staff token with an approver role (REVSYNC_OPERATOR_TOKEN)."""
+    _send_decision(quote_id, "reject", {"role": role.value if role else None, "reason": reason})
+
+
+tokens_app = typer.Typer(help="Staff tokens for the ops API and the codec server.")
+keys_app = typer.Typer(help="Payload encryption keys.")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(keys_app, name="keys")
+
+
+@tokens_app.command("new")
+def tokens_new(
+    name: Annotated[str, typer.Option(help="Who holds it, as the audit trail shows them")],
+    role: Annotated[list[StaffRole], typer.Option(help="A role; repeat for several")],
+) -> None:
+    """Make a token for a person. Prints the token (give it to them; it is shown once) and
+    the entry to add to REVSYNC_OPERATOR_TOKENS (it holds only the token's digest)."""
+    try:
+        entry = StaffToken(name=name, roles=frozenset(role), token_sha256=digest("x"))
+    except ValidationError as error:
+        raise typer.BadParameter(str(error)) from error
+    token = new_token()
+    entry = entry.model_copy(update={"token_sha256": digest(token)})
+    typer.echo(f"token (give to {entry.name}, shown once): {token}")
+    typer.echo("add to REVSYNC_OPERATOR_TOKENS:")
+    typer.echo(json.dumps(entry.model_dump(mode="json") | {"roles": sorted(entry.roles)}))
+
+
+@keys_app.command("new")
+def keys_new(
+    key_id: Annotated[str, typer.Option("--id", help="Key id, e.g. the month: 2026-11")],
+) -> None:
+    """Print a fresh AES-256 key entry. Put it FIRST in REVSYNC_PAYLOAD_KEYS (it encrypts new
+    payloads) and keep the older entries after it (they still decrypt old history)."""
+    try:
+        typer.echo(generate_key_entry(key_id))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
 
 
 def main() -> None:
-    configure_logging(log_format=get_settings().log_format)
-    app()
+    settings = get_settings()
+    configure_logging(log_format=settings.log_format, secrets=settings.secret_values())
+    try:
+        app()
+    except MissingSetting as missing:
+        typer.echo(f"revsync: {missing}", err=True)
+        raise SystemExit(2) from missing
 
 
 if __name__ == "__main__":

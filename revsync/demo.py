@@ -16,7 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from adapters.webhooks import cpq
 from domain.saga import QuoteToCashStatus
 from domain.stages import OrderStage
-from revsync.settings import Settings
+from revsync.settings import Settings, secret_list
 from sandbox.quotes import quote_payload, random_account
 from workflows import visibility
 from workflows.quote_to_cash import QuoteToCashWorkflow
@@ -58,7 +58,10 @@ async def create_crm_quote(http: httpx.AsyncClient, settings: Settings, account_
 async def deliver(http: httpx.AsyncClient, settings: Settings, payload: dict[str, object]) -> str:
     """POST one signed webhook; returns the gateway's verdict (started / duplicate)."""
     body = json.dumps(payload).encode()
-    secret = settings.cpq_webhook_secret.get_secret_value()
+    # The newest secret signs (the first of a comma-separated list during rotation).
+    secret = secret_list(
+        settings.require_secret("cpq_webhook_secret", "the demo signs webhooks like a CPQ")
+    )[0]
     response = await http.post(
         f"{settings.gateway_url}/webhooks/cpq/quote-accepted",
         content=body,

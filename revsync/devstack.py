@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import os
 import signal
 import socket
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 import structlog
 
 from domain.contracts import TaskQueue
+from revsync.auth import StaffRole, TokenRegistry
+from revsync.devsecrets import FILE_NAME, ensure_dev_secrets, read_env_file, with_secrets
 from revsync.settings import Settings
 from revsync.temporal import connect
 from workflows import visibility
@@ -57,6 +60,8 @@ _ATTRIBUTE_TYPES = {
 class DevStackOptions:
     settings: Settings
     scale: dict[str, int] = field(default_factory=dict)
+    # The Web UI's codec endpoint (the gateway's codec server); None leaves payloads opaque.
+    codec_endpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ def busy_ports(wanted: list[tuple[str, str, int]]) -> list[str]:
     return problems
 
 
-def temporal_server_argv(settings: Settings) -> list[str]:
+def temporal_server_argv(settings: Settings, codec_endpoint: str | None = None) -> list[str]:
     host, port = split_address(settings.temporal_address)
     argv = [
         _installed("temporal"),
@@ -109,6 +114,8 @@ def temporal_server_argv(settings: Settings) -> list[str]:
         "warn",
         "--ui-disable-news-fetch",
     ]
+    if codec_endpoint:
+        argv += ["--ui-codec-endpoint", codec_endpoint]
     for key in visibility.ALL_KEYS:
         kind = _ATTRIBUTE_TYPES[key.indexed_value_type.name]
         argv += ["--search-attribute", f"{key.name}={kind}"]
@@ -122,7 +129,7 @@ def stack_processes(options: DevStackOptions) -> list[ProcessSpec]:
     specs = [
         ProcessSpec(
             "temporal",
-            temporal_server_argv(s),
+            temporal_server_argv(s, options.codec_endpoint),
             listens_on=split_address(s.temporal_address),
             restartable=False,
         ),
@@ -267,6 +274,19 @@ async def wait_temporal_ready(settings: Settings, child: Supervised, deadline: f
             await asyncio.sleep(0.3)
 
 
+def ui_codec_endpoint(settings: Settings) -> str:
+    """The codec endpoint the local Web UI calls. When the local staff token was generated
+    by ``revsync dev`` (a laptop, where whoever runs it holds that token) the endpoint carries
+    it, so the UI shows decrypted payloads; otherwise the UI shows them encrypted until a
+    token holder sets their own endpoint in the UI's codec settings (docs/security.md)."""
+    base = f"{settings.gateway_url}/codec"
+    token = read_env_file(settings.data_dir / FILE_NAME).get("REVSYNC_OPERATOR_TOKEN")
+    staff = TokenRegistry(settings.operator_tokens).authenticate(token)
+    if token and staff is not None and staff.has(StaffRole.PAYLOAD_READER):
+        return f"{base}/t/{token}"
+    return base
+
+
 def announce(settings: Settings, scale: dict[str, int]) -> None:
     host, port = split_address(settings.temporal_address)
     workers = ", ".join(f"{q} x{scale.get(q, 1)}" for q in TaskQueue.ALL)
@@ -278,6 +298,8 @@ def announce(settings: Settings, scale: dict[str, int]) -> None:
         f"  Temporal Web UI {ui}/namespaces/{settings.temporal_namespace}/{booked}",
         f"  state           {settings.data_dir / 'temporal.sqlite'}",
         f"  gateway         {settings.gateway_url}  (POST /webhooks/cpq/quote-accepted)",
+        f"  ops API, codec  {settings.gateway_url}/v1/ops, {settings.gateway_url}/codec",
+        f"  local secrets   {settings.data_dir / FILE_NAME}",
         f"  vendor sandbox  {settings.sandbox_url}  (GET /_sandbox/state)",
         f"  workers         {workers}",
         "  try: revsync demo --quotes 5      stop: Ctrl-C",
@@ -308,7 +330,12 @@ async def supervise(options: DevStackOptions) -> int:
         return 2
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    supplied = ensure_dev_secrets(settings)
+    settings = with_secrets(settings, supplied)
+    options = dataclasses.replace(
+        options, settings=settings, codec_endpoint=ui_codec_endpoint(settings)
+    )
+    env = dict(os.environ) | supplied
     env.setdefault("REVSYNC_LOG_FORMAT", "console" if sys.stdout.isatty() else "json")
     children = [Supervised(spec, env) for spec in stack_processes(options)]
     stopping = asyncio.Event()

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any, Literal
 
+import httpx
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from domain.saga import ApproveRequest, OperatorDecision, RejectRequest, ResolveRequest
@@ -92,6 +94,36 @@ async def decide(
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         raise DecisionRefused(getattr(cause, "message", None) or str(cause)) from error
+
+
+class SagaNotFound(Exception):
+    """No saga exists for the quote."""
+
+
+Verb = Literal["approve", "reject", "resolve"]
+
+
+async def decide_via_gateway(
+    http: httpx.AsyncClient, token: str, quote_id: str, verb: Verb, body: dict[str, Any]
+) -> OperatorDecision:
+    """Send a decision through the gateway's ops API, as the holder of ``token``.
+
+    Raises :class:`DecisionRefused` with the gateway's reason (401, 403, 409, 422) and
+    :class:`SagaNotFound` on 404."""
+    response = await http.post(
+        f"/v1/ops/quotes/{quote_id}/{verb}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    if response.status_code == 200:
+        return OperatorDecision.model_validate(response.json())
+    try:
+        reason = response.json().get("error") or response.json().get("detail")
+    except ValueError:
+        reason = None
+    if response.status_code == 404:
+        raise SagaNotFound(str(reason or f"no saga for quote {quote_id}"))
+    raise DecisionRefused(f"{response.status_code}: {reason or response.reason_phrase}")
 
 
 def humanize(delta: timedelta | None) -> str:

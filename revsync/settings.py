@@ -14,11 +14,33 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.saga import SagaPolicy
+from revsync.auth import StaffToken
+
+DEV_SECRETS_FILE = Path(".revsync") / "dev-secrets.env"
+
+
+class MissingSetting(Exception):
+    """A setting this process needs is not configured. The message names it."""
+
+    def __init__(self, setting: str, why: str) -> None:
+        self.setting = f"REVSYNC_{setting.upper()}"
+        super().__init__(f"{self.setting} is not set: {why}")
+
+
+def secret_list(value: SecretStr | None) -> list[str]:
+    """A comma-separated secret setting (several values while one is rotated) as a list."""
+    if value is None:
+        return []
+    return [part.strip() for part in value.get_secret_value().split(",") if part.strip()]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="REVSYNC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="REVSYNC_",
+        # `revsync dev` writes generated local secrets to the first; `.env` overrides them.
+        env_file=(DEV_SECRETS_FILE, ".env"),
+        env_file_encoding="utf-8",
+        extra="ignore",
     )
 
     # Temporal
@@ -28,6 +50,31 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_ui_port: int = Field(default=8233, description="Web UI port of the local dev server")
     data_dir: Path = Field(default=Path(".revsync"), description="Local state (dev server SQLite)")
+    temporal_tls: bool = Field(
+        default=False, description="Connect with TLS (implied by the certificate settings)"
+    )
+    temporal_tls_ca_cert: Path | None = Field(
+        default=None, description="PEM CA bundle to verify the server (system roots if unset)"
+    )
+    temporal_tls_client_cert: Path | None = Field(
+        default=None, description="PEM client certificate for mTLS"
+    )
+    temporal_tls_client_key: Path | None = Field(
+        default=None, description="PEM private key of the client certificate"
+    )
+    temporal_tls_server_name: str | None = Field(
+        default=None, description="Override the TLS server name (SNI)"
+    )
+    temporal_api_key: SecretStr | None = Field(
+        default=None, description="Temporal Cloud API key (implies TLS)"
+    )
+
+    # Payload encryption (every workflow/activity payload, AES-256-GCM)
+    payload_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated KEY_ID:BASE64 (32-byte keys); the first encrypts, all "
+        "decrypt. `revsync keys new` makes one",
+    )
 
     # Local processes
     gateway_host: str = "127.0.0.1"
@@ -36,11 +83,46 @@ class Settings(BaseSettings):
     sandbox_port: int = 8100
 
     # Inbound webhooks
-    cpq_webhook_secret: SecretStr = Field(
-        default=SecretStr("whsec_dev_only_change_me"),
-        description="HMAC secret the CPQ signs quote-accepted webhooks with",
+    cpq_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC secret(s) the CPQ signs quote-accepted webhooks with; "
+        "comma-separated during rotation",
     )
-    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None, description="Stripe endpoint signing secret(s) (whsec_...), comma-separated"
+    )
+    hubspot_client_secret: SecretStr | None = Field(
+        default=None, description="HubSpot app client secret (X-HubSpot-Signature-v3)"
+    )
+    salesforce_org_ids: list[str] = Field(
+        default_factory=list,
+        description="Salesforce organisation ids allowed to send Outbound Messages (JSON list)",
+    )
+    webhook_tolerance_seconds: int = Field(
+        default=300, ge=1, description="How old a signed webhook timestamp may be"
+    )
+    webhook_max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Larger webhook bodies are refused (413)"
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        description="The gateway's URL as senders see it behind a proxy (HubSpot signs it)",
+    )
+
+    # Operator actions through the gateway's ops API
+    operator_tokens: list[StaffToken] = Field(
+        default_factory=list,
+        description='JSON list of {"name", "roles", "token_sha256"}; `revsync tokens new` '
+        "prints one",
+    )
+    operator_token: SecretStr | None = Field(
+        default=None, description="The CLI user's own token for approve/reject/resolve"
+    )
+    codec_cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Web UI origins allowed to call the codec server (JSON list); "
+        "the local Web UI when unset",
+    )
 
     # Business rules every new saga runs under (approval policy, SLAs, retry budgets)
     saga_policy: SagaPolicy = Field(
@@ -84,6 +166,33 @@ class Settings(BaseSettings):
             if name not in self.model_fields_set:
                 setattr(self, name, f"{self.sandbox_url}/{vendor}")
         return self
+
+    @property
+    def temporal_ui_origins(self) -> list[str]:
+        """Origins the codec server answers (CORS): the configured ones, else the local UI."""
+        if self.codec_cors_origins:
+            return self.codec_cors_origins
+        port = self.temporal_ui_port
+        return [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret value (each part of a comma-separated list, and each key
+        of ``payload_keys``), for log redaction and for tests that look for leaks."""
+        values: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                for part in secret_list(value):
+                    values += [part, part.partition(":")[2]]
+        return [v for v in values if v]
+
+    def require_secret(self, name: str, why: str) -> SecretStr:
+        """The secret setting ``name``, or :class:`MissingSetting` naming it."""
+        value = getattr(self, name)
+        if value is None or not value.get_secret_value().strip():
+            raise MissingSetting(name, why)
+        assert isinstance(value, SecretStr)
+        return value
 
     @property
     def gateway_url(self) -> str:

@@ -1,37 +1,24 @@
 """The CPQ quote-accepted webhook: revsync's own HMAC scheme for CPQ tools that can sign.
 
 Header ``X-Revsync-Signature: t=<unix seconds>,v1=<hex>`` where ``v1`` is
-HMAC-SHA256(secret, ``"<t>.<raw body>"``). Several ``v1`` values may be sent while a secret
-is rotated; one match is enough. Deliveries older (or newer) than the tolerance are refused,
-so a captured request cannot be replayed later.
+HMAC-SHA256(secret, ``"<t>.<raw body>"``) in lowercase hex - the same construction Stripe
+uses (see :mod:`adapters.webhooks.signatures`). Several ``v1`` values may be sent while a
+secret is rotated; one match is enough. Deliveries older (or newer) than the tolerance are
+refused, so a captured request cannot be replayed later.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
+from adapters.webhooks.signatures import SignatureError, sign_timestamped, verify_timestamped
+
+__all__ = ["SIGNATURE_HEADER", "SignatureError", "sign", "verify"]
 
 SIGNATURE_HEADER = "X-Revsync-Signature"
 
 
-class SignatureError(Exception):
-    """The delivery is not authentic. ``reason`` is short and safe to return to the caller."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _mac(secret: str, timestamp: int, body: bytes) -> str:
-    signed = f"{timestamp}.".encode() + body
-    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-
-
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
-    """The header value a CPQ sends with ``body``."""
-    ts = int(time.time()) if timestamp is None else timestamp
-    return f"t={ts},v1={_mac(secret, ts, body)}"
+    """The header value a CPQ sends with ``body`` (``timestamp`` defaults to now)."""
+    return sign_timestamped(secret, body, timestamp)
 
 
 def verify(
@@ -44,24 +31,11 @@ def verify(
 ) -> None:
     """Raise :class:`SignatureError` unless ``header`` signs ``body`` with one of ``secrets``
     within the tolerance."""
-    if not header:
-        raise SignatureError(f"missing {SIGNATURE_HEADER} header")
-    timestamp: int | None = None
-    candidates: list[str] = []
-    for part in header.split(","):
-        key, _, value = part.strip().partition("=")
-        if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
-                raise SignatureError("malformed signature timestamp") from None
-        elif key == "v1" and value:
-            candidates.append(value)
-    if timestamp is None or not candidates:
-        raise SignatureError("malformed signature header")
-    current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance_seconds:
-        raise SignatureError("signature timestamp outside the tolerance")
-    expected = [_mac(secret, timestamp, body) for secret in secrets if secret]
-    if not any(hmac.compare_digest(e, c) for e in expected for c in candidates):
-        raise SignatureError("signature does not match")
+    verify_timestamped(
+        secrets,
+        header,
+        body,
+        header_name=SIGNATURE_HEADER,
+        tolerance_seconds=tolerance_seconds,
+        now=now,
+    )

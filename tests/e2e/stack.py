@@ -10,19 +10,21 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import uvicorn
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain.contracts import TaskQueue
+from revsync.codec import KeyRing, encrypted_data_converter
 from revsync.gateway.app import create_app as create_gateway
 from revsync.settings import Settings
 from sandbox.app import SandboxState
 from sandbox.app import create_app as create_sandbox
 from tests.conftest import installed_binary
+from tests.staff import secret_settings, token_of
 from workers.build import build_worker, new_http_client
 from workflows import visibility
 
@@ -33,15 +35,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class SandboxServer:
-    """The sandbox ASGI app served by uvicorn in a background thread."""
+class ThreadedServer:
+    """An ASGI app served by uvicorn on a free port in a background thread (its own loop)."""
 
-    def __init__(self) -> None:
-        self.state = SandboxState()
-        self.port = free_port()
-        config = uvicorn.Config(
-            create_sandbox(self.state), host="127.0.0.1", port=self.port, log_level="warning"
-        )
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -53,13 +52,21 @@ class SandboxServer:
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("sandbox did not start")
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
             time.sleep(0.02)
 
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+class SandboxServer(ThreadedServer):
+    """The vendor sandbox, with its state reachable from the test."""
+
+    def __init__(self) -> None:
+        self.state = SandboxState()
+        super().__init__(create_sandbox(self.state))
 
 
 @dataclass
@@ -70,6 +77,7 @@ class Stack:
     sandbox: SandboxServer
     gateway: httpx.AsyncClient
     ui_url: str
+    gateway_url: str
 
 
 def stack_settings(sandbox_url: str, temporal_address: str) -> Settings:
@@ -78,26 +86,32 @@ def stack_settings(sandbox_url: str, temporal_address: str) -> Settings:
         salesforce_base_url=f"{sandbox_url}/salesforce",
         stripe_base_url=f"{sandbox_url}/stripe",
         netsuite_base_url=f"{sandbox_url}/netsuite",
-        cpq_webhook_secret="whsec_e2e",
         http_timeout_seconds=5,
+        **secret_settings(),
     )
 
 
 @asynccontextmanager
 async def running_stack() -> AsyncIterator[Stack]:
-    ui_port = free_port()
+    ui_port, gateway_port = free_port(), free_port()
+    sandbox = SandboxServer()
+    settings = stack_settings(sandbox.url, "pending").model_copy(
+        update={"gateway_port": gateway_port}
+    )
+    # The Web UI decrypts payloads through the gateway's codec server, as a payload reader.
+    codec = f"{settings.gateway_url}/codec/t/{token_of('Rita Reader')}"
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=encrypted_data_converter(KeyRing.from_settings(settings)),
         dev_server_existing_path=installed_binary("temporal"),
         search_attributes=list(visibility.ALL_KEYS),
         ui=True,
         ui_port=ui_port,
-        dev_server_extra_args=["--ui-disable-news-fetch"],
+        dev_server_extra_args=["--ui-disable-news-fetch", "--ui-codec-endpoint", codec],
     )
-    sandbox = SandboxServer()
     sandbox.start()
-    address = env.client.service_client.config.target_host
-    settings = stack_settings(sandbox.url, address)
+    settings = settings.model_copy(
+        update={"temporal_address": env.client.service_client.config.target_host}
+    )
     async with AsyncExitStack() as stack:
         stack.push_async_callback(env.shutdown)
         stack.callback(sandbox.stop)
@@ -105,10 +119,12 @@ async def running_stack() -> AsyncIterator[Stack]:
         for queue in TaskQueue.ALL:
             worker = build_worker(queue, env.client, settings, http)
             await stack.enter_async_context(worker)
-        gateway_app = create_gateway(settings, env.client)
-        await stack.enter_async_context(gateway_app.router.lifespan_context(gateway_app))
+        # The gateway runs as it does in production: its own server, its own client.
+        gateway_server = ThreadedServer(create_gateway(settings), gateway_port)
+        gateway_server.start()
+        stack.callback(gateway_server.stop)
         gateway = await stack.enter_async_context(
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway_app), base_url="http://gw")
+            httpx.AsyncClient(base_url=settings.gateway_url, timeout=30)
         )
         yield Stack(
             env=env,
@@ -117,5 +133,6 @@ async def running_stack() -> AsyncIterator[Stack]:
             sandbox=sandbox,
             gateway=gateway,
             ui_url=f"http://127.0.0.1:{ui_port}",
+            gateway_url=settings.gateway_url,
         )
         await asyncio.sleep(0)

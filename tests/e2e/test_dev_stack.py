@@ -15,8 +15,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from adapters.webhooks import cpq
+from revsync.codec import generate_key_entry
+from revsync.devsecrets import DEV_STAFF_NAME, read_env_file
+from sandbox.quotes import quote_payload
 from tests.e2e.stack import free_port
 
 pytestmark = pytest.mark.e2e
@@ -24,6 +29,11 @@ pytestmark = pytest.mark.e2e
 REVSYNC = str(Path(sys.executable).parent / "revsync")
 UP = "revsync dev stack is up"
 QUEUES = ("orchestration", "crm", "billing", "erp")
+
+
+def workdir(env: dict[str, str]) -> Path:
+    """Run every command outside the repo, so no developer's `.env` or `.revsync/` applies."""
+    return Path(env["REVSYNC_DATA_DIR"]).parent
 
 
 @pytest.fixture
@@ -44,7 +54,11 @@ class DevStack:
         self.log = log
         self._out = log.open("wb")
         self.process = subprocess.Popen(
-            [REVSYNC, "dev"], env=env, stdout=self._out, stderr=subprocess.STDOUT
+            [REVSYNC, "dev"],
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir(env),
         )
 
     def output(self) -> str:
@@ -85,7 +99,13 @@ def revsync(
     env: dict[str, str], *args: str, seconds: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [REVSYNC, *args], env=env, capture_output=True, text=True, timeout=seconds, check=False
+        [REVSYNC, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds,
+        check=False,
+        cwd=workdir(env),
     )
 
 
@@ -98,7 +118,18 @@ def test_make_dev_runs_the_demo_books_quotes_and_keeps_state_across_a_restart(
     for name in ("temporal", "sandbox", "gateway", *(f"worker-{q}" for q in QUEUES)):
         assert f'"process": "{name}"' in first.output(), f"{name} not started"
 
+    # First run: the local secrets were generated, kept private, and serve the CLI too.
+    secrets_file = Path(dev_env["REVSYNC_DATA_DIR"]) / "dev-secrets.env"
+    assert secrets_file.stat().st_mode & 0o077 == 0, "dev secrets readable by others"
+    generated = read_env_file(secrets_file)
+    assert {"REVSYNC_PAYLOAD_KEYS", "REVSYNC_CPQ_WEBHOOK_SECRET", "REVSYNC_OPERATOR_TOKEN"} <= set(
+        generated
+    )
+    dev_env = dev_env | generated
+    cli_output: list[str] = []
+
     demo = revsync(dev_env, "demo", "--quotes", "3", "--seed", "11", "--json", "--timeout", "90")
+    cli_output += [demo.stdout, demo.stderr]
     assert demo.returncode == 0, demo.stdout + demo.stderr
     rows = json.loads(demo.stdout)
     assert len(rows) == 3
@@ -107,6 +138,17 @@ def test_make_dev_runs_the_demo_books_quotes_and_keeps_state_across_a_restart(
         assert row["workflow_id"] == f"q2c-{row['quote_id']}"
         assert row["erp_order_id"] and row["subscription_id"]
         assert row["crm_status"] == "Ordered"
+
+    # An approval through the gateway's ops API: the identity is the token's, not an option.
+    waiting = send_quote_needing_approval(dev_env)
+    approve = revsync(dev_env, "approve", waiting, "--note", "ok for the pilot")
+    cli_output += [approve.stdout, approve.stderr]
+    assert approve.returncode == 0, approve.stderr
+    assert f"approve recorded for quote {waiting} by {DEV_STAFF_NAME}" in approve.stdout
+    again = revsync(dev_env, "approve", waiting)
+    assert again.returncode == 1
+    assert "refused: 409" in again.stderr
+    cli_output += [again.stdout, again.stderr]
 
     # A second stack on the same ports says which port is taken and exits at once.
     clash = revsync(dev_env, "dev", seconds=30)
@@ -124,13 +166,77 @@ def test_make_dev_runs_the_demo_books_quotes_and_keeps_state_across_a_restart(
     status = revsync(dev_env, "status", rows[0]["quote_id"], "--json")
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["stage"] == "BOOKED"
+    audited = json.loads(revsync(dev_env, "status", waiting, "--json").stdout)
+    (decision,) = audited["decisions"]
+    assert (decision["actor"], decision["action"]) == (DEV_STAFF_NAME, "approve")
+    assert decision["note"] == "ok for the pilot"
     unknown = revsync(dev_env, "status", "NO-SUCH-QUOTE")
     assert unknown.returncode == 1
     assert "no saga for quote NO-SUCH-QUOTE" in unknown.stderr
     assert second.interrupt() == 0
 
+    # No secret reached any log line of any process, nor any CLI output.
+    logs = first.output() + second.output() + "".join(cli_output)
+    leaked = [name for name, value in secret_values(generated) if value in logs]
+    assert leaked == [], f"secrets in the logs: {leaked}"
+
+
+def secret_values(generated: dict[str, str]) -> list[tuple[str, str]]:
+    """Each secret value of the generated settings (each key of the key ring too)."""
+    found = []
+    for name, value in generated.items():
+        if name == "REVSYNC_OPERATOR_TOKENS":
+            continue  # digests only: public by design
+        for part in value.split(","):
+            found += [(name, part), (name, part.partition(":")[2])]
+    return [(name, value) for name, value in found if len(value) >= 8]
+
+
+def send_quote_needing_approval(env: dict[str, str]) -> str:
+    """POST a signed quote with a 30% discount (needs a sales manager); returns its id."""
+    gateway = f"http://127.0.0.1:{env['REVSYNC_GATEWAY_PORT']}"
+    sandbox = f"http://127.0.0.1:{env['REVSYNC_SANDBOX_PORT']}"
+    with httpx.Client(timeout=30) as http:
+        created = http.post(
+            f"{sandbox}/salesforce/services/data/v61.0/sobjects/SBQQ__Quote__c",
+            headers={"Authorization": "Bearer sandbox-salesforce-token"},
+            json={"SBQQ__Account__c": "0015e00000AcmeUS1", "SBQQ__Status__c": "Accepted"},
+        )
+        created.raise_for_status()
+        payload = quote_payload(created.json()["id"], account_id="0015e00000AcmeUS1")
+        payload["lines"][0]["discount_percent"] = "30"
+        body = json.dumps(payload).encode()
+        secret = env["REVSYNC_CPQ_WEBHOOK_SECRET"].split(",")[0]
+        answer = http.post(
+            f"{gateway}/webhooks/cpq/quote-accepted",
+            content=body,
+            headers={
+                "content-type": "application/json",
+                cpq.SIGNATURE_HEADER: cpq.sign(secret, body),
+            },
+        )
+        assert answer.status_code == 202, answer.text
+    quote_id = str(payload["quote_id"])
+    deadline = time.monotonic() + 60
+    while True:
+        status = revsync(env, "status", quote_id, "--json")
+        if status.returncode == 0 and json.loads(status.stdout)["stage"] == "AWAITING_APPROVAL":
+            return quote_id
+        assert time.monotonic() < deadline, status.stdout + status.stderr
+        time.sleep(0.5)
+
+
+def test_a_process_without_payload_keys_refuses_to_start_naming_the_setting(
+    dev_env: dict[str, str],
+):
+    for args in (("worker", "crm"), ("status", "Q-1")):
+        result = revsync(dev_env, *args, seconds=60)
+        assert result.returncode == 2, result.stderr
+        assert "REVSYNC_PAYLOAD_KEYS is not set" in result.stderr
+
 
 def test_status_without_a_server_says_it_cannot_reach_temporal(dev_env: dict[str, str]):
-    result = revsync(dev_env, "status", "Q-1", seconds=60)
+    env = dev_env | {"REVSYNC_PAYLOAD_KEYS": generate_key_entry("k1")}
+    result = revsync(env, "status", "Q-1", seconds=60)
     assert result.returncode == 2
     assert f"cannot reach Temporal at {dev_env['REVSYNC_TEMPORAL_ADDRESS']}" in result.stderr

@@ -15,6 +15,7 @@ from adapters.webhooks import cpq
 from domain.saga import QuoteToCashStatus
 from domain.stages import OrderStage
 from revsync.demo import create_crm_quote, wait_for_saga
+from revsync.settings import secret_list
 from sandbox.quotes import quote_payload
 from tests.e2e.stack import Stack
 from workflows import visibility
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 async def deliver(stack: Stack, payload: dict[str, Any]) -> httpx.Response:
     body = json.dumps(payload).encode()
-    secret = stack.settings.cpq_webhook_secret.get_secret_value()
+    secret = secret_list(stack.settings.cpq_webhook_secret)[0]
     return await stack.gateway.post(
         "/webhooks/cpq/quote-accepted",
         content=body,

@@ -15,6 +15,7 @@ from domain.saga import QuoteToCashInput
 from revsync.gateway.app import create_app
 from revsync.settings import Settings
 from sandbox.quotes import quote_payload
+from tests.staff import secret_settings
 
 SECRET = "whsec_test"
 
@@ -39,7 +40,7 @@ def client() -> RecordingClient:
 
 @pytest.fixture
 async def gateway(client: RecordingClient):
-    settings = Settings(cpq_webhook_secret=SECRET)
+    settings = Settings(**(secret_settings() | {"cpq_webhook_secret": SECRET}))
     app = create_app(settings, client)  # type: ignore[arg-type]
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -1,0 +1,163 @@
+"""The ops API: operator decisions on running sagas, by people holding a staff token.
+
+``POST /v1/ops/quotes/{quote_id}/approve | reject | resolve`` with ``Authorization: Bearer
+<token>``. *Who* decides comes from the token (``REVSYNC_OPERATOR_TOKENS``), never from the
+body: the body only says what and why. The saga's update validators then apply the business
+rules (role rank, self-approval, what a parked step allows) and record the decision, with
+who, when, what and why, in its history and its ``status`` query.
+
+- 200 the decision as the saga recorded it (``OperatorDecision``)
+- 401 no or unknown token; 403 the token's holder lacks the role the action needs
+- 404 no saga for the quote; 409 the saga refused (its reason is in ``error``)
+- 422 invalid body
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.approval import Approver, ApproverRole
+from domain.saga import ApproveRequest, RejectRequest, ResolveAction, ResolveRequest
+from revsync.auth import Staff, StaffRole, TokenRegistry, bearer_token
+from revsync.operations import DecisionRefused, decide
+
+log = structlog.get_logger("revsync.gateway.ops")
+
+OPS_PREFIX = "/v1/ops"
+
+
+class ApproveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: ApproverRole | None = Field(
+        default=None, description="The approver role to act in; your highest when omitted"
+    )
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class RejectBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: ApproverRole | None = None
+    reason: str = Field(min_length=1, max_length=2000, description="Shown in CRM and audited")
+
+
+class ResolveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: ResolveAction
+    note: str = Field(min_length=1, max_length=2000, description="Why: kept in the audit trail")
+
+
+class AuthProblem(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _problem(status: int, reason: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": reason}, status_code=status, headers=headers)
+
+
+def _staff(request: Request) -> Staff:
+    registry: TokenRegistry = request.app.state.tokens
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        raise AuthProblem(401, "missing bearer token")
+    staff = registry.authenticate(token)
+    if staff is None:
+        raise AuthProblem(401, "unknown token")
+    return staff
+
+
+StaffDep = Annotated[Staff, Depends(_staff)]
+
+
+def _approver(staff: Staff, wanted: ApproverRole | None) -> Approver:
+    role = staff.approver_role(wanted)
+    if role is None:
+        held = ", ".join(sorted(r.value for r in staff.roles))
+        asked = f"the role {wanted.value}" if wanted else "an approver role"
+        raise AuthProblem(403, f"{staff.name} does not hold {asked} (holds: {held})")
+    return Approver(name=staff.name, role=role)
+
+
+async def _send(
+    client: Client,
+    quote_id: str,
+    request: ApproveRequest | RejectRequest | ResolveRequest,
+    staff: Staff,
+) -> JSONResponse:
+    try:
+        decision = await decide(client, quote_id, request)
+    except DecisionRefused as refused:
+        log.info("decision refused", quote_id=quote_id, actor=staff.name, reason=str(refused))
+        return _problem(409, str(refused))
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            return _problem(404, f"no saga for quote {quote_id}")
+        raise
+    log.info("decision recorded", quote_id=quote_id, actor=staff.name, action=decision.action)
+    return JSONResponse(decision.model_dump(mode="json"))
+
+
+def ops_router() -> APIRouter:
+    router = APIRouter(prefix=OPS_PREFIX, tags=["ops"])
+
+    @router.get("/whoami")
+    async def whoami(staff: StaffDep) -> dict[str, object]:
+        return {"name": staff.name, "roles": sorted(r.value for r in staff.roles)}
+
+    @router.post("/quotes/{quote_id}/approve")
+    async def approve(
+        quote_id: str, body: ApproveBody, staff: StaffDep, request: Request
+    ) -> JSONResponse:
+        approver = _approver(staff, body.role)
+        return await _send(
+            request.app.state.client,
+            quote_id,
+            ApproveRequest(approver=approver, note=body.note),
+            staff,
+        )
+
+    @router.post("/quotes/{quote_id}/reject")
+    async def reject(
+        quote_id: str, body: RejectBody, staff: StaffDep, request: Request
+    ) -> JSONResponse:
+        approver = _approver(staff, body.role)
+        return await _send(
+            request.app.state.client,
+            quote_id,
+            RejectRequest(approver=approver, reason=body.reason),
+            staff,
+        )
+
+    @router.post("/quotes/{quote_id}/resolve")
+    async def resolve(
+        quote_id: str, body: ResolveBody, staff: StaffDep, request: Request
+    ) -> JSONResponse:
+        if not staff.has(StaffRole.OPERATOR):
+            raise AuthProblem(403, f"{staff.name} does not hold the role operator")
+        return await _send(
+            request.app.state.client,
+            quote_id,
+            ResolveRequest(action=body.action, operator=staff.name, note=body.note),
+            staff,
+        )
+
+    return router
+
+
+async def auth_problem_handler(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, AuthProblem)
+    log.warning("ops request refused", status=error.status, reason=error.reason)
+    return _problem(error.status, error.reason)

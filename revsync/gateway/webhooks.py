@@ -1,0 +1,270 @@
+"""Inbound webhooks: every delivery is authenticated before anything else reads its body.
+
+One pipeline for every source, in this order:
+
+1. size: a body over ``REVSYNC_WEBHOOK_MAX_BODY_BYTES`` → 413 (declared or actual length);
+2. authenticity: the source's signature scheme (:mod:`adapters.webhooks`) → 401 with a short
+   reason, and a structured log line that never holds the body, the header or the secret;
+3. syntax: not JSON / not XML → 400;
+4. shape: a valid signature over an invalid payload → 422 with field errors;
+5. action, idempotent: a saga's workflow id is derived from the business key (``q2c-<quote
+   id>``), so a replayed or duplicated delivery starts nothing new (200 ``duplicate``).
+
+Sources: ``/webhooks/cpq/quote-accepted`` (revsync's HMAC scheme), ``/webhooks/stripe``
+(``Stripe-Signature``), ``/webhooks/hubspot`` (``X-HubSpot-Signature-v3``) and
+``/webhooks/salesforce/outbound-message`` (organisation allow-list; mutual TLS at the proxy).
+A source whose secret is not configured, or any other path under ``/webhooks/``, answers 401
+``unknown source``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from adapters.webhooks import cpq, hubspot, salesforce, stripe
+from adapters.webhooks.signatures import MalformedPayload, SignatureError
+from adapters.webhooks.stripe_quotes import MappingError, quote_from_stripe
+from domain.contracts import TaskQueue
+from domain.quote import Quote
+from domain.saga import QuoteToCashInput, SagaPolicy
+from revsync.settings import Settings, secret_list
+from workflows import visibility
+from workflows.quote_to_cash import QuoteToCashWorkflow
+
+log = structlog.get_logger("revsync.gateway.webhooks")
+
+UNKNOWN_SOURCE = "unknown source"
+
+
+def problem(status: int, reason: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": reason, **extra}, status_code=status)
+
+
+def field_errors(error: ValidationError) -> list[dict[str, str]]:
+    """Pydantic errors as ``{"field": "lines.0.sku", "message": ...}``, without echoing input."""
+    return [
+        {"field": ".".join(str(p) for p in item["loc"]) or "(body)", "message": item["msg"]}
+        for item in error.errors(include_url=False, include_input=False)
+    ]
+
+
+class Refused(Exception):
+    """A delivery refused before it was acted on; becomes ``status`` with ``reason``."""
+
+    def __init__(self, status: int, reason: str, **extra: Any) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.extra = status, reason, extra
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Refused(413, f"body larger than {limit} bytes")
+    body = await request.body()
+    if len(body) > limit:
+        raise Refused(413, f"body larger than {limit} bytes")
+    return body
+
+
+def authentic(source: str, check: Callable[[], None], request: Request, size: int) -> None:
+    """Run the signature ``check``; on failure log why (never the body) and refuse with 401."""
+    try:
+        check()
+    except SignatureError as error:
+        client = request.client.host if request.client else None
+        log.warning("webhook refused", source=source, reason=error.reason, peer=client, size=size)
+        raise Refused(401, error.reason) from None
+
+
+def json_body(body: bytes) -> Any:
+    try:
+        # Non-integer JSON numbers become Decimal, never float: money stays exact.
+        return json.loads(body, parse_float=Decimal)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise Refused(400, "body is not valid JSON") from None
+
+
+def public_url(request: Request, settings: Settings) -> str:
+    """The URL the sender called: behind a proxy, REVSYNC_PUBLIC_BASE_URL plus the path."""
+    if settings.public_base_url is None:
+        return str(request.url)
+    query = f"?{request.url.query}" if request.url.query else ""
+    return settings.public_base_url.rstrip("/") + request.url.path + query
+
+
+async def start_quote_to_cash(
+    client: Client, quote: Quote, policy: SagaPolicy, *, source: str
+) -> JSONResponse:
+    """Start the saga for ``quote`` unless one exists for its quote id (running or ended)."""
+    workflow_id = visibility.workflow_id_for_quote(quote.quote_id)
+    try:
+        handle = await client.start_workflow(
+            QuoteToCashWorkflow.run,
+            QuoteToCashInput(quote=quote, policy=policy),
+            id=workflow_id,
+            task_queue=TaskQueue.ORCHESTRATION,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=visibility.start_attributes(quote, datetime.now(UTC)),
+            static_summary=visibility.static_summary(quote),
+            static_details=visibility.static_details(quote),
+        )
+    except WorkflowAlreadyStartedError:
+        log.info("duplicate delivery", source=source, quote_id=quote.quote_id)
+        return JSONResponse(
+            {"status": "duplicate", "workflow_id": workflow_id, "quote_id": quote.quote_id},
+            status_code=200,
+        )
+    log.info("saga started", source=source, quote_id=quote.quote_id, workflow_id=workflow_id)
+    return JSONResponse(
+        {
+            "status": "started",
+            "workflow_id": workflow_id,
+            "run_id": handle.result_run_id,
+            "quote_id": quote.quote_id,
+        },
+        status_code=202,
+    )
+
+
+def webhooks_router(settings: Settings) -> APIRouter:
+    router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+    limit = settings.webhook_max_body_bytes
+    tolerance = settings.webhook_tolerance_seconds
+    cpq_secrets = secret_list(settings.cpq_webhook_secret)
+    stripe_secrets = secret_list(settings.stripe_webhook_secret)
+    hubspot_secrets = secret_list(settings.hubspot_client_secret)
+    salesforce_orgs = list(settings.salesforce_org_ids)
+
+    @router.post("/cpq/quote-accepted")
+    async def cpq_quote_accepted(request: Request) -> Response:
+        body = await read_body(request, limit)
+        header = request.headers.get(cpq.SIGNATURE_HEADER)
+        authentic(
+            "cpq",
+            lambda: cpq.verify(cpq_secrets, header, body, tolerance_seconds=tolerance),
+            request,
+            len(body),
+        )
+        payload = json_body(body)
+        try:
+            quote = Quote.model_validate(payload)
+        except ValidationError as error:
+            raise Refused(422, "invalid quote", fields=field_errors(error)) from None
+        return await start_quote_to_cash(
+            request.app.state.client, quote, settings.saga_policy, source="cpq"
+        )
+
+    @router.post("/stripe")
+    async def stripe_event(request: Request) -> Response:
+        body = await read_body(request, limit)
+        if not stripe_secrets:
+            raise Refused(401, UNKNOWN_SOURCE)
+        header = request.headers.get(stripe.SIGNATURE_HEADER)
+        authentic(
+            "stripe",
+            lambda: stripe.verify(stripe_secrets, header, body, tolerance_seconds=tolerance),
+            request,
+            len(body),
+        )
+        try:
+            event = stripe.parse_event(body)
+        except MalformedPayload as error:
+            raise Refused(400, error.reason) from None
+        except ValidationError as error:
+            raise Refused(422, "invalid event", fields=field_errors(error)) from None
+        if event.type != "quote.accepted":
+            log.info("stripe event ignored", event_id=event.id, type=event.type)
+            return JSONResponse({"status": "ignored", "event_id": event.id, "type": event.type})
+        try:
+            quote = quote_from_stripe(event.data.object)
+        except MappingError as error:
+            raise Refused(422, "invalid quote", fields=error.fields) from None
+        return await start_quote_to_cash(
+            request.app.state.client, quote, settings.saga_policy, source="stripe"
+        )
+
+    @router.post("/hubspot")
+    async def hubspot_events(request: Request) -> Response:
+        body = await read_body(request, limit)
+        if not hubspot_secrets:
+            raise Refused(401, UNKNOWN_SOURCE)
+        url = public_url(request, settings)
+        signature = request.headers.get(hubspot.SIGNATURE_HEADER)
+        timestamp = request.headers.get(hubspot.TIMESTAMP_HEADER)
+        authentic(
+            "hubspot",
+            lambda: hubspot.verify(
+                hubspot_secrets,
+                method=request.method,
+                url=url,
+                body=body,
+                signature=signature,
+                timestamp=timestamp,
+                max_age_seconds=tolerance,
+            ),
+            request,
+            len(body),
+        )
+        try:
+            events = hubspot.parse_events(body)
+        except MalformedPayload as error:
+            raise Refused(400, error.reason) from None
+        except ValidationError as error:
+            raise Refused(422, "invalid events", fields=field_errors(error)) from None
+        for event in events:
+            log.info(
+                "hubspot event received",
+                event_id=event.eventId,
+                subscription=event.subscriptionType,
+                object_id=event.objectId,
+            )
+        return JSONResponse({"status": "received", "events": len(events)})
+
+    @router.post("/salesforce/outbound-message")
+    async def salesforce_outbound(request: Request) -> Response:
+        body = await read_body(request, limit)
+        if not salesforce_orgs:
+            raise Refused(401, UNKNOWN_SOURCE)
+        # The organisation id is inside the envelope: a hardened parser reads the envelope
+        # (no DTDs, no entities) and nothing of the notifications is used before the check.
+        try:
+            message = salesforce.parse_outbound_message(body)
+        except MalformedPayload as error:
+            raise Refused(400, error.reason) from None
+        authentic(
+            "salesforce",
+            lambda: salesforce.verify_organization(message.organization_id, salesforce_orgs),
+            request,
+            len(body),
+        )
+        for note in message.notifications:
+            log.info(
+                "salesforce notification received",
+                notification_id=note.id,
+                sobject=note.sobject_type,
+            )
+        return Response(salesforce.ack(), media_type=salesforce.ACK_CONTENT_TYPE)
+
+    @router.post("/{source:path}")
+    async def unknown(source: str, request: Request) -> Response:
+        log.warning("webhook refused", source=source[:64], reason=UNKNOWN_SOURCE)
+        raise Refused(401, UNKNOWN_SOURCE)
+
+    return router
+
+
+async def refused_handler(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, Refused)
+    return problem(error.status, error.reason, **error.extra)

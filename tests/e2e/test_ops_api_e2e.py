@@ -1,0 +1,123 @@
+"""The ops API on the real stack: who decides is the token's holder, and only with the role."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from domain.approval import ApproverRole
+from domain.saga import Step
+from domain.stages import OrderStage
+from sandbox.faults import FaultRule
+from tests.e2e.stack import Stack
+from tests.e2e.test_failures_e2e import inject, stage_of
+from tests.e2e.test_quote_to_cash_e2e import deliver, finished, new_quote
+from tests.staff import token_of
+
+pytestmark = pytest.mark.e2e
+
+
+async def call(
+    stack: Stack, quote_id: str, verb: str, body: dict[str, Any], token: str | None
+) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return await stack.gateway.post(f"/v1/ops/quotes/{quote_id}/{verb}", json=body, headers=headers)
+
+
+async def awaiting_approval(stack: Stack, discount: str, owner: str | None = None) -> str:
+    payload = await new_quote(stack, "0015e00000AcmeUS1")
+    payload["lines"][0]["discount_percent"] = discount
+    if owner:
+        payload["owner"] = owner
+    assert (await deliver(stack, payload)).status_code == 202
+    await stage_of(stack, payload["quote_id"], OrderStage.AWAITING_APPROVAL)
+    return str(payload["quote_id"])
+
+
+async def test_approval_needs_a_token_with_a_high_enough_role_and_records_its_holder(stack: Stack):
+    quote_id = await awaiting_approval(stack, "45")  # above 40%: finance must approve
+
+    assert (await call(stack, quote_id, "approve", {}, None)).status_code == 401
+    unknown = await call(stack, quote_id, "approve", {}, "rvs_not-a-token")
+    assert unknown.status_code == 401
+    assert unknown.headers["www-authenticate"] == "Bearer"
+
+    for holder in ("Oscar Ops", "Rita Reader"):  # valid tokens, no approver role
+        refused = await call(stack, quote_id, "approve", {}, token_of(holder))
+        assert refused.status_code == 403, refused.text
+        assert "does not hold an approver role" in refused.json()["error"]
+    asked = await call(stack, quote_id, "approve", {"role": "finance"}, token_of("Sam Manager"))
+    assert asked.status_code == 403
+
+    too_junior = await call(stack, quote_id, "approve", {}, token_of("Sam Manager"))
+    assert too_junior.status_code == 409, too_junior.text
+
+    # The body cannot name someone else.
+    forged = await call(
+        stack,
+        quote_id,
+        "approve",
+        {"approver": {"name": "CFO", "role": "finance"}},
+        token_of("Sam Manager"),
+    )
+    assert forged.status_code == 422
+
+    approved = await call(stack, quote_id, "approve", {"note": "strategic"}, token_of("Fiona"))
+    assert approved.status_code == 200, approved.text
+    decision = approved.json()
+    assert decision["actor"] == "Fiona Finance <fiona@example.com>"
+    assert decision["role"] == ApproverRole.FINANCE.value
+    status = await finished(stack, quote_id)
+    assert status.stage is OrderStage.BOOKED
+    (audited,) = status.decisions
+    assert (audited.actor, audited.action, audited.note) == (
+        "Fiona Finance <fiona@example.com>",
+        "approve",
+        "strategic",
+    )
+
+
+async def test_nobody_approves_or_rejects_their_own_quote(stack: Stack):
+    quote_id = await awaiting_approval(stack, "30", owner="Fiona Finance <fiona@example.com>")
+    own = await call(stack, quote_id, "approve", {}, token_of("Fiona"))
+    assert own.status_code == 409
+    assert "own" in own.json()["error"]
+    rejected = await call(stack, quote_id, "reject", {"reason": "margin"}, token_of("Sam"))
+    assert rejected.status_code == 200, rejected.text
+    status = await finished(stack, quote_id)
+    assert status.stage is OrderStage.REJECTED
+    assert status.decisions[-1].actor == "Sam Manager <sam@example.com>"
+
+
+async def test_resolving_a_parked_saga_needs_the_operator_role(stack: Stack):
+    payload = await new_quote(stack, "0015e00000NordDE1")
+    inject(
+        stack,
+        FaultRule(
+            vendor="salesforce",
+            operation="upsert",
+            status=400,
+            code="FIELD_CUSTOM_VALIDATION_EXCEPTION",
+            message="Order needs a signed contract",
+        ),
+    )
+    assert (await deliver(stack, payload)).status_code == 202
+    quote_id = str(payload["quote_id"])
+    parked = await stage_of(stack, quote_id, OrderStage.NEEDS_ATTENTION)
+    assert parked.parked.step is Step.UPDATE_CRM
+
+    body = {"action": "retry", "note": "contract signed"}
+    assert (await call(stack, quote_id, "resolve", body, token_of("Fiona"))).status_code == 403
+    missing_note = await call(stack, quote_id, "resolve", {"action": "retry"}, token_of("Oscar"))
+    assert missing_note.status_code == 422
+    resolved = await call(stack, quote_id, "resolve", body, token_of("Oscar"))
+    assert resolved.status_code == 200, resolved.text
+    status = await finished(stack, quote_id)
+    assert status.stage is OrderStage.BOOKED
+    assert status.decisions[-1].actor == "Oscar Ops <oscar@example.com>"
+    assert status.decisions[-1].note == "contract signed"
+
+    gone = await call(stack, "NO-SUCH-QUOTE", "resolve", body, token_of("Oscar"))
+    assert gone.status_code == 404
