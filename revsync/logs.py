@@ -108,6 +108,8 @@ def configure_logging(
 ) -> None:
     register_secrets(secrets)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    # One line per HTTP request is noise in every process (and URLs can carry ids).
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())

@@ -27,6 +27,7 @@ from domain.approval import Approver, ApproverRole
 from domain.saga import ApproveRequest, RejectRequest, ResolveAction, ResolveRequest
 from revsync.auth import Staff, StaffRole, TokenRegistry, bearer_token
 from revsync.operations import DecisionRefused, decide
+from workflows import visibility
 
 log = structlog.get_logger("revsync.gateway.ops")
 
@@ -103,11 +104,27 @@ async def _send(
         log.info("decision refused", quote_id=quote_id, actor=staff.name, reason=str(refused))
         return _problem(409, str(refused))
     except RPCError as error:
-        if error.status is RPCStatusCode.NOT_FOUND:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        # Temporal answers an update to a closed workflow as "not found" too.
+        ended = await _ended_status(client, quote_id)
+        if ended is None:
             return _problem(404, f"no saga for quote {quote_id}")
-        raise
+        return _problem(409, f"the saga for quote {quote_id} has ended ({ended})")
     log.info("decision recorded", quote_id=quote_id, actor=staff.name, action=decision.action)
     return JSONResponse(decision.model_dump(mode="json"))
+
+
+async def _ended_status(client: Client, quote_id: str) -> str | None:
+    """The closed saga's execution status, or None when there is no saga at all."""
+    handle = client.get_workflow_handle(visibility.workflow_id_for_quote(quote_id))
+    try:
+        described = await handle.describe()
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return described.status.name.lower() if described.status else "closed"
 
 
 def ops_router() -> APIRouter:

@@ -96,7 +96,7 @@ async def running_stack() -> AsyncIterator[Stack]:
     ui_port, gateway_port = free_port(), free_port()
     sandbox = SandboxServer()
     settings = stack_settings(sandbox.url, "pending").model_copy(
-        update={"gateway_port": gateway_port}
+        update={"gateway_port": gateway_port, "temporal_ui_port": ui_port}
     )
     # The Web UI decrypts payloads through the gateway's codec server, as a payload reader.
     codec = f"{settings.gateway_url}/codec/t/{token_of('Rita Reader')}"

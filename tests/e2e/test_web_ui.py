@@ -1,5 +1,6 @@
 """What finance ops see: the Temporal Web UI, in headless Chromium, lists a parked order under
-the saved-view query ``OrderStage="NEEDS_ATTENTION"`` and leaves booked ones out.
+the saved-view query ``OrderStage="NEEDS_ATTENTION"`` and leaves booked ones out, and shows
+encrypted payloads in clear through the gateway's codec server.
 
 Needs Debian's ``chromium`` (`.ci/run` installs it; locally: ``apt-get install chromium``).
 """
@@ -79,3 +80,25 @@ async def test_the_web_ui_lists_the_parked_order_under_needs_attention(stack: St
             break
     assert f"q2c-{parked['quote_id']}" in dom
     assert f"q2c-{booked['quote_id']}" not in dom
+
+
+async def test_the_web_ui_shows_decrypted_payloads_through_the_codec_server(stack: Stack):
+    """History holds ciphertext only; the UI, configured with the gateway's codec endpoint
+    for a payload reader, shows the quote in the workflow's input in clear."""
+    booked = await new_quote(stack, "0015e00000AcmeUS1")
+    assert (await deliver(stack, booked)).status_code == 202
+    assert (await finished(stack, booked["quote_id"])).stage is OrderStage.BOOKED
+    workflow_id = f"q2c-{booked['quote_id']}"
+
+    # Without the codec, the server has no plaintext of the owner (a person's name).
+    raw = await stack.env.client.get_workflow_handle(workflow_id).fetch_history()
+    assert booked["owner"] not in raw.to_json()
+
+    url = f"{stack.ui_url}/namespaces/default/workflows/{workflow_id}"
+    deadline = time.monotonic() + 30
+    while True:
+        dom = await asyncio.to_thread(rendered_dom, url)
+        if booked["owner"] in dom or time.monotonic() > deadline:
+            break
+    assert booked["owner"] in dom  # from the decrypted workflow input
+    assert '"quote_id"' in dom
