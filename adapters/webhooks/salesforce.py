@@ -157,9 +157,10 @@ def _required_text(element: ET.Element | None, what: str) -> str:
 def _parse_xml(body: bytes) -> ET.Element:
     try:
         root: ET.Element = SafeET.fromstring(body, forbid_dtd=True)
-    except (ET.ParseError, ValueError):
+    except (ET.ParseError, ValueError, LookupError):
         # defusedxml's DTDForbidden / EntitiesForbidden / ExternalReferenceForbidden are
-        # ValueErrors; plain syntax errors are ParseErrors.
+        # ValueErrors; plain syntax errors are ParseErrors; an XML declaration naming an
+        # encoding Python does not know is a LookupError (found by the webhook fuzz test).
         raise MalformedPayload("body is not a valid XML document") from None
     return root
 

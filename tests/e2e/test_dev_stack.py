@@ -130,7 +130,7 @@ def test_make_dev_runs_the_demo_books_quotes_and_keeps_state_across_a_restart(
 
     demo = revsync(dev_env, "demo", "--quotes", "3", "--seed", "11", "--json", "--timeout", "90")
     cli_output += [demo.stdout, demo.stderr]
-    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert demo.returncode == 0, f"exit {demo.returncode}: {demo.stderr}\n{demo.stdout}"
     rows = json.loads(demo.stdout)
     assert len(rows) == 3
     for row in rows:

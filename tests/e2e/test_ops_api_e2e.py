@@ -1,4 +1,5 @@
-"""The ops API on the real stack: who decides is the token's holder, and only with the role."""
+"""The ops API on the real stack: who decides is the token's holder, and only with the role;
+and no secret ever enters a saga's payloads."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
 
 from domain.approval import ApproverRole
 from domain.saga import Step
@@ -14,7 +17,7 @@ from sandbox.faults import FaultRule
 from tests.e2e.stack import Stack
 from tests.e2e.test_failures_e2e import inject, stage_of
 from tests.e2e.test_quote_to_cash_e2e import deliver, finished, new_quote
-from tests.staff import token_of
+from tests.staff import TOKENS, token_of
 
 pytestmark = pytest.mark.e2e
 
@@ -121,3 +124,40 @@ async def test_resolving_a_parked_saga_needs_the_operator_role(stack: Stack):
 
     gone = await call(stack, "NO-SUCH-QUOTE", "resolve", body, token_of("Oscar"))
     assert gone.status_code == 404
+
+
+async def test_no_configured_secret_is_in_any_payload_of_a_saga(stack: Stack):
+    quote_id = await awaiting_approval(stack, "30")
+    approved = await call(stack, quote_id, "approve", {}, token_of("Sam"))
+    assert approved.status_code == 200, approved.text
+    await finished(stack, quote_id)
+
+    history = await stack.client.get_workflow_handle(f"q2c-{quote_id}").fetch_history()
+    encrypted = [p for event in history.events for p in payloads_in(event)]
+    assert encrypted, "found no payloads to check"
+    codec = stack.client.data_converter.payload_codec
+    assert codec is not None
+    clear = b"".join(p.SerializeToString() for p in await codec.decode(encrypted))
+    assert quote_id.encode() in clear  # decrypted for real
+    secrets = stack.settings.secret_values() + list(TOKENS.values())
+    assert [s for s in secrets if s.encode() in clear] == []
+
+
+def payloads_in(message: Message) -> list[Payload]:
+    """Every Payload anywhere inside a protobuf message (fields, lists and maps)."""
+    found: list[Payload] = []
+    for _field, value in message.ListFields():
+        if isinstance(value, Message):
+            items: list[Any] = [value]
+        elif hasattr(value, "values"):
+            items = list(value.values())
+        elif isinstance(value, str | bytes | int | float | bool):
+            items = []
+        else:
+            items = list(value)
+        for item in items:
+            if isinstance(item, Payload):
+                found.append(item)
+            elif isinstance(item, Message):
+                found += payloads_in(item)
+    return found

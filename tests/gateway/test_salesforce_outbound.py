@@ -323,3 +323,10 @@ def test_nack_says_false():
 
 def test_ack_content_type():
     assert salesforce.ACK_CONTENT_TYPE == "text/xml; charset=utf-8"
+
+
+@pytest.mark.parametrize("encoding", ["TTF-8", "no-such-codec", ""])
+def test_an_unknown_declared_encoding_is_malformed_not_a_crash(encoding: str) -> None:
+    body = f'<?xml version="1.0" encoding="{encoding}"?><a/>'.encode()
+    with pytest.raises(MalformedPayload):
+        salesforce.parse_outbound_message(body)
