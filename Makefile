@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck check clean
+.PHONY: dev test lint typecheck check clean histories
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy .
+
+## make histories: re-record the replay tests' workflow histories (read docs/quote-to-cash.md first)
+histories: $(STAMP)
+	$(BIN)/python -m tests.histories.record
 
 ## make check: everything CI runs
 check: lint typecheck test

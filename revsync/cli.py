@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Annotated, TypeVar
@@ -438,11 +440,22 @@ def keys_new(
 def main() -> None:
     settings = get_settings()
     configure_logging(log_format=settings.log_format, secrets=settings.secret_values())
+    code: int = 0
     try:
         app()
     except MissingSetting as missing:
         typer.echo(f"revsync: {missing}", err=True)
-        raise SystemExit(2) from missing
+        code = 2
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):
+            typer.echo(exit_.code, err=True)
+        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    # The Temporal SDK's native threads can abort the interpreter while it finalizes
+    # ("PyGILState_Release ... finalizing"), turning a finished command's exit code into 134.
+    # Everything is done and written by now: flush and leave without finalizing.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
