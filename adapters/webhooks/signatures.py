@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 # Unix seconds stay well below this for the next few thousand years; the cap keeps absurd
 # values out of the float arithmetic of the tolerance check.
@@ -120,3 +121,34 @@ def verify_timestamped(
     expected = [timestamped_hmac(secret, timestamp, body) for secret in secrets if secret]
     if not digests_match(expected, candidates):
         raise SignatureError("signature does not match")
+
+
+@dataclass(frozen=True)
+class TimestampedHmacScheme:
+    """The timestamped HMAC scheme as one sender uses it: only the header name differs."""
+
+    header: str
+
+    def sign(self, secret: str, body: bytes, timestamp: int | None = None) -> str:
+        """The header value a sender puts on ``body`` (``timestamp`` defaults to now)."""
+        return sign_timestamped(secret, body, timestamp)
+
+    def verify(
+        self,
+        secrets: list[str],
+        header: str | None,
+        body: bytes,
+        *,
+        tolerance_seconds: int = 300,
+        now: float | None = None,
+    ) -> None:
+        """Raise :class:`SignatureError` unless ``header`` signs ``body`` with one of
+        ``secrets`` and its timestamp is within ``tolerance_seconds`` of ``now``."""
+        verify_timestamped(
+            secrets,
+            header,
+            body,
+            header_name=self.header,
+            tolerance_seconds=tolerance_seconds,
+            now=now,
+        )

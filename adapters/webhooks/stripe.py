@@ -20,12 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.webhooks.signatures import (
-    MalformedPayload,
-    SignatureError,
-    sign_timestamped,
-    verify_timestamped,
-)
+from adapters.webhooks.signatures import MalformedPayload, SignatureError, TimestampedHmacScheme
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -38,33 +33,11 @@ __all__ = [
     "verify",
 ]
 
-SIGNATURE_HEADER = "Stripe-Signature"
-
-
-def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
-    """The ``Stripe-Signature`` value Stripe would send with ``body`` (for tests and the
-    sandbox; ``timestamp`` defaults to now)."""
-    return sign_timestamped(secret, body, timestamp)
-
-
-def verify(
-    secrets: list[str],
-    header: str | None,
-    body: bytes,
-    *,
-    tolerance_seconds: int = 300,
-    now: float | None = None,
-) -> None:
-    """Raise :class:`SignatureError` unless ``header`` signs ``body`` with one of ``secrets``
-    and its timestamp is within ``tolerance_seconds`` of ``now``."""
-    verify_timestamped(
-        secrets,
-        header,
-        body,
-        header_name=SIGNATURE_HEADER,
-        tolerance_seconds=tolerance_seconds,
-        now=now,
-    )
+# Stripe's check is the shared construction under Stripe's header name.
+SCHEME = TimestampedHmacScheme("Stripe-Signature")
+SIGNATURE_HEADER = SCHEME.header
+sign = SCHEME.sign
+verify = SCHEME.verify
 
 
 class StripeEventData(BaseModel):
