@@ -26,7 +26,7 @@ from sandbox.quotes import quote_payload
 from tests.gateway.test_intake import RecordingClient
 from tests.staff import secret_settings
 
-ORG = "00D5g000004ABCDEAA"
+ORG = "00D5g000004ABCDEA4"
 BASE_URL = "http://gw"
 SETTINGS = Settings(**(secret_settings() | {"salesforce_org_ids": [ORG]}))
 SECRETS = {
@@ -153,6 +153,8 @@ def test_no_delivery_crashes_or_starts_a_saga_it_should_not(
         authentic = ORG.encode() in body
     if not authentic:
         assert response.status_code in (400, 401, 413), (source, signing, response.text)
+    if authentic and body == BASES[source] and source in ("hubspot", "salesforce"):
+        assert response.status_code == 200, response.text  # received and acknowledged
     if client.started:
         assert authentic, (source, signing)
         assert payload_is_valid(source, body), (source, body)
