@@ -166,7 +166,8 @@ async def test_hubspot_is_verified_against_the_url_hubspot_called(
 async def test_salesforce_outbound_messages_need_an_allowed_organisation(
     settings: Settings, client: RecordingClient
 ):
-    note = [("04l5g0000000001AAA", "SBQQ__Quote__c", {"Id": "a0x5g000000001AAA"})]
+    fields: dict[str, str | None] = {"Id": "a0x5g000000001AAA"}
+    note = [("04l5g0000000001AAA", "SBQQ__Quote__c", fields)]
     async with await gateway_for(settings, client) as http:
         allowed = await http.post(
             "/webhooks/salesforce/outbound-message",
