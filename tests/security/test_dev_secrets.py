@@ -11,6 +11,7 @@ from revsync.auth import StaffRole, StaffToken, TokenRegistry
 from revsync.cli import app
 from revsync.codec import KeyRing
 from revsync.devsecrets import DEV_STAFF_NAME, FILE_NAME, ensure_dev_secrets, with_secrets
+from revsync.devstack import temporal_server_argv, ui_codec_endpoint
 from revsync.settings import Settings
 
 
@@ -57,3 +58,21 @@ def test_keys_new_prints_an_entry_the_key_ring_accepts():
     assert ring.active_key_id == "2026-11"
     bad = CliRunner().invoke(app, ["keys", "new", "--id", "no spaces allowed"])
     assert bad.exit_code == 2
+
+
+def test_the_dev_web_ui_decrypts_only_with_the_generated_local_token(tmp_path: Path):
+    settings = Settings(_env_file=None, data_dir=tmp_path, gateway_port=8001)
+    assert ui_codec_endpoint(settings) == "http://127.0.0.1:8001/codec"  # no local token yet
+
+    ready = with_secrets(settings, ensure_dev_secrets(settings))
+    token = ready.operator_token.get_secret_value()  # type: ignore[union-attr]
+    endpoint = ui_codec_endpoint(ready)
+    assert endpoint == f"http://127.0.0.1:8001/codec/t/{token}"
+    argv = temporal_server_argv(ready, endpoint)
+    assert argv[argv.index("--ui-codec-endpoint") + 1] == endpoint
+
+    # Staff tokens configured by hand: the UI gets the bare endpoint, decrypting for nobody.
+    configured = ready.model_copy(
+        update={"operator_tokens": [StaffToken(name="x", roles={"finance"}, token_sha256="0" * 64)]}
+    )
+    assert ui_codec_endpoint(configured) == "http://127.0.0.1:8001/codec"
