@@ -39,6 +39,27 @@ async def stage_of(stack: Stack, quote_id: str, stage: OrderStage, seconds: floa
         await asyncio.sleep(0.2)
 
 
+async def parked_at_crm_write_back(stack: Stack) -> str:
+    """A booked order whose CRM write-back Salesforce refuses: the saga parks at update_crm.
+    Returns the quote id."""
+    payload = await new_quote(stack, "0015e00000NordDE1")
+    inject(
+        stack,
+        FaultRule(
+            vendor="salesforce",
+            operation="upsert",
+            status=400,
+            code="FIELD_CUSTOM_VALIDATION_EXCEPTION",
+            message="Order needs a signed contract",
+        ),
+    )
+    assert (await deliver(stack, payload)).status_code == 202
+    quote_id = str(payload["quote_id"])
+    parked = await stage_of(stack, quote_id, OrderStage.NEEDS_ATTENTION)
+    assert parked.parked.step is Step.UPDATE_CRM
+    return quote_id
+
+
 async def test_a_billing_outage_that_heals_books_the_order(stack: Stack):
     payload = await new_quote(stack, "0015e00000AcmeUS1")
     inject(stack, FaultRule(vendor="stripe", operation="*", status=503, times=3))
@@ -75,21 +96,7 @@ async def test_a_billing_rejection_cancels_the_erp_order(stack: Stack):
 
 
 async def test_a_parked_order_is_listed_as_stuck_and_retry_books_it(stack: Stack):
-    payload = await new_quote(stack, "0015e00000NordDE1")
-    inject(
-        stack,
-        FaultRule(
-            vendor="salesforce",
-            operation="upsert",
-            status=400,
-            code="FIELD_CUSTOM_VALIDATION_EXCEPTION",
-            message="Order needs a signed contract",
-        ),
-    )
-    assert (await deliver(stack, payload)).status_code == 202
-    quote_id = payload["quote_id"]
-    parked = await stage_of(stack, quote_id, OrderStage.NEEDS_ATTENTION)
-    assert parked.parked.step is Step.UPDATE_CRM
+    quote_id = await parked_at_crm_write_back(stack)
 
     # Visibility is eventually consistent: poll briefly.
     deadline = time.monotonic() + 15

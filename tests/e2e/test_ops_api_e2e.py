@@ -11,11 +11,9 @@ from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 
 from domain.approval import ApproverRole
-from domain.saga import Step
 from domain.stages import OrderStage
-from sandbox.faults import FaultRule
 from tests.e2e.stack import Stack
-from tests.e2e.test_failures_e2e import inject, stage_of
+from tests.e2e.test_failures_e2e import parked_at_crm_write_back, stage_of
 from tests.e2e.test_quote_to_cash_e2e import deliver, finished, new_quote
 from tests.staff import TOKENS, token_of
 
@@ -95,21 +93,7 @@ async def test_nobody_approves_or_rejects_their_own_quote(stack: Stack):
 
 
 async def test_resolving_a_parked_saga_needs_the_operator_role(stack: Stack):
-    payload = await new_quote(stack, "0015e00000NordDE1")
-    inject(
-        stack,
-        FaultRule(
-            vendor="salesforce",
-            operation="upsert",
-            status=400,
-            code="FIELD_CUSTOM_VALIDATION_EXCEPTION",
-            message="Order needs a signed contract",
-        ),
-    )
-    assert (await deliver(stack, payload)).status_code == 202
-    quote_id = str(payload["quote_id"])
-    parked = await stage_of(stack, quote_id, OrderStage.NEEDS_ATTENTION)
-    assert parked.parked.step is Step.UPDATE_CRM
+    quote_id = await parked_at_crm_write_back(stack)
 
     body = {"action": "retry", "note": "contract signed"}
     assert (await call(stack, quote_id, "resolve", body, token_of("Fiona"))).status_code == 403
