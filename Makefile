@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck check clean histories
+.PHONY: dev test lint typecheck check clean histories bench chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ typecheck: $(STAMP)
 ## make histories: re-record the replay tests' workflow histories (read docs/quote-to-cash.md first)
 histories: $(STAMP)
 	$(BIN)/python -m tests.histories.record
+
+## make bench: every benchmark in bench/; prints figures, writes bench/results/*.json
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+## make chaos: the full chaos run (300 quotes, workers and the server killed mid-saga)
+chaos: $(STAMP)
+	$(BIN)/python -m chaos.run --quotes 300
 
 ## make check: everything CI runs
 check: lint typecheck test
