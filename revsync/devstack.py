@@ -8,9 +8,12 @@ Starts, in this order, and prefixes every line each one prints with its name:
    until they listen;
 3. one worker process per task queue (``revsync worker QUEUE``), more with ``--scale``.
 
-A process other than the Temporal server that dies is restarted with backoff (a worker killed
-mid-saga is exactly what Temporal is for); one that keeps dying, or the Temporal server
-dying, stops the stack with a non-zero exit. Ctrl-C (or SIGTERM) stops the workers first, so
+A process that dies is restarted with backoff (a worker killed mid-saga is exactly what
+Temporal is for). The Temporal server restarts on the same SQLite file, so every saga is still
+there; until it answers again, nothing else is (re)started, and a process that exits while the
+server is down is restarted once it is back without counting against its restart limit. Any
+process (the server included) that keeps dying, more than ``MAX_RESTARTS_PER_MINUTE`` times a
+minute, stops the stack with a non-zero exit. Ctrl-C (or SIGTERM) stops the workers first, so
 in-flight activities finish, then the gateway, the sandbox and the server.
 
 Every port is checked before anything starts: a port already in use is reported with the
@@ -71,7 +74,6 @@ class ProcessSpec:
     name: str
     argv: list[str]
     listens_on: tuple[str, int] | None = None
-    restartable: bool = True
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -131,7 +133,6 @@ def stack_processes(options: DevStackOptions) -> list[ProcessSpec]:
             "temporal",
             temporal_server_argv(s, options.codec_endpoint),
             listens_on=split_address(s.temporal_address),
-            restartable=False,
         ),
         ProcessSpec(
             "sandbox",
@@ -184,6 +185,10 @@ class Supervised:
         self.process: asyncio.subprocess.Process | None = None
         self.pump: asyncio.Task[None] | None = None
         self.restarts: list[float] = []
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
@@ -356,7 +361,7 @@ async def supervise(options: DevStackOptions) -> int:
             if child.spec.listens_on is not None:
                 await wait_listening(*child.spec.listens_on, child, deadline)
         announce(settings, options.scale)
-        exit_code = await _watch(children, stopping)
+        exit_code = await _watch(children, settings, stopping)
     except RuntimeError as error:
         log.error("dev stack failed", error=str(error))
         exit_code = 1
@@ -370,40 +375,100 @@ async def supervise(options: DevStackOptions) -> int:
     return exit_code
 
 
-async def _watch(children: list[Supervised], stopping: asyncio.Event) -> int:
-    """Until Ctrl-C: restart what dies (with backoff); stop on what cannot be restarted."""
-    exits: dict[asyncio.Task[int], Supervised] = {
-        asyncio.create_task(child.wait()): child for child in children
-    }
+async def _watch(children: list[Supervised], settings: Settings, stopping: asyncio.Event) -> int:
+    """Until Ctrl-C (0): restart what dies, with backoff; 1 once something keeps dying."""
+    server, others = children[0], children[1:]
+    server_up = asyncio.Event()
+    server_up.set()
+    keepers = [asyncio.create_task(_keep_server(server, settings, stopping, server_up))]
+    keepers += [asyncio.create_task(_keep(child, stopping, server_up)) for child in others]
     stop_wait = asyncio.create_task(stopping.wait())
     try:
-        while True:
-            done, _ = await asyncio.wait({stop_wait, *exits}, return_when=asyncio.FIRST_COMPLETED)
-            if stop_wait in done:
-                return 0
-            for task in done:
-                child = exits.pop(task)
-                code = task.result()
-                if not child.spec.restartable:
-                    log.error("exited; stopping the stack", process=child.spec.name, code=code)
-                    return 1
-                backoff = child.next_backoff(time.monotonic())
-                if backoff is None:
-                    log.error(
-                        "keeps exiting; stopping the stack", process=child.spec.name, code=code
-                    )
-                    return 1
-                log.warning("exited; restarting", process=child.spec.name, code=code, in_s=backoff)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), backoff)
-                if stopping.is_set():
-                    return 0
-                await child.start()
-                exits[asyncio.create_task(child.wait())] = child
+        # A keeper returns only when its process keeps dying.
+        await asyncio.wait({stop_wait, *keepers}, return_when=asyncio.FIRST_COMPLETED)
+        return 0 if stopping.is_set() else 1
     finally:
-        stop_wait.cancel()
-        for task in exits:
+        for task in (stop_wait, *keepers):
             task.cancel()
+        await asyncio.gather(stop_wait, *keepers, return_exceptions=True)
+
+
+async def _pause(seconds: float, stopping: asyncio.Event) -> None:
+    """Sleep ``seconds``, or less when the stack is stopping."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+
+
+async def _keep_server(
+    server: Supervised, settings: Settings, stopping: asyncio.Event, server_up: asyncio.Event
+) -> None:
+    """Restart the Temporal server on the same SQLite file whenever it dies, and wait until it
+    answers again; ``server_up`` is clear meanwhile. Returns when it keeps dying."""
+    while True:
+        code = await server.wait()
+        if stopping.is_set():
+            return
+        server_up.clear()
+        down_since = time.monotonic()
+        backoff = server.next_backoff(down_since)
+        if backoff is None:
+            log.error("keeps exiting; stopping the stack", process=server.spec.name, code=code)
+            return
+        log.warning(
+            "exited; restarting on the same state",
+            process=server.spec.name,
+            code=code,
+            in_s=backoff,
+            state=str(settings.data_dir / "temporal.sqlite"),
+        )
+        await _pause(backoff, stopping)
+        if stopping.is_set():
+            return
+        await server.start()
+        try:
+            await wait_temporal_ready(settings, server, time.monotonic() + READY_TIMEOUT_SECONDS)
+        except RuntimeError as error:
+            # Dead again, or alive but not answering: the next turn counts it as a restart.
+            log.warning("not ready after a restart", process=server.spec.name, error=str(error))
+            await server.stop(STOP_TIMEOUT_SECONDS)
+            continue
+        server_up.set()
+        log.info(
+            "temporal ready again",
+            process=server.spec.name,
+            pid=server.pid,
+            address=settings.temporal_address,
+            down_s=round(time.monotonic() - down_since, 1),
+        )
+
+
+async def _keep(child: Supervised, stopping: asyncio.Event, server_up: asyncio.Event) -> None:
+    """Restart ``child`` whenever it dies, with backoff, once the Temporal server is up.
+    An exit while the server is down is the outage's doing, not the child's: it is restarted
+    as soon as the server is back, and not counted against its restart limit. Returns when
+    the child keeps dying."""
+    while True:
+        code = await child.wait()
+        if stopping.is_set():
+            return
+        if not server_up.is_set():
+            log.warning(
+                "exited while the Temporal server is down; restarting once it is back",
+                process=child.spec.name,
+                code=code,
+            )
+            await server_up.wait()
+        else:
+            backoff = child.next_backoff(time.monotonic())
+            if backoff is None:
+                log.error("keeps exiting; stopping the stack", process=child.spec.name, code=code)
+                return
+            log.warning("exited; restarting", process=child.spec.name, code=code, in_s=backoff)
+            await _pause(backoff, stopping)
+            await server_up.wait()
+        if stopping.is_set():
+            return
+        await child.start()
 
 
 def run_dev_stack(options: DevStackOptions) -> int:

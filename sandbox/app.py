@@ -8,7 +8,8 @@ that differs between the sandbox and the real vendor:
 - NetSuite:   ``/netsuite``     (e.g. ``/netsuite/services/rest/record/v1/salesOrder``)
 
 ``GET /_sandbox/state`` returns every record per system; ``POST /_sandbox/faults`` injects
-failures and latency; ``POST /_sandbox/reset`` clears state and rules.
+failures and latency, ``GET /_sandbox/faults`` lists the rules still pending and every fault
+fired so far; ``POST /_sandbox/reset`` clears state and rules.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class SandboxState:
         }
 
     def reset(self) -> None:
-        self.faults.clear()
+        self.faults = FaultInjector()
         self.salesforce = salesforce.SalesforceStore()
         self.stripe = stripe.StripeStore()
         self.netsuite = netsuite.NetSuiteStore()
@@ -70,6 +71,13 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     async def add_faults(request: FaultsRequest) -> dict[str, Any]:
         state.faults.configure(request)
         return {"pending": [rule.model_dump() for rule in state.faults.pending()]}
+
+    @app.get("/_sandbox/faults")
+    async def list_faults() -> dict[str, Any]:
+        return {
+            "pending": [rule.model_dump() for rule in state.faults.pending()],
+            "fired": list(state.faults.fired),
+        }
 
     @app.post("/_sandbox/reset")
     async def reset() -> dict[str, str]:

@@ -18,6 +18,7 @@ from adapters.crm.salesforce import SalesforceCrm
 from adapters.erp.netsuite import NetSuiteErp
 from domain.contracts import TaskQueue
 from revsync.settings import Settings
+from workers.heartbeat import MAX_HEARTBEAT_THROTTLE, HeartbeatInterceptor
 from workflows.quote_to_cash import QuoteToCashWorkflow
 
 WORKFLOWS: Sequence[type] = (QuoteToCashWorkflow,)
@@ -94,4 +95,6 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
         activities=activities,
         max_concurrent_activities=limit,
         graceful_shutdown_timeout=grace,
+        interceptors=[HeartbeatInterceptor()],
+        max_heartbeat_throttle_interval=MAX_HEARTBEAT_THROTTLE,
     )
