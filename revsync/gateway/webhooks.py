@@ -8,7 +8,8 @@ One pipeline for every source, in this order:
 3. syntax: not JSON / not XML → 400;
 4. shape: a valid signature over an invalid payload → 422 with field errors;
 5. action, idempotent: a saga's workflow id is derived from the business key (``q2c-<quote
-   id>``), so a replayed or duplicated delivery starts nothing new (200 ``duplicate``).
+   id>``), so a replayed or duplicated delivery starts nothing new (200 ``duplicate``);
+   Temporal unreachable → 503 with ``Retry-After``, so the sender delivers again later.
 
 Sources: ``/webhooks/cpq/quote-accepted`` (revsync's HMAC scheme), ``/webhooks/stripe``
 (``Stripe-Signature``), ``/webhooks/hubspot`` (``X-HubSpot-Signature-v3``) and
@@ -32,6 +33,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.webhooks import cpq, hubspot, salesforce, stripe
 from adapters.webhooks.signatures import MalformedPayload, SignatureError
@@ -46,6 +48,7 @@ from workflows.quote_to_cash import QuoteToCashWorkflow
 log = structlog.get_logger("revsync.gateway.webhooks")
 
 UNKNOWN_SOURCE = "unknown source"
+RETRY_AFTER_SECONDS = 5
 
 
 def problem(status: int, reason: str, **extra: Any) -> JSONResponse:
@@ -119,6 +122,17 @@ async def start_quote_to_cash(
             search_attributes=visibility.start_attributes(quote, datetime.now(UTC)),
             static_summary=visibility.static_summary(quote),
             static_details=visibility.static_details(quote),
+        )
+    except RPCError as error:
+        if error.status not in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise
+        # Temporal is away (a restart, a network cut): nothing was started; the sender's
+        # retry will be the first delivery, or a duplicate if the start did land.
+        log.warning("temporal unavailable", source=source, quote_id=quote.quote_id)
+        return JSONResponse(
+            {"error": "temporarily unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     except WorkflowAlreadyStartedError:
         log.info("duplicate delivery", source=source, quote_id=quote.quote_id)

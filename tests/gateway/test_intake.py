@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from adapters.webhooks import cpq
 from domain.saga import QuoteToCashInput
@@ -136,3 +137,14 @@ async def test_json_numbers_reach_the_quote_as_exact_decimals(gateway, client):
     assert response.status_code == 202
     quote = client.started[f"q2c-{quote_id}"]["arg"].quote
     assert str(quote.lines[0].unit_price) == "45.00"
+
+
+async def test_temporal_unavailable_is_503_with_retry_after(gateway, client, monkeypatch):
+    async def unavailable(*_args: Any, **_kwargs: Any) -> Any:
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+    monkeypatch.setattr(client, "start_workflow", unavailable)
+    response = await post(gateway, quote_payload("Q-away"))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert client.started == {}
