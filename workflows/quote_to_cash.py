@@ -93,6 +93,9 @@ T = TypeVar("T")
 
 # Attempts run at most this long each; the step's retry budget bounds all attempts together.
 ATTEMPT_TIMEOUT = timedelta(minutes=2)
+# Activities heartbeat (workers.heartbeat): an attempt whose worker died is retried elsewhere
+# after this long, not after ATTEMPT_TIMEOUT.
+HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 
 
 def retry_policy(maximum_interval: timedelta = timedelta(minutes=1)) -> RetryPolicy:
@@ -501,6 +504,7 @@ class QuoteToCashWorkflow:
                     result_type=result_type,
                     task_queue=queue,
                     start_to_close_timeout=ATTEMPT_TIMEOUT,
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
                     schedule_to_close_timeout=budget,
                     retry_policy=retry_policy(),
                 )
