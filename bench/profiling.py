@@ -19,7 +19,7 @@ ENTRY_POINTS: tuple[tuple[int, str, str, str], ...] = (
     ),
     (
         2,
-        "httpcore current_async_library (import sniffio, absent)",
+        "httpcore current_async_library (sniffio lookup)",
         "httpcore/_synchronization.py",
         "current_async_library",
     ),
