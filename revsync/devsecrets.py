@@ -19,9 +19,9 @@ from pathlib import Path
 
 from revsync.auth import StaffRole, StaffToken, digest, new_token
 from revsync.codec import generate_key_entry
-from revsync.settings import Settings
+from revsync.settings import DEV_SECRETS_FILE, Settings
 
-FILE_NAME = "dev-secrets.env"
+FILE_NAME = DEV_SECRETS_FILE.name  # the file settings read, under REVSYNC_DATA_DIR
 DEV_STAFF_NAME = "Local Developer <dev@localhost>"
 
 

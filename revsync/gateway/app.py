@@ -22,8 +22,9 @@ from temporalio.client import Client
 from revsync.auth import TokenRegistry
 from revsync.codec import AesGcmCodec, KeyRing
 from revsync.gateway.codec_server import create_codec_app
-from revsync.gateway.ops import AuthProblem, auth_problem_handler, ops_router
-from revsync.gateway.webhooks import Refused, refused_handler, webhooks_router
+from revsync.gateway.ops import ops_router
+from revsync.gateway.refusals import Refused, refused_handler
+from revsync.gateway.webhooks import webhooks_router
 from revsync.settings import Settings, get_settings
 from revsync.temporal import connect
 
@@ -46,7 +47,6 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     app = FastAPI(title="revsync gateway", version="1", lifespan=lifespan)
     app.state.tokens = tokens
-    app.add_exception_handler(AuthProblem, auth_problem_handler)
     app.add_exception_handler(Refused, refused_handler)
 
     @app.get("/healthz")

@@ -47,12 +47,12 @@ from temporalio.converter import PayloadCodec
 
 from revsync.auth import StaffRole, TokenRegistry, bearer_token
 from revsync.codec import PayloadDecryptionError, valid_key_id
+from revsync.gateway.refusals import Refused, problem, read_body, require_staff
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 PATH_TOKEN_SCOPE_KEY = "revsync.codec.path_token"
 REDACTED = "redacted"
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "X-Namespace"]
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 Operation = Literal["encode", "decode"]
 OPERATIONS: tuple[Operation, ...] = ("encode", "decode")
@@ -86,36 +86,19 @@ class _PathTokenMiddleware:
         await self.app(scope, receive, send)
 
 
-def _problem(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status, headers=headers)
-
-
-class _BadRequest(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        self.status = status
-        self.reason = reason
-
-
 async def _read_payloads(request: Request) -> Payloads:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _BadRequest(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise _BadRequest(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    body = await read_body(request, MAX_BODY_BYTES)
     try:
         document: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise _BadRequest(400, "body is not JSON") from None
+        raise Refused(400, "body is not JSON") from None
     if not isinstance(document, dict) or not isinstance(document.get("payloads"), list):
-        raise _BadRequest(400, 'body must be {"payloads": [...]}')
+        raise Refused(400, 'body must be {"payloads": [...]}')
     try:
         return json_format.ParseDict(document, Payloads())
     except json_format.ParseError:
         # The parser's message can quote the offending value: do not echo it.
-        raise _BadRequest(400, "payloads are not protobuf-JSON Payload objects") from None
+        raise Refused(400, "payloads are not protobuf-JSON Payload objects") from None
 
 
 def _payloads_document(payloads: list[Payload]) -> dict[str, Any]:
@@ -137,18 +120,14 @@ def create_codec_app(
         token = request.scope.get(PATH_TOKEN_SCOPE_KEY) or bearer_token(
             request.headers.get("authorization")
         )
-        if not token:
-            return _problem(401, "a payload_reader token is required", _CHALLENGE)
-        staff = registry.authenticate(token)
-        if staff is None:
-            return _problem(401, "unknown token", _CHALLENGE)
-        if not staff.has(StaffRole.PAYLOAD_READER):
-            return _problem(403, f"the {StaffRole.PAYLOAD_READER} role is required")
-        namespace = request.path_params.get("namespace") or request.headers.get("x-namespace")
         try:
+            staff = require_staff(registry, token, missing="a payload_reader token is required")
+            if not staff.has(StaffRole.PAYLOAD_READER):
+                raise Refused(403, f"the {StaffRole.PAYLOAD_READER} role is required")
             payloads = await _read_payloads(request)
-        except _BadRequest as bad:
-            return _problem(bad.status, bad.reason)
+        except Refused as refused:
+            return refused.response()
+        namespace = request.path_params.get("namespace") or request.headers.get("x-namespace")
         try:
             if operation == "decode":
                 result = await codec.decode(payloads.payloads)
@@ -161,7 +140,7 @@ def create_codec_app(
                 namespace=namespace,
                 key_id=error.key_id if valid_key_id(error.key_id) else "<malformed>",
             )
-            return _problem(422, str(error))
+            return problem(422, str(error))
         log.info(
             f"payloads {operation}d",
             staff=staff.name,

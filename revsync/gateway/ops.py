@@ -26,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.approval import Approver, ApproverRole
 from domain.saga import ApproveRequest, RejectRequest, ResolveAction, ResolveRequest
 from revsync.auth import Staff, StaffRole, TokenRegistry, bearer_token
+from revsync.gateway.refusals import Refused, problem, require_staff
 from revsync.operations import DecisionRefused, decide
 from workflows import visibility
 
@@ -57,27 +58,19 @@ class ResolveBody(BaseModel):
     note: str = Field(min_length=1, max_length=2000, description="Why: kept in the audit trail")
 
 
-class AuthProblem(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-def _problem(status: int, reason: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": reason}, status_code=status, headers=headers)
+def _refused(status: int, reason: str) -> Refused:
+    log.warning("ops request refused", status=status, reason=reason)
+    return Refused(status, reason)
 
 
 def _staff(request: Request) -> Staff:
     registry: TokenRegistry = request.app.state.tokens
     token = bearer_token(request.headers.get("authorization"))
-    if token is None:
-        raise AuthProblem(401, "missing bearer token")
-    staff = registry.authenticate(token)
-    if staff is None:
-        raise AuthProblem(401, "unknown token")
-    return staff
+    try:
+        return require_staff(registry, token, missing="missing bearer token")
+    except Refused as refused:
+        log.warning("ops request refused", status=refused.status, reason=refused.reason)
+        raise
 
 
 StaffDep = Annotated[Staff, Depends(_staff)]
@@ -88,7 +81,7 @@ def _approver(staff: Staff, wanted: ApproverRole | None) -> Approver:
     if role is None:
         held = ", ".join(sorted(r.value for r in staff.roles))
         asked = f"the role {wanted.value}" if wanted else "an approver role"
-        raise AuthProblem(403, f"{staff.name} does not hold {asked} (holds: {held})")
+        raise _refused(403, f"{staff.name} does not hold {asked} (holds: {held})")
     return Approver(name=staff.name, role=role)
 
 
@@ -102,15 +95,15 @@ async def _send(
         decision = await decide(client, quote_id, request)
     except DecisionRefused as refused:
         log.info("decision refused", quote_id=quote_id, actor=staff.name, reason=str(refused))
-        return _problem(409, str(refused))
+        return problem(409, str(refused))
     except RPCError as error:
         if error.status is not RPCStatusCode.NOT_FOUND:
             raise
         # Temporal answers an update to a closed workflow as "not found" too.
         ended = await _ended_status(client, quote_id)
         if ended is None:
-            return _problem(404, f"no saga for quote {quote_id}")
-        return _problem(409, f"the saga for quote {quote_id} has ended ({ended})")
+            return problem(404, f"no saga for quote {quote_id}")
+        return problem(409, f"the saga for quote {quote_id} has ended ({ended})")
     log.info("decision recorded", quote_id=quote_id, actor=staff.name, action=decision.action)
     return JSONResponse(decision.model_dump(mode="json"))
 
@@ -163,7 +156,7 @@ def ops_router() -> APIRouter:
         quote_id: str, body: ResolveBody, staff: StaffDep, request: Request
     ) -> JSONResponse:
         if not staff.has(StaffRole.OPERATOR):
-            raise AuthProblem(403, f"{staff.name} does not hold the role operator")
+            raise _refused(403, f"{staff.name} does not hold the role operator")
         return await _send(
             request.app.state.client,
             quote_id,
@@ -172,9 +165,3 @@ def ops_router() -> APIRouter:
         )
 
     return router
-
-
-async def auth_problem_handler(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, AuthProblem)
-    log.warning("ops request refused", status=error.status, reason=error.reason)
-    return _problem(error.status, error.reason)

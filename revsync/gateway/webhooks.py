@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from fastapi import APIRouter, Request
@@ -41,18 +41,17 @@ from adapters.webhooks.stripe_quotes import MappingError, quote_from_stripe
 from domain.contracts import TaskQueue
 from domain.quote import Quote
 from domain.saga import QuoteToCashInput, SagaPolicy
+from revsync.gateway.refusals import Refused, read_body
 from revsync.settings import Settings, secret_list
 from workflows import visibility
 from workflows.quote_to_cash import QuoteToCashWorkflow
 
 log = structlog.get_logger("revsync.gateway.webhooks")
 
+T = TypeVar("T")
+
 UNKNOWN_SOURCE = "unknown source"
 RETRY_AFTER_SECONDS = 5
-
-
-def problem(status: int, reason: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": reason, **extra}, status_code=status)
 
 
 def field_errors(error: ValidationError) -> list[dict[str, str]]:
@@ -63,24 +62,6 @@ def field_errors(error: ValidationError) -> list[dict[str, str]]:
     ]
 
 
-class Refused(Exception):
-    """A delivery refused before it was acted on; becomes ``status`` with ``reason``."""
-
-    def __init__(self, status: int, reason: str, **extra: Any) -> None:
-        super().__init__(reason)
-        self.status, self.reason, self.extra = status, reason, extra
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Refused(413, f"body larger than {limit} bytes")
-    body = await request.body()
-    if len(body) > limit:
-        raise Refused(413, f"body larger than {limit} bytes")
-    return body
-
-
 def authentic(source: str, check: Callable[[], None], request: Request, size: int) -> None:
     """Run the signature ``check``; on failure log why (never the body) and refuse with 401."""
     try:
@@ -89,6 +70,17 @@ def authentic(source: str, check: Callable[[], None], request: Request, size: in
         client = request.client.host if request.client else None
         log.warning("webhook refused", source=source, reason=error.reason, peer=client, size=size)
         raise Refused(401, error.reason) from None
+
+
+def parsed(parse: Callable[[bytes], T], body: bytes, invalid: str) -> T:
+    """``parse(body)``: 400 when it is not the format at all, 422 with field errors when its
+    content is invalid."""
+    try:
+        return parse(body)
+    except MalformedPayload as error:
+        raise Refused(400, error.reason) from None
+    except ValidationError as error:
+        raise Refused(422, invalid, fields=field_errors(error)) from None
 
 
 def json_body(body: bytes) -> Any:
@@ -192,12 +184,7 @@ def webhooks_router(settings: Settings) -> APIRouter:
             request,
             len(body),
         )
-        try:
-            event = stripe.parse_event(body)
-        except MalformedPayload as error:
-            raise Refused(400, error.reason) from None
-        except ValidationError as error:
-            raise Refused(422, "invalid event", fields=field_errors(error)) from None
+        event = parsed(stripe.parse_event, body, "invalid event")
         if event.type != "quote.accepted":
             log.info("stripe event ignored", event_id=event.id, type=event.type)
             return JSONResponse({"status": "ignored", "event_id": event.id, "type": event.type})
@@ -231,12 +218,7 @@ def webhooks_router(settings: Settings) -> APIRouter:
             request,
             len(body),
         )
-        try:
-            events = hubspot.parse_events(body)
-        except MalformedPayload as error:
-            raise Refused(400, error.reason) from None
-        except ValidationError as error:
-            raise Refused(422, "invalid events", fields=field_errors(error)) from None
+        events = parsed(hubspot.parse_events, body, "invalid events")
         for event in events:
             log.info(
                 "hubspot event received",
@@ -277,8 +259,3 @@ def webhooks_router(settings: Settings) -> APIRouter:
         raise Refused(401, UNKNOWN_SOURCE)
 
     return router
-
-
-async def refused_handler(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, Refused)
-    return problem(error.status, error.reason, **error.extra)
