@@ -1,7 +1,8 @@
 """What finance ops and engineers do with running sagas: find the stuck ones, decide on them.
 
 The CLI (``revsync stuck|resolve|approve|reject``) is a thin shell over these functions; the
-same decisions can be sent with ``temporal workflow update execute`` (see docs/operations.md).
+same decisions can be sent with ``temporal workflow update execute`` (see
+docs/runbook-engineering.md).
 """
 
 from __future__ import annotations
