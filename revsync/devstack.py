@@ -8,6 +8,9 @@ Starts, in this order, and prefixes every line each one prints with its name:
    until they listen;
 3. one worker process per task queue (``revsync worker QUEUE``), more with ``--scale``.
 
+Metrics are off unless ``REVSYNC_METRICS_PORT`` is set; then the gateway serves them on that
+port and each worker process on the next ones, in start order (docs/observability.md).
+
 A process that dies is restarted with backoff (a worker killed mid-saga is exactly what
 Temporal is for). The Temporal server restarts on the same SQLite file, so every saga is still
 there; until it answers again, nothing else is (re)started, and a process that exits while the
@@ -74,6 +77,8 @@ class ProcessSpec:
     name: str
     argv: list[str]
     listens_on: tuple[str, int] | None = None
+    # Its own REVSYNC_METRICS_PORT (each process serves its own /metrics).
+    metrics_port: int | None = None
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -150,7 +155,24 @@ def stack_processes(options: DevStackOptions) -> list[ProcessSpec]:
         for n in range(1, replicas + 1):
             name = f"worker-{queue}" if replicas == 1 else f"worker-{queue}-{n}"
             specs.append(ProcessSpec(name, [python, "-m", "revsync.cli", "worker", queue]))
-    return specs
+    return with_metrics_ports(specs, s.metrics_port)
+
+
+# The processes that connect to Temporal, so serve its runtime's metrics.
+_SERVES_METRICS = ("gateway", "worker-")
+
+
+def with_metrics_ports(specs: list[ProcessSpec], base: int | None) -> list[ProcessSpec]:
+    """Give the gateway ``base`` and each worker the next port, in order; None: no metrics."""
+    if base is None:
+        return specs
+    serving = [spec.name for spec in specs if spec.name.startswith(_SERVES_METRICS)]
+    if base + len(serving) - 1 > 65535:
+        raise ValueError(
+            f"REVSYNC_METRICS_PORT={base} leaves no room for {len(serving)} metrics ports"
+        )
+    ports = {name: base + n for n, name in enumerate(serving)}
+    return [dataclasses.replace(spec, metrics_port=ports.get(spec.name)) for spec in specs]
 
 
 def _installed(name: str) -> str:
@@ -191,12 +213,15 @@ class Supervised:
         return None if self.process is None else self.process.pid
 
     async def start(self) -> None:
+        env = self.env
+        if self.spec.metrics_port is not None:
+            env = env | {"REVSYNC_METRICS_PORT": str(self.spec.metrics_port)}
         self.process = await asyncio.create_subprocess_exec(
             *self.spec.argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env=self.env,
+            env=env,
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
@@ -292,7 +317,7 @@ def ui_codec_endpoint(settings: Settings) -> str:
     return base
 
 
-def announce(settings: Settings, scale: dict[str, int]) -> None:
+def announce(settings: Settings, scale: dict[str, int], specs: list[ProcessSpec]) -> None:
     host, port = split_address(settings.temporal_address)
     workers = ", ".join(f"{q} x{scale.get(q, 1)}" for q in TaskQueue.ALL)
     booked = "workflows?query=OrderStage%3D%22BOOKED%22"
@@ -307,22 +332,44 @@ def announce(settings: Settings, scale: dict[str, int]) -> None:
         f"  local secrets   {settings.data_dir / FILE_NAME}",
         f"  vendor sandbox  {settings.sandbox_url}  (GET /_sandbox/state)",
         f"  workers         {workers}",
+        f"  metrics         {metrics_listing(settings, specs)}",
         "  try: revsync demo --quotes 5      stop: Ctrl-C",
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
 
 
+def metrics_listing(settings: Settings, specs: list[ProcessSpec]) -> str:
+    """Where each process serves /metrics, or how to turn metrics on."""
+    served = [
+        f"{spec.name} :{spec.metrics_port}" for spec in specs if spec.metrics_port is not None
+    ]
+    if not served:
+        return "off (set REVSYNC_METRICS_PORT to serve them from that port up)"
+    return f"http://{settings.metrics_host}:PORT/metrics  " + ", ".join(served)
+
+
 async def supervise(options: DevStackOptions) -> int:
     settings = options.settings
     temporal_host, temporal_port = split_address(settings.temporal_address)
     ui_port = settings.temporal_ui_port
+    try:
+        specs = stack_processes(options)
+    except ValueError as error:
+        sys.stderr.write(f"revsync dev cannot start: {error}\n")
+        return 2
+    metrics_ports = [
+        (f"{spec.name} metrics (REVSYNC_METRICS_PORT)", settings.metrics_host, spec.metrics_port)
+        for spec in specs
+        if spec.metrics_port is not None
+    ]
     problems = busy_ports(
         [
             ("Temporal gRPC (REVSYNC_TEMPORAL_ADDRESS)", temporal_host, temporal_port),
             ("Temporal Web UI (REVSYNC_TEMPORAL_UI_PORT)", temporal_host, ui_port),
             ("sandbox (REVSYNC_SANDBOX_PORT)", settings.sandbox_host, settings.sandbox_port),
             ("gateway (REVSYNC_GATEWAY_PORT)", settings.gateway_host, settings.gateway_port),
+            *metrics_ports,
         ]
     )
     if problems:
@@ -360,7 +407,7 @@ async def supervise(options: DevStackOptions) -> int:
         for child in children[1:]:
             if child.spec.listens_on is not None:
                 await wait_listening(*child.spec.listens_on, child, deadline)
-        announce(settings, options.scale)
+        announce(settings, options.scale, [child.spec for child in children])
         exit_code = await _watch(children, settings, stopping)
     except RuntimeError as error:
         log.error("dev stack failed", error=str(error))

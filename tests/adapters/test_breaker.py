@@ -398,7 +398,7 @@ async def test_open_circuit_becomes_a_delayed_temporal_retry(rig: Rig) -> None:
     assert not converted.non_retryable
     assert converted.next_retry_delay == timedelta(seconds=22)
 
-    with pytest.raises(ApplicationError) as caught, vendor_call():
+    with pytest.raises(ApplicationError) as caught, vendor_call(VENDOR):
         await rig.get()
     assert caught.value.type == "VendorTransient"
     assert caught.value.next_retry_delay == timedelta(seconds=22)

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import uvicorn
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
 
 from domain.contracts import TaskQueue
@@ -92,7 +93,9 @@ def stack_settings(sandbox_url: str, temporal_address: str) -> Settings:
 
 
 @asynccontextmanager
-async def running_stack() -> AsyncIterator[Stack]:
+async def running_stack(runtime: Runtime | None = None) -> AsyncIterator[Stack]:
+    """The stack; with ``runtime`` (metrics), every worker and the gateway connect through
+    it, as each process does in production through its own."""
     ui_port, gateway_port = free_port(), free_port()
     sandbox = SandboxServer()
     settings = stack_settings(sandbox.url, "pending").model_copy(
@@ -107,6 +110,7 @@ async def running_stack() -> AsyncIterator[Stack]:
         ui=True,
         ui_port=ui_port,
         dev_server_extra_args=["--ui-disable-news-fetch", "--ui-codec-endpoint", codec],
+        runtime=runtime,
     )
     sandbox.start()
     settings = settings.model_copy(
@@ -120,7 +124,7 @@ async def running_stack() -> AsyncIterator[Stack]:
             worker = build_worker(queue, env.client, settings, http)
             await stack.enter_async_context(worker)
         # The gateway runs as it does in production: its own server, its own client.
-        gateway_server = ThreadedServer(create_gateway(settings), gateway_port)
+        gateway_server = ThreadedServer(create_gateway(settings, runtime=runtime), gateway_port)
         gateway_server.start()
         stack.callback(gateway_server.stop)
         gateway = await stack.enter_async_context(
