@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck check clean histories bench chaos
+.PHONY: dev test lint typecheck check clean histories bench chaos schemas
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ typecheck: $(STAMP)
 ## make histories: re-record the replay tests' workflow histories (read docs/quote-to-cash.md first)
 histories: $(STAMP)
 	$(BIN)/python -m tests.histories.record
+
+## make schemas: regenerate schemas/ (event, webhook and OpenAPI contracts) from the models
+schemas: $(STAMP)
+	$(BIN)/revsync schemas
 
 ## make bench: every benchmark in bench/; prints figures, writes bench/results/*.json
 bench: $(STAMP)

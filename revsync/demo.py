@@ -63,7 +63,7 @@ async def deliver(http: httpx.AsyncClient, settings: Settings, payload: dict[str
         settings.require_secret("cpq_webhook_secret", "the demo signs webhooks like a CPQ")
     )[0]
     response = await http.post(
-        f"{settings.gateway_url}/webhooks/cpq/quote-accepted",
+        f"{settings.gateway_url}/v1/webhooks/cpq/quote-accepted",
         content=body,
         headers={"content-type": "application/json", cpq.SIGNATURE_HEADER: cpq.sign(secret, body)},
     )

@@ -1,0 +1,263 @@
+"""Versioned paths for the webhooks: ``/v1/webhooks/...`` is canonical, the unversioned
+``/webhooks/...`` paths keep working, deprecated.
+
+The old paths are served by the same handlers, not redirected: a sender does not follow a
+redirect for a signed POST, and HubSpot signs the exact URL it called, so a redirected
+delivery could not be verified. Each answer on an old path (refusals included) carries
+``Deprecation`` (RFC 9745: since when) and ``Link: <the /v1 path>; rel="successor-version"``,
+the OpenAPI document marks those operations deprecated, and each use is logged so operators
+can see which senders still have to move (docs/api.md).
+
+This module also holds what the OpenAPI document says about each webhook (summary, body,
+answers); the handlers themselves live in :mod:`revsync.gateway.webhooks`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
+
+from revsync.gateway.refusals import Refused, refused_handler
+
+log = structlog.get_logger("revsync.gateway")
+
+API_VERSION = 1
+API_PREFIX = f"/v{API_VERSION}"
+WEBHOOKS = "/webhooks"
+# When the unversioned paths were deprecated (RFC 9745 announces it as a Unix time).
+UNVERSIONED_DEPRECATED_AT = datetime(2026, 11, 23, tzinfo=UTC)
+
+Endpoint = Callable[..., Awaitable[Response]]
+
+
+# -- what the webhooks answer (documented in OpenAPI; tests hold the handlers to it) --------
+
+
+class SagaAccepted(BaseModel):
+    """A delivery that names a quote: its saga started now, or had started before."""
+
+    status: Literal["started", "duplicate"]
+    workflow_id: str = Field(description="q2c-<quote id>")
+    run_id: str | None = Field(default=None, description="Only when this delivery started it")
+    quote_id: str
+
+
+class EventIgnored(BaseModel):
+    """A verified Stripe event of a type revsync does not act on."""
+
+    status: Literal["ignored"]
+    event_id: str
+    type: str
+
+
+class EventsReceived(BaseModel):
+    """A verified HubSpot batch, acknowledged."""
+
+    status: Literal["received"]
+    events: int = Field(ge=1)
+
+
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not JSON"},
+    401: {
+        "description": "Not authenticated: bad or missing signature, stale timestamp, "
+        "organisation not allowed, or a source that is not configured"
+    },
+    413: {"description": "Body over REVSYNC_WEBHOOK_MAX_BODY_BYTES"},
+    422: {"description": "Authentic but invalid payload; the answer lists the fields"},
+}
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "Temporal is unreachable: nothing started; retry after Retry-After"}
+}
+
+
+def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+def _component(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+@dataclass(frozen=True)
+class WebhookDocs:
+    """What the OpenAPI document says about one webhook route."""
+
+    operation: str
+    summary: str
+    description: str
+    openapi_extra: dict[str, Any] = field(default_factory=dict)
+    responses: dict[int | str, dict[str, Any]] = field(default_factory=dict)
+    status_code: int = 200
+
+
+# Keyed by the handler's path in revsync.gateway.webhooks; every route there needs an entry.
+WEBHOOK_DOCS: dict[str, WebhookDocs] = {
+    "/cpq/quote-accepted": WebhookDocs(
+        operation="cpq_quote_accepted",
+        summary="A quote accepted in CPQ: start its quote-to-cash saga",
+        description="Signed with `X-Revsync-Signature: t=<unix s>,v1=<hex HMAC-SHA256 of "
+        '"<t>.<raw body>">` (docs/security.md). Starts saga `q2c-<quote_id>` at most once.',
+        openapi_extra=_json_body(
+            _component("Quote"),
+            "The accepted quote (schemas/webhooks/cpq.quote-accepted.v1.json)",
+        ),
+        responses={
+            202: {"model": SagaAccepted, "description": "Saga started"},
+            200: {"model": SagaAccepted, "description": "Duplicate: the saga exists already"},
+            **REFUSALS,
+            **UNAVAILABLE,
+        },
+        status_code=202,
+    ),
+    "/stripe": WebhookDocs(
+        operation="stripe_event",
+        summary="A Stripe event: quote.accepted starts a saga, other types are acknowledged",
+        description="Signed with `Stripe-Signature` (the endpoint's signing secret).",
+        openapi_extra=_json_body(
+            _component("StripeEvent"),
+            "A Stripe event envelope (schemas/webhooks/stripe.event.v1.json)",
+        ),
+        responses={
+            202: {"model": SagaAccepted, "description": "Saga started"},
+            200: {
+                "description": "Duplicate delivery (SagaAccepted) or an event type revsync "
+                "does not act on (EventIgnored)",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "anyOf": [_component("SagaAccepted"), _component("EventIgnored")]
+                        }
+                    }
+                },
+            },
+            **REFUSALS,
+            **UNAVAILABLE,
+        },
+        status_code=202,
+    ),
+    "/hubspot": WebhookDocs(
+        operation="hubspot_events",
+        summary="A HubSpot webhook batch (v3 signatures)",
+        description="Signed with `X-HubSpot-Signature-v3` over method, the URL HubSpot "
+        "called, body and `X-HubSpot-Request-Timestamp`; both the /v1 and the unversioned "
+        "URL verify, as each is signed as called.",
+        openapi_extra=_json_body(
+            {
+                "type": "array",
+                "items": _component("HubSpotEvent"),
+                "minItems": 1,
+                "maxItems": 100,
+            },
+            "1 to 100 events (schemas/webhooks/hubspot.events.v1.json)",
+        ),
+        responses={200: {"model": EventsReceived, "description": "Acknowledged"}, **REFUSALS},
+    ),
+    "/salesforce/outbound-message": WebhookDocs(
+        operation="salesforce_outbound_message",
+        summary="A Salesforce Outbound Message (SOAP)",
+        description="No signature: the OrganizationId must be in REVSYNC_SALESFORCE_ORG_IDS "
+        "and mutual TLS is enforced at the proxy (docs/security.md).",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"text/xml": {"schema": {"type": "string"}}},
+            }
+        },
+        responses={
+            200: {
+                "description": "The SOAP acknowledgement (`<Ack>true</Ack>`)",
+                "content": {"text/xml": {"schema": {"type": "string"}}},
+            },
+            **REFUSALS,
+            400: {"description": "Not a well-formed outbound message (hardened XML parser)"},
+        },
+    ),
+}
+# Any other path under the webhooks prefix answers 401 "unknown source"; it is no operation.
+CATCH_ALL = "/{source:path}"
+
+
+# -- the two path sets --------------------------------------------------------------------
+
+
+def deprecation_headers(successor: str) -> dict[str, str]:
+    return {
+        "Deprecation": f"@{int(UNVERSIONED_DEPRECATED_AT.timestamp())}",
+        "Link": f'<{successor}>; rel="successor-version"',
+    }
+
+
+def _unversioned(endpoint: Endpoint) -> Endpoint:
+    """``endpoint`` answering on a deprecated path: the same answer, refusals included, with
+    the deprecation headers."""
+
+    @functools.wraps(endpoint)
+    async def deprecated(*args: Any, **kwargs: Any) -> Response:
+        request = next(a for a in (*args, *kwargs.values()) if isinstance(a, Request))
+        successor = API_PREFIX + request.url.path
+        log.info("unversioned webhook path", path=request.url.path, successor=successor)
+        try:
+            response = await endpoint(*args, **kwargs)
+        except Refused as refused:
+            response = await refused_handler(request, refused)
+        response.headers.update(deprecation_headers(successor))
+        return response
+
+    return deprecated
+
+
+def versioned_webhooks(handlers: APIRouter) -> APIRouter:
+    """The webhook ``handlers`` (paths without a prefix) at ``/v1/webhooks`` and, deprecated,
+    at ``/webhooks``. The catch-all comes last in each set, as in ``handlers``."""
+    router = APIRouter()
+    for prefix, deprecated in ((API_PREFIX + WEBHOOKS, False), (WEBHOOKS, True)):
+        for route in handlers.routes:
+            if not isinstance(route, APIRoute):
+                raise TypeError(f"unexpected route {route!r} among the webhooks")
+            endpoint = _unversioned(route.endpoint) if deprecated else route.endpoint
+            methods = sorted(route.methods or ())
+            if route.path == CATCH_ALL:
+                router.add_api_route(
+                    prefix + route.path, endpoint, methods=methods, include_in_schema=False
+                )
+                continue
+            docs = WEBHOOK_DOCS.get(route.path)
+            if docs is None:
+                raise LookupError(
+                    f"webhook route {route.path} has no entry in "
+                    "revsync.gateway.versioning.WEBHOOK_DOCS (its OpenAPI description)"
+                )
+            router.add_api_route(
+                prefix + route.path,
+                endpoint,
+                methods=methods,
+                tags=["webhooks"],
+                operation_id=f"{docs.operation}_unversioned" if deprecated else docs.operation,
+                summary=docs.summary,
+                description=(
+                    f"Deprecated: use `{API_PREFIX}{WEBHOOKS}{route.path}`. {docs.description}"
+                    if deprecated
+                    else docs.description
+                ),
+                deprecated=deprecated or None,
+                status_code=docs.status_code,
+                responses=docs.responses,
+                openapi_extra=docs.openapi_extra,
+            )
+    return router
