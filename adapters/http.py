@@ -12,6 +12,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import structlog
 
 from adapters.breaker import CircuitBreaker
 from adapters.errors import (
@@ -27,6 +28,11 @@ from adapters.errors import (
 Classifier = Callable[[str, httpx.Response], VendorError]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# Request extensions naming the vendor and operation of a call, for its trace span
+# (revsync.telemetry); they are not sent.
+VENDOR_EXTENSION = "revsync.vendor"
+OPERATION_EXTENSION = "revsync.operation"
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -129,8 +135,11 @@ class VendorHttp:
         if json_body is not None:
             content = dumps_json(json_body)
             send_headers.setdefault("content-type", "application/json")
-        async with self.breaker.call(operation):
-            return await self._send(operation, method, url, ok, content, form, params, send_headers)
+        with structlog.contextvars.bound_contextvars(vendor=self.vendor, operation=operation):
+            async with self.breaker.call(operation):
+                return await self._send(
+                    operation, method, url, ok, content, form, params, send_headers
+                )
 
     async def _send(
         self,
@@ -145,7 +154,13 @@ class VendorHttp:
     ) -> httpx.Response:
         try:
             response = await self.client.request(
-                method, url, content=content, data=form, params=params, headers=send_headers
+                method,
+                url,
+                content=content,
+                data=form,
+                params=params,
+                headers=send_headers,
+                extensions={VENDOR_EXTENSION: self.vendor, OPERATION_EXTENSION: operation},
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise TransientError(
