@@ -41,6 +41,7 @@ from workflows import visibility
 
 pytestmark = pytest.mark.e2e
 
+WEBHOOK = "/v1/webhooks/cpq/quote-accepted"
 # The happy path's activities and the vendor each one calls.
 VENDOR_OF = {
     Activity.CRM_FETCH_ACCOUNT: "salesforce",
@@ -100,7 +101,7 @@ async def book_one(traced: TracedStack) -> tuple[dict[str, Any], QuoteToCashStat
     body = json.dumps(quote_payload(quote_id)).encode()
     secret = secret_list(traced.settings.cpq_webhook_secret)[0]
     response = await traced.gateway.post(
-        "/webhooks/cpq/quote-accepted",
+        WEBHOOK,
         content=body,
         headers={"content-type": "application/json", cpq.SIGNATURE_HEADER: cpq.sign(secret, body)},
     )
@@ -193,8 +194,8 @@ async def test_one_order_is_one_trace_from_the_webhook_to_each_vendor_call(
     assert gateway is not None
     assert gateway.kind is SpanKind.SERVER
     assert gateway.parent is None, "the gateway's span is the root of the order's trace"
-    assert (gateway.attributes or {})["http.route"] == "/webhooks/cpq/quote-accepted"
-    assert gateway.name == "POST /webhooks/cpq/quote-accepted"
+    assert (gateway.attributes or {})["http.route"] == WEBHOOK
+    assert gateway.name == f"POST {WEBHOOK}"
     assert (gateway.attributes or {})["http.response.status_code"] == 202
     assert start.kind is SpanKind.CLIENT
 
