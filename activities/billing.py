@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from structlog.contextvars import bound_contextvars
 from temporalio import activity
 
 from activities.classify import vendor_call
@@ -25,17 +26,17 @@ class BillingActivities:
         self, request: ProvisionSubscription
     ) -> ProvisionedSubscription:
         """Find or create the billing customer, then create the subscription (keyed)."""
-        with vendor_call():
+        with vendor_call(self.billing.vendor):
             customer_id = await self.billing.upsert_customer(request.customer, request.customer_key)
             subscription = await self.billing.create_subscription(request.subscription, customer_id)
         return ProvisionedSubscription(customer_id=customer_id, subscription=subscription)
 
     @activity.defn(name=Activity.BILLING_CANCEL_SUBSCRIPTION)
     async def cancel_subscription(self, request: CancelSubscription) -> Subscription:
-        with vendor_call():
+        with vendor_call(self.billing.vendor):
             return await self.billing.cancel_subscription(request.subscription_id, request.reason)
 
     @activity.defn(name=Activity.BILLING_VOID_INVOICE)
     async def void_invoice(self, request: VoidInvoice) -> Invoice:
-        with vendor_call():
+        with bound_contextvars(invoice_id=request.invoice_id), vendor_call(self.billing.vendor):
             return await self.billing.void_invoice(request.invoice_id)

@@ -14,10 +14,12 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from temporalio.exceptions import ApplicationError
 
 from adapters.errors import RejectedError, TransientError, UnknownOutcomeError, VendorError
 from domain.saga import FailureType
+from revsync.metrics import VendorOutcome, record_vendor_call
 
 
 def _details(error: VendorError) -> dict[str, Any]:
@@ -51,10 +53,31 @@ def to_application_error(error: VendorError) -> ApplicationError:
     return ApplicationError(message, _details(error), type=FailureType.VENDOR_TRANSIENT)
 
 
+def vendor_outcome(error: VendorError) -> VendorOutcome:
+    """The failure-taxonomy class of ``error`` (one of no known class counts as transient,
+    as it is retried like one)."""
+    if isinstance(error, UnknownOutcomeError):
+        return "unknown"
+    if isinstance(error, RejectedError):
+        return "rejected"
+    return "transient"
+
+
 @contextmanager
-def vendor_call() -> Iterator[None]:
-    """Run adapter calls; re-raise any vendor failure with its retry semantics."""
+def vendor_call(vendor: str) -> Iterator[None]:
+    """Run adapter calls to ``vendor``; re-raise any vendor failure with its retry semantics.
+    Each call's outcome (done, transient, rejected, unknown) is counted by vendor
+    (``revsync_vendor_calls``)."""
     try:
         yield
     except VendorError as error:
+        record_vendor_call(vendor, vendor_outcome(error))
+        # Inside the activity: the line carries its workflow, attempt and trace ids.
+        structlog.get_logger("revsync.activities").warning(
+            "vendor call failed",
+            **_details(error),
+            retry_after=getattr(error, "retry_after", None),
+            error=error.describe(),
+        )
         raise to_application_error(error) from error
+    record_vendor_call(vendor, "done")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from structlog.contextvars import bound_contextvars
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -30,7 +31,7 @@ class CrmActivities:
     async def fetch_account(self, request: FetchAccount) -> Customer:
         """Read the account and check it can be booked (tax id, billing email...)."""
         try:
-            with vendor_call():
+            with bound_contextvars(customer_id=request.account_id), vendor_call(self.crm.vendor):
                 customer = await self.crm.get_account(request.account_id)
         except ApplicationError as error:
             if isinstance(error.__cause__, NotFoundError):
@@ -53,7 +54,7 @@ class CrmActivities:
 
     @activity.defn(name=Activity.CRM_RECORD_ORDER)
     async def record_order(self, request: RecordOrderInCrm) -> CrmOrderRecord:
-        with vendor_call():
+        with vendor_call(self.crm.vendor):
             crm_order_id = await self.crm.record_order(
                 quote_id=request.quote_id,
                 account_id=request.account_id,
@@ -65,6 +66,6 @@ class CrmActivities:
 
     @activity.defn(name=Activity.CRM_MARK_QUOTE_REJECTED)
     async def mark_quote_rejected(self, request: MarkQuoteRejected) -> str:
-        with vendor_call():
+        with vendor_call(self.crm.vendor):
             await self.crm.set_quote_status(request.quote_id, QUOTE_REJECTED, request.reason)
         return QUOTE_REJECTED

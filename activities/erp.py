@@ -26,7 +26,7 @@ class ErpActivities:
     async def check_catalog(self, request: CheckCatalog) -> CatalogCheckResult:
         """Compare every quoted line with the ERP catalog. Reads only."""
         skus = sorted({line.sku for line in request.quote.lines})
-        with vendor_call():
+        with vendor_call(self.erp.vendor):
             items = await self.erp.get_catalog_items(skus)
         return CatalogCheckResult(mismatches=catalog_mismatches(request.quote, items))
 
@@ -34,12 +34,12 @@ class ErpActivities:
     async def book_sales_order(self, request: BookSalesOrder) -> BookedSalesOrder:
         """Upsert the ERP customer, then create the sales order. Both are keyed, so a retry
         (after a timeout, say) finds what the first attempt created."""
-        with vendor_call():
+        with vendor_call(self.erp.vendor):
             customer_id = await self.erp.upsert_customer(request.customer, request.customer_key)
             order = await self.erp.create_sales_order(request.order, customer_id)
         return BookedSalesOrder(customer_id=customer_id, order=order)
 
     @activity.defn(name=Activity.ERP_CANCEL_SALES_ORDER)
     async def cancel_sales_order(self, request: CancelSalesOrder) -> SalesOrder:
-        with vendor_call():
+        with vendor_call(self.erp.vendor):
             return await self.erp.cancel_sales_order(request.order_id, request.reason)

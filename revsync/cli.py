@@ -23,6 +23,7 @@ from domain.saga import OperatorDecision, QuoteToCashStatus, ResolveAction
 from revsync.auth import StaffRole, StaffToken, digest, new_token
 from revsync.codec import generate_key_entry
 from revsync.logs import configure_logging
+from revsync.metrics import MetricsEndpointError
 from revsync.operations import (
     DecisionRefused,
     SagaNotFound,
@@ -32,6 +33,7 @@ from revsync.operations import (
     stuck_orders,
 )
 from revsync.settings import MissingSetting, Settings, get_settings
+from revsync.telemetry import GATEWAY_SERVICE, configure_tracing, shutdown_tracing, worker_service
 from revsync.temporal import connect
 from workflows import visibility
 from workflows.quote_to_cash import QuoteToCashWorkflow
@@ -96,7 +98,9 @@ def worker(
         raise typer.Exit(2)
     from workers.main import run_worker
 
-    asyncio.run(run_worker(queue, get_settings()))
+    settings = get_settings()
+    configure_tracing(worker_service(queue), console=settings.trace_console)
+    asyncio.run(run_worker(queue, settings))
 
 
 @app.command()
@@ -105,13 +109,16 @@ def gateway() -> None:
     import uvicorn
 
     from revsync.gateway.app import create_app
+    from revsync.metrics import build_runtime
 
     settings = get_settings()
+    configure_tracing(GATEWAY_SERVICE, console=settings.trace_console)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, runtime=build_runtime(settings)),
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_level="warning",
+        log_config=None,  # uvicorn's records go through revsync.logs like every other
     )
 
 
@@ -125,7 +132,11 @@ def sandbox() -> None:
 
     settings = get_settings()
     uvicorn.run(
-        create_app(), host=settings.sandbox_host, port=settings.sandbox_port, log_level="warning"
+        create_app(),
+        host=settings.sandbox_host,
+        port=settings.sandbox_port,
+        log_level="warning",
+        log_config=None,
     )
 
 
@@ -216,7 +227,7 @@ def render_status(status: QuoteToCashStatus) -> str:
         parts.append(
             f"PARKED at {status.parked.step.value} since {status.parked.since:%Y-%m-%d %H:%M} UTC"
             f": {status.parked.reason}\n  decide with: revsync resolve {status.quote_id} "
-            f"--action {{{allowed}}} --as NAME --note ..."
+            f"--action {{{allowed}}} --note ..."
         )
     if status.approval is not None and status.approval.decided is None:
         reasons = "\n".join(f"  - {r.message}" for r in status.approval.reasons)
@@ -401,6 +412,20 @@ def reject(
     _send_decision(quote_id, "reject", {"role": role.value if role else None, "reason": reason})
 
 
+@app.command()
+def schemas(
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; fail when schemas/ is not current")
+    ] = False,
+) -> None:
+    """Regenerate the committed contracts under schemas/ (event and webhook JSON Schemas, the
+    gateway's OpenAPI document) from the models. A breaking change is refused: bump the
+    contract's version (docs/api.md)."""
+    from revsync.schemas import run
+
+    raise typer.Exit(run(check_only=check))
+
+
 tokens_app = typer.Typer(help="Staff tokens for the ops API and the codec server.")
 keys_app = typer.Typer(help="Payload encryption keys.")
 app.add_typer(tokens_app, name="tokens")
@@ -437,6 +462,36 @@ def keys_new(
         raise typer.BadParameter(str(error)) from error
 
 
+temporal_app = typer.Typer(help="Self-hosted Temporal cluster operations.")
+app.add_typer(temporal_app, name="temporal")
+
+
+@temporal_app.command("setup")
+def temporal_setup(
+    retention_days: Annotated[
+        int, typer.Option(min=1, help="Retention of the namespace, when this creates it")
+    ] = 30,
+    wait: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for the cluster to answer")
+    ] = 120.0,
+) -> None:
+    """Create REVSYNC_TEMPORAL_NAMESPACE if missing and register revsync's search attributes
+    on it. Idempotent: the compose stack runs it on every start. Not for Temporal Cloud."""
+    from revsync.cluster import setup_cluster
+
+    settings = get_settings()
+    try:
+        result = asyncio.run(
+            setup_cluster(settings, retention=timedelta(days=retention_days), wait_seconds=wait)
+        )
+    except (RPCError, RuntimeError) as error:
+        typer.echo(f"cannot set up Temporal at {settings.temporal_address}: {error}", err=True)
+        raise typer.Exit(2) from error
+    created = "created" if result.namespace_created else "exists"
+    added = ", ".join(result.attributes_added) or "none (all registered already)"
+    typer.echo(f"namespace {result.namespace}: {created}; search attributes added: {added}")
+
+
 def main() -> None:
     settings = get_settings()
     configure_logging(log_format=settings.log_format, secrets=settings.secret_values())
@@ -446,6 +501,9 @@ def main() -> None:
     except MissingSetting as missing:
         typer.echo(f"revsync: {missing}", err=True)
         code = 2
+    except MetricsEndpointError as error:
+        typer.echo(f"revsync: {error}", err=True)
+        code = 2
     except SystemExit as exit_:
         if isinstance(exit_.code, str):
             typer.echo(exit_.code, err=True)
@@ -453,6 +511,7 @@ def main() -> None:
     # The Temporal SDK's native threads can abort the interpreter while it finalizes
     # ("PyGILState_Release ... finalizing"), turning a finished command's exit code into 134.
     # Everything is done and written by now: flush and leave without finalizing.
+    shutdown_tracing()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -327,7 +327,7 @@ def announce(settings: Settings, scale: dict[str, int], specs: list[ProcessSpec]
         f"  Temporal gRPC   {host}:{port}  (namespace {settings.temporal_namespace})",
         f"  Temporal Web UI {ui}/namespaces/{settings.temporal_namespace}/{booked}",
         f"  state           {settings.data_dir / 'temporal.sqlite'}",
-        f"  gateway         {settings.gateway_url}  (POST /webhooks/cpq/quote-accepted)",
+        f"  gateway         {settings.gateway_url}  (POST /v1/webhooks/cpq/quote-accepted)",
         f"  ops API, codec  {settings.gateway_url}/v1/ops, {settings.gateway_url}/codec",
         f"  local secrets   {settings.data_dir / FILE_NAME}",
         f"  vendor sandbox  {settings.sandbox_url}  (GET /_sandbox/state)",

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.saga import SagaPolicy
@@ -142,6 +142,22 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="console when attached to a terminal, else JSON lines"
     )
+    # Traces (docs/observability.md); OTLP export follows the standard OTEL_* variables
+    trace_console: bool = Field(
+        default=False, description="Also print every finished trace span to stdout"
+    )
+
+    # Metrics (docs/observability.md): the Temporal SDK's and revsync's business metrics
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve Prometheus metrics on this port at /metrics; unset serves none. "
+        "`revsync dev` gives each process its own port from this one up",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Bind address of the metrics endpoint (0.0.0.0 in pods)"
+    )
 
     http_timeout_seconds: float = Field(default=20.0, gt=0, description="Per vendor request")
 
@@ -154,9 +170,36 @@ class Settings(BaseSettings):
     erp_max_concurrent_activities: int = Field(
         default=5, ge=1, description="NetSuite's base account concurrency limit is 5"
     )
+    # Task-queue-wide activity dispatch rates, enforced by the Temporal server across every
+    # worker of the queue (docs/scaling.md says where each default comes from); unset or
+    # `none`: unlimited. Every worker of a queue must be given the same value.
+    crm_max_task_queue_activities_per_second: float | None = Field(
+        default=None, gt=0, description="Salesforce meters a daily allocation, not a rate"
+    )
+    billing_max_task_queue_activities_per_second: float | None = Field(
+        default=10.0,
+        gt=0,
+        description="Stripe's Search API allows 20 reads/s; a provisioning makes two searches",
+    )
+    erp_max_task_queue_activities_per_second: float | None = Field(
+        default=None, gt=0, description="NetSuite governs concurrency, not rate"
+    )
     worker_shutdown_grace_seconds: float = Field(
         default=30.0, ge=0, description="Time in-flight activities get to finish on SIGTERM"
     )
+
+    @field_validator(
+        "crm_max_task_queue_activities_per_second",
+        "billing_max_task_queue_activities_per_second",
+        "erp_max_task_queue_activities_per_second",
+        mode="before",
+    )
+    @classmethod
+    def _unlimited_is_none(cls, value: object) -> object:
+        """``none``, ``unlimited`` or an empty value lifts a rate limit that has a default."""
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "unlimited"):
+            return None
+        return value
 
     @model_validator(mode="after")
     def _vendors_follow_the_sandbox(self) -> Self:

@@ -11,10 +11,12 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from revsync.codec import KeyRing, encrypted_data_converter
 from revsync.settings import MissingSetting, Settings
+from revsync.telemetry import client_interceptors
 from workflows import visibility
 
 
@@ -44,9 +46,13 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def connect(settings: Settings, keys: KeyRing | None = None) -> Client:
+async def connect(
+    settings: Settings, keys: KeyRing | None = None, *, runtime: Runtime | None = None
+) -> Client:
     """A client for the configured namespace whose payloads are encrypted with the configured
-    keys (:class:`MissingSetting` when there are none)."""
+    keys (:class:`MissingSetting` when there are none). Workers and the gateway pass the
+    process's ``runtime`` (:func:`revsync.metrics.build_runtime`: metrics, core logs); without
+    one the SDK's default runtime is used."""
     ring = keys or KeyRing.from_settings(settings)
     api_key = settings.temporal_api_key
     return await Client.connect(
@@ -55,6 +61,9 @@ async def connect(settings: Settings, keys: KeyRing | None = None) -> Client:
         data_converter=encrypted_data_converter(ring),
         tls=tls_config(settings),
         api_key=None if api_key is None else api_key.get_secret_value(),
+        runtime=runtime,
+        # Tracing (revsync.telemetry); also applies to every worker built from this client.
+        interceptors=client_interceptors(),
     )
 
 

@@ -18,6 +18,7 @@ from adapters.crm.salesforce import SalesforceCrm
 from adapters.erp.netsuite import NetSuiteErp
 from domain.contracts import TaskQueue
 from revsync.settings import Settings
+from revsync.telemetry import instrument_http_client
 from workers.heartbeat import MAX_HEARTBEAT_THROTTLE, HeartbeatInterceptor
 from workflows.quote_to_cash import QuoteToCashWorkflow
 
@@ -59,9 +60,12 @@ def billing_activities(settings: Settings, http: httpx.AsyncClient) -> list[Call
 
 
 def new_http_client(settings: Settings) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.http_timeout_seconds),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+    """The worker's one HTTP client; each vendor call is a trace span (revsync.telemetry)."""
+    return instrument_http_client(
+        httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.http_timeout_seconds),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
     )
 
 
@@ -75,16 +79,23 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
             workflows=list(WORKFLOWS),
             max_concurrent_workflow_tasks=settings.orchestration_max_concurrent_workflow_tasks,
             graceful_shutdown_timeout=grace,
+            # An eagerly executed activity skips the task queue, so its rate limit too. Core
+            # only does it for activities on the workflow's own queue, which ours never are;
+            # off all the same, so a rate limit always holds (docs/scaling.md).
+            disable_eager_activity_execution=True,
         )
     if queue == TaskQueue.CRM:
         activities = crm_activities(settings, http)
         limit = settings.crm_max_concurrent_activities
+        rate = settings.crm_max_task_queue_activities_per_second
     elif queue == TaskQueue.ERP:
         activities = erp_activities(settings, http)
         limit = settings.erp_max_concurrent_activities
+        rate = settings.erp_max_task_queue_activities_per_second
     elif queue == TaskQueue.BILLING:
         activities = billing_activities(settings, http)
         limit = settings.billing_max_concurrent_activities
+        rate = settings.billing_max_task_queue_activities_per_second
     else:
         raise ValueError(
             f"unknown task queue {queue!r}; expected one of {', '.join(TaskQueue.ALL)}"
@@ -94,6 +105,7 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
         task_queue=queue,
         activities=activities,
         max_concurrent_activities=limit,
+        max_task_queue_activities_per_second=rate,
         graceful_shutdown_timeout=grace,
         interceptors=[HeartbeatInterceptor()],
         max_heartbeat_throttle_interval=MAX_HEARTBEAT_THROTTLE,

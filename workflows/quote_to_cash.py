@@ -87,6 +87,7 @@ with workflow.unsafe.imports_passed_through():
         resolution_problem,
     )
     from domain.stages import OrderStage
+    from revsync import metrics
     from workflows import visibility
 
 T = TypeVar("T")
@@ -158,6 +159,8 @@ class QuoteToCashWorkflow:
         self._requirement: ApprovalRequirement | None = None
         self._approval_decision: ApproveRequest | RejectRequest | None = None
         self._resolution: ResolveRequest | None = None
+        # The step whose rejection (or an operator's compensate) unwinds the saga.
+        self._failed_step: Step | None = None
 
     # -- what operators see and do --------------------------------------------------------
 
@@ -234,6 +237,10 @@ class QuoteToCashWorkflow:
             at=workflow.now(), actor=actor, role=role, action=action, step=step, note=note
         )
         self._status.decisions.append(decision)
+        workflow.logger.info(
+            "decision recorded",
+            extra=self._log(step=step.value, action=action, actor=actor, role=role, note=note),
+        )
         return decision
 
     # -- the saga -------------------------------------------------------------------------
@@ -242,6 +249,7 @@ class QuoteToCashWorkflow:
     async def run(self, request: QuoteToCashInput) -> QuoteToCashStatus:
         quote = request.quote
         sla: asyncio.Task[None] | None = None
+        metrics.count(workflow.metric_meter(), metrics.QUOTES_RECEIVED)
         try:
             customer = await self._validate(quote)
             await self._approval(quote, customer)
@@ -316,9 +324,11 @@ class QuoteToCashWorkflow:
                 self._status.approval.decided = self._decide(
                     "revsync", None, "expire", Step.AWAIT_APPROVAL, reason
                 )
+                self._observe_approval_wait()
                 self._record(Step.AWAIT_APPROVAL, StepState.FAILED, detail=reason)
                 raise SagaRejected(Step.AWAIT_APPROVAL, reason)
 
+        self._observe_approval_wait()
         decision = self._approval_decision
         who = f"{decision.approver.name} ({decision.approver.role})" if decision else "?"
         if isinstance(decision, RejectRequest):
@@ -410,7 +420,16 @@ class QuoteToCashWorkflow:
     # -- rejection and compensation -------------------------------------------------------
 
     async def _unwind(self, rejected: SagaRejected) -> None:
+        workflow.logger.warning(
+            "quote rejected, undoing what was done",
+            extra=self._log(
+                step=rejected.step.value,
+                reason=rejected.reason,
+                undo=[step.value for step, _ in reversed(self._compensations)],
+            ),
+        )
         self._status.reason = rejected.reason
+        self._failed_step = rejected.step
         compensated = bool(self._compensations)
         if compensated:
             self._enter(OrderStage.COMPENSATING)
@@ -514,6 +533,10 @@ class QuoteToCashWorkflow:
                     rejected or f"gave up after retrying for {budget}: {failure_summary(error)}"
                 )
                 self._record(step, StepState.FAILED, detail=reason)
+                workflow.logger.warning(
+                    "step failed",
+                    extra=self._log(step=step.value, reason=reason, rejected=rejected is not None),
+                )
                 if rejected is not None and not compensating and step is not Step.UPDATE_CRM:
                     raise SagaRejected(step, rejected) from error
                 decision = await self._park(step, reason)
@@ -542,6 +565,7 @@ class QuoteToCashWorkflow:
         previous_reason = self._status.reason
         self._status.reason = f"{step.value}: {reason}"
         self._enter(OrderStage.NEEDS_ATTENTION, blocked=step)
+        workflow.logger.warning("saga parked", extra=self._log(step=step.value, reason=reason))
         await workflow.wait_condition(lambda: self._resolution is not None)
         decision = self._resolution
         assert decision is not None
@@ -593,6 +617,11 @@ class QuoteToCashWorkflow:
         if record is not None:
             record.state = state
 
+    def _log(self, **fields: Any) -> dict[str, Any]:
+        """``extra`` for a ``workflow.logger`` line (silent on replay): the quote's ids and
+        ``fields`` (revsync.logs adds the workflow's own)."""
+        return {"quote_id": self._quote.quote_id, "customer_id": self._quote.account_id, **fields}
+
     def _indexed(self) -> bool:
         """Started with revsync's search attributes (not, e.g., on a bare test namespace)."""
         return workflow.info().typed_search_attributes.get(visibility.QUOTE_ID) is not None
@@ -602,6 +631,8 @@ class QuoteToCashWorkflow:
         now = workflow.now()
         self._status.stage = stage
         self._status.stage_since = now
+        blocked_step = {} if blocked is None else {"blocked_step": blocked.value}
+        workflow.logger.info("stage changed", extra=self._log(stage=stage.value, **blocked_step))
         if self._indexed():
             updates: list[SearchAttributeUpdate[Any]] = [
                 visibility.ORDER_STAGE.value_set(stage.value),
@@ -613,8 +644,43 @@ class QuoteToCashWorkflow:
                 updates.append(visibility.BLOCKED_STEP.value_unset())
             workflow.upsert_search_attributes(updates)
         workflow.set_current_details(self._details())
+        self._observe_stage(stage, blocked)
+
+    # -- business metrics (docs/observability.md); a replay records nothing ---------------
+
+    def _observe_stage(self, stage: OrderStage, blocked: Step | None) -> None:
+        meter = workflow.metric_meter()
+        if stage is OrderStage.BOOKED:
+            metrics.count(meter, metrics.QUOTES_BOOKED)
+            parked = any(d.step is not Step.AWAIT_APPROVAL for d in self._status.decisions)
+            metrics.observe(
+                meter,
+                metrics.BOOKING_LATENCY,
+                workflow.now() - workflow.info().workflow_start_time,
+                approval="none" if self._status.approval is None else "required",
+                parked="true" if parked else "false",
+            )
+        elif stage is OrderStage.NEEDS_ATTENTION and blocked is not None:
+            metrics.count(meter, metrics.QUOTES_PARKED, step=blocked.value)
+        elif stage is OrderStage.REJECTED or stage is OrderStage.COMPENSATED:
+            ended = stage is OrderStage.REJECTED
+            metric = metrics.QUOTES_REJECTED if ended else metrics.QUOTES_COMPENSATED
+            failed = self._failed_step
+            metrics.count(meter, metric, step="unknown" if failed is None else failed.value)
+
+    def _observe_approval_wait(self) -> None:
+        approval = self._status.approval
+        if approval is None or approval.decided is None:
+            return
+        metrics.observe(
+            workflow.metric_meter(),
+            metrics.APPROVAL_WAIT,
+            approval.decided.at - approval.requested_at,
+            decision=approval.decided.action,
+        )
 
     def _breach(self, sla: str, detail: str) -> None:
+        workflow.logger.warning("SLA breached", extra=self._log(sla=sla, detail=detail))
         first = not self._status.sla_breaches
         self._status.sla_breaches.append(SlaBreach(sla=sla, at=workflow.now(), detail=detail))
         if first and self._indexed():

@@ -2,12 +2,15 @@
 
 Everything that crosses revsync's trust boundary over HTTP comes through here:
 
-- ``/webhooks/...``: deliveries are verified before they are parsed, and start each saga at
-  most once (:mod:`revsync.gateway.webhooks`);
+- ``/v1/webhooks/...`` (and the deprecated unversioned ``/webhooks/...``): deliveries are
+  verified before they are parsed, and start each saga at most once
+  (:mod:`revsync.gateway.webhooks`, :mod:`revsync.gateway.versioning`);
 - ``/v1/ops/...``: operator decisions, carrying the identity of a staff token
   (:mod:`revsync.gateway.ops`);
 - ``/codec``: the codec server that decrypts payloads for the Web UI, only for staff holding
-  a token (:mod:`revsync.gateway.codec_server`).
+  a token (:mod:`revsync.gateway.codec_server`);
+- ``/v1/openapi.json``, ``/v1/schemas/...``: the published contracts
+  (:mod:`revsync.gateway.openapi`).
 """
 
 from __future__ import annotations
@@ -18,22 +21,33 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 from temporalio.client import Client
+from temporalio.common import MetricMeter
+from temporalio.runtime import Runtime
 
 from revsync.auth import TokenRegistry
 from revsync.codec import AesGcmCodec, KeyRing
+from revsync.gateway import openapi
 from revsync.gateway.codec_server import create_codec_app
 from revsync.gateway.ops import ops_router
 from revsync.gateway.refusals import Refused, refused_handler
 from revsync.gateway.webhooks import webhooks_router
 from revsync.settings import Settings, get_settings
+from revsync.telemetry import ServerSpanMiddleware
 from revsync.temporal import connect
 
 log = structlog.get_logger("revsync.gateway")
 
 
-def create_app(settings: Settings | None = None, client: Client | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    client: Client | None = None,
+    *,
+    runtime: Runtime | None = None,
+) -> FastAPI:
     """The gateway app. Raises :class:`~revsync.settings.MissingSetting` when a secret it
-    needs (payload keys, the CPQ webhook secret) is not configured."""
+    needs (payload keys, the CPQ webhook secret) is not configured. With a ``runtime``
+    (:func:`revsync.metrics.build_runtime`) it connects through it and counts webhook
+    deliveries on its metrics endpoint."""
     settings = settings or get_settings()
     keys = KeyRing.from_settings(settings)
     settings.require_secret("cpq_webhook_secret", "the CPQ webhook cannot be verified")
@@ -41,19 +55,29 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.client = client or await connect(settings, keys)
+        app.state.client = client or await connect(settings, keys, runtime=runtime)
         log.info("gateway ready", temporal=settings.temporal_address, staff=len(tokens))
         yield
 
-    app = FastAPI(title="revsync gateway", version="1", lifespan=lifespan)
+    app = FastAPI(
+        **openapi.FASTAPI_OPTIONS,
+        lifespan=lifespan,
+        # FastAPI's own request spans would record raw paths (the codec server's carry a
+        # token): the gateway's one server span is revsync.telemetry's, which records none.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.tokens = tokens
     app.add_exception_handler(Refused, refused_handler)
+    # A server span per request: a webhook's saga start is its child (revsync.telemetry).
+    app.add_middleware(ServerSpanMiddleware)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(webhooks_router(settings))
+    meter = MetricMeter.noop if runtime is None else runtime.metric_meter
+    app.include_router(webhooks_router(settings, meter))
     app.include_router(ops_router())
+    openapi.install(app)
     app.mount("/codec", create_codec_app(AesGcmCodec(keys), tokens, settings.temporal_ui_origins))
     return app

@@ -11,17 +11,19 @@ One pipeline for every source, in this order:
    id>``), so a replayed or duplicated delivery starts nothing new (200 ``duplicate``);
    Temporal unreachable → 503 with ``Retry-After``, so the sender delivers again later.
 
-Sources: ``/webhooks/cpq/quote-accepted`` (revsync's HMAC scheme), ``/webhooks/stripe``
-(``Stripe-Signature``), ``/webhooks/hubspot`` (``X-HubSpot-Signature-v3``) and
-``/webhooks/salesforce/outbound-message`` (organisation allow-list; mutual TLS at the proxy).
-A source whose secret is not configured, or any other path under ``/webhooks/``, answers 401
+Sources, under ``/v1/webhooks`` (and, deprecated, the unversioned ``/webhooks``: see
+:mod:`revsync.gateway.versioning`): ``/cpq/quote-accepted`` (revsync's HMAC scheme),
+``/stripe`` (``Stripe-Signature``), ``/hubspot`` (``X-HubSpot-Signature-v3``) and
+``/salesforce/outbound-message`` (organisation allow-list; mutual TLS at the proxy). A source
+whose secret is not configured, or any other path under the prefix, answers 401
 ``unknown source``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -31,7 +33,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import MetricMeter, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -41,7 +43,9 @@ from adapters.webhooks.stripe_quotes import MappingError, quote_from_stripe
 from domain.contracts import TaskQueue
 from domain.quote import Quote
 from domain.saga import QuoteToCashInput, SagaPolicy
+from revsync import metrics
 from revsync.gateway.refusals import Refused, read_body
+from revsync.gateway.versioning import versioned_webhooks
 from revsync.settings import Settings, secret_list
 from workflows import visibility
 from workflows.quote_to_cash import QuoteToCashWorkflow
@@ -99,8 +103,39 @@ def public_url(request: Request, settings: Settings) -> str:
     return settings.public_base_url.rstrip("/") + request.url.path + query
 
 
+def delivered(meter: MetricMeter, source: str, outcome: str) -> None:
+    """Count one delivery (``revsync_webhook_deliveries``): started, duplicate, unavailable,
+    refused, or acknowledged (verified, but not a quote to book)."""
+    metrics.count(meter, metrics.WEBHOOK_DELIVERIES, source=source, outcome=outcome)
+
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+def refusals_counted(meter: MetricMeter, source: str) -> Callable[[Handler], Handler]:
+    """Count the deliveries ``handler`` refuses (any :class:`Refused`) for ``source``."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def counted(*args: Any, **kwargs: Any) -> Response:
+            try:
+                return await handler(*args, **kwargs)
+            except Refused:
+                delivered(meter, source, "refused")
+                raise
+
+        return counted
+
+    return wrap
+
+
 async def start_quote_to_cash(
-    client: Client, quote: Quote, policy: SagaPolicy, *, source: str
+    client: Client,
+    quote: Quote,
+    policy: SagaPolicy,
+    *,
+    source: str,
+    meter: MetricMeter = MetricMeter.noop,
 ) -> JSONResponse:
     """Start the saga for ``quote`` unless one exists for its quote id (running or ended)."""
     workflow_id = visibility.workflow_id_for_quote(quote.quote_id)
@@ -121,6 +156,7 @@ async def start_quote_to_cash(
         # Temporal is away (a restart, a network cut): nothing was started; the sender's
         # retry will be the first delivery, or a duplicate if the start did land.
         log.warning("temporal unavailable", source=source, quote_id=quote.quote_id)
+        delivered(meter, source, "unavailable")
         return JSONResponse(
             {"error": "temporarily unavailable, retry later"},
             status_code=503,
@@ -128,11 +164,13 @@ async def start_quote_to_cash(
         )
     except WorkflowAlreadyStartedError:
         log.info("duplicate delivery", source=source, quote_id=quote.quote_id)
+        delivered(meter, source, "duplicate")
         return JSONResponse(
             {"status": "duplicate", "workflow_id": workflow_id, "quote_id": quote.quote_id},
             status_code=200,
         )
     log.info("saga started", source=source, quote_id=quote.quote_id, workflow_id=workflow_id)
+    delivered(meter, source, "started")
     return JSONResponse(
         {
             "status": "started",
@@ -144,8 +182,8 @@ async def start_quote_to_cash(
     )
 
 
-def webhooks_router(settings: Settings) -> APIRouter:
-    router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -> APIRouter:
+    router = APIRouter()  # paths without a prefix: versioned_webhooks mounts them twice
     limit = settings.webhook_max_body_bytes
     tolerance = settings.webhook_tolerance_seconds
     cpq_secrets = secret_list(settings.cpq_webhook_secret)
@@ -154,6 +192,7 @@ def webhooks_router(settings: Settings) -> APIRouter:
     salesforce_orgs = list(settings.salesforce_org_ids)
 
     @router.post("/cpq/quote-accepted")
+    @refusals_counted(meter, "cpq")
     async def cpq_quote_accepted(request: Request) -> Response:
         body = await read_body(request, limit)
         header = request.headers.get(cpq.SIGNATURE_HEADER)
@@ -169,10 +208,11 @@ def webhooks_router(settings: Settings) -> APIRouter:
         except ValidationError as error:
             raise Refused(422, "invalid quote", fields=field_errors(error)) from None
         return await start_quote_to_cash(
-            request.app.state.client, quote, settings.saga_policy, source="cpq"
+            request.app.state.client, quote, settings.saga_policy, source="cpq", meter=meter
         )
 
     @router.post("/stripe")
+    @refusals_counted(meter, "stripe")
     async def stripe_event(request: Request) -> Response:
         body = await read_body(request, limit)
         if not stripe_secrets:
@@ -187,16 +227,18 @@ def webhooks_router(settings: Settings) -> APIRouter:
         event = parsed(stripe.parse_event, body, "invalid event")
         if event.type != "quote.accepted":
             log.info("stripe event ignored", event_id=event.id, type=event.type)
+            delivered(meter, "stripe", "acknowledged")
             return JSONResponse({"status": "ignored", "event_id": event.id, "type": event.type})
         try:
             quote = quote_from_stripe(event.data.object)
         except MappingError as error:
             raise Refused(422, "invalid quote", fields=error.fields) from None
         return await start_quote_to_cash(
-            request.app.state.client, quote, settings.saga_policy, source="stripe"
+            request.app.state.client, quote, settings.saga_policy, source="stripe", meter=meter
         )
 
     @router.post("/hubspot")
+    @refusals_counted(meter, "hubspot")
     async def hubspot_events(request: Request) -> Response:
         body = await read_body(request, limit)
         if not hubspot_secrets:
@@ -226,9 +268,11 @@ def webhooks_router(settings: Settings) -> APIRouter:
                 subscription=event.subscriptionType,
                 object_id=event.objectId,
             )
+        delivered(meter, "hubspot", "acknowledged")
         return JSONResponse({"status": "received", "events": len(events)})
 
     @router.post("/salesforce/outbound-message")
+    @refusals_counted(meter, "salesforce")
     async def salesforce_outbound(request: Request) -> Response:
         body = await read_body(request, limit)
         if not salesforce_orgs:
@@ -251,11 +295,13 @@ def webhooks_router(settings: Settings) -> APIRouter:
                 notification_id=note.id,
                 sobject=note.sobject_type,
             )
+        delivered(meter, "salesforce", "acknowledged")
         return Response(salesforce.ack(), media_type=salesforce.ACK_CONTENT_TYPE)
 
     @router.post("/{source:path}")
+    @refusals_counted(meter, "unknown")
     async def unknown(source: str, request: Request) -> Response:
         log.warning("webhook refused", source=source[:64], reason=UNKNOWN_SOURCE)
         raise Refused(401, UNKNOWN_SOURCE)
 
-    return router
+    return versioned_webhooks(router)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from domain.contracts import TaskQueue
@@ -14,6 +15,19 @@ from revsync.settings import Settings
 from workers.build import build_worker
 
 ACTIVITY_QUEUES = (TaskQueue.CRM, TaskQueue.BILLING, TaskQueue.ERP)
+
+
+@pytest.fixture
+async def own_client(time_skipping_env: WorkflowEnvironment) -> Client:
+    """A connection of these tests' own: the workers built here are never run or shut down,
+    and a worker stays registered on its client's connection, which would refuse the
+    workflow tests' workers for the same queues on the shared one."""
+    shared = time_skipping_env.client
+    return await Client.connect(
+        shared.service_client.config.target_host,
+        namespace=shared.namespace,
+        data_converter=shared.data_converter,
+    )
 
 
 def tuned() -> Settings:
@@ -29,9 +43,7 @@ def tuned() -> Settings:
     )
 
 
-async def test_activity_workers_take_their_own_queues_limits(
-    time_skipping_env: WorkflowEnvironment,
-):
+async def test_activity_workers_take_their_own_queues_limits(own_client: Client):
     settings = tuned()
     expected = {
         TaskQueue.CRM: (11, 1.5),
@@ -40,7 +52,7 @@ async def test_activity_workers_take_their_own_queues_limits(
     }
     async with httpx.AsyncClient() as http:
         for queue in ACTIVITY_QUEUES:
-            config = build_worker(queue, time_skipping_env.client, settings, http).config()
+            config = build_worker(queue, own_client, settings, http).config()
             assert config["task_queue"] == queue
             concurrency, rate = expected[queue]
             assert config.get("max_concurrent_activities") == concurrency, queue
@@ -49,11 +61,11 @@ async def test_activity_workers_take_their_own_queues_limits(
 
 
 async def test_the_orchestration_worker_runs_workflows_only_and_never_eager_activities(
-    time_skipping_env: WorkflowEnvironment,
+    own_client: Client,
 ):
     async with httpx.AsyncClient() as http:
         config = build_worker(
-            TaskQueue.ORCHESTRATION, time_skipping_env.client, tuned(), http
+            TaskQueue.ORCHESTRATION, own_client, tuned(), http
         ).config()
     assert config.get("max_concurrent_workflow_tasks") == 7
     assert config.get("disable_eager_activity_execution") is True
