@@ -185,7 +185,7 @@ async def post_all(
             async with gate:
                 try:
                     response = await http.post(
-                        f"{gateway}/webhooks/cpq/quote-accepted",
+                        f"{gateway}/v1/webhooks/cpq/quote-accepted",
                         content=body,
                         headers={
                             "content-type": "application/json",

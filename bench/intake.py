@@ -133,7 +133,7 @@ async def via_gateway(
         body = bodies[i]
         headers = {"content-type": "application/json", cpq.SIGNATURE_HEADER: cpq.sign(secret, body)}
         response = await senders[lane].post(
-            "/webhooks/cpq/quote-accepted", content=body, headers=headers
+            "/v1/webhooks/cpq/quote-accepted", content=body, headers=headers
         )
         statuses[i] = response.status_code
 

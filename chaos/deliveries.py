@@ -98,7 +98,7 @@ def delivery_plan(rng: random.Random, quote_ids: list[str], window: float) -> li
 async def deliver_once(http: httpx.AsyncClient, settings: Settings, body: bytes) -> httpx.Response:
     secret = secret_list(settings.require_secret("cpq_webhook_secret", "chaos signs webhooks"))[0]
     return await http.post(
-        f"{settings.gateway_url}/webhooks/cpq/quote-accepted",
+        f"{settings.gateway_url}/v1/webhooks/cpq/quote-accepted",
         content=body,
         headers={"content-type": "application/json", cpq.SIGNATURE_HEADER: cpq.sign(secret, body)},
     )
