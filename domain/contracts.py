@@ -19,6 +19,7 @@ class TaskQueue:
     CRM = "crm"
     BILLING = "billing"
     ERP = "erp"
+    EVENTS = "events"
 
     ALL = (ORCHESTRATION, CRM, BILLING, ERP)
 
@@ -35,6 +36,7 @@ class Activity:
     BILLING_PROVISION_SUBSCRIPTION = "billing.provision_subscription"
     BILLING_CANCEL_SUBSCRIPTION = "billing.cancel_subscription"
     BILLING_VOID_INVOICE = "billing.void_invoice"
+    EVENTS_PUBLISH = "events.publish"
 
 
 class _Contract(BaseModel):
