@@ -3,15 +3,36 @@ each port; activities depend only on these protocols."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 
 from domain.catalog import CatalogItem
 from domain.customer import Customer
+from domain.customer_master import FieldValue, MasterField
+from domain.invoice import Invoice as FinalizedInvoice
 from domain.order import Invoice, SalesOrder, SalesOrderDraft, Subscription, SubscriptionDraft
+from domain.reconciliation import OrderRecord, Page
+from domain.receivable import (
+    JournalPosting,
+    PaymentApplication,
+    PaymentPosting,
+    Receivable,
+    ReceivableStatus,
+    RevenueJournal,
+)
 
 
 class CrmPort(Protocol):
     vendor: str
+
+    async def update_account_fields(
+        self, account_id: str, changes: Mapping[MasterField, FieldValue], idempotency_key: str
+    ) -> None:
+        """Write golden customer fields (None clears one) onto the account. Idempotent: the
+        same changes again change nothing. A field the CRM does not take is rejected."""
+        ...
 
     async def get_account(self, account_id: str) -> Customer:
         """The account as the CRM holds it. Raises ``NotFoundError`` when it is missing."""
@@ -34,9 +55,41 @@ class CrmPort(Protocol):
         """Set the quote's status (e.g. ``Rejected`` with the reason). Idempotent."""
         ...
 
+    async def list_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+        """One page of the CRM's order records (about ``page_size``; the vendor may page
+        otherwise), from ``cursor`` (None: the first page). Reads only."""
+        ...
+
+    async def set_receivable_status(
+        self,
+        account_id: str,
+        status: ReceivableStatus,
+        invoice_id: str,
+        amount_due: Decimal,
+        currency: str,
+        *,
+        as_of: datetime,
+    ) -> None:
+        """Show the receivable status of ``invoice_id`` on the account. Idempotent.
+
+        ``as_of`` (timezone-aware) is when the saga decided the status. A status older than
+        the one the account shows is not written (the call is a no-op): a late retry of an
+        earlier step never overwrites a newer status."""
+        ...
+
 
 class ErpPort(Protocol):
     vendor: str
+
+    async def find_customer(self, external_id: str) -> str | None:
+        """The ERP id of the customer keyed by ``external_id``; None when there is none."""
+        ...
+
+    async def update_customer_fields(
+        self, customer_id: str, changes: Mapping[MasterField, FieldValue], idempotency_key: str
+    ) -> None:
+        """Write golden customer fields onto the ERP customer. Idempotent."""
+        ...
 
     async def get_catalog_items(self, skus: list[str]) -> dict[str, CatalogItem]:
         """Catalog items by SKU; SKUs the ERP does not know are absent from the result."""
@@ -57,9 +110,50 @@ class ErpPort(Protocol):
         """Cancel (or close) the sales order. Cancelling a cancelled order is a no-op."""
         ...
 
+    async def list_sales_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+        """One page of every sales order, cancelled ones included. Reads only."""
+        ...
+
+    async def post_receivable(
+        self, invoice: FinalizedInvoice, customer_id: str, external_id: str
+    ) -> Receivable:
+        """Post the invoice as a receivable of ERP customer ``customer_id`` (lines, tax,
+        currency, due date), keyed by ``external_id``: a repeat returns the first one."""
+        ...
+
+    async def find_receivable(self, external_id: str) -> Receivable | None: ...
+
+    async def post_revenue_journal(self, journal: RevenueJournal) -> JournalPosting:
+        """Post one revenue journal in ``journal.period``, keyed by ``journal.journal_id``; a
+        repeat returns the first posting. A closed period is rejected."""
+        ...
+
+    async def apply_payment(self, payment: PaymentApplication) -> PaymentPosting:
+        """Apply the billing payment to the receivable, keyed by ``payment.payment_id``; a
+        repeat returns the first posting. A receivable with nothing due is rejected."""
+        ...
+
+    async def reverse_receivable(
+        self, receivable_id: str, external_id: str, reason: str
+    ) -> Receivable:
+        """Cancel what is due on the receivable with a credit keyed by ``external_id``.
+        Reversing a reversed receivable is a no-op; one with payments applied is rejected."""
+        ...
+
 
 class BillingPort(Protocol):
     vendor: str
+
+    async def find_customer(self, account_id: str) -> str | None:
+        """The billing id of the CRM account's customer; None when there is none (yet)."""
+        ...
+
+    async def update_customer_fields(
+        self, customer_id: str, changes: Mapping[MasterField, FieldValue], idempotency_key: str
+    ) -> None:
+        """Write golden customer fields onto the billing customer, keyed by
+        ``idempotency_key`` (a retry replays the first write)."""
+        ...
 
     async def upsert_customer(self, customer: Customer, idempotency_key: str) -> str:
         """Create (or find) the billing customer for the account; returns its billing id."""
@@ -72,10 +166,19 @@ class BillingPort(Protocol):
 
     async def find_subscription(self, idempotency_key: str) -> Subscription | None: ...
 
+    async def list_subscriptions(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+        """One page of every subscription, canceled ones included. Reads only."""
+        ...
+
     async def cancel_subscription(self, subscription_id: str, reason: str) -> Subscription:
         """Cancel at once, without proration. Cancelling a cancelled one is a no-op."""
         ...
 
     async def void_invoice(self, invoice_id: str) -> Invoice:
         """Void an open invoice. Voiding a void invoice is a no-op; a paid one is rejected."""
+        ...
+
+    async def get_invoice(self, invoice_id: str) -> FinalizedInvoice:
+        """The finalized invoice in canonical form, every line included. A draft invoice, or
+        one revsync cannot map (currency, customer without a CRM account), is rejected."""
         ...

@@ -46,6 +46,32 @@ instead) unless its total is zero, since nothing was collected; ``open`` and
 sends nothing to the customer) and then voided: Stripe only deletes one-off drafts, never a
 subscription's, and a void invoice keeps the audit trail (at the cost of an invoice number).
 A finalized zero-amount draft comes back paid and is returned as is.
+
+Reading an invoice for invoice-to-revenue (``get_invoice``): ``GET /v1/invoices/<id>`` with
+``expand[]=customer`` (one call brings the customer's ``metadata.revsync_account_id``, the CRM
+account quote-to-cash stamped on it), then ``/v1/invoices/<id>/lines`` page by page past the
+embedded ones. A draft is rejected before the lines are read (revsync starts on
+``invoice.finalized``), as is a currency outside ``domain.money`` and a customer without the
+CRM account id. Each line maps to one canonical line:
+
+- amount: Stripe's line ``amount`` is quantity times unit price before discounts (and
+  includes the tax when the price is tax-inclusive); the canonical amount is that minus the
+  line's ``discount_amounts`` (which carry its share of invoice-level coupons too) minus any
+  inclusive ``tax_amounts``. The tax is every ``tax_amounts`` entry. The lines must add up
+  to Stripe's ``total`` (net lines plus exclusive tax), else the invoice is rejected
+  (``amount_mismatch``) rather than booked wrong;
+- money: integers in Stripe's minor unit. That is the ISO 4217 exponent except for ISK,
+  which Stripe carries with two (always zero) decimals;
+- kind: a line whose price is recurring (or whose type is ``subscription``) is a
+  subscription line over its ``period`` (``start`` inclusive, ``end`` exclusive, as the
+  domain wants); any other line is one-off, recognised on the issue date. A recurring line
+  whose period is shorter than a day is one-off on its start date;
+- dates: timestamps become calendar dates in the accounting time zone (UTC unless the
+  adapter is given another). The issue date is ``effective_date`` when set, else
+  ``status_transitions.finalized_at``; without a ``due_date`` (charged automatically) the
+  invoice is due on issue;
+- the SKU is the price's product id (quote-to-cash creates products with the SKU as id); a
+  product id that is not a SKU is rejected.
 """
 
 from __future__ import annotations
@@ -53,17 +79,23 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote as url_quote
+from zoneinfo import ZoneInfo
 
 import httpx
+from pydantic import ValidationError
 
+from adapters.billing.stripe_fields import ACCOUNT_METADATA_KEY, customer_update_form
 from adapters.errors import NotFoundError, RejectedError, VendorError
 from adapters.http import VendorHttp, decode_json, vendor_error
 from domain.customer import Customer
-from domain.money import from_minor, to_minor
+from domain.customer_master import FieldValue, MasterField
+from domain.invoice import Invoice as FinalizedInvoice
+from domain.invoice import OneOffLine, SubscriptionLine
+from domain.money import MINOR_UNITS, from_minor, quantize, to_minor
 from domain.order import (
     Invoice,
     InvoiceLine,
@@ -74,6 +106,7 @@ from domain.order import (
     SubscriptionStatus,
 )
 from domain.quote import BillingInterval
+from domain.reconciliation import OrderRecord, Page, System
 
 VENDOR = "stripe"
 # The API version whose object shapes this module reads (invoice.subscription,
@@ -388,6 +421,248 @@ def to_invoice(obj: Mapping[str, Any], lines: list[Mapping[str, Any]], operation
     )
 
 
+# Where Stripe's API exponent differs from ISO 4217: ISK is zero-decimal, but Stripe carries
+# it as a two-decimal amount whose decimals are always zero.
+STRIPE_EXPONENT_OVERRIDES: dict[str, int] = {"ISK": 2}
+# A SKU as quote-to-cash uses it for a Stripe product id (domain.quote.Sku).
+_SKU = re.compile(r"^[A-Z0-9][A-Z0-9_-]{1,39}$")
+MAX_LINE_DESCRIPTION = 500
+
+
+def stripe_exponent(currency: str) -> int:
+    """Decimal places of Stripe's integer amounts in ``currency`` (upper case)."""
+    return STRIPE_EXPONENT_OVERRIDES.get(currency, MINOR_UNITS[currency])
+
+
+def from_stripe_amount(value: Any, currency: str, what: str, operation: str) -> Decimal:
+    """A Stripe integer amount as a ``Decimal`` in ``currency``'s own places."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _unexpected(operation, f"{what} is not an integer amount: {value!r}")
+    amount = Decimal(value).scaleb(-stripe_exponent(currency))
+    exact = quantize(amount, currency)
+    if exact != amount:
+        raise _reject(
+            operation,
+            "amount_precision",
+            f"{what} {amount} {currency} is finer than the currency's unit",
+        )
+    return exact
+
+
+def _local_date(timestamp: Any, zone: tzinfo) -> date | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(int(timestamp), zone).date()
+
+
+def check_finalized(obj: Mapping[str, Any], operation: str) -> str:
+    """The invoice's currency (upper case) when revsync can read it as finalized; rejects a
+    draft and a currency revsync does not support."""
+    invoice_id = str(obj.get("id") or "?")
+    status = obj.get("status")
+    if status == "draft":
+        raise _reject(
+            operation,
+            "invoice_draft",
+            f"invoice {invoice_id} is a draft: revsync reads an invoice only once it is "
+            "finalized (invoice.finalized)",
+        )
+    currency = str(obj.get("currency") or "").upper()
+    if currency not in MINOR_UNITS:
+        raise _reject(
+            operation,
+            "unsupported_currency",
+            f"invoice {invoice_id} is in {currency or 'no currency'}, which revsync does not "
+            f"support (domain.money lists {len(MINOR_UNITS)} ISO 4217 currencies)",
+        )
+    return currency
+
+
+@dataclass(frozen=True)
+class _MappedLine:
+    line: SubscriptionLine | OneOffLine
+    gross_minor: int  # amount net of discounts, tax included where inclusive
+    exclusive_tax_minor: int
+
+
+def _line_product(line: Mapping[str, Any]) -> str | None:
+    price = line.get("price")
+    if isinstance(price, dict) and price.get("product"):
+        return _id(price.get("product"))
+    details = (line.get("pricing") or {}).get("price_details") or {}  # API versions from 2025
+    return _id(details.get("product"))
+
+
+def _is_recurring(line: Mapping[str, Any]) -> bool:
+    price = line.get("price")
+    if isinstance(price, dict) and (
+        price.get("type") == "recurring" or price.get("recurring") is not None
+    ):
+        return True
+    parent_type = (line.get("parent") or {}).get("type")  # API versions from 2025
+    return line.get("type") == "subscription" or parent_type == "subscription_item_details"
+
+
+def _map_line(
+    line: Mapping[str, Any], invoice_id: str, currency: str, zone: tzinfo, operation: str
+) -> _MappedLine:
+    line_id = str(line.get("id") or "")
+    if not line_id:
+        raise _unexpected(operation, f"invoice {invoice_id} has a line without an id")
+    product = _line_product(line)
+    if product is None:
+        raise _reject(
+            operation,
+            "line_without_product",
+            f"invoice {invoice_id} line {line_id} has no price product: revsync books each line "
+            "against the SKU of its product",
+        )
+    if not _SKU.fullmatch(product):
+        raise _reject(
+            operation,
+            "invalid_sku",
+            f"invoice {invoice_id} line {line_id} bills product {product!r}, which is not a "
+            "revsync SKU (quote-to-cash creates Stripe products with the SKU as their id)",
+        )
+    amount = line.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise _unexpected(operation, f"line {line_id} amount is not an integer: {amount!r}")
+    discount = sum(int(d.get("amount") or 0) for d in line.get("discount_amounts") or [])
+    taxes = [t for t in (line.get("tax_amounts") or line.get("taxes") or []) if t]
+    tax = sum(int(t.get("amount") or 0) for t in taxes)
+    inclusive = sum(
+        int(t.get("amount") or 0)
+        for t in taxes
+        if t.get("inclusive") is True or t.get("tax_behavior") == "inclusive"
+    )
+    what = f"invoice {invoice_id} line {line_id}"
+    fields: dict[str, Any] = {
+        "line_id": line_id,
+        "sku": product,
+        "description": str(line.get("description") or "")[:MAX_LINE_DESCRIPTION],
+        "amount": from_stripe_amount(amount - discount - inclusive, currency, what, operation),
+        "tax_amount": from_stripe_amount(tax, currency, f"{what} tax", operation),
+    }
+    period = line.get("period") or {}
+    start = _local_date(period.get("start"), zone)
+    end = _local_date(period.get("end"), zone)
+    mapped: SubscriptionLine | OneOffLine
+    try:
+        if _is_recurring(line) and start is not None and end is not None and end > start:
+            mapped = SubscriptionLine(**fields, service_start=start, service_end=end)
+        elif _is_recurring(line):
+            mapped = OneOffLine(**fields, delivery_date=start)
+        else:
+            mapped = OneOffLine(**fields)
+    except ValidationError as error:
+        raise _reject(operation, "invalid_line", f"{what}: {_problems(error)}") from None
+    return _MappedLine(mapped, amount - discount, tax - inclusive)
+
+
+def _problems(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
+        for e in error.errors()
+    )
+
+
+def finalized_invoice(
+    obj: Mapping[str, Any],
+    lines: list[Mapping[str, Any]],
+    customer: Mapping[str, Any],
+    *,
+    zone: tzinfo = UTC,
+    operation: str = "get_invoice",
+) -> FinalizedInvoice:
+    """Stripe's invoice (with every line and its customer) as the canonical invoice. See the
+    module docstring for the rules; every refusal is a :class:`RejectedError` saying why."""
+    currency = check_finalized(obj, operation)
+    invoice_id = str(obj.get("id") or "")
+    if not invoice_id:
+        raise _unexpected(operation, "invoice without an id")
+    try:
+        status = InvoiceStatus(str(obj.get("status")))
+    except ValueError:
+        raise _unexpected(operation, f"unknown invoice status {obj.get('status')!r}") from None
+    customer_id = _id(customer) or "?"
+    if customer.get("deleted") is True:
+        raise _reject(
+            operation,
+            "customer_deleted",
+            f"invoice {invoice_id} bills customer {customer_id}, which is deleted in Stripe",
+        )
+    account_id = (customer.get("metadata") or {}).get("revsync_account_id")
+    if not account_id:
+        raise _reject(
+            operation,
+            "no_account_id",
+            f"invoice {invoice_id} bills Stripe customer {customer_id}, which has no "
+            "metadata.revsync_account_id: revsync posts invoices of the customers "
+            "quote-to-cash created for a CRM account",
+        )
+    mapped = [_map_line(line, invoice_id, currency, zone, operation) for line in lines]
+    if not mapped:
+        raise _reject(operation, "no_lines", f"invoice {invoice_id} has no lines")
+    expected = sum(m.gross_minor + m.exclusive_tax_minor for m in mapped)
+    if obj.get("total") != expected:
+        raise _reject(
+            operation,
+            "amount_mismatch",
+            f"invoice {invoice_id}: its lines net of discounts plus exclusive tax come to "
+            f"{expected} but Stripe's total is {obj.get('total')} (minor units of {currency}); "
+            "revsync does not book an invoice it cannot account for line by line",
+        )
+    transitions = obj.get("status_transitions") or {}
+    issued = obj.get("effective_date") or transitions.get("finalized_at") or obj.get("created")
+    issue_date = _local_date(issued, zone)
+    if issue_date is None:
+        raise _unexpected(operation, f"invoice {invoice_id} has no finalization date")
+    due_date = _local_date(obj.get("due_date"), zone) or issue_date
+    subtotal = sum((m.line.amount for m in mapped), Decimal(0))
+    tax = sum((m.line.tax_amount for m in mapped), Decimal(0))
+    try:
+        return FinalizedInvoice(
+            invoice_id=invoice_id,
+            account_id=str(account_id),
+            currency=currency,
+            issue_date=issue_date,
+            due_date=due_date,
+            status=status,
+            lines=[m.line for m in mapped],
+            subtotal=subtotal,
+            tax=tax,
+            total=subtotal + tax,
+        )
+    except ValidationError as error:
+        raise _reject(
+            operation, "invalid_invoice", f"invoice {invoice_id}: {_problems(error)}"
+        ) from None
+
+
+# Stripe's largest list page.
+MAX_LIST_LIMIT = 100
+_OBJECT_ID = re.compile(r"^[A-Za-z]+_[A-Za-z0-9]+$")
+
+
+def subscription_record(obj: Mapping[str, Any]) -> OrderRecord:
+    """A listed subscription as reconciliation reads it: keyed by ``metadata.revsync_key``,
+    naming its quote and CRM account in ``metadata``; live unless canceled."""
+    metadata = obj.get("metadata") or {}
+    raw = str(obj.get("status"))
+    status = _SUBSCRIPTION_STATUS.get(raw)
+    return OrderRecord(
+        system=System.BILLING,
+        record_id=str(obj["id"]),
+        key=metadata.get("revsync_key") or None,
+        quote_ref=metadata.get("quote_id") or None,
+        account_id=metadata.get("account_id") or None,
+        customer_id=_id(obj.get("customer")),
+        currency=str(obj.get("currency") or "").upper() or None,
+        status=status.value if status is not None else raw,
+        live=status is not SubscriptionStatus.CANCELED,
+    )
+
+
 def _oldest(objects: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(objects, key=lambda o: int(o.get("created") or 0)) if objects else None
 
@@ -400,10 +675,19 @@ class StripeBilling:
 
     vendor = VENDOR
 
-    def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_key: str) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_key: str,
+        accounting_timezone: str = "UTC",
+    ) -> None:
         self._http = VendorHttp(VENDOR, http, classify_stripe_error)
         self._base = base_url.rstrip("/") + "/v1"
         self._api_key = api_key
+        # Invoice timestamps become calendar dates (service periods, issue and due dates) here.
+        self._zone = ZoneInfo(accounting_timezone)
 
     def __repr__(self) -> str:  # never shows the key
         return f"StripeBilling(base_url={self._base!r})"
@@ -464,6 +748,32 @@ class StripeBilling:
             idempotency_key=idempotency_key,
         )
         return str(created["id"])
+
+    async def find_customer(self, account_id: str) -> str | None:
+        """The billing customer of a CRM account (``metadata.revsync_account_id``), oldest
+        first; None when there is none yet (or Stripe Search has not indexed it yet)."""
+        found = await self._search(
+            "search_customers", "customers", ACCOUNT_METADATA_KEY, account_id
+        )
+        return None if found is None else str(found["id"])
+
+    async def update_customer_fields(
+        self, customer_id: str, changes: Mapping[MasterField, FieldValue], idempotency_key: str
+    ) -> None:
+        """Write golden fields onto the customer (see :mod:`adapters.billing.stripe_fields`)
+        under ``Idempotency-Key``: a retry replays the first answer."""
+        operation = "update_customer_fields"
+        try:
+            form = customer_update_form(changes)
+        except ValueError as error:
+            raise _reject(operation, "not_writable", str(error)) from None
+        await self._call(
+            operation,
+            "POST",
+            self._url("customers", customer_id),
+            form=form,
+            idempotency_key=idempotency_key,
+        )
 
     # subscriptions
 
@@ -538,6 +848,24 @@ class StripeBilling:
             raise
         return to_subscription(canceled, "cancel_subscription")
 
+    async def list_subscriptions(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+        """One page of every subscription, canceled ones included (``status=all``), newest
+        first; the cursor is the last subscription id (``starting_after``)."""
+        operation = "list_subscriptions"
+        params = {"limit": str(min(max(page_size, 1), MAX_LIST_LIMIT)), "status": "all"}
+        if cursor is not None:
+            if not _OBJECT_ID.fullmatch(cursor):
+                raise _reject(operation, "invalid_cursor", f"{cursor!r} is not a Stripe id")
+            params["starting_after"] = cursor
+        body = await self._call(operation, "GET", self._url("subscriptions"), params=params)
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise _unexpected(operation, "list answer without data")
+        items = [subscription_record(o) for o in data if isinstance(o, dict) and o.get("id")]
+        if body.get("has_more") and items:
+            return Page(items=items, cursor=items[-1].record_id)
+        return Page(items=items)
+
     # invoices
 
     async def _invoice_lines(self, invoice: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -559,6 +887,21 @@ class StripeBilling:
 
     async def _get_invoice(self, invoice_id: str) -> dict[str, Any]:
         return await self._call("get_invoice", "GET", self._url("invoices", invoice_id))
+
+    async def get_invoice(self, invoice_id: str) -> FinalizedInvoice:
+        operation = "get_invoice"
+        invoice = await self._call(
+            operation, "GET", self._url("invoices", invoice_id), params={"expand[]": "customer"}
+        )
+        check_finalized(invoice, operation)  # before reading more pages of a draft
+        customer = invoice.get("customer")
+        if not isinstance(customer, dict):  # not expanded: read it
+            customer_id = _id(customer)
+            if customer_id is None:
+                raise _unexpected(operation, f"invoice {invoice_id} has no customer")
+            customer = await self._call("get_customer", "GET", self._url("customers", customer_id))
+        lines = await self._invoice_lines(invoice)
+        return finalized_invoice(invoice, lines, customer, zone=self._zone, operation=operation)
 
     async def void_invoice(self, invoice_id: str) -> Invoice:
         invoice = await self._get_invoice(invoice_id)

@@ -6,22 +6,42 @@ REST API at ``{base_url}/services/data/{api_version}/``, bearer token auth. Read
 
 Salesforce error bodies are a JSON list ``[{"message", "errorCode", "fields"}]``;
 :func:`classify_salesforce` reads them into the failure taxonomy.
+
+The receivable status of invoice-to-revenue is a PATCH of custom fields on the Account:
+``Revsync_AR_Status__c`` (Current, Overdue, Paid, Void), ``Revsync_AR_Invoice__c`` (the
+billing invoice), ``Revsync_AR_Amount_Due__c`` with ``Revsync_AR_Currency__c`` (the invoice's
+currency, which need not be the account's) and ``Revsync_AR_As_Of__c``, when the saga decided
+the status. Writing the same values again changes nothing, so a retry is harmless. A late
+retry of an *older* status must not overwrite a newer one; the org enforces it atomically
+with the validation rule ``Revsync_AR_Monotonic`` (error when ``Revsync_AR_As_Of__c`` would
+move back in time: ``ISCHANGED(Revsync_AR_As_Of__c) && Revsync_AR_As_Of__c <
+PRIORVALUE(Revsync_AR_As_Of__c)``). When the PATCH fails with a custom validation error, the
+adapter reads the account's as-of back: a newer one shown means the write was stale and the
+call is a no-op; anything else is the rejection it is. The fields summarise the account's
+latest receivable event across its invoices (the last one wins), not each invoice.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote as url_quote
 
 import httpx
 from pydantic import ValidationError
 
+from adapters.crm.salesforce_fields import account_update
 from adapters.errors import NotFoundError, RejectedError, TransientError, VendorError
 from adapters.http import VendorHttp, classify_by_status, decode_json, retry_after_seconds
 from domain.customer import Customer
+from domain.customer_master import FieldValue, MasterField
+from domain.money import MINOR_UNITS
 from domain.order import SalesOrder, Subscription
+from domain.receivable import ReceivableStatus
+from domain.reconciliation import OrderRecord, Page, System
 
 VENDOR = "salesforce"
 
@@ -39,6 +59,22 @@ _NOT_FOUND_CODES = frozenset({"NOT_FOUND", "ENTITY_IS_DELETED"})
 ORDER_STATUS = "Activated"
 QUOTE_ORDERED = "Ordered"
 REASON_MAX_LENGTH = 255  # Revsync_Status_Reason__c is a Text(255) field
+
+# Revsync_AR_Status__c picklist values.
+AR_STATUS_VALUES: dict[ReceivableStatus, str] = {
+    ReceivableStatus.CURRENT: "Current",
+    ReceivableStatus.OVERDUE: "Overdue",
+    ReceivableStatus.PAID: "Paid",
+    ReceivableStatus.VOID: "Void",
+}
+AR_AS_OF_FIELD = "Revsync_AR_As_Of__c"
+
+
+def salesforce_datetime(moment: datetime) -> str:
+    """A timezone-aware ``moment`` as Salesforce writes a date-time (UTC, milliseconds)."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
+
 
 ACCOUNT_FIELDS = (
     "Id",
@@ -190,6 +226,37 @@ def _customer(record: dict[str, Any]) -> Customer:
     )
 
 
+# Reconciliation reads every Order page by page (``list_orders``).
+ORDER_FIELDS = (
+    "Id",
+    "Revsync_Key__c",
+    "SBQQ__Quote__c",
+    "AccountId",
+    "TotalAmount",
+    "CurrencyIsoCode",
+    "Status",
+)
+# Sforce-Query-Options batchSize: Salesforce takes 200 to 2000, as a wish, not a promise.
+MIN_BATCH_SIZE = 200
+MAX_BATCH_SIZE = 2000
+_QUERY_CURSOR = re.compile(r"^/services/data/v\d+\.\d/query/[A-Za-z0-9-]+$")
+
+
+def _order_record(record: dict[str, Any]) -> OrderRecord:
+    amount = record.get("TotalAmount")
+    return OrderRecord(
+        system=System.CRM,
+        record_id=str(record["Id"]),
+        key=_text(record, "Revsync_Key__c"),
+        quote_ref=_text(record, "SBQQ__Quote__c"),
+        account_id=_text(record, "AccountId"),
+        amount=None if amount is None else Decimal(str(amount)),
+        currency=(_text(record, "CurrencyIsoCode") or "").upper() or None,
+        status=_text(record, "Status") or "",
+        live=True,  # an Order has no cancelled state; a cancelled one is deleted
+    )
+
+
 def _bad_fields(error: ValidationError) -> str:
     names = [_SOURCE_FIELDS.get(tuple(map(str, e["loc"])), str(e["loc"])) for e in error.errors()]
     return ", ".join(dict.fromkeys(names))
@@ -302,6 +369,89 @@ class SalesforceCrm:
             },
         )
 
+    async def set_receivable_status(
+        self,
+        account_id: str,
+        status: ReceivableStatus,
+        invoice_id: str,
+        amount_due: Decimal,
+        currency: str,
+        *,
+        as_of: datetime,
+    ) -> None:
+        operation = "set_receivable_status"
+        self._check_id(operation, "Account", account_id)
+        if as_of.tzinfo is None or as_of.utcoffset() is None:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"as_of {as_of.isoformat()} has no time zone: statuses are ordered by instant",
+                code="INVALID_AS_OF",
+            )
+        if currency not in MINOR_UNITS:
+            raise RejectedError(
+                VENDOR, operation, f"unsupported currency {currency!r}", code="INVALID_CURRENCY"
+            )
+        fields: dict[str, Any] = {
+            "Revsync_AR_Status__c": AR_STATUS_VALUES[status],
+            "Revsync_AR_Invoice__c": invoice_id,
+            "Revsync_AR_Amount_Due__c": amount_due,
+            "Revsync_AR_Currency__c": currency,
+            AR_AS_OF_FIELD: salesforce_datetime(as_of),
+        }
+        try:
+            await self._http.request(
+                operation,
+                "PATCH",
+                f"{self._api}/sobjects/Account/{account_id}",
+                ok=(200, 204),
+                json_body=fields,
+                headers=self._headers,
+            )
+        except RejectedError as error:
+            if error.code != "FIELD_CUSTOM_VALIDATION_EXCEPTION":
+                raise
+            shown = await self._receivable_as_of(operation, account_id)
+            if shown is not None and shown > as_of:
+                return  # a newer status is already shown: this one arrived late
+            raise
+
+    async def _receivable_as_of(self, operation: str, account_id: str) -> datetime | None:
+        records = await self._query(
+            operation,
+            f"SELECT Id, {AR_AS_OF_FIELD} FROM Account WHERE Id = {soql_literal(account_id)}",
+        )
+        value = records[0].get(AR_AS_OF_FIELD) if records else None
+        if not isinstance(value, str):
+            return None
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise _unexpected(
+                operation, f"{AR_AS_OF_FIELD} is not a date-time: {value!r}"
+            ) from None
+
+    async def update_account_fields(
+        self, account_id: str, changes: Mapping[MasterField, FieldValue], idempotency_key: str
+    ) -> None:
+        """PATCH the golden fields onto the Account (see :mod:`adapters.crm.salesforce_fields`).
+        Writing the same values again changes nothing, so the key is not sent (Salesforce's
+        REST API takes none); the workflow never sends an older value after a newer one."""
+        operation = "update_account_fields"
+        self._check_id(operation, "Account", account_id)
+        try:
+            body = account_update(changes)
+        except ValueError as error:
+            raise RejectedError(VENDOR, operation, str(error), code="NOT_WRITABLE") from None
+        await self._http.request(
+            operation,
+            "PATCH",
+            f"{self._api}/sobjects/Account/{account_id}",
+            ok=(200, 204),
+            json_body=body,
+            headers=self._headers,
+        )
+
     async def _patch_quote(self, operation: str, quote_id: str, fields: dict[str, Any]) -> None:
         await self._http.request(
             operation,
@@ -329,6 +479,42 @@ class SalesforceCrm:
         if not isinstance(record, dict) or not isinstance(record.get("Id"), str):
             raise _unexpected(operation, "record read by external id has no Id")
         return str(record["Id"])
+
+    # -- reconciliation ---------------------------------------------------------------------
+
+    async def list_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+        """One page of the org's Orders: a SOQL query, then ``nextRecordsUrl`` (the
+        cursor) page by page. ``page_size`` goes as ``Sforce-Query-Options: batchSize``,
+        clamped to what Salesforce accepts; the org may page smaller. A cursor is a query
+        locator, which Salesforce expires after about 15 idle minutes."""
+        operation = "list_orders"
+        batch = min(max(page_size, MIN_BATCH_SIZE), MAX_BATCH_SIZE)
+        headers = {**self._headers, "Sforce-Query-Options": f"batchSize={batch}"}
+        if cursor is None:
+            soql = f"SELECT {', '.join(ORDER_FIELDS)} FROM Order"
+            response = await self._http.request(
+                operation, "GET", f"{self._api}/query", params={"q": soql}, headers=headers
+            )
+        else:
+            if not _QUERY_CURSOR.fullmatch(cursor):
+                raise RejectedError(
+                    VENDOR, operation, f"{cursor!r} is not a query cursor", code="INVALID_CURSOR"
+                )
+            response = await self._http.request(
+                operation, "GET", f"{self._base_url}{cursor}", headers=headers
+            )
+        body = decode_json(response)
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+            raise _unexpected(operation, "query answer without records")
+        items = [
+            _order_record(r) for r in body["records"] if isinstance(r, dict) and r.get("Id")
+        ]
+        if body.get("done", True):
+            return Page(items=items)
+        next_url = body.get("nextRecordsUrl")
+        if not isinstance(next_url, str) or not _QUERY_CURSOR.fullmatch(next_url):
+            raise _unexpected(operation, "query not done but no usable nextRecordsUrl")
+        return Page(items=items, cursor=next_url)
 
     @staticmethod
     def _check_id(operation: str, sobject: str, record_id: str) -> None:

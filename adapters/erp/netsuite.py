@@ -35,18 +35,59 @@ the same ones):
   amount exactly) and its description names the list price and the discount.
 - Creates and upserts answer ``204 No Content`` with a ``Location`` header ending in the new
   record's internal id.
+
+Invoice-to-revenue (the receivable and what follows it):
+
+- **Receivable**: an ``invoice`` record keyed by ``externalId`` exactly as the sales order is
+  (look it up by ``eid:`` first, create, and on ``DUP_RCRD`` return the one an earlier attempt
+  made). One line per billing line: the item by SKU, quantity 1 and rate = amount (the
+  canonical invoice carries line amounts net of discounts, not quantities), the billing
+  line's tax as ``tax1Amt`` (billing computed the tax; the ERP records it as is),
+  ``custcol_revsync_line`` = the billing line id, and for a subscription line
+  ``revRecStartDate``/``revRecEndDate`` (the service period, end inclusive). ``tranDate`` is
+  the issue date, ``dueDate`` the due date, ``terms`` the standard term whose days match when
+  there is one, ``otherRefNum`` the billing invoice id. Items revsync bills must post to the
+  deferred revenue account: revsync, not NetSuite revenue recognition, moves it to revenue.
+  Reading a receivable also reads the credit memos created from it (SuiteQL ``transaction``
+  ``WHERE type = 'CustCred' AND createdfrom = <id>``, then each one's ``apply`` sublist): paid
+  is total minus remaining minus credited.
+- **Revenue journals**: one ``journalEntry`` per schedule entry (not one per period), keyed by
+  the entry id with ``/`` written as ``~`` (the id travels in the URL as ``eid:...``, where a
+  ``/`` cannot, not even percent-encoded: many HTTP stacks decode it before routing; ``~``
+  appears in no invoice id, line id or period, so the mapping is one to one). A positive
+  amount debits deferred revenue and credits revenue, a negative one the reverse; accounts
+  are looked up by number (``2400`` and ``4000`` unless the adapter is given others). The
+  journal is dated the last day of its period and names the posting period explicitly: the
+  monthly period named NetSuite's default way (``Mar 2026``), read with SuiteQL on
+  ``accountingperiod``. A closed period is rejected (``PERIOD_CLOSED``) before anything is
+  sent, and NetSuite's own refusal (the period closed in between) is a rejection too. A key
+  already posted with another amount or period is rejected (``JOURNAL_MISMATCH``), never
+  returned as if it were the same journal.
+- **Payments**: ``POST invoice/<id>/!transform/customerPayment`` (the payment comes out
+  applied to that invoice) keyed by the billing payment id as ``externalId``; looked up first,
+  and a duplicate returns the first one. A receivable with nothing due is rejected
+  (``RECEIVABLE_CLOSED``); a payment larger than what is due leaves the rest unapplied, which
+  the result reports.
+- **Reversal**: ``POST invoice/<id>/!transform/creditMemo`` keyed by the saga's key: NetSuite
+  copies the invoice's lines and applies the credit to it. REST has no void, and a credit memo
+  keeps the audit trail. A receivable with payments applied is rejected
+  (``RECEIVABLE_PAID``): NetSuite would accept the credit and leave it unapplied, owed back to
+  the customer, which is a refund for finance to decide, not a reversal. A reversed receivable
+  is returned as is.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote as url_quote
 
 import httpx
 
+from adapters.erp.netsuite_fields import customer_update
 from adapters.errors import (
     NotFoundError,
     RejectedError,
@@ -56,14 +97,32 @@ from adapters.errors import (
 from adapters.http import VendorHttp, classify_by_status, decode_json, vendor_error
 from domain.catalog import CatalogItem
 from domain.customer import Customer
+from domain.customer_master import FieldValue, MasterField
+from domain.invoice import Invoice as FinalizedInvoice
+from domain.invoice import InvoiceStatus, SubscriptionLine
 from domain.money import quantize
 from domain.order import OrderLine, SalesOrder, SalesOrderDraft, SalesOrderStatus
 from domain.quote import BillingType, PaymentTerms
+from domain.receivable import (
+    JournalPosting,
+    PaymentApplication,
+    PaymentPosting,
+    Receivable,
+    ReceivableState,
+    RevenueJournal,
+)
+from domain.reconciliation import OrderRecord, Page, System
+from domain.revenue import closes_on, period_of, period_start
 
 VENDOR = "netsuite"
 
 # NetSuite's largest SuiteQL page.
 SUITEQL_PAGE_SIZE = 1000
+# Every sales order, for reconciliation (``status`` is the one-letter order status code).
+SALES_ORDER_LISTING = (
+    "SELECT id, externalid, otherrefnum, entity, currency, foreigntotal, status "
+    "FROM transaction WHERE type = 'SalesOrd' ORDER BY id"
+)
 # Price level 1 is "Base Price", the list price every account has.
 BASE_PRICE_LEVEL = 1
 
@@ -96,6 +155,33 @@ _TERM_NAMES: dict[PaymentTerms, str] = {
     PaymentTerms.NET60: "Net 60",
     PaymentTerms.NET90: "Net 90",
 }
+
+
+# Default account numbers of revenue journals.
+DEFERRED_REVENUE_ACCOUNT = "2400"
+REVENUE_ACCOUNT = "4000"
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+MAX_MEMO = 999
+MAX_OTHER_REF = 45
+
+
+def period_name(period: str) -> str:
+    """NetSuite's default name of the monthly accounting period ``YYYY-MM``: ``Mar 2026``."""
+    start = period_start(period)
+    return f"{_MONTH_NAMES[start.month - 1]} {start.year}"
+
+
+def period_from_name(name: str) -> str | None:
+    """``YYYY-MM`` of a monthly period named the default way, or None."""
+    match = re.fullmatch(r"([A-Z][a-z]{2}) (\d{4})", name.strip())
+    if match is None or match.group(1) not in _MONTH_NAMES:
+        return None
+    return f"{match.group(2)}-{_MONTH_NAMES.index(match.group(1)) + 1:02d}"
+
+
+def journal_external_id(journal_id: str) -> str:
+    """The ``externalId`` of a revenue journal: its entry id with ``/`` written as ``~``."""
+    return journal_id.replace("/", "~")
 
 
 def _error_detail(body: Any) -> tuple[str | None, str | None]:
@@ -225,8 +311,20 @@ class NetSuiteErp:
 
     vendor = VENDOR
 
-    def __init__(self, http: httpx.AsyncClient, *, base_url: str, access_token: str) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        access_token: str,
+        deferred_revenue_account: str = DEFERRED_REVENUE_ACCOUNT,
+        revenue_account: str = REVENUE_ACCOUNT,
+    ) -> None:
         self._http = VendorHttp(VENDOR, http, classify_netsuite)
+        # Account numbers revenue journals move money between.
+        self.deferred_revenue_account = deferred_revenue_account
+        self.revenue_account = revenue_account
+        self._account_ids: dict[str, str] = {}
         root = base_url.rstrip("/")
         self._records = f"{root}/services/rest/record/v1"
         self._suiteql = f"{root}/services/rest/query/v1/suiteql"
@@ -468,6 +566,31 @@ class NetSuiteErp:
         )
         return self._created_id(operation, response)
 
+    async def find_customer(self, external_id: str) -> str | None:
+        """The internal id of the customer keyed by ``external_id``; None when there is none."""
+        found = await self._find("customer", external_id, "find_customer")
+        return None if found is None else str(found["id"])
+
+    async def update_customer_fields(
+        self, customer_id: str, changes: Mapping[MasterField, FieldValue], idempotency_key: str
+    ) -> None:
+        """PATCH golden fields onto the customer (see :mod:`adapters.erp.netsuite_fields`).
+        A PATCH of the same values changes nothing, so a retry is harmless; NetSuite takes
+        no idempotency key on a PATCH."""
+        operation = "update_customer_fields"
+        ref = self._internal_ref(customer_id, "customer", operation)
+        try:
+            body, replace_addresses = customer_update(changes)
+        except ValueError as error:
+            raise RejectedError(VENDOR, operation, str(error), code="NOT_WRITABLE") from None
+        await self._request(
+            operation,
+            "PATCH",
+            self._record_url("customer", ref),
+            json_body=body,
+            params={"replace": "addressBook"} if replace_addresses else None,
+        )
+
     # -- sales orders -----------------------------------------------------------------------
 
     async def _get_order(self, ref: str, operation: str) -> dict[str, Any]:
@@ -586,3 +709,522 @@ class NetSuiteErp:
             },
         )
         return await self._to_sales_order(await self._get_order(ref, operation), operation)
+
+    # -- reconciliation -----------------------------------------------------------------------
+
+    async def list_sales_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+        """One page of every sales order (SuiteQL on ``transaction``, by internal id). The
+        cursor is ``<offset>:<limit>``: NetSuite wants every page of a query the same size,
+        with the offset a multiple of it. SuiteQL over REST reads at most 100,000 rows."""
+        operation = "list_sales_orders"
+        offset, limit = 0, min(max(page_size, 1), SUITEQL_PAGE_SIZE)
+        if cursor is not None:
+            parts = cursor.split(":")
+            if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[1]) < 1:
+                raise RejectedError(
+                    VENDOR, operation, f"{cursor!r} is not a SuiteQL cursor", code="INVALID_CURSOR"
+                )
+            offset, limit = int(parts[0]), int(parts[1])
+        response = await self._request(
+            operation,
+            "POST",
+            self._suiteql,
+            json_body={"q": SALES_ORDER_LISTING},
+            params={"limit": str(limit), "offset": str(offset)},
+            headers={"Prefer": "transient"},
+        )
+        page = decode_json(response)
+        if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+            raise UnknownOutcomeError(VENDOR, operation, "SuiteQL answer without an items list")
+        items: list[OrderRecord] = []
+        for row in page["items"]:
+            if not isinstance(row, dict) or row.get("id") is None:
+                continue
+            currency_id = row.get("currency")
+            currency = (
+                None if currency_id is None else await self._currency_code(currency_id, operation)
+            )
+            status = order_status(row.get("status"))
+            items.append(
+                OrderRecord(
+                    system=System.ERP,
+                    record_id=str(row["id"]),
+                    key=row.get("externalid") or None,
+                    quote_ref=row.get("otherrefnum") or None,
+                    customer_id=row.get("entity") or None,
+                    amount=None
+                    if row.get("foreigntotal") is None
+                    else _decimal(row["foreigntotal"], "sales order total", operation),
+                    currency=currency,
+                    status=status.value,
+                    live=status is not SalesOrderStatus.CANCELLED,
+                )
+            )
+        if not page.get("hasMore") or not page["items"]:
+            return Page(items=items)
+        return Page(items=items, cursor=f"{offset + limit}:{limit}")
+
+    # -- invoice-to-revenue: shared ---------------------------------------------------------
+
+    async def _get(
+        self, record_type: str, ref: str, operation: str, *, expand: bool = False
+    ) -> dict[str, Any]:
+        response = await self._request(
+            operation,
+            "GET",
+            self._record_url(record_type, ref),
+            params={"expandSubResources": "true"} if expand else None,
+        )
+        record = decode_json(response)
+        if not isinstance(record, dict) or record.get("id") is None:
+            raise UnknownOutcomeError(VENDOR, operation, f"{record_type} answer is not a record")
+        return record
+
+    async def _find(
+        self, record_type: str, external_id: str, operation: str, *, expand: bool = False
+    ) -> dict[str, Any] | None:
+        try:
+            return await self._get(record_type, self._eid(external_id), operation, expand=expand)
+        except NotFoundError:
+            return None
+
+    async def _create(
+        self,
+        record_type: str,
+        url: str,
+        body: dict[str, Any],
+        external_id: str,
+        operation: str,
+        *,
+        expand: bool = False,
+    ) -> dict[str, Any]:
+        """POST a keyed record and read it back; a duplicate key returns the record an
+        earlier attempt made."""
+        try:
+            response = await self._request(operation, "POST", url, json_body=body)
+        except RejectedError as error:
+            duplicate = error.code in _DUPLICATE_CODES or "already exists" in error.message.lower()
+            if not duplicate:
+                raise
+            found = await self._find(record_type, external_id, operation, expand=expand)
+            if found is None:
+                raise
+            return found
+        record_id = self._created_id(operation, response)
+        return await self._get(record_type, record_id, operation, expand=expand)
+
+    @staticmethod
+    def _internal_ref(record_id: str, what: str, operation: str) -> str:
+        if not _INTERNAL_ID.fullmatch(record_id):
+            raise NotFoundError(
+                VENDOR, operation, f"{record_id!r} is not a NetSuite {what} internal id"
+            )
+        return record_id
+
+    async def _account_id(self, number: str, operation: str) -> str:
+        if number not in self._account_ids:
+            wanted = sorted({self.deferred_revenue_account, self.revenue_account, number})
+            rows = await self.suiteql(
+                operation,
+                "SELECT id, acctnumber, isinactive FROM account "
+                f"WHERE acctnumber IN ({', '.join(sql_string(n) for n in wanted)}) ORDER BY id",
+            )
+            for row in rows:
+                if not _is_true(row.get("isinactive")):
+                    self._account_ids[str(row.get("acctnumber"))] = str(row["id"])
+        if number not in self._account_ids:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"account {number} does not exist in NetSuite or is inactive",
+                code="UNKNOWN_ACCOUNT",
+            )
+        return self._account_ids[number]
+
+    async def _open_period(self, period: str, operation: str, what: str) -> str:
+        """The internal id of the open monthly period ``YYYY-MM``; rejects a closed one."""
+        name = period_name(period)
+        rows = await self.suiteql(
+            operation,
+            "SELECT id, periodname, closed FROM accountingperiod "
+            f"WHERE periodname = {sql_string(name)} AND isquarter = 'F' AND isyear = 'F' "
+            "AND isadjust = 'F'",
+        )
+        if not rows:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"NetSuite has no accounting period {name!r} for {what}: set up the fiscal "
+                "calendar",
+                code="NO_PERIOD",
+            )
+        row = rows[0]
+        if _is_true(row.get("closed")):
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"accounting period {name} is closed in NetSuite: {what} cannot be posted into "
+                "it (reopen the period, or post the correction in an open period)",
+                code="PERIOD_CLOSED",
+            )
+        return str(row["id"])
+
+    # -- receivables ------------------------------------------------------------------------
+
+    async def _receivable(self, record: dict[str, Any], operation: str) -> Receivable:
+        receivable_id = str(record["id"])
+        currency_id = _ref_id(record.get("currency"))
+        customer_id = _ref_id(record.get("entity"))
+        if currency_id is None or customer_id is None:
+            raise RejectedError(
+                VENDOR, operation, f"invoice {receivable_id} has no currency or customer"
+            )
+        total = _decimal(record.get("total"), "invoice total", operation)
+        remaining = _decimal(record.get("amountRemaining", 0), "amount remaining", operation)
+        credits = await self.suiteql(
+            operation,
+            "SELECT id FROM transaction "
+            f"WHERE type = 'CustCred' AND createdfrom = {receivable_id} ORDER BY id",
+        )
+        credited = Decimal(0)
+        reversal_ids: list[str] = []
+        for row in credits:
+            credit = await self._get("creditMemo", str(row["id"]), operation, expand=True)
+            reversal_ids.append(str(credit["id"]))
+            for entry in (credit.get("apply") or {}).get("items") or []:
+                if _ref_id(entry.get("doc")) == receivable_id and entry.get("apply", True):
+                    credited += _decimal(entry.get("amount"), "credit applied", operation)
+        paid = max(total - remaining - credited, Decimal(0))
+        if remaining > 0:
+            state = ReceivableState.OPEN
+        elif credited > 0 and paid == 0:
+            state = ReceivableState.REVERSED
+        else:
+            state = ReceivableState.PAID
+        try:
+            issue_date = date.fromisoformat(str(record.get("tranDate")))
+            due_date = date.fromisoformat(str(record.get("dueDate") or record.get("tranDate")))
+        except ValueError:
+            raise RejectedError(
+                VENDOR, operation, f"invoice {receivable_id} has no valid tranDate or dueDate"
+            ) from None
+        return Receivable(
+            receivable_id=receivable_id,
+            external_id=str(record.get("externalId") or ""),
+            invoice_id=str(record["otherRefNum"]) if record.get("otherRefNum") else None,
+            customer_id=customer_id,
+            currency=await self._currency_code(currency_id, operation),
+            total=total,
+            tax=_decimal(record.get("taxTotal", 0), "tax total", operation),
+            amount_paid=paid,
+            amount_credited=credited,
+            amount_due=remaining,
+            issue_date=issue_date,
+            due_date=due_date,
+            state=state,
+            reversal_ids=tuple(reversal_ids),
+        )
+
+    async def find_receivable(self, external_id: str) -> Receivable | None:
+        operation = "find_receivable"
+        record = await self._find("invoice", external_id, operation)
+        return None if record is None else await self._receivable(record, operation)
+
+    async def _terms_for(self, days: int, operation: str) -> str | None:
+        for terms in PaymentTerms:
+            if terms.days == days:
+                return await self._term_id(terms, operation)
+        return None
+
+    async def _receivable_body(
+        self, invoice: FinalizedInvoice, customer_id: str, external_id: str
+    ) -> dict[str, Any]:
+        operation = "post_receivable"
+        if invoice.status is InvoiceStatus.VOID or invoice.status is InvoiceStatus.DRAFT:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"invoice {invoice.invoice_id} is {invoice.status}: only a finalized invoice "
+                "is posted as a receivable",
+                code="INVOICE_NOT_FINALIZED",
+            )
+        if invoice.total < 0:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"invoice {invoice.invoice_id} totals {invoice.total} {invoice.currency}: a "
+                "NetSuite invoice cannot be negative (that is a credit memo)",
+                code="NEGATIVE_TOTAL",
+            )
+        items = {
+            str(row["itemid"]): str(row["id"])
+            for row in await self._items((line.sku for line in invoice.lines), operation)
+        }
+        missing = sorted({line.sku for line in invoice.lines} - items.keys())
+        if missing:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"items not in the NetSuite catalog: {', '.join(missing)}",
+                code="UNKNOWN_ITEM",
+            )
+        lines: list[dict[str, Any]] = []
+        for line in invoice.lines:
+            entry: dict[str, Any] = {
+                "item": {"id": items[line.sku]},
+                "quantity": 1,
+                "rate": line.amount,
+                "amount": line.amount,
+                "description": (line.description or line.sku)[:4000],
+                "custcol_revsync_line": line.line_id,
+            }
+            if line.tax_amount:
+                entry["tax1Amt"] = line.tax_amount
+            if isinstance(line, SubscriptionLine):
+                entry["revRecStartDate"] = line.service_start.isoformat()
+                entry["revRecEndDate"] = (line.service_end - timedelta(days=1)).isoformat()
+            lines.append(entry)
+        body: dict[str, Any] = {
+            "externalId": external_id,
+            "entity": {"id": customer_id},
+            "currency": {"id": await self._currency_id(invoice.currency, operation)},
+            "tranDate": invoice.issue_date.isoformat(),
+            "dueDate": invoice.due_date.isoformat(),
+            "otherRefNum": invoice.invoice_id[:MAX_OTHER_REF],
+            "memo": f"revsync invoice {invoice.invoice_id}",
+            "item": {"items": lines},
+        }
+        terms = await self._terms_for((invoice.due_date - invoice.issue_date).days, operation)
+        if terms is not None:
+            body["terms"] = {"id": terms}
+        return body
+
+    async def post_receivable(
+        self, invoice: FinalizedInvoice, customer_id: str, external_id: str
+    ) -> Receivable:
+        operation = "post_receivable"
+        existing = await self.find_receivable(external_id)
+        if existing is None:
+            body = await self._receivable_body(invoice, customer_id, external_id)
+            record = await self._create(
+                "invoice", self._record_url("invoice"), body, external_id, operation
+            )
+            existing = await self._receivable(record, operation)
+        if existing.total != invoice.total or existing.currency != invoice.currency:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"receivable {existing.receivable_id} keyed {external_id!r} is "
+                f"{existing.total} {existing.currency}, not invoice {invoice.invoice_id}'s "
+                f"{invoice.total} {invoice.currency}: the key belongs to another invoice",
+                code="EXTERNAL_ID_REUSED",
+            )
+        return existing
+
+    # -- revenue journals -------------------------------------------------------------------
+
+    async def _journal_posting(
+        self, record: dict[str, Any], deferred_id: str, operation: str
+    ) -> JournalPosting:
+        """A journal entry read back: the signed amount is what it debits deferred revenue."""
+        amount = Decimal(0)
+        for line in (record.get("line") or {}).get("items") or []:
+            if _ref_id(line.get("account")) != deferred_id:
+                continue
+            if line.get("debit") is not None:
+                amount += _decimal(line["debit"], "journal debit", operation)
+            if line.get("credit") is not None:
+                amount -= _decimal(line["credit"], "journal credit", operation)
+        posting = record.get("postingPeriod") or {}
+        period = period_from_name(str(posting.get("refName") or "")) if posting else None
+        if period is None:
+            period = period_of(date.fromisoformat(str(record.get("tranDate"))))
+        return JournalPosting(
+            journal_entry_id=str(record["id"]),
+            journal_id=str(record.get("externalId") or "").replace("~", "/"),
+            period=period,
+            amount=amount,
+            currency=await self._currency_code(_ref_id(record.get("currency")) or "", operation),
+        )
+
+    async def post_revenue_journal(self, journal: RevenueJournal) -> JournalPosting:
+        operation = "post_revenue_journal"
+        key = journal_external_id(journal.journal_id)
+        currency_id = await self._currency_id(journal.currency, operation)
+        deferred_id = await self._account_id(self.deferred_revenue_account, operation)
+        revenue_id = await self._account_id(self.revenue_account, operation)
+        record = await self._find("journalEntry", key, operation, expand=True)
+        if record is None:
+            period_id = await self._open_period(
+                journal.period, operation, f"revenue journal {journal.journal_id}"
+            )
+            amount = abs(journal.amount)
+            recognise = journal.amount > 0
+            memo = (journal.memo or f"revsync revenue {journal.journal_id}")[:MAX_MEMO]
+            entity = {"entity": {"id": journal.customer_id}} if journal.customer_id else {}
+            body = {
+                "externalId": key,
+                "currency": {"id": currency_id},
+                "tranDate": (closes_on(journal.period) - timedelta(days=1)).isoformat(),
+                "postingPeriod": {"id": period_id},
+                "memo": memo,
+                "line": {
+                    "items": [
+                        {
+                            "account": {"id": deferred_id},
+                            ("debit" if recognise else "credit"): amount,
+                            "memo": memo,
+                            **entity,
+                        },
+                        {
+                            "account": {"id": revenue_id},
+                            ("credit" if recognise else "debit"): amount,
+                            "memo": memo,
+                            **entity,
+                        },
+                    ]
+                },
+            }
+            record = await self._create(
+                "journalEntry",
+                self._record_url("journalEntry"),
+                body,
+                key,
+                operation,
+                expand=True,
+            )
+        posting = await self._journal_posting(record, deferred_id, operation)
+        if (posting.amount, posting.period, posting.currency) != (
+            journal.amount,
+            journal.period,
+            journal.currency,
+        ):
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"journal entry {posting.journal_entry_id} keyed {key!r} moves "
+                f"{posting.amount} {posting.currency} in {posting.period}, not "
+                f"{journal.amount} {journal.currency} in {journal.period}: the key was posted "
+                "with other figures",
+                code="JOURNAL_MISMATCH",
+            )
+        return posting
+
+    # -- payments ---------------------------------------------------------------------------
+
+    async def _payment_posting(self, record: dict[str, Any], operation: str) -> PaymentPosting:
+        applied_to = [
+            _ref_id(entry.get("doc"))
+            for entry in (record.get("apply") or {}).get("items") or []
+            if entry.get("apply", True)
+        ]
+        currency_id = _ref_id(record.get("currency"))
+        if currency_id is None or not applied_to or applied_to[0] is None:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"customer payment {record.get('id')} has no currency or applies to nothing",
+            )
+        return PaymentPosting(
+            payment_record_id=str(record["id"]),
+            payment_id=str(record.get("externalId") or ""),
+            receivable_id=applied_to[0],
+            amount=_decimal(record.get("payment"), "payment", operation),
+            applied=_decimal(record.get("applied", 0), "payment applied", operation),
+            unapplied=_decimal(record.get("unapplied", 0), "payment unapplied", operation),
+            currency=await self._currency_code(currency_id, operation),
+            paid_on=date.fromisoformat(str(record.get("tranDate"))),
+        )
+
+    async def apply_payment(self, payment: PaymentApplication) -> PaymentPosting:
+        operation = "apply_payment"
+        ref = self._internal_ref(payment.receivable_id, "invoice", operation)
+        record = await self._find("customerPayment", payment.payment_id, operation, expand=True)
+        if record is None:
+            receivable = await self._receivable(
+                await self._get("invoice", ref, operation), operation
+            )
+            if receivable.currency != payment.currency:
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"payment {payment.payment_id} is in {payment.currency} but receivable "
+                    f"{ref} is in {receivable.currency}",
+                    code="CURRENCY_MISMATCH",
+                )
+            if receivable.amount_due <= 0:
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"receivable {ref} (invoice {receivable.invoice_id}) has nothing due, it is "
+                    f"{receivable.state}: payment {payment.payment_id} of {payment.amount} "
+                    f"{payment.currency} was not applied",
+                    code="RECEIVABLE_CLOSED",
+                )
+            body = {
+                "externalId": payment.payment_id,
+                "payment": payment.amount,
+                "tranDate": payment.paid_on.isoformat(),
+                "memo": f"revsync payment {payment.payment_id} of invoice {payment.invoice_id}"[
+                    :MAX_MEMO
+                ],
+            }
+            record = await self._create(
+                "customerPayment",
+                f"{self._record_url('invoice', ref)}/!transform/customerPayment",
+                body,
+                payment.payment_id,
+                operation,
+                expand=True,
+            )
+        posting = await self._payment_posting(record, operation)
+        if posting.receivable_id != ref:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"customer payment {posting.payment_record_id} keyed {payment.payment_id!r} "
+                f"applies to receivable {posting.receivable_id}, not {ref}",
+                code="EXTERNAL_ID_REUSED",
+            )
+        return posting
+
+    # -- reversal ---------------------------------------------------------------------------
+
+    async def reverse_receivable(
+        self, receivable_id: str, external_id: str, reason: str
+    ) -> Receivable:
+        operation = "reverse_receivable"
+        ref = self._internal_ref(receivable_id, "invoice", operation)
+        credit = await self._find("creditMemo", external_id, operation)
+        if credit is not None:
+            if _ref_id(credit.get("createdFrom")) != ref:
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"credit memo {credit['id']} keyed {external_id!r} reverses invoice "
+                    f"{_ref_id(credit.get('createdFrom'))}, not {ref}",
+                    code="EXTERNAL_ID_REUSED",
+                )
+            return await self._receivable(await self._get("invoice", ref, operation), operation)
+        receivable = await self._receivable(await self._get("invoice", ref, operation), operation)
+        if receivable.state is ReceivableState.REVERSED:
+            return receivable
+        if receivable.amount_paid > 0:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"receivable {ref} (invoice {receivable.invoice_id}) has "
+                f"{receivable.amount_paid} {receivable.currency} of payments applied: a credit "
+                "memo would leave that much owed back to the customer. Refund the payment in "
+                "billing and settle it in NetSuite by hand; revsync reverses unpaid receivables "
+                "only",
+                code="RECEIVABLE_PAID",
+            )
+        await self._create(
+            "creditMemo",
+            f"{self._record_url('invoice', ref)}/!transform/creditMemo",
+            {"externalId": external_id, "memo": f"Reversed by revsync: {reason}"[:MAX_MEMO]},
+            external_id,
+            operation,
+        )
+        return await self._receivable(await self._get("invoice", ref, operation), operation)
