@@ -16,6 +16,16 @@ POST        /services/rest/record/v1/salesOrder                    ``create_sale
 GET         /services/rest/record/v1/salesOrder                    ``list_sales_orders``
 GET         /services/rest/record/v1/salesOrder/<id or eid:x>      ``get_sales_order``
 PATCH       /services/rest/record/v1/salesOrder/<id or eid:x>      ``update_sales_order``
+POST        /services/rest/record/v1/invoice                       ``create_invoice``
+GET         /services/rest/record/v1/invoice/<id or eid:x>         ``get_invoice``
+POST        /services/rest/record/v1/invoice/<id>/!transform/      ``create_credit_memo``
+            creditMemo
+GET         /services/rest/record/v1/creditMemo/<id or eid:x>      ``get_credit_memo``
+POST        /services/rest/record/v1/invoice/<id>/!transform/      ``create_customer_payment``
+            customerPayment
+GET         /services/rest/record/v1/customerPayment/<id or eid:x> ``get_customer_payment``
+POST        /services/rest/record/v1/journalEntry                  ``create_journal_entry``
+GET         /services/rest/record/v1/journalEntry/<id or eid:x>    ``get_journal_entry``
 ==========  =====================================================  =======================
 
 Any other path under ``/services/rest/`` answers 404 ``NONEXISTENT_ID`` (operation
@@ -29,8 +39,13 @@ What it reproduces:
 - Account concurrency governance: with ``NetSuiteStore.concurrency_limit`` set, a request
   arriving while that many are in flight gets 429 ``CONCURRENCY_LIMIT_EXCEEDED``. Peak
   in-flight and refusals are counted (``snapshot()["governance"]``), with or without a limit.
-- SuiteQL (``Prefer: transient``, ``limit``/``offset`` paging, every value a string, nulls
-  omitted) over the tables ``item``, ``pricing``, ``currency`` and ``term``, for a subset:
+- SuiteQL (``Prefer: transient``, ``limit``/``offset`` paging with ``offset`` a multiple of
+  ``limit`` as NetSuite requires, every value a string, nulls
+  omitted) over the tables ``item``, ``pricing``, ``currency``, ``term``, ``accountingperiod``,
+  ``account`` and ``transaction`` (every transaction below plus sales orders, with ``type``
+  ``CustInvc``/``CustCred``/``CustPymt``/``Journal``/``SalesOrd``, ``createdfrom``,
+  ``otherrefnum``, ``status`` (a sales order's one-letter code) and ``foreigntotal``, negative
+  for a credit memo), for a subset:
   ``SELECT col [AS alias], ... FROM table [INNER JOIN table ON a = b] [WHERE cond AND ...]
   [ORDER BY col [ASC|DESC], ...]`` where a condition is ``col = literal`` or
   ``col IN (literal, ...)``. Anything else is 400 ``INVALID_PARAMETER``.
@@ -41,6 +56,24 @@ What it reproduces:
   currency's minor unit, is 400 ``USER_ERROR``.
 - Sublists on upsert/PATCH are merged (appended) unless named in ``?replace=``.
 - Cancelling (``orderStatus`` C) is refused once an order is fulfilled or billed.
+- A fiscal calendar: a year, four quarters and twelve monthly periods for each of 2020-2035
+  (``FY 2026``, ``Q1 2026``, ``Jan 2026``), all open; ``POST /_sandbox/netsuite/periods``
+  (``{"period": "2026-03" or "Mar 2026", "closed": true}``, no auth, not NetSuite's API) closes
+  or reopens a month, as finance does at month end. A transaction naming a closed
+  ``postingPeriod`` (or a quarter or year) is 400 ``USER_ERROR`` on ``postingPeriod``; one
+  without a posting period posts in its date's month, or the first open one after it when
+  that month is closed (NetSuite's "first open period" preference).
+- A chart of accounts: 1000 bank, 1100 receivables, 2200 sales tax, 2400 deferred revenue,
+  4000 subscription revenue, 4100 services revenue (``SELECT ... FROM account``).
+- Invoices: lines as sales orders have them plus ``tax1Amt``, ``revRecStartDate``,
+  ``revRecEndDate`` and ``custcol_revsync_line``; ``subtotal``, ``taxTotal``, ``total``,
+  ``amountRemaining``, ``amountPaid``, ``status`` A (Open) or B (Paid In Full), ``dueDate``
+  (given, else from ``terms``); a negative total is refused. Credit memos and customer
+  payments are made only by transforming an invoice: a credit memo copies its lines and is
+  applied to what is still due; a payment is applied up to what is due (the rest stays
+  unapplied) and an invoice with nothing due refuses one. Journal entries must balance and
+  have at least two lines, each a positive ``debit`` or ``credit`` on an existing account.
+  Every one of them is unique by ``externalId`` (400 ``DUP_RCRD``).
 """
 
 from __future__ import annotations
@@ -49,12 +82,13 @@ import itertools
 import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain.money import MINOR_UNITS, quantize
 from sandbox.faults import VendorFaults
@@ -101,6 +135,19 @@ _TERMS = [
     ("7", "Net 60", 60),
     ("8", "Net 90", 90),
 ]
+# The chart of accounts revsync's postings touch: (id, number, name, type).
+_ACCOUNTS = [
+    ("1", "1000", "Operating Bank Account", "Bank"),
+    ("2", "1100", "Accounts Receivable", "AcctRec"),
+    ("3", "2200", "Sales Tax Payable", "OthCurrLiab"),
+    ("4", "2400", "Deferred Revenue", "DeferRevenue"),
+    ("5", "4000", "Subscription Revenue", "Income"),
+    ("6", "4100", "Professional Services Revenue", "Income"),
+]
+# Fiscal years set up in the emulated account (calendar years, monthly periods).
+FISCAL_YEARS = range(2020, 2036)
+MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+INVOICE_STATUS_NAMES = {"A": "Open", "B": "Paid In Full"}
 BASE_PRICE_LEVEL = "1"
 # A second price level, 20% below list, so a query that forgets the price level is caught.
 PARTNER_PRICE_LEVEL = "2"
@@ -194,6 +241,38 @@ _TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "pricing": ("item", "pricelevel", "currency", "unitprice"),
     "currency": ("id", "symbol", "name", "isinactive"),
     "term": ("id", "name", "daysuntilnetdue", "isinactive"),
+    "accountingperiod": (
+        "id",
+        "periodname",
+        "startdate",
+        "enddate",
+        "closed",
+        "isquarter",
+        "isyear",
+        "isadjust",
+        "isinactive",
+        "alllocked",
+        "arlocked",
+        "aplocked",
+        "parent",
+    ),
+    "account": ("id", "acctnumber", "fullname", "accttype", "isinactive"),
+    "transaction": (
+        "id",
+        "tranid",
+        "type",
+        "recordtype",
+        "externalid",
+        "createdfrom",
+        "entity",
+        "currency",
+        "foreigntotal",
+        "trandate",
+        "postingperiod",
+        "memo",
+        "otherrefnum",
+        "status",
+    ),
 }
 
 
@@ -362,6 +441,69 @@ def _sort_key(value: str | None) -> tuple[int, Decimal, str]:
         return (1, Decimal(0), value)
 
 
+# -- accounting periods ----------------------------------------------------------------------
+
+
+def _period_row(
+    pid: str, name: str, start: date, end: date, *, kind: str, parent: str | None
+) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "periodname": name,
+        "startdate": start,
+        "enddate": end,
+        "closed": False,
+        "isquarter": kind == "quarter",
+        "isyear": kind == "year",
+        "isadjust": False,
+        "isinactive": False,
+        "alllocked": False,
+        "arlocked": False,
+        "aplocked": False,
+        "parent": parent,
+    }
+
+
+def _month_end(year: int, month: int) -> date:
+    if month == 12:
+        return date(year, 12, 31)
+    return date(year, month + 1, 1) - timedelta(days=1)
+
+
+def _fiscal_calendar(years: range) -> dict[str, dict[str, Any]]:
+    """A year, its quarters and its months per fiscal year, named as NetSuite names them
+    by default (``FY 2026``, ``Q1 2026``, ``Jan 2026``), all open."""
+    periods: dict[str, dict[str, Any]] = {}
+    ids = itertools.count(1)
+    for year in years:
+        year_id = str(next(ids))
+        periods[year_id] = _period_row(
+            year_id, f"FY {year}", date(year, 1, 1), date(year, 12, 31), kind="year", parent=None
+        )
+        for quarter in range(4):
+            first = quarter * 3 + 1
+            quarter_id = str(next(ids))
+            periods[quarter_id] = _period_row(
+                quarter_id,
+                f"Q{quarter + 1} {year}",
+                date(year, first, 1),
+                _month_end(year, first + 2),
+                kind="quarter",
+                parent=year_id,
+            )
+            for month in range(first, first + 3):
+                month_id = str(next(ids))
+                periods[month_id] = _period_row(
+                    month_id,
+                    f"{MONTH_NAMES[month - 1]} {year}",
+                    date(year, month, 1),
+                    _month_end(year, month),
+                    kind="month",
+                    parent=quarter_id,
+                )
+    return periods
+
+
 # -- the store -------------------------------------------------------------------------------
 
 
@@ -418,6 +560,23 @@ class NetSuiteStore:
         self.sales_orders: dict[str, dict[str, Any]] = {}
         self._customer_ids = itertools.count(301)
         self._order_ids = itertools.count(7001)
+        # Invoice-to-revenue transactions: invoices, credit memos, payments, journal entries.
+        self.invoices: dict[str, dict[str, Any]] = {}
+        self.credit_memos: dict[str, dict[str, Any]] = {}
+        self.customer_payments: dict[str, dict[str, Any]] = {}
+        self.journal_entries: dict[str, dict[str, Any]] = {}
+        self._transaction_ids = itertools.count(20001)
+        self.accounts: dict[str, dict[str, Any]] = {
+            aid: {
+                "id": aid,
+                "acctnumber": number,
+                "fullname": name,
+                "accttype": kind,
+                "isinactive": False,
+            }
+            for aid, number, name, kind in _ACCOUNTS
+        }
+        self.periods: dict[str, dict[str, Any]] = _fiscal_calendar(FISCAL_YEARS)
         # Governance.
         self.concurrency_limit: int | None = None
         self.in_flight = 0
@@ -476,7 +635,13 @@ class NetSuiteStore:
             return self.pricing
         if name == "currency":
             return list(self.currencies.values())
-        return list(self.terms.values())
+        if name == "term":
+            return list(self.terms.values())
+        if name == "accountingperiod":
+            return list(self.periods.values())
+        if name == "account":
+            return list(self.accounts.values())
+        return self._transaction_rows()
 
     def suiteql(self, query: str) -> list[dict[str, str]]:
         """Rows of ``query``, every value as text and nulls left out. Raises SuiteQLError."""
@@ -821,7 +986,746 @@ class NetSuiteStore:
             record["item"] = {"links": [{"rel": "self", "href": f"{self_url}/item"}]}
         return record
 
+    # accounting periods
+
+    def month_period(self, day: date) -> dict[str, Any] | None:
+        """The monthly posting period ``day`` falls in."""
+        for period in self.periods.values():
+            if (
+                not period["isquarter"]
+                and not period["isyear"]
+                and period["startdate"] <= day <= period["enddate"]
+            ):
+                return period
+        return None
+
+    def find_period(self, name_or_month: str) -> dict[str, Any] | None:
+        """A monthly period by NetSuite name (``Mar 2026``) or calendar month (``2026-03``)."""
+        match = re.fullmatch(r"(\d{4})-(\d{2})", name_or_month)
+        if match is not None:
+            year, month = int(match.group(1)), int(match.group(2))
+            if not 1 <= month <= 12:
+                return None
+            return self.month_period(date(year, month, 1))
+        return next(
+            (
+                p
+                for p in self.periods.values()
+                if p["periodname"] == name_or_month and not p["isquarter"] and not p["isyear"]
+            ),
+            None,
+        )
+
+    def set_period_closed(self, name_or_month: str, closed: bool) -> dict[str, Any]:
+        """Close (or reopen) a monthly period, as finance does at month end."""
+        period = self.find_period(name_or_month)
+        if period is None:
+            raise KeyError(f"no monthly accounting period {name_or_month!r}")
+        period["closed"] = closed
+        return period
+
+    def _posting_period(self, body: dict[str, Any], tran_date: date) -> str:
+        """The posting period of a new transaction. An explicit ``postingPeriod`` must be an
+        open monthly period; without one, the transaction date's period is used, or the first
+        open period after it when that one is closed (NetSuite's "Default Posting Period When
+        Transaction Date in Closed Period: First Open Period")."""
+        if "postingPeriod" in body:
+            pid = _ref(body["postingPeriod"], "postingPeriod")
+            period = self.periods.get(pid)
+            if period is None:
+                raise _bad_ref("postingPeriod", f"Invalid postingPeriod reference key {pid}.")
+            if period["isquarter"] or period["isyear"]:
+                raise _bad_value(
+                    "postingPeriod",
+                    f"{period['periodname']} is a summary period; post to a month.",
+                )
+            if period["closed"]:
+                raise NetSuiteError(
+                    400,
+                    "USER_ERROR",
+                    f"The accounting period {period['periodname']} is closed. Choose an open "
+                    "posting period or reopen the period.",
+                    "postingPeriod",
+                )
+            return pid
+        period = self.month_period(tran_date)
+        while period is not None and period["closed"]:
+            period = self.month_period(period["enddate"] + timedelta(days=1))
+        if period is None:
+            raise NetSuiteError(
+                400,
+                "USER_ERROR",
+                f"No open accounting period on or after {tran_date.isoformat()}: set up the "
+                "fiscal calendar.",
+                "tranDate",
+            )
+        return str(period["id"])
+
+    # transactions shared rules
+
+    def _tran_date(self, body: dict[str, Any]) -> date:
+        raw = body.get("tranDate", date.today().isoformat())
+        try:
+            return date.fromisoformat(str(raw))
+        except ValueError:
+            raise _bad_value("tranDate", f"Invalid date value {raw!r}.") from None
+
+    def _new_external_id(self, body: dict[str, Any], records: dict[str, Any], kind: str) -> Any:
+        external_id = body.get("externalId")
+        if external_id is None:
+            return None
+        if not isinstance(external_id, str) or not external_id:
+            raise _bad_value("externalId", "Invalid externalId.")
+        if self._find(records, f"eid:{external_id}") is not None:
+            raise NetSuiteError(
+                400,
+                "DUP_RCRD",
+                f"This record already exists: a {kind} with external ID {external_id!r}.",
+                "externalId",
+            )
+        return external_id
+
+    def _text_field(self, body: dict[str, Any], key: str, limit: int = 999) -> str | None:
+        value = body.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise _bad_value(key, f"Invalid value for field {key}: expected text.")
+        if len(value) > limit:
+            raise _bad_value(key, f"{key} is longer than {limit} characters.")
+        return value
+
+    def _amount(self, value: Any, path: str, symbol: str) -> Decimal:
+        amount = _number(value, path)
+        if quantize(amount, symbol) != amount:
+            raise NetSuiteError(
+                400,
+                "USER_ERROR",
+                f"Amount {amount} has more decimal places than {symbol} allows "
+                f"({MINOR_UNITS.get(symbol, 2)}).",
+                path,
+            )
+        return amount
+
+    def _stamp(self, record: dict[str, Any]) -> dict[str, Any]:
+        now = _now()
+        record["createdDate"] = now
+        record["lastModifiedDate"] = now
+        return record
+
+    # invoices
+
+    def find_invoice(self, ref: str) -> dict[str, Any] | None:
+        return self._find(self.invoices, ref)
+
+    def create_invoice(self, body: Any) -> dict[str, Any]:
+        _check_fields(body, _INVOICE_FIELDS)
+        external_id = self._new_external_id(body, self.invoices, "invoice")
+        if "entity" not in body:
+            raise NetSuiteError(400, "USER_ERROR", "Please enter value(s) for: Customer", "entity")
+        customer_id = _ref(body["entity"], "entity")
+        customer = self.customers.get(customer_id)
+        if customer is None:
+            raise _bad_ref("entity", f"Invalid entity reference key {customer_id}.")
+        currency_id = (
+            _ref(body["currency"], "currency")
+            if "currency" in body
+            else customer["currency"] or "1"
+        )
+        if currency_id not in self.currencies:
+            raise _bad_ref("currency", f"Invalid currency reference key {currency_id}.")
+        symbol = str(self.currencies[currency_id]["symbol"])
+        terms_id = _ref(body["terms"], "terms") if "terms" in body else None
+        if terms_id is not None and terms_id not in self.terms:
+            raise _bad_ref("terms", f"Invalid terms reference key {terms_id}.")
+        tran_date = self._tran_date(body)
+        if "dueDate" in body:
+            try:
+                due_date = date.fromisoformat(str(body["dueDate"]))
+            except ValueError:
+                raise _bad_value("dueDate", f"Invalid date value {body['dueDate']!r}.") from None
+        elif terms_id is not None:
+            due_date = tran_date + timedelta(days=int(self.terms[terms_id]["daysuntilnetdue"]))
+        else:
+            due_date = tran_date
+        memo = self._text_field(body, "memo")
+        other_ref = self._text_field(body, "otherRefNum", 45)
+        lines = self._invoice_lines(_sublist(body.get("item"), "item"), symbol)
+        subtotal = sum((line["amount"] for line in lines), Decimal(0))
+        tax_total = sum((line["tax1Amt"] or Decimal(0) for line in lines), Decimal(0))
+        total = subtotal + tax_total
+        if total < 0:
+            raise NetSuiteError(
+                400,
+                "USER_ERROR",
+                f"An invoice total cannot be negative ({total} {symbol}); enter a credit "
+                "memo instead.",
+                "item",
+            )
+        posting_period = self._posting_period(body, tran_date)
+        invoice_id = str(next(self._transaction_ids))
+        invoice = self._stamp(
+            {
+                "id": invoice_id,
+                "tranId": f"INV{invoice_id}",
+                "externalId": external_id,
+                "entity": customer_id,
+                "currency": currency_id,
+                "terms": terms_id,
+                "tranDate": tran_date.isoformat(),
+                "dueDate": due_date.isoformat(),
+                "postingPeriod": posting_period,
+                "memo": memo,
+                "otherRefNum": other_ref,
+                "item": lines,
+                "subtotal": subtotal,
+                "taxTotal": tax_total,
+                "total": total,
+                "amountRemaining": total,
+                "status": "A" if total > 0 else "B",
+            }
+        )
+        self.invoices[invoice_id] = invoice
+        return invoice
+
+    def _invoice_lines(self, entries: list[Any], symbol: str) -> list[dict[str, Any]]:
+        if not entries:
+            raise NetSuiteError(
+                400,
+                "USER_ERROR",
+                "You must enter at least one line item for this transaction.",
+                "item",
+            )
+        lines: list[dict[str, Any]] = []
+        for n, entry in enumerate(entries):
+            path = f"item.items[{n}]"
+            if not isinstance(entry, dict):
+                raise _bad_value(path, "Invalid line.")
+            _check_fields(entry, _INVOICE_LINE_FIELDS, path)
+            item_id = _ref(entry.get("item"), f"{path}.item")
+            item = self.items.get(item_id)
+            if item is None or item["isinactive"]:
+                raise _bad_ref(f"{path}.item", f"Invalid item reference key {item_id}.")
+            quantity = _number(entry.get("quantity", 1), f"{path}.quantity")
+            if quantity <= 0:
+                raise _bad_value(f"{path}.quantity", "Quantity must be greater than zero.")
+            if "rate" not in entry and "amount" not in entry:
+                raise NetSuiteError(
+                    400, "USER_ERROR", "Please enter value(s) for: Rate", f"{path}.rate"
+                )
+            rate = _number(entry["rate"], f"{path}.rate") if "rate" in entry else None
+            amount = (
+                self._amount(entry["amount"], f"{path}.amount", symbol)
+                if "amount" in entry
+                else None
+            )
+            if rate is None:
+                assert amount is not None
+                rate = amount / quantity
+            expected = quantize(rate * quantity, symbol)
+            if amount is None:
+                amount = expected
+            if amount != expected:
+                raise NetSuiteError(
+                    400,
+                    "USER_ERROR",
+                    f"Line {n + 1}: amount {amount} is not rate {rate} times quantity {quantity} "
+                    f"({expected} {symbol}).",
+                    f"{path}.amount",
+                )
+            tax = (
+                self._amount(entry["tax1Amt"], f"{path}.tax1Amt", symbol)
+                if entry.get("tax1Amt") is not None
+                else None
+            )
+            rev_rec: dict[str, str | None] = {}
+            for key in ("revRecStartDate", "revRecEndDate"):
+                value = entry.get(key)
+                if value is not None:
+                    try:
+                        date.fromisoformat(str(value))
+                    except ValueError:
+                        raise _bad_value(
+                            f"{path}.{key}", f"Invalid date value {value!r}."
+                        ) from None
+                rev_rec[key] = None if value is None else str(value)
+            if (
+                rev_rec.get("revRecStartDate")
+                and rev_rec.get("revRecEndDate")
+                and str(rev_rec["revRecEndDate"]) < str(rev_rec["revRecStartDate"])
+            ):
+                raise _bad_value(
+                    f"{path}.revRecEndDate", "The rev rec end date is before its start date."
+                )
+            description = entry.get("description", item["displayname"])
+            if description is not None and not isinstance(description, str):
+                raise _bad_value(f"{path}.description", "Invalid description.")
+            custom_line = entry.get("custcol_revsync_line")
+            if custom_line is not None and not isinstance(custom_line, str):
+                raise _bad_value(f"{path}.custcol_revsync_line", "Invalid value: expected text.")
+            lines.append(
+                {
+                    "line": n + 1,
+                    "item": item_id,
+                    "itemId": item["itemid"],
+                    "quantity": quantity,
+                    "rate": rate,
+                    "amount": amount,
+                    "tax1Amt": tax,
+                    "description": description,
+                    "revRecStartDate": rev_rec.get("revRecStartDate"),
+                    "revRecEndDate": rev_rec.get("revRecEndDate"),
+                    "custcol_revsync_line": custom_line,
+                }
+            )
+        return lines
+
+    def _apply_to_invoice(self, invoice: dict[str, Any], amount: Decimal) -> Decimal:
+        """Apply up to ``amount`` to what the invoice still owes; returns what was applied."""
+        remaining: Decimal = invoice["amountRemaining"]
+        applied = min(amount, remaining)
+        invoice["amountRemaining"] = remaining - applied
+        invoice["status"] = "A" if invoice["amountRemaining"] > 0 else "B"
+        invoice["lastModifiedDate"] = _now()
+        return applied
+
+    # credit memos (transformed from an invoice)
+
+    def find_credit_memo(self, ref: str) -> dict[str, Any] | None:
+        return self._find(self.credit_memos, ref)
+
+    def credit_invoice(self, invoice: dict[str, Any], body: Any) -> dict[str, Any]:
+        """``invoice/<id>/!transform/creditMemo``: a credit memo copying the invoice's lines,
+        applied to what the invoice still owes (the rest stays unapplied on the customer)."""
+        body = {} if body is None else body
+        _check_fields(body, _CREDIT_MEMO_FIELDS)
+        external_id = self._new_external_id(body, self.credit_memos, "credit memo")
+        tran_date = self._tran_date(body)
+        posting_period = self._posting_period(body, tran_date)
+        memo = self._text_field(body, "memo")
+        applied = self._apply_to_invoice(invoice, invoice["total"])
+        memo_id = str(next(self._transaction_ids))
+        credit = self._stamp(
+            {
+                "id": memo_id,
+                "tranId": f"CM{memo_id}",
+                "externalId": external_id,
+                "entity": invoice["entity"],
+                "currency": invoice["currency"],
+                "tranDate": tran_date.isoformat(),
+                "postingPeriod": posting_period,
+                "createdFrom": invoice["id"],
+                "memo": memo,
+                "item": [dict(line) for line in invoice["item"]],
+                "subtotal": invoice["subtotal"],
+                "taxTotal": invoice["taxTotal"],
+                "total": invoice["total"],
+                "applied": applied,
+                "unapplied": invoice["total"] - applied,
+                "apply": [{"doc": invoice["id"], "amount": applied}] if applied else [],
+            }
+        )
+        self.credit_memos[memo_id] = credit
+        return credit
+
+    # customer payments (transformed from an invoice)
+
+    def find_customer_payment(self, ref: str) -> dict[str, Any] | None:
+        return self._find(self.customer_payments, ref)
+
+    def pay_invoice(self, invoice: dict[str, Any], body: Any) -> dict[str, Any]:
+        """``invoice/<id>/!transform/customerPayment``: a payment applied to the invoice; a
+        payment larger than what is due leaves the rest unapplied on the customer."""
+        body = {} if body is None else body
+        _check_fields(body, _PAYMENT_FIELDS)
+        symbol = str(self.currencies[invoice["currency"]]["symbol"])
+        if invoice["amountRemaining"] <= 0:
+            raise NetSuiteError(
+                400,
+                "USER_ERROR",
+                f"Invoice {invoice['tranId']} has no amount due: there is nothing to apply a "
+                "payment to.",
+            )
+        external_id = self._new_external_id(body, self.customer_payments, "customer payment")
+        payment = (
+            self._amount(body["payment"], "payment", symbol)
+            if "payment" in body
+            else invoice["amountRemaining"]
+        )
+        if payment <= 0:
+            raise _bad_value("payment", "The payment amount must be greater than zero.")
+        tran_date = self._tran_date(body)
+        posting_period = self._posting_period(body, tran_date)
+        memo = self._text_field(body, "memo")
+        applied = self._apply_to_invoice(invoice, payment)
+        payment_id = str(next(self._transaction_ids))
+        record = self._stamp(
+            {
+                "id": payment_id,
+                "tranId": f"PYMT{payment_id}",
+                "externalId": external_id,
+                "customer": invoice["entity"],
+                "currency": invoice["currency"],
+                "tranDate": tran_date.isoformat(),
+                "postingPeriod": posting_period,
+                "memo": memo,
+                "payment": payment,
+                "applied": applied,
+                "unapplied": payment - applied,
+                "apply": [{"doc": invoice["id"], "amount": applied}],
+            }
+        )
+        self.customer_payments[payment_id] = record
+        return record
+
+    # journal entries
+
+    def find_journal_entry(self, ref: str) -> dict[str, Any] | None:
+        return self._find(self.journal_entries, ref)
+
+    def create_journal_entry(self, body: Any) -> dict[str, Any]:
+        _check_fields(body, _JOURNAL_FIELDS)
+        external_id = self._new_external_id(body, self.journal_entries, "journal entry")
+        currency_id = _ref(body["currency"], "currency") if "currency" in body else "1"
+        if currency_id not in self.currencies:
+            raise _bad_ref("currency", f"Invalid currency reference key {currency_id}.")
+        symbol = str(self.currencies[currency_id]["symbol"])
+        tran_date = self._tran_date(body)
+        memo = self._text_field(body, "memo")
+        entries = _sublist(body.get("line"), "line")
+        if len(entries) < 2:
+            raise NetSuiteError(
+                400, "USER_ERROR", "A journal entry needs at least two lines.", "line"
+            )
+        lines: list[dict[str, Any]] = []
+        for n, entry in enumerate(entries):
+            path = f"line.items[{n}]"
+            if not isinstance(entry, dict):
+                raise _bad_value(path, "Invalid line.")
+            _check_fields(entry, _JOURNAL_LINE_FIELDS, path)
+            account_id = _ref(entry.get("account"), f"{path}.account")
+            account = self.accounts.get(account_id)
+            if account is None or account["isinactive"]:
+                raise _bad_ref(f"{path}.account", f"Invalid account reference key {account_id}.")
+            debit = (
+                self._amount(entry["debit"], f"{path}.debit", symbol)
+                if entry.get("debit") is not None
+                else None
+            )
+            credit = (
+                self._amount(entry["credit"], f"{path}.credit", symbol)
+                if entry.get("credit") is not None
+                else None
+            )
+            if (debit is None) == (credit is None) or (debit or credit or Decimal(0)) <= 0:
+                raise _bad_value(
+                    path, "Each journal line needs either a positive debit or a positive credit."
+                )
+            entity = None
+            if entry.get("entity") is not None:
+                entity = _ref(entry["entity"], f"{path}.entity")
+                if entity not in self.customers:
+                    raise _bad_ref(f"{path}.entity", f"Invalid entity reference key {entity}.")
+            line_memo = entry.get("memo")
+            if line_memo is not None and not isinstance(line_memo, str):
+                raise _bad_value(f"{path}.memo", "Invalid value: expected text.")
+            lines.append(
+                {
+                    "line": n,
+                    "account": account_id,
+                    "debit": debit,
+                    "credit": credit,
+                    "entity": entity,
+                    "memo": line_memo,
+                }
+            )
+        debits = sum((line["debit"] or Decimal(0) for line in lines), Decimal(0))
+        credits = sum((line["credit"] or Decimal(0) for line in lines), Decimal(0))
+        if debits != credits:
+            raise NetSuiteError(
+                400,
+                "USER_ERROR",
+                f"The transaction is not in balance: debits {debits} and credits {credits} "
+                f"{symbol}.",
+                "line",
+            )
+        posting_period = self._posting_period(body, tran_date)
+        journal_id = str(next(self._transaction_ids))
+        journal = self._stamp(
+            {
+                "id": journal_id,
+                "tranId": f"JE{journal_id}",
+                "externalId": external_id,
+                "currency": currency_id,
+                "tranDate": tran_date.isoformat(),
+                "postingPeriod": posting_period,
+                "memo": memo,
+                "line": lines,
+                "total": debits,
+            }
+        )
+        self.journal_entries[journal_id] = journal
+        return journal
+
+    # rendering
+
+    def _refs(self, record_id: str | None, name: Any) -> dict[str, Any] | None:
+        if record_id is None:
+            return None
+        return {"links": [], "id": record_id, "refName": name}
+
+    def _period_ref(self, pid: str) -> dict[str, Any] | None:
+        return self._refs(pid, self.periods[pid]["periodname"])
+
+    def _currency_ref(self, cid: str) -> dict[str, Any] | None:
+        return self._refs(cid, self.currencies[cid]["name"])
+
+    def _customer_ref(self, cid: str) -> dict[str, Any] | None:
+        return self._refs(cid, self.customers[cid].get("companyName"))
+
+    @staticmethod
+    def _sublist_out(self_url: str, name: str, rows: list[dict[str, Any]] | None) -> Any:
+        if rows is None:
+            return {"links": [{"rel": "self", "href": f"{self_url}/{name}"}]}
+        return {
+            "links": [{"rel": "self", "href": f"{self_url}/{name}"}],
+            "items": rows,
+            "count": len(rows),
+            "hasMore": False,
+            "offset": 0,
+            "totalResults": len(rows),
+        }
+
+    def _item_rows(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows = []
+        for line in lines:
+            row: dict[str, Any] = {
+                "links": [],
+                "line": line["line"],
+                "item": {"links": [], "id": line["item"], "refName": line["itemId"]},
+                "quantity": line["quantity"],
+                "rate": line["rate"],
+                "amount": line["amount"],
+            }
+            for key in (
+                "tax1Amt",
+                "description",
+                "revRecStartDate",
+                "revRecEndDate",
+                "custcol_revsync_line",
+            ):
+                if line.get(key) is not None:
+                    row[key] = line[key]
+            rows.append(row)
+        return rows
+
+    def _drop_none(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in record.items() if v is not None}
+
+    def render_invoice(self, invoice: dict[str, Any], self_url: str, expand: bool) -> Any:
+        terms = invoice["terms"]
+        return self._drop_none(
+            {
+                "links": [{"rel": "self", "href": self_url}],
+                "id": invoice["id"],
+                "tranId": invoice["tranId"],
+                "externalId": invoice["externalId"],
+                "entity": self._customer_ref(invoice["entity"]),
+                "currency": self._currency_ref(invoice["currency"]),
+                "terms": None if terms is None else self._refs(terms, self.terms[terms]["name"]),
+                "tranDate": invoice["tranDate"],
+                "dueDate": invoice["dueDate"],
+                "postingPeriod": self._period_ref(invoice["postingPeriod"]),
+                "memo": invoice["memo"],
+                "otherRefNum": invoice["otherRefNum"],
+                "subtotal": invoice["subtotal"],
+                "taxTotal": invoice["taxTotal"],
+                "total": invoice["total"],
+                "amountPaid": invoice["total"] - invoice["amountRemaining"],
+                "amountRemaining": invoice["amountRemaining"],
+                "status": {
+                    "id": invoice["status"],
+                    "refName": INVOICE_STATUS_NAMES[invoice["status"]],
+                },
+                "createdDate": invoice["createdDate"],
+                "lastModifiedDate": invoice["lastModifiedDate"],
+                "item": self._sublist_out(
+                    self_url, "item", self._item_rows(invoice["item"]) if expand else None
+                ),
+            }
+        )
+
+    def render_credit_memo(self, credit: dict[str, Any], self_url: str, expand: bool) -> Any:
+        apply_rows = [
+            {
+                "links": [],
+                "doc": {"links": [], "id": a["doc"]},
+                "apply": True,
+                "amount": a["amount"],
+            }
+            for a in credit["apply"]
+        ]
+        return self._drop_none(
+            {
+                "links": [{"rel": "self", "href": self_url}],
+                "id": credit["id"],
+                "tranId": credit["tranId"],
+                "externalId": credit["externalId"],
+                "entity": self._customer_ref(credit["entity"]),
+                "currency": self._currency_ref(credit["currency"]),
+                "tranDate": credit["tranDate"],
+                "postingPeriod": self._period_ref(credit["postingPeriod"]),
+                "createdFrom": self._refs(
+                    credit["createdFrom"], self.invoices[credit["createdFrom"]]["tranId"]
+                ),
+                "memo": credit["memo"],
+                "subtotal": credit["subtotal"],
+                "taxTotal": credit["taxTotal"],
+                "total": credit["total"],
+                "applied": credit["applied"],
+                "unapplied": credit["unapplied"],
+                "createdDate": credit["createdDate"],
+                "lastModifiedDate": credit["lastModifiedDate"],
+                "item": self._sublist_out(
+                    self_url, "item", self._item_rows(credit["item"]) if expand else None
+                ),
+                "apply": self._sublist_out(self_url, "apply", apply_rows if expand else None),
+            }
+        )
+
+    def render_customer_payment(self, payment: dict[str, Any], self_url: str, expand: bool) -> Any:
+        apply_rows = [
+            {
+                "links": [],
+                "doc": {"links": [], "id": a["doc"]},
+                "apply": True,
+                "amount": a["amount"],
+            }
+            for a in payment["apply"]
+        ]
+        return self._drop_none(
+            {
+                "links": [{"rel": "self", "href": self_url}],
+                "id": payment["id"],
+                "tranId": payment["tranId"],
+                "externalId": payment["externalId"],
+                "customer": self._customer_ref(payment["customer"]),
+                "currency": self._currency_ref(payment["currency"]),
+                "tranDate": payment["tranDate"],
+                "postingPeriod": self._period_ref(payment["postingPeriod"]),
+                "memo": payment["memo"],
+                "payment": payment["payment"],
+                "applied": payment["applied"],
+                "unapplied": payment["unapplied"],
+                "createdDate": payment["createdDate"],
+                "lastModifiedDate": payment["lastModifiedDate"],
+                "apply": self._sublist_out(self_url, "apply", apply_rows if expand else None),
+            }
+        )
+
+    def render_journal_entry(self, journal: dict[str, Any], self_url: str, expand: bool) -> Any:
+        rows = [
+            self._drop_none(
+                {
+                    "links": [],
+                    "line": line["line"],
+                    "account": self._refs(
+                        line["account"], self.accounts[line["account"]]["fullname"]
+                    ),
+                    "debit": line["debit"],
+                    "credit": line["credit"],
+                    "entity": None
+                    if line["entity"] is None
+                    else self._customer_ref(line["entity"]),
+                    "memo": line["memo"],
+                }
+            )
+            for line in journal["line"]
+        ]
+        return self._drop_none(
+            {
+                "links": [{"rel": "self", "href": self_url}],
+                "id": journal["id"],
+                "tranId": journal["tranId"],
+                "externalId": journal["externalId"],
+                "currency": self._currency_ref(journal["currency"]),
+                "tranDate": journal["tranDate"],
+                "postingPeriod": self._period_ref(journal["postingPeriod"]),
+                "memo": journal["memo"],
+                "createdDate": journal["createdDate"],
+                "lastModifiedDate": journal["lastModifiedDate"],
+                "line": self._sublist_out(self_url, "line", rows if expand else None),
+            }
+        )
+
+    def _transaction_rows(self) -> list[dict[str, Any]]:
+        """SuiteQL's ``transaction`` table over every transaction the emulator keeps.
+        ``foreigntotal`` is in the transaction currency, negative for a credit memo."""
+        rows: list[dict[str, Any]] = []
+
+        def row(record: dict[str, Any], kind: str, recordtype: str, **extra: Any) -> None:
+            rows.append(
+                {
+                    "id": record["id"],
+                    "tranid": record.get("tranId"),
+                    "type": kind,
+                    "recordtype": recordtype,
+                    "externalid": record.get("externalId"),
+                    "createdfrom": None,
+                    "entity": record.get("entity") or record.get("customer"),
+                    "currency": record.get("currency"),
+                    "foreigntotal": record.get("total"),
+                    "trandate": record.get("tranDate"),
+                    "postingperiod": record.get("postingPeriod"),
+                    "memo": record.get("memo"),
+                    "otherrefnum": record.get("otherRefNum"),
+                    # SuiteQL answers a transaction's status as its one-letter code.
+                    "status": None,
+                    **extra,
+                }
+            )
+
+        for order in self.sales_orders.values():
+            row(order, "SalesOrd", "salesorder", postingperiod=None, status=order["orderStatus"])
+        for invoice in self.invoices.values():
+            row(invoice, "CustInvc", "invoice")
+        for credit in self.credit_memos.values():
+            row(
+                credit,
+                "CustCred",
+                "creditmemo",
+                createdfrom=credit["createdFrom"],
+                foreigntotal=-credit["total"],
+            )
+        for payment in self.customer_payments.values():
+            row(payment, "CustPymt", "customerpayment", foreigntotal=payment["payment"])
+        for journal in self.journal_entries.values():
+            row(journal, "Journal", "journalentry")
+        return rows
+
     # inspection
+
+    def _plain(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A transaction with its references in readable form: currency as its ISO code,
+        terms and posting period by name, accounts by number."""
+        plain: dict[str, Any] = {}
+        for key, value in record.items():
+            if key == "currency":
+                plain[key] = self.currency_symbol(value)
+            elif key == "terms":
+                plain[key] = None if value is None else self.terms[value]["name"]
+            elif key == "postingPeriod":
+                plain[key] = self.periods[value]["periodname"]
+            elif key == "line":
+                plain[key] = [
+                    {**line, "account": self.accounts[line["account"]]["acctnumber"]}
+                    for line in value
+                ]
+            elif isinstance(value, list):
+                plain[key] = [dict(entry) for entry in value]
+            else:
+                plain[key] = value
+        return plain
 
     def snapshot(self) -> dict[str, Any]:
         """Every record, in plain form (currencies as ISO codes), plus governance counters."""
@@ -863,6 +1767,11 @@ class NetSuiteStore:
             "customers": customers,
             "items": items,
             "salesOrders": orders,
+            "invoices": [self._plain(r) for r in self.invoices.values()],
+            "creditMemos": [self._plain(r) for r in self.credit_memos.values()],
+            "customerPayments": [self._plain(r) for r in self.customer_payments.values()],
+            "journalEntries": [self._plain(r) for r in self.journal_entries.values()],
+            "closedPeriods": [p["periodname"] for p in self.periods.values() if p["closed"]],
             "governance": {
                 "limit": self.concurrency_limit,
                 "peak_in_flight": self.peak_in_flight,
@@ -899,6 +1808,30 @@ _ORDER_FIELDS = frozenset(
     }
 )
 _LINE_FIELDS = frozenset({"item", "quantity", "rate", "amount", "description"})
+_INVOICE_FIELDS = frozenset(
+    {
+        "externalId",
+        "entity",
+        "currency",
+        "terms",
+        "tranDate",
+        "dueDate",
+        "postingPeriod",
+        "memo",
+        "otherRefNum",
+        "item",
+    }
+)
+_INVOICE_LINE_FIELDS = _LINE_FIELDS | {
+    "tax1Amt",
+    "revRecStartDate",
+    "revRecEndDate",
+    "custcol_revsync_line",
+}
+_CREDIT_MEMO_FIELDS = frozenset({"externalId", "tranDate", "postingPeriod", "memo"})
+_PAYMENT_FIELDS = frozenset({"externalId", "tranDate", "postingPeriod", "memo", "payment"})
+_JOURNAL_FIELDS = frozenset({"externalId", "currency", "tranDate", "postingPeriod", "memo", "line"})
+_JOURNAL_LINE_FIELDS = frozenset({"account", "debit", "credit", "entity", "memo"})
 _ADDRESS_FIELDS = frozenset(
     {"addressee", "addr1", "addr2", "addr3", "city", "state", "zip", "country"}
 )
@@ -996,6 +1929,10 @@ def _page_params(request: Request) -> tuple[int, int]:
         )
     if offset < 0:
         raise NetSuiteError(400, "INVALID_PARAMETER", "offset cannot be negative.", "offset")
+    if offset % limit:
+        raise NetSuiteError(
+            400, "INVALID_PARAMETER", "offset must be a multiple of limit.", "offset"
+        )
     return limit, offset
 
 
@@ -1155,6 +2092,75 @@ def build_router(state: SandboxState) -> APIRouter:
         store().update_sales_order(order, await _body(request))
         return Response(status_code=204)
 
+    def expanded(request: Request) -> bool:
+        return request.query_params.get("expandSubResources", "").lower() == "true"
+
+    def created(request: Request, record_type: str, record_id: str) -> Response:
+        return Response(
+            status_code=204, headers={"Location": _record_url(request, record_type, record_id)}
+        )
+
+    def invoice_of(ref: str) -> dict[str, Any]:
+        invoice = store().find_invoice(ref)
+        if invoice is None:
+            raise NetSuiteError(404, "NONEXISTENT_ID", f"Record invoice {ref} was not found.")
+        return invoice
+
+    @router.post(f"{RECORD_ROOT}/invoice", name="create_invoice")
+    async def create_invoice(request: Request) -> Response:
+        invoice = store().create_invoice(await _body(request))
+        return created(request, "invoice", invoice["id"])
+
+    @router.get(f"{RECORD_ROOT}/invoice/{{ref}}", name="get_invoice")
+    async def get_invoice(ref: str, request: Request) -> Response:
+        invoice = invoice_of(ref)
+        url = _record_url(request, "invoice", invoice["id"])
+        return json_response(store().render_invoice(invoice, url, expanded(request)))
+
+    @router.post(f"{RECORD_ROOT}/invoice/{{ref}}/!transform/creditMemo", name="create_credit_memo")
+    async def create_credit_memo(ref: str, request: Request) -> Response:
+        credit = store().credit_invoice(invoice_of(ref), await _body(request))
+        return created(request, "creditMemo", credit["id"])
+
+    @router.get(f"{RECORD_ROOT}/creditMemo/{{ref}}", name="get_credit_memo")
+    async def get_credit_memo(ref: str, request: Request) -> Response:
+        credit = store().find_credit_memo(ref)
+        if credit is None:
+            raise NetSuiteError(404, "NONEXISTENT_ID", f"Record creditMemo {ref} was not found.")
+        url = _record_url(request, "creditMemo", credit["id"])
+        return json_response(store().render_credit_memo(credit, url, expanded(request)))
+
+    @router.post(
+        f"{RECORD_ROOT}/invoice/{{ref}}/!transform/customerPayment",
+        name="create_customer_payment",
+    )
+    async def create_customer_payment(ref: str, request: Request) -> Response:
+        payment = store().pay_invoice(invoice_of(ref), await _body(request))
+        return created(request, "customerPayment", payment["id"])
+
+    @router.get(f"{RECORD_ROOT}/customerPayment/{{ref}}", name="get_customer_payment")
+    async def get_customer_payment(ref: str, request: Request) -> Response:
+        payment = store().find_customer_payment(ref)
+        if payment is None:
+            raise NetSuiteError(
+                404, "NONEXISTENT_ID", f"Record customerPayment {ref} was not found."
+            )
+        url = _record_url(request, "customerPayment", payment["id"])
+        return json_response(store().render_customer_payment(payment, url, expanded(request)))
+
+    @router.post(f"{RECORD_ROOT}/journalEntry", name="create_journal_entry")
+    async def create_journal_entry(request: Request) -> Response:
+        journal = store().create_journal_entry(await _body(request))
+        return created(request, "journalEntry", journal["id"])
+
+    @router.get(f"{RECORD_ROOT}/journalEntry/{{ref}}", name="get_journal_entry")
+    async def get_journal_entry(ref: str, request: Request) -> Response:
+        journal = store().find_journal_entry(ref)
+        if journal is None:
+            raise NetSuiteError(404, "NONEXISTENT_ID", f"Record journalEntry {ref} was not found.")
+        url = _record_url(request, "journalEntry", journal["id"])
+        return json_response(store().render_journal_entry(journal, url, expanded(request)))
+
     @router.api_route(
         "/services/rest/{rest:path}",
         methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
@@ -1163,6 +2169,39 @@ def build_router(state: SandboxState) -> APIRouter:
     async def unsupported(rest: str) -> Response:
         raise NetSuiteError(
             404, "NONEXISTENT_ID", f"The emulator has no resource at /services/rest/{rest}."
+        )
+
+    return router
+
+
+class PeriodChange(BaseModel):
+    """Body of ``POST /_sandbox/netsuite/periods``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    period: str = Field(description="A month: 2026-03, or its NetSuite name, Mar 2026")
+    closed: bool = True
+
+
+def build_control_router(state: SandboxState) -> APIRouter:
+    """Sandbox-only routes for tests and dev, mounted at ``/_sandbox/netsuite``: no auth,
+    no governance, no fault injection (they are not part of NetSuite's API)."""
+    router = APIRouter()
+
+    @router.post("/periods")
+    async def change_period(change: PeriodChange) -> Response:
+        try:
+            period = state.netsuite.set_period_closed(change.period, change.closed)
+        except KeyError as error:
+            return json_response({"detail": str(error.args[0])}, 404)
+        return json_response(
+            {
+                "id": period["id"],
+                "periodName": period["periodname"],
+                "startDate": period["startdate"],
+                "endDate": period["enddate"],
+                "closed": period["closed"],
+            }
         )
 
     return router

@@ -6,14 +6,23 @@ Emulated, as a Salesforce org with Salesforce CPQ answers it (API path
 - ``GET query?q=SOQL`` and ``GET query/<locator>``: a SOQL subset,
   ``SELECT f1, f2 FROM Obj [WHERE f = 'lit' [AND ...]] [LIMIT n]``, paged by
   ``SalesforceStore.query_batch_size`` with ``nextRecordsUrl``; anything else is
-  400 ``MALFORMED_QUERY``.
+  400 ``MALFORMED_QUERY``. ``Sforce-Query-Options: batchSize=N`` is honoured between
+  200 and 2000, never above ``query_batch_size`` (tests set that low to page small).
 - ``POST sobjects/Obj`` (201), ``GET sobjects/Obj/Id``, ``PATCH sobjects/Obj/Id`` (204),
   ``GET``/``PATCH sobjects/Obj/ExtField/value`` (read / upsert by external id: 201 created,
   200 updated, both with ``created``).
 - Objects ``Account`` (seeded from :data:`sandbox.seed.ACCOUNTS`), ``Order`` and
   ``SBQQ__Quote__c``, with 18-character ids (key prefixes 001, 801, a0x), field-level
   validation (unknown fields, required fields, text lengths, lookups that must point at an
-  existing record, restricted picklist, a unique external id) and one validation rule.
+  existing record, restricted picklist, a unique external id, date-times with a zone) and
+  two validation rules: an Order's total cannot be negative, and an Account's
+  ``Revsync_AR_As_Of__c`` cannot move back in time (``Revsync_AR_Monotonic``: the
+  receivable fields revsync writes keep the newest status when an older one arrives late).
+- The Account's receivable fields revsync writes: ``Revsync_AR_Status__c`` (restricted
+  picklist Current, Overdue, Paid, Void), ``Revsync_AR_Invoice__c``,
+  ``Revsync_AR_Amount_Due__c`` (a number in ``Revsync_AR_Currency__c``, not in the account's
+  currency) and ``Revsync_AR_As_Of__c`` (date-time). Date-times are stored and answered as
+  Salesforce writes them, ``2026-03-01T10:00:00.000+0000``.
 - Errors in Salesforce's shape: ``[{"message", "errorCode", "fields"}]``; a missing or
   wrong bearer token is 401 ``INVALID_SESSION_ID``.
 
@@ -30,7 +39,7 @@ import secrets
 import string
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,7 +56,9 @@ VENDOR = "salesforce"
 
 # -- schema -------------------------------------------------------------------------------
 
-FieldType = Literal["id", "autonumber", "string", "reference", "currency", "date", "picklist"]
+FieldType = Literal[
+    "id", "autonumber", "string", "reference", "currency", "number", "date", "datetime", "picklist"
+]
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,13 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
         "Credit_Check_Status__c": FieldSpec(
             "picklist", values=frozenset({"Approved", "Pending", "Declined"})
         ),
+        "Revsync_AR_Status__c": FieldSpec(
+            "picklist", values=frozenset({"Current", "Overdue", "Paid", "Void"})
+        ),
+        "Revsync_AR_Invoice__c": _text(255),
+        "Revsync_AR_Amount_Due__c": FieldSpec("number"),
+        "Revsync_AR_Currency__c": _text(3),
+        "Revsync_AR_As_Of__c": FieldSpec("datetime"),
     },
     "SBQQ__Quote__c": {
         "Id": FieldSpec("id"),
@@ -112,6 +130,9 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
         "EffectiveDate": FieldSpec("date", required=True),
     },
 }
+# Sforce-Query-Options batchSize bounds.
+MIN_BATCH_SIZE = 200
+MAX_BATCH_SIZE = 2000
 KEY_PREFIXES = {"Account": "001", "Order": "801", "SBQQ__Quote__c": "a0x"}
 AUTONUMBER_FORMATS = {"SBQQ__Quote__c": "Q-{:05d}", "Order": "{:08d}"}
 SNAPSHOT_KEYS = {"Account": "accounts", "SBQQ__Quote__c": "quotes", "Order": "orders"}
@@ -160,6 +181,17 @@ def case_safe_id(id15: str) -> str:
         bits = sum(1 << i for i, ch in enumerate(chunk) if ch.isupper())
         suffix += _CHECKSUM_CHARS[bits]
     return id15 + suffix
+
+
+def parse_datetime(value: str) -> datetime:
+    """A date-time as Salesforce writes it (or any ISO 8601 form with a zone)."""
+    return datetime.fromisoformat(value)
+
+
+def format_datetime(moment: datetime) -> str:
+    """``moment`` as Salesforce answers a date-time: UTC, milliseconds, ``+0000``."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
 
 
 # -- SOQL subset --------------------------------------------------------------------------
@@ -268,6 +300,8 @@ class SalesforceStore:
         self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SCHEMA}
         self._autonumbers: dict[str, int] = dict.fromkeys(SCHEMA, 0)
         self._cursors: dict[str, list[dict[str, Any]]] = {}
+        # The batch size each open query locator pages by.
+        self._batch_sizes: dict[str, int] = {}
         for account in seed.ACCOUNTS:
             self.records["Account"][account["Id"]] = copy.deepcopy(account)
 
@@ -406,7 +440,22 @@ class SalesforceStore:
                         f"{clash['Id']}",
                         [name],
                     )
-        # A validation rule, as an admin would add one.
+        # Validation rules, as an admin would add them.
+        as_of = fields.get("Revsync_AR_As_Of__c")
+        prior = (existing or {}).get("Revsync_AR_As_Of__c")
+        if (
+            sobject == "Account"
+            and isinstance(as_of, str)
+            and isinstance(prior, str)
+            and parse_datetime(as_of) < parse_datetime(prior)
+        ):
+            raise SalesforceApiError(
+                400,
+                "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                "Revsync_AR_Monotonic: the receivable status shown is newer "
+                f"(as of {prior}) than the one written (as of {as_of})",
+                ["Revsync_AR_As_Of__c"],
+            )
         total = merged.get("TotalAmount")
         if sobject == "Order" and total is not None and total < 0:
             raise SalesforceApiError(
@@ -420,7 +469,9 @@ class SalesforceStore:
     def _checked_value(self, name: str, spec: FieldSpec, value: Any) -> Any:
         if value is None:
             return None
-        if spec.type in ("string", "picklist", "reference", "date") and not isinstance(value, str):
+        if spec.type in ("string", "picklist", "reference", "date", "datetime") and not isinstance(
+            value, str
+        ):
             raise SalesforceApiError(
                 400, "JSON_PARSER_ERROR", f"Cannot deserialize value for {name}: expected a string"
             )
@@ -458,7 +509,20 @@ class SalesforceStore:
                 raise SalesforceApiError(
                     400, "JSON_PARSER_ERROR", f"{name}: expected YYYY-MM-DD, got {value}"
                 )
-        if spec.type == "currency" and (
+        if spec.type == "datetime":
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                moment = None
+            if moment is None or moment.tzinfo is None or len(value) < 19:
+                raise SalesforceApiError(
+                    400,
+                    "JSON_PARSER_ERROR",
+                    f"Cannot deserialize instance of datetime from VALUE_STRING value {value}: "
+                    "expected YYYY-MM-DDThh:mm:ss with a zone (Z or +hh:mm)",
+                )
+            return format_datetime(moment)
+        if spec.type in ("currency", "number") and (
             isinstance(value, bool) or not isinstance(value, int | Decimal)
         ):
             raise SalesforceApiError(
@@ -468,7 +532,18 @@ class SalesforceStore:
 
     # queries
 
-    def query(self, soql: str, version: str) -> dict[str, Any]:
+    def batch_size(self, options: str | None) -> int:
+        """The batch size of a query: ``Sforce-Query-Options: batchSize=N`` taken between
+        Salesforce's 200 and 2000 as a wish, and never above ``query_batch_size`` (as a real
+        org may page smaller than asked; tests set it low)."""
+        wanted = MAX_BATCH_SIZE
+        for option in (options or "").split(","):
+            name, _, value = option.strip().partition("=")
+            if name.strip().lower() == "batchsize" and value.strip().isdigit():
+                wanted = min(max(int(value.strip()), MIN_BATCH_SIZE), MAX_BATCH_SIZE)
+        return min(wanted, self.query_batch_size)
+
+    def query(self, soql: str, version: str, batch_size: int | None = None) -> dict[str, Any]:
         parsed = parse_soql(soql)
         try:
             sobject = self.sobject_name(parsed.sobject)
@@ -495,19 +570,27 @@ class SalesforceStore:
             }
             for record in matches
         ]
-        return self._page(rows, version, locator=None, offset=0)
+        batch = self.query_batch_size if batch_size is None else batch_size
+        return self._page(rows, version, locator=None, offset=0, batch=batch)
 
     def query_more(self, cursor: str, version: str) -> dict[str, Any]:
         locator, _, offset = cursor.rpartition("-")
         rows = self._cursors.get(locator)
         if rows is None or not offset.isdigit() or int(offset) > len(rows):
             raise SalesforceApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
-        return self._page(rows, version, locator=locator, offset=int(offset))
+        batch = self._batch_sizes.get(locator, self.query_batch_size)
+        return self._page(rows, version, locator=locator, offset=int(offset), batch=batch)
 
     def _page(
-        self, rows: list[dict[str, Any]], version: str, *, locator: str | None, offset: int
+        self,
+        rows: list[dict[str, Any]],
+        version: str,
+        *,
+        locator: str | None,
+        offset: int,
+        batch: int,
     ) -> dict[str, Any]:
-        end = offset + self.query_batch_size
+        end = offset + batch
         page: dict[str, Any] = {
             "totalSize": len(rows),
             "done": end >= len(rows),
@@ -517,9 +600,11 @@ class SalesforceStore:
             if locator is None:
                 locator = "01g5e" + "".join(secrets.choice(_ALNUM) for _ in range(13))
                 self._cursors[locator] = rows
+                self._batch_sizes[locator] = batch
             page["nextRecordsUrl"] = f"/services/data/{version}/query/{locator}-{end}"
         elif locator is not None:
             self._cursors.pop(locator, None)
+            self._batch_sizes.pop(locator, None)
         return page
 
     @staticmethod
@@ -585,7 +670,8 @@ def build_router(state: SandboxState) -> APIRouter:
             soql = request.query_params.get("q")
             if not soql:
                 raise _malformed("missing query parameter q")
-            return json_response(store.query(soql, version))
+            batch = store.batch_size(request.headers.get("sforce-query-options"))
+            return json_response(store.query(soql, version, batch))
 
         return await run(request, version, "query", action)
 

@@ -14,6 +14,9 @@ What it keeps faithful:
   is a 400 ``idempotency_error``; a repeat while the first is still executing is a 409
   ``idempotency_key_in_use`` with ``Stripe-Should-Retry: true``. 5xx answers are not stored,
   so a retry can succeed. A replayed answer skips the fault hooks: it is the stored response.
+- **Lists**: ``GET /v1/subscriptions`` pages newest first with ``limit`` (at most 100),
+  ``starting_after`` and ``has_more``; ``status`` filters (canceled ones only with ``all``
+  or ``canceled``), as Stripe's list endpoints do.
 - **Search**: ``/v1/customers/search`` and ``/v1/subscriptions/search`` accept only
   ``metadata['key']:'value'`` (quotes escaped with a backslash). Like Stripe's, search can
   lag behind writes: set ``StripeStore.search_lag_seconds`` to hide new objects from search
@@ -25,11 +28,23 @@ What it keeps faithful:
 - **Invoices**: ``finalize`` only from draft; ``void`` only from open or uncollectible;
   ``pay`` only with ``paid_out_of_band=true`` (the sandbox has no payment methods). Responses
   embed the first 10 lines; ``/v1/invoices/<id>/lines`` pages through the rest.
+  ``GET /v1/invoices/<id>`` takes ``expand[]=customer`` (any other expansion is a 400). Lines
+  carry what Stripe's do for revenue: ``period`` (start, exclusive end), ``price`` with its
+  ``type`` and ``recurring``, ``amount`` before discounts (tax included when inclusive),
+  ``discount_amounts``, ``tax_amounts`` (``inclusive``), ``subscription``; invoices carry
+  ``subtotal`` (net of line discounts), ``tax``, ``total`` (plus exclusive tax),
+  ``effective_date``, ``due_date`` and ``status_transitions``.
+- **Sandbox-made invoices** (``POST /_sandbox/stripe/invoices``, not Stripe's API; no auth, no
+  faults): an invoice with given lines (product = SKU, quantity, unit amount in minor units,
+  recurring interval, period, discount, tax, inclusive or not), for a customer id or for a
+  CRM ``account_id`` (the customer with that ``metadata.revsync_account_id``, created when
+  missing); open (default), paid or draft. See :class:`SandboxInvoice`.
 
 Operations, as named for fault injection (``POST /_sandbox/faults`` with vendor ``stripe``):
 ``search_customers``, ``get_customer``, ``create_customer``, ``get_product``,
-``create_product``, ``search_subscriptions``, ``get_subscription``, ``create_subscription``,
-``update_subscription``, ``cancel_subscription``, ``get_invoice``, ``list_invoice_lines``,
+``create_product``, ``search_subscriptions``, ``list_subscriptions``, ``get_subscription``,
+``create_subscription``, ``update_subscription``, ``cancel_subscription``, ``get_invoice``,
+``list_invoice_lines``,
 ``finalize_invoice``, ``void_invoice``, ``pay_invoice``. Injected faults answer in Stripe's
 format: 402 is a ``card_error`` (``card_declined`` with ``decline_code`` ``generic_decline``
 unless another code is given), 409 carries ``Stripe-Should-Retry: true``, 429 is
@@ -49,12 +64,14 @@ import string
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_start
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.money import MINOR_UNITS
 from sandbox.faults import VendorFaults
@@ -307,6 +324,84 @@ def _metadata(value: Any, param: str = "metadata") -> dict[str, str]:
                 param=f"{param}[{key}]",
             )
     return dict(data)
+
+
+# --- sandbox-made invoices -------------------------------------------------------------------
+
+# Epoch seconds, or an ISO 8601 date (midnight UTC) or date-time (naive means UTC).
+Timestamp = int | datetime | date
+
+
+def epoch(value: Timestamp) -> int:
+    """``value`` as Unix seconds."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return int(aware.timestamp())
+    if isinstance(value, date):
+        return int(datetime.combine(value, day_start(), UTC).timestamp())
+    return int(value)
+
+
+class SandboxInvoiceLine(BaseModel):
+    """One line of an invoice made through ``POST /_sandbox/stripe/invoices``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product: str = Field(
+        min_length=1,
+        max_length=100,
+        description="Product id (quote-to-cash uses the SKU); created when it does not exist",
+    )
+    description: str | None = Field(default=None, max_length=500)
+    quantity: int = Field(default=1, ge=1)
+    unit_amount: int = Field(
+        description="Unit price in Stripe's minor units (cents; yen); negative for a credit"
+    )
+    recurring: Literal["day", "week", "month", "year"] | None = Field(
+        default=None, description="Billing interval of a recurring price; none for one-off"
+    )
+    period_start: Timestamp | None = Field(
+        default=None, description="Defaults to the invoice's finalization time"
+    )
+    period_end: Timestamp | None = Field(
+        default=None,
+        description="Exclusive; defaults to one interval after the start (recurring) or the "
+        "start (one-off)",
+    )
+    discount: int = Field(default=0, ge=0, description="Discount on the line, minor units")
+    tax: int = Field(default=0, ge=0, description="Tax on the line, minor units")
+    tax_inclusive: bool = Field(default=False, description="The unit price includes the tax")
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class SandboxInvoice(BaseModel):
+    """Body of ``POST /_sandbox/stripe/invoices``: an invoice with the given lines, as Stripe
+    would hold it once finalized (or still a draft)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer: str | None = Field(default=None, description="An existing customer id")
+    account_id: str | None = Field(
+        default=None,
+        description="CRM account id: the customer whose metadata.revsync_account_id it is "
+        "(created when there is none)",
+    )
+    currency: str = Field(pattern=r"^[A-Za-z]{3}$")
+    status: Literal["draft", "open", "paid"] = "open"
+    finalized_at: Timestamp | None = Field(default=None, description="Defaults to now")
+    effective_date: Timestamp | None = None
+    collection_method: Literal["send_invoice", "charge_automatically"] = "send_invoice"
+    days_until_due: int = Field(default=30, ge=0, le=3650)
+    due_date: Timestamp | None = Field(default=None, description="Overrides days_until_due")
+    subscription: str | None = None
+    lines: list[SandboxInvoiceLine] = Field(min_length=1, max_length=250)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_customer(self) -> Self:
+        if (self.customer is None) == (self.account_id is None):
+            raise ValueError("give exactly one of customer and account_id")
+        return self
 
 
 # --- the store ------------------------------------------------------------------------------
@@ -676,7 +771,9 @@ class StripeStore:
             for price, quantity, item_metadata in items
         ]
         lines = [
-            self._invoice_line(invoice_id, item["price"], item["quantity"], now, period_end)
+            self._invoice_line(
+                invoice_id, item["price"], item["quantity"], now, period_end, subscription_id
+            )
             | {"subscription_item": item["id"], "metadata": dict(item["metadata"])}
             for item in subscription_items
         ]
@@ -702,9 +799,13 @@ class StripeStore:
             "amount_paid": 0,
             "amount_remaining": total,
             "subtotal": total,
+            "subtotal_excluding_tax": total,
             "total": total,
+            "total_excluding_tax": total,
             "tax": None,
             "total_tax_amounts": [],
+            "total_discount_amounts": [],
+            "effective_date": None,
             "due_date": None if days_until_due is None else now + days_until_due * 86400,
             "period_start": now,
             "period_end": now,
@@ -759,23 +860,62 @@ class StripeStore:
         return copy.deepcopy(subscription)
 
     def _invoice_line(
-        self, invoice_id: str, price: Json, quantity: int, start: int, end: int
+        self,
+        invoice_id: str,
+        price: Json,
+        quantity: int,
+        start: int,
+        end: int,
+        subscription_id: str | None = None,
+        *,
+        discount: int = 0,
+        tax: int = 0,
+        tax_inclusive: bool = False,
     ) -> Json:
+        """A line as the API shows it. ``amount`` is quantity times unit price (tax included
+        when the tax is inclusive), before discounts; ``discount_amounts`` and
+        ``tax_amounts`` say what comes off and what tax it bears."""
         product = self.products[price["product"]]
-        unit = Decimal(price["unit_amount_decimal"]).scaleb(-MINOR_UNITS[price["currency"].upper()])
+        exponent = MINOR_UNITS.get(price["currency"].upper(), 2)
+        unit = Decimal(price["unit_amount_decimal"]).scaleb(-exponent)
         per = f" / {price['recurring']['interval']}" if price["recurring"] else ""
+        amount = _line_amount(price["unit_amount_decimal"], quantity)
+        inclusive_tax = tax if tax_inclusive else 0
         return {
             "id": new_id("il"),
             "object": "line_item",
             "invoice": invoice_id,
-            "amount": _line_amount(price["unit_amount_decimal"], quantity),
+            "amount": amount,
+            "amount_excluding_tax": amount - inclusive_tax,
             "currency": price["currency"],
             "description": f"{quantity} × {product['name']} "  # noqa: RUF001 (Stripe's sign)
             f"(at {format(unit, 'f')} {price['currency'].upper()}{per})",
+            "discountable": True,
+            "discount_amounts": (
+                [{"amount": discount, "discount": new_id("di")}] if discount else []
+            ),
+            "discounts": [],
             "quantity": quantity,
             "price": copy.deepcopy(price),
             "period": {"start": start, "end": end},
             "proration": False,
+            "subscription": subscription_id if price["recurring"] else None,
+            "subscription_item": None,
+            "invoice_item": None if price["recurring"] else new_id("ii"),
+            "tax_amounts": (
+                [
+                    {
+                        "amount": tax,
+                        "inclusive": tax_inclusive,
+                        "tax_rate": new_id("txr"),
+                        "taxability_reason": None,
+                        "taxable_amount": amount - discount - inclusive_tax,
+                    }
+                ]
+                if tax
+                else []
+            ),
+            "tax_rates": [],
             "type": "subscription" if price["recurring"] else "invoiceitem",
             "metadata": {},
         }
@@ -834,6 +974,38 @@ class StripeStore:
         self.subscriptions[subscription_id] = updated
         return copy.deepcopy(updated)
 
+    def list_subscriptions(self, params: Json) -> Json:
+        """``GET /v1/subscriptions``: newest first, ``limit`` (1 to 100, default 10) after
+        ``starting_after``; ``status`` filters (default: all but canceled; ``all``)."""
+        _known(params, {"limit", "starting_after", "ending_before", "status", "customer", "expand"})
+        limit = _int(params.get("limit"), "limit", minimum=1, default=10)
+        if limit > 100:
+            raise _invalid("Invalid limit: must be at most 100", param="limit")
+        status = _str(params.get("status"), "status")
+        customer = _str(params.get("customer"), "customer")
+        found = [
+            sub
+            for sub in sorted(
+                self.subscriptions.values(), key=lambda sub: sub["created"], reverse=True
+            )
+            if (status == "all" or sub["status"] == (status or sub["status"]))
+            and (status is not None or sub["status"] != "canceled")
+            and (customer is None or sub["customer"] == customer)
+        ]
+        after = _str(params.get("starting_after"), "starting_after")
+        start = 0
+        if after is not None:
+            ids = [sub["id"] for sub in found]
+            if after not in ids:
+                raise _missing("subscription", after, "starting_after", status=400)
+            start = ids.index(after) + 1
+        return {
+            "object": "list",
+            "data": copy.deepcopy(found[start : start + limit]),
+            "has_more": start + limit < len(found),
+            "url": "/v1/subscriptions",
+        }
+
     def cancel_subscription(self, subscription_id: str, params: Json) -> Json:
         subscription = self._subscription(subscription_id)
         _known(params, {"prorate", "invoice_now", "cancellation_details", "expand"})
@@ -864,8 +1036,18 @@ class StripeStore:
         rendered["lines"]["has_more"] = len(lines) > EMBEDDED_LINES
         return rendered
 
-    def get_invoice(self, invoice_id: str) -> Json:
-        return self._render_invoice(self._invoice(invoice_id))
+    def get_invoice(self, invoice_id: str, params: Json | None = None) -> Json:
+        """The invoice; ``expand[]=customer`` embeds the customer object in place of its id."""
+        params = params or {}
+        _known(params, {"expand"})
+        rendered = self._render_invoice(self._invoice(invoice_id))
+        for path in _list(params.get("expand"), "expand"):
+            if path != "customer":
+                raise _invalid(f"This property cannot be expanded ({path}).", param="expand")
+            customer_id = rendered["customer"]
+            if customer_id in self.customers:
+                rendered["customer"] = copy.deepcopy(self.customers[customer_id])
+        return rendered
 
     def list_invoice_lines(self, invoice_id: str, params: Json) -> Json:
         invoice = self._invoice(invoice_id)
@@ -906,6 +1088,152 @@ class StripeStore:
             invoice["status_transitions"]["paid_at"] = now
         else:
             invoice["status"] = "open"
+        return self._render_invoice(invoice)
+
+    def _customer_for_account(self, account_id: str) -> str:
+        for customer in self.customers.values():
+            if customer["metadata"].get("revsync_account_id") == account_id:
+                return str(customer["id"])
+        return str(
+            self.create_customer(
+                {
+                    "name": f"Account {account_id}",
+                    "metadata": {"revsync_account_id": account_id},
+                }
+            )["id"]
+        )
+
+    def _sandbox_price(self, line: SandboxInvoiceLine, currency: str) -> Json:
+        if line.product not in self.products:
+            self.create_product({"id": line.product, "name": line.description or line.product})
+        price: Json = {
+            "id": new_id("price"),
+            "object": "price",
+            "active": False,
+            "created": self._now(),
+            "currency": currency,
+            "product": line.product,
+            "unit_amount": line.unit_amount,
+            "unit_amount_decimal": str(line.unit_amount),
+            "recurring": (
+                None
+                if line.recurring is None
+                else {"interval": line.recurring, "interval_count": 1}
+            ),
+            "type": "one_time" if line.recurring is None else "recurring",
+        }
+        self.prices[price["id"]] = price
+        return price
+
+    def create_sandbox_invoice(self, spec: SandboxInvoice) -> Json:
+        """An invoice with exactly the given lines (what a billing run or a hand-made invoice
+        produces), finalized unless ``spec.status`` is ``draft``; returned as the API shows it.
+
+        Totals follow Stripe: ``subtotal`` is the lines net of their discounts (tax included
+        where it is inclusive), ``total`` adds the exclusive tax, ``tax`` is all the tax."""
+        currency = spec.currency.lower()
+        if spec.customer is not None:
+            if spec.customer not in self.customers:
+                raise _missing("customer", spec.customer, "customer", status=400)
+            customer_id = spec.customer
+        else:
+            assert spec.account_id is not None
+            customer_id = self._customer_for_account(spec.account_id)
+        now = self._now()
+        finalized = None if spec.status == "draft" else epoch(spec.finalized_at or now)
+        anchor = finalized if finalized is not None else now
+        invoice_id = new_id("in")
+        lines: list[Json] = []
+        for line in spec.lines:
+            price = self._sandbox_price(line, currency)
+            start = epoch(line.period_start) if line.period_start is not None else anchor
+            if line.period_end is not None:
+                end = epoch(line.period_end)
+            elif line.recurring is not None:
+                end = _add_interval(start, line.recurring, 1)
+            else:
+                end = start
+            made = self._invoice_line(
+                invoice_id,
+                price,
+                line.quantity,
+                start,
+                end,
+                spec.subscription,
+                discount=line.discount,
+                tax=line.tax,
+                tax_inclusive=line.tax_inclusive,
+            )
+            made["metadata"] = dict(line.metadata)
+            if line.description is not None:
+                made["description"] = line.description
+            lines.append(made)
+
+        subtotal = sum(
+            line["amount"] - sum(d["amount"] for d in line["discount_amounts"]) for line in lines
+        )
+        taxes = [tax for line in lines for tax in line["tax_amounts"]]
+        tax = sum(t["amount"] for t in taxes)
+        exclusive = sum(t["amount"] for t in taxes if not t["inclusive"])
+        inclusive = tax - exclusive
+        total = subtotal + exclusive
+        discounts = [d for line in lines for d in line["discount_amounts"]]
+        due_date: int | None = None
+        if spec.collection_method == "send_invoice":
+            due_date = (
+                epoch(spec.due_date)
+                if spec.due_date is not None
+                else anchor + spec.days_until_due * 86400
+            )
+        paid = spec.status == "paid" or (spec.status == "open" and total <= 0)
+        status = "draft" if spec.status == "draft" else ("paid" if paid else "open")
+        amount_due = max(total, 0)
+        invoice: Json = {
+            "id": invoice_id,
+            "object": "invoice",
+            "livemode": False,
+            "created": anchor,
+            "customer": customer_id,
+            "subscription": spec.subscription,
+            "billing_reason": "subscription_cycle" if spec.subscription else "manual",
+            "collection_method": spec.collection_method,
+            "currency": currency,
+            "status": status,
+            "auto_advance": status == "draft",
+            "amount_due": amount_due,
+            "amount_paid": amount_due if status == "paid" else 0,
+            "amount_remaining": 0 if status == "paid" else amount_due,
+            "subtotal": subtotal,
+            "subtotal_excluding_tax": subtotal - inclusive,
+            "total": total,
+            "total_excluding_tax": total - tax,
+            "tax": tax,
+            "total_tax_amounts": [
+                {k: t[k] for k in ("amount", "inclusive", "tax_rate", "taxable_amount")}
+                for t in taxes
+            ],
+            "total_discount_amounts": [dict(d) for d in discounts],
+            "effective_date": (None if spec.effective_date is None else epoch(spec.effective_date)),
+            "due_date": due_date,
+            "period_start": anchor,
+            "period_end": anchor,
+            "description": None,
+            "metadata": dict(spec.metadata),
+            "status_transitions": {
+                "finalized_at": finalized,
+                "paid_at": finalized if status == "paid" else None,
+                "voided_at": None,
+                "marked_uncollectible_at": None,
+            },
+            "lines": {
+                "object": "list",
+                "data": lines,
+                "has_more": False,
+                "total_count": len(lines),
+                "url": f"/v1/invoices/{invoice_id}/lines",
+            },
+        }
+        self.invoices[invoice_id] = invoice
         return self._render_invoice(invoice)
 
     def void_invoice(self, invoice_id: str, params: Json) -> Json:
@@ -982,6 +1310,21 @@ async def _pairs(request: Request) -> list[tuple[str, str]]:
 
 
 Action = Callable[[StripeStore, Json], Json]
+
+
+def build_control_router(state: SandboxState) -> APIRouter:
+    """Sandbox-only routes for tests and dev, mounted at ``/_sandbox/stripe``: no auth, no
+    fault injection (they are not part of Stripe's API)."""
+    router = APIRouter()
+
+    @router.post("/invoices")
+    async def create_invoice(spec: SandboxInvoice) -> Response:
+        try:
+            return json_response(state.stripe.create_sandbox_invoice(spec))
+        except StripeError as error:
+            return error.response()
+
+    return router
 
 
 def build_router(state: SandboxState) -> APIRouter:
@@ -1099,6 +1442,10 @@ def build_router(state: SandboxState) -> APIRouter:
             request, "search_subscriptions", lambda s, p: s.search("subscriptions", p)
         )
 
+    @router.get("/v1/subscriptions")
+    async def list_subscriptions(request: Request) -> Response:
+        return await serve(request, "list_subscriptions", lambda s, p: s.list_subscriptions(p))
+
     @router.post("/v1/subscriptions")
     async def create_subscription(request: Request) -> Response:
         return await serve(request, "create_subscription", lambda s, p: s.create_subscription(p))
@@ -1128,7 +1475,7 @@ def build_router(state: SandboxState) -> APIRouter:
     # invoices
     @router.get("/v1/invoices/{invoice_id}")
     async def get_invoice(request: Request, invoice_id: str) -> Response:
-        return await serve(request, "get_invoice", lambda s, p: s.get_invoice(invoice_id))
+        return await serve(request, "get_invoice", lambda s, p: s.get_invoice(invoice_id, p))
 
     @router.get("/v1/invoices/{invoice_id}/lines")
     async def list_invoice_lines(request: Request, invoice_id: str) -> Response:
