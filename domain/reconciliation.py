@@ -1,0 +1,626 @@
+"""Reconciliation rules: what each system holds for a quote, what drift is, and which repair
+the rules allow. Pure: no I/O, safe inside the workflow sandbox.
+
+Every system keeps revsync's records under revsync's keys (docs/architecture.md,
+"Idempotency"): the ERP sales order ``q2c-<quote>:erp-order`` (NetSuite ``externalId``), the
+subscription ``q2c-<quote>:subscription`` (Stripe ``metadata.revsync_key``), the CRM order
+``q2c-<quote>:crm-order`` (Salesforce ``Revsync_Key__c``). Each record also names its quote
+(``otherRefNum``, ``metadata.quote_id``, ``SBQQ__Quote__c``), so a record made by hand for a
+quote (a duplicate) is found too. Records naming no quote are not revsync's and are ignored.
+
+:func:`compare_orders` groups the records by quote and judges each group against the state
+of the quote's saga (``q2c-<quote>``), as visibility shows it when the run started:
+
+============================  ===============================================================
+saga                          what is drift
+============================  ===============================================================
+running, not parked           nothing: the saga is still booking (counted as in flight)
+BOOKED                        anything but one live record in each of ERP, billing and CRM
+                              with the same amount in ERP and CRM
+COMPENSATED, REJECTED         any live ERP order or subscription, any CRM order
+parked (NEEDS_ATTENTION),     systems that disagree with each other: a live record in one and
+closed otherwise, or unknown  none (or only a cancelled one) in another, different amounts
+============================  ===============================================================
+
+Repairs the rules allow (everything else is ``review``, for a person):
+
+- ``resume_saga``: the owning saga is parked; it already waits for an operator, nothing is
+  started, the item points at it.
+- ``compensate``: a live ERP order or subscription of a COMPENSATED or REJECTED quote is
+  cancelled with the saga's own idempotent compensation activity.
+- ``rewrite_crm``: a BOOKED quote whose CRM order is missing gets it written again by the
+  saga's idempotent ``crm.record_order``, with the same key, from the ERP order and the
+  subscription.
+- ``repropagate_customer``: customer field drift is handed to the customer-master workflow.
+
+Duplicates and amount mismatches are always ``review``: which record is right is a finance
+decision, not a rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.contracts import CancelSalesOrder, CancelSubscription, RecordOrderInCrm
+from domain.order import SalesOrder, SalesOrderStatus, Subscription, SubscriptionStatus
+from domain.stages import OrderStage
+
+T = TypeVar("T")
+
+WORKFLOW_TYPE = "Reconciliation"
+SCHEDULE_ID = "revsync-reconciliation"
+QUOTE_TO_CASH_TYPE = "QuoteToCash"
+
+
+class ReconcileActivity:
+    """Registered names of the activities reconciliation adds (reads only). Its repairs run
+    the sagas' own activities (``domain.contracts.Activity``)."""
+
+    CRM_LIST_ORDERS = "crm.list_orders"
+    ERP_LIST_SALES_ORDERS = "erp.list_sales_orders"
+    BILLING_LIST_SUBSCRIPTIONS = "billing.list_subscriptions"
+    LIST_SAGAS = "temporal.list_quote_sagas"
+
+
+class System(StrEnum):
+    CRM = "crm"
+    ERP = "erp"
+    BILLING = "billing"
+
+
+SYSTEMS = (System.ERP, System.BILLING, System.CRM)
+_KEY_SUFFIX = {System.CRM: "crm-order", System.ERP: "erp-order", System.BILLING: "subscription"}
+_KEY = re.compile(r"^q2c-(?P<quote>.+):(?P<suffix>crm-order|erp-order|subscription)$")
+
+
+def saga_id(quote_id: str) -> str:
+    return f"q2c-{quote_id}"
+
+
+def order_key(system: System, quote_id: str) -> str:
+    """revsync's key of the record quote-to-cash makes for ``quote_id`` in ``system``."""
+    return f"{saga_id(quote_id)}:{_KEY_SUFFIX[system]}"
+
+
+def quote_of_key(key: str | None) -> str | None:
+    """The quote id in a revsync key, or None for anything else."""
+    match = _KEY.match(key or "")
+    return None if match is None else match.group("quote")
+
+
+# -- what the systems hold ----------------------------------------------------------------
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing. ``cursor`` is opaque (only the adapter that made it reads
+    it); None means this was the last page."""
+
+    model_config = ConfigDict(frozen=True)
+
+    items: list[T]
+    cursor: str | None = None
+
+
+class ListPage(BaseModel):
+    """Which page to read: ``cursor`` from the previous page (None: the first)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cursor: str | None = None
+    page_size: int = Field(default=100, ge=1, le=1000)
+
+
+class OrderRecord(BaseModel):
+    """One order-like record in one system, in the terms reconciliation compares."""
+
+    model_config = ConfigDict(frozen=True)
+
+    system: System
+    record_id: str = Field(description="The system's own id of the record")
+    key: str | None = Field(default=None, description="revsync's key on the record, if any")
+    quote_ref: str | None = Field(default=None, description="The quote the record names")
+    account_id: str | None = Field(default=None, description="CRM account, where recorded")
+    customer_id: str | None = Field(default=None, description="The system's customer id")
+    amount: Decimal | None = Field(default=None, description="Order total (ERP, CRM)")
+    currency: str | None = None
+    status: str = Field(description="The status as revsync reads it")
+    live: bool = Field(description="Not cancelled")
+
+    @property
+    def quote_id(self) -> str | None:
+        return quote_of_key(self.key) or self.quote_ref
+
+    @property
+    def keyed(self) -> bool:
+        quote = self.quote_id
+        return quote is not None and self.key == order_key(self.system, quote)
+
+
+class ListSagas(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    cursor: str | None = None
+    page_size: int = Field(default=100, ge=1, le=1000)
+
+
+class SagaState(BaseModel):
+    """A quote-to-cash saga as visibility shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workflow_id: str
+    quote_id: str
+    account_id: str | None = None
+    stage: OrderStage | None = Field(
+        default=None, description="None for a saga that ended without completing"
+    )
+    running: bool
+    changed_at: datetime | None = Field(
+        default=None, description="When it closed, or entered its current stage if running"
+    )
+
+    def settled(self, as_of: datetime) -> bool:
+        """Ended, or parked, before ``as_of``: its records no longer move on their own."""
+        if self.changed_at is None or self.changed_at >= as_of:
+            return False
+        return not self.running or self.stage is OrderStage.NEEDS_ATTENTION
+
+
+# -- drift ----------------------------------------------------------------------------------
+
+
+class DriftKind(StrEnum):
+    MISSING_IN_CRM = "missing_in_crm"
+    MISSING_IN_ERP = "missing_in_erp"
+    MISSING_IN_BILLING = "missing_in_billing"
+    DUPLICATED_IN_CRM = "duplicated_in_crm"
+    DUPLICATED_IN_ERP = "duplicated_in_erp"
+    DUPLICATED_IN_BILLING = "duplicated_in_billing"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    STATUS_MISMATCH = "status_mismatch"
+
+    @staticmethod
+    def missing_in(system: System) -> DriftKind:
+        return DriftKind(f"missing_in_{system.value}")
+
+    @staticmethod
+    def duplicated_in(system: System) -> DriftKind:
+        return DriftKind(f"duplicated_in_{system.value}")
+
+
+class Remediation(StrEnum):
+    RESUME_SAGA = "resume_saga"
+    COMPENSATE = "compensate"
+    REWRITE_CRM = "rewrite_crm"
+    REPROPAGATE_CUSTOMER = "repropagate_customer"
+    REVIEW = "review"
+
+
+class Repair(BaseModel):
+    """The one keyed call that repairs an item: exactly one field is set."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cancel_subscription: CancelSubscription | None = None
+    cancel_sales_order: CancelSalesOrder | None = None
+    record_order: RecordOrderInCrm | None = None
+
+
+class Outcome(StrEnum):
+    REPAIRED = "repaired"  # the repair ran and succeeded
+    FAILED = "failed"  # the repair failed: the item is now for review
+    DEFERRED = "deferred"  # more repairs than one run makes: the next run does it
+    POINTED = "pointed"  # resume_saga: the parked saga is where to act
+
+
+class DriftItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: DriftKind
+    quote_id: str
+    workflow_id: str = Field(description="The owning quote-to-cash saga")
+    saga_stage: OrderStage | None = Field(
+        default=None, description="Its stage, None when visibility does not know it"
+    )
+    system: System
+    record_ids: list[str] = Field(default_factory=list)
+    detail: str
+    remediation: Remediation
+    repair: Repair | None = None
+    outcome: Outcome | None = None
+    outcome_detail: str | None = None
+
+
+def _live(records: list[OrderRecord]) -> list[OrderRecord]:
+    return [r for r in records if r.live]
+
+
+def _primary(records: list[OrderRecord]) -> OrderRecord | None:
+    """The record that counts for the quote: the live keyed one, else the first live one."""
+    live = sorted(_live(records), key=lambda r: (not r.keyed, r.record_id))
+    return live[0] if live else None
+
+
+def _ids(records: Iterable[OrderRecord]) -> list[str]:
+    return sorted(r.record_id for r in records)
+
+
+class _Group:
+    """Every record of one quote, by system, and the quote's saga."""
+
+    def __init__(self, quote_id: str, saga: SagaState | None) -> None:
+        self.quote_id = quote_id
+        self.saga = saga
+        self.records: dict[System, list[OrderRecord]] = {s: [] for s in System}
+        self.items: list[DriftItem] = []
+
+    def add(
+        self,
+        kind: DriftKind,
+        system: System,
+        records: Iterable[OrderRecord],
+        detail: str,
+        remediation: Remediation,
+        repair: Repair | None = None,
+    ) -> None:
+        saga = self.saga
+        self.items.append(
+            DriftItem(
+                kind=kind,
+                quote_id=self.quote_id,
+                workflow_id=saga.workflow_id if saga else saga_id(self.quote_id),
+                saga_stage=saga.stage if saga else None,
+                system=system,
+                record_ids=_ids(records),
+                detail=detail,
+                remediation=remediation,
+                repair=repair,
+                outcome=Outcome.POINTED if remediation is Remediation.RESUME_SAGA else None,
+            )
+        )
+
+
+def _money(record: OrderRecord) -> str:
+    return f"{record.amount} {record.currency}"
+
+
+def _duplicates(group: _Group, remediation: Remediation) -> None:
+    for system in System:
+        live = _live(group.records[system])
+        primary = _primary(group.records[system])
+        if primary is None or len(live) < 2:
+            continue
+        extra = [r for r in live if r is not primary]
+        group.add(
+            DriftKind.duplicated_in(system),
+            system,
+            live,
+            f"{len(live)} live {system.value} records for quote {group.quote_id}: "
+            f"{primary.record_id} (kept) and {', '.join(_ids(extra))}",
+            Remediation.REVIEW if remediation is not Remediation.RESUME_SAGA else remediation,
+        )
+
+
+def _amounts(group: _Group, remediation: Remediation) -> None:
+    erp = _primary(group.records[System.ERP])
+    crm = _primary(group.records[System.CRM])
+    if erp is None or crm is None:
+        return
+    if erp.amount == crm.amount and erp.currency == crm.currency:
+        return
+    group.add(
+        DriftKind.AMOUNT_MISMATCH,
+        System.CRM,
+        [erp, crm],
+        f"ERP order {erp.record_id} is {_money(erp)}, CRM order {crm.record_id} is {_money(crm)}",
+        remediation,
+    )
+
+
+def _absent(group: _Group, system: System, why: str, remediation: Remediation) -> None:
+    """``system`` has no live record where one is expected."""
+    cancelled = group.records[system]
+    if cancelled:
+        statuses = ", ".join(f"{r.record_id} {r.status}" for r in cancelled)
+        group.add(
+            DriftKind.STATUS_MISMATCH,
+            system,
+            cancelled,
+            f"{why}, but the {system.value} record is not live ({statuses})",
+            remediation,
+        )
+    else:
+        group.add(
+            DriftKind.missing_in(system),
+            system,
+            [],
+            f"{why}, but {system.value} has no record for quote {group.quote_id}",
+            remediation,
+        )
+
+
+def _rewrite_crm(group: _Group) -> Repair | None:
+    """The saga's CRM write-back, rebuilt from the live ERP order and subscription."""
+    erp = _primary(group.records[System.ERP])
+    billing = _primary(group.records[System.BILLING])
+    if erp is None or billing is None or group.saga is None:
+        return None
+    account_id = group.saga.account_id or billing.account_id
+    if (
+        account_id is None
+        or erp.customer_id is None
+        or erp.currency is None
+        or erp.amount is None
+        or billing.customer_id is None
+        or billing.currency is None
+    ):
+        return None
+    try:
+        order_status = SalesOrderStatus(erp.status)
+        subscription_status = SubscriptionStatus(billing.status)
+    except ValueError:
+        return None
+    return Repair(
+        record_order=RecordOrderInCrm(
+            quote_id=group.quote_id,
+            account_id=account_id,
+            order_key=order_key(System.CRM, group.quote_id),
+            sales_order=SalesOrder(
+                order_id=erp.record_id,
+                external_id=erp.key or order_key(System.ERP, group.quote_id),
+                customer_id=erp.customer_id,
+                currency=erp.currency,
+                total=erp.amount,
+                status=order_status,
+            ),
+            subscription=Subscription(
+                subscription_id=billing.record_id,
+                customer_id=billing.customer_id,
+                currency=billing.currency,
+                status=subscription_status,
+            ),
+        )
+    )
+
+
+def _booked(group: _Group) -> None:
+    _duplicates(group, Remediation.REVIEW)
+    why = f"quote {group.quote_id} is BOOKED"
+    for system in (System.ERP, System.BILLING):
+        if _primary(group.records[system]) is None:
+            _absent(group, system, why, Remediation.REVIEW)
+    if _primary(group.records[System.CRM]) is None:
+        repair = _rewrite_crm(group)
+        remediation = Remediation.REVIEW if repair is None else Remediation.REWRITE_CRM
+        if group.records[System.CRM]:
+            _absent(group, System.CRM, why, Remediation.REVIEW)
+        else:
+            group.add(
+                DriftKind.MISSING_IN_CRM,
+                System.CRM,
+                [],
+                f"{why} in ERP and billing, but CRM has no order for it",
+                remediation,
+                repair,
+            )
+    _amounts(group, Remediation.REVIEW)
+
+
+def _unwound(group: _Group) -> None:
+    """A COMPENSATED or REJECTED quote: nothing of it may stay live."""
+    assert group.saga is not None and group.saga.stage is not None
+    stage = group.saga.stage.value
+    reason = f"reconciliation: quote {group.quote_id} was {stage}"
+    for record in _live(group.records[System.ERP]):
+        group.add(
+            DriftKind.STATUS_MISMATCH,
+            System.ERP,
+            [record],
+            f"ERP order {record.record_id} is {record.status} but quote {group.quote_id} "
+            f"was {stage}",
+            Remediation.COMPENSATE,
+            Repair(cancel_sales_order=CancelSalesOrder(order_id=record.record_id, reason=reason)),
+        )
+    for record in _live(group.records[System.BILLING]):
+        group.add(
+            DriftKind.STATUS_MISMATCH,
+            System.BILLING,
+            [record],
+            f"subscription {record.record_id} is {record.status} but quote {group.quote_id} "
+            f"was {stage}",
+            Remediation.COMPENSATE,
+            Repair(
+                cancel_subscription=CancelSubscription(
+                    subscription_id=record.record_id, reason=reason
+                )
+            ),
+        )
+    crm = _live(group.records[System.CRM])
+    if crm:
+        group.add(
+            DriftKind.STATUS_MISMATCH,
+            System.CRM,
+            crm,
+            f"CRM has an order for quote {group.quote_id}, which was {stage}",
+            Remediation.REVIEW,
+        )
+
+
+def _cross_check(group: _Group, remediation: Remediation) -> None:
+    """No stage to judge by (or a parked saga): the systems must agree with each other."""
+    _duplicates(group, remediation)
+    present = [s for s in SYSTEMS if _primary(group.records[s]) is not None]
+    if present:
+        why = f"{' and '.join(s.value for s in present)} hold a live record"
+        for system in SYSTEMS:
+            if system not in present:
+                _absent(group, system, why, remediation)
+    _amounts(group, remediation)
+
+
+class Comparison(BaseModel):
+    items: list[DriftItem]
+    quotes: int = Field(description="Quotes with at least one record")
+    in_flight: int = Field(description="Quotes skipped because their saga is still booking")
+
+
+def compare_orders(
+    records: Iterable[OrderRecord], sagas: Mapping[str, SagaState], *, as_of: datetime
+) -> Comparison:
+    """Drift across the systems' records, judged against the sagas (by quote id) as they
+    were at ``as_of`` (when the run started)."""
+    by_quote: dict[str, list[OrderRecord]] = defaultdict(list)
+    for record in records:
+        quote_id = record.quote_id
+        if quote_id is not None:
+            by_quote[quote_id].append(record)
+    items: list[DriftItem] = []
+    in_flight = 0
+    for quote_id in sorted(by_quote):
+        saga = sagas.get(quote_id)
+        if saga is not None and not saga.settled(as_of):
+            in_flight += 1
+            continue
+        group = _Group(quote_id, saga)
+        for record in by_quote[quote_id]:
+            group.records[record.system].append(record)
+        stage = None if saga is None else saga.stage
+        if stage is OrderStage.BOOKED:
+            _booked(group)
+        elif stage in (OrderStage.COMPENSATED, OrderStage.REJECTED):
+            _unwound(group)
+        elif stage is OrderStage.NEEDS_ATTENTION:
+            _cross_check(group, Remediation.RESUME_SAGA)
+        else:
+            _cross_check(group, Remediation.REVIEW)
+        items.extend(group.items)
+    return Comparison(items=items, quotes=len(by_quote), in_flight=in_flight)
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+class ReportStatus(StrEnum):
+    SCANNING = "scanning"
+    REPAIRING = "repairing"
+    DONE = "done"
+    INCOMPLETE = "incomplete"  # a listing failed: nothing was compared
+
+
+class ReconciliationReport(BaseModel):
+    """What one reconciliation run found and did. Counts are exact; ``items`` holds at most
+    ``max_items_per_kind`` items of each kind (``omitted`` says how many more there are)."""
+
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: ReportStatus = ReportStatus.SCANNING
+    error: str | None = None
+    scanned: dict[str, int] = Field(
+        default_factory=dict, description="Records read per system, and sagas"
+    )
+    pages: int = 0
+    quotes: int = 0
+    in_flight: int = 0
+    counts: dict[DriftKind, int] = Field(default_factory=dict)
+    remediations: dict[Remediation, int] = Field(default_factory=dict)
+    outcomes: dict[Outcome, int] = Field(default_factory=dict)
+    items: list[DriftItem] = Field(default_factory=list)
+    omitted: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def record(self, items: Iterable[DriftItem], max_items_per_kind: int) -> None:
+        """Count ``items`` and keep the first ``max_items_per_kind`` of each kind."""
+        kept: dict[DriftKind, int] = defaultdict(int)
+        for item in self.items:
+            kept[item.kind] += 1
+        for item in items:
+            self.counts[item.kind] = self.counts.get(item.kind, 0) + 1
+            self.remediations[item.remediation] = self.remediations.get(item.remediation, 0) + 1
+            if item.outcome is not None:
+                self.outcomes[item.outcome] = self.outcomes.get(item.outcome, 0) + 1
+            if kept[item.kind] < max_items_per_kind:
+                kept[item.kind] += 1
+                self.items.append(item)
+            else:
+                self.omitted += 1
+
+
+def repaired(item: DriftItem) -> DriftItem:
+    return item.model_copy(update={"outcome": Outcome.REPAIRED})
+
+
+def repair_failed(item: DriftItem, reason: str) -> DriftItem:
+    """A repair that failed leaves the drift to a person."""
+    return item.model_copy(
+        update={
+            "remediation": Remediation.REVIEW,
+            "outcome": Outcome.FAILED,
+            "outcome_detail": f"{item.remediation.value} failed: {reason}",
+        }
+    )
+
+
+def deferred(item: DriftItem) -> DriftItem:
+    return item.model_copy(update={"outcome": Outcome.DEFERRED})
+
+
+# -- a run ------------------------------------------------------------------------------------
+
+
+class Phase(StrEnum):
+    """What a run reads, in this order. Sagas last: a record made while the run reads the
+    systems then has its saga listed too."""
+
+    CRM = "crm"
+    ERP = "erp"
+    BILLING = "billing"
+    SAGAS = "sagas"
+
+
+PHASES = (Phase.CRM, Phase.ERP, Phase.BILLING, Phase.SAGAS)
+
+
+class ScanState(BaseModel):
+    """How far a run has read: carried into the next run on continue-as-new."""
+
+    started_at: datetime
+    phase: Phase = Phase.CRM
+    cursor: str | None = None
+    pages: int = 0
+    records: list[OrderRecord] = Field(default_factory=list)
+    sagas: list[SagaState] = Field(default_factory=list)
+    scanned: dict[str, int] = Field(default_factory=dict)
+
+
+class ReconciliationInput(BaseModel):
+    """What a run is started with (the Schedule's action holds one)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    page_size: int = Field(default=100, ge=1, le=1000, description="Records per listing call")
+    max_items_per_kind: int = Field(
+        default=50, ge=1, description="Items of each kind kept in the report (counts are exact)"
+    )
+    max_repairs: int = Field(
+        default=100, ge=0, description="Repairs one run makes; the rest wait for the next run"
+    )
+    pages_per_run: int = Field(
+        default=100, ge=1, description="Listing calls before the run continues as new"
+    )
+    carry: ScanState | None = Field(default=None, description="Set on continue-as-new only")
+
+
+# Parametrised once, at import: workflows and activities name these.
+OrderPage = Page[OrderRecord]
+SagaPage = Page[SagaState]
