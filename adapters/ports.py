@@ -13,7 +13,6 @@ from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField
 from domain.invoice import Invoice as FinalizedInvoice
 from domain.order import Invoice, SalesOrder, SalesOrderDraft, Subscription, SubscriptionDraft
-from domain.reconciliation import OrderRecord, Page
 from domain.receivable import (
     JournalPosting,
     PaymentApplication,
@@ -22,6 +21,7 @@ from domain.receivable import (
     ReceivableStatus,
     RevenueJournal,
 )
+from domain.reconciliation import OrderRecord, Page
 
 
 class CrmPort(Protocol):
