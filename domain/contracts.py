@@ -21,7 +21,7 @@ class TaskQueue:
     ERP = "erp"
     EVENTS = "events"
 
-    ALL = (ORCHESTRATION, CRM, BILLING, ERP)
+    ALL = (ORCHESTRATION, CRM, BILLING, ERP, EVENTS)
 
 
 class Activity:

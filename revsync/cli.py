@@ -128,11 +128,13 @@ def sandbox() -> None:
     For development and tests only."""
     import uvicorn
 
-    from sandbox.app import create_app
+    from sandbox.app import SandboxState, create_app
 
     settings = get_settings()
+    # The sandbox subscriber verifies deliveries to every configured event subscriber's name.
+    secrets = {s.name: s.secret.get_secret_value() for s in settings.event_subscribers}
     uvicorn.run(
-        create_app(),
+        create_app(SandboxState(event_secrets=secrets)),
         host=settings.sandbox_host,
         port=settings.sandbox_port,
         log_level="warning",

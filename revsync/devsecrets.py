@@ -23,6 +23,7 @@ from revsync.settings import DEV_SECRETS_FILE, Settings
 
 FILE_NAME = DEV_SECRETS_FILE.name  # the file settings read, under REVSYNC_DATA_DIR
 DEV_STAFF_NAME = "Local Developer <dev@localhost>"
+DEV_SUBSCRIBER = "sandbox"
 
 
 def _whsec() -> str:
@@ -89,6 +90,21 @@ def ensure_dev_secrets(settings: Settings) -> dict[str, str]:
         supplied[tokens_name] = json.dumps(
             [entry.model_dump(mode="json") | {"roles": sorted(entry.roles)}]
         )
+    if not settings.event_subscribers:
+        # The sandbox's subscriber receives every business event (GET /_sandbox/events).
+        name = _env_name("event_subscribers")
+        kept = json.loads(stored[name]) if name in stored else []
+        secret = kept[0]["secret"] if kept else _whsec()
+        supplied[name] = json.dumps(
+            [
+                {
+                    "name": DEV_SUBSCRIBER,
+                    "url": f"{settings.sandbox_url}/events/{DEV_SUBSCRIBER}",
+                    "secret": secret,
+                    "types": ["*"],
+                }
+            ]
+        )
     if any(stored.get(name) != value for name, value in supplied.items()):
         _write_env_file(path, stored | supplied)
     return supplied
@@ -99,7 +115,8 @@ def with_secrets(settings: Settings, supplied: dict[str, str]) -> Settings:
     fields: dict[str, object] = {
         name.removeprefix("REVSYNC_").lower(): value for name, value in supplied.items()
     }
-    if "operator_tokens" in fields:
-        fields["operator_tokens"] = json.loads(str(fields["operator_tokens"]))
+    for listed in ("operator_tokens", "event_subscribers"):
+        if listed in fields:
+            fields[listed] = json.loads(str(fields[listed]))
     fresh = Settings.model_validate(fields)
     return settings.model_copy(update={name: getattr(fresh, name) for name in fields})

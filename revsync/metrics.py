@@ -151,6 +151,13 @@ WEBHOOK_DELIVERIES = Metric(
     ("source", "outcome"),
 )
 
+EVENT_DELIVERIES = Metric(
+    "revsync_event_deliveries",
+    "counter",
+    "Business-event deliveries to subscribers, by subscriber and failure-taxonomy outcome",
+    ("subscriber", "outcome"),
+)
+
 ALL_METRICS: tuple[Metric, ...] = (
     QUOTES_RECEIVED,
     QUOTES_BOOKED,
@@ -161,6 +168,7 @@ ALL_METRICS: tuple[Metric, ...] = (
     BOOKING_LATENCY,
     VENDOR_CALLS,
     WEBHOOK_DELIVERIES,
+    EVENT_DELIVERIES,
 )
 
 

@@ -13,6 +13,7 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.event_contracts import EventSubscriber
 from domain.saga import SagaPolicy
 from revsync.auth import StaffToken
 
@@ -139,6 +140,13 @@ class Settings(BaseSettings):
     netsuite_base_url: str = "http://127.0.0.1:8100/netsuite"
     netsuite_access_token: SecretStr = SecretStr("sandbox-netsuite-token")
 
+    # Business events out (docs/api.md, "Receiving events")
+    event_subscribers: list[EventSubscriber] = Field(
+        default_factory=list,
+        description='JSON list of {"name", "url", "secret", "types"} webhook subscribers of '
+        'business events; "types" lists event types or prefixes ending in "*" (default all)',
+    )
+
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="console when attached to a terminal, else JSON lines"
     )
@@ -169,6 +177,9 @@ class Settings(BaseSettings):
     billing_max_concurrent_activities: int = Field(default=25, ge=1)
     erp_max_concurrent_activities: int = Field(
         default=5, ge=1, description="NetSuite's base account concurrency limit is 5"
+    )
+    events_max_concurrent_activities: int = Field(
+        default=50, ge=1, description="Events delivered at once by one events worker"
     )
     # Task-queue-wide activity dispatch rates, enforced by the Temporal server across every
     # worker of the queue (docs/scaling.md says where each default comes from); unset or
@@ -227,6 +238,7 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 for part in secret_list(value):
                     values += [part, part.partition(":")[2]]
+        values += [s.secret.get_secret_value() for s in self.event_subscribers]
         return [v for v in values if v]
 
     def require_secret(self, name: str, why: str) -> SecretStr:

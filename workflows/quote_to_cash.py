@@ -58,6 +58,13 @@ with workflow.unsafe.imports_passed_through():
         VoidInvoice,
     )
     from domain.customer import CreditCheck, Customer
+    from domain.events import (
+        EventData,
+        OrderCompensated,
+        OrderParked,
+        QuoteBooked,
+        QuoteRejected,
+    )
     from domain.order import (
         Invoice,
         SalesOrder,
@@ -89,6 +96,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.stages import OrderStage
     from revsync import metrics
     from workflows import visibility
+    from workflows.publishing import business_event, publish
 
 T = TypeVar("T")
 
@@ -97,6 +105,9 @@ ATTEMPT_TIMEOUT = timedelta(minutes=2)
 # Activities heartbeat (workers.heartbeat): an attempt whose worker died is retried elsewhere
 # after this long, not after ATTEMPT_TIMEOUT.
 HEARTBEAT_TIMEOUT = timedelta(seconds=15)
+# Business events (quote.booked, quote.rejected, order.compensated, order.parked) came with
+# this patch; histories recorded before it replay without them.
+PUBLISH_EVENTS_PATCH = "publish-business-events"
 
 
 def retry_policy(maximum_interval: timedelta = timedelta(minutes=1)) -> RetryPolicy:
@@ -161,6 +172,8 @@ class QuoteToCashWorkflow:
         self._resolution: ResolveRequest | None = None
         # The step whose rejection (or an operator's compensate) unwinds the saga.
         self._failed_step: Step | None = None
+        # Business events being published; the saga ends once every one is delivered.
+        self._publishing: list[asyncio.Task[None]] = []
 
     # -- what operators see and do --------------------------------------------------------
 
@@ -260,6 +273,9 @@ class QuoteToCashWorkflow:
         finally:
             if sla is not None:
                 sla.cancel()
+        # At least once: the outcome is final, but the workflow stays Running until its
+        # events are delivered (workflows/publishing.py).
+        await asyncio.gather(*self._publishing)
         return self._status
 
     async def _validate(self, quote: Quote) -> Customer:
@@ -416,6 +432,7 @@ class QuoteToCashWorkflow:
             self._ids(Step.UPDATE_CRM, crm_order_id=record.crm_order_id)
         self._status.reason = None
         self._enter(OrderStage.BOOKED)
+        self._publish(QuoteBooked.from_status(self._status))
 
     # -- rejection and compensation -------------------------------------------------------
 
@@ -449,6 +466,10 @@ class QuoteToCashWorkflow:
             self._status.crm_status = crm_status
         self._status.reason = rejected.reason
         self._enter(OrderStage.COMPENSATED if compensated else OrderStage.REJECTED)
+        if compensated:
+            self._publish(OrderCompensated.from_status(self._status))
+        else:
+            self._publish(QuoteRejected.from_status(self._status))
 
     async def _cancel_order(self, order: SalesOrder) -> str | None:
         cancelled = await self._attempt(
@@ -488,6 +509,17 @@ class QuoteToCashWorkflow:
             TaskQueue.BILLING,
         )
         return None if invoice is None else f"invoice {invoice.invoice_id} {invoice.status.value}"
+
+    # -- business events --------------------------------------------------------------------
+
+    def _publish(self, fact: EventData) -> None:
+        """Publish ``fact``, as of now (the stage it reports was just entered), in the
+        background: an operator's decision on a parked saga does not wait for subscribers.
+        ``run`` waits for every publication before the workflow ends."""
+        if not workflow.patched(PUBLISH_EVENTS_PATCH):
+            return
+        event = business_event(fact, time=self._status.stage_since)
+        self._publishing.append(asyncio.create_task(publish(event)))
 
     # -- steps, parking and SLAs ----------------------------------------------------------
 
@@ -566,6 +598,7 @@ class QuoteToCashWorkflow:
         self._status.reason = f"{step.value}: {reason}"
         self._enter(OrderStage.NEEDS_ATTENTION, blocked=step)
         workflow.logger.warning("saga parked", extra=self._log(step=step.value, reason=reason))
+        self._publish(OrderParked.from_status(self._status))
         await workflow.wait_condition(lambda: self._resolution is not None)
         decision = self._resolution
         assert decision is not None

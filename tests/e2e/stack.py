@@ -4,6 +4,7 @@ over HTTP on a free port, the real workers for every queue, the gateway app."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import threading
 import time
@@ -14,11 +15,13 @@ from typing import Any
 
 import httpx
 import uvicorn
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
 
 from domain.contracts import TaskQueue
+from domain.event_contracts import EventSubscriber
 from revsync.codec import KeyRing, encrypted_data_converter
 from revsync.gateway.app import create_app as create_gateway
 from revsync.settings import Settings
@@ -28,6 +31,10 @@ from tests.conftest import installed_binary
 from tests.staff import secret_settings, token_of
 from workers.build import build_worker, new_http_client
 from workflows import visibility
+
+# Business events go to the sandbox's subscriber, as `revsync dev` configures them.
+EVENT_SUBSCRIBER = "sandbox"
+EVENT_SECRET = "whsec_" + secrets.token_hex(16)
 
 
 def free_port() -> int:
@@ -66,7 +73,7 @@ class SandboxServer(ThreadedServer):
     """The vendor sandbox, with its state reachable from the test."""
 
     def __init__(self) -> None:
-        self.state = SandboxState()
+        self.state = SandboxState(event_secrets={EVENT_SUBSCRIBER: EVENT_SECRET})
         super().__init__(create_sandbox(self.state))
 
 
@@ -88,6 +95,13 @@ def stack_settings(sandbox_url: str, temporal_address: str) -> Settings:
         stripe_base_url=f"{sandbox_url}/stripe",
         netsuite_base_url=f"{sandbox_url}/netsuite",
         http_timeout_seconds=5,
+        event_subscribers=[
+            EventSubscriber(
+                name=EVENT_SUBSCRIBER,
+                url=f"{sandbox_url}/events/{EVENT_SUBSCRIBER}",
+                secret=SecretStr(EVENT_SECRET),
+            )
+        ],
         **secret_settings(),
     )
 

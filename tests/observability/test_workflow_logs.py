@@ -50,7 +50,7 @@ async def run_uncached(env: WorkflowEnvironment, quote: Quote) -> tuple[str, Quo
         ),
     ]
     workflow_id = visibility.workflow_id_for_quote(quote.quote_id)
-    async with workers[0], workers[1], workers[2], workers[3]:
+    async with workers[0], workers[1], workers[2], workers[3], workers[4]:
         status = await env.client.execute_workflow(
             QuoteToCashWorkflow.run,
             QuoteToCashInput(quote=quote, policy=SagaPolicy()),

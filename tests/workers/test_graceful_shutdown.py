@@ -104,7 +104,7 @@ async def harness(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Har
         stack.callback(sandbox.stop)
         http = await stack.enter_async_context(new_http_client(settings))
         # Everything but ERP runs here; the ERP worker is the process under test.
-        for queue in (TaskQueue.ORCHESTRATION, TaskQueue.CRM, TaskQueue.BILLING):
+        for queue in (TaskQueue.ORCHESTRATION, TaskQueue.CRM, TaskQueue.BILLING, TaskQueue.EVENTS):
             await stack.enter_async_context(build_worker(queue, env.client, settings, http))
         yield Harness(env.client, settings, sandbox, tmp_path_factory.mktemp("erp-workers"))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +36,7 @@ from domain.contracts import (
     VoidInvoice,
 )
 from domain.customer import Address, CreditCheck, Customer
+from domain.event_contracts import PublishEvent, PublishResult
 from domain.order import (
     Invoice,
     InvoiceStatus,
@@ -93,6 +94,9 @@ class FakeSystems:
         self.crm_orders: dict[str, str] = {}
         self.quote_status: dict[str, str] = {}
         self.customer_updates: dict[str, Any] = {}
+        # Business events published (events.publish), as the JSON documents subscribers get;
+        # kept apart from ``calls`` so the vendor call sequences stay what they were.
+        self.published: list[dict[str, Any]] = []
 
     def fail_with(self, activity_name: str, *errors: Exception) -> None:
         self.failures.setdefault(activity_name, []).extend(errors)
@@ -200,7 +204,18 @@ class FakeSystems:
             self.quote_status[req.quote_id] = "Rejected"
             return "Rejected"
 
+        @activity.defn(name=Activity.EVENTS_PUBLISH)
+        async def publish_event(req: PublishEvent) -> PublishResult:
+            queued = self.failures.get(Activity.EVENTS_PUBLISH)
+            if queued:
+                raise queued.pop(0)
+            self.published.append(dict(req.event))
+            return PublishResult(
+                event_id=str(req.event["id"]), event_type=str(req.event["type"]), deliveries=[]
+            )
+
         return {
+            TaskQueue.EVENTS: [publish_event],
             TaskQueue.CRM: [fetch_account, record_order, mark_quote_rejected],
             TaskQueue.ERP: [check_catalog, book_sales_order, cancel_sales_order],
             TaskQueue.BILLING: [provision_subscription, cancel_subscription, void_invoice],
@@ -209,11 +224,13 @@ class FakeSystems:
 
 @asynccontextmanager
 async def running_workers(client: Client, fakes: FakeSystems) -> AsyncIterator[None]:
-    """Workers for all four queues: the real workflow, the fake activities."""
+    """Workers for every queue: the real workflow, the fake activities."""
     workers = [Worker(client, task_queue=TaskQueue.ORCHESTRATION, workflows=[QuoteToCashWorkflow])]
     workers += [
         Worker(client, task_queue=queue, activities=acts)
         for queue, acts in fakes.activities().items()
     ]
-    async with workers[0], workers[1], workers[2], workers[3]:
+    async with AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
         yield
