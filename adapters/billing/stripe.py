@@ -157,9 +157,12 @@ def classify_stripe_error(operation: str, response: httpx.Response) -> VendorErr
 
     ``Stripe-Should-Retry`` decides when present (``true``: transient, ``false``: not).
     Otherwise 5xx, 409 (``idempotency_key_in_use``), 429 / ``rate_limit_error`` and
-    ``lock_timeout`` are transient (with ``Retry-After``); 404 is :class:`NotFoundError`;
-    everything else (``invalid_request_error``, ``card_error``, ``idempotency_error``, 401)
-    is rejected, with Stripe's code (or the error type when there is no code).
+    ``lock_timeout`` are transient (with ``Retry-After``); so are 401 and 403 (a revoked,
+    rotated or under-privileged API key is revsync's configuration, not the customer's
+    order: retrying, then parking the step, beats unwinding booked orders over it); 404 is
+    :class:`NotFoundError`; everything else (``invalid_request_error``, ``card_error``,
+    ``idempotency_error``) is rejected, with Stripe's code (or the error type when there is
+    no code).
     """
     status = response.status_code
     error = _error_fields(response)
@@ -176,7 +179,7 @@ def classify_stripe_error(operation: str, response: httpx.Response) -> VendorErr
     transient = should_retry == "true" or (
         should_retry != "false"
         and (
-            status in (409, 429)
+            status in (401, 403, 409, 429)
             or status >= 500
             or error_type == "rate_limit_error"
             or code in _TRANSIENT_CODES

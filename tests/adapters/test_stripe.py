@@ -739,9 +739,15 @@ def stripe_response(
             NotFoundError,
             "resource_missing",
         ),
+        # A revoked or rotated key is revsync's configuration, not the order: retry, then park.
         (
             stripe_response(401, {"type": "invalid_request_error", "message": "bad key"}),
-            RejectedError,
+            TransientError,
+            "invalid_request_error",
+        ),
+        (
+            stripe_response(403, {"type": "invalid_request_error", "message": "restricted"}),
+            TransientError,
             "invalid_request_error",
         ),
     ],
@@ -786,9 +792,9 @@ async def test_the_emulator_says_409_should_be_retried(http: httpx.AsyncClient) 
 # --- auth, search grammar, form parsing, reset ----------------------------------------------
 
 
-async def test_a_wrong_api_key_is_rejected(http: httpx.AsyncClient) -> None:
+async def test_a_wrong_api_key_is_retried_not_a_rejected_order(http: httpx.AsyncClient) -> None:
     wrong = StripeBilling(http, base_url=BASE_URL, api_key="sk_test_wrong_key_123")
-    with pytest.raises(RejectedError) as caught:
+    with pytest.raises(TransientError) as caught:
         await wrong.find_subscription("q2c-x:subscription")
     assert caught.value.status == 401
     assert "Invalid API Key" in caught.value.message
