@@ -18,6 +18,10 @@ with the reason, and the saga ends COMPENSATED (REJECTED when nothing had been b
 A step whose retry budget runs out, a rejected CRM write-back and a compensation that keeps
 failing do not fail the saga: it parks (NEEDS_ATTENTION, ``BlockedStep``) and waits for an
 operator's ``resolve`` update (retry, compensate or skip, as ``domain.saga`` allows).
+
+Each ending (BOOKED, REJECTED, COMPENSATED) and each parking is published as a business event
+(``workflows.publishing``, patch ``publish-business-events``); the workflow ends once they
+are delivered.
 """
 
 from __future__ import annotations

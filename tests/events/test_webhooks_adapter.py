@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -163,3 +165,27 @@ def test_a_signature_older_than_the_tolerance_does_not_verify():
     header = SCHEME.sign(SECRETS["finance"], body, timestamp=int(time.time()) - 3600)
     with pytest.raises(SignatureError):
         SCHEME.verify([SECRETS["finance"]], header, body)
+
+
+def documented_verify() -> Any:
+    """The verification snippet docs/api.md gives subscribers, as they would paste it."""
+    text = (Path(__file__).parents[2] / "docs/api.md").read_text()
+    section = text.split("### Verifying a delivery", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    return namespace["verify"]
+
+
+async def test_the_documented_snippet_verifies_a_real_delivery(state: SandboxState):
+    verify = documented_verify()
+    recording = Recording(httpx.ASGITransport(app=create_app(state)))
+    async with httpx.AsyncClient(transport=recording, base_url="http://sandbox") as http:
+        await WebhookEvents(http, [subscriber("finance")]).deliver("finance", booked_event())
+    (request,) = recording.requests
+    header = request.headers[SIGNATURE_HEADER]
+    assert verify(SECRETS["finance"], header, request.content)
+    assert not verify(SECRETS["data"], header, request.content)
+    assert not verify(SECRETS["finance"], header, request.content + b" ")
+    stale = SCHEME.sign(SECRETS["finance"], request.content, timestamp=int(time.time()) - 3600)
+    assert not verify(SECRETS["finance"], stale, request.content)
