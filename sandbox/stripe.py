@@ -73,6 +73,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.billing.stripe import stripe_exponent
 from domain.money import MINOR_UNITS
 from sandbox.faults import VendorFaults
 from sandbox.wire import bearer_token, json_response
@@ -876,7 +877,8 @@ class StripeStore:
         when the tax is inclusive), before discounts; ``discount_amounts`` and
         ``tax_amounts`` say what comes off and what tax it bears."""
         product = self.products[price["product"]]
-        exponent = MINOR_UNITS.get(price["currency"].upper(), 2)
+        code = price["currency"].upper()
+        exponent = stripe_exponent(code) if code in MINOR_UNITS else 2
         unit = Decimal(price["unit_amount_decimal"]).scaleb(-exponent)
         per = f" / {price['recurring']['interval']}" if price["recurring"] else ""
         amount = _line_amount(price["unit_amount_decimal"], quantity)

@@ -16,8 +16,9 @@ Keys and duplicates:
 - products: one per SKU, with the SKU as the Stripe product id (``GET /v1/products/<sku>``,
   created on 404; ``resource_already_exists`` from a concurrent create counts as present).
 
-Money: amounts are integers in the currency's minor unit (``to_minor``/``from_minor``; JPY has
-none), currencies lowercase on the wire and uppercase in the domain. Stripe bills
+Money: amounts are integers in Stripe's minor unit (``to_stripe_amount``: the ISO 4217
+exponent, JPY none, except ISK which Stripe carries with two zero decimals), currencies
+lowercase on the wire and uppercase in the domain. Stripe bills
 ``unit_amount_decimal * quantity`` per line and its quantities are integers, while the quote's
 net line amount (quantity * unit price * (1 - discount), rounded once to the minor unit) need
 not be a whole number of cents per seat. So each line is sent as:
@@ -95,7 +96,7 @@ from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField
 from domain.invoice import Invoice as FinalizedInvoice
 from domain.invoice import OneOffLine, SubscriptionLine
-from domain.money import MINOR_UNITS, from_minor, quantize, to_minor
+from domain.money import MINOR_UNITS, quantize
 from domain.order import (
     Invoice,
     InvoiceLine,
@@ -206,7 +207,7 @@ def _plain(value: Decimal) -> str:
 
 def stripe_line_price(line: OrderLine, currency: str) -> StripeLinePrice:
     """The unit price and quantity whose product is exactly the line's net amount."""
-    net = to_minor(line.amount, currency)
+    net = to_stripe_amount(line.amount, currency)
     quantity = line.quantity
     if quantity == quantity.to_integral_value() and quantity > 0:
         count = int(quantity)
@@ -411,15 +412,15 @@ def to_invoice(obj: Mapping[str, Any], lines: list[Mapping[str, Any]], operation
         lines=[
             InvoiceLine(
                 description=str(line.get("description") or ""),
-                amount=from_minor(int(line["amount"]), currency),
+                amount=_stripe_decimal(int(line["amount"]), currency),
                 period_start=_date((line.get("period") or {}).get("start")),
                 period_end=_date((line.get("period") or {}).get("end")),
             )
             for line in lines
         ],
-        subtotal=from_minor(int(obj.get("subtotal") or 0), currency),
-        tax=from_minor(tax_minor, currency),
-        total=from_minor(int(obj.get("total") or 0), currency),
+        subtotal=_stripe_decimal(int(obj.get("subtotal") or 0), currency),
+        tax=_stripe_decimal(tax_minor, currency),
+        total=_stripe_decimal(int(obj.get("total") or 0), currency),
         due_date=_date(obj.get("due_date")),
     )
 
@@ -433,8 +434,18 @@ MAX_LINE_DESCRIPTION = 500
 
 
 def stripe_exponent(currency: str) -> int:
-    """Decimal places of Stripe's integer amounts in ``currency`` (upper case)."""
-    return STRIPE_EXPONENT_OVERRIDES.get(currency, MINOR_UNITS[currency])
+    """Decimal places of Stripe's integer amounts in ``currency`` (either case)."""
+    code = currency.upper()
+    return STRIPE_EXPONENT_OVERRIDES.get(code, MINOR_UNITS[code])
+
+
+def to_stripe_amount(amount: Decimal, currency: str) -> int:
+    """``amount`` as Stripe's integer (cents for USD, yen for JPY, ISK times 100)."""
+    return int(quantize(amount, currency.upper()).scaleb(stripe_exponent(currency)))
+
+
+def _stripe_decimal(value: int, currency: str) -> Decimal:
+    return Decimal(value).scaleb(-stripe_exponent(currency))
 
 
 def from_stripe_amount(value: Any, currency: str, what: str, operation: str) -> Decimal:

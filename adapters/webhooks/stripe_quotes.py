@@ -33,7 +33,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from domain.money import MINOR_UNITS, minor_units
+from adapters.billing.stripe import stripe_exponent
+from domain.money import MINOR_UNITS
 from domain.quote import BillingInterval, BillingType, PaymentTerms, Quote
 
 __all__ = [
@@ -346,7 +347,7 @@ def _read_price(
 
     unit_minor = _unit_amount(read, price, base, source)
     if unit_minor is not None and currency is not None:
-        line["unit_price"] = unit_minor.scaleb(-minor_units(currency))
+        line["unit_price"] = unit_minor.scaleb(-stripe_exponent(currency))
 
     kind = price.get("type")
     if kind == "one_time":

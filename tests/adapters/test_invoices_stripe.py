@@ -474,10 +474,10 @@ async def test_a_made_draft_can_be_finalized_through_the_api(
     assert invoice.total == Decimal("2737.00")
 
 
-async def test_a_refused_api_key_is_a_rejection(http: httpx.AsyncClient) -> None:
+async def test_a_refused_api_key_is_retried_not_rejected(http: httpx.AsyncClient) -> None:
     made = await make_invoice(http, lines=[ONBOARDING])
     wrong = StripeBilling(http, base_url=BASE_URL, api_key="sk_test_revoked")
-    with pytest.raises(RejectedError) as caught:
+    with pytest.raises(TransientError) as caught:
         await wrong.get_invoice(made["id"])
     assert caught.value.status == 401
     assert "Invalid API Key" in caught.value.message

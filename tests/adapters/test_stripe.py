@@ -15,6 +15,7 @@ from adapters.billing.stripe import (
     StripeBilling,
     classify_stripe_error,
     stripe_line_price,
+    to_stripe_amount,
     stripe_tax_id,
 )
 from adapters.errors import NotFoundError, RejectedError, TransientError
@@ -880,3 +881,13 @@ async def test_the_router_reads_the_store_again_after_a_reset(
     )
     assert response.json()["data"] == []
     json.dumps(state.stripe.snapshot())  # plain JSON: ints and strings, no Decimal
+
+
+def test_isk_goes_to_stripe_with_two_zero_decimals() -> None:
+    """ISK has no minor unit in ISO 4217, but Stripe carries it as a two-decimal amount."""
+    (isk,) = draft_for("ISK", [line("K1", "PLAT-CORE", "3", "15000", "0")]).recurring_lines
+    price = stripe_line_price(isk, "ISK")
+    assert (price.unit_amount_decimal, price.quantity) == ("1500000", 3)
+    assert to_stripe_amount(Decimal(45000), "ISK") == 4_500_000
+    assert to_stripe_amount(Decimal(45000), "JPY") == 45_000
+    assert to_stripe_amount(Decimal("450.10"), "usd") == 45_010

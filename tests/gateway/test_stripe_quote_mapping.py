@@ -589,3 +589,17 @@ def test_sample_event_envelope():
     assert event["data"]["object"] is quote_obj
     assert event["livemode"] is False
     assert event["type"] == "quote.accepted"
+
+
+def test_isk_unit_amounts_come_with_two_zero_decimals():
+    raw = sample_stripe_quote(
+        "qt_1IskQuote0001",
+        "0015e00000HekluIS",
+        currency="isk",
+        lines=[("PLAT-CORE", 2, 1_500_000, "month")],  # Stripe: 15,000 ISK as 1500000
+        accepted_at=ACCEPTED,
+    )
+    quote = quote_from_stripe(raw)
+    assert quote.currency == "ISK"
+    assert [line.unit_price for line in quote.lines] == [Decimal(15000)]
+    assert quote.total == Decimal(30000)
