@@ -224,6 +224,7 @@ def test_the_dev_stack_gives_the_gateway_and_each_worker_its_own_port():
         "worker-billing": 9103,
         "worker-erp-1": 9104,
         "worker-erp-2": 9105,
+        "worker-events": 9106,
     }
     with pytest.raises(ValueError, match="no room"):
         stack_processes(DevStackOptions(settings=Settings(metrics_port=65533)))
