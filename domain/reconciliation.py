@@ -14,7 +14,8 @@ of the quote's saga (``q2c-<quote>``), as visibility shows it when the run start
 ============================  ===============================================================
 saga                          what is drift
 ============================  ===============================================================
-running, not parked           nothing: the saga is still booking (counted as in flight)
+running, not parked, not in   nothing: the saga is still booking (counted as in flight)
+a final stage
 BOOKED                        anything but one live record in each of ERP, billing and CRM
                               with the same amount in ERP and CRM
 COMPENSATED, REJECTED         any live ERP order or subscription, any CRM order
@@ -31,10 +32,9 @@ Repairs the rules allow (everything else is ``review``, for a person):
 - ``rewrite_crm``: a BOOKED quote whose CRM order is missing gets it written again by the
   saga's idempotent ``crm.record_order``, with the same key, from the ERP order and the
   subscription.
-- ``repropagate_customer``: customer field drift is handed to the customer-master workflow.
 
 Duplicates and amount mismatches are always ``review``: which record is right is a finance
-decision, not a rule.
+decision, not a rule. Customers (and their field drift) are not compared yet.
 """
 
 from __future__ import annotations
@@ -168,10 +168,13 @@ class SagaState(BaseModel):
     )
 
     def settled(self, as_of: datetime) -> bool:
-        """Ended, or parked, before ``as_of``: its records no longer move on their own."""
+        """Ended, parked, or in a final business stage (a saga may still be publishing its
+        event) before ``as_of``: its records no longer move on their own."""
         if self.changed_at is None or self.changed_at >= as_of:
             return False
-        return not self.running or self.stage is OrderStage.NEEDS_ATTENTION
+        if not self.running or self.stage is OrderStage.NEEDS_ATTENTION:
+            return True
+        return self.stage is not None and self.stage.is_terminal
 
 
 # -- drift ----------------------------------------------------------------------------------
@@ -200,7 +203,6 @@ class Remediation(StrEnum):
     RESUME_SAGA = "resume_saga"
     COMPENSATE = "compensate"
     REWRITE_CRM = "rewrite_crm"
-    REPROPAGATE_CUSTOMER = "repropagate_customer"
     REVIEW = "review"
 
 

@@ -494,6 +494,51 @@ def temporal_setup(
     typer.echo(f"namespace {result.namespace}: {created}; search attributes added: {added}")
 
 
+schedules_app = typer.Typer(help="Temporal Schedules revsync runs (reconciliation).")
+app.add_typer(schedules_app, name="schedules")
+
+
+@schedules_app.command("apply")
+def schedules_apply() -> None:
+    """Create or update revsync's Schedules from the settings (REVSYNC_RECONCILE_CRON...).
+    Idempotent: run it on every deploy; a paused Schedule stays paused."""
+    from revsync.schedules import apply_schedules
+
+    settings = get_settings()
+    for applied in _client_call(settings, lambda c: apply_schedules(c, settings)):
+        typer.echo(f"schedule {applied.schedule_id}: {applied.action}")
+
+
+@app.command()
+def reconcile(
+    now: Annotated[bool, typer.Option("--now", help="Run reconciliation now and wait")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Print the latest run's report")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Compare CRM, billing and ERP and repair what is safe (docs/reconciliation.md).
+    --now runs it at once; --report shows the running or last completed run's report."""
+    from revsync.schedules import latest_report, render_report, run_now
+
+    if now == report:
+        typer.echo("give exactly one of --now or --report", err=True)
+        raise typer.Exit(2)
+    settings = get_settings()
+    if now:
+        found = _client_call(settings, lambda c: run_now(c, settings))
+    else:
+        latest = _client_call(settings, latest_report)
+        if latest is None:
+            typer.echo("no reconciliation has run yet (`revsync reconcile --now`)", err=True)
+            raise typer.Exit(1)
+        found = latest
+    workflow_id, result = found
+    if as_json:
+        body = {"workflow_id": workflow_id, **result.model_dump(mode="json")}
+        typer.echo(json.dumps(body, indent=2))
+    else:
+        typer.echo(render_report(workflow_id, result))
+
+
 def main() -> None:
     settings = get_settings()
     configure_logging(log_format=settings.log_format, secrets=settings.secret_values())

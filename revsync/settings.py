@@ -199,6 +199,23 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="Time in-flight activities get to finish on SIGTERM"
     )
 
+    # Reconciliation (docs/reconciliation.md): the revsync-reconciliation Schedule
+    reconcile_cron: str = Field(
+        default="15 * * * *",
+        min_length=1,
+        description="When the Schedule runs reconciliation (cron, UTC); `revsync schedules "
+        "apply` to change it",
+    )
+    reconcile_page_size: int = Field(
+        default=100, ge=1, le=1000, description="Records per listing call (vendors cap it)"
+    )
+    reconcile_max_items_per_kind: int = Field(
+        default=50, ge=1, description="Drift items of each kind a report lists; counts are exact"
+    )
+    reconcile_max_repairs: int = Field(
+        default=100, ge=0, description="Repairs one run makes; the rest wait for the next run"
+    )
+
     @field_validator(
         "crm_max_task_queue_activities_per_second",
         "billing_max_task_queue_activities_per_second",

@@ -239,6 +239,13 @@ def test_a_saga_still_booking_is_not_judged():
     assert result.in_flight == 1
 
 
+def test_a_running_saga_in_a_final_stage_is_judged():
+    # e.g. BOOKED and still publishing its business event
+    publishing = saga("Q1", OrderStage.BOOKED, running=True)
+    item = only([sub("Q1"), crm("Q1")], [publishing])
+    assert item.kind is DriftKind.MISSING_IN_ERP
+
+
 def test_a_saga_that_ended_after_the_run_started_is_not_judged():
     late = saga("Q1", OrderStage.BOOKED, changed_at=RUN + timedelta(seconds=1))
     result = compare_orders([erp("Q1")], {"Q1": late}, as_of=RUN)

@@ -1,0 +1,181 @@
+"""revsync's Temporal Schedules, and running and reading reconciliation by hand.
+
+``revsync schedules apply`` creates the ``revsync-reconciliation`` Schedule, or updates it
+to the current settings when it exists (describe, then update: running it twice leaves one
+Schedule, and a Schedule an operator paused stays paused). Runs never overlap: a run still
+going when the next is due makes the Schedule skip that one.
+
+``revsync reconcile --now`` starts a run at once and waits for its report;
+``revsync reconcile --report`` prints the latest run's report: the running run's ``report``
+query, else the last completed run's result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+    WorkflowExecutionStatus,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.contracts import TaskQueue
+from domain.reconciliation import (
+    SCHEDULE_ID,
+    WORKFLOW_TYPE,
+    DriftItem,
+    ReconciliationInput,
+    ReconciliationReport,
+    ReportStatus,
+)
+from revsync.settings import Settings
+from workflows.reconciliation import ReconciliationWorkflow
+
+# A run that has not finished by then is stopped; the next run starts from scratch.
+RUN_TIMEOUT = timedelta(hours=6)
+# A run missed while the cluster was down is still made if it is at most this late.
+CATCHUP_WINDOW = timedelta(minutes=30)
+NOTE = "managed by `revsync schedules apply`"
+
+
+def reconciliation_input(settings: Settings) -> ReconciliationInput:
+    return ReconciliationInput(
+        page_size=settings.reconcile_page_size,
+        max_items_per_kind=settings.reconcile_max_items_per_kind,
+        max_repairs=settings.reconcile_max_repairs,
+    )
+
+
+def reconciliation_schedule(settings: Settings, *, paused: bool = False) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReconciliationWorkflow.run,
+            reconciliation_input(settings),
+            id="reconciliation",  # the Schedule appends the time of each run
+            task_queue=TaskQueue.ORCHESTRATION,
+            execution_timeout=RUN_TIMEOUT,
+            static_summary="Reconciliation of CRM, billing and ERP (scheduled)",
+        ),
+        spec=ScheduleSpec(cron_expressions=[settings.reconcile_cron]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=CATCHUP_WINDOW),
+        state=ScheduleState(note=NOTE, paused=paused),
+    )
+
+
+@dataclass(frozen=True)
+class Applied:
+    schedule_id: str
+    action: Literal["created", "updated"]
+
+
+async def apply_schedules(client: Client, settings: Settings) -> list[Applied]:
+    """Create or update every Schedule revsync runs (today: reconciliation)."""
+    handle = client.get_schedule_handle(SCHEDULE_ID)
+    try:
+        await handle.describe()
+    except RPCError as error:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        try:
+            await client.create_schedule(SCHEDULE_ID, reconciliation_schedule(settings))
+            return [Applied(SCHEDULE_ID, "created")]
+        except ScheduleAlreadyRunningError:
+            pass  # another apply created it in between: update it like an existing one
+
+    def updated(current: ScheduleUpdateInput) -> ScheduleUpdate:
+        paused = current.description.schedule.state.paused
+        return ScheduleUpdate(schedule=reconciliation_schedule(settings, paused=paused))
+
+    await handle.update(updated)
+    return [Applied(SCHEDULE_ID, "updated")]
+
+
+async def run_now(client: Client, settings: Settings) -> tuple[str, ReconciliationReport]:
+    """Start a run at once and wait for its report. Returns the workflow id and the report."""
+    workflow_id = f"reconciliation-now-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+    handle = await client.start_workflow(
+        ReconciliationWorkflow.run,
+        reconciliation_input(settings),
+        id=workflow_id,
+        task_queue=TaskQueue.ORCHESTRATION,
+        execution_timeout=RUN_TIMEOUT,
+        static_summary="Reconciliation of CRM, billing and ERP (revsync reconcile --now)",
+    )
+    return workflow_id, await handle.result()
+
+
+async def latest_report(client: Client) -> tuple[str, ReconciliationReport] | None:
+    """The workflow id and report of the newest run, running or completed; None if none."""
+    candidates = []
+    async for execution in client.list_workflows(f'WorkflowType = "{WORKFLOW_TYPE}"'):
+        if execution.status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
+            candidates.append(execution)
+    if not candidates:
+        return None
+    newest = max(candidates, key=lambda e: e.start_time)
+    handle = client.get_workflow_handle_for(
+        ReconciliationWorkflow.run, newest.id, run_id=newest.run_id
+    )
+    if newest.status is WorkflowExecutionStatus.RUNNING:
+        return newest.id, await handle.query(ReconciliationWorkflow.report)
+    return newest.id, await handle.result(follow_runs=False)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _item_row(item: DriftItem) -> list[str]:
+    outcome = item.outcome.value if item.outcome else "-"
+    detail = item.outcome_detail or item.detail
+    return [item.kind.value, item.quote_id, item.remediation.value, outcome, detail]
+
+
+def render_report(workflow_id: str, report: ReconciliationReport) -> str:
+    finished = f"{report.finished_at:%Y-%m-%d %H:%M:%S} UTC" if report.finished_at else "-"
+    head = [
+        f"run: {workflow_id}",
+        f"status: {report.status.value}",
+        f"started: {report.started_at:%Y-%m-%d %H:%M:%S} UTC, finished: {finished}",
+        "read: " + ", ".join(f"{k} {v}" for k, v in sorted(report.scanned.items())),
+        f"quotes: {report.quotes} ({report.in_flight} still booking, not judged)",
+    ]
+    if report.error:
+        head.append(f"ERROR: {report.error}")
+    parts = ["\n".join(head)]
+    if report.counts:
+        parts.append(
+            _table(
+                ["drift", "count"],
+                [[kind.value, str(n)] for kind, n in sorted(report.counts.items())],
+            )
+        )
+        parts.append(
+            _table(
+                ["kind", "quote", "remediation", "outcome", "detail"],
+                [_item_row(i) for i in report.items],
+            )
+        )
+        if report.omitted:
+            parts.append(f"... and {report.omitted} more items (counted above, not listed)")
+    elif report.status is ReportStatus.DONE:
+        parts.append("no drift")
+    return "\n\n".join(parts)

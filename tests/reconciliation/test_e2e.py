@@ -1,0 +1,243 @@
+"""Reconciliation on the whole stack (real dev server, workers, gateway, sandbox over HTTP):
+quotes booked normally, then one drift of each kind seeded straight into the sandbox; the
+report finds exactly those, the safe ones are repaired in the sandbox, a second run finds
+only the unsafe ones. Then the Schedule and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
+
+from domain.reconciliation import (
+    SCHEDULE_ID,
+    WORKFLOW_TYPE,
+    DriftKind,
+    Outcome,
+    ReconciliationReport,
+    Remediation,
+    ReportStatus,
+)
+from domain.stages import OrderStage
+from revsync.schedules import run_now
+from sandbox.faults import FaultRule, FaultsRequest
+from tests.e2e.stack import Stack, running_stack
+from tests.e2e.test_quote_to_cash_e2e import deliver, finished, new_quote
+from workflows import visibility
+
+pytestmark = pytest.mark.e2e
+
+REVSYNC = str(Path(sys.executable).parent / "revsync")
+
+
+@pytest.fixture(scope="module")
+async def stack() -> AsyncIterator[Stack]:
+    async with running_stack() as running:  # its own sandbox: reconciliation reads it all
+        yield running
+
+
+async def book(stack: Stack, account_id: str, *faults: FaultRule) -> str:
+    payload = await new_quote(stack, account_id)
+    if faults:
+        stack.sandbox.state.faults.configure(FaultsRequest(faults=list(faults)))
+    assert (await deliver(stack, payload)).status_code == 202
+    quote_id = str(payload["quote_id"])
+    await finished(stack, quote_id)
+    return quote_id
+
+
+async def visible(stack: Stack, stages: dict[str, OrderStage], seconds: float = 30) -> None:
+    """Wait until visibility shows every saga in its final stage (it lags a little)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        seen: dict[str, str | None] = {}
+        async for execution in stack.client.list_workflows('WorkflowType = "QuoteToCash"'):
+            attrs = execution.typed_search_attributes
+            seen[str(attrs.get(visibility.QUOTE_ID))] = attrs.get(visibility.ORDER_STAGE)
+        if all(seen.get(q) == s.value for q, s in stages.items()):
+            return
+        assert time.monotonic() < deadline, f"visibility shows {seen}, wanted {stages}"
+        await asyncio.sleep(0.3)
+
+
+def crm_order(stack: Stack, quote_id: str) -> dict[str, Any] | None:
+    orders = stack.sandbox.state.salesforce.records["Order"]
+    key = f"q2c-{quote_id}:crm-order"
+    return next((o for o in orders.values() if o.get("Revsync_Key__c") == key), None)
+
+
+def erp_order(stack: Stack, quote_id: str) -> dict[str, Any]:
+    orders = stack.sandbox.state.netsuite.sales_orders
+    key = f"q2c-{quote_id}:erp-order"
+    (order,) = [o for o in orders.values() if o.get("externalId") == key]
+    return order
+
+
+def subscription(stack: Stack, quote_id: str) -> dict[str, Any]:
+    subs = stack.sandbox.state.stripe.subscriptions.values()
+    (sub,) = [s for s in subs if s["metadata"].get("quote_id") == quote_id]
+    return sub
+
+
+def by_kind(report: ReconciliationReport) -> dict[tuple[DriftKind, str], Any]:
+    return {(i.kind, i.quote_id): i for i in report.items}
+
+
+async def test_seeded_drift_is_found_exactly_and_the_safe_ones_are_repaired(stack: Stack):
+    missing, duplicated, amount, status, fine = [
+        await book(stack, account)
+        for account in (
+            "0015e00000AcmeUS1",
+            "0015e00000NordDE1",
+            "0015e00000ThamGB1",
+            "0015e00000AcmeUS1",
+            "0015e00000NordDE1",
+        )
+    ]
+    # Stripe makes the subscription but the answer is a card decline: the saga compensates
+    # the ERP order and never knew the subscription existed. A live subscription remains.
+    compensated = await book(
+        stack,
+        "0015e00000ThamGB1",
+        FaultRule(
+            vendor="stripe",
+            operation="create_subscription",
+            status=402,
+            code="card_declined",
+            phase="after",
+        ),
+    )
+    assert subscription(stack, compensated)["status"] == "active"
+    stages = dict.fromkeys([missing, duplicated, amount, status, fine], OrderStage.BOOKED)
+    await visible(stack, {**stages, compensated: OrderStage.COMPENSATED})
+
+    # Seed the rest of the drift straight into the systems' state.
+    sf = stack.sandbox.state.salesforce
+    lost = crm_order(stack, missing)
+    assert lost is not None
+    del sf.records["Order"][lost["Id"]]
+    original = erp_order(stack, duplicated)
+    netsuite = stack.sandbox.state.netsuite
+    netsuite.sales_orders["9901"] = {**original, "id": "9901", "externalId": None}
+    changed = crm_order(stack, amount)
+    assert changed is not None
+    changed["TotalAmount"] = Decimal(str(changed["TotalAmount"])) + 100
+    netsuite.set_order_status(erp_order(stack, status)["id"], "C")
+
+    _, report = await run_now(stack.client, stack.settings)
+    assert report.status is ReportStatus.DONE, report.error
+    assert report.counts == {
+        DriftKind.MISSING_IN_CRM: 1,
+        DriftKind.DUPLICATED_IN_ERP: 1,
+        DriftKind.AMOUNT_MISMATCH: 1,
+        DriftKind.STATUS_MISMATCH: 2,
+    }
+    items = by_kind(report)
+    assert items[DriftKind.MISSING_IN_CRM, missing].remediation is Remediation.REWRITE_CRM
+    assert items[DriftKind.MISSING_IN_CRM, missing].outcome is Outcome.REPAIRED
+    assert items[DriftKind.STATUS_MISMATCH, compensated].remediation is Remediation.COMPENSATE
+    assert items[DriftKind.STATUS_MISMATCH, compensated].outcome is Outcome.REPAIRED
+    for key in (
+        (DriftKind.DUPLICATED_IN_ERP, duplicated),
+        (DriftKind.AMOUNT_MISMATCH, amount),
+        (DriftKind.STATUS_MISMATCH, status),
+    ):
+        assert items[key].remediation is Remediation.REVIEW, items[key]
+        assert items[key].outcome is None
+        assert items[key].workflow_id == f"q2c-{key[1]}"
+    assert report.outcomes == {Outcome.REPAIRED: 2}
+    assert report.scanned["sagas"] == 6 and report.quotes == 6
+
+    # The safe ones are repaired in the systems themselves.
+    rewritten = crm_order(stack, missing)
+    assert rewritten is not None and rewritten["Status"] == "Activated"
+    assert rewritten["ERP_Order_Id__c"] == erp_order(stack, missing)["id"]
+    assert subscription(stack, compensated)["status"] == "canceled"
+
+    _, again = await run_now(stack.client, stack.settings)
+    assert again.counts == {
+        DriftKind.DUPLICATED_IN_ERP: 1,
+        DriftKind.AMOUNT_MISMATCH: 1,
+        DriftKind.STATUS_MISMATCH: 1,
+    }
+    assert {i.quote_id for i in again.items} == {duplicated, amount, status}
+    assert {i.remediation for i in again.items} == {Remediation.REVIEW}
+    assert again.outcomes == {}
+
+
+async def revsync(stack: Stack, *args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVSYNC_")}
+    keys = stack.settings.payload_keys
+    assert keys is not None
+    env |= {
+        "REVSYNC_TEMPORAL_ADDRESS": stack.settings.temporal_address,
+        "REVSYNC_PAYLOAD_KEYS": keys.get_secret_value(),
+        "REVSYNC_RECONCILE_CRON": "0 3 * * *",
+    }
+    process = await asyncio.create_subprocess_exec(
+        REVSYNC,
+        *args,
+        env=env,
+        cwd="/",  # no developer's .env applies
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_reconcile_report_json_prints_the_latest_run(stack: Stack):
+    workflow_id, report = await run_now(stack.client, stack.settings)
+    deadline = time.monotonic() + 30
+    while True:  # visibility lists the run a moment after it completes
+        code, out, err = await revsync(stack, "reconcile", "--report", "--json")
+        assert code == 0, err
+        printed = json.loads(out)
+        if printed["workflow_id"] == workflow_id or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert printed["workflow_id"] == workflow_id
+    assert ReconciliationReport.model_validate(printed) == report
+    code, text, err = await revsync(stack, "reconcile", "--report")
+    assert code == 0, err
+    assert f"run: {workflow_id}" in text and "status: done" in text
+    code, _, err = await revsync(stack, "reconcile", "--now", "--report")
+    assert code == 2 and "exactly one" in err
+
+
+async def test_schedules_apply_twice_makes_one_schedule_that_stays_paused(stack: Stack):
+    code, out, err = await revsync(stack, "schedules", "apply")
+    assert code == 0, err
+    assert out.strip() == f"schedule {SCHEDULE_ID}: created"
+    handle = stack.client.get_schedule_handle(SCHEDULE_ID)
+    try:
+        await handle.pause(note="maintenance")
+        code, out, err = await revsync(stack, "schedules", "apply")
+        assert code == 0, err
+        assert out.strip() == f"schedule {SCHEDULE_ID}: updated"
+
+        ids = [s.id async for s in await stack.client.list_schedules()]
+        assert ids.count(SCHEDULE_ID) == 1
+        described = await handle.describe()
+        schedule = described.schedule
+        assert schedule.state.paused
+        assert schedule.policy.overlap is ScheduleOverlapPolicy.SKIP
+        action = schedule.action
+        assert isinstance(action, ScheduleActionStartWorkflow)
+        assert action.workflow == WORKFLOW_TYPE and action.task_queue == "orchestration"
+        spec = schedule.spec
+        assert spec.cron_expressions == ["0 3 * * *"] or [
+            (c.hour[0].start, c.minute[0].start) for c in spec.calendars
+        ] == [(3, 0)]
+    finally:
+        await handle.delete()
