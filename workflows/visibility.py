@@ -32,6 +32,13 @@ CURRENCY = SearchAttributeKey.for_keyword("Currency")
 SLA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
 # When the saga entered its current stage: `revsync stuck` finds long waits with it.
 STAGE_SINCE = SearchAttributeKey.for_datetime("StageSince")
+# Customer master (workflow type CustomerMaster; CustomerId is the golden id, BlockedStep a
+# parked propagation such as propagate_erp): ACTIVE, NEEDS_REVIEW or MERGED.
+MASTER_STATE = SearchAttributeKey.for_keyword("MasterState")
+# Duplicate detection finds candidates by these: SHA-256 of the normalised tax id (no raw
+# tax id in visibility) and the record's non-free-mail domains.
+MASTER_TAX_ID_HASH = SearchAttributeKey.for_keyword("MasterTaxIdHash")
+MASTER_DOMAINS = SearchAttributeKey.for_keyword_list("MasterDomains")
 
 ALL_KEYS: tuple[SearchAttributeKey[Any], ...] = (
     QUOTE_ID,
@@ -42,6 +49,9 @@ ALL_KEYS: tuple[SearchAttributeKey[Any], ...] = (
     CURRENCY,
     SLA_BREACHED,
     STAGE_SINCE,
+    MASTER_STATE,
+    MASTER_TAX_ID_HASH,
+    MASTER_DOMAINS,
 )
 
 

@@ -1,0 +1,388 @@
+"""Customer master: what crosses the workflow boundary, and the few pure rules the entity
+workflow adds to :mod:`domain.customer_master` (link syncs, superseded propagations, the
+visibility keys of duplicate detection).
+
+Step contracts (activity names and arguments), the update, signal and query models of
+``CustomerMaster`` (workflow id ``customer-<golden id>``) and its continue-as-new input. No
+I/O; safe inside the workflow sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.contracts import TaskQueue
+from domain.customer_master import (
+    OWNERSHIP,
+    CustomerProfile,
+    DuplicateSuspicion,
+    FieldVerdict,
+    GoldenId,
+    GoldenRecord,
+    MasterField,
+    MasterState,
+    PropagationUpdate,
+    ReviewItem,
+    StewardAction,
+    System,
+    normalise_tax_id,
+    propagation_key,
+)
+from domain.saga import NonBlank, ResolveAction
+
+WORKFLOW_TYPE: Final = "CustomerMaster"
+
+
+class MasterActivity:
+    """Registered activity names of the customer master, by the queue that runs them."""
+
+    CRM_UPDATE_ACCOUNT_FIELDS = "crm.update_account_fields"
+    BILLING_UPDATE_CUSTOMER_FIELDS = "billing.update_customer_fields"
+    ERP_UPDATE_CUSTOMER_FIELDS = "erp.update_customer_fields"
+    BILLING_FIND_CUSTOMER = "billing.find_customer"
+    ERP_FIND_CUSTOMER = "erp.find_customer"
+    # Reads Temporal visibility (not a vendor): runs on the orchestration queue.
+    FIND_DUPLICATES = "master.find_duplicates"
+
+
+UPDATE_STEPS: Final[dict[System, tuple[str, str]]] = {
+    System.CRM: (MasterActivity.CRM_UPDATE_ACCOUNT_FIELDS, TaskQueue.CRM),
+    System.BILLING: (MasterActivity.BILLING_UPDATE_CUSTOMER_FIELDS, TaskQueue.BILLING),
+    System.ERP: (MasterActivity.ERP_UPDATE_CUSTOMER_FIELDS, TaskQueue.ERP),
+}
+"""The activity and task queue that write golden values to each system."""
+
+LOOKUP_STEPS: Final[dict[System, tuple[str, str]]] = {
+    System.BILLING: (MasterActivity.BILLING_FIND_CUSTOMER, TaskQueue.BILLING),
+    System.ERP: (MasterActivity.ERP_FIND_CUSTOMER, TaskQueue.ERP),
+}
+"""Systems whose record of a customer is found by the golden id (the CRM's record *is* the
+golden id): billing by ``metadata.revsync_account_id``, ERP by external id ``acct-<id>``."""
+
+
+def erp_external_id(golden_id: str) -> str:
+    """The ERP customer's external id quote-to-cash gives it: ``acct-<CRM account id>``."""
+    return f"acct-{golden_id}"
+
+
+def golden_id_from_erp(external_id: str) -> str | None:
+    """The golden id an ERP customer's external id names, or None when it is not one of
+    revsync's (``acct-<CRM account id>``)."""
+    prefix = "acct-"
+    if not external_id.startswith(prefix) or len(external_id) == len(prefix):
+        return None
+    return external_id[len(prefix) :]
+
+
+def blocked_step(system: System) -> str:
+    """The ``BlockedStep`` value of a parked propagation to ``system``."""
+    return f"propagate_{system.value}"
+
+
+# -- step contracts -----------------------------------------------------------------------
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class FindCustomerLink(_Contract):
+    golden_id: GoldenId
+
+
+class CustomerLink(_Contract):
+    record_id: str | None = Field(description="The system's id of the customer; None: none yet")
+
+
+class FindDuplicates(_Contract):
+    profile: CustomerProfile
+    tax_id_hash: str | None
+    domains: tuple[str, ...]
+
+
+class DuplicateCandidates(_Contract):
+    suspicions: tuple[DuplicateSuspicion, ...] = ()
+    candidates_seen: int = Field(default=0, description="Running golden records compared")
+
+
+# -- policy and state ---------------------------------------------------------------------
+
+
+class MasterPolicy(BaseModel):
+    """Rules one customer-master run works under, fixed in its input (so in its history)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    propagation_retry_budget: timedelta = Field(
+        default=timedelta(minutes=30),
+        gt=timedelta(0),
+        description="How long one propagation retries transient failures before it parks",
+    )
+    lookup_budget: timedelta = Field(
+        default=timedelta(seconds=30),
+        gt=timedelta(0),
+        description="How long a link lookup or duplicate search may take (it never parks)",
+    )
+    relink_after: timedelta = Field(
+        default=timedelta(hours=1),
+        ge=timedelta(0),
+        description="How long to wait before looking again for a system's missing record",
+    )
+    history_limit: int = Field(
+        default=10_000,
+        ge=20,
+        description="Continue as new once the run's history has this many events",
+    )
+
+
+class PropagationStatus(StrEnum):
+    DONE = "done"  # every record of the system was updated
+    SUPERSEDED = "superseded"  # newer golden values replaced all its fields before it ran
+    SKIPPED = "skipped"  # an operator chose to skip it
+
+
+class PropagationRecord(BaseModel):
+    """A finished propagation, as the status query lists the recent ones."""
+
+    model_config = ConfigDict(frozen=True)
+
+    system: System
+    fields: tuple[MasterField, ...]
+    idempotency_key: str
+    status: PropagationStatus
+    at: datetime
+    detail: str | None = None
+
+
+class ParkedPropagation(BaseModel):
+    """A propagation that was rejected (or ran out of retries), waiting for an operator."""
+
+    model_config = ConfigDict(frozen=True)
+
+    update: PropagationUpdate
+    step: str = Field(description="The BlockedStep value: propagate_<system>")
+    reason: str
+    since: datetime
+    allowed: tuple[ResolveAction, ...] = (ResolveAction.RETRY, ResolveAction.SKIP)
+
+
+class MasterDecision(BaseModel):
+    """One human decision on the golden record, as the audit trail keeps it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    actor: str
+    action: str = Field(description="merge, keep_separate, accept, dismiss, retry or skip")
+    subject: str = Field(description="The candidate, field or propagation decided on")
+    note: str
+
+
+RECENT_KEPT: Final = 20
+"""How many finished propagations and decisions the status keeps (the history has all)."""
+
+
+class CustomerMasterInput(BaseModel):
+    """Start (or continue-as-new) input: everything a run needs to go on where the last
+    stopped."""
+
+    golden_id: GoldenId
+    record: GoldenRecord | None = None
+    queue: list[PropagationUpdate] = Field(default_factory=list)
+    parked: list[ParkedPropagation] = Field(default_factory=list)
+    recent: list[PropagationRecord] = Field(default_factory=list)
+    decisions: list[MasterDecision] = Field(default_factory=list)
+    links_checked_at: datetime | None = None
+    duplicates_due: bool = True
+    events_applied: int = 0
+    runs: int = Field(default=0, description="How many times the entity continued as new")
+    policy: MasterPolicy = Field(default_factory=MasterPolicy)
+
+
+class ChangeResult(BaseModel):
+    """What the ``apply_change`` update answers: a verdict per field of the event."""
+
+    golden_id: str
+    event_id: str
+    source: System
+    duplicate: bool
+    verdicts: dict[MasterField, FieldVerdict]
+    reviews: tuple[ReviewItem, ...] = ()
+    propagating_to: tuple[System, ...] = ()
+    state: MasterState
+
+
+class ResolvePropagation(BaseModel):
+    """The ``resolve`` update: an operator's decision on a parked propagation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: ResolveAction
+    operator: NonBlank
+    note: NonBlank
+    key: str | None = Field(
+        default=None,
+        description="The parked propagation's idempotency key; optional when one is parked",
+    )
+
+
+class AbsorbRequest(BaseModel):
+    """Signal ``absorb`` to the survivor: the absorbed record, handed over whole."""
+
+    model_config = ConfigDict(frozen=True)
+
+    record: GoldenRecord
+    steward: str
+    note: str
+
+
+class HandOverRequest(BaseModel):
+    """Signal ``hand_over`` to the absorbed record: merge yourself into ``into``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    into: GoldenId
+    steward: str
+    note: str
+
+
+class CustomerMasterStatus(BaseModel):
+    """Everything a data steward or operator needs about one golden customer."""
+
+    golden_id: str
+    workflow_id: str
+    state: MasterState
+    record: GoldenRecord
+    open_reviews: tuple[ReviewItem, ...]
+    suspicions: tuple[DuplicateSuspicion, ...]
+    allowed_decisions: list[StewardAction]
+    queued: list[PropagationUpdate]
+    parked: list[ParkedPropagation]
+    recent: list[PropagationRecord]
+    decisions: list[MasterDecision]
+    events_applied: int
+    runs: int
+
+
+# -- pure rules the workflow adds -----------------------------------------------------------
+
+
+IDENTITY_FIELDS: Final = frozenset(
+    {
+        MasterField.NAME,
+        MasterField.LEGAL_ENTITY,
+        MasterField.WEBSITE,
+        MasterField.EMAIL,
+        MasterField.TAX_ID,
+        MasterField.BILLING_ADDRESS,  # its country qualifies a bare tax id
+    }
+)
+"""Fields duplicate detection compares: a change to one of them is checked again."""
+
+
+def tax_id_hash(profile: CustomerProfile) -> str | None:
+    """The ``MasterTaxIdHash`` search attribute: SHA-256 of the normalised tax id, so no raw
+    tax id reaches visibility. Without the country (a bare id in one country may match the
+    same digits with no country): :func:`~domain.customer_master.match` decides precisely."""
+    normalised = normalise_tax_id(profile.tax_id, profile.country)
+    if normalised is None:
+        return None
+    return hashlib.sha256(normalised.encode()).hexdigest()
+
+
+def profile_domains(profile: CustomerProfile) -> tuple[str, ...]:
+    """The ``MasterDomains`` search attribute: the record's non-free-mail domains."""
+    return tuple(sorted(profile.domains()))
+
+
+def current_part(record: GoldenRecord, update: PropagationUpdate) -> PropagationUpdate | None:
+    """``update`` restricted to the fields whose golden value still comes from the change it
+    carries (the others were replaced by newer changes, planned after it), re-keyed when
+    fields were dropped; None when nothing of it is current. Sending only this keeps a late
+    or retried propagation from overwriting a newer value."""
+    fields = {}
+    for field, value in update.fields.items():
+        state = record.fields.get(field)
+        if update.source is not OWNERSHIP[field].owner:
+            # An accepted proposal, written to the owner: current until the owner changes
+            # the field after the proposal was made.
+            if state is None or state.version.modified_at <= update.version.modified_at:
+                fields[field] = value
+        elif (
+            state is not None
+            and state.source is update.source
+            and state.record_id == update.source_record_id
+            and state.version == update.version
+            and state.value == value
+        ):
+            fields[field] = value
+    if not fields:
+        return None
+    if fields.keys() == update.fields.keys():
+        return update
+    return update.model_copy(
+        update={
+            "fields": fields,
+            "idempotency_key": propagation_key(
+                record.golden_id,
+                update.system,
+                fields,
+                update.source,
+                update.source_record_id,
+                update.version,
+            ),
+        }
+    )
+
+
+def sync_plan(
+    record: GoldenRecord, systems: Iterable[System], fields: Iterable[MasterField] | None = None
+) -> list[PropagationUpdate]:
+    """Updates bringing ``systems`` up to the golden values of ``fields`` (all by default),
+    for a system linked late or a record merged in: for each system, the fields it holds a
+    copy of, grouped by the owner change each golden value came from (so each update has
+    the same idempotency key as if that change had just been applied)."""
+    wanted = list(MasterField) if fields is None else [f for f in MasterField if f in set(fields)]
+    updates: list[PropagationUpdate] = []
+    for system in System:
+        if system not in set(systems) or not record.xref.get(system):
+            continue
+        groups: dict[tuple[System, str, str], dict[MasterField, object]] = {}
+        versions = {}
+        for field in wanted:
+            state = record.fields.get(field)
+            if state is None or system not in OWNERSHIP[field].copies:
+                continue
+            origin = (state.source, state.record_id, state.version.token())
+            groups.setdefault(origin, {})[field] = state.value
+            versions[origin] = state.version
+        for origin, changes in groups.items():
+            source, record_id, _ = origin
+            updates.append(
+                PropagationUpdate(
+                    system=system,
+                    record_ids=record.xref[system],
+                    fields=changes,
+                    source=source,
+                    source_record_id=record_id,
+                    version=versions[origin],
+                    idempotency_key=propagation_key(
+                        record.golden_id, system, changes, source, record_id, versions[origin]
+                    ),
+                )
+            )
+    return updates
+
+
+def link(record: GoldenRecord, system: System, record_id: str) -> GoldenRecord:
+    """``record`` with ``record_id`` linked as one of its records in ``system``."""
+    ids = tuple(sorted({*record.xref.get(system, ()), record_id}))
+    xref = {s: ids if s is system else record.xref[s] for s in System if s in record.xref}
+    xref.setdefault(system, ids)
+    return record.model_copy(update={"xref": {s: xref[s] for s in System if s in xref}})

@@ -1,0 +1,165 @@
+"""Delivering customer change events to their golden customer, and the steward's decisions.
+
+:func:`deliver_change` sends one :class:`~domain.customer_master.ChangeEvent` with
+update-with-start: it starts ``customer-<golden id>`` if it is not running
+(``WorkflowIDConflictPolicy.USE_EXISTING``), so concurrent deliveries for one customer meet
+in one workflow. Each delivery is its own update: a redelivered event is answered
+``duplicate`` by the golden record, which remembers event ids (``record.seen``).
+
+A golden record merged into another ends (completed, MERGED); its id cannot start again
+(``ALLOW_DUPLICATE_FAILED_ONLY``: only a failed or terminated run may be restarted), and a
+change for it is sent on to the survivor, following at most :data:`MAX_MERGE_HOPS` merges.
+"""
+
+from __future__ import annotations
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.contracts import TaskQueue
+from domain.customer_master import (
+    ChangeEvent,
+    MasterState,
+    ReviewDecision,
+    StewardDecision,
+    master_workflow_id,
+)
+from domain.master_contracts import (
+    ChangeResult,
+    CustomerMasterInput,
+    CustomerMasterStatus,
+    MasterDecision,
+    MasterPolicy,
+    ResolvePropagation,
+)
+from workflows import visibility
+from workflows.customer_master import MERGED_ERROR, CustomerMasterWorkflow
+
+MAX_MERGE_HOPS = 5
+
+
+class ChangeRefused(Exception):
+    """The golden customer refused the change (its validator said why)."""
+
+
+class DecisionRefused(Exception):
+    """The golden customer refused a steward's or operator's decision."""
+
+
+def start_attributes(golden_id: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(visibility.CUSTOMER_ID, golden_id),
+            SearchAttributePair(visibility.MASTER_STATE, MasterState.ACTIVE.value),
+        ]
+    )
+
+
+def _start(
+    golden_id: str, policy: MasterPolicy, indexed: bool
+) -> WithStartWorkflowOperation[CustomerMasterWorkflow, CustomerMasterStatus]:
+    return WithStartWorkflowOperation(
+        CustomerMasterWorkflow.run,
+        CustomerMasterInput(golden_id=golden_id, policy=policy),
+        id=master_workflow_id(golden_id),
+        task_queue=TaskQueue.ORCHESTRATION,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        search_attributes=start_attributes(golden_id) if indexed else None,
+        static_summary=f"Golden customer {golden_id}",
+    )
+
+
+async def merged_into(client: Client, golden_id: str) -> str | None:
+    """The survivor a closed golden record was merged into (from its result), or None."""
+    handle = client.get_workflow_handle_for(
+        CustomerMasterWorkflow.run, master_workflow_id(golden_id)
+    )
+    status = await handle.result()
+    return status.record.merged_into
+
+
+async def deliver_change(
+    client: Client,
+    golden_id: str,
+    event: ChangeEvent,
+    policy: MasterPolicy | None = None,
+    *,
+    indexed: bool = True,
+) -> ChangeResult:
+    """Apply ``event`` to ``golden_id`` (or to the record it was merged into), starting the
+    entity workflow when needed. Raises :class:`ChangeRefused` when the workflow refuses
+    the event. ``indexed=False`` starts it without search attributes, on a namespace where
+    revsync's are not registered (the time-skipping test server): nothing is then indexed,
+    and duplicate detection finds nothing through visibility."""
+    policy = policy or MasterPolicy()
+    target = golden_id
+    for _ in range(MAX_MERGE_HOPS):
+        try:
+            # By name: the handler is async, which the typed overloads do not take.
+            result: ChangeResult = await client.execute_update_with_start_workflow(
+                "apply_change",
+                event,
+                start_workflow_operation=_start(target, policy, indexed),
+                result_type=ChangeResult,
+            )
+            return result
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == MERGED_ERROR:
+                survivor = cause.details[0] if cause.details else None
+                if isinstance(survivor, str):
+                    target = survivor
+                    continue
+            raise ChangeRefused(getattr(cause, "message", None) or str(cause)) from error
+        except (WorkflowAlreadyStartedError, RPCError) as error:
+            if isinstance(error, RPCError) and error.status is not RPCStatusCode.ALREADY_EXISTS:
+                raise
+            # Closed and not restartable: it was merged away.
+            survivor = await merged_into(client, target)
+            if survivor is None:
+                raise ChangeRefused(f"{master_workflow_id(target)} has ended") from error
+            target = survivor
+    raise ChangeRefused(f"{golden_id} was merged more than {MAX_MERGE_HOPS} times over")
+
+
+async def customer_status(client: Client, golden_id: str) -> CustomerMasterStatus:
+    handle = client.get_workflow_handle_for(
+        CustomerMasterWorkflow.run, master_workflow_id(golden_id)
+    )
+    status: CustomerMasterStatus = await handle.query(CustomerMasterWorkflow.status)
+    return status
+
+
+async def decide_customer(
+    client: Client,
+    golden_id: str,
+    request: StewardDecision | ReviewDecision | ResolvePropagation,
+) -> MasterDecision:
+    """Send a steward's or operator's decision to the golden customer; what it recorded."""
+    handle = client.get_workflow_handle_for(
+        CustomerMasterWorkflow.run, master_workflow_id(golden_id)
+    )
+    try:
+        if isinstance(request, StewardDecision):
+            decision: MasterDecision = await handle.execute_update(
+                "decide", request, result_type=MasterDecision
+            )
+            return decision
+        if isinstance(request, ReviewDecision):
+            return await handle.execute_update(CustomerMasterWorkflow.review, request)
+        return await handle.execute_update(CustomerMasterWorkflow.resolve, request)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        raise DecisionRefused(getattr(cause, "message", None) or str(cause)) from error

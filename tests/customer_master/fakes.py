@@ -1,0 +1,164 @@
+"""In-memory CRM, billing and ERP for the customer-master workflow, under the real activity
+names, plus a duplicate search over the profiles it has been asked about (a stand-in for
+visibility, which the time-skipping server does not index)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from domain.contracts import TaskQueue
+from domain.customer_master import (
+    ChangeEvent,
+    CustomerProfile,
+    PropagationUpdate,
+    SourceVersion,
+    System,
+    match,
+)
+from domain.master_contracts import (
+    ChangeResult,
+    CustomerLink,
+    DuplicateCandidates,
+    FindCustomerLink,
+    FindDuplicates,
+    MasterActivity,
+    MasterPolicy,
+)
+from revsync.customer_master import deliver_change
+from workflows.customer_master import CustomerMasterWorkflow
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+async def deliver(
+    client: Client, golden: str, event: ChangeEvent, policy: MasterPolicy | None = None
+) -> ChangeResult:
+    """Deliver as the gateway does, on a namespace without revsync's search attributes."""
+    return await deliver_change(client, golden, event, policy, indexed=False)
+
+
+def golden_id() -> str:
+    """A fresh Salesforce-shaped account id (each test its own customers)."""
+    return "001" + uuid.uuid4().hex[:14]
+
+
+def change(
+    source: System,
+    record_id: str,
+    minutes: float,
+    *,
+    event_id: str | None = None,
+    **changes: object,
+) -> ChangeEvent:
+    """A change event ``minutes`` after :data:`T0`."""
+    return ChangeEvent.model_validate(
+        {
+            "source": source,
+            "event_id": event_id or f"evt-{uuid.uuid4().hex[:12]}",
+            "record_id": record_id,
+            "version": SourceVersion(modified_at=T0 + timedelta(minutes=minutes)),
+            "changes": changes,
+        }
+    )
+
+
+class FakeMasterSystems:
+    """Records every update per system; ``fail_with`` queues errors per activity name."""
+
+    def __init__(self) -> None:
+        self.updates: list[PropagationUpdate] = []
+        self.failures: dict[str, list[Exception]] = {}
+        # golden id -> record id in billing / ERP, as the lookups find them
+        self.billing_ids: dict[str, str] = {}
+        self.erp_ids: dict[str, str] = {}
+        self.lookups: list[tuple[System, str]] = []
+        self.profiles: dict[str, CustomerProfile] = {}
+
+    def fail_with(self, activity_name: str, *errors: Exception) -> None:
+        self.failures.setdefault(activity_name, []).extend(errors)
+
+    def sent_to(self, system: System) -> list[PropagationUpdate]:
+        return [u for u in self.updates if u.system is system]
+
+    def link(self, golden: str, *, billing: str | None = None, erp: str | None = None) -> None:
+        if billing:
+            self.billing_ids[golden] = billing
+        if erp:
+            self.erp_ids[golden] = erp
+
+    def _failure(self, name: str) -> None:
+        queued = self.failures.get(name)
+        if queued:
+            raise queued.pop(0)
+
+    def activities(self) -> dict[str, list[Callable[..., Any]]]:
+        def updater(name: str) -> Callable[..., Any]:
+            @activity.defn(name=name)
+            async def update(request: PropagationUpdate) -> None:
+                self._failure(name)
+                self.updates.append(request)
+
+            return update
+
+        @activity.defn(name=MasterActivity.BILLING_FIND_CUSTOMER)
+        async def find_billing(request: FindCustomerLink) -> CustomerLink:
+            self.lookups.append((System.BILLING, request.golden_id))
+            self._failure(MasterActivity.BILLING_FIND_CUSTOMER)
+            return CustomerLink(record_id=self.billing_ids.get(request.golden_id))
+
+        @activity.defn(name=MasterActivity.ERP_FIND_CUSTOMER)
+        async def find_erp(request: FindCustomerLink) -> CustomerLink:
+            self.lookups.append((System.ERP, request.golden_id))
+            self._failure(MasterActivity.ERP_FIND_CUSTOMER)
+            return CustomerLink(record_id=self.erp_ids.get(request.golden_id))
+
+        @activity.defn(name=MasterActivity.FIND_DUPLICATES)
+        async def find_duplicates(request: FindDuplicates) -> DuplicateCandidates:
+            profile = request.profile
+            self.profiles[profile.golden_id] = profile
+            found = [
+                suspicion
+                for other in self.profiles.values()
+                if (suspicion := match(profile, other)) is not None
+            ]
+            return DuplicateCandidates(
+                suspicions=tuple(sorted(found, key=lambda s: s.candidate)),
+                candidates_seen=len(self.profiles) - 1,
+            )
+
+        return {
+            TaskQueue.ORCHESTRATION: [find_duplicates],
+            TaskQueue.CRM: [updater(MasterActivity.CRM_UPDATE_ACCOUNT_FIELDS)],
+            TaskQueue.BILLING: [
+                updater(MasterActivity.BILLING_UPDATE_CUSTOMER_FIELDS),
+                find_billing,
+            ],
+            TaskQueue.ERP: [updater(MasterActivity.ERP_UPDATE_CUSTOMER_FIELDS), find_erp],
+        }
+
+
+@asynccontextmanager
+async def running_workers(client: Client, fakes: FakeMasterSystems) -> AsyncIterator[None]:
+    activities = fakes.activities()
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(
+            Worker(
+                client,
+                task_queue=TaskQueue.ORCHESTRATION,
+                workflows=[CustomerMasterWorkflow],
+                activities=activities[TaskQueue.ORCHESTRATION],
+            )
+        )
+        for queue in (TaskQueue.CRM, TaskQueue.BILLING, TaskQueue.ERP):
+            await stack.enter_async_context(
+                Worker(client, task_queue=queue, activities=activities[queue])
+            )
+        yield

@@ -1,0 +1,646 @@
+"""CustomerMasterWorkflow: one long-lived entity per golden customer (``customer-<golden id>``,
+queue ``orchestration``), keeping CRM, billing and ERP agreeing on the customer's fields.
+
+- **Changes** arrive as the ``apply_change`` update, delivered with update-with-start (never
+  two workflows for one customer, see :mod:`revsync.customer_master`). Updates run one at a
+  time, in arrival order (a lock). Each is judged by the survivorship rules of
+  :mod:`domain.customer_master` (owner changes become golden, non-owner ones are ignored or
+  held for review, stale and duplicate events change nothing) and the update answers the
+  verdict per field.
+- **Propagation**: an owner change is written to every other linked system holding a copy,
+  one activity per system with the plan's idempotency key, in order per system (one lane
+  each, so a slow ERP does not hold up CRM). Before a propagation runs, fields that a newer
+  change replaced since are dropped. A rejected propagation, or one out of retries, parks
+  for an operator (``BlockedStep=propagate_<system>``, ``resolve`` update: retry or skip)
+  while newer changes and the other systems go on.
+- **Links**: the CRM account is the golden id itself; the billing and ERP records are looked
+  up (``metadata.revsync_account_id``, external id ``acct-<golden id>``) before a change is
+  applied while missing, at most once per ``relink_after``. A system linked late receives
+  the golden values it holds a copy of.
+- **Duplicates**: when the record is created or an identifying field changes, a search of
+  visibility (``MasterTaxIdHash``, ``MasterDomains``) compares candidates with
+  :func:`domain.customer_master.match`; a suspicion holds the record (``MasterState=
+  NEEDS_REVIEW``) until a steward's ``decide`` update: keep separate, or merge (the absorbed
+  record hands itself to the survivor with the ``absorb`` signal and ends MERGED).
+- **Continue-as-new** when Temporal suggests it or the history passes the policy's
+  ``history_limit``, after every handler finished, carrying the golden record, queued and
+  parked propagations and the recent audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+from workflows.quote_to_cash import (
+    ATTEMPT_TIMEOUT,
+    HEARTBEAT_TIMEOUT,
+    failure_summary,
+    rejection_reason,
+    retry_policy,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from domain.contracts import TaskQueue
+    from domain.customer_master import (
+        ChangeEvent,
+        CustomerProfile,
+        GoldenRecord,
+        MasterField,
+        PropagationUpdate,
+        ReviewDecision,
+        StewardAction,
+        StewardDecision,
+        System,
+        allowed_decisions,
+        apply,
+        decision_problem,
+        hold,
+        mark_merged,
+        mark_merged_problem,
+        master_workflow_id,
+        merge,
+        merge_problem,
+        profile_of,
+        review_problem,
+        settle,
+        settle_review,
+    )
+    from domain.master_contracts import (
+        IDENTITY_FIELDS,
+        LOOKUP_STEPS,
+        RECENT_KEPT,
+        UPDATE_STEPS,
+        WORKFLOW_TYPE,
+        AbsorbRequest,
+        ChangeResult,
+        CustomerLink,
+        CustomerMasterInput,
+        CustomerMasterStatus,
+        DuplicateCandidates,
+        FindCustomerLink,
+        FindDuplicates,
+        HandOverRequest,
+        MasterActivity,
+        MasterDecision,
+        ParkedPropagation,
+        PropagationRecord,
+        PropagationStatus,
+        ResolvePropagation,
+        blocked_step,
+        current_part,
+        link,
+        profile_domains,
+        sync_plan,
+        tax_id_hash,
+    )
+    from domain.saga import ResolveAction
+    from workflows import visibility
+
+MERGED_ERROR = "CustomerMerged"
+"""``ApplicationError.type`` of a change refused because the record was merged away; its
+first detail is the survivor's golden id (the gateway sends the change there)."""
+REFUSED_ERROR = "DecisionRefused"
+
+
+def _merged(record: GoldenRecord) -> ApplicationError:
+    survivor = record.merged_into
+    return ApplicationError(
+        f"{record.golden_id} was merged into {survivor}: send its changes to "
+        f"{master_workflow_id(survivor or '?')}",
+        survivor,
+        type=MERGED_ERROR,
+        non_retryable=True,
+    )
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class CustomerMasterWorkflow:
+    @workflow.init
+    def __init__(self, request: CustomerMasterInput) -> None:
+        golden_id = request.golden_id
+        self._golden_id = golden_id
+        # The golden id is the CRM account id: that record is linked from the start.
+        self._record = request.record or GoldenRecord(
+            golden_id=golden_id, xref={System.CRM: (golden_id,)}
+        )
+        self._queue: list[PropagationUpdate] = list(request.queue)
+        self._parked: list[ParkedPropagation] = list(request.parked)
+        self._recent: list[PropagationRecord] = list(request.recent)
+        self._decisions: list[MasterDecision] = list(request.decisions)
+        self._links_checked_at: datetime | None = request.links_checked_at
+        self._duplicates_due = request.duplicates_due
+        self._events_applied = request.events_applied
+        self._runs = request.runs
+        self._policy = request.policy
+        self._lock = asyncio.Lock()
+        self._stopping = False
+        self._indexed_values: dict[str, Any] = {}
+
+    # -- queries --------------------------------------------------------------------------
+
+    @workflow.query(name="status")
+    def status(self) -> CustomerMasterStatus:
+        record = self._record
+        return CustomerMasterStatus(
+            golden_id=self._golden_id,
+            workflow_id=workflow.info().workflow_id,
+            state=record.state,
+            record=record,
+            open_reviews=record.open_reviews(),
+            suspicions=record.suspicions,
+            allowed_decisions=allowed_decisions(record),
+            queued=list(self._queue),
+            parked=list(self._parked),
+            recent=list(self._recent),
+            decisions=list(self._decisions),
+            events_applied=self._events_applied,
+            runs=self._runs,
+        )
+
+    @workflow.query(name="profile")
+    def profile(self) -> CustomerProfile:
+        """What duplicate detection compares (another record's search reads it)."""
+        return profile_of(self._record)
+
+    # -- change events --------------------------------------------------------------------
+
+    @workflow.update(name="apply_change")
+    async def apply_change(self, event: ChangeEvent) -> ChangeResult:
+        """Apply one change event; answers the verdict per field."""
+        async with self._lock:
+            if self._record.merged_into is not None:
+                raise _merged(self._record)
+            before = self._record
+            await self._refresh_links(skip=event.source)
+            outcome = apply(self._record, event)
+            self._record = outcome.record
+            self._enqueue(outcome.propagation)
+            self._sync_new_links(before)
+            if not outcome.duplicate:
+                self._events_applied += 1
+            if any(field in IDENTITY_FIELDS for field in outcome.applied):
+                self._duplicates_due = True
+            workflow.logger.info(
+                "change applied",
+                extra=self._log(
+                    source=event.source.value,
+                    event_id=event.event_id,
+                    duplicate=outcome.duplicate,
+                    verdicts={f.value: v.value for f, v in outcome.verdicts.items()},
+                ),
+            )
+            self._changed()
+            return ChangeResult(
+                golden_id=self._golden_id,
+                event_id=event.event_id,
+                source=event.source,
+                duplicate=outcome.duplicate,
+                verdicts=outcome.verdicts,
+                reviews=outcome.reviews,
+                propagating_to=tuple(u.system for u in outcome.propagation),
+                state=self._record.state,
+            )
+
+    @apply_change.validator
+    def _validate_change(self, event: ChangeEvent) -> None:
+        if self._record.merged_into is not None:
+            raise _merged(self._record)
+        crm_ids = {self._golden_id, *self._record.absorbed, *self._record.xref.get(System.CRM, ())}
+        if event.source is System.CRM and event.record_id not in crm_ids:
+            raise ValueError(
+                f"CRM account {event.record_id} is not golden customer {self._golden_id}: "
+                f"send its changes to {master_workflow_id(event.record_id)}"
+            )
+
+    # -- steward decisions ----------------------------------------------------------------
+
+    @workflow.update(name="decide")
+    async def decide(self, decision: StewardDecision) -> MasterDecision:
+        """Settle a held duplicate suspicion: keep separate, or merge (into either)."""
+        async with self._lock:
+            if problem := decision_problem(self._record, decision):
+                raise ApplicationError(problem, type=REFUSED_ERROR, non_retryable=True)
+            if decision.action is StewardAction.KEEP_SEPARATE:
+                self._record = settle(self._record, decision)
+            elif decision.into == decision.candidate:
+                absorbed = settle(self._record, decision)
+                await self._signal(
+                    decision.candidate,
+                    "absorb",
+                    AbsorbRequest(record=absorbed, steward=decision.steward, note=decision.note),
+                )
+                self._record = absorbed
+            else:
+                await self._signal(
+                    decision.candidate,
+                    "hand_over",
+                    HandOverRequest(
+                        into=self._golden_id, steward=decision.steward, note=decision.note
+                    ),
+                )
+                self._record = settle(self._record, decision)
+            action = decision.action.value
+            if decision.action is StewardAction.MERGE:
+                action = f"merge into {decision.into}"
+            recorded = self._decide(decision.steward, action, decision.candidate, decision.note)
+            self._changed()
+            return recorded
+
+    @decide.validator
+    def _validate_decide(self, decision: StewardDecision) -> None:
+        if problem := decision_problem(self._record, decision):
+            raise ValueError(problem)
+
+    @workflow.update(name="review")
+    def review(self, decision: ReviewDecision) -> MasterDecision:
+        """Settle a non-owner proposal: accept (write it to the owner) or dismiss."""
+        settlement = settle_review(self._record, decision)
+        self._record = settlement.record
+        if settlement.update is not None:
+            self._enqueue([settlement.update])
+        subject = f"{decision.field.value} from {decision.system.value}"
+        recorded = self._decide(decision.steward, decision.action.value, subject, decision.note)
+        self._changed()
+        return recorded
+
+    @review.validator
+    def _validate_review(self, decision: ReviewDecision) -> None:
+        if problem := review_problem(self._record, decision):
+            raise ValueError(problem)
+
+    @workflow.update(name="resolve")
+    def resolve(self, request: ResolvePropagation) -> MasterDecision:
+        """An operator's decision on a parked propagation: retry it or skip it."""
+        parked = self._parked_one(request.key)
+        self._parked.remove(parked)
+        update = parked.update
+        note = f"{request.action.value} by {request.operator}: {request.note}"
+        if request.action is ResolveAction.RETRY:
+            self._queue.insert(0, update)  # first of its system's lane
+        else:
+            self._finish(update, PropagationStatus.SKIPPED, note)
+        subject = f"{parked.step} {update.idempotency_key}"
+        recorded = self._decide(request.operator, request.action.value, subject, request.note)
+        self._changed()
+        return recorded
+
+    @resolve.validator
+    def _validate_resolve(self, request: ResolvePropagation) -> None:
+        if request.action is ResolveAction.COMPENSATE:
+            raise ValueError("a propagation has nothing to compensate: retry or skip it")
+        self._parked_one(request.key)
+
+    def _parked_one(self, key: str | None) -> ParkedPropagation:
+        if not self._parked:
+            raise ValueError(f"no propagation of {self._golden_id} is parked")
+        keys = ", ".join(p.update.idempotency_key for p in self._parked)
+        if key is None:
+            if len(self._parked) > 1:
+                raise ValueError(f"several propagations are parked; name one by key: {keys}")
+            return self._parked[0]
+        for parked in self._parked:
+            if parked.update.idempotency_key == key:
+                return parked
+        raise ValueError(f"no parked propagation has key {key}; parked: {keys}")
+
+    # -- merging, between two entity workflows --------------------------------------------
+
+    @workflow.signal(name="hand_over")
+    async def hand_over(self, request: HandOverRequest) -> None:
+        """A steward merged this record into ``request.into``: hand it over and end."""
+        async with self._lock:
+            if problem := mark_merged_problem(self._record, request.into):
+                workflow.logger.warning("hand over refused", extra=self._log(reason=problem))
+                self._decide("revsync", "hand over refused", request.into, problem)
+                return
+            absorbed = mark_merged(self._record, request.into)
+            try:
+                await self._signal(
+                    request.into,
+                    "absorb",
+                    AbsorbRequest(record=absorbed, steward=request.steward, note=request.note),
+                )
+            except ApplicationError as error:
+                self._decide("revsync", "hand over failed", request.into, error.message)
+                return
+            self._record = absorbed
+            self._decide(request.steward, f"merged into {request.into}", request.into, request.note)
+            self._changed()
+
+    @workflow.signal(name="absorb")
+    def absorb(self, request: AbsorbRequest) -> None:
+        """Merge another golden record, handed over whole, into this one."""
+        absorbed = request.record
+        if problem := merge_problem(self._record, absorbed):
+            workflow.logger.warning("absorb refused", extra=self._log(reason=problem))
+            self._decide("revsync", "absorb refused", absorbed.golden_id, problem)
+            return
+        before = self._record
+        self._record = merge(before, absorbed)
+        changed = [f for f in MasterField if before.fields.get(f) != self._record.fields.get(f)]
+        self._enqueue(sync_plan(self._record, list(System), changed))
+        self._sync_new_links(before)
+        self._duplicates_due = True
+        self._decide(request.steward, "absorbed", absorbed.golden_id, request.note)
+        self._changed()
+
+    async def _signal(self, golden_id: str, signal: str, arg: Any) -> None:
+        handle = workflow.get_external_workflow_handle(master_workflow_id(golden_id))
+        try:
+            await handle.signal(signal, arg)
+        except FailureError as error:
+            raise ApplicationError(
+                f"{master_workflow_id(golden_id)} did not take the {signal} ({error}): it is "
+                "not running (merged or never started); nothing was merged",
+                type=REFUSED_ERROR,
+                non_retryable=True,
+            ) from error
+
+    # -- the entity's life ----------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, request: CustomerMasterInput) -> CustomerMasterStatus:
+        self._changed()
+        lanes = [asyncio.create_task(self._lane(system)) for system in System]
+        while True:
+            await workflow.wait_condition(
+                lambda: self._merged_away() or self._duplicates_ready() or self._history_full()
+            )
+            if self._merged_away() or self._history_full():
+                break
+            await self._check_duplicates()
+        self._stopping = True
+        await asyncio.gather(*lanes)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._merged_away():
+            self._changed()
+            return self.status()
+        workflow.logger.info(
+            "continuing as new",
+            extra=self._log(
+                history=workflow.info().get_current_history_length(), queued=len(self._queue)
+            ),
+        )
+        workflow.continue_as_new(self._carry_over())
+
+    def _merged_away(self) -> bool:
+        return self._record.merged_into is not None
+
+    def _duplicates_ready(self) -> bool:
+        return self._duplicates_due and not self._merged_away()
+
+    def _history_full(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._policy.history_limit
+        )
+
+    def _carry_over(self) -> CustomerMasterInput:
+        return CustomerMasterInput(
+            golden_id=self._golden_id,
+            record=self._record,
+            queue=self._queue,
+            parked=self._parked,
+            recent=self._recent,
+            decisions=self._decisions,
+            links_checked_at=self._links_checked_at,
+            duplicates_due=self._duplicates_due,
+            events_applied=self._events_applied,
+            runs=self._runs + 1,
+            policy=self._policy,
+        )
+
+    # -- propagation ----------------------------------------------------------------------
+
+    def _enqueue(self, updates: Iterable[PropagationUpdate]) -> None:
+        """Queue ``updates``, except those already queued (the same key is the same write)."""
+        for update in updates:
+            if all(q.idempotency_key != update.idempotency_key for q in self._queue):
+                self._queue.append(update)
+
+    def _next(self, system: System) -> int | None:
+        for index, update in enumerate(self._queue):
+            if update.system is system:
+                return index
+        return None
+
+    async def _lane(self, system: System) -> None:
+        """Propagate to ``system``, oldest planned first, until the run stops."""
+        while True:
+            await workflow.wait_condition(lambda: self._stopping or self._next(system) is not None)
+            index = self._next(system)
+            if self._stopping or index is None:
+                return
+            update = self._queue.pop(index)
+            current = current_part(self._record, update)
+            if current is None:
+                self._finish(update, PropagationStatus.SUPERSEDED, "newer values replaced it")
+                continue
+            await self._propagate(current)
+
+    async def _propagate(self, update: PropagationUpdate) -> None:
+        activity, queue = UPDATE_STEPS[update.system]
+        budget = self._policy.propagation_retry_budget
+        names = ", ".join(f.value for f in update.fields)
+        try:
+            await workflow.execute_activity(
+                activity,
+                update,
+                task_queue=queue,
+                start_to_close_timeout=ATTEMPT_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                schedule_to_close_timeout=budget,
+                retry_policy=retry_policy(),
+                summary=f"{update.system.value}: {names}",
+            )
+        except ActivityError as error:
+            rejected = rejection_reason(error)
+            reason = rejected or f"gave up after retrying for {budget}: {failure_summary(error)}"
+            step = blocked_step(update.system)
+            self._parked.append(
+                ParkedPropagation(update=update, step=step, reason=reason, since=workflow.now())
+            )
+            workflow.logger.warning(
+                "propagation parked",
+                extra=self._log(step=step, reason=reason, key=update.idempotency_key),
+            )
+            self._changed()
+            return
+        self._finish(update, PropagationStatus.DONE)
+
+    def _finish(
+        self, update: PropagationUpdate, status: PropagationStatus, detail: str | None = None
+    ) -> None:
+        self._recent.append(
+            PropagationRecord(
+                system=update.system,
+                fields=tuple(update.fields),
+                idempotency_key=update.idempotency_key,
+                status=status,
+                at=workflow.now(),
+                detail=detail,
+            )
+        )
+        del self._recent[:-RECENT_KEPT]
+
+    # -- links ----------------------------------------------------------------------------
+
+    async def _refresh_links(self, skip: System) -> None:
+        """Look up the billing and ERP records still missing (not ``skip``, the event's own
+        system: applying the event links it), at most once per ``relink_after``."""
+        missing = [s for s in LOOKUP_STEPS if s is not skip and not self._record.xref.get(s)]
+        checked = self._links_checked_at
+        now = workflow.now()
+        if not missing or (checked is not None and now - checked < self._policy.relink_after):
+            return
+        self._links_checked_at = now
+        found = await asyncio.gather(*(self._lookup(system) for system in missing))
+        for system, record_id in zip(missing, found, strict=True):
+            if record_id is not None:
+                self._record = link(self._record, system, record_id)
+
+    async def _lookup(self, system: System) -> str | None:
+        activity, queue = LOOKUP_STEPS[system]
+        budget = self._policy.lookup_budget
+        try:
+            result: CustomerLink = await workflow.execute_activity(
+                activity,
+                FindCustomerLink(golden_id=self._golden_id),
+                result_type=CustomerLink,
+                task_queue=queue,
+                start_to_close_timeout=budget,
+                schedule_to_close_timeout=budget,
+                retry_policy=retry_policy(),
+                summary=f"find the {system.value} record",
+            )
+        except ActivityError as error:
+            workflow.logger.warning(
+                "link lookup failed",
+                extra=self._log(system=system.value, reason=failure_summary(error)),
+            )
+            return None
+        return result.record_id
+
+    def _sync_new_links(self, before: GoldenRecord) -> None:
+        """Plan the golden values for every system linked since ``before``."""
+        new = [s for s in System if set(self._record.xref.get(s, ())) - set(before.xref.get(s, ()))]
+        if new:
+            self._enqueue(sync_plan(self._record, new))
+
+    # -- duplicates -----------------------------------------------------------------------
+
+    async def _check_duplicates(self) -> None:
+        self._duplicates_due = False
+        profile = profile_of(self._record)
+        tax_hash, domains = tax_id_hash(profile), profile_domains(profile)
+        if tax_hash is None and not domains:
+            return
+        budget = self._policy.lookup_budget
+        try:
+            found = await workflow.execute_activity(
+                MasterActivity.FIND_DUPLICATES,
+                FindDuplicates(profile=profile, tax_id_hash=tax_hash, domains=domains),
+                result_type=DuplicateCandidates,
+                task_queue=TaskQueue.ORCHESTRATION,
+                start_to_close_timeout=budget,
+                schedule_to_close_timeout=budget,
+                retry_policy=retry_policy(),
+                summary="search for duplicates",
+            )
+        except ActivityError as error:
+            workflow.logger.warning(
+                "duplicate search failed", extra=self._log(reason=failure_summary(error))
+            )
+            return
+        if self._merged_away() or not found.suspicions:
+            return
+        self._record = hold(self._record, found.suspicions)
+        workflow.logger.info(
+            "suspected duplicates held",
+            extra=self._log(candidates=[s.candidate for s in found.suspicions]),
+        )
+        self._changed()
+
+    # -- audit, search attributes, Web UI -------------------------------------------------
+
+    def _decide(self, actor: str, action: str, subject: str, note: str) -> MasterDecision:
+        decision = MasterDecision(
+            at=workflow.now(), actor=actor, action=action, subject=subject, note=note
+        )
+        self._decisions.append(decision)
+        del self._decisions[:-RECENT_KEPT]
+        workflow.logger.info(
+            "decision recorded", extra=self._log(action=action, actor=actor, subject=subject)
+        )
+        return decision
+
+    def _log(self, **fields: Any) -> dict[str, Any]:
+        return {"customer_id": self._golden_id, **fields}
+
+    def _changed(self) -> None:
+        """Search attributes (only the ones whose value changed) and the Web UI details."""
+        if workflow.info().typed_search_attributes.get(visibility.CUSTOMER_ID) is not None:
+            profile = profile_of(self._record)
+            wanted: dict[str, Any] = {
+                visibility.MASTER_STATE.name: self._record.state.value,
+                visibility.MASTER_TAX_ID_HASH.name: tax_id_hash(profile),
+                visibility.MASTER_DOMAINS.name: list(profile_domains(profile)) or None,
+                visibility.BLOCKED_STEP.name: self._parked[0].step if self._parked else None,
+            }
+            keys = {
+                key.name: key
+                for key in (
+                    visibility.MASTER_STATE,
+                    visibility.MASTER_TAX_ID_HASH,
+                    visibility.MASTER_DOMAINS,
+                    visibility.BLOCKED_STEP,
+                )
+            }
+            updates: list[SearchAttributeUpdate[Any]] = []
+            for name, value in wanted.items():
+                if name in self._indexed_values and self._indexed_values[name] == value:
+                    continue
+                self._indexed_values[name] = value
+                key = keys[name]
+                updates.append(key.value_unset() if value is None else key.value_set(value))
+            if updates:
+                workflow.upsert_search_attributes(updates)
+        workflow.set_current_details(self._details())
+
+    def _details(self) -> str:
+        record = self._record
+        name = record.value(MasterField.NAME)
+        lines = [
+            f"**Customer:** {name or '(no name yet)'} ({self._golden_id})",
+            f"**State:** {record.state.value}",
+            "**Linked:** "
+            + (", ".join(f"{s.value} {', '.join(ids)}" for s, ids in record.xref.items()) or "-"),
+        ]
+        if record.merged_into:
+            lines.append(f"**Merged into:** {record.merged_into}")
+        for suspicion in record.suspicions:
+            reasons = "; ".join(r.detail for r in suspicion.reasons)
+            lines.append(
+                f"**Possible duplicate:** {suspicion.candidate} ({suspicion.strength}): {reasons}"
+            )
+        for item in record.open_reviews():
+            lines.append(
+                f"**Review:** {item.field.value} from {item.system.value}: "
+                f"{item.proposed!s} (golden: {item.current!s})"
+            )
+        for parked in self._parked:
+            lines.append(f"**Blocked step:** {parked.step}: {parked.reason}")
+        if self._queue:
+            lines.append(f"**Propagations queued:** {len(self._queue)}")
+        return "\n\n".join(lines)
+
+
+__all__ = ["MERGED_ERROR", "REFUSED_ERROR", "CustomerMasterWorkflow"]
