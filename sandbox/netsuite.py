@@ -712,7 +712,17 @@ class NetSuiteStore:
         self, customer: dict[str, Any], body: dict[str, Any], replace: set[str]
     ) -> None:
         staged = dict(customer)
-        for key in ("companyName", "legalName", "email", "vatRegNumber", "phone", "comments"):
+        for key in (
+            "companyName",
+            "legalName",
+            "email",
+            "vatRegNumber",
+            "phone",
+            "comments",
+            "url",
+            "custentity_revsync_owner",
+            "custentity_revsync_payment_state",
+        ):
             if key in body:
                 if body[key] is not None and not isinstance(body[key], str):
                     raise _bad_value(key, f"Invalid value for field {key}: expected text.")
@@ -1783,6 +1793,9 @@ class NetSuiteStore:
 _CUSTOMER_FIELDS = frozenset(
     {
         "externalId",
+        "url",
+        "custentity_revsync_owner",
+        "custentity_revsync_payment_state",
         "companyName",
         "legalName",
         "email",

@@ -106,6 +106,12 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
         "Revsync_AR_Amount_Due__c": FieldSpec("number"),
         "Revsync_AR_Currency__c": _text(3),
         "Revsync_AR_As_Of__c": FieldSpec("datetime"),
+        # The golden customer's fields that quote-to-cash does not read (customer master).
+        "OwnerId": _text(18),
+        "Website": _text(255),
+        "Credit_Limit__c": FieldSpec("number"),
+        "Credit_Limit_Currency__c": _text(3),
+        "Payment_Method_Status__c": _text(20),
     },
     "SBQQ__Quote__c": {
         "Id": FieldSpec("id"),

@@ -41,7 +41,8 @@ What it keeps faithful:
   missing); open (default), paid or draft. See :class:`SandboxInvoice`.
 
 Operations, as named for fault injection (``POST /_sandbox/faults`` with vendor ``stripe``):
-``search_customers``, ``get_customer``, ``create_customer``, ``get_product``,
+``search_customers``, ``get_customer``, ``create_customer``, ``update_customer``,
+``get_product``,
 ``create_product``, ``search_subscriptions``, ``list_subscriptions``, ``get_subscription``,
 ``create_subscription``, ``update_subscription``, ``cancel_subscription``, ``get_invoice``,
 ``list_invoice_lines``,
@@ -578,6 +579,41 @@ class StripeStore:
         if customer_id not in self.customers:
             raise _missing("customer", customer_id)
         return copy.deepcopy(self.customers[customer_id])
+
+    def update_customer(self, customer_id: str, params: Json) -> Json:
+        """``POST /v1/customers/{id}``: the given attributes change; an empty string clears
+        one (``address=""``, ``metadata[key]=""``); metadata keys merge."""
+        customer = self.customers.get(customer_id)
+        if customer is None:
+            raise _missing("customer", customer_id)
+        _known(params, {"name", "email", "description", "phone", "address", "metadata", "expand"})
+        staged = copy.deepcopy(customer)
+        for key in ("name", "email", "description", "phone"):
+            if key in params:
+                staged[key] = _str(params[key], key) or None
+        email = staged.get("email")
+        if "email" in params and email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+            raise _invalid(f"Invalid email address: {email}", param="email", code="email_invalid")
+        if "address" in params:
+            if params["address"] == "":
+                staged["address"] = None
+            else:
+                address = _obj(params["address"], "address")
+                _known(
+                    address,
+                    {"line1", "line2", "city", "state", "postal_code", "country"},
+                    "address",
+                )
+                current = staged.get("address") or {}
+                staged["address"] = {
+                    field: (address[field] or None) if field in address else current.get(field)
+                    for field in ("line1", "line2", "city", "state", "postal_code", "country")
+                }
+        if "metadata" in params:
+            merged = {**staged["metadata"], **_metadata(params["metadata"])}
+            staged["metadata"] = {k: v for k, v in merged.items() if v != ""}
+        self.customers[customer_id] = staged
+        return copy.deepcopy(staged)
 
     # products
 
@@ -1427,6 +1463,12 @@ def build_router(state: SandboxState) -> APIRouter:
     @router.get("/v1/customers/{customer_id}")
     async def get_customer(request: Request, customer_id: str) -> Response:
         return await serve(request, "get_customer", lambda s, p: s.get_customer(customer_id))
+
+    @router.post("/v1/customers/{customer_id}")
+    async def update_customer(request: Request, customer_id: str) -> Response:
+        return await serve(
+            request, "update_customer", lambda s, p: s.update_customer(customer_id, p)
+        )
 
     # products
     @router.post("/v1/products")
