@@ -28,7 +28,7 @@ Pure: no I/O and no clock (times are arguments), so safe inside the workflow san
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, ClassVar, Final, Literal, Self
 
@@ -322,6 +322,83 @@ class OrderParked(QuoteToCashFact):
         )
 
 
+# -- invoice-to-revenue facts -----------------------------------------------------------------
+
+INVOICE_TO_REVENUE_SOURCE: Final = "/revsync/invoice-to-revenue"
+
+
+class InvoiceFact(EventData):
+    """What every invoice-to-revenue fact says: which invoice, whose, in which currency."""
+
+    source: ClassVar[str] = INVOICE_TO_REVENUE_SOURCE
+
+    invoice_id: str = Field(min_length=1, description="Billing invoice id")
+    account_id: str = Field(min_length=1, description="CRM account id: the customer")
+    currency: Currency
+
+    def subject(self) -> str:
+        return self.invoice_id
+
+
+class InvoicePosted(InvoiceFact):
+    """The finalized invoice is a receivable in the ERP."""
+
+    fact: ClassVar[str] = "invoice.posted"
+    version: ClassVar[int] = 1
+
+    total: Amount = Field(description="Lines plus tax")
+    tax: Amount
+    issue_date: date
+    due_date: date
+    erp_customer_id: str = Field(min_length=1)
+    receivable_id: str = Field(min_length=1, description="ERP id of the receivable")
+
+
+class RevenueRecognized(InvoiceFact):
+    """A period closed and its revenue journals are posted (one event per period)."""
+
+    fact: ClassVar[str] = "revenue.recognized"
+    version: ClassVar[int] = 1
+
+    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Accounting period YYYY-MM")
+    amount: Amount = Field(description="Revenue recognised in the period (negative: taken back)")
+    journal_ids: list[str] = Field(description="Keys of the journals posted for the period")
+    recognised_to_date: Amount = Field(description="Revenue of the invoice recognised so far")
+
+    def occurrence(self) -> tuple[str, ...]:
+        return (self.period,)
+
+
+class PaymentApplied(InvoiceFact):
+    """A billing payment is applied to the ERP receivable (one event per payment)."""
+
+    fact: ClassVar[str] = "payment.applied"
+    version: ClassVar[int] = 1
+
+    payment_id: str = Field(min_length=1, description="Billing payment id")
+    amount: Amount
+    applied: Amount = Field(description="What the ERP applied to the receivable")
+    paid_on: date
+    amount_due: Amount = Field(description="What is still owed after it")
+
+    def occurrence(self) -> tuple[str, ...]:
+        return (self.payment_id,)
+
+
+class InvoiceVoided(InvoiceFact):
+    """The invoice was voided: its receivable and its revenue are reversed."""
+
+    fact: ClassVar[str] = "invoice.voided"
+    version: ClassVar[int] = 1
+
+    period: str = Field(
+        pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Period of the reversal journals"
+    )
+    reversed_revenue: Amount = Field(description="Recognised revenue reversed (negative)")
+    cancelled_revenue: Amount = Field(description="Scheduled revenue never recognised")
+    receivable_id: str | None = Field(default=None, description="The ERP receivable reversed")
+
+
 # -- envelopes: one per event type, so each schema pins its ``type`` and ``data`` -----------
 
 
@@ -353,11 +430,43 @@ class OrderParkedEvent(CloudEvent):
     data: OrderParked
 
 
+class InvoicePostedEvent(CloudEvent):
+    """A ``invoice.posted`` fact in its CloudEvents envelope."""
+
+    type: Literal["com.revsync.invoice.posted.v1"]
+    data: InvoicePosted
+
+
+class RevenueRecognizedEvent(CloudEvent):
+    """A ``revenue.recognized`` fact in its CloudEvents envelope."""
+
+    type: Literal["com.revsync.revenue.recognized.v1"]
+    data: RevenueRecognized
+
+
+class PaymentAppliedEvent(CloudEvent):
+    """A ``payment.applied`` fact in its CloudEvents envelope."""
+
+    type: Literal["com.revsync.payment.applied.v1"]
+    data: PaymentApplied
+
+
+class InvoiceVoidedEvent(CloudEvent):
+    """A ``invoice.voided`` fact in its CloudEvents envelope."""
+
+    type: Literal["com.revsync.invoice.voided.v1"]
+    data: InvoiceVoided
+
+
 ENVELOPES: Final[dict[type[EventData], type[CloudEvent]]] = {
     QuoteBooked: QuoteBookedEvent,
     QuoteRejected: QuoteRejectedEvent,
     OrderCompensated: OrderCompensatedEvent,
     OrderParked: OrderParkedEvent,
+    InvoicePosted: InvoicePostedEvent,
+    RevenueRecognized: RevenueRecognizedEvent,
+    PaymentApplied: PaymentAppliedEvent,
+    InvoiceVoided: InvoiceVoidedEvent,
 }
 
 

@@ -158,6 +158,13 @@ EVENT_DELIVERIES = Metric(
     ("subscriber", "outcome"),
 )
 
+INVOICES = Metric(
+    "revsync_invoices",
+    "counter",
+    "Invoice-to-revenue transitions: receivable posted, paid, overdue, voided, parked",
+    ("event",),
+)
+
 ALL_METRICS: tuple[Metric, ...] = (
     QUOTES_RECEIVED,
     QUOTES_BOOKED,
@@ -169,6 +176,7 @@ ALL_METRICS: tuple[Metric, ...] = (
     VENDOR_CALLS,
     WEBHOOK_DELIVERIES,
     EVENT_DELIVERIES,
+    INVOICES,
 )
 
 
