@@ -25,13 +25,16 @@ TOKEN_PREFIX = "rvs_"
 class StaffRole(StrEnum):
     """What a token holder may do. The three approver roles approve and reject quotes (ranked
     as :class:`~domain.approval.ApproverRole` says); ``operator`` resolves parked sagas;
-    ``payload_reader`` may decrypt payloads through the codec server (the Web UI)."""
+    ``payload_reader`` may decrypt payloads through the codec server (the Web UI);
+    ``data_steward`` merges or keeps apart suspected duplicate customers and settles
+    proposals of non-owner systems."""
 
     SALES_MANAGER = "sales_manager"
     DEAL_DESK = "deal_desk"
     FINANCE = "finance"
     OPERATOR = "operator"
     PAYLOAD_READER = "payload_reader"
+    DATA_STEWARD = "data_steward"
 
     @property
     def approver_role(self) -> ApproverRole | None:

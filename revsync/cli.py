@@ -22,6 +22,7 @@ from domain.contracts import TaskQueue
 from domain.saga import OperatorDecision, QuoteToCashStatus, ResolveAction
 from revsync.auth import StaffRole, StaffToken, digest, new_token
 from revsync.codec import generate_key_entry
+from revsync.customer_cli import customer_app
 from revsync.logs import configure_logging
 from revsync.metrics import MetricsEndpointError
 from revsync.operations import (
@@ -466,6 +467,7 @@ def keys_new(
 
 temporal_app = typer.Typer(help="Self-hosted Temporal cluster operations.")
 app.add_typer(temporal_app, name="temporal")
+app.add_typer(customer_app, name="customer")
 
 
 @temporal_app.command("setup")

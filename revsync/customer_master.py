@@ -13,6 +13,9 @@ change for it is sent on to the survivor, following at most :data:`MAX_MERGE_HOP
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -163,3 +166,29 @@ async def decide_customer(
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         raise DecisionRefused(getattr(cause, "message", None) or str(cause)) from error
+
+
+class CustomerNotFound(Exception):
+    """No golden customer has that id."""
+
+
+async def decide_customer_via_gateway(
+    http: httpx.AsyncClient, token: str, golden_id: str, verb: str, body: dict[str, Any]
+) -> MasterDecision:
+    """Send a decision through the gateway's ops API as the holder of ``token``
+    (``verb``: merge, keep-separate, review or resolve). Raises :class:`DecisionRefused`
+    with the gateway's reason, :class:`CustomerNotFound` on 404."""
+    response = await http.post(
+        f"/v1/ops/customers/{golden_id}/{verb}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    if response.status_code == 200:
+        return MasterDecision.model_validate(response.json())
+    try:
+        reason = response.json().get("error") or response.json().get("detail")
+    except ValueError:
+        reason = None
+    if response.status_code == 404:
+        raise CustomerNotFound(str(reason or f"no golden customer {golden_id}"))
+    raise DecisionRefused(f"{response.status_code}: {reason or response.reason_phrase}")

@@ -55,6 +55,7 @@ STOP_TIMEOUT_SECONDS = 15.0
 
 _ATTRIBUTE_TYPES = {
     "KEYWORD": "Keyword",
+    "KEYWORD_LIST": "KeywordList",
     "DOUBLE": "Double",
     "BOOL": "Bool",
     "INT": "Int",

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
+from adapters.webhooks.customer_changes import ErpCustomerChanged
 from adapters.webhooks.hubspot import MAX_EVENTS, HubSpotEvent
 from adapters.webhooks.stripe import StripeEvent
 from domain.events import ENVELOPES
@@ -163,6 +164,15 @@ def _all_contracts() -> tuple[Contract, ...]:
             compatibility=Compatibility.BACKWARD,
             description="Body of POST /v1/webhooks/stripe: the parts of a Stripe event "
             "envelope revsync reads (quote.accepted carries the Quote in data.object).",
+        ),
+        _model_contract(
+            "webhooks/erp.customer-changed",
+            1,
+            ErpCustomerChanged,
+            mode="validation",
+            compatibility=Compatibility.BACKWARD,
+            description="Body of POST /v1/webhooks/erp/customer-changed: one ERP customer's "
+            "changed fields, as the NetSuite SuiteScript in docs/customer-master.md posts it.",
         ),
         _model_contract(
             "webhooks/hubspot.events",

@@ -15,6 +15,7 @@ STAFF: dict[str, frozenset[StaffRole]] = {
     "Sam Manager <sam@example.com>": frozenset({StaffRole.SALES_MANAGER}),
     "Oscar Ops <oscar@example.com>": frozenset({StaffRole.OPERATOR}),
     "Rita Reader <rita@example.com>": frozenset({StaffRole.PAYLOAD_READER}),
+    "Dana Steward <dana@example.com>": frozenset({StaffRole.DATA_STEWARD}),
 }
 TOKENS: dict[str, str] = {name: new_token() for name in STAFF}
 
@@ -31,6 +32,7 @@ def secret_settings() -> dict[str, Any]:
         "payload_keys": generate_key_entry("test-1"),
         "cpq_webhook_secret": "whsec_" + secrets.token_hex(16),
         "stripe_webhook_secret": "whsec_" + secrets.token_hex(16),
+        "erp_webhook_secret": secrets.token_hex(16),
         "hubspot_client_secret": secrets.token_hex(16),
         "temporal_api_key": None,
         "operator_tokens": [

@@ -46,6 +46,9 @@ class StripeEventData(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
     object: dict[str, Any]
+    previous_attributes: dict[str, Any] | None = Field(
+        default=None, description="On *.updated events: the changed attributes' old values"
+    )
 
 
 class StripeEvent(BaseModel):

@@ -28,6 +28,7 @@ from revsync.auth import TokenRegistry
 from revsync.codec import AesGcmCodec, KeyRing
 from revsync.gateway import openapi
 from revsync.gateway.codec_server import create_codec_app
+from revsync.gateway.customer_ops import customer_ops_router
 from revsync.gateway.ops import ops_router
 from revsync.gateway.refusals import Refused, refused_handler
 from revsync.gateway.webhooks import webhooks_router
@@ -78,6 +79,7 @@ def create_app(
     meter = MetricMeter.noop if runtime is None else runtime.metric_meter
     app.include_router(webhooks_router(settings, meter))
     app.include_router(ops_router())
+    app.include_router(customer_ops_router())
     openapi.install(app)
     app.mount("/codec", create_codec_app(AesGcmCodec(keys), tokens, settings.temporal_ui_origins))
     return app

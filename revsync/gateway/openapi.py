@@ -21,9 +21,11 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from adapters.webhooks.customer_changes import ErpCustomerChanged
 from adapters.webhooks.hubspot import HubSpotEvent
 from adapters.webhooks.stripe import StripeEvent
 from domain.quote import Quote
+from revsync.gateway.customer_changes import CustomerChangeApplied, CustomerChangeIgnored
 from revsync.gateway.refusals import problem
 from revsync.gateway.versioning import API_PREFIX, API_VERSION, EventIgnored
 from revsync.schemas import CONTRACTS, contract_for, published
@@ -67,6 +69,9 @@ _PAYLOADS: list[tuple[type[BaseModel], str]] = [
     (StripeEvent, "validation"),
     (HubSpotEvent, "validation"),
     (EventIgnored, "serialization"),
+    (ErpCustomerChanged, "validation"),
+    (CustomerChangeApplied, "serialization"),
+    (CustomerChangeIgnored, "serialization"),
 ]
 
 

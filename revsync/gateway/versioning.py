@@ -188,6 +188,66 @@ WEBHOOK_DOCS: dict[str, WebhookDocs] = {
             400: {"description": "Not a well-formed outbound message (hardened XML parser)"},
         },
     ),
+    "/stripe/customers": WebhookDocs(
+        operation="stripe_customer_event",
+        summary="A Stripe customer event: customer.updated goes to the golden customer",
+        description="A second Stripe webhook endpoint, subscribed to customer.updated; signed "
+        "with `Stripe-Signature` (its signing secret is one of REVSYNC_STRIPE_WEBHOOK_SECRET). "
+        "Routed by metadata.revsync_account_id (422 without it); other types are acknowledged.",
+        openapi_extra=_json_body(
+            _component("StripeEvent"),
+            "A Stripe event envelope (schemas/webhooks/stripe.event.v1.json)",
+        ),
+        responses={
+            200: {
+                "description": "Taken (CustomerChangeApplied), not about a golden field "
+                "(CustomerChangeIgnored), or an event type revsync does not act on here "
+                "(EventIgnored)",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "anyOf": [
+                                _component("CustomerChangeApplied"),
+                                _component("CustomerChangeIgnored"),
+                                _component("EventIgnored"),
+                            ]
+                        }
+                    }
+                },
+            },
+            **REFUSALS,
+            **UNAVAILABLE,
+        },
+    ),
+    "/erp/customer-changed": WebhookDocs(
+        operation="erp_customer_changed",
+        summary="An ERP customer changed: the change goes to its golden customer",
+        description="Signed as the CPQ webhook (`X-Revsync-Signature`, REVSYNC_ERP_WEBHOOK_SECRET)"
+        "; posted by a NetSuite SuiteScript (docs/customer-master.md). Routed by the external "
+        "id acct-<CRM account id> (422 without it).",
+        openapi_extra=_json_body(
+            _component("ErpCustomerChanged"),
+            "One changed customer (schemas/webhooks/erp.customer-changed.v1.json)",
+        ),
+        responses={
+            200: {
+                "description": "Taken (CustomerChangeApplied) or not about a golden field "
+                "(CustomerChangeIgnored)",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "anyOf": [
+                                _component("CustomerChangeApplied"),
+                                _component("CustomerChangeIgnored"),
+                            ]
+                        }
+                    }
+                },
+            },
+            **REFUSALS,
+            **UNAVAILABLE,
+        },
+    ),
 }
 # Any other path under the webhooks prefix answers 401 "unknown source"; it is no operation.
 CATCH_ALL = "/{source:path}"

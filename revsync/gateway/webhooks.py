@@ -13,8 +13,12 @@ One pipeline for every source, in this order:
 
 Sources, under ``/v1/webhooks`` (and, deprecated, the unversioned ``/webhooks``: see
 :mod:`revsync.gateway.versioning`): ``/cpq/quote-accepted`` (revsync's HMAC scheme),
-``/stripe`` (``Stripe-Signature``), ``/hubspot`` (``X-HubSpot-Signature-v3``) and
-``/salesforce/outbound-message`` (organisation allow-list; mutual TLS at the proxy). A source
+``/stripe`` and ``/stripe/customers`` (``Stripe-Signature``), ``/hubspot``
+(``X-HubSpot-Signature-v3``),
+``/salesforce/outbound-message`` (organisation allow-list; mutual TLS at the proxy), and
+``/erp/customer-changed`` (revsync's HMAC scheme, ``REVSYNC_ERP_WEBHOOK_SECRET``). Customer
+changes (Stripe ``customer.updated``, Salesforce ``Account`` notifications, the ERP webhook)
+go to their golden customer (:mod:`revsync.gateway.customer_changes`). A source
 whose secret is not configured, or any other path under the prefix, answers 401
 ``unknown source``.
 """
@@ -37,13 +41,14 @@ from temporalio.common import MetricMeter, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.webhooks import cpq, hubspot, salesforce, stripe
+from adapters.webhooks import cpq, customer_changes, hubspot, salesforce, stripe
 from adapters.webhooks.signatures import MalformedPayload, SignatureError
 from adapters.webhooks.stripe_quotes import MappingError, quote_from_stripe
 from domain.contracts import TaskQueue
 from domain.quote import Quote
 from domain.saga import QuoteToCashInput, SagaPolicy
 from revsync import metrics
+from revsync.gateway.customer_changes import apply_customer_changes, customer_change_response
 from revsync.gateway.refusals import Refused, read_body
 from revsync.gateway.versioning import versioned_webhooks
 from revsync.settings import Settings, secret_list
@@ -190,6 +195,17 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
     stripe_secrets = secret_list(settings.stripe_webhook_secret)
     hubspot_secrets = secret_list(settings.hubspot_client_secret)
     salesforce_orgs = list(settings.salesforce_org_ids)
+    erp_secrets = secret_list(settings.erp_webhook_secret)
+    master_policy = settings.customer_master_policy
+
+    def routed(mapping: Callable[[], T]) -> T:
+        """A customer change mapped and routed, or 422 with the reason."""
+        try:
+            return mapping()
+        except customer_changes.RoutingError as error:
+            if error.fields:
+                raise Refused(422, error.reason, fields=error.fields) from None
+            raise Refused(422, error.reason) from None
 
     @router.post("/cpq/quote-accepted")
     @refusals_counted(meter, "cpq")
@@ -235,6 +251,33 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
             raise Refused(422, "invalid quote", fields=error.fields) from None
         return await start_quote_to_cash(
             request.app.state.client, quote, settings.saga_policy, source="stripe", meter=meter
+        )
+
+    @router.post("/stripe/customers")
+    @refusals_counted(meter, "stripe")
+    async def stripe_customer_event(request: Request) -> Response:
+        body = await read_body(request, limit)
+        if not stripe_secrets:
+            raise Refused(401, UNKNOWN_SOURCE)
+        header = request.headers.get(stripe.SIGNATURE_HEADER)
+        authentic(
+            "stripe",
+            lambda: stripe.verify(stripe_secrets, header, body, tolerance_seconds=tolerance),
+            request,
+            len(body),
+        )
+        event = parsed(stripe.parse_event, body, "invalid event")
+        if event.type not in customer_changes.STRIPE_TYPES:
+            log.info("stripe customer event ignored", event_id=event.id, type=event.type)
+            delivered(meter, "stripe", "acknowledged")
+            return JSONResponse({"status": "ignored", "event_id": event.id, "type": event.type})
+        return await customer_change_response(
+            request.app.state.client,
+            routed(lambda: customer_changes.from_stripe(event)),
+            master_policy,
+            source="stripe",
+            event_id=event.id,
+            meter=meter,
         )
 
     @router.post("/hubspot")
@@ -295,8 +338,47 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
                 notification_id=note.id,
                 sobject=note.sobject_type,
             )
+        accounts: list[customer_changes.RoutedChange] = []
+        for note in message.notifications:
+            if note.sobject_type == customer_changes.SALESFORCE_SOBJECT:
+                mapped = routed(functools.partial(customer_changes.from_salesforce, note))
+                accounts.extend([] if mapped is None else [mapped])
+        if accounts:
+            applied = await apply_customer_changes(
+                request.app.state.client, accounts, master_policy, source="salesforce", meter=meter
+            )
+            if isinstance(applied, Response):
+                return applied
+            return Response(salesforce.ack(), media_type=salesforce.ACK_CONTENT_TYPE)
         delivered(meter, "salesforce", "acknowledged")
         return Response(salesforce.ack(), media_type=salesforce.ACK_CONTENT_TYPE)
+
+    @router.post("/erp/customer-changed")
+    @refusals_counted(meter, "erp")
+    async def erp_customer_changed(request: Request) -> Response:
+        body = await read_body(request, limit)
+        if not erp_secrets:
+            raise Refused(401, UNKNOWN_SOURCE)
+        header = request.headers.get(cpq.SIGNATURE_HEADER)
+        authentic(
+            "erp",
+            lambda: cpq.verify(erp_secrets, header, body, tolerance_seconds=tolerance),
+            request,
+            len(body),
+        )
+        payload = json_body(body)
+        try:
+            change = customer_changes.ErpCustomerChanged.model_validate(payload)
+        except ValidationError as error:
+            raise Refused(422, "invalid customer change", fields=field_errors(error)) from None
+        return await customer_change_response(
+            request.app.state.client,
+            routed(lambda: customer_changes.from_erp(change)),
+            master_policy,
+            source="erp",
+            event_id=change.eventId,
+            meter=meter,
+        )
 
     @router.post("/{source:path}")
     @refusals_counted(meter, "unknown")

@@ -1,0 +1,25 @@
+"""Determinism: the committed customer-master history replays against the current workflow
+code (re-record with ``python -m tests.customer_master.record``, see its docstring)."""
+
+from __future__ import annotations
+
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from domain.customer_master import master_workflow_id
+from revsync.codec import KeyRing, encrypted_data_converter, generate_key_entry
+from tests.customer_master.record import GOLDEN, HISTORY
+from workers.build import WORKFLOWS
+
+
+async def test_the_committed_customer_master_history_replays() -> None:
+    text = HISTORY.read_text()
+    for expected in ('"CustomerMaster"', "apply_change", "erp.update_customer_fields", "absorb"):
+        assert expected in text, expected
+    history = WorkflowHistory.from_json(master_workflow_id(GOLDEN), text)
+    replayer = Replayer(
+        workflows=list(WORKFLOWS),
+        data_converter=encrypted_data_converter(KeyRing.parse(generate_key_entry("replay"))),
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
