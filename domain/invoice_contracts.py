@@ -43,6 +43,7 @@ __all__ = [
     "PostReceivable",
     "ReverseReceivable",
     "SetReceivableStatus",
+    "TimeZoneName",
     "VoidReceived",
     "invoice_resolution_problem",
     "invoice_workflow_id",

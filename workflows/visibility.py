@@ -39,6 +39,12 @@ MASTER_STATE = SearchAttributeKey.for_keyword("MasterState")
 # tax id in visibility) and the record's non-free-mail domains.
 MASTER_TAX_ID_HASH = SearchAttributeKey.for_keyword("MasterTaxIdHash")
 MASTER_DOMAINS = SearchAttributeKey.for_keyword_list("MasterDomains")
+# Invoice-to-revenue (workflow type InvoiceToRevenue, id i2r-<invoice id>; CustomerId is the
+# CRM account, Currency and BlockedStep as for quotes): the billing invoice id, its stage
+# (domain.invoice_contracts.InvoiceStage) and what is still owed (for filtering only).
+INVOICE_ID = SearchAttributeKey.for_keyword("InvoiceId")
+INVOICE_STAGE = SearchAttributeKey.for_keyword("InvoiceStage")
+INVOICE_AMOUNT_DUE = SearchAttributeKey.for_float("InvoiceAmountDue")
 
 ALL_KEYS: tuple[SearchAttributeKey[Any], ...] = (
     QUOTE_ID,
@@ -52,6 +58,9 @@ ALL_KEYS: tuple[SearchAttributeKey[Any], ...] = (
     MASTER_STATE,
     MASTER_TAX_ID_HASH,
     MASTER_DOMAINS,
+    INVOICE_ID,
+    INVOICE_STAGE,
+    INVOICE_AMOUNT_DUE,
 )
 
 

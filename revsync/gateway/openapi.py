@@ -27,7 +27,12 @@ from adapters.webhooks.stripe import StripeEvent
 from domain.quote import Quote
 from revsync.gateway.customer_changes import CustomerChangeApplied, CustomerChangeIgnored
 from revsync.gateway.refusals import problem
-from revsync.gateway.versioning import API_PREFIX, API_VERSION, EventIgnored
+from revsync.gateway.versioning import (
+    API_PREFIX,
+    API_VERSION,
+    EventIgnored,
+    InvoiceEventDelivered,
+)
 from revsync.schemas import CONTRACTS, contract_for, published
 
 OPENAPI_URL = f"{API_PREFIX}/openapi.json"
@@ -69,6 +74,7 @@ _PAYLOADS: list[tuple[type[BaseModel], str]] = [
     (StripeEvent, "validation"),
     (HubSpotEvent, "validation"),
     (EventIgnored, "serialization"),
+    (InvoiceEventDelivered, "serialization"),
     (ErpCustomerChanged, "validation"),
     (CustomerChangeApplied, "serialization"),
     (CustomerChangeIgnored, "serialization"),

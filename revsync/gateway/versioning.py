@@ -59,6 +59,36 @@ class EventIgnored(BaseModel):
     type: str
 
 
+class InvoiceSagaAccepted(BaseModel):
+    """An ``invoice.finalized``: its invoice-to-revenue saga started now, or had before."""
+
+    status: Literal["started", "duplicate"]
+    workflow_id: str = Field(description="i2r-<invoice id>")
+    run_id: str | None = Field(default=None, description="Only when this delivery started it")
+    invoice_id: str
+
+
+class InvoiceEventDelivered(BaseModel):
+    """A payment, void or credit note for an invoice: signalled to its saga (``delivered``),
+    or acknowledged because the saga has ended (``closed``)."""
+
+    status: Literal["delivered", "closed"]
+    signal: str | None = Field(
+        default=None, description="payment_received, voided or credit_note (when delivered)"
+    )
+    workflow_id: str
+    invoice_id: str
+
+
+class UnknownInvoice(BaseModel):
+    """An invoice event for an invoice with no saga (yet): refused so that Stripe redelivers
+    it once ``invoice.finalized`` has started the saga."""
+
+    status: Literal["unknown invoice"]
+    workflow_id: str
+    invoice_id: str
+
+
 class EventsReceived(BaseModel):
     """A verified HubSpot batch, acknowledged."""
 
@@ -145,6 +175,46 @@ WEBHOOK_DOCS: dict[str, WebhookDocs] = {
                         }
                     }
                 },
+            },
+            **REFUSALS,
+            **UNAVAILABLE,
+        },
+        status_code=202,
+    ),
+    "/stripe/invoices": WebhookDocs(
+        operation="stripe_invoice_event",
+        summary="A Stripe invoice event: invoice.finalized starts invoice-to-revenue; "
+        "payments, voids and credit notes signal it",
+        description="A Stripe webhook endpoint subscribed to invoice.finalized, invoice.paid, "
+        "invoice.payment_succeeded, invoice.voided and credit_note.created; signed with "
+        "`Stripe-Signature` (its signing secret is one of REVSYNC_STRIPE_WEBHOOK_SECRET). "
+        "Other types are acknowledged (docs/invoice-to-revenue.md#billing-events).",
+        openapi_extra=_json_body(
+            _component("StripeEvent"),
+            "A Stripe event envelope (schemas/webhooks/stripe.event.v1.json)",
+        ),
+        responses={
+            202: {"model": InvoiceSagaAccepted, "description": "Saga i2r-<invoice id> started"},
+            200: {
+                "description": "Duplicate invoice.finalized (InvoiceSagaAccepted), an event "
+                "signalled to its saga or for an ended saga (InvoiceEventDelivered), or an "
+                "event type revsync does not act on here (EventIgnored)",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "anyOf": [
+                                _component("InvoiceSagaAccepted"),
+                                _component("InvoiceEventDelivered"),
+                                _component("EventIgnored"),
+                            ]
+                        }
+                    }
+                },
+            },
+            409: {
+                "model": UnknownInvoice,
+                "description": "An event for an invoice with no saga yet (events can arrive "
+                "before invoice.finalized): Stripe redelivers it later",
             },
             **REFUSALS,
             **UNAVAILABLE,

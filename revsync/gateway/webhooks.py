@@ -41,7 +41,14 @@ from temporalio.common import MetricMeter, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.webhooks import cpq, customer_changes, hubspot, salesforce, stripe
+from adapters.webhooks import (
+    cpq,
+    customer_changes,
+    hubspot,
+    salesforce,
+    stripe,
+    stripe_invoices,
+)
 from adapters.webhooks.signatures import MalformedPayload, SignatureError
 from adapters.webhooks.stripe_quotes import MappingError, quote_from_stripe
 from domain.contracts import TaskQueue
@@ -49,6 +56,7 @@ from domain.quote import Quote
 from domain.saga import QuoteToCashInput, SagaPolicy
 from revsync import metrics
 from revsync.gateway.customer_changes import apply_customer_changes, customer_change_response
+from revsync.gateway.invoice_webhooks import invoice_event
 from revsync.gateway.refusals import Refused, read_body
 from revsync.gateway.versioning import versioned_webhooks
 from revsync.settings import Settings, secret_list
@@ -279,6 +287,29 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
             event_id=event.id,
             meter=meter,
         )
+
+    @router.post("/stripe/invoices")
+    @refusals_counted(meter, "stripe")
+    async def stripe_invoice_event(request: Request) -> Response:
+        body = await read_body(request, limit)
+        if not stripe_secrets:
+            raise Refused(401, UNKNOWN_SOURCE)
+        header = request.headers.get(stripe.SIGNATURE_HEADER)
+        authentic(
+            "stripe",
+            lambda: stripe.verify(stripe_secrets, header, body, tolerance_seconds=tolerance),
+            request,
+            len(body),
+        )
+        event = parsed(stripe.parse_event, body, "invalid event")
+        if event.type not in stripe_invoices.HANDLED:
+            log.info("stripe invoice event ignored", event_id=event.id, type=event.type)
+            delivered(meter, "stripe", "acknowledged")
+            return JSONResponse({"status": "ignored", "event_id": event.id, "type": event.type})
+        try:
+            return await invoice_event(request.app.state.client, event, settings, meter)
+        except stripe_invoices.InvoiceEventError as error:
+            raise Refused(422, "invalid invoice event", fields=error.fields) from None
 
     @router.post("/hubspot")
     @refusals_counted(meter, "hubspot")
