@@ -166,6 +166,13 @@ def child_env(settings: Settings, data_dir: Path) -> dict[str, str]:
         "REVSYNC_OPERATOR_TOKENS": json.dumps(
             [t.model_dump(mode="json") for t in settings.operator_tokens]
         ),
+        # The sandbox's event subscriber verifies what the events worker signs.
+        "REVSYNC_EVENT_SUBSCRIBERS": json.dumps(
+            [
+                s.model_dump(mode="json") | {"secret": s.secret.get_secret_value()}
+                for s in settings.event_subscribers
+            ]
+        ),
         "REVSYNC_DATA_DIR": str(data_dir),
         "REVSYNC_LOG_FORMAT": "json",
     }

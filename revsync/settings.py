@@ -14,6 +14,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.event_contracts import EventSubscriber
+from domain.invoice_contracts import InvoicePolicy, TimeZoneName
+from domain.master_contracts import MasterPolicy
 from domain.saga import SagaPolicy
 from revsync.auth import StaffToken
 
@@ -92,6 +94,11 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = Field(
         default=None, description="Stripe endpoint signing secret(s) (whsec_...), comma-separated"
     )
+    erp_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC secret(s) the ERP signs customer-changed webhooks with (revsync's "
+        "scheme, X-Revsync-Signature); comma-separated during rotation",
+    )
     hubspot_client_secret: SecretStr | None = Field(
         default=None, description="HubSpot app client secret (X-HubSpot-Signature-v3)"
     )
@@ -130,6 +137,18 @@ class Settings(BaseSettings):
         default_factory=SagaPolicy,
         description='JSON, e.g. {"approval": {"max_discount_percent": 25}}',
     )
+    customer_master_policy: MasterPolicy = Field(
+        default_factory=MasterPolicy,
+        description='JSON, e.g. {"history_limit": 5000, "relink_after": "PT30M"}',
+    )
+    invoice_policy: InvoicePolicy = Field(
+        default_factory=InvoicePolicy,
+        description='JSON, e.g. {"grace": "P10D", "periods_per_run": 12}',
+    )
+    accounting_timezone: TimeZoneName = Field(
+        default="UTC",
+        description="IANA zone of the books: invoice dates, period closes and due dates",
+    )
 
     # Vendors (defaults point at the local sandbox)
     salesforce_base_url: str = "http://127.0.0.1:8100/salesforce"
@@ -139,6 +158,12 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr = SecretStr("sk_test_sandbox")
     netsuite_base_url: str = "http://127.0.0.1:8100/netsuite"
     netsuite_access_token: SecretStr = SecretStr("sandbox-netsuite-token")
+    netsuite_deferred_revenue_account: str = Field(
+        default="2400", min_length=1, description="Account number revenue journals debit"
+    )
+    netsuite_revenue_account: str = Field(
+        default="4000", min_length=1, description="Account number revenue journals credit"
+    )
 
     # Business events out (docs/api.md, "Receiving events")
     event_subscribers: list[EventSubscriber] = Field(

@@ -9,7 +9,10 @@ that differs between the sandbox and the real vendor:
 
 ``GET /_sandbox/state`` returns every record per system; ``POST /_sandbox/faults`` injects
 failures and latency, ``GET /_sandbox/faults`` lists the rules still pending and every fault
-fired so far; ``POST /_sandbox/reset`` clears state and rules.
+fired so far; ``POST /_sandbox/reset`` clears state and rules. ``POST /_sandbox/stripe/invoices``
+makes a finalized invoice with given lines and ``POST /_sandbox/netsuite/periods`` closes or
+reopens an accounting period. ``POST /events/<subscriber>`` receives business events
+(``sandbox/subscriber.py``); ``GET /_sandbox/events`` shows what arrived.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI, Response
 
-from sandbox import netsuite, salesforce, stripe
+from sandbox import netsuite, salesforce, stripe, subscriber
 from sandbox.faults import FaultInjector, FaultsRequest
 from sandbox.wire import json_response
 
@@ -33,8 +36,12 @@ DEFAULT_TOKENS = {
 class SandboxState:
     """Everything the emulators hold, in memory."""
 
-    def __init__(self, tokens: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, tokens: dict[str, str] | None = None, event_secrets: dict[str, str] | None = None
+    ) -> None:
         self.tokens = {**DEFAULT_TOKENS, **(tokens or {})}
+        # Business-event subscribers: name -> the secret revsync signs their deliveries with.
+        self.events = subscriber.EventSubscriberStore(event_secrets)
         self.faults = FaultInjector()
         self.salesforce = salesforce.SalesforceStore()
         self.stripe = stripe.StripeStore()
@@ -45,6 +52,7 @@ class SandboxState:
             "salesforce": self.salesforce.snapshot(),
             "stripe": self.stripe.snapshot(),
             "netsuite": self.netsuite.snapshot(),
+            "events": self.events.snapshot(),
         }
 
     def reset(self) -> None:
@@ -52,6 +60,7 @@ class SandboxState:
         self.salesforce = salesforce.SalesforceStore()
         self.stripe = stripe.StripeStore()
         self.netsuite = netsuite.NetSuiteStore()
+        self.events = subscriber.EventSubscriberStore(self.events.secrets)
 
 
 def create_app(state: SandboxState | None = None) -> FastAPI:
@@ -62,6 +71,12 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     app.include_router(salesforce.build_router(state), prefix="/salesforce")
     app.include_router(stripe.build_router(state), prefix="/stripe")
     app.include_router(netsuite.build_router(state), prefix="/netsuite")
+    # Sandbox-only controls of one vendor's state (make an invoice, close a period).
+    app.include_router(stripe.build_control_router(state), prefix="/_sandbox/stripe")
+    app.include_router(netsuite.build_control_router(state), prefix="/_sandbox/netsuite")
+    # A business-event subscriber (revsync's signed CloudEvents webhooks) and what it received.
+    app.include_router(subscriber.build_router(state), prefix="/events")
+    app.include_router(subscriber.build_control_router(state), prefix="/_sandbox/events")
 
     @app.get("/_sandbox/state")
     async def get_state() -> Response:

@@ -12,17 +12,44 @@ from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
 from activities.crm import CrmActivities
+from activities.customer_master import (
+    BillingMasterActivities,
+    CrmMasterActivities,
+    DuplicateSearch,
+    ErpMasterActivities,
+)
 from activities.erp import ErpActivities
+from activities.events import EventActivities
+from activities.invoices import (
+    BillingInvoiceActivities,
+    CrmInvoiceActivities,
+    ErpInvoiceActivities,
+)
+from activities.reconciliation import (
+    ReconcileBillingActivities,
+    ReconcileCrmActivities,
+    ReconcileErpActivities,
+    SagaDirectory,
+)
 from adapters.billing.stripe import StripeBilling
 from adapters.crm.salesforce import SalesforceCrm
 from adapters.erp.netsuite import NetSuiteErp
+from adapters.events.webhooks import WebhookEvents
 from domain.contracts import TaskQueue
 from revsync.settings import Settings
 from revsync.telemetry import instrument_http_client
 from workers.heartbeat import MAX_HEARTBEAT_THROTTLE, HeartbeatInterceptor
+from workflows.customer_master import CustomerMasterWorkflow
+from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 from workflows.quote_to_cash import QuoteToCashWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 
-WORKFLOWS: Sequence[type] = (QuoteToCashWorkflow,)
+WORKFLOWS: Sequence[type] = (
+    QuoteToCashWorkflow,
+    ReconciliationWorkflow,
+    CustomerMasterWorkflow,
+    InvoiceToRevenueWorkflow,
+)
 
 
 def crm_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
@@ -34,7 +61,17 @@ def crm_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
             access_token=settings.salesforce_access_token.get_secret_value(),
         )
     )
-    return [acts.fetch_account, acts.record_order, acts.mark_quote_rejected]
+    listing = ReconcileCrmActivities(acts.crm)
+    master = CrmMasterActivities(acts.crm)
+    invoices = CrmInvoiceActivities(acts.crm)
+    return [
+        acts.fetch_account,
+        acts.record_order,
+        acts.mark_quote_rejected,
+        listing.list_orders,
+        master.update_account_fields,
+        invoices.set_receivable_status,
+    ]
 
 
 def erp_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
@@ -43,9 +80,25 @@ def erp_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
             http,
             base_url=settings.netsuite_base_url,
             access_token=settings.netsuite_access_token.get_secret_value(),
+            deferred_revenue_account=settings.netsuite_deferred_revenue_account,
+            revenue_account=settings.netsuite_revenue_account,
         )
     )
-    return [acts.check_catalog, acts.book_sales_order, acts.cancel_sales_order]
+    listing = ReconcileErpActivities(acts.erp)
+    master = ErpMasterActivities(acts.erp)
+    invoices = ErpInvoiceActivities(acts.erp)
+    return [
+        acts.check_catalog,
+        acts.book_sales_order,
+        acts.cancel_sales_order,
+        listing.list_sales_orders,
+        master.update_customer_fields,
+        master.find_customer,
+        invoices.post_receivable,
+        invoices.post_revenue_journal,
+        invoices.apply_payment,
+        invoices.reverse_receivable,
+    ]
 
 
 def billing_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
@@ -54,9 +107,29 @@ def billing_activities(settings: Settings, http: httpx.AsyncClient) -> list[Call
             http,
             base_url=settings.stripe_base_url,
             api_key=settings.stripe_api_key.get_secret_value(),
+            accounting_timezone=settings.accounting_timezone,
         )
     )
-    return [acts.provision_subscription, acts.cancel_subscription, acts.void_invoice]
+    listing = ReconcileBillingActivities(acts.billing)
+    master = BillingMasterActivities(acts.billing)
+    invoices = BillingInvoiceActivities(acts.billing)
+    return [
+        acts.provision_subscription,
+        acts.cancel_subscription,
+        acts.void_invoice,
+        listing.list_subscriptions,
+        master.update_customer_fields,
+        master.find_customer,
+        invoices.get_invoice,
+    ]
+
+
+def events_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
+    acts = EventActivities(
+        WebhookEvents(http, settings.event_subscribers),
+        public_base_url=settings.public_base_url or settings.gateway_url,
+    )
+    return [acts.publish]
 
 
 def new_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -77,6 +150,8 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
             client,
             task_queue=queue,
             workflows=list(WORKFLOWS),
+            # Reads of Temporal itself (reconciliation's saga directory), no vendor calls.
+            activities=[SagaDirectory(client).list_sagas, DuplicateSearch(client).find_duplicates],
             max_concurrent_workflow_tasks=settings.orchestration_max_concurrent_workflow_tasks,
             graceful_shutdown_timeout=grace,
             # An eagerly executed activity skips the task queue, so its rate limit too. Core
@@ -96,6 +171,17 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
         activities = billing_activities(settings, http)
         limit = settings.billing_max_concurrent_activities
         rate = settings.billing_max_task_queue_activities_per_second
+    elif queue == TaskQueue.EVENTS:
+        # events.publish heartbeats its own details (the subscribers already done), so no
+        # HeartbeatInterceptor here: its empty heartbeats would overwrite them.
+        return Worker(
+            client,
+            task_queue=queue,
+            activities=events_activities(settings, http),
+            max_concurrent_activities=settings.events_max_concurrent_activities,
+            graceful_shutdown_timeout=grace,
+            max_heartbeat_throttle_interval=MAX_HEARTBEAT_THROTTLE,
+        )
     else:
         raise ValueError(
             f"unknown task queue {queue!r}; expected one of {', '.join(TaskQueue.ALL)}"

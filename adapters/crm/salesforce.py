@@ -506,9 +506,7 @@ class SalesforceCrm:
         body = decode_json(response)
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
             raise _unexpected(operation, "query answer without records")
-        items = [
-            _order_record(r) for r in body["records"] if isinstance(r, dict) and r.get("Id")
-        ]
+        items = [_order_record(r) for r in body["records"] if isinstance(r, dict) and r.get("Id")]
         if body.get("done", True):
             return Page(items=items)
         next_url = body.get("nextRecordsUrl")

@@ -15,8 +15,8 @@ from adapters.billing.stripe import (
     StripeBilling,
     classify_stripe_error,
     stripe_line_price,
-    to_stripe_amount,
     stripe_tax_id,
+    to_stripe_amount,
 )
 from adapters.errors import NotFoundError, RejectedError, TransientError
 from adapters.ports import BillingPort

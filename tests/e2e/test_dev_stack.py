@@ -187,6 +187,9 @@ def secret_values(generated: dict[str, str]) -> list[tuple[str, str]]:
     for name, value in generated.items():
         if name == "REVSYNC_OPERATOR_TOKENS":
             continue  # digests only: public by design
+        if name == "REVSYNC_EVENT_SUBSCRIBERS":  # JSON: names and URLs are not secret
+            found += [(name, entry["secret"]) for entry in json.loads(value)]
+            continue
         for part in value.split(","):
             found += [(name, part), (name, part.partition(":")[2])]
     return [(name, value) for name, value in found if len(value) >= 8]

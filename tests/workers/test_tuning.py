@@ -65,9 +65,7 @@ async def test_the_orchestration_worker_runs_workflows_only_and_never_eager_acti
     own_client: Client,
 ):
     async with httpx.AsyncClient() as http:
-        config = build_worker(
-            TaskQueue.ORCHESTRATION, own_client, tuned(), http
-        ).config()
+        config = build_worker(TaskQueue.ORCHESTRATION, own_client, tuned(), http).config()
     assert config.get("max_concurrent_workflow_tasks") == 7
     assert config.get("disable_eager_activity_execution") is True
     # Activities of its own read Temporal only (e.g. reconciliation's saga directory): none
