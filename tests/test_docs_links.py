@@ -23,6 +23,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from domain.customer_master import MasterState
+from domain.invoice_contracts import InvoiceStage, InvoiceStep
 from domain.saga import ResolveAction, Step, allowed_resolutions
 from domain.stages import OrderStage
 from tests.conftest import installed_binary
@@ -139,10 +141,12 @@ def values(query: str, attribute: str) -> set[str]:
 
 def test_the_queries_use_only_real_stages_and_steps() -> None:
     stages = {s.value for s in OrderStage}
-    steps = {s.value for s in Step}
+    steps = {s.value for s in Step} | {s.value for s in InvoiceStep}
     statuses = {"Running", "Completed", "Failed", "Canceled", "Terminated", "TimedOut"}
     for name, query in views().items():
         assert values(query, "OrderStage") <= stages, name
+        assert values(query, "InvoiceStage") <= {s.value for s in InvoiceStage}, name
+        assert values(query, "MasterState") <= {s.value for s in MasterState}, name
         assert values(query, "BlockedStep") <= steps, name
         assert values(query, "ExecutionStatus") <= statuses, name
 
@@ -159,8 +163,14 @@ def test_the_one_click_links_add_views_from_the_table() -> None:
 
 
 def test_the_stage_table_covers_every_stage() -> None:
-    documented = [unquote(row[0]) for row in table(("stage", "in business terms"))]
+    documented = [unquote(row[0]) for row in table(("stage", "in business terms", "usually lasts"))]
     assert sorted(documented) == sorted(s.value for s in OrderStage)
+
+
+def test_the_invoice_stage_table_covers_every_invoice_stage() -> None:
+    rows = table(("stage", "in business terms", "what to do"))
+    documented = [v for row in rows for v in re.findall(r"`([A-Z_]+)`", row[0])]
+    assert sorted(documented) == sorted(s.value for s in InvoiceStage)
 
 
 def steps_that_can_park() -> set[Step]:
@@ -199,6 +209,9 @@ SITUATIONS: dict[str, dict[str, Any]] = {
     "booking": {"OrderStage": "BOOKING_ERP"},
     "booked": {"OrderStage": "BOOKED"},
     "rejected": {"OrderStage": "REJECTED"},
+    "invoice-overdue": {"InvoiceStage": "OVERDUE"},
+    "invoice-closed-period": {"InvoiceStage": "NEEDS_ATTENTION", "BlockedStep": "post_journal"},
+    "customer-review": {"MasterState": "NEEDS_REVIEW"},
 }
 
 KEYS = {key.name: key for key in visibility.ALL_KEYS}
@@ -215,6 +228,11 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "In flight": ("booking",),
     "Booked": ("booked",),
     "Not booked": ("rejected",),
+    "Invoices overdue": ("invoice-overdue",),
+    "Invoices parked": ("invoice-closed-period",),
+    "Revenue held by a closed period": ("invoice-closed-period",),
+    "Open invoices": ("invoice-overdue",),
+    "Customers to review": ("customer-review",),
 }
 
 
