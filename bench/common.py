@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import structlog
 
 from revsync.logs import configure_logging
 
@@ -149,13 +148,11 @@ def rnd(value: float, digits: int = 2) -> float:
 
 
 def quiet_logging() -> None:
-    """revsync's own log set-up (JSON, INFO, redaction: the same cost as production) written
-    to /dev/null, and the standard library's loggers at WARNING, so that only the figures
+    """revsync's own log set-up (JSON, INFO, redaction, every standard-library record through
+    structlog: the same cost as production) written to /dev/null, so that only the figures
     reach the terminal."""
-    configure_logging(level=logging.INFO, log_format="json")
     devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=devnull))
-    logging.getLogger().setLevel(logging.WARNING)
+    configure_logging(level=logging.INFO, log_format="json", stream=devnull)
 
 
 def cpu_seconds(process: psutil.Process) -> float:

@@ -5,11 +5,11 @@ first each round), with N workflows started at once and the time measured from t
 start to the last completion:
 
 - revsync: ``QuoteToCash`` started as the gateway starts it (search attributes, summary,
-  encrypted payloads), revsync's production workers for the four task queues, the adapters
+  encrypted payloads), revsync's production workers for the five task queues, the adapters
   calling the vendor sandbox over HTTP at zero latency (the sandbox runs as its own process
   by default, as a vendor would be elsewhere);
-- bare: ``bench.workflows.BareQuoteToCash``, the same five activities in the same order on
-  the same four task queues, but no-op, the plain pydantic converter, no search attributes,
+- bare: ``bench.workflows.BareQuoteToCash``, the same six activities in the same order on
+  the same five task queues, but no-op, the plain pydantic converter, no search attributes,
   no adapters; workers with the same slot limits.
 
 Prints sagas/s for each, the ratio revsync/bare (target >= 0.9), and per-saga costs measured
@@ -171,6 +171,7 @@ def slots(settings: Settings) -> dict[str, int]:
         TaskQueue.CRM: settings.crm_max_concurrent_activities,
         TaskQueue.ERP: settings.erp_max_concurrent_activities,
         TaskQueue.BILLING: settings.billing_max_concurrent_activities,
+        TaskQueue.EVENTS: settings.events_max_concurrent_activities,
     }
 
 

@@ -203,15 +203,18 @@ class BenchStack:
         settings: Settings | None = None,
         queues: Sequence[str] = TaskQueue.ALL,
     ) -> AsyncIterator[None]:
-        """revsync's production workers (``workers.build``), one per queue, in this process."""
+        """revsync's production workers (``workers.build``), one per queue, in this process,
+        each with its own HTTP client and connection pool as each ``revsync worker QUEUE``
+        process has in production."""
         settings = settings or self.settings
 
         async def count(request: httpx.Request) -> None:
             self.vendor_requests[request.url.path.strip("/").split("/")[0]] += 1
 
-        async with new_http_client(settings) as http, AsyncExitStack() as stack:
-            http.event_hooks = {"request": [count], "response": []}
+        async with AsyncExitStack() as stack:
             for queue in queues:
+                http = await stack.enter_async_context(new_http_client(settings))
+                http.event_hooks = {"request": [count], "response": []}
                 await stack.enter_async_context(build_worker(queue, self.client, settings, http))
             yield
 

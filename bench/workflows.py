@@ -1,7 +1,7 @@
 """The bare baseline of ``bench.saga_overhead``: a workflow with quote-to-cash's happy-path
-shape (five activities, in the same order, on the same task queues) and nothing else: no-op
-activities, no search attributes, no status, no SLA timer, no adapters, the plain pydantic
-converter.
+shape (six activities: the five steps and the business event, in the same order, on the same
+task queues) and nothing else: no-op activities, no search attributes, no status, no SLA
+timer, no adapters, the plain pydantic converter.
 
 Workflow-sandbox safe: imports are passed through, nothing runs at import but definitions.
 """
@@ -25,6 +25,7 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("bare.book_erp_order", TaskQueue.ERP),
     ("bare.provision_billing", TaskQueue.BILLING),
     ("bare.update_crm", TaskQueue.CRM),
+    ("bare.publish_event", TaskQueue.EVENTS),
 )
 
 
@@ -68,9 +69,15 @@ async def update_crm(key: str) -> str:
     return key
 
 
+@activity.defn(name="bare.publish_event")
+async def publish_event(key: str) -> str:
+    return key
+
+
 # The no-op activities each queue's bare worker registers.
 ACTIVITIES_BY_QUEUE = {
     TaskQueue.CRM: [fetch_account, update_crm],
     TaskQueue.ERP: [check_catalog, book_erp_order],
     TaskQueue.BILLING: [provision_billing],
+    TaskQueue.EVENTS: [publish_event],
 }
