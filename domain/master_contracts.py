@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from domain.contracts import TaskQueue
 from domain.customer_master import (
@@ -188,6 +188,85 @@ RECENT_KEPT: Final = 20
 """How many finished propagations and decisions the status keeps (the history has all)."""
 
 
+class RepropagateRequest(BaseModel):
+    """The ``repropagate`` update: send the golden values of ``fields`` (every field when
+    None) again to every linked system holding a copy, e.g. after reconciliation found a
+    copy drifted or an operator fixed a record by hand.
+
+    A request is identified by :meth:`key`: ``request_id`` when given, else its reason and
+    fields. The same request again schedules nothing (the workflow answers what it
+    scheduled the first time); a new one sends, with idempotency keys of its own."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fields: tuple[MasterField, ...] | None = Field(
+        default=None, description="The fields to send again; None: every field"
+    )
+    reason: NonBlank = Field(description="Why: kept in the audit trail and part of the key")
+    requested_by: NonBlank = Field(default="revsync", description="Who asked (or which process)")
+    request_id: NonBlank | None = Field(
+        default=None, description="Identifies the request instead of its reason and fields"
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _some_fields(cls, fields: tuple[MasterField, ...] | None) -> tuple[MasterField, ...] | None:
+        if fields is None:
+            return None
+        if not fields:
+            raise ValueError("name at least one field, or none at all for every field")
+        return tuple(f for f in MasterField if f in set(fields))
+
+    def key(self, golden_id: str) -> str:
+        """``rp-<digest>``: the same for the same golden id and request, whatever the order
+        the fields were named in."""
+        if self.request_id is not None:
+            material = f"{golden_id}|id|{self.request_id}"
+        else:
+            names = "*" if self.fields is None else ",".join(f.value for f in self.fields)
+            material = f"{golden_id}|{names}|{self.reason}"
+        return f"rp-{hashlib.sha256(material.encode()).hexdigest()[:24]}"
+
+
+class ScheduledPropagation(BaseModel):
+    """One update a re-propagation queued."""
+
+    model_config = ConfigDict(frozen=True)
+
+    system: System
+    record_ids: tuple[str, ...]
+    fields: tuple[MasterField, ...]
+    idempotency_key: str
+
+
+class RepropagateResult(BaseModel):
+    """What the ``repropagate`` update answers: what it scheduled (the propagation lanes
+    send it; the status query shows the outcome under ``recent`` and ``parked``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    golden_id: str
+    request_key: str
+    repeated: bool = Field(
+        description="The same request was made before: this is its answer, nothing new is sent"
+    )
+    at: datetime = Field(description="When the request was first scheduled")
+    reason: str
+    requested_by: str
+    scheduled: tuple[ScheduledPropagation, ...] = ()
+    unset: tuple[MasterField, ...] = Field(
+        default=(), description="Fields asked for that hold no golden value (nothing to send)"
+    )
+    unlinked: tuple[System, ...] = Field(
+        default=(), description="Systems holding a copy of an asked field with no record linked"
+    )
+
+
+REPROPAGATIONS_KEPT: Final = 100
+"""How many re-propagation answers the workflow remembers to answer repeats (older repeats
+schedule again, and the vendors' idempotency keys still dedupe them for their window)."""
+
+
 class CustomerMasterInput(BaseModel):
     """Start (or continue-as-new) input: everything a run needs to go on where the last
     stopped."""
@@ -203,6 +282,9 @@ class CustomerMasterInput(BaseModel):
     events_applied: int = 0
     runs: int = Field(default=0, description="How many times the entity continued as new")
     policy: MasterPolicy = Field(default_factory=MasterPolicy)
+    repropagations: list[RepropagateResult] = Field(
+        default_factory=list, description="Recent re-propagation answers, oldest first"
+    )
 
 
 class ChangeResult(BaseModel):
@@ -336,18 +418,24 @@ def current_part(record: GoldenRecord, update: PropagationUpdate) -> Propagation
                 update.source,
                 update.source_record_id,
                 update.version,
+                update.request,
             ),
         }
     )
 
 
 def sync_plan(
-    record: GoldenRecord, systems: Iterable[System], fields: Iterable[MasterField] | None = None
+    record: GoldenRecord,
+    systems: Iterable[System],
+    fields: Iterable[MasterField] | None = None,
+    request: str | None = None,
 ) -> list[PropagationUpdate]:
     """Updates bringing ``systems`` up to the golden values of ``fields`` (all by default),
     for a system linked late or a record merged in: for each system, the fields it holds a
     copy of, grouped by the owner change each golden value came from (so each update has
-    the same idempotency key as if that change had just been applied)."""
+    the same idempotency key as if that change had just been applied). With ``request``
+    (a re-propagation request's key) the keys are that request's own, so values sent before
+    are written again."""
     wanted = list(MasterField) if fields is None else [f for f in MasterField if f in set(fields)]
     updates: list[PropagationUpdate] = []
     for system in System:
@@ -373,8 +461,15 @@ def sync_plan(
                     source_record_id=record_id,
                     version=versions[origin],
                     idempotency_key=propagation_key(
-                        record.golden_id, system, changes, source, record_id, versions[origin]
+                        record.golden_id,
+                        system,
+                        changes,
+                        source,
+                        record_id,
+                        versions[origin],
+                        request,
                     ),
+                    request=request,
                 )
             )
     return updates

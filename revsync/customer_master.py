@@ -13,12 +13,15 @@ change for it is sent on to the survivor, following at most :data:`MAX_MERGE_HOP
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
@@ -44,6 +47,8 @@ from domain.master_contracts import (
     CustomerMasterStatus,
     MasterDecision,
     MasterPolicy,
+    RepropagateRequest,
+    RepropagateResult,
     ResolvePropagation,
 )
 from workflows import visibility
@@ -169,7 +174,98 @@ async def decide_customer(
 
 
 class CustomerNotFound(Exception):
-    """No golden customer has that id."""
+    """No golden customer has that id (no workflow ``customer-<id>`` ever ran, or it ended
+    without being merged into another one)."""
+
+
+async def _survivor_of_closed(client: Client, golden_id: str) -> str:
+    """The golden id a customer that no longer takes updates was merged into; raises
+    :class:`CustomerNotFound` when it never existed or ended some other way."""
+    workflow_id = master_workflow_id(golden_id)
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        raise CustomerNotFound(f"no golden customer {golden_id} ({workflow_id})") from error
+    if description.status is WorkflowExecutionStatus.RUNNING:
+        # It closed and a new run started between the two calls: try it again.
+        return golden_id
+    survivor = None
+    if description.status is WorkflowExecutionStatus.COMPLETED:
+        survivor = await merged_into(client, golden_id)
+    if survivor is None:
+        status = description.status.name.lower() if description.status else "closed"
+        raise CustomerNotFound(f"golden customer {golden_id} ({workflow_id}) is {status}")
+    return survivor
+
+
+def repropagate_request(
+    fields: Sequence[str] | None,
+    reason: str,
+    *,
+    requested_by: str = "revsync",
+    request_id: str | None = None,
+) -> RepropagateRequest:
+    """The ``repropagate`` request, validated; :class:`DecisionRefused` says what is wrong
+    (an unknown field, a blank reason)."""
+    try:
+        return RepropagateRequest.model_validate(
+            {
+                "fields": None if fields is None else list(fields),
+                "reason": reason,
+                "requested_by": requested_by,
+                "request_id": request_id,
+            }
+        )
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise DecisionRefused(problems) from None
+
+
+async def repropagate(
+    client: Client,
+    golden_id: str,
+    fields: Sequence[str] | None,
+    reason: str,
+    *,
+    requested_by: str = "revsync",
+    request_id: str | None = None,
+) -> RepropagateResult:
+    """Ask ``customer-<golden id>`` to send the golden values of ``fields`` (every field when
+    None) again to every linked system holding a copy; answers what it scheduled.
+
+    A request is identified by ``request_id`` when given, else by its reason and fields:
+    the same request again schedules nothing and answers the first answer with
+    ``repeated=True``; a new request sends, under idempotency keys of its own. Never starts
+    a workflow: raises :class:`CustomerNotFound` for a golden id that has none running (one
+    merged away is followed to its survivor), :class:`DecisionRefused` for an invalid
+    request (unknown field, blank reason) or one the workflow refused."""
+    request = repropagate_request(fields, reason, requested_by=requested_by, request_id=request_id)
+    target = golden_id
+    for _ in range(MAX_MERGE_HOPS):
+        handle = client.get_workflow_handle(master_workflow_id(target))
+        try:
+            result: RepropagateResult = await handle.execute_update(
+                "repropagate", request, result_type=RepropagateResult
+            )
+            return result
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == MERGED_ERROR:
+                survivor = cause.details[0] if cause.details else None
+                if isinstance(survivor, str):
+                    target = survivor
+                    continue
+            raise DecisionRefused(getattr(cause, "message", None) or str(cause)) from error
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            target = await _survivor_of_closed(client, target)
+    raise DecisionRefused(f"{golden_id} was merged more than {MAX_MERGE_HOPS} times over")
 
 
 async def decide_customer_via_gateway(

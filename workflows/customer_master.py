@@ -49,6 +49,7 @@ from workflows.quote_to_cash import (
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import TaskQueue
     from domain.customer_master import (
+        OWNERSHIP,
         ChangeEvent,
         CustomerProfile,
         GoldenRecord,
@@ -76,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
         IDENTITY_FIELDS,
         LOOKUP_STEPS,
         RECENT_KEPT,
+        REPROPAGATIONS_KEPT,
         UPDATE_STEPS,
         WORKFLOW_TYPE,
         AbsorbRequest,
@@ -92,7 +94,10 @@ with workflow.unsafe.imports_passed_through():
         ParkedPropagation,
         PropagationRecord,
         PropagationStatus,
+        RepropagateRequest,
+        RepropagateResult,
         ResolvePropagation,
+        ScheduledPropagation,
         blocked_step,
         current_part,
         link,
@@ -134,6 +139,7 @@ class CustomerMasterWorkflow:
         self._parked: list[ParkedPropagation] = list(request.parked)
         self._recent: list[PropagationRecord] = list(request.recent)
         self._decisions: list[MasterDecision] = list(request.decisions)
+        self._repropagations: list[RepropagateResult] = list(request.repropagations)
         self._links_checked_at: datetime | None = request.links_checked_at
         self._duplicates_due = request.duplicates_due
         self._events_applied = request.events_applied
@@ -297,6 +303,63 @@ class CustomerMasterWorkflow:
             raise ValueError("a propagation has nothing to compensate: retry or skip it")
         self._parked_one(request.key)
 
+    @workflow.update(name="repropagate")
+    async def repropagate(self, request: RepropagateRequest) -> RepropagateResult:
+        """Send the golden values of ``request.fields`` (all when None) again to every linked
+        system holding a copy, with idempotency keys of this request; a repeated request
+        answers what it scheduled the first time and schedules nothing."""
+        async with self._lock:
+            if self._record.merged_into is not None:
+                raise _merged(self._record)
+            key = request.key(self._golden_id)
+            for earlier in self._repropagations:
+                if earlier.request_key == key:
+                    return earlier.model_copy(update={"repeated": True})
+            before = self._record
+            await self._refresh_links(skip=None)
+            # A system linked just now receives every golden value it holds a copy of.
+            synced = self._sync_new_links(before)
+            record = self._record
+            fields = request.fields or tuple(MasterField)
+            systems = [s for s in System if s not in {u.system for u in synced}]
+            plan = [
+                *(u for u in synced if set(u.fields) & set(fields)),
+                *sync_plan(record, systems, fields, request=key),
+            ]
+            self._enqueue(plan)
+            unset = tuple(f for f in fields if record.fields.get(f) is None)
+            wanted = {s for f in fields if f not in unset for s in OWNERSHIP[f].copies}
+            result = RepropagateResult(
+                golden_id=self._golden_id,
+                request_key=key,
+                repeated=False,
+                at=workflow.now(),
+                reason=request.reason,
+                requested_by=request.requested_by,
+                scheduled=tuple(
+                    ScheduledPropagation(
+                        system=u.system,
+                        record_ids=u.record_ids,
+                        fields=tuple(u.fields),
+                        idempotency_key=u.idempotency_key,
+                    )
+                    for u in plan
+                ),
+                unset=unset,
+                unlinked=tuple(s for s in System if s in wanted and not record.xref.get(s)),
+            )
+            self._repropagations.append(result)
+            del self._repropagations[:-REPROPAGATIONS_KEPT]
+            names = ", ".join(f.value for f in fields) if request.fields else "all fields"
+            self._decide(request.requested_by, "repropagate", names, request.reason)
+            self._changed()
+            return result
+
+    @repropagate.validator
+    def _validate_repropagate(self, request: RepropagateRequest) -> None:
+        if self._record.merged_into is not None:
+            raise _merged(self._record)
+
     def _parked_one(self, key: str | None) -> ParkedPropagation:
         if not self._parked:
             raise ValueError(f"no propagation of {self._golden_id} is parked")
@@ -416,6 +479,7 @@ class CustomerMasterWorkflow:
             events_applied=self._events_applied,
             runs=self._runs + 1,
             policy=self._policy,
+            repropagations=self._repropagations,
         )
 
     # -- propagation ----------------------------------------------------------------------
@@ -493,7 +557,7 @@ class CustomerMasterWorkflow:
 
     # -- links ----------------------------------------------------------------------------
 
-    async def _refresh_links(self, skip: System) -> None:
+    async def _refresh_links(self, skip: System | None) -> None:
         """Look up the billing and ERP records still missing (not ``skip``, the event's own
         system: applying the event links it), at most once per ``relink_after``."""
         missing = [s for s in LOOKUP_STEPS if s is not skip and not self._record.xref.get(s)]
@@ -529,11 +593,14 @@ class CustomerMasterWorkflow:
             return None
         return result.record_id
 
-    def _sync_new_links(self, before: GoldenRecord) -> None:
-        """Plan the golden values for every system linked since ``before``."""
+    def _sync_new_links(self, before: GoldenRecord) -> list[PropagationUpdate]:
+        """Plan the golden values for every system linked since ``before``; the updates."""
         new = [s for s in System if set(self._record.xref.get(s, ())) - set(before.xref.get(s, ()))]
-        if new:
-            self._enqueue(sync_plan(self._record, new))
+        if not new:
+            return []
+        plan = sync_plan(self._record, new)
+        self._enqueue(plan)
+        return plan
 
     # -- duplicates -----------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain.customer_master.fields import (
     OWNERSHIP,
@@ -70,6 +70,11 @@ class PropagationUpdate(BaseModel):
     source_record_id: str
     version: SourceVersion
     idempotency_key: str
+    request: str | None = Field(
+        default=None,
+        description="The re-propagation request that planned it (part of its key); None "
+        "for an update planned by a change, a merge or a late link",
+    )
 
 
 class Outcome(BaseModel):
@@ -96,15 +101,19 @@ def propagation_key(
     source: System,
     source_record_id: str,
     version: SourceVersion,
+    request: str | None = None,
 ) -> str:
     """The idempotency key of one update: the same for the same golden id, target system,
     field set and source change (system, record, version), whatever the field order, so a
     replayed plan updates nothing twice. Short and made of ``[a-z0-9:-]`` plus the golden
-    id, as vendors accept (Stripe up to 255 characters, NetSuite external ids)."""
+    id, as vendors accept (Stripe up to 255 characters, NetSuite external ids).
+
+    ``request`` (a re-propagation request's key) makes a fresh key for re-sending values
+    already sent once: vendors would answer the first key's cached result and write
+    nothing."""
     names = ",".join(sorted(f.value for f in fields))
-    material = "|".join(
-        (golden_id, system.value, names, source.value, source_record_id, version.token())
-    )
+    parts = (golden_id, system.value, names, source.value, source_record_id, version.token())
+    material = "|".join(parts if request is None else (*parts, request))
     digest = hashlib.sha256(material.encode()).hexdigest()[:32]
     return f"cm-{golden_id}:{system.value}:{digest}"
 
