@@ -1241,6 +1241,7 @@ class StripeStore:
             "amount_due": amount_due,
             "amount_paid": amount_due if status == "paid" else 0,
             "amount_remaining": 0 if status == "paid" else amount_due,
+            "paid_out_of_band": False,
             "subtotal": subtotal,
             "subtotal_excluding_tax": subtotal - inclusive,
             "total": total,
@@ -1303,6 +1304,7 @@ class StripeStore:
                 code="invoice_no_payment_method_types",
             )
         invoice["status"] = "paid"
+        invoice["paid_out_of_band"] = True
         invoice["amount_paid"] = invoice["amount_due"]
         invoice["amount_remaining"] = 0
         invoice["status_transitions"]["paid_at"] = self._now()

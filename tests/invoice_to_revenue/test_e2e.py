@@ -1,0 +1,515 @@
+"""Invoice-to-revenue end to end: a quote booked through quote-to-cash, then the account's
+Stripe invoices (made in the Stripe emulator) reach the gateway as signed Stripe events and
+run on a real Temporal dev server through the real workers and adapters to the emulated
+NetSuite and Salesforce.
+
+The dev server does not skip time, so the invoices bill service periods that have already
+closed (an invoice finalized today for past months, as a usage or catch-up invoice is): the
+saga must recognise those periods at once, in order, before it waits for anything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import WorkflowHandle
+
+from adapters.webhooks import stripe
+from domain.invoice_contracts import (
+    InvoiceStage,
+    InvoiceStep,
+    InvoiceToRevenueStatus,
+    invoice_workflow_id,
+)
+from domain.receivable import ReceivableStatus
+from domain.saga import ResolveAction, ResolveRequest
+from domain.stages import OrderStage
+from revsync.settings import secret_list
+from tests.e2e.stack import Stack, running_stack
+from tests.e2e.test_quote_to_cash_e2e import deliver, finished, new_quote
+from workflows import visibility
+from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
+
+pytestmark = pytest.mark.e2e
+
+Handle = WorkflowHandle[InvoiceToRevenueWorkflow, InvoiceToRevenueStatus]
+D = Decimal
+
+
+@pytest.fixture(scope="module")
+async def stack() -> AsyncIterator[Stack]:
+    async with running_stack() as running:
+        yield running
+
+
+# -- the calendar: service periods that have already closed ---------------------------------
+
+
+def month_start(months_ago: int, today: date | None = None) -> date:
+    """The first day of the month ``months_ago`` months before the current one (UTC, the
+    stack's accounting time zone)."""
+    today = today or datetime.now(UTC).date()
+    index = today.year * 12 + today.month - 1 - months_ago
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def period(day: date) -> str:
+    return f"{day:%Y-%m}"
+
+
+def netsuite_period(day: date) -> str:
+    return f"{day:%b %Y}"
+
+
+# -- billing: the invoice in the Stripe emulator, its events signed as Stripe signs them ----
+
+
+async def book(stack: Stack, account_id: str) -> None:
+    """Book a quote for ``account_id`` through quote-to-cash: it creates the Stripe customer
+    (``metadata.revsync_account_id``) and the ERP customer ``acct-<account>`` an invoice of
+    the account is posted on."""
+    payload = await new_quote(stack, account_id)
+    assert (await deliver(stack, payload)).status_code == 202
+    assert (await finished(stack, payload["quote_id"])).stage is OrderStage.BOOKED
+
+
+async def stripe_call(stack: Stack, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    key = stack.settings.stripe_api_key.get_secret_value()
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.request(
+            method,
+            f"{stack.settings.stripe_base_url}/v1/{path}",
+            headers={"Authorization": f"Bearer {key}"},
+            **kwargs,
+        )
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def make_invoice(stack: Stack, spec: dict[str, Any]) -> dict[str, Any]:
+    """A finalized invoice in the Stripe emulator (docs/sandbox.md)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.post(f"{stack.sandbox.url}/_sandbox/stripe/invoices", json=spec)
+    assert response.status_code == 200, response.text
+    invoice: dict[str, Any] = response.json()
+    assert invoice["status"] == "open"
+    return invoice
+
+
+def stripe_event(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """An event as Stripe delivers it, carrying the object as the API shows it."""
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "data": {"object": obj},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": kind,
+    }
+
+
+async def send(stack: Stack, event: dict[str, Any]) -> httpx.Response:
+    body = json.dumps(event).encode()
+    secret = secret_list(stack.settings.stripe_webhook_secret)[0]
+    return await stack.gateway.post(
+        "/v1/webhooks/stripe/invoices",
+        content=body,
+        headers={
+            "content-type": "application/json",
+            stripe.SIGNATURE_HEADER: stripe.sign(secret, body),
+        },
+    )
+
+
+async def finalize(stack: Stack, invoice: dict[str, Any]) -> Handle:
+    """Deliver ``invoice.finalized``: the saga starts."""
+    answer = await send(stack, stripe_event("invoice.finalized", invoice))
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "started"
+    return stack.client.get_workflow_handle_for(
+        InvoiceToRevenueWorkflow.run, invoice_workflow_id(invoice["id"])
+    )
+
+
+# -- what the saga and the systems show -----------------------------------------------------
+
+
+async def until(
+    handle: Handle, condition: Callable[[InvoiceToRevenueStatus], bool], seconds: float = 60
+) -> InvoiceToRevenueStatus:
+    """Poll the saga's status query until ``condition`` holds (bounded, never timed)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status = await handle.query(InvoiceToRevenueWorkflow.status)
+        if condition(status):
+            return status
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition never held: {status.model_dump_json(indent=1)}")
+        await asyncio.sleep(0.2)
+
+
+def netsuite(stack: Stack, kind: str, invoice_id: str) -> list[dict[str, Any]]:
+    """The NetSuite records of ``kind`` that belong to the invoice."""
+    records: list[dict[str, Any]] = stack.sandbox.state.netsuite.snapshot()[kind]
+    return [r for r in records if invoice_id in json.dumps(r, default=str)]
+
+
+def crm_account(stack: Stack, account_id: str) -> dict[str, Any]:
+    accounts = stack.sandbox.state.salesforce.snapshot()["accounts"]
+    (account,) = [a for a in accounts if a["Id"] == account_id]
+    found: dict[str, Any] = account
+    return found
+
+
+def business_events(stack: Stack, invoice_id: str) -> list[str]:
+    """The business event types the sandbox subscriber received for the invoice (once each
+    by id; a redelivery is not a new event)."""
+    seen: dict[str, str] = {}
+    for delivery in stack.sandbox.state.events.received():
+        event = delivery["event"]
+        if event.get("data", {}).get("invoice_id") == invoice_id:
+            kind = event["type"].removeprefix("com.revsync.").rsplit(".v", 1)[0]
+            seen[event["id"]] = kind
+    return sorted(seen.values())
+
+
+async def search(stack: Stack, query: str, wanted: int = 1, seconds: float = 20) -> list[str]:
+    """Workflow ids visibility finds for ``query`` (eventually consistent: polled)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = [wf.id async for wf in stack.client.list_workflows(query)]
+        if len(found) >= wanted or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.2)
+
+
+# -- the tests ------------------------------------------------------------------------------
+
+
+async def test_a_catch_up_invoice_is_posted_recognised_and_paid_once(stack: Stack) -> None:
+    account = "0015e00000NordDE1"
+    await book(stack, account)
+    first, second, current = month_start(3), month_start(2), month_start(1)
+    invoice = await make_invoice(
+        stack,
+        {
+            "account_id": account,
+            "currency": "eur",
+            "days_until_due": 30,
+            "lines": [
+                # two months of platform seats, billed in arrears
+                {
+                    "product": "PLAT-CORE",
+                    "quantity": 20,
+                    "unit_amount": 4200,
+                    "recurring": "month",
+                    "period_start": first.isoformat(),
+                    "period_end": current.isoformat(),
+                    "discount": 8400,
+                    "tax": 14364,
+                },
+                # one month of analytics
+                {
+                    "product": "PLAT-ANALYTICS",
+                    "quantity": 1,
+                    "unit_amount": 50000,
+                    "recurring": "month",
+                    "period_start": second.isoformat(),
+                    "period_end": current.isoformat(),
+                    "tax": 9500,
+                },
+            ],
+        },
+    )
+    invoice_id = invoice["id"]
+    seats_line, analytics_line = (line["id"] for line in invoice["lines"]["data"])
+    due = datetime.fromtimestamp(invoice["due_date"], UTC).date()
+    handle = await finalize(stack, invoice)
+
+    # Both closed months are recognised at once, and the invoice waits for its payment.
+    status = await until(
+        handle,
+        lambda s: (
+            s.stage is InvoiceStage.AWAITING_PAYMENT and s.recognised_through == period(second)
+        ),
+    )
+    assert status.receivable_status is ReceivableStatus.CURRENT
+    assert (status.total, status.amount_due) == (D("1494.64"), D("1494.64"))
+    assert status.recognised_revenue == status.scheduled_revenue == D("1256.00")
+    assert status.next_close is None  # nothing left to recognise
+
+    # A redelivery of invoice.finalized (same event or a new one) starts nothing.
+    again = await send(stack, stripe_event("invoice.finalized", invoice))
+    assert (again.status_code, again.json()["status"]) == (200, "duplicate")
+    other = await send(stack, stripe_event("invoice.finalized", invoice) | {"id": "evt_other"})
+    assert (other.status_code, other.json()["status"]) == (200, "duplicate")
+    assert await search(stack, f'InvoiceId="{invoice_id}"') == [invoice_workflow_id(invoice_id)]
+
+    # The receivable: once, on the account's ERP customer, with the invoice's lines.
+    (receivable,) = netsuite(stack, "invoices", invoice_id)
+    assert receivable["id"] == status.receivable_id
+    assert receivable["externalId"] == f"i2r-{invoice_id}:receivable"
+    assert receivable["otherRefNum"] == invoice_id
+    assert receivable["currency"] == "EUR"
+    assert receivable["dueDate"] == due.isoformat()
+    assert (receivable["subtotal"], receivable["taxTotal"], receivable["total"]) == (
+        D("1256.00"),
+        D("238.64"),
+        D("1494.64"),
+    )
+    seats, analytics = receivable["item"]
+    assert (seats["itemId"], seats["amount"], seats["tax1Amt"]) == (
+        "PLAT-CORE",
+        D("756.00"),
+        D("143.64"),
+    )
+    assert seats["custcol_revsync_line"] == seats_line
+    assert (analytics["itemId"], analytics["amount"], analytics["tax1Amt"]) == (
+        "PLAT-ANALYTICS",
+        D("500.00"),
+        D("95.00"),
+    )
+    assert analytics["custcol_revsync_line"] == analytics_line
+    customers = stack.sandbox.state.netsuite.snapshot()["customers"]
+    (erp_customer,) = [c for c in customers if c.get("externalId") == f"acct-{account}"]
+    assert str(erp_customer["id"]) == status.erp_customer_id
+
+    # The revenue journals: one per line and closed month, in that month's period.
+    journals = {j["externalId"]: j for j in netsuite(stack, "journalEntries", invoice_id)}
+    assert sorted(journals) == sorted(
+        [
+            f"{invoice_id}~{seats_line}~{period(first)}",
+            f"{invoice_id}~{seats_line}~{period(second)}",
+            f"{invoice_id}~{analytics_line}~{period(second)}",
+        ]
+    )
+    amounts: dict[str, Decimal] = {}
+    for external_id, journal in journals.items():
+        assert journal["currency"] == "EUR"
+        month = external_id.rsplit("~", 1)[1]
+        assert journal["postingPeriod"] == netsuite_period(date.fromisoformat(f"{month}-01"))
+        deferred, revenue = journal["line"]
+        assert (deferred["account"], revenue["account"]) == ("2400", "4000")
+        assert deferred["debit"] == revenue["credit"]
+        amounts[external_id] = deferred["debit"]
+    seats_first = amounts[f"{invoice_id}~{seats_line}~{period(first)}"]
+    seats_second = amounts[f"{invoice_id}~{seats_line}~{period(second)}"]
+    assert seats_first + seats_second == D("756.00")
+    days_first, days_total = (second - first).days, (current - first).days
+    assert abs(seats_first - D("756.00") * days_first / days_total) < D("0.01")
+    assert amounts[f"{invoice_id}~{analytics_line}~{period(second)}"] == D("500.00")
+
+    account_record = crm_account(stack, account)
+    assert account_record["Revsync_AR_Status__c"] == "Current"
+    assert account_record["Revsync_AR_Invoice__c"] == invoice_id
+    assert D(str(account_record["Revsync_AR_Amount_Due__c"])) == D("1494.64")
+
+    # Paid out of band in Stripe: invoice.paid and invoice.payment_succeeded both arrive.
+    paid = await stripe_call(
+        stack, "POST", f"invoices/{invoice_id}/pay", data={"paid_out_of_band": "true"}
+    )
+    kinds = ("invoice.paid", "invoice.payment_succeeded", "invoice.paid")
+    answers = await asyncio.gather(*(send(stack, stripe_event(k, paid)) for k in kinds))
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        # the saga may have ended before the last of them: acknowledged all the same
+        assert answer.json()["status"] in ("delivered", "closed"), answer.text
+    assert answers[0].json()["status"] == "delivered" or answers[1].json()["status"] == "delivered"
+    final = await handle.result()
+    assert final.stage is InvoiceStage.CLOSED
+    assert final.amount_due == 0 and final.amount_paid == D("1494.64")
+    assert [p.payment_id for p in final.payments] == [invoice_id]  # out of band: the invoice
+
+    (payment,) = netsuite(stack, "customerPayments", invoice_id)
+    assert payment["externalId"] == invoice_id
+    assert payment["apply"] == [{"doc": receivable["id"], "amount": D("1494.64")}]
+    assert crm_account(stack, account)["Revsync_AR_Status__c"] == "Paid"
+    assert business_events(stack, invoice_id) == sorted(
+        ["invoice.posted", "revenue.recognized", "revenue.recognized", "payment.applied"]
+    )
+    # An event after the saga ended is acknowledged and changes nothing.
+    late = await send(stack, stripe_event("invoice.paid", paid))
+    assert (late.status_code, late.json()["status"]) == (200, "closed")
+    assert len(netsuite(stack, "customerPayments", invoice_id)) == 1
+
+
+async def test_a_voided_invoice_reverses_its_receivable_and_recognised_revenue(
+    stack: Stack,
+) -> None:
+    account = "0015e00000ThamGB1"
+    await book(stack, account)
+    closed_month = month_start(2)
+    invoice = await make_invoice(
+        stack,
+        {
+            "account_id": account,
+            "currency": "gbp",
+            "lines": [
+                # a month already closed: recognised at once
+                {
+                    "product": "PLAT-CORE",
+                    "quantity": 10,
+                    "unit_amount": 3600,
+                    "recurring": "month",
+                    "period_start": closed_month.isoformat(),
+                    "tax": 7200,
+                },
+                # this month and next: not recognised yet
+                {
+                    "product": "PLAT-ANALYTICS",
+                    "quantity": 1,
+                    "unit_amount": 24000,
+                    "recurring": "month",
+                    "period_start": month_start(0).isoformat(),
+                    "period_end": month_start(-2).isoformat(),
+                },
+            ],
+        },
+    )
+    invoice_id = invoice["id"]
+    seats_line = invoice["lines"]["data"][0]["id"]
+    handle = await finalize(stack, invoice)
+    status = await until(
+        handle,
+        lambda s: (
+            s.stage is InvoiceStage.AWAITING_PAYMENT
+            and s.recognised_through == period(closed_month)
+        ),
+    )
+    assert (status.recognised_revenue, status.scheduled_revenue) == (D("360.00"), D("600.00"))
+    assert status.next_close == month_start(-1)
+    (receivable,) = netsuite(stack, "invoices", invoice_id)
+    assert receivable["total"] == D("672.00")
+
+    voided = await stripe_call(stack, "POST", f"invoices/{invoice_id}/void")
+    answer = await send(stack, stripe_event("invoice.voided", voided))
+    assert (answer.status_code, answer.json()["status"]) == (200, "delivered"), answer.text
+    final = await handle.result()
+
+    assert final.stage is InvoiceStage.VOIDED
+    assert final.amount_due == 0
+    assert final.recognised_revenue == 0  # what was recognised is reversed
+    # The receivable is cancelled by one credit memo for all of it.
+    (credit,) = netsuite(stack, "creditMemos", invoice_id)
+    assert credit["createdFrom"] == receivable["id"]
+    assert credit["externalId"] == f"i2r-{invoice_id}:void"
+    assert credit["total"] == D("672.00")
+    assert receivable["id"] in {r["id"] for r in netsuite(stack, "invoices", invoice_id)}
+    # The recognised month is reversed by one journal in the current period (revenue
+    # debited, deferred revenue credited); the months not recognised are never posted.
+    journals = {j["externalId"]: j for j in netsuite(stack, "journalEntries", invoice_id)}
+    recognised_id = f"{invoice_id}~{seats_line}~{period(closed_month)}"
+    reversal_id = f"{invoice_id}~{seats_line}~{period(month_start(0))}~void"
+    assert sorted(journals) == sorted([recognised_id, reversal_id])
+    reversal = journals[reversal_id]
+    assert reversal["postingPeriod"] == netsuite_period(month_start(0))
+    lines = {line["account"]: line for line in reversal["line"]}
+    assert (lines["4000"]["debit"], lines["2400"]["credit"]) == (D("360.00"), D("360.00"))
+    assert crm_account(stack, account)["Revsync_AR_Status__c"] == "Void"
+    assert business_events(stack, invoice_id) == sorted(
+        ["invoice.posted", "revenue.recognized", "invoice.voided"]
+    )
+
+
+async def test_a_closed_erp_period_parks_the_saga_until_reopened_and_retried(
+    stack: Stack,
+) -> None:
+    account = "0015e00000AcmeUS1"
+    await book(stack, account)
+    month = month_start(5)  # a month no other test bills
+    invoice = await make_invoice(
+        stack,
+        {
+            "account_id": account,
+            "currency": "usd",
+            "lines": [
+                {
+                    "product": "PLAT-CORE",
+                    "quantity": 5,
+                    "unit_amount": 6000,
+                    "recurring": "month",
+                    "period_start": month.isoformat(),
+                }
+            ],
+        },
+    )
+    invoice_id = invoice["id"]
+    async with httpx.AsyncClient(timeout=10) as http:
+        closed = await http.post(
+            f"{stack.sandbox.url}/_sandbox/netsuite/periods",
+            json={"period": period(month), "closed": True},
+        )
+        assert closed.status_code == 200, closed.text
+        handle = await finalize(stack, invoice)
+        parked = await until(handle, lambda s: s.stage is InvoiceStage.NEEDS_ATTENTION)
+        assert parked.parked is not None
+        assert parked.parked.step is InvoiceStep.POST_JOURNAL
+        assert (
+            parked.parked.key == f"{invoice_id}/{invoice['lines']['data'][0]['id']}/{period(month)}"
+        )
+        assert "closed" in parked.parked.reason.lower()
+        assert parked.receivable_id is not None  # the receivable posts in an open period
+        assert netsuite(stack, "journalEntries", invoice_id) == []
+
+        # Finance ops find it through visibility.
+        query = (
+            f'InvoiceStage="NEEDS_ATTENTION" AND BlockedStep="post_journal" '
+            f'AND InvoiceId="{invoice_id}"'
+        )
+        assert await search(stack, query) == [invoice_workflow_id(invoice_id)]
+
+        # Retried while the period is still closed: refused again, parked again.
+        await handle.execute_update(
+            InvoiceToRevenueWorkflow.resolve,
+            ResolveRequest(action=ResolveAction.RETRY, operator="Olga Ops", note="too early"),
+        )
+        again = await until(
+            handle,
+            lambda s: (
+                s.stage is InvoiceStage.NEEDS_ATTENTION
+                and [r.state for r in s.steps if r.step is InvoiceStep.POST_JOURNAL]
+                == ["failed", "failed"]
+            ),
+        )
+        assert [d.note for d in again.decisions] == ["too early"]
+        assert again.parked is not None and again.parked.step is InvoiceStep.POST_JOURNAL
+        assert netsuite(stack, "journalEntries", invoice_id) == []
+
+        # Finance reopens the period; an operator retries.
+        reopened = await http.post(
+            f"{stack.sandbox.url}/_sandbox/netsuite/periods",
+            json={"period": period(month), "closed": False},
+        )
+        assert reopened.status_code == 200, reopened.text
+    decision = await handle.execute_update(
+        InvoiceToRevenueWorkflow.resolve,
+        ResolveRequest(action=ResolveAction.RETRY, operator="Olga Ops", note="period reopened"),
+    )
+    assert decision.step is InvoiceStep.POST_JOURNAL and decision.actor == "Olga Ops"
+    assert decision.note == "period reopened"
+    status = await until(
+        handle,
+        lambda s: (
+            s.stage is InvoiceStage.AWAITING_PAYMENT and s.recognised_through == period(month)
+        ),
+    )
+    assert status.parked is None
+    assert status.recognised_revenue == D("300.00")
+    (journal,) = netsuite(stack, "journalEntries", invoice_id)
+    assert journal["postingPeriod"] == netsuite_period(month)
+    found = await search(stack, f'InvoiceStage="AWAITING_PAYMENT" AND InvoiceId="{invoice_id}"')
+    assert found == [invoice_workflow_id(invoice_id)]
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(visibility.BLOCKED_STEP) is None
