@@ -23,6 +23,7 @@ from domain.saga import OperatorDecision, QuoteToCashStatus, ResolveAction
 from revsync.auth import StaffRole, StaffToken, digest, new_token
 from revsync.codec import generate_key_entry
 from revsync.customer_cli import customer_app
+from revsync.invoice_operations import ParkedInvoice, parked_invoices
 from revsync.logs import configure_logging
 from revsync.metrics import MetricsEndpointError
 from revsync.operations import (
@@ -307,9 +308,16 @@ def stuck(
         int, typer.Option(min=1, help="Also list sagas in one stage for longer (minutes)")
     ] = 30,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    invoices: Annotated[
+        bool, typer.Option("--invoices", help="List parked invoice sagas only")
+    ] = False,
 ) -> None:
-    """List parked, awaiting-approval, SLA-breached and long-waiting orders."""
+    """List parked, awaiting-approval, SLA-breached and long-waiting orders, then invoices
+    parked for an operator (with --json: orders only, or invoices only with --invoices)."""
     settings = get_settings()
+    if invoices:
+        _print_invoices(_client_call(settings, parked_invoices), as_json)
+        return
     orders = _client_call(
         settings, lambda c: stuck_orders(c, older_than=timedelta(minutes=older_than))
     )
@@ -329,21 +337,57 @@ def stuck(
         return
     if not orders:
         typer.echo("no stuck orders")
-        return
-    headers = ["quote", "stage", "blocked step", "waited", "SLA", "amount", "customer"]
-    cells = [
-        [
-            o.quote_id,
-            o.stage,
-            o.blocked_step or "-",
-            humanize(o.waited),
-            "BREACHED" if o.sla_breached else "ok",
-            o.amount,
-            o.customer_id,
+    else:
+        headers = ["quote", "stage", "blocked step", "waited", "SLA", "amount", "customer"]
+        cells = [
+            [
+                o.quote_id,
+                o.stage,
+                o.blocked_step or "-",
+                humanize(o.waited),
+                "BREACHED" if o.sla_breached else "ok",
+                o.amount,
+                o.customer_id,
+            ]
+            for o in orders
         ]
-        for o in orders
+        typer.echo(table(headers, cells))
+    parked = _client_call(settings, parked_invoices)
+    if parked:
+        typer.echo("")
+        _print_invoices(parked, as_json=False)
+
+
+def _print_invoices(parked: list[ParkedInvoice], as_json: bool) -> None:
+    if as_json:
+        rows = [
+            {
+                "invoice_id": i.invoice_id,
+                "workflow_id": i.workflow_id,
+                "customer_id": i.customer_id,
+                "blocked_step": i.blocked_step,
+                "amount_due": i.amount_due,
+                "waiting_since": i.waiting_since.isoformat() if i.waiting_since else None,
+                "waited_seconds": int(i.waited.total_seconds()) if i.waited else None,
+            }
+            for i in parked
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not parked:
+        typer.echo("no parked invoices")
+        return
+    headers = ["invoice (parked)", "blocked step", "waited", "amount due", "customer"]
+    cells = [
+        [i.invoice_id, i.blocked_step or "-", humanize(i.waited), i.amount_due, i.customer_id]
+        for i in parked
     ]
     typer.echo(table(headers, cells))
+    typer.echo(
+        "decide with the saga's resolve update (docs/invoice-to-revenue.md), e.g. "
+        "temporal workflow update execute --workflow-id i2r-<invoice> --name resolve "
+        '--input \'{"action": "retry", "operator": "<you>", "note": "<why>"}\''
+    )
 
 
 def _send_decision(quote_id: str, verb: Verb, body: dict[str, object]) -> None:

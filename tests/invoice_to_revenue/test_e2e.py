@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +35,7 @@ from domain.invoice_contracts import (
 from domain.receivable import ReceivableStatus
 from domain.saga import ResolveAction, ResolveRequest
 from domain.stages import OrderStage
+from revsync.invoice_operations import parked_invoices
 from revsync.settings import secret_list
 from tests.e2e.stack import Stack, running_stack
 from tests.e2e.test_quote_to_cash_e2e import deliver, finished, new_quote
@@ -42,6 +46,7 @@ pytestmark = pytest.mark.e2e
 
 Handle = WorkflowHandle[InvoiceToRevenueWorkflow, InvoiceToRevenueStatus]
 D = Decimal
+REVSYNC = str(Path(sys.executable).parent / "revsync")
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +198,28 @@ async def search(stack: Stack, query: str, wanted: int = 1, seconds: float = 20)
         if len(found) >= wanted or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.2)
+
+
+async def revsync(stack: Stack, *args: str) -> tuple[int, str, str]:
+    """Run the ``revsync`` CLI against the stack's dev server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVSYNC_")}
+    keys = stack.settings.payload_keys
+    assert keys is not None
+    env |= {
+        "REVSYNC_TEMPORAL_ADDRESS": stack.settings.temporal_address,
+        "REVSYNC_PAYLOAD_KEYS": keys.get_secret_value(),
+    }
+    process = await asyncio.create_subprocess_exec(
+        REVSYNC,
+        *args,
+        env=env,
+        cwd="/",  # no developer's .env applies
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
 
 
 # -- the tests ------------------------------------------------------------------------------
@@ -469,6 +496,19 @@ async def test_a_closed_erp_period_parks_the_saga_until_reopened_and_retried(
             f'AND InvoiceId="{invoice_id}"'
         )
         assert await search(stack, query) == [invoice_workflow_id(invoice_id)]
+        (listed,) = [i for i in await parked_invoices(stack.client) if i.invoice_id == invoice_id]
+        assert (listed.blocked_step, listed.customer_id) == ("post_journal", account)
+        assert listed.amount_due == "300.00 USD"
+        code, out, err = await revsync(stack, "stuck", "--invoices", "--json")
+        assert code == 0, err
+        rows = [row for row in json.loads(out) if row["invoice_id"] == invoice_id]
+        assert [(r["workflow_id"], r["blocked_step"]) for r in rows] == [
+            (invoice_workflow_id(invoice_id), "post_journal")
+        ]
+        code, out, err = await revsync(stack, "stuck")
+        assert code == 0, err
+        (row,) = [line for line in out.splitlines() if invoice_id in line]
+        assert "post_journal" in row and account in row
 
         # Retried while the period is still closed: refused again, parked again.
         await handle.execute_update(
@@ -513,3 +553,8 @@ async def test_a_closed_erp_period_parks_the_saga_until_reopened_and_retried(
     assert found == [invoice_workflow_id(invoice_id)]
     description = await handle.describe()
     assert description.typed_search_attributes.get(visibility.BLOCKED_STEP) is None
+    for _ in range(100):  # visibility is eventually consistent
+        if invoice_id not in {i.invoice_id for i in await parked_invoices(stack.client)}:
+            break
+        await asyncio.sleep(0.2)
+    assert invoice_id not in {i.invoice_id for i in await parked_invoices(stack.client)}

@@ -1,0 +1,75 @@
+"""What finance ops do with invoice sagas: find the parked ones (``revsync stuck``).
+
+An invoice saga waits for months by design (``AWAITING_PAYMENT``, ``OVERDUE``, ``PAID`` until
+its last period closes), so time in one stage says nothing; only ``NEEDS_ATTENTION`` (a step
+parked, ``BlockedStep`` set) needs a person. The decision is the saga's ``resolve`` update
+(docs/invoice-to-revenue.md#parking-and-operator-decisions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from temporalio.client import Client
+
+from domain.invoice_contracts import InvoiceStage
+from domain.money import MINOR_UNITS, quantize
+from workflows import visibility
+
+WORKFLOW_TYPE = "InvoiceToRevenue"
+
+
+def parked_invoice_query() -> str:
+    """The visibility query for invoice sagas waiting for an operator. Also a Web UI view."""
+    return (
+        f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Running" AND '
+        f'{visibility.INVOICE_STAGE.name} = "{InvoiceStage.NEEDS_ATTENTION.value}"'
+    )
+
+
+@dataclass(frozen=True)
+class ParkedInvoice:
+    invoice_id: str
+    workflow_id: str
+    customer_id: str
+    blocked_step: str | None
+    amount_due: str
+    waiting_since: datetime | None
+    waited: timedelta | None
+
+
+async def parked_invoices(client: Client, *, now: datetime | None = None) -> list[ParkedInvoice]:
+    """Every invoice saga :func:`parked_invoice_query` finds, longest wait first."""
+    now = now or datetime.now(UTC)
+    found: list[ParkedInvoice] = []
+    async for execution in client.list_workflows(parked_invoice_query()):
+        attrs = execution.typed_search_attributes
+        since = attrs.get(visibility.STAGE_SINCE)
+        due = attrs.get(visibility.INVOICE_AMOUNT_DUE)
+        currency = attrs.get(visibility.CURRENCY) or ""
+        found.append(
+            ParkedInvoice(
+                invoice_id=attrs.get(visibility.INVOICE_ID) or execution.id,
+                workflow_id=execution.id,
+                customer_id=attrs.get(visibility.CUSTOMER_ID) or "",
+                blocked_step=attrs.get(visibility.BLOCKED_STEP),
+                # Display only: the exact amount is in the saga's status, never a float.
+                amount_due=_display(due, currency),
+                waiting_since=since,
+                waited=None if since is None else now - since,
+            )
+        )
+    return sorted(found, key=lambda i: i.waited or timedelta(0), reverse=True)
+
+
+def _display(amount: float | None, currency: str) -> str:
+    """The amount due for people to read (search attributes hold it as a float, for filtering
+    only; the exact amount is in the saga's status)."""
+    if amount is None:
+        return "-"
+    value = Decimal(str(amount))
+    if currency in MINOR_UNITS:
+        value = quantize(value, currency)
+    return f"{value:,} {currency}".strip()
