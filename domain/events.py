@@ -18,9 +18,9 @@ consumers deduplicate on ``(source, id)``.
 Versioning: a fact's schema version is part of its ``type`` and of its schema file
 (``schemas/events/<fact>.v<version>.json``, generated from these models). A change a consumer
 could trip on is a new version: a new data class with ``version = 2``, published next to the
-old one while consumers move (docs/api.md). New facts (``invoice.posted``,
-``revenue.recognized``, ``payment.applied``, ``customer.updated``) are a data class, an
-envelope class and an entry in :data:`ENVELOPES`.
+old one while consumers move (docs/api.md). A new fact (as ``invoice.posted`` or
+``customer.updated`` were) is a data class, an envelope class and an entry in
+:data:`ENVELOPES`.
 
 Pure: no I/O and no clock (times are arguments), so safe inside the workflow sandbox.
 """
@@ -30,10 +30,20 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, ClassVar, Final, Literal, Self
+from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SkipValidation,
+    StringConstraints,
+    model_validator,
+)
 
+from domain.customer_master import FieldValue, MasterField, MasterState, SourceVersion, System
+from domain.customer_master.fields import typed_value_input
 from domain.money import CurrencyCode
 from domain.saga import COMPENSATION_STEPS, QuoteToCashStatus, Step, StepRecord, StepState
 from domain.stages import OrderStage
@@ -399,6 +409,68 @@ class InvoiceVoided(InvoiceFact):
     receivable_id: str | None = Field(default=None, description="The ERP receivable reversed")
 
 
+# -- customer-master facts ------------------------------------------------------------------
+
+CUSTOMER_MASTER_SOURCE: Final = "/revsync/customer-master"
+
+
+def _untitled_value(schema: dict[str, Any]) -> None:
+    # The union of values untitled, so each alternative keeps its own title (Money,
+    # Address...) and the schema compatibility guard tells them apart.
+    schema["properties"]["value"].pop("title", None)
+
+
+class GoldenFieldChange(BaseModel):
+    """One golden field's new value and the system that owns the field (where it came
+    from: only an owner's change becomes golden)."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=_untitled_value)
+
+    field: MasterField = Field(description="The golden-record field")
+    value: Annotated[FieldValue, SkipValidation] = Field(
+        description="Its new value: a string, a money object (credit_limit), an address "
+        "object (billing_address); null when the owner cleared it",
+    )
+    owner: System = Field(description="The system that owns the field and changed it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed(cls, data: Any) -> Any:
+        return typed_value_input(data)
+
+
+class CustomerUpdated(EventData):
+    """An owner's change became golden: the fields whose golden value changed (stale,
+    unchanged, duplicate and non-owner changes publish nothing). One event per applied change
+    event; its id derives from the source system and event id, so a redelivered change
+    publishes nothing new."""
+
+    fact: ClassVar[str] = "customer.updated"
+    version: ClassVar[int] = 1
+    source: ClassVar[str] = CUSTOMER_MASTER_SOURCE
+
+    golden_id: str = Field(min_length=1, description="Golden customer id (the CRM account id)")
+    changes: list[GoldenFieldChange] = Field(
+        min_length=1, description="The fields whose golden value changed, with their new values"
+    )
+    source_system: System = Field(description="The system whose change event it was")
+    source_record_id: str = Field(min_length=1, description="That system's id of the customer")
+    source_event_id: str = Field(min_length=1, description="That system's event id")
+    source_version: SourceVersion = Field(
+        description="When the source modified its record (and its revision within that instant)"
+    )
+    state: MasterState = Field(description="The golden record's state after the change")
+    records: dict[System, list[str]] = Field(
+        description="The customer's record ids in each linked system"
+    )
+
+    def subject(self) -> str:
+        return self.golden_id
+
+    def occurrence(self) -> tuple[str, ...]:
+        return (self.source_system.value, self.source_event_id)
+
+
 # -- envelopes: one per event type, so each schema pins its ``type`` and ``data`` -----------
 
 
@@ -458,6 +530,13 @@ class InvoiceVoidedEvent(CloudEvent):
     data: InvoiceVoided
 
 
+class CustomerUpdatedEvent(CloudEvent):
+    """A ``customer.updated`` fact in its CloudEvents envelope."""
+
+    type: Literal["com.revsync.customer.updated.v1"]
+    data: CustomerUpdated
+
+
 ENVELOPES: Final[dict[type[EventData], type[CloudEvent]]] = {
     QuoteBooked: QuoteBookedEvent,
     QuoteRejected: QuoteRejectedEvent,
@@ -467,6 +546,7 @@ ENVELOPES: Final[dict[type[EventData], type[CloudEvent]]] = {
     RevenueRecognized: RevenueRecognizedEvent,
     PaymentApplied: PaymentAppliedEvent,
     InvoiceVoided: InvoiceVoidedEvent,
+    CustomerUpdated: CustomerUpdatedEvent,
 }
 
 

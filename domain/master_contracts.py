@@ -350,6 +350,10 @@ class CustomerMasterStatus(BaseModel):
     decisions: list[MasterDecision]
     events_applied: int
     runs: int
+    publishing: int = Field(default=0, description="customer.updated events not delivered yet")
+    repropagations: list[RepropagateResult] = Field(
+        default_factory=list, description="Recent re-propagation requests, oldest first"
+    )
 
 
 # -- pure rules the workflow adds -----------------------------------------------------------

@@ -73,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
         settle,
         settle_review,
     )
+    from domain.events import CustomerUpdated, GoldenFieldChange
     from domain.master_contracts import (
         IDENTITY_FIELDS,
         LOOKUP_STEPS,
@@ -107,11 +108,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.saga import ResolveAction
     from workflows import visibility
+    from workflows.publishing import business_event, publish
 
 MERGED_ERROR = "CustomerMerged"
 """``ApplicationError.type`` of a change refused because the record was merged away; its
 first detail is the survivor's golden id (the gateway sends the change there)."""
 REFUSED_ERROR = "DecisionRefused"
+PUBLISH_EVENTS_PATCH = "publish-customer-events"
+"""Runs started before ``customer.updated`` existed publish nothing (their histories replay)."""
 
 
 def _merged(record: GoldenRecord) -> ApplicationError:
@@ -148,6 +152,8 @@ class CustomerMasterWorkflow:
         self._lock = asyncio.Lock()
         self._stopping = False
         self._indexed_values: dict[str, Any] = {}
+        # customer.updated publications under way; a run ends only once they are delivered.
+        self._publishing: list[asyncio.Task[None]] = []
 
     # -- queries --------------------------------------------------------------------------
 
@@ -168,6 +174,8 @@ class CustomerMasterWorkflow:
             decisions=list(self._decisions),
             events_applied=self._events_applied,
             runs=self._runs,
+            publishing=sum(not task.done() for task in self._publishing),
+            repropagations=list(self._repropagations),
         )
 
     @workflow.query(name="profile")
@@ -191,6 +199,8 @@ class CustomerMasterWorkflow:
             self._sync_new_links(before)
             if not outcome.duplicate:
                 self._events_applied += 1
+            if outcome.applied:
+                self._publish_update(event, outcome.applied)
             if any(field in IDENTITY_FIELDS for field in outcome.applied):
                 self._duplicates_due = True
             workflow.logger.info(
@@ -441,7 +451,7 @@ class CustomerMasterWorkflow:
             await self._check_duplicates()
         self._stopping = True
         await asyncio.gather(*lanes)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._delivered()
         if self._merged_away():
             self._changed()
             return self.status()
@@ -452,6 +462,15 @@ class CustomerMasterWorkflow:
             ),
         )
         workflow.continue_as_new(self._carry_over())
+
+    async def _delivered(self) -> None:
+        """Return once no handler runs and every publication is delivered (a handler that
+        applies a change publishes, so wait for both until neither has anything left)."""
+        while True:
+            await asyncio.gather(*self._publishing)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if all(task.done() for task in self._publishing):
+                return
 
     def _merged_away(self) -> bool:
         return self._record.merged_into is not None
@@ -635,6 +654,36 @@ class CustomerMasterWorkflow:
             extra=self._log(candidates=[s.candidate for s in found.suspicions]),
         )
         self._changed()
+
+    # -- business events ------------------------------------------------------------------
+
+    def _publish_update(self, event: ChangeEvent, applied: list[MasterField]) -> None:
+        """Publish ``customer.updated`` for the fields ``event`` made golden, in the
+        background: the update answers without waiting for subscribers, and the run does
+        not end or continue as new before it is delivered."""
+        if not workflow.patched(PUBLISH_EVENTS_PATCH):
+            return
+        record = self._record
+        fact = CustomerUpdated(
+            golden_id=self._golden_id,
+            changes=[
+                GoldenFieldChange(field=field, value=record.value(field), owner=event.source)
+                for field in applied
+            ],
+            source_system=event.source,
+            source_record_id=event.record_id,
+            source_event_id=event.event_id,
+            source_version=event.version,
+            state=record.state,
+            records={system: list(ids) for system, ids in record.xref.items()},
+        )
+        # Drop the delivered ones (an entity lives long); a failed one stays for gather.
+        self._publishing = [
+            task
+            for task in self._publishing
+            if not task.done() or task.cancelled() or task.exception() is not None
+        ]
+        self._publishing.append(asyncio.create_task(publish(business_event(fact))))
 
     # -- audit, search attributes, Web UI -------------------------------------------------
 

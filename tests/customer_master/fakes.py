@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from domain.contracts import TaskQueue
+from domain.contracts import Activity, TaskQueue
 from domain.customer_master import (
     ChangeEvent,
     CustomerProfile,
@@ -23,6 +23,7 @@ from domain.customer_master import (
     System,
     match,
 )
+from domain.event_contracts import PublishEvent, PublishResult
 from domain.master_contracts import (
     ChangeResult,
     CustomerLink,
@@ -81,6 +82,8 @@ class FakeMasterSystems:
         self.erp_ids: dict[str, str] = {}
         self.lookups: list[tuple[System, str]] = []
         self.profiles: dict[str, CustomerProfile] = {}
+        # every events.publish call, as the CloudEvent document it carried
+        self.published: list[dict[str, Any]] = []
 
     def fail_with(self, activity_name: str, *errors: Exception) -> None:
         self.failures.setdefault(activity_name, []).extend(errors)
@@ -134,7 +137,18 @@ class FakeMasterSystems:
                 candidates_seen=len(self.profiles) - 1,
             )
 
+        @activity.defn(name=Activity.EVENTS_PUBLISH)
+        async def publish_event(request: PublishEvent) -> PublishResult:
+            self._failure(Activity.EVENTS_PUBLISH)
+            self.published.append(dict(request.event))
+            return PublishResult(
+                event_id=str(request.event["id"]),
+                event_type=str(request.event["type"]),
+                deliveries=[],
+            )
+
         return {
+            TaskQueue.EVENTS: [publish_event],
             TaskQueue.ORCHESTRATION: [find_duplicates],
             TaskQueue.CRM: [updater(MasterActivity.CRM_UPDATE_ACCOUNT_FIELDS)],
             TaskQueue.BILLING: [
@@ -157,7 +171,7 @@ async def running_workers(client: Client, fakes: FakeMasterSystems) -> AsyncIter
                 activities=activities[TaskQueue.ORCHESTRATION],
             )
         )
-        for queue in (TaskQueue.CRM, TaskQueue.BILLING, TaskQueue.ERP):
+        for queue in (TaskQueue.CRM, TaskQueue.BILLING, TaskQueue.ERP, TaskQueue.EVENTS):
             await stack.enter_async_context(
                 Worker(client, task_queue=queue, activities=activities[queue])
             )
