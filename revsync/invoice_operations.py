@@ -1,4 +1,5 @@
-"""What finance ops do with invoice sagas: find the parked ones (``revsync stuck``).
+"""What finance ops do with invoice sagas: find the parked ones (``revsync stuck``) and decide
+on them (:func:`resolve_invoice`, behind ``POST /v1/ops/invoices/{id}/resolve``).
 
 An invoice saga waits for months by design (``AWAITING_PAYMENT``, ``OVERDUE``, ``PAID`` until
 its last period closes), so time in one stage says nothing; only ``NEEDS_ATTENTION`` (a step
@@ -12,13 +13,32 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 
-from domain.invoice_contracts import InvoiceStage
+from domain.invoice_contracts import InvoiceDecision, InvoiceStage, invoice_workflow_id
 from domain.money import MINOR_UNITS, quantize
+from domain.saga import ResolveRequest
+from revsync.operations import DecisionRefused
 from workflows import visibility
 
 WORKFLOW_TYPE = "InvoiceToRevenue"
+
+
+async def resolve_invoice(
+    client: Client, invoice_id: str, request: ResolveRequest
+) -> InvoiceDecision:
+    """Send an operator's decision on a parked step to the invoice's saga; returns what it
+    recorded. Raises :class:`DecisionRefused` with the saga's reason (nothing parked, an
+    action the step does not allow), and ``RPCError`` NOT_FOUND when no such saga runs."""
+    handle = client.get_workflow_handle(invoice_workflow_id(invoice_id))
+    try:
+        decision: InvoiceDecision = await handle.execute_update(
+            "resolve", request, result_type=InvoiceDecision
+        )
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        raise DecisionRefused(getattr(cause, "message", None) or str(cause)) from error
+    return decision
 
 
 def parked_invoice_query() -> str:

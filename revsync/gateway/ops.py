@@ -1,14 +1,15 @@
 """The ops API: operator decisions on running sagas, by people holding a staff token.
 
-``POST /v1/ops/quotes/{quote_id}/approve | reject | resolve`` with ``Authorization: Bearer
-<token>``. *Who* decides comes from the token (``REVSYNC_OPERATOR_TOKENS``), never from the
-body: the body only says what and why. The saga's update validators then apply the business
-rules (role rank, self-approval, what a parked step allows) and record the decision, with
-who, when, what and why, in its history and its ``status`` query.
+``POST /v1/ops/quotes/{quote_id}/approve | reject | resolve`` and
+``POST /v1/ops/invoices/{invoice_id}/resolve`` with ``Authorization: Bearer <token>``.
+*Who* decides comes from the token (``REVSYNC_OPERATOR_TOKENS``), never from the body: the
+body only says what and why. The saga's update validators then apply the business rules
+(role rank, self-approval, what a parked step allows) and record the decision, with who,
+when, what and why, in its history and its ``status`` query.
 
-- 200 the decision as the saga recorded it (``OperatorDecision``)
+- 200 the decision as the saga recorded it (``OperatorDecision``, ``InvoiceDecision``)
 - 401 no or unknown token; 403 the token's holder lacks the role the action needs
-- 404 no saga for the quote; 409 the saga refused (its reason is in ``error``)
+- 404 no saga for the quote or invoice; 409 the saga refused (its reason is in ``error``)
 - 422 invalid body
 """
 
@@ -24,9 +25,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.approval import Approver, ApproverRole
+from domain.invoice_contracts import invoice_workflow_id
 from domain.saga import ApproveRequest, RejectRequest, ResolveAction, ResolveRequest
 from revsync.auth import Staff, StaffRole, TokenRegistry, bearer_token
 from revsync.gateway.refusals import Refused, problem, require_staff
+from revsync.invoice_operations import resolve_invoice
 from revsync.operations import DecisionRefused, decide
 from workflows import visibility
 
@@ -100,7 +103,7 @@ async def _send(
         if error.status is not RPCStatusCode.NOT_FOUND:
             raise
         # Temporal answers an update to a closed workflow as "not found" too.
-        ended = await _ended_status(client, quote_id)
+        ended = await _ended_status(client, visibility.workflow_id_for_quote(quote_id))
         if ended is None:
             return problem(404, f"no saga for quote {quote_id}")
         return problem(409, f"the saga for quote {quote_id} has ended ({ended})")
@@ -108,9 +111,28 @@ async def _send(
     return JSONResponse(decision.model_dump(mode="json"))
 
 
-async def _ended_status(client: Client, quote_id: str) -> str | None:
+async def _resolve_invoice(
+    client: Client, invoice_id: str, request: ResolveRequest, staff: Staff
+) -> JSONResponse:
+    try:
+        decision = await resolve_invoice(client, invoice_id, request)
+    except DecisionRefused as refused:
+        log.info("decision refused", invoice_id=invoice_id, actor=staff.name, reason=str(refused))
+        return problem(409, str(refused))
+    except RPCError as error:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        ended = await _ended_status(client, invoice_workflow_id(invoice_id))
+        if ended is None:
+            return problem(404, f"no saga for invoice {invoice_id}")
+        return problem(409, f"the saga for invoice {invoice_id} has ended ({ended})")
+    log.info("decision recorded", invoice_id=invoice_id, actor=staff.name, action=decision.action)
+    return JSONResponse(decision.model_dump(mode="json"))
+
+
+async def _ended_status(client: Client, workflow_id: str) -> str | None:
     """The closed saga's execution status, or None when there is no saga at all."""
-    handle = client.get_workflow_handle(visibility.workflow_id_for_quote(quote_id))
+    handle = client.get_workflow_handle(workflow_id)
     try:
         described = await handle.describe()
     except RPCError as error:
@@ -160,6 +182,19 @@ def ops_router() -> APIRouter:
         return await _send(
             request.app.state.client,
             quote_id,
+            ResolveRequest(action=body.action, operator=staff.name, note=body.note),
+            staff,
+        )
+
+    @router.post("/invoices/{invoice_id}/resolve")
+    async def resolve_invoice_step(
+        invoice_id: str, body: ResolveBody, staff: StaffDep, request: Request
+    ) -> JSONResponse:
+        if not staff.has(StaffRole.OPERATOR):
+            raise _refused(403, f"{staff.name} does not hold the role operator")
+        return await _resolve_invoice(
+            request.app.state.client,
+            invoice_id,
             ResolveRequest(action=body.action, operator=staff.name, note=body.note),
             staff,
         )

@@ -27,18 +27,19 @@ from temporalio.client import WorkflowHandle
 
 from adapters.webhooks import stripe
 from domain.invoice_contracts import (
+    InvoiceDecision,
     InvoiceStage,
     InvoiceStep,
     InvoiceToRevenueStatus,
     invoice_workflow_id,
 )
 from domain.receivable import ReceivableStatus
-from domain.saga import ResolveAction, ResolveRequest
 from domain.stages import OrderStage
 from revsync.invoice_operations import parked_invoices
 from revsync.settings import secret_list
 from tests.e2e.stack import Stack, running_stack
 from tests.e2e.test_quote_to_cash_e2e import deliver, finished, new_quote
+from tests.staff import token_of
 from workflows import visibility
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 
@@ -123,6 +124,13 @@ def stripe_event(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         "request": {"id": None, "idempotency_key": None},
         "type": kind,
     }
+
+
+async def ops(stack: Stack, who: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    """POST to the gateway's ops API as the staff member whose name starts with ``who``."""
+    return await stack.gateway.post(
+        path, json=body, headers={"Authorization": f"Bearer {token_of(who)}"}
+    )
 
 
 async def send(stack: Stack, event: dict[str, Any]) -> httpx.Response:
@@ -510,11 +518,22 @@ async def test_a_closed_erp_period_parks_the_saga_until_reopened_and_retried(
         (row,) = [line for line in out.splitlines() if invoice_id in line]
         assert "post_journal" in row and account in row
 
+        # Deciding takes an operator's staff token at the ops API.
+        retry = {"action": "retry", "note": "too early"}
+        refused = await stack.gateway.post(f"/v1/ops/invoices/{invoice_id}/resolve", json=retry)
+        assert refused.status_code == 401
+        not_operator = await ops(stack, "Fiona", f"/v1/ops/invoices/{invoice_id}/resolve", retry)
+        assert not_operator.status_code == 403
+        unknown = await ops(stack, "Oscar", "/v1/ops/invoices/in_nothing/resolve", retry)
+        assert unknown.status_code == 404
+        compensate = {"action": "compensate", "note": "undo it"}
+        wrong = await ops(stack, "Oscar", f"/v1/ops/invoices/{invoice_id}/resolve", compensate)
+        assert wrong.status_code == 409, wrong.text
+
         # Retried while the period is still closed: refused again, parked again.
-        await handle.execute_update(
-            InvoiceToRevenueWorkflow.resolve,
-            ResolveRequest(action=ResolveAction.RETRY, operator="Olga Ops", note="too early"),
-        )
+        answer = await ops(stack, "Oscar", f"/v1/ops/invoices/{invoice_id}/resolve", retry)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["actor"] == "Oscar Ops <oscar@example.com>"
         again = await until(
             handle,
             lambda s: (
@@ -533,11 +552,16 @@ async def test_a_closed_erp_period_parks_the_saga_until_reopened_and_retried(
             json={"period": period(month), "closed": False},
         )
         assert reopened.status_code == 200, reopened.text
-    decision = await handle.execute_update(
-        InvoiceToRevenueWorkflow.resolve,
-        ResolveRequest(action=ResolveAction.RETRY, operator="Olga Ops", note="period reopened"),
+    answer = await ops(
+        stack,
+        "Oscar",
+        f"/v1/ops/invoices/{invoice_id}/resolve",
+        {"action": "retry", "note": "period reopened"},
     )
-    assert decision.step is InvoiceStep.POST_JOURNAL and decision.actor == "Olga Ops"
+    assert answer.status_code == 200, answer.text
+    decision = InvoiceDecision.model_validate(answer.json())
+    assert decision.step is InvoiceStep.POST_JOURNAL
+    assert decision.actor == "Oscar Ops <oscar@example.com>"
     assert decision.note == "period reopened"
     status = await until(
         handle,
