@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -235,9 +235,12 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
             request.app.state.client, quote, settings.saga_policy, source="cpq", meter=meter
         )
 
-    @router.post("/stripe")
-    @refusals_counted(meter, "stripe")
-    async def stripe_event(request: Request) -> Response:
+    async def verified_stripe_event(
+        request: Request, handled: Collection[str], what: str
+    ) -> stripe.StripeEvent | JSONResponse:
+        """The Stripe event of a delivery verified against the endpoint's signing secrets, or
+        the 200 ``ignored`` answer for a type this endpoint does not handle (Stripe sends an
+        endpoint only the types it subscribes to; anything else is acknowledged, not retried)."""
         body = await read_body(request, limit)
         if not stripe_secrets:
             raise Refused(401, UNKNOWN_SOURCE)
@@ -249,10 +252,18 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
             len(body),
         )
         event = parsed(stripe.parse_event, body, "invalid event")
-        if event.type != "quote.accepted":
-            log.info("stripe event ignored", event_id=event.id, type=event.type)
-            delivered(meter, "stripe", "acknowledged")
-            return JSONResponse({"status": "ignored", "event_id": event.id, "type": event.type})
+        if event.type in handled:
+            return event
+        log.info(f"stripe {what} ignored", event_id=event.id, type=event.type)
+        delivered(meter, "stripe", "acknowledged")
+        return JSONResponse({"status": "ignored", "event_id": event.id, "type": event.type})
+
+    @router.post("/stripe")
+    @refusals_counted(meter, "stripe")
+    async def stripe_event(request: Request) -> Response:
+        event = await verified_stripe_event(request, ("quote.accepted",), "event")
+        if isinstance(event, JSONResponse):
+            return event
         try:
             quote = quote_from_stripe(event.data.object)
         except MappingError as error:
@@ -264,21 +275,11 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
     @router.post("/stripe/customers")
     @refusals_counted(meter, "stripe")
     async def stripe_customer_event(request: Request) -> Response:
-        body = await read_body(request, limit)
-        if not stripe_secrets:
-            raise Refused(401, UNKNOWN_SOURCE)
-        header = request.headers.get(stripe.SIGNATURE_HEADER)
-        authentic(
-            "stripe",
-            lambda: stripe.verify(stripe_secrets, header, body, tolerance_seconds=tolerance),
-            request,
-            len(body),
+        event = await verified_stripe_event(
+            request, customer_changes.STRIPE_TYPES, "customer event"
         )
-        event = parsed(stripe.parse_event, body, "invalid event")
-        if event.type not in customer_changes.STRIPE_TYPES:
-            log.info("stripe customer event ignored", event_id=event.id, type=event.type)
-            delivered(meter, "stripe", "acknowledged")
-            return JSONResponse({"status": "ignored", "event_id": event.id, "type": event.type})
+        if isinstance(event, JSONResponse):
+            return event
         return await customer_change_response(
             request.app.state.client,
             routed(lambda: customer_changes.from_stripe(event)),
@@ -291,21 +292,9 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
     @router.post("/stripe/invoices")
     @refusals_counted(meter, "stripe")
     async def stripe_invoice_event(request: Request) -> Response:
-        body = await read_body(request, limit)
-        if not stripe_secrets:
-            raise Refused(401, UNKNOWN_SOURCE)
-        header = request.headers.get(stripe.SIGNATURE_HEADER)
-        authentic(
-            "stripe",
-            lambda: stripe.verify(stripe_secrets, header, body, tolerance_seconds=tolerance),
-            request,
-            len(body),
-        )
-        event = parsed(stripe.parse_event, body, "invalid event")
-        if event.type not in stripe_invoices.HANDLED:
-            log.info("stripe invoice event ignored", event_id=event.id, type=event.type)
-            delivered(meter, "stripe", "acknowledged")
-            return JSONResponse({"status": "ignored", "event_id": event.id, "type": event.type})
+        event = await verified_stripe_event(request, stripe_invoices.HANDLED, "invoice event")
+        if isinstance(event, JSONResponse):
+            return event
         try:
             return await invoice_event(request.app.state.client, event, settings, meter)
         except stripe_invoices.InvoiceEventError as error:
