@@ -18,16 +18,25 @@ from temporalio.exceptions import ApplicationError
 
 from activities.classify import vendor_call
 from adapters.ports import BillingPort, CrmPort, ErpPort
+from domain.invoice_contracts import InvoiceStage
 from domain.reconciliation import (
+    INVOICE_TO_REVENUE_TYPE,
     QUOTE_TO_CASH_TYPE,
+    CustomerPage,
+    InvoicePage,
+    InvoiceSagaPage,
+    InvoiceSagaState,
     ListPage,
     ListSagas,
     OrderPage,
     ReconcileActivity,
+    RepropagateCustomer,
+    RepropagateOutcome,
     SagaPage,
     SagaState,
 )
 from domain.stages import OrderStage
+from revsync.customer_master import CustomerNotFound, DecisionRefused, repropagate
 from workflows import visibility
 
 
@@ -40,6 +49,11 @@ class ReconcileCrmActivities:
         with vendor_call(self.crm.vendor):
             return await self.crm.list_orders(request.cursor, request.page_size)
 
+    @activity.defn(name=ReconcileActivity.CRM_LIST_ACCOUNTS)
+    async def list_accounts(self, request: ListPage) -> CustomerPage:
+        with vendor_call(self.crm.vendor):
+            return await self.crm.list_accounts(request.cursor, request.page_size)
+
 
 class ReconcileErpActivities:
     def __init__(self, erp: ErpPort) -> None:
@@ -49,6 +63,16 @@ class ReconcileErpActivities:
     async def list_sales_orders(self, request: ListPage) -> OrderPage:
         with vendor_call(self.erp.vendor):
             return await self.erp.list_sales_orders(request.cursor, request.page_size)
+
+    @activity.defn(name=ReconcileActivity.ERP_LIST_CUSTOMERS)
+    async def list_customers(self, request: ListPage) -> CustomerPage:
+        with vendor_call(self.erp.vendor):
+            return await self.erp.list_customers(request.cursor, request.page_size)
+
+    @activity.defn(name=ReconcileActivity.ERP_LIST_RECEIVABLES)
+    async def list_receivables(self, request: ListPage) -> InvoicePage:
+        with vendor_call(self.erp.vendor):
+            return await self.erp.list_receivables(request.cursor, request.page_size)
 
 
 class ReconcileBillingActivities:
@@ -60,8 +84,19 @@ class ReconcileBillingActivities:
         with vendor_call(self.billing.vendor):
             return await self.billing.list_subscriptions(request.cursor, request.page_size)
 
+    @activity.defn(name=ReconcileActivity.BILLING_LIST_CUSTOMERS)
+    async def list_customers(self, request: ListPage) -> CustomerPage:
+        with vendor_call(self.billing.vendor):
+            return await self.billing.list_customers(request.cursor, request.page_size)
+
+    @activity.defn(name=ReconcileActivity.BILLING_LIST_INVOICES)
+    async def list_invoices(self, request: ListPage) -> InvoicePage:
+        with vendor_call(self.billing.vendor):
+            return await self.billing.list_invoices(request.cursor, request.page_size)
+
 
 SAGA_QUERY = f'WorkflowType = "{QUOTE_TO_CASH_TYPE}"'
+INVOICE_SAGA_QUERY = f'WorkflowType = "{INVOICE_TO_REVENUE_TYPE}"'
 _CLOSED_STAGE_TRUSTED = WorkflowExecutionStatus.COMPLETED
 
 
@@ -90,14 +125,38 @@ def saga_state(execution: WorkflowExecution) -> SagaState | None:
     )
 
 
+def invoice_saga_state(execution: WorkflowExecution) -> InvoiceSagaState | None:
+    """A listed invoice-to-revenue execution; None when it names no invoice."""
+    attrs = execution.typed_search_attributes
+    invoice_id = attrs.get(visibility.INVOICE_ID)
+    if invoice_id is None and execution.id.startswith("i2r-"):
+        invoice_id = execution.id.removeprefix("i2r-")
+    if not invoice_id:
+        return None
+    running = execution.status is WorkflowExecutionStatus.RUNNING
+    raw = attrs.get(visibility.INVOICE_STAGE)
+    stage = next((s for s in InvoiceStage if s.value == raw), None)
+    if not running and execution.status is not _CLOSED_STAGE_TRUSTED:
+        stage = None
+    return InvoiceSagaState(
+        workflow_id=execution.id,
+        invoice_id=invoice_id,
+        stage=stage,
+        running=running,
+        changed_at=attrs.get(visibility.STAGE_SINCE) if running else execution.close_time,
+    )
+
+
 class SagaDirectory:
-    """Which quote's saga is in which stage, page by page from visibility."""
+    """Which quote's (and invoice's) saga is in which stage, page by page from visibility;
+    and the customer master, asked to re-propagate a customer."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    @activity.defn(name=ReconcileActivity.LIST_SAGAS)
-    async def list_sagas(self, request: ListSagas) -> SagaPage:
+    async def _page(
+        self, query: str, request: ListSagas
+    ) -> tuple[list[WorkflowExecution], str | None]:
         token: bytes | None = None
         if request.cursor is not None:
             try:
@@ -107,12 +166,50 @@ class SagaDirectory:
                     f"{request.cursor!r} is not a visibility cursor", non_retryable=True
                 ) from None
         listing = self.client.list_workflows(
-            SAGA_QUERY, page_size=request.page_size, next_page_token=token
+            query, page_size=request.page_size, next_page_token=token
         )
         await listing.fetch_next_page()
-        states = [saga_state(e) for e in listing.current_page or []]
         after = listing.next_page_token
-        return SagaPage(
-            items=[s for s in states if s is not None],
-            cursor=base64.b64encode(after).decode() if after else None,
+        return list(listing.current_page or []), (
+            base64.b64encode(after).decode() if after else None
         )
+
+    @activity.defn(name=ReconcileActivity.LIST_SAGAS)
+    async def list_sagas(self, request: ListSagas) -> SagaPage:
+        executions, cursor = await self._page(SAGA_QUERY, request)
+        states = [saga_state(e) for e in executions]
+        return SagaPage(items=[s for s in states if s is not None], cursor=cursor)
+
+    @activity.defn(name=ReconcileActivity.LIST_INVOICE_SAGAS)
+    async def list_invoice_sagas(self, request: ListSagas) -> InvoiceSagaPage:
+        executions, cursor = await self._page(INVOICE_SAGA_QUERY, request)
+        states = [invoice_saga_state(e) for e in executions]
+        return InvoiceSagaPage(items=[s for s in states if s is not None], cursor=cursor)
+
+    @activity.defn(name=ReconcileActivity.REPROPAGATE_CUSTOMER)
+    async def repropagate_customer(self, request: RepropagateCustomer) -> RepropagateOutcome:
+        """Ask ``customer-<golden id>`` to send the golden values of the fields again. The
+        request is identified by its reason and fields, so a retry schedules nothing twice.
+        A customer without a customer-master workflow (or one refusing the request) is
+        answered, not raised: reconciliation then leaves the drift for review."""
+        try:
+            result = await repropagate(
+                self.client,
+                request.golden_id,
+                [f.value for f in request.fields],
+                request.reason,
+                requested_by="reconciliation",
+            )
+        except CustomerNotFound as error:
+            return RepropagateOutcome(
+                scheduled=False, detail=f"no customer-master workflow: {error}"
+            )
+        except DecisionRefused as error:
+            return RepropagateOutcome(scheduled=False, detail=f"refused: {error}")
+        sent = ", ".join(sorted({s.system.value for s in result.scheduled})) or "nothing"
+        detail = f"re-propagation {result.request_key} sent to {sent}"
+        if result.repeated:
+            detail += " (asked before)"
+        if result.unset:
+            detail += "; no golden value for " + ", ".join(f.value for f in result.unset)
+        return RepropagateOutcome(scheduled=bool(result.scheduled), detail=detail)

@@ -21,7 +21,7 @@ from domain.receivable import (
     ReceivableStatus,
     RevenueJournal,
 )
-from domain.reconciliation import OrderRecord, Page
+from domain.reconciliation import CustomerRecord, InvoiceRecord, OrderRecord, Page
 
 
 class CrmPort(Protocol):
@@ -58,6 +58,10 @@ class CrmPort(Protocol):
     async def list_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
         """One page of the CRM's order records (about ``page_size``; the vendor may page
         otherwise), from ``cursor`` (None: the first page). Reads only."""
+        ...
+
+    async def list_accounts(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+        """One page of the CRM's accounts with the golden fields they hold. Reads only."""
         ...
 
     async def set_receivable_status(
@@ -114,6 +118,14 @@ class ErpPort(Protocol):
         """One page of every sales order, cancelled ones included. Reads only."""
         ...
 
+    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+        """One page of every ERP customer with the golden fields it holds. Reads only."""
+        ...
+
+    async def list_receivables(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+        """One page of the receivables that mirror billing invoices. Reads only."""
+        ...
+
     async def post_receivable(
         self, invoice: FinalizedInvoice, customer_id: str, external_id: str
     ) -> Receivable:
@@ -168,6 +180,14 @@ class BillingPort(Protocol):
 
     async def list_subscriptions(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
         """One page of every subscription, canceled ones included. Reads only."""
+        ...
+
+    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+        """One page of every billing customer with the golden fields it holds. Reads only."""
+        ...
+
+    async def list_invoices(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+        """One page of every finalized invoice (drafts left out). Reads only."""
         ...
 
     async def cancel_subscription(self, subscription_id: str, reason: str) -> Subscription:

@@ -34,11 +34,32 @@ Repairs the rules allow (everything else is ``review``, for a person):
   subscription.
 
 Duplicates and amount mismatches are always ``review``: which record is right is a finance
-decision, not a rule. Customers (and their field drift) are not compared yet.
+decision, not a rule.
+
+Customers (:func:`compare_customers`) are keyed by the CRM account id, the golden id of the
+customer master: the Salesforce Account, the Stripe customer naming it in
+``metadata.revsync_account_id``, the NetSuite customer ``acct-<account id>``. Each copy of a
+field is compared with its owner's value (``domain.customer_master.OWNERSHIP``), values that
+say the same thing written differently being equal (``equivalent``: records carry one
+fingerprint per field, equal for equivalent values, so no customer data is kept in the run's
+history). A differing copy is ``field_mismatch``, repaired by ``repropagate_customer`` (the
+customer master sends its golden values again). A record linked to an account another
+system lacks is ``missing_in_<system>``; two for one account in one system
+``duplicated_in_<system>``: both for review.
+
+Invoices (:func:`compare_invoices`) are the billing invoices (finalized: open, paid, void,
+uncollectible) against the ERP receivables invoice-to-revenue posts
+(``i2r-<invoice>:receivable``), judged against the ``i2r-<invoice>`` saga: a missing
+receivable, different totals, a paid or void invoice still open in ERP, an open one with
+nothing due in ERP. Drift of an invoice whose saga still runs or is parked points at it
+(``resume_saga``); the rest is review. An invoice whose saga moved after the run started
+is in flight and not judged.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -50,6 +71,10 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.contracts import CancelSalesOrder, CancelSubscription, RecordOrderInCrm
+from domain.customer_master import OWNERSHIP, FieldValue, MasterField, field_value
+from domain.customer_master import System as MasterSystem
+from domain.customer_master.normalise import normalise_domain, normalise_tax_id
+from domain.invoice_contracts import InvoiceStage
 from domain.order import SalesOrder, SalesOrderStatus, Subscription, SubscriptionStatus
 from domain.stages import OrderStage
 
@@ -58,6 +83,9 @@ T = TypeVar("T")
 WORKFLOW_TYPE = "Reconciliation"
 SCHEDULE_ID = "revsync-reconciliation"
 QUOTE_TO_CASH_TYPE = "QuoteToCash"
+INVOICE_TO_REVENUE_TYPE = "InvoiceToRevenue"
+# Guards the customer and invoice phases in the workflow (histories made before replay).
+CUSTOMERS_AND_INVOICES_PATCH = "reconcile-customers-and-invoices"
 
 
 class ReconcileActivity:
@@ -68,6 +96,13 @@ class ReconcileActivity:
     ERP_LIST_SALES_ORDERS = "erp.list_sales_orders"
     BILLING_LIST_SUBSCRIPTIONS = "billing.list_subscriptions"
     LIST_SAGAS = "temporal.list_quote_sagas"
+    CRM_LIST_ACCOUNTS = "crm.list_accounts"
+    ERP_LIST_CUSTOMERS = "erp.list_customers"
+    BILLING_LIST_CUSTOMERS = "billing.list_customers"
+    BILLING_LIST_INVOICES = "billing.list_invoices"
+    ERP_LIST_RECEIVABLES = "erp.list_receivables"
+    LIST_INVOICE_SAGAS = "temporal.list_invoice_sagas"
+    REPROPAGATE_CUSTOMER = "temporal.repropagate_customer"
 
 
 class System(StrEnum):
@@ -189,6 +224,7 @@ class DriftKind(StrEnum):
     DUPLICATED_IN_BILLING = "duplicated_in_billing"
     AMOUNT_MISMATCH = "amount_mismatch"
     STATUS_MISMATCH = "status_mismatch"
+    FIELD_MISMATCH = "field_mismatch"
 
     @staticmethod
     def missing_in(system: System) -> DriftKind:
@@ -203,7 +239,32 @@ class Remediation(StrEnum):
     RESUME_SAGA = "resume_saga"
     COMPENSATE = "compensate"
     REWRITE_CRM = "rewrite_crm"
+    REPROPAGATE_CUSTOMER = "repropagate_customer"
     REVIEW = "review"
+
+
+class RepropagateCustomer(BaseModel):
+    """Ask the customer master to send the golden values of ``fields`` again."""
+
+    model_config = ConfigDict(frozen=True)
+
+    golden_id: str
+    fields: list[MasterField]
+    reason: str
+    request_id: str | None = Field(
+        default=None,
+        description="Set by the run: a retry in the run asks once, a later run asks again",
+    )
+
+
+class RepropagateOutcome(BaseModel):
+    """What the customer master answered: ``scheduled`` False means there was nothing to
+    ask (no golden customer, or the request was refused), ``detail`` says why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scheduled: bool
+    detail: str
 
 
 class Repair(BaseModel):
@@ -214,6 +275,7 @@ class Repair(BaseModel):
     cancel_subscription: CancelSubscription | None = None
     cancel_sales_order: CancelSalesOrder | None = None
     record_order: RecordOrderInCrm | None = None
+    repropagate: RepropagateCustomer | None = None
 
 
 class Outcome(StrEnum):
@@ -227,10 +289,20 @@ class DriftItem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kind: DriftKind
-    quote_id: str
-    workflow_id: str = Field(description="The owning quote-to-cash saga")
+    quote_id: str | None = Field(default=None, description="The quote, for order drift")
+    customer_id: str | None = Field(
+        default=None, description="The golden id (CRM account), for customer drift"
+    )
+    invoice_id: str | None = Field(default=None, description="The invoice, for invoice drift")
+    workflow_id: str = Field(description="The owning saga (or the golden customer)")
     saga_stage: OrderStage | None = Field(
-        default=None, description="Its stage, None when visibility does not know it"
+        default=None, description="The quote saga's stage, None when visibility does not know it"
+    )
+    invoice_stage: InvoiceStage | None = Field(
+        default=None, description="The invoice saga's stage, for invoice drift"
+    )
+    fields: list[MasterField] = Field(
+        default_factory=list, description="The customer fields that differ (field_mismatch)"
     )
     system: System
     record_ids: list[str] = Field(default_factory=list)
@@ -239,6 +311,11 @@ class DriftItem(BaseModel):
     repair: Repair | None = None
     outcome: Outcome | None = None
     outcome_detail: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """What the item is about: the quote, the customer or the invoice id."""
+        return self.quote_id or self.customer_id or self.invoice_id or self.workflow_id
 
 
 def _live(records: list[OrderRecord]) -> list[OrderRecord]:
@@ -507,6 +584,370 @@ def compare_orders(
     return Comparison(items=items, quotes=len(by_quote), in_flight=in_flight)
 
 
+# -- customers ------------------------------------------------------------------------------
+
+_NONE_PRINT = "-"
+
+
+def _canonical(field: MasterField, value: FieldValue) -> str:
+    """One text per meaning: two values of ``field`` that are ``equivalent`` have the same
+    canonical text (tax ids normalised, websites by domain, names, owners, e-mails and legal
+    entities ignoring case and spacing, money by amount and currency)."""
+    if value is None:
+        return _NONE_PRINT
+    if isinstance(value, BaseModel):
+        data = value.model_dump(mode="json")
+        if "amount" in data:  # Money: 1000.00 EUR is 1000 EUR
+            data["amount"] = format(Decimal(str(data["amount"])).normalize(), "f")
+        return json.dumps(data, sort_keys=True)
+    text = str(value)
+    if field is MasterField.TAX_ID:
+        return normalise_tax_id(text) or text
+    if field is MasterField.WEBSITE:
+        return normalise_domain(text) or text
+    if field in (MasterField.NAME, MasterField.OWNER, MasterField.EMAIL, MasterField.LEGAL_ENTITY):
+        return " ".join(text.split()).casefold()
+    return text
+
+
+def fingerprint(field: MasterField, value: FieldValue) -> str:
+    """A short digest of ``value``'s meaning: equal for equivalent values, so a run compares
+    customers without keeping their data in its history."""
+    digest = hashlib.sha256(f"{field.value}\\0{_canonical(field, value)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def fingerprints(raw: Mapping[str, object]) -> dict[MasterField, str]:
+    """Fingerprints of the golden fields in ``raw`` (field name -> raw value, as the
+    adapters' field mappings read them). A value that is not valid for its field is
+    fingerprinted as written: it differs from every valid value."""
+    prints: dict[MasterField, str] = {}
+    for name, raw_value in raw.items():
+        try:
+            field = MasterField(name)
+        except ValueError:
+            continue
+        try:
+            prints[field] = fingerprint(field, field_value(field, raw_value))
+        except ValueError:
+            prints[field] = "invalid:" + hashlib.sha256(repr(raw_value).encode()).hexdigest()[:8]
+    return prints
+
+
+class CustomerRecord(BaseModel):
+    """One customer record in one system, as reconciliation compares it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    system: System
+    record_id: str = Field(description="The system's own id of the record")
+    account_id: str | None = Field(
+        default=None, description="The CRM account (golden id) it belongs to; None: not linked"
+    )
+    fields: dict[MasterField, str] = Field(
+        default_factory=dict, description="Fingerprint of each golden field the system holds"
+    )
+
+
+def _system(system: MasterSystem) -> System:
+    return System(system.value)
+
+
+def master_id(golden_id: str) -> str:
+    return f"customer-{golden_id}"
+
+
+def _customer_item(
+    kind: DriftKind,
+    account_id: str,
+    system: System,
+    records: Iterable[CustomerRecord],
+    detail: str,
+    remediation: Remediation = Remediation.REVIEW,
+    fields: list[MasterField] | None = None,
+    repair: Repair | None = None,
+) -> DriftItem:
+    return DriftItem(
+        kind=kind,
+        customer_id=account_id,
+        workflow_id=master_id(account_id),
+        system=system,
+        record_ids=sorted(r.record_id for r in records),
+        detail=detail,
+        remediation=remediation,
+        fields=fields or [],
+        repair=repair,
+    )
+
+
+def compare_customers(records: Iterable[CustomerRecord]) -> list[DriftItem]:
+    """Drift between the systems' customer records, by CRM account. Records linked to no
+    account are not revsync's and are ignored."""
+    by_account: dict[str, dict[System, list[CustomerRecord]]] = defaultdict(
+        lambda: {s: [] for s in System}
+    )
+    for record in records:
+        if record.account_id:
+            by_account[record.account_id][record.system].append(record)
+    items: list[DriftItem] = []
+    for account_id in sorted(by_account):
+        held = by_account[account_id]
+        for system in SYSTEMS:
+            if len(held[system]) > 1:
+                items.append(
+                    _customer_item(
+                        DriftKind.duplicated_in(system),
+                        account_id,
+                        system,
+                        held[system],
+                        f"{len(held[system])} {system.value} customers for CRM account "
+                        f"{account_id}",
+                    )
+                )
+        linked = [s for s in SYSTEMS if held[s]]
+        if not held[System.CRM]:
+            items.append(
+                _customer_item(
+                    DriftKind.MISSING_IN_CRM,
+                    account_id,
+                    System.CRM,
+                    [],
+                    f"{' and '.join(s.value for s in linked)} hold a customer for CRM account "
+                    f"{account_id}, which CRM does not have",
+                )
+            )
+        # Quote-to-cash makes the ERP customer before the billing one: a billing customer
+        # without an ERP one is drift; the other way round is a booking that stopped early.
+        if held[System.BILLING] and not held[System.ERP]:
+            items.append(
+                _customer_item(
+                    DriftKind.MISSING_IN_ERP,
+                    account_id,
+                    System.ERP,
+                    [],
+                    f"billing has a customer for CRM account {account_id}, but the ERP has no "
+                    f"customer acct-{account_id}",
+                )
+            )
+        items.extend(_field_drift(account_id, held))
+    return items
+
+
+def _field_drift(account_id: str, held: Mapping[System, list[CustomerRecord]]) -> list[DriftItem]:
+    """Copies differing from their owner's value, one item per system holding a wrong copy.
+    A field is judged only where exactly one record of the owner and of the copy exist, and
+    only a copy that holds a value: an empty one is not propagated yet."""
+    wrong: dict[System, list[MasterField]] = defaultdict(list)
+    for field, rule in OWNERSHIP.items():
+        owners = held[_system(rule.owner)]
+        if len(owners) != 1 or field not in owners[0].fields:
+            continue
+        expected = owners[0].fields[field]
+        empty = fingerprint(field, None)
+        for copy in rule.copies:
+            copies = held[_system(copy)]
+            if len(copies) != 1:
+                continue
+            held_copy = copies[0].fields.get(field, expected)
+            # An empty copy has not been propagated yet (the customer master sends a field
+            # once it has a golden value); a copy holding something else is drift.
+            if held_copy not in (expected, empty):
+                wrong[_system(copy)].append(field)
+    items: list[DriftItem] = []
+    for system in SYSTEMS:
+        fields = wrong.get(system)
+        if not fields:
+            continue
+        names = ", ".join(f"{f.value} (owned by {OWNERSHIP[f].owner.value})" for f in fields)
+        reason = f"reconciliation: {system.value} copy of {account_id} differs"
+        items.append(
+            _customer_item(
+                DriftKind.FIELD_MISMATCH,
+                account_id,
+                system,
+                held[system],
+                f"{system.value} customer {held[system][0].record_id} differs from the "
+                f"owner's value in {names}",
+                Remediation.REPROPAGATE_CUSTOMER,
+                fields,
+                Repair(
+                    repropagate=RepropagateCustomer(
+                        golden_id=account_id, fields=fields, reason=reason
+                    )
+                ),
+            )
+        )
+    return items
+
+
+# -- invoices -------------------------------------------------------------------------------
+
+
+class InvoiceRecord(BaseModel):
+    """A billing invoice or an ERP receivable, in the terms reconciliation compares."""
+
+    model_config = ConfigDict(frozen=True)
+
+    system: System
+    record_id: str = Field(description="The system's own id of the record")
+    invoice_id: str = Field(description="The billing invoice it is (or mirrors)")
+    key: str | None = Field(default=None, description="revsync's key on the record, if any")
+    amount: Decimal = Field(description="Total, tax included, in major units")
+    currency: str
+    amount_due: Decimal = Field(description="What is still owed")
+    status: str = Field(description="billing: open, paid, void, uncollectible; ERP: open, closed")
+
+
+_RECEIVABLE_KEY = re.compile(r"^i2r-(?P<invoice>.+):receivable$")
+
+
+def invoice_saga_id(invoice_id: str) -> str:
+    return f"i2r-{invoice_id}"
+
+
+def receivable_key(invoice_id: str) -> str:
+    """The ERP external id invoice-to-revenue posts the receivable under."""
+    return f"{invoice_saga_id(invoice_id)}:receivable"
+
+
+def invoice_of_key(key: str | None) -> str | None:
+    match = _RECEIVABLE_KEY.match(key or "")
+    return None if match is None else match.group("invoice")
+
+
+class InvoiceSagaState(BaseModel):
+    """An invoice-to-revenue saga as visibility shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workflow_id: str
+    invoice_id: str
+    stage: InvoiceStage | None = None
+    running: bool
+    changed_at: datetime | None = None
+
+    def settled(self, as_of: datetime) -> bool:
+        """It did not move since ``as_of`` (when the run started): its records are not
+        being written right now."""
+        return self.changed_at is not None and self.changed_at < as_of
+
+
+class InvoiceComparison(BaseModel):
+    items: list[DriftItem]
+    invoices: int = Field(description="Invoices with at least one record")
+    in_flight: int = Field(description="Invoices skipped because their saga just moved")
+
+
+def _money_text(amount: Decimal, currency: str) -> str:
+    return f"{amount} {currency}"
+
+
+def compare_invoices(
+    records: Iterable[InvoiceRecord],
+    sagas: Mapping[str, InvoiceSagaState],
+    *,
+    as_of: datetime,
+) -> InvoiceComparison:
+    """Drift between billing invoices and ERP receivables, judged against the
+    invoice-to-revenue sagas (by invoice id) as they were at ``as_of``."""
+    by_invoice: dict[str, dict[System, list[InvoiceRecord]]] = defaultdict(
+        lambda: {s: [] for s in System}
+    )
+    for record in records:
+        by_invoice[record.invoice_id][record.system].append(record)
+    items: list[DriftItem] = []
+    in_flight = 0
+    for invoice_id in sorted(by_invoice):
+        saga = sagas.get(invoice_id)
+        if saga is not None and not saga.settled(as_of):
+            in_flight += 1
+            continue
+        remediation = (
+            Remediation.RESUME_SAGA if saga is not None and saga.running else Remediation.REVIEW
+        )
+
+        def add(
+            kind: DriftKind,
+            system: System,
+            found: Iterable[InvoiceRecord],
+            detail: str,
+            invoice_id: str = invoice_id,
+            saga: InvoiceSagaState | None = saga,
+            remediation: Remediation = remediation,
+        ) -> None:
+            items.append(
+                DriftItem(
+                    kind=kind,
+                    invoice_id=invoice_id,
+                    workflow_id=saga.workflow_id if saga else invoice_saga_id(invoice_id),
+                    invoice_stage=saga.stage if saga else None,
+                    system=system,
+                    record_ids=sorted(r.record_id for r in found),
+                    detail=detail,
+                    remediation=remediation,
+                    outcome=Outcome.POINTED if remediation is Remediation.RESUME_SAGA else None,
+                )
+            )
+
+        held = by_invoice[invoice_id]
+        billing, erp = held[System.BILLING], held[System.ERP]
+        if len(erp) > 1:
+            add(
+                DriftKind.DUPLICATED_IN_ERP,
+                System.ERP,
+                erp,
+                f"{len(erp)} ERP receivables for invoice {invoice_id}",
+            )
+        if not billing:
+            add(
+                DriftKind.MISSING_IN_BILLING,
+                System.BILLING,
+                [],
+                f"the ERP holds receivable {erp[0].record_id} for invoice {invoice_id}, "
+                "which billing does not have",
+            )
+            continue
+        invoice = billing[0]
+        if not erp:
+            add(
+                DriftKind.MISSING_IN_ERP,
+                System.ERP,
+                [],
+                f"invoice {invoice_id} is {invoice.status} in billing, but the ERP has no "
+                f"receivable {receivable_key(invoice_id)}",
+            )
+            continue
+        receivable = sorted(erp, key=lambda r: (r.key != receivable_key(invoice_id), r.record_id))[
+            0
+        ]
+        if invoice.amount != receivable.amount or invoice.currency != receivable.currency:
+            add(
+                DriftKind.AMOUNT_MISMATCH,
+                System.ERP,
+                [invoice, receivable],
+                f"invoice {invoice_id} is {_money_text(invoice.amount, invoice.currency)} in "
+                f"billing, receivable {receivable.record_id} is "
+                f"{_money_text(receivable.amount, receivable.currency)}",
+            )
+        erp_due = receivable.amount_due > 0
+        problem: str | None = None
+        if invoice.status == "paid" and erp_due:
+            problem = "paid in billing, but the ERP receivable is still open"
+        elif invoice.status == "void" and erp_due:
+            problem = "void in billing, but the ERP receivable is not reversed"
+        elif invoice.status == "open" and invoice.amount_due > 0 and not erp_due:
+            problem = "open in billing, but the ERP receivable has nothing due"
+        if problem is not None:
+            add(
+                DriftKind.STATUS_MISMATCH,
+                System.ERP,
+                [invoice, receivable],
+                f"invoice {invoice_id} is {problem} ({receivable.record_id}: "
+                f"{_money_text(receivable.amount_due, receivable.currency)} due)",
+            )
+    return InvoiceComparison(items=items, invoices=len(by_invoice), in_flight=in_flight)
+
+
 # -- the report ------------------------------------------------------------------------------
 
 
@@ -531,6 +972,9 @@ class ReconciliationReport(BaseModel):
     pages: int = 0
     quotes: int = 0
     in_flight: int = 0
+    customers: int = Field(default=0, description="CRM accounts linked in billing or ERP")
+    invoices: int = Field(default=0, description="Invoices with a record in billing or ERP")
+    invoices_in_flight: int = 0
     counts: dict[DriftKind, int] = Field(default_factory=dict)
     remediations: dict[Remediation, int] = Field(default_factory=dict)
     outcomes: dict[Outcome, int] = Field(default_factory=dict)
@@ -581,16 +1025,32 @@ def deferred(item: DriftItem) -> DriftItem:
 
 
 class Phase(StrEnum):
-    """What a run reads, in this order. Sagas last: a record made while the run reads the
-    systems then has its saga listed too."""
+    """What a run reads, in this order. Sagas after their records: a record made while the
+    run reads the systems then has its saga listed too. Customers: ERP and billing first,
+    so only the CRM accounts linked there are kept."""
 
     CRM = "crm"
     ERP = "erp"
     BILLING = "billing"
     SAGAS = "sagas"
+    ERP_CUSTOMERS = "erp_customers"
+    BILLING_CUSTOMERS = "billing_customers"
+    CRM_ACCOUNTS = "crm_accounts"
+    BILLING_INVOICES = "billing_invoices"
+    ERP_RECEIVABLES = "erp_receivables"
+    INVOICE_SAGAS = "invoice_sagas"
 
 
-PHASES = (Phase.CRM, Phase.ERP, Phase.BILLING, Phase.SAGAS)
+ORDER_PHASES = (Phase.CRM, Phase.ERP, Phase.BILLING, Phase.SAGAS)
+PHASES = (
+    *ORDER_PHASES,
+    Phase.ERP_CUSTOMERS,
+    Phase.BILLING_CUSTOMERS,
+    Phase.CRM_ACCOUNTS,
+    Phase.BILLING_INVOICES,
+    Phase.ERP_RECEIVABLES,
+    Phase.INVOICE_SAGAS,
+)
 
 
 class ScanState(BaseModel):
@@ -602,7 +1062,25 @@ class ScanState(BaseModel):
     pages: int = 0
     records: list[OrderRecord] = Field(default_factory=list)
     sagas: list[SagaState] = Field(default_factory=list)
+    customers: list[CustomerRecord] = Field(default_factory=list)
+    invoices: list[InvoiceRecord] = Field(default_factory=list)
+    invoice_sagas: list[InvoiceSagaState] = Field(default_factory=list)
     scanned: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def carried(self) -> int:
+        """Records and sagas held (what continue-as-new carries)."""
+        return (
+            len(self.records)
+            + len(self.sagas)
+            + len(self.customers)
+            + len(self.invoices)
+            + len(self.invoice_sagas)
+        )
+
+    def linked_accounts(self) -> set[str]:
+        """CRM accounts that billing or the ERP hold a customer for."""
+        return {c.account_id for c in self.customers if c.account_id}
 
 
 class ReconciliationInput(BaseModel):
@@ -620,9 +1098,18 @@ class ReconciliationInput(BaseModel):
     pages_per_run: int = Field(
         default=100, ge=1, description="Listing calls before the run continues as new"
     )
+    max_carried: int = Field(
+        default=20_000,
+        ge=1,
+        description="Records a run may hold; past it the run ends incomplete instead of "
+        "carrying more than a Temporal payload holds (about 2 MB)",
+    )
     carry: ScanState | None = Field(default=None, description="Set on continue-as-new only")
 
 
 # Parametrised once, at import: workflows and activities name these.
 OrderPage = Page[OrderRecord]
 SagaPage = Page[SagaState]
+CustomerPage = Page[CustomerRecord]
+InvoicePage = Page[InvoiceRecord]
+InvoiceSagaPage = Page[InvoiceSagaState]

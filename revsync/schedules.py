@@ -146,7 +146,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _item_row(item: DriftItem) -> list[str]:
     outcome = item.outcome.value if item.outcome else "-"
     detail = item.outcome_detail or item.detail
-    return [item.kind.value, item.quote_id, item.remediation.value, outcome, detail]
+    return [item.kind.value, item.subject, item.remediation.value, outcome, detail]
 
 
 def render_report(workflow_id: str, report: ReconciliationReport) -> str:
@@ -157,6 +157,8 @@ def render_report(workflow_id: str, report: ReconciliationReport) -> str:
         f"started: {report.started_at:%Y-%m-%d %H:%M:%S} UTC, finished: {finished}",
         "read: " + ", ".join(f"{k} {v}" for k, v in sorted(report.scanned.items())),
         f"quotes: {report.quotes} ({report.in_flight} still booking, not judged)",
+        f"customers: {report.customers}, invoices: {report.invoices} "
+        f"({report.invoices_in_flight} moving, not judged)",
     ]
     if report.error:
         head.append(f"ERROR: {report.error}")
@@ -170,7 +172,7 @@ def render_report(workflow_id: str, report: ReconciliationReport) -> str:
         )
         parts.append(
             _table(
-                ["kind", "quote", "remediation", "outcome", "detail"],
+                ["kind", "subject", "remediation", "outcome", "detail"],
                 [_item_row(i) for i in report.items],
             )
         )

@@ -42,6 +42,8 @@ What it reproduces:
 - SuiteQL (``Prefer: transient``, ``limit``/``offset`` paging with ``offset`` a multiple of
   ``limit`` as NetSuite requires, every value a string, nulls
   omitted) over the tables ``item``, ``pricing``, ``currency``, ``term``, ``accountingperiod``,
+  ``customer`` (body fields: names, e-mail, VAT number, url, revsync's custom fields, credit
+  limit, currency; invoices also answer ``foreignamountremaining`` in ``transaction``),
   ``account`` and ``transaction`` (every transaction below plus sales orders, with ``type``
   ``CustInvc``/``CustCred``/``CustPymt``/``Journal``/``SalesOrd``, ``createdfrom``,
   ``otherrefnum``, ``status`` (a sales order's one-letter code) and ``foreigntotal``, negative
@@ -272,6 +274,21 @@ _TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "memo",
         "otherrefnum",
         "status",
+        "foreignamountremaining",
+    ),
+    "customer": (
+        "id",
+        "externalid",
+        "companyname",
+        "legalname",
+        "email",
+        "vatregnumber",
+        "url",
+        "custentity_revsync_owner",
+        "custentity_revsync_payment_state",
+        "creditlimit",
+        "currency",
+        "datecreated",
     ),
 }
 
@@ -641,7 +658,29 @@ class NetSuiteStore:
             return list(self.periods.values())
         if name == "account":
             return list(self.accounts.values())
+        if name == "customer":
+            return self._customer_rows()
         return self._transaction_rows()
+
+    def _customer_rows(self) -> list[dict[str, Any]]:
+        """SuiteQL's ``customer`` table: the body fields, column names in lower case."""
+        return [
+            {
+                "id": c["id"],
+                "externalid": c.get("externalId"),
+                "companyname": c.get("companyName"),
+                "legalname": c.get("legalName"),
+                "email": c.get("email"),
+                "vatregnumber": c.get("vatRegNumber"),
+                "url": c.get("url"),
+                "custentity_revsync_owner": c.get("custentity_revsync_owner"),
+                "custentity_revsync_payment_state": c.get("custentity_revsync_payment_state"),
+                "creditlimit": c.get("creditLimit"),
+                "currency": c.get("currency"),
+                "datecreated": c.get("dateCreated"),
+            }
+            for c in self.customers.values()
+        ]
 
     def suiteql(self, query: str) -> list[dict[str, str]]:
         """Rows of ``query``, every value as text and nulls left out. Raises SuiteQLError."""
@@ -1698,7 +1737,13 @@ class NetSuiteStore:
         for order in self.sales_orders.values():
             row(order, "SalesOrd", "salesorder", postingperiod=None, status=order["orderStatus"])
         for invoice in self.invoices.values():
-            row(invoice, "CustInvc", "invoice")
+            row(
+                invoice,
+                "CustInvc",
+                "invoice",
+                status=invoice.get("status"),
+                foreignamountremaining=invoice.get("amountRemaining"),
+            )
         for credit in self.credit_memos.values():
             row(
                 credit,

@@ -1044,6 +1044,33 @@ class StripeStore:
             "url": "/v1/subscriptions",
         }
 
+    def list_objects(self, kind: str, params: Json) -> Json:
+        """``GET /v1/customers`` and ``GET /v1/invoices``: newest first, ``limit`` (1 to 100,
+        default 10) after ``starting_after``; invoices of every status."""
+        _known(params, {"limit", "starting_after", "ending_before", "expand"})
+        limit = _int(params.get("limit"), "limit", minimum=1, default=10)
+        if limit > 100:
+            raise _invalid("Invalid limit: must be at most 100", param="limit")
+        pool = self.customers if kind == "customers" else self.invoices
+        found = sorted(pool.values(), key=lambda o: o["created"], reverse=True)
+        after = _str(params.get("starting_after"), "starting_after")
+        start = 0
+        if after is not None:
+            ids = [o["id"] for o in found]
+            if after not in ids:
+                raise _missing(kind.rstrip("s"), after, "starting_after", status=400)
+            start = ids.index(after) + 1
+        page = found[start : start + limit]
+        data = (
+            copy.deepcopy(page) if kind == "customers" else [self._render_invoice(i) for i in page]
+        )
+        return {
+            "object": "list",
+            "data": data,
+            "has_more": start + limit < len(found),
+            "url": f"/v1/{kind}",
+        }
+
     def cancel_subscription(self, subscription_id: str, params: Json) -> Json:
         subscription = self._subscription(subscription_id)
         _known(params, {"prorate", "invoice_now", "cancellation_details", "expand"})
@@ -1458,6 +1485,10 @@ def build_router(state: SandboxState) -> APIRouter:
     async def search_customers(request: Request) -> Response:
         return await serve(request, "search_customers", lambda s, p: s.search("customers", p))
 
+    @router.get("/v1/customers")
+    async def list_customers(request: Request) -> Response:
+        return await serve(request, "list_customers", lambda s, p: s.list_objects("customers", p))
+
     @router.post("/v1/customers")
     async def create_customer(request: Request) -> Response:
         return await serve(request, "create_customer", lambda s, p: s.create_customer(p))
@@ -1519,6 +1550,10 @@ def build_router(state: SandboxState) -> APIRouter:
         )
 
     # invoices
+    @router.get("/v1/invoices")
+    async def list_invoices(request: Request) -> Response:
+        return await serve(request, "list_invoices", lambda s, p: s.list_objects("invoices", p))
+
     @router.get("/v1/invoices/{invoice_id}")
     async def get_invoice(request: Request, invoice_id: str) -> Response:
         return await serve(request, "get_invoice", lambda s, p: s.get_invoice(invoice_id, p))

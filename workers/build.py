@@ -69,6 +69,7 @@ def crm_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
         acts.record_order,
         acts.mark_quote_rejected,
         listing.list_orders,
+        listing.list_accounts,
         master.update_account_fields,
         invoices.set_receivable_status,
     ]
@@ -92,6 +93,8 @@ def erp_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
         acts.book_sales_order,
         acts.cancel_sales_order,
         listing.list_sales_orders,
+        listing.list_customers,
+        listing.list_receivables,
         master.update_customer_fields,
         master.find_customer,
         invoices.post_receivable,
@@ -118,6 +121,8 @@ def billing_activities(settings: Settings, http: httpx.AsyncClient) -> list[Call
         acts.cancel_subscription,
         acts.void_invoice,
         listing.list_subscriptions,
+        listing.list_customers,
+        listing.list_invoices,
         master.update_customer_fields,
         master.find_customer,
         invoices.get_invoice,
@@ -151,7 +156,12 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
             task_queue=queue,
             workflows=list(WORKFLOWS),
             # Reads of Temporal itself (reconciliation's saga directory), no vendor calls.
-            activities=[SagaDirectory(client).list_sagas, DuplicateSearch(client).find_duplicates],
+            activities=[
+                SagaDirectory(client).list_sagas,
+                SagaDirectory(client).list_invoice_sagas,
+                SagaDirectory(client).repropagate_customer,
+                DuplicateSearch(client).find_duplicates,
+            ],
             max_concurrent_workflow_tasks=settings.orchestration_max_concurrent_workflow_tasks,
             graceful_shutdown_timeout=grace,
             # An eagerly executed activity skips the task queue, so its rate limit too. Core

@@ -89,7 +89,11 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import ValidationError
 
-from adapters.billing.stripe_fields import ACCOUNT_METADATA_KEY, customer_update_form
+from adapters.billing.stripe_fields import (
+    ACCOUNT_METADATA_KEY,
+    changes_from_customer,
+    customer_update_form,
+)
 from adapters.errors import NotFoundError, RejectedError, VendorError
 from adapters.http import VendorHttp, decode_json, vendor_error
 from domain.customer import Customer
@@ -107,7 +111,14 @@ from domain.order import (
     SubscriptionStatus,
 )
 from domain.quote import BillingInterval
-from domain.reconciliation import OrderRecord, Page, System
+from domain.reconciliation import (
+    CustomerRecord,
+    InvoiceRecord,
+    OrderRecord,
+    Page,
+    System,
+    fingerprints,
+)
 
 VENDOR = "stripe"
 # The API version whose object shapes this module reads (invoice.subscription,
@@ -677,6 +688,38 @@ def subscription_record(obj: Mapping[str, Any]) -> OrderRecord:
     )
 
 
+def customer_record(obj: Mapping[str, Any]) -> CustomerRecord:
+    """A listed customer as reconciliation reads it: linked to the CRM account in
+    ``metadata.revsync_account_id``, with the golden fields billing holds."""
+    metadata = obj.get("metadata") or {}
+    return CustomerRecord(
+        system=System.BILLING,
+        record_id=str(obj["id"]),
+        account_id=metadata.get(ACCOUNT_METADATA_KEY) or None,
+        fields=fingerprints(changes_from_customer(obj, None)),
+    )
+
+
+# Invoice statuses reconciliation compares: finalized ones (a draft is not yet an invoice).
+FINALIZED_INVOICE_STATUSES = frozenset({"open", "paid", "void", "uncollectible"})
+
+
+def invoice_record(obj: Mapping[str, Any], operation: str) -> InvoiceRecord:
+    """A listed (finalized) invoice as reconciliation reads it, amounts in major units."""
+    currency = str(obj.get("currency") or "").upper()
+    return InvoiceRecord(
+        system=System.BILLING,
+        record_id=str(obj["id"]),
+        invoice_id=str(obj["id"]),
+        amount=from_stripe_amount(obj.get("total"), currency, "invoice total", operation),
+        currency=currency,
+        amount_due=from_stripe_amount(
+            obj.get("amount_remaining"), currency, "amount remaining", operation
+        ),
+        status=str(obj.get("status")),
+    )
+
+
 def _oldest(objects: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(objects, key=lambda o: int(o.get("created") or 0)) if objects else None
 
@@ -866,19 +909,50 @@ class StripeBilling:
         """One page of every subscription, canceled ones included (``status=all``), newest
         first; the cursor is the last subscription id (``starting_after``)."""
         operation = "list_subscriptions"
-        params = {"limit": str(min(max(page_size, 1), MAX_LIST_LIMIT)), "status": "all"}
+        data, after = await self._list_page(
+            operation, "subscriptions", cursor, page_size, {"status": "all"}
+        )
+        return Page(items=[subscription_record(o) for o in data], cursor=after)
+
+    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+        """One page of every customer, newest first (``starting_after`` as the cursor)."""
+        data, after = await self._list_page("list_customers", "customers", cursor, page_size)
+        return Page(items=[customer_record(o) for o in data], cursor=after)
+
+    async def list_invoices(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+        """One page of every invoice, newest first; drafts are read past, not returned."""
+        operation = "list_invoices"
+        data, after = await self._list_page(operation, "invoices", cursor, page_size)
+        items = [
+            invoice_record(o, operation)
+            for o in data
+            if o.get("status") in FINALIZED_INVOICE_STATUSES
+        ]
+        return Page(items=items, cursor=after)
+
+    async def _list_page(
+        self,
+        operation: str,
+        resource: str,
+        cursor: str | None,
+        page_size: int,
+        extra: Mapping[str, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a Stripe list (``limit``, ``starting_after``) and the cursor of the
+        next one: the last object's id, None after the last page."""
+        params = {"limit": str(min(max(page_size, 1), MAX_LIST_LIMIT)), **(extra or {})}
         if cursor is not None:
             if not _OBJECT_ID.fullmatch(cursor):
                 raise _reject(operation, "invalid_cursor", f"{cursor!r} is not a Stripe id")
             params["starting_after"] = cursor
-        body = await self._call(operation, "GET", self._url("subscriptions"), params=params)
+        body = await self._call(operation, "GET", self._url(resource), params=params)
         data = body.get("data")
         if not isinstance(data, list):
             raise _unexpected(operation, "list answer without data")
-        items = [subscription_record(o) for o in data if isinstance(o, dict) and o.get("id")]
-        if body.get("has_more") and items:
-            return Page(items=items, cursor=items[-1].record_id)
-        return Page(items=items)
+        objects = [o for o in data if isinstance(o, dict) and o.get("id")]
+        if body.get("has_more") and objects:
+            return objects, str(objects[-1]["id"])
+        return objects, None
 
     # invoices
 

@@ -33,7 +33,14 @@ from urllib.parse import quote as url_quote
 import httpx
 from pydantic import ValidationError
 
-from adapters.crm.salesforce_fields import account_update
+from adapters.crm.salesforce_fields import (
+    ADDRESS_FIELDS,
+    CREDIT_LIMIT_FIELDS,
+    PAYMENT_STATE_FIELD,
+    SIMPLE_FIELDS,
+    account_update,
+    changes_from_account,
+)
 from adapters.errors import NotFoundError, RejectedError, TransientError, VendorError
 from adapters.http import VendorHttp, classify_by_status, decode_json, retry_after_seconds
 from domain.customer import Customer
@@ -41,7 +48,7 @@ from domain.customer_master import FieldValue, MasterField
 from domain.money import MINOR_UNITS
 from domain.order import SalesOrder, Subscription
 from domain.receivable import ReceivableStatus
-from domain.reconciliation import OrderRecord, Page, System
+from domain.reconciliation import CustomerRecord, OrderRecord, Page, System, fingerprints
 
 VENDOR = "salesforce"
 
@@ -254,6 +261,27 @@ def _order_record(record: dict[str, Any]) -> OrderRecord:
         currency=(_text(record, "CurrencyIsoCode") or "").upper() or None,
         status=_text(record, "Status") or "",
         live=True,  # an Order has no cancelled state; a cancelled one is deleted
+    )
+
+
+# Reconciliation reads every Account's golden fields (``list_accounts``).
+ACCOUNT_LISTING_FIELDS = (
+    "Id",
+    *SIMPLE_FIELDS.values(),
+    *CREDIT_LIMIT_FIELDS,
+    *ADDRESS_FIELDS,
+    PAYMENT_STATE_FIELD,
+)
+
+
+def _account_record(record: dict[str, Any]) -> CustomerRecord:
+    fields = {name: _text(record, name) for name in ACCOUNT_LISTING_FIELDS if name != "Id"}
+    account_id = str(record["Id"])
+    return CustomerRecord(
+        system=System.CRM,
+        record_id=account_id,
+        account_id=account_id,
+        fields=fingerprints(changes_from_account(fields)),
     )
 
 
@@ -487,11 +515,25 @@ class SalesforceCrm:
         cursor) page by page. ``page_size`` goes as ``Sforce-Query-Options: batchSize``,
         clamped to what Salesforce accepts; the org may page smaller. A cursor is a query
         locator, which Salesforce expires after about 15 idle minutes."""
-        operation = "list_orders"
+        soql = f"SELECT {', '.join(ORDER_FIELDS)} FROM Order"
+        records, after = await self._soql_page("list_orders", soql, cursor, page_size)
+        return Page(items=[_order_record(r) for r in records], cursor=after)
+
+    async def list_accounts(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+        """One page of the org's Accounts with the golden fields they hold (paged as
+        :meth:`list_orders`); each account is its own golden id."""
+        soql = f"SELECT {', '.join(ACCOUNT_LISTING_FIELDS)} FROM Account"
+        records, after = await self._soql_page("list_accounts", soql, cursor, page_size)
+        return Page(items=[_account_record(r) for r in records], cursor=after)
+
+    async def _soql_page(
+        self, operation: str, soql: str, cursor: str | None, page_size: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``soql`` (from its first page when ``cursor`` is None) and the
+        ``nextRecordsUrl`` of the next one, None after the last."""
         batch = min(max(page_size, MIN_BATCH_SIZE), MAX_BATCH_SIZE)
         headers = {**self._headers, "Sforce-Query-Options": f"batchSize={batch}"}
         if cursor is None:
-            soql = f"SELECT {', '.join(ORDER_FIELDS)} FROM Order"
             response = await self._http.request(
                 operation, "GET", f"{self._api}/query", params={"q": soql}, headers=headers
             )
@@ -506,13 +548,13 @@ class SalesforceCrm:
         body = decode_json(response)
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
             raise _unexpected(operation, "query answer without records")
-        items = [_order_record(r) for r in body["records"] if isinstance(r, dict) and r.get("Id")]
+        records = [r for r in body["records"] if isinstance(r, dict) and r.get("Id")]
         if body.get("done", True):
-            return Page(items=items)
+            return records, None
         next_url = body.get("nextRecordsUrl")
         if not isinstance(next_url, str) or not _QUERY_CURSOR.fullmatch(next_url):
             raise _unexpected(operation, "query not done but no usable nextRecordsUrl")
-        return Page(items=items, cursor=next_url)
+        return records, next_url
 
     @staticmethod
     def _check_id(operation: str, sobject: str, record_id: str) -> None:

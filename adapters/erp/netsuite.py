@@ -87,7 +87,13 @@ from urllib.parse import quote as url_quote
 
 import httpx
 
-from adapters.erp.netsuite_fields import customer_update
+from adapters.erp.netsuite_fields import (
+    CREDIT_LIMIT_FIELD,
+    CURRENCY_FIELD,
+    customer_update,
+)
+from adapters.erp.netsuite_fields import SIMPLE_FIELDS as CUSTOMER_SIMPLE_FIELDS
+from adapters.erp.netsuite_fields import changes_from_customer as customer_changes
 from adapters.errors import (
     NotFoundError,
     RejectedError,
@@ -100,6 +106,7 @@ from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField
 from domain.invoice import Invoice as FinalizedInvoice
 from domain.invoice import InvoiceStatus, SubscriptionLine
+from domain.master_contracts import golden_id_from_erp
 from domain.money import quantize
 from domain.order import OrderLine, SalesOrder, SalesOrderDraft, SalesOrderStatus
 from domain.quote import BillingType, PaymentTerms
@@ -111,7 +118,15 @@ from domain.receivable import (
     ReceivableState,
     RevenueJournal,
 )
-from domain.reconciliation import OrderRecord, Page, System
+from domain.reconciliation import (
+    CustomerRecord,
+    InvoiceRecord,
+    OrderRecord,
+    Page,
+    System,
+    fingerprints,
+    invoice_of_key,
+)
 from domain.revenue import closes_on, period_of, period_start
 
 VENDOR = "netsuite"
@@ -122,6 +137,17 @@ SUITEQL_PAGE_SIZE = 1000
 SALES_ORDER_LISTING = (
     "SELECT id, externalid, otherrefnum, entity, currency, foreigntotal, status "
     "FROM transaction WHERE type = 'SalesOrd' ORDER BY id"
+)
+# Every customer's golden fields, for reconciliation (column names as SuiteQL answers them).
+CUSTOMER_LISTING = (
+    "SELECT id, externalid, companyname, custentity_revsync_owner, url, email, legalname, "
+    "vatregnumber, custentity_revsync_payment_state, creditlimit, currency "
+    "FROM customer ORDER BY id"
+)
+# Every invoice (receivable), for reconciliation.
+RECEIVABLE_LISTING = (
+    "SELECT id, externalid, otherrefnum, currency, foreigntotal, foreignamountremaining "
+    "FROM transaction WHERE type = 'CustInvc' ORDER BY id"
 )
 # Price level 1 is "Base Price", the list price every account has.
 BASE_PRICE_LEVEL = 1
@@ -713,33 +739,11 @@ class NetSuiteErp:
     # -- reconciliation -----------------------------------------------------------------------
 
     async def list_sales_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
-        """One page of every sales order (SuiteQL on ``transaction``, by internal id). The
-        cursor is ``<offset>:<limit>``: NetSuite wants every page of a query the same size,
-        with the offset a multiple of it. SuiteQL over REST reads at most 100,000 rows."""
+        """One page of every sales order (SuiteQL on ``transaction``, by internal id)."""
         operation = "list_sales_orders"
-        offset, limit = 0, min(max(page_size, 1), SUITEQL_PAGE_SIZE)
-        if cursor is not None:
-            parts = cursor.split(":")
-            if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[1]) < 1:
-                raise RejectedError(
-                    VENDOR, operation, f"{cursor!r} is not a SuiteQL cursor", code="INVALID_CURSOR"
-                )
-            offset, limit = int(parts[0]), int(parts[1])
-        response = await self._request(
-            operation,
-            "POST",
-            self._suiteql,
-            json_body={"q": SALES_ORDER_LISTING},
-            params={"limit": str(limit), "offset": str(offset)},
-            headers={"Prefer": "transient"},
-        )
-        page = decode_json(response)
-        if not isinstance(page, dict) or not isinstance(page.get("items"), list):
-            raise UnknownOutcomeError(VENDOR, operation, "SuiteQL answer without an items list")
+        rows, after = await self._suiteql_page(operation, SALES_ORDER_LISTING, cursor, page_size)
         items: list[OrderRecord] = []
-        for row in page["items"]:
-            if not isinstance(row, dict) or row.get("id") is None:
-                continue
+        for row in rows:
             currency_id = row.get("currency")
             currency = (
                 None if currency_id is None else await self._currency_code(currency_id, operation)
@@ -760,9 +764,89 @@ class NetSuiteErp:
                     live=status is not SalesOrderStatus.CANCELLED,
                 )
             )
+        return Page(items=items, cursor=after)
+
+    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+        """One page of every customer (SuiteQL on ``customer``, by internal id), linked to
+        the CRM account its external id names (``acct-<account id>``; others: None). The
+        billing address (an address book sublist) is not read: not compared."""
+        operation = "list_customers"
+        rows, after = await self._suiteql_page(operation, CUSTOMER_LISTING, cursor, page_size)
+        items: list[CustomerRecord] = []
+        for row in rows:
+            fields: dict[str, Any] = {
+                name: row.get(name.lower()) for name in CUSTOMER_SIMPLE_FIELDS.values()
+            }
+            if row.get("creditlimit") is not None and row.get("currency") is not None:
+                fields[CREDIT_LIMIT_FIELD] = row["creditlimit"]
+                fields[CURRENCY_FIELD] = await self._currency_code(row["currency"], operation)
+            external_id = row.get("externalid")
+            items.append(
+                CustomerRecord(
+                    system=System.ERP,
+                    record_id=str(row["id"]),
+                    account_id=golden_id_from_erp(external_id) if external_id else None,
+                    fields=fingerprints(customer_changes(fields)),
+                )
+            )
+        return Page(items=items, cursor=after)
+
+    async def list_receivables(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+        """One page of the receivables invoice-to-revenue posts (SuiteQL on ``transaction``,
+        type ``CustInvc``), named by their billing invoice (the external id
+        ``i2r-<invoice>:receivable``, else ``otherrefnum``); others are read past."""
+        operation = "list_receivables"
+        rows, after = await self._suiteql_page(operation, RECEIVABLE_LISTING, cursor, page_size)
+        items: list[InvoiceRecord] = []
+        for row in rows:
+            key = row.get("externalid") or None
+            invoice_id = invoice_of_key(key) or row.get("otherrefnum")
+            if not invoice_id or row.get("currency") is None:
+                continue
+            due = _decimal(row.get("foreignamountremaining", 0), "amount remaining", operation)
+            items.append(
+                InvoiceRecord(
+                    system=System.ERP,
+                    record_id=str(row["id"]),
+                    invoice_id=str(invoice_id),
+                    key=key,
+                    amount=_decimal(row.get("foreigntotal"), "invoice total", operation),
+                    currency=await self._currency_code(row["currency"], operation),
+                    amount_due=due,
+                    status="open" if due > 0 else "closed",
+                )
+            )
+        return Page(items=items, cursor=after)
+
+    async def _suiteql_page(
+        self, operation: str, query: str, cursor: str | None, page_size: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``query`` and the cursor of the next, None after the last. The cursor
+        is ``<offset>:<limit>``: NetSuite wants every page of a query the same size, with the
+        offset a multiple of it. SuiteQL over REST reads at most 100,000 rows."""
+        offset, limit = 0, min(max(page_size, 1), SUITEQL_PAGE_SIZE)
+        if cursor is not None:
+            parts = cursor.split(":")
+            if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[1]) < 1:
+                raise RejectedError(
+                    VENDOR, operation, f"{cursor!r} is not a SuiteQL cursor", code="INVALID_CURSOR"
+                )
+            offset, limit = int(parts[0]), int(parts[1])
+        response = await self._request(
+            operation,
+            "POST",
+            self._suiteql,
+            json_body={"q": query},
+            params={"limit": str(limit), "offset": str(offset)},
+            headers={"Prefer": "transient"},
+        )
+        page = decode_json(response)
+        if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+            raise UnknownOutcomeError(VENDOR, operation, "SuiteQL answer without an items list")
+        rows = [r for r in page["items"] if isinstance(r, dict) and r.get("id") is not None]
         if not page.get("hasMore") or not page["items"]:
-            return Page(items=items)
-        return Page(items=items, cursor=f"{offset + limit}:{limit}")
+            return rows, None
+        return rows, f"{offset + limit}:{limit}"
 
     # -- invoice-to-revenue: shared ---------------------------------------------------------
 

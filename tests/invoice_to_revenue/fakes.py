@@ -45,7 +45,7 @@ from domain.receivable import (
     ReceivableStatus,
     RevenueJournal,
 )
-from domain.reconciliation import OrderRecord, Page
+from domain.reconciliation import CustomerRecord, InvoiceRecord, OrderRecord, Page
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 
 
@@ -123,6 +123,12 @@ class FakeBilling:
         raise NotImplementedError
 
     async def list_subscriptions(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+        raise NotImplementedError
+
+    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+        raise NotImplementedError
+
+    async def list_invoices(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
         raise NotImplementedError
 
     async def cancel_subscription(self, subscription_id: str, reason: str) -> Subscription:
@@ -264,6 +270,12 @@ class FakeErp:
     async def list_sales_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
         raise NotImplementedError
 
+    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+        raise NotImplementedError
+
+    async def list_receivables(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+        raise NotImplementedError
+
 
 class FakeCrm:
     vendor = "salesforce"
@@ -308,6 +320,9 @@ class FakeCrm:
         raise NotImplementedError
 
     async def list_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+        raise NotImplementedError
+
+    async def list_accounts(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
         raise NotImplementedError
 
 

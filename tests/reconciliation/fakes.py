@@ -22,16 +22,27 @@ from domain.contracts import (
     RecordOrderInCrm,
     TaskQueue,
 )
+from domain.customer_master import MasterField
+from domain.invoice_contracts import InvoiceStage
 from domain.order import SalesOrder, SalesOrderStatus, Subscription, SubscriptionStatus
 from domain.reconciliation import (
+    CustomerPage,
+    CustomerRecord,
+    InvoicePage,
+    InvoiceRecord,
+    InvoiceSagaPage,
+    InvoiceSagaState,
     ListPage,
     ListSagas,
     OrderPage,
     OrderRecord,
     ReconcileActivity,
+    RepropagateCustomer,
+    RepropagateOutcome,
     SagaPage,
     SagaState,
     System,
+    fingerprint,
     order_key,
 )
 from domain.saga import FailureType
@@ -74,15 +85,63 @@ def saga(quote: str, stage: OrderStage) -> SagaState:
     )
 
 
+def customer(system: System, account: str | None, record_id: str, **values: Any) -> CustomerRecord:
+    """A customer record holding ``values`` (golden field name -> value)."""
+    return CustomerRecord(
+        system=system,
+        record_id=record_id,
+        account_id=account,
+        fields={MasterField(k): fingerprint(MasterField(k), v) for k, v in values.items()},
+    )
+
+
+def invoice(
+    system: System, invoice_id: str, record_id: str, status: str, due: str = "0", **kw: Any
+) -> InvoiceRecord:
+    fields: dict[str, Any] = {
+        "system": system,
+        "record_id": record_id,
+        "invoice_id": invoice_id,
+        "key": f"i2r-{invoice_id}:receivable" if system is System.ERP else None,
+        "amount": Decimal("120.00"),
+        "currency": "EUR",
+        "amount_due": Decimal(due),
+        "status": status,
+    }
+    fields.update(kw)
+    return InvoiceRecord.model_validate(fields)
+
+
+def invoice_saga(invoice_id: str, stage: InvoiceStage, *, running: bool) -> InvoiceSagaState:
+    return InvoiceSagaState(
+        workflow_id=f"i2r-{invoice_id}",
+        invoice_id=invoice_id,
+        stage=stage,
+        running=running,
+        changed_at=LONG_AGO,
+    )
+
+
 class Fakes:
     """Every system as lists, paged by index; the repairs recorded or refused."""
 
-    def __init__(self, records: list[OrderRecord], sagas: list[SagaState]) -> None:
+    def __init__(
+        self,
+        records: list[OrderRecord],
+        sagas: list[SagaState],
+        customers: list[CustomerRecord] | None = None,
+        invoices: list[InvoiceRecord] | None = None,
+        invoice_sagas: list[InvoiceSagaState] | None = None,
+    ) -> None:
         self.records = {s: [r for r in records if r.system is s] for s in System}
         self.sagas = sagas
+        self.customers = {s: [c for c in customers or [] if c.system is s] for s in System}
+        self.invoices = {s: [i for i in invoices or [] if i.system is s] for s in System}
+        self.invoice_sagas = invoice_sagas or []
         self.calls: list[tuple[str, Any]] = []
         self.refuse: set[str] = set()
         self.broken: set[str] = set()
+        self.no_master: set[str] = set()  # golden ids without a customer-master workflow
 
     @staticmethod
     def _slice(items: list[Any], cursor: str | None, size: int) -> tuple[list[Any], str | None]:
@@ -105,12 +164,43 @@ class Fakes:
 
         return list_page
 
+    def _customer_lister(self, name: str, system: System) -> Callable[..., Any]:
+        @activity.defn(name=name)
+        async def list_page(request: ListPage) -> CustomerPage:
+            self.calls.append((name, request.cursor))
+            items, cursor = self._slice(self.customers[system], request.cursor, request.page_size)
+            return CustomerPage(items=items, cursor=cursor)
+
+        return list_page
+
+    def _invoice_lister(self, name: str, system: System) -> Callable[..., Any]:
+        @activity.defn(name=name)
+        async def list_page(request: ListPage) -> InvoicePage:
+            self.calls.append((name, request.cursor))
+            items, cursor = self._slice(self.invoices[system], request.cursor, request.page_size)
+            return InvoicePage(items=items, cursor=cursor)
+
+        return list_page
+
     def activities(self) -> dict[str, list[Callable[..., Any]]]:
         @activity.defn(name=ReconcileActivity.LIST_SAGAS)
         async def list_sagas(request: ListSagas) -> SagaPage:
             self.calls.append((ReconcileActivity.LIST_SAGAS, request.cursor))
             items, cursor = self._slice(self.sagas, request.cursor, request.page_size)
             return SagaPage(items=items, cursor=cursor)
+
+        @activity.defn(name=ReconcileActivity.LIST_INVOICE_SAGAS)
+        async def list_invoice_sagas(request: ListSagas) -> InvoiceSagaPage:
+            self.calls.append((ReconcileActivity.LIST_INVOICE_SAGAS, request.cursor))
+            items, cursor = self._slice(self.invoice_sagas, request.cursor, request.page_size)
+            return InvoiceSagaPage(items=items, cursor=cursor)
+
+        @activity.defn(name=ReconcileActivity.REPROPAGATE_CUSTOMER)
+        async def repropagate(request: RepropagateCustomer) -> RepropagateOutcome:
+            self.calls.append((ReconcileActivity.REPROPAGATE_CUSTOMER, request))
+            if request.golden_id in self.no_master:
+                return RepropagateOutcome(scheduled=False, detail="no customer-master workflow")
+            return RepropagateOutcome(scheduled=True, detail="sent")
 
         @activity.defn(name=Activity.BILLING_CANCEL_SUBSCRIPTION)
         async def cancel_subscription(request: CancelSubscription) -> Subscription:
@@ -146,17 +236,22 @@ class Fakes:
             return CrmOrderRecord(crm_order_id="801NEW", quote_status="Ordered")
 
         return {
-            TaskQueue.ORCHESTRATION: [list_sagas],
+            TaskQueue.ORCHESTRATION: [list_sagas, list_invoice_sagas, repropagate],
             TaskQueue.CRM: [
                 self._lister(ReconcileActivity.CRM_LIST_ORDERS, System.CRM),
+                self._customer_lister(ReconcileActivity.CRM_LIST_ACCOUNTS, System.CRM),
                 record_order,
             ],
             TaskQueue.ERP: [
                 self._lister(ReconcileActivity.ERP_LIST_SALES_ORDERS, System.ERP),
+                self._customer_lister(ReconcileActivity.ERP_LIST_CUSTOMERS, System.ERP),
+                self._invoice_lister(ReconcileActivity.ERP_LIST_RECEIVABLES, System.ERP),
                 cancel_sales_order,
             ],
             TaskQueue.BILLING: [
                 self._lister(ReconcileActivity.BILLING_LIST_SUBSCRIPTIONS, System.BILLING),
+                self._customer_lister(ReconcileActivity.BILLING_LIST_CUSTOMERS, System.BILLING),
+                self._invoice_lister(ReconcileActivity.BILLING_LIST_INVOICES, System.BILLING),
                 cancel_subscription,
             ],
         }
