@@ -15,7 +15,8 @@ when, what and why, in its history and its ``status`` query.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, Any, Protocol
 
 import structlog
 from fastapi import APIRouter, Depends, Request
@@ -88,46 +89,49 @@ def _approver(staff: Staff, wanted: ApproverRole | None) -> Approver:
     return Approver(name=staff.name, role=role)
 
 
+class _Decision(Protocol):
+    action: str
+
+    def model_dump(self, *, mode: str) -> dict[str, Any]: ...
+
+
+async def _answer(
+    client: Client,
+    sending: Awaitable[_Decision],
+    subject: tuple[str, str],
+    workflow_id: str,
+    staff: Staff,
+) -> JSONResponse:
+    """The ops API's answer to one decision sent to a saga: 200 with what it recorded, 409
+    when it refused or has ended, 404 when there is no saga. ``subject`` is ("quote", id) or
+    ("invoice", id), for messages and log lines."""
+    kind, key = subject
+    try:
+        decision = await sending
+    except DecisionRefused as refused:
+        log.info("decision refused", **{f"{kind}_id": key}, actor=staff.name, reason=str(refused))
+        return problem(409, str(refused))
+    except RPCError as error:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        # Temporal answers an update to a closed workflow as "not found" too.
+        ended = await _ended_status(client, workflow_id)
+        if ended is None:
+            return problem(404, f"no saga for {kind} {key}")
+        return problem(409, f"the saga for {kind} {key} has ended ({ended})")
+    log.info("decision recorded", **{f"{kind}_id": key}, actor=staff.name, action=decision.action)
+    return JSONResponse(decision.model_dump(mode="json"))
+
+
 async def _send(
     client: Client,
     quote_id: str,
     request: ApproveRequest | RejectRequest | ResolveRequest,
     staff: Staff,
 ) -> JSONResponse:
-    try:
-        decision = await decide(client, quote_id, request)
-    except DecisionRefused as refused:
-        log.info("decision refused", quote_id=quote_id, actor=staff.name, reason=str(refused))
-        return problem(409, str(refused))
-    except RPCError as error:
-        if error.status is not RPCStatusCode.NOT_FOUND:
-            raise
-        # Temporal answers an update to a closed workflow as "not found" too.
-        ended = await _ended_status(client, visibility.workflow_id_for_quote(quote_id))
-        if ended is None:
-            return problem(404, f"no saga for quote {quote_id}")
-        return problem(409, f"the saga for quote {quote_id} has ended ({ended})")
-    log.info("decision recorded", quote_id=quote_id, actor=staff.name, action=decision.action)
-    return JSONResponse(decision.model_dump(mode="json"))
-
-
-async def _resolve_invoice(
-    client: Client, invoice_id: str, request: ResolveRequest, staff: Staff
-) -> JSONResponse:
-    try:
-        decision = await resolve_invoice(client, invoice_id, request)
-    except DecisionRefused as refused:
-        log.info("decision refused", invoice_id=invoice_id, actor=staff.name, reason=str(refused))
-        return problem(409, str(refused))
-    except RPCError as error:
-        if error.status is not RPCStatusCode.NOT_FOUND:
-            raise
-        ended = await _ended_status(client, invoice_workflow_id(invoice_id))
-        if ended is None:
-            return problem(404, f"no saga for invoice {invoice_id}")
-        return problem(409, f"the saga for invoice {invoice_id} has ended ({ended})")
-    log.info("decision recorded", invoice_id=invoice_id, actor=staff.name, action=decision.action)
-    return JSONResponse(decision.model_dump(mode="json"))
+    workflow_id = visibility.workflow_id_for_quote(quote_id)
+    sending = decide(client, quote_id, request)
+    return await _answer(client, sending, ("quote", quote_id), workflow_id, staff)
 
 
 async def _ended_status(client: Client, workflow_id: str) -> str | None:
@@ -192,11 +196,10 @@ def ops_router() -> APIRouter:
     ) -> JSONResponse:
         if not staff.has(StaffRole.OPERATOR):
             raise _refused(403, f"{staff.name} does not hold the role operator")
-        return await _resolve_invoice(
-            request.app.state.client,
-            invoice_id,
-            ResolveRequest(action=body.action, operator=staff.name, note=body.note),
-            staff,
-        )
+        client = request.app.state.client
+        decision = ResolveRequest(action=body.action, operator=staff.name, note=body.note)
+        sending = resolve_invoice(client, invoice_id, decision)
+        workflow_id = invoice_workflow_id(invoice_id)
+        return await _answer(client, sending, ("invoice", invoice_id), workflow_id, staff)
 
     return router
