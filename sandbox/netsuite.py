@@ -1604,16 +1604,21 @@ class NetSuiteStore:
             }
         )
 
-    def render_credit_memo(self, credit: dict[str, Any], self_url: str, expand: bool) -> Any:
-        apply_rows = [
+    @staticmethod
+    def _apply_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+        """The ``apply`` sublist rows of a credit memo or payment: the documents it settles."""
+        return [
             {
                 "links": [],
-                "doc": {"links": [], "id": a["doc"]},
+                "doc": {"links": [], "id": row["doc"]},
                 "apply": True,
-                "amount": a["amount"],
+                "amount": row["amount"],
             }
-            for a in credit["apply"]
+            for row in record["apply"]
         ]
+
+    def render_credit_memo(self, credit: dict[str, Any], self_url: str, expand: bool) -> Any:
+        apply_rows = self._apply_rows(credit)
         return self._drop_none(
             {
                 "links": [{"rel": "self", "href": self_url}],
@@ -1643,15 +1648,7 @@ class NetSuiteStore:
         )
 
     def render_customer_payment(self, payment: dict[str, Any], self_url: str, expand: bool) -> Any:
-        apply_rows = [
-            {
-                "links": [],
-                "doc": {"links": [], "id": a["doc"]},
-                "apply": True,
-                "amount": a["amount"],
-            }
-            for a in payment["apply"]
-        ]
+        apply_rows = self._apply_rows(payment)
         return self._drop_none(
             {
                 "links": [{"rel": "self", "href": self_url}],
