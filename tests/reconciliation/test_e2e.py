@@ -1,7 +1,8 @@
 """Reconciliation on the whole stack (real dev server, workers, gateway, sandbox over HTTP):
-quotes booked normally, then one drift of each kind seeded straight into the sandbox; the
-report finds exactly those, the safe ones are repaired in the sandbox, a second run finds
-only the unsafe ones. Then the Schedule and the CLI."""
+quotes booked normally, a golden customer started by a CRM change, then one drift of each
+kind seeded straight into the sandbox (orders, a customer field, an invoice); the report
+finds exactly those, the safe ones are repaired in the sandbox, a second run finds only the
+unsafe ones. Then the Schedule and the CLI."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from typing import Any
 import pytest
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 
+from domain.customer_master import ChangeEvent, MasterField, SourceVersion
+from domain.customer_master import System as MasterSystem
 from domain.reconciliation import (
     SCHEDULE_ID,
     WORKFLOW_TYPE,
@@ -28,8 +32,10 @@ from domain.reconciliation import (
     ReportStatus,
 )
 from domain.stages import OrderStage
+from revsync.customer_master import customer_status, deliver_change
 from revsync.schedules import run_now
 from sandbox.faults import FaultRule, FaultsRequest
+from sandbox.stripe import SandboxInvoice
 from tests.e2e.stack import Stack, running_stack
 from tests.e2e.test_quote_to_cash_e2e import deliver, finished, new_quote
 from workflows import visibility
@@ -89,7 +95,46 @@ def subscription(stack: Stack, quote_id: str) -> dict[str, Any]:
 
 
 def by_kind(report: ReconciliationReport) -> dict[tuple[DriftKind, str], Any]:
-    return {(i.kind, i.quote_id): i for i in report.items}
+    return {(i.kind, i.subject): i for i in report.items}
+
+
+NORD = "0015e00000NordDE1"
+
+
+def erp_customer(stack: Stack, account_id: str) -> dict[str, Any]:
+    customers = stack.sandbox.state.netsuite.customers.values()
+    return next(c for c in customers if c["externalId"] == f"acct-{account_id}")
+
+
+async def start_golden_customer(stack: Stack, account_id: str) -> str:
+    """The account's golden customer, started by a CRM change naming it; its name."""
+    name = str(stack.sandbox.state.salesforce.records["Account"][account_id]["Name"])
+    event = ChangeEvent(
+        source=MasterSystem.CRM,
+        event_id=f"reconcile-e2e-{account_id}",
+        record_id=account_id,
+        version=SourceVersion(modified_at=datetime.now(UTC)),
+        changes={MasterField.NAME: name},
+    )
+    await deliver_change(stack.client, account_id, event)
+    for _ in range(300):  # until its propagation lanes have sent the name (bounded)
+        status = await customer_status(stack.client, account_id)
+        if not status.queued and {r.system for r in status.recent} >= {
+            MasterSystem.ERP,
+            MasterSystem.BILLING,
+        }:
+            return name
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the golden name of {account_id} never reached ERP and billing")
+
+
+async def until(check: Any, what: str, tries: int = 300) -> None:
+    """Polls ``check`` (bounded by the number of tries)."""
+    for _ in range(tries):
+        if check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never happened: {what}")
 
 
 async def test_seeded_drift_is_found_exactly_and_the_safe_ones_are_repaired(stack: Stack):
@@ -132,6 +177,24 @@ async def test_seeded_drift_is_found_exactly_and_the_safe_ones_are_repaired(stac
     assert changed is not None
     changed["TotalAmount"] = Decimal(str(changed["TotalAmount"])) + 100
     netsuite.set_order_status(erp_order(stack, status)["id"], "C")
+    # A customer's ERP copy of the name (CRM owns it) edited by hand in NetSuite.
+    golden_name = await start_golden_customer(stack, NORD)
+    erp_customer(stack, NORD)["companyName"] = "Nordlicht Logistics (typo)"
+    # A finalized invoice whose invoice.finalized never reached revsync: no receivable.
+    stripe = stack.sandbox.state.stripe
+    lost_invoice = stripe.create_sandbox_invoice(
+        SandboxInvoice.model_validate(
+            {
+                "account_id": "0015e00000ThamGB1",
+                "currency": "gbp",
+                "lines": [{"product": "ONBOARD-STD", "unit_amount": 50000, "tax": 10000}],
+            }
+        )
+    )["id"]
+    # The sandbox sends no Stripe webhooks: the first invoice of every subscription
+    # quote-to-cash made has no invoice-to-revenue saga and no receivable either.
+    unsent = {str(sub["latest_invoice"]) for sub in stripe.subscriptions.values()}
+    assert len(unsent) == 6
 
     _, report = await run_now(stack.client, stack.settings)
     assert report.status is ReportStatus.DONE, report.error
@@ -140,8 +203,19 @@ async def test_seeded_drift_is_found_exactly_and_the_safe_ones_are_repaired(stac
         DriftKind.DUPLICATED_IN_ERP: 1,
         DriftKind.AMOUNT_MISMATCH: 1,
         DriftKind.STATUS_MISMATCH: 2,
+        DriftKind.FIELD_MISMATCH: 1,
+        DriftKind.MISSING_IN_ERP: 7,
     }
     items = by_kind(report)
+    drifted = items[DriftKind.FIELD_MISMATCH, NORD]
+    assert drifted.system.value == "erp" and drifted.fields == [MasterField.NAME]
+    assert drifted.remediation is Remediation.REPROPAGATE_CUSTOMER
+    assert drifted.outcome is Outcome.REPAIRED, drifted.outcome_detail
+    missing_invoices = {i.invoice_id for i in report.items if i.kind is DriftKind.MISSING_IN_ERP}
+    assert missing_invoices == unsent | {lost_invoice}
+    lost = items[DriftKind.MISSING_IN_ERP, lost_invoice]
+    assert lost.remediation is Remediation.REVIEW and lost.workflow_id == f"i2r-{lost_invoice}"
+    assert report.customers == 3 and report.invoices == 7
     assert items[DriftKind.MISSING_IN_CRM, missing].remediation is Remediation.REWRITE_CRM
     assert items[DriftKind.MISSING_IN_CRM, missing].outcome is Outcome.REPAIRED
     assert items[DriftKind.STATUS_MISMATCH, compensated].remediation is Remediation.COMPENSATE
@@ -154,7 +228,7 @@ async def test_seeded_drift_is_found_exactly_and_the_safe_ones_are_repaired(stac
         assert items[key].remediation is Remediation.REVIEW, items[key]
         assert items[key].outcome is None
         assert items[key].workflow_id == f"q2c-{key[1]}"
-    assert report.outcomes == {Outcome.REPAIRED: 2}
+    assert report.outcomes == {Outcome.REPAIRED: 3}
     assert report.scanned["sagas"] == 6 and report.quotes == 6
 
     # The safe ones are repaired in the systems themselves.
@@ -162,14 +236,22 @@ async def test_seeded_drift_is_found_exactly_and_the_safe_ones_are_repaired(stac
     assert rewritten is not None and rewritten["Status"] == "Activated"
     assert rewritten["ERP_Order_Id__c"] == erp_order(stack, missing)["id"]
     assert subscription(stack, compensated)["status"] == "canceled"
+    # The customer master sent the golden name to the ERP again (its lanes run on).
+    await until(
+        lambda: erp_customer(stack, NORD)["companyName"] == golden_name,
+        "the ERP customer's name is the golden one again",
+    )
+    recent = (await customer_status(stack.client, NORD)).model_dump_json()
+    assert "reconciliation" in recent
 
     _, again = await run_now(stack.client, stack.settings)
     assert again.counts == {
         DriftKind.DUPLICATED_IN_ERP: 1,
         DriftKind.AMOUNT_MISMATCH: 1,
         DriftKind.STATUS_MISMATCH: 1,
+        DriftKind.MISSING_IN_ERP: 7,
     }
-    assert {i.quote_id for i in again.items} == {duplicated, amount, status}
+    assert {i.subject for i in again.items} == {duplicated, amount, status} | missing_invoices
     assert {i.remediation for i in again.items} == {Remediation.REVIEW}
     assert again.outcomes == {}
 
