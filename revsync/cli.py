@@ -522,10 +522,15 @@ def temporal_setup(
     wait: Annotated[
         float, typer.Option(min=0, help="Seconds to wait for the cluster to answer")
     ] = 120.0,
+    schedules: Annotated[
+        bool, typer.Option(help="Also create or update revsync's Schedules (reconciliation)")
+    ] = True,
 ) -> None:
-    """Create REVSYNC_TEMPORAL_NAMESPACE if missing and register revsync's search attributes
-    on it. Idempotent: the compose stack runs it on every start. Not for Temporal Cloud."""
+    """Create REVSYNC_TEMPORAL_NAMESPACE if missing, register revsync's search attributes on
+    it and apply its Schedules (as ``revsync schedules apply``). Idempotent: the compose
+    stack runs it on every start. Not for Temporal Cloud."""
     from revsync.cluster import setup_cluster
+    from revsync.schedules import apply_schedules
 
     settings = get_settings()
     try:
@@ -538,6 +543,15 @@ def temporal_setup(
     created = "created" if result.namespace_created else "exists"
     added = ", ".join(result.attributes_added) or "none (all registered already)"
     typer.echo(f"namespace {result.namespace}: {created}; search attributes added: {added}")
+    if schedules and settings.payload_keys is None:
+        # A Schedule's action holds the run's input, encrypted like every payload.
+        typer.echo(
+            "schedules: not applied (REVSYNC_PAYLOAD_KEYS is not set; "
+            "run `revsync schedules apply` where it is)"
+        )
+    elif schedules:
+        for applied in _client_call(settings, lambda c: apply_schedules(c, settings)):
+            typer.echo(f"schedule {applied.schedule_id}: {applied.action}")
 
 
 schedules_app = typer.Typer(help="Temporal Schedules revsync runs (reconciliation).")

@@ -350,6 +350,21 @@ def metrics_listing(settings: Settings, specs: list[ProcessSpec]) -> str:
     return f"http://{settings.metrics_host}:PORT/metrics  " + ", ".join(served)
 
 
+async def apply_dev_schedules(settings: Settings) -> None:
+    """Create or update revsync's Schedules (reconciliation) as ``revsync schedules apply``
+    does; idempotent, and a paused one stays paused. A failure is logged, not fatal: the
+    stack runs without its schedule until the next start or ``revsync schedules apply``."""
+    from revsync.schedules import apply_schedules
+
+    try:
+        applied = await apply_schedules(await connect(settings), settings)
+    except Exception as error:  # any RPC or connect error: the stack is still useful
+        log.warning("schedules not applied", error=str(error))
+        return
+    for schedule in applied:
+        log.info("schedule applied", schedule_id=schedule.schedule_id, action=schedule.action)
+
+
 async def supervise(options: DevStackOptions) -> int:
     settings = options.settings
     temporal_host, temporal_port = split_address(settings.temporal_address)
@@ -403,6 +418,7 @@ async def supervise(options: DevStackOptions) -> int:
         await server.start()
         await wait_temporal_ready(settings, server, deadline)
         log.info("temporal ready", address=settings.temporal_address)
+        await apply_dev_schedules(settings)
         for child in children[1:]:
             await child.start()
         for child in children[1:]:

@@ -33,6 +33,7 @@ from domain.reconciliation import (
 )
 from domain.stages import OrderStage
 from revsync.customer_master import customer_status, deliver_change
+from revsync.devstack import apply_dev_schedules
 from revsync.schedules import run_now
 from sandbox.faults import FaultRule, FaultsRequest
 from sandbox.stripe import SandboxInvoice
@@ -321,5 +322,33 @@ async def test_schedules_apply_twice_makes_one_schedule_that_stays_paused(stack:
         assert spec.cron_expressions == ["0 3 * * *"] or [
             (c.hour[0].start, c.minute[0].start) for c in spec.calendars
         ] == [(3, 0)]
+    finally:
+        await handle.delete()
+
+
+async def test_temporal_setup_and_the_dev_stack_apply_the_schedule_idempotently(stack: Stack):
+    handle = stack.client.get_schedule_handle(SCHEDULE_ID)
+    code, out, err = await revsync(stack, "temporal", "setup", "--wait", "30")
+    assert code == 0, err
+    assert f"schedule {SCHEDULE_ID}: created" in out
+    try:
+        await handle.pause(note="maintenance")
+        # revsync dev applies it at every start, as the compose setup service does.
+        await apply_dev_schedules(stack.settings)
+        code, out, err = await revsync(stack, "temporal", "setup", "--wait", "30")
+        assert code == 0, err
+        assert f"schedule {SCHEDULE_ID}: updated" in out
+        ids = [s.id async for s in await stack.client.list_schedules()]
+        assert ids.count(SCHEDULE_ID) == 1
+        described = await handle.describe()
+        assert described.schedule.state.paused  # an operator's pause survives
+        action = described.schedule.action
+        assert isinstance(action, ScheduleActionStartWorkflow)
+        assert action.workflow == WORKFLOW_TYPE
+    finally:
+        await handle.delete()
+    await apply_dev_schedules(stack.settings)  # and makes it again when it is gone
+    try:
+        assert (await handle.describe()).schedule.action is not None
     finally:
         await handle.delete()
