@@ -1099,10 +1099,10 @@ class ReconciliationInput(BaseModel):
         default=100, ge=1, description="Listing calls before the run continues as new"
     )
     max_carried: int = Field(
-        default=20_000,
+        default=4_000,
         ge=1,
-        description="Records a run may hold; past it the run ends incomplete instead of "
-        "carrying more than a Temporal payload holds (about 2 MB)",
+        description="Records a run may hold (180 to 380 bytes each as JSON); past it the run "
+        "ends incomplete instead of carrying more than a Temporal payload takes (2 MB)",
     )
     carry: ScanState | None = Field(default=None, description="Set on continue-as-new only")
 

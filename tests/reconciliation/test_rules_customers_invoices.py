@@ -18,7 +18,9 @@ from domain.reconciliation import (
     DriftKind,
     InvoiceSagaState,
     Outcome,
+    ReconciliationInput,
     Remediation,
+    ScanState,
     System,
     compare_customers,
     compare_invoices,
@@ -278,3 +280,17 @@ def test_an_invoice_whose_saga_moved_after_the_run_started_is_in_flight():
     sagas = {"in_1": saga("in_1", InvoiceStage.PAID, running=True, at=RUN + timedelta(minutes=1))}
     result = compare_invoices(records, sagas, as_of=RUN)
     assert result.items == [] and result.in_flight == 1
+
+
+def test_a_run_at_its_carry_limit_still_fits_in_one_temporal_payload():
+    """Temporal refuses a payload over 2 MB; the continue-as-new input carries the scan."""
+    largest = customer(
+        System.BILLING,
+        "0015e00000AcmeUS1",
+        "cus_0123456789abcdef",
+        **{f.value: None for f in MasterField},
+    )
+    request = ReconciliationInput()
+    carry = ScanState(started_at=RUN, customers=[largest] * request.max_carried)
+    assert carry.carried == request.max_carried
+    assert len(request.model_copy(update={"carry": carry}).model_dump_json()) < 2_000_000
