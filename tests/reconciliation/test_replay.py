@@ -7,7 +7,12 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from revsync.codec import KeyRing, encrypted_data_converter, generate_key_entry
-from tests.reconciliation.record import HISTORY, WORKFLOW_ID
+from tests.reconciliation.record import (
+    CUSTOMERS_HISTORY,
+    CUSTOMERS_WORKFLOW_ID,
+    HISTORY,
+    WORKFLOW_ID,
+)
 from workers.build import WORKFLOWS
 
 
@@ -16,6 +21,20 @@ async def test_the_committed_reconciliation_history_replays():
     assert '"Reconciliation"' in text and "crm.record_order" in text
     assert "billing.cancel_subscription" in text
     history = WorkflowHistory.from_json(WORKFLOW_ID, text)
+    replayer = Replayer(
+        workflows=list(WORKFLOWS),
+        data_converter=encrypted_data_converter(KeyRing.parse(generate_key_entry("replay"))),
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
+
+
+async def test_the_customers_and_invoices_history_replays():
+    text = CUSTOMERS_HISTORY.read_text()
+    assert '"markerName": "core_patch"' in text  # the customers-and-invoices patch
+    for activity in ("crm.list_accounts", "billing.list_invoices", "temporal.repropagate_customer"):
+        assert activity in text
+    history = WorkflowHistory.from_json(CUSTOMERS_WORKFLOW_ID, text)
     replayer = Replayer(
         workflows=list(WORKFLOWS),
         data_converter=encrypted_data_converter(KeyRing.parse(generate_key_entry("replay"))),
