@@ -14,10 +14,12 @@ from domain.customer_master import FieldValue, MasterField
 from domain.invoice import Invoice as FinalizedInvoice
 from domain.order import Invoice, SalesOrder, SalesOrderDraft, Subscription, SubscriptionDraft
 from domain.receivable import (
+    CreditPosting,
     JournalPosting,
     PaymentApplication,
     PaymentPosting,
     Receivable,
+    ReceivableCredit,
     ReceivableStatus,
     RevenueJournal,
 )
@@ -150,6 +152,13 @@ class ErpPort(Protocol):
     ) -> Receivable:
         """Cancel what is due on the receivable with a credit keyed by ``external_id``.
         Reversing a reversed receivable is a no-op; one with payments applied is rejected."""
+        ...
+
+    async def credit_receivable(self, credit: ReceivableCredit) -> CreditPosting:
+        """Credit the receivable for ``credit.lines`` only (pre-tax amount and tax per
+        invoice line) with a credit memo applied to it, keyed by ``credit.external_id`` (the
+        billing credit note id): a repeat returns the first one. A credit larger than what the
+        receivable still owes, or than what is left of a line, is rejected."""
         ...
 
 

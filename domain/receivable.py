@@ -12,7 +12,8 @@ Keys (each side effect is idempotent by one of them):
   journal's ``.../void``), see :mod:`domain.revenue`;
 * a payment: the billing system's payment id (Stripe charge / payment intent, or the
   invoice id for a payment recorded out of band): one billing payment is applied once;
-* a reversal (credit memo): ``external_id`` chosen by the saga.
+* a reversal (credit memo): ``external_id`` chosen by the saga;
+* a partial credit (credit memo for some lines): the billing credit note id.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ from domain.money import CurrencyCode, quantize
 from domain.revenue import Period, RevenueEntry, period_of
 
 __all__ = [
+    "CreditLine",
+    "CreditPosting",
     "JournalPosting",
     "PaymentApplication",
     "PaymentPosting",
     "Receivable",
+    "ReceivableCredit",
     "ReceivableState",
     "ReceivableStatus",
     "RevenueJournal",
@@ -182,3 +186,68 @@ class PaymentPosting(BaseModel):
     unapplied: Amount = Decimal(0)
     currency: CurrencyCode
     paid_on: date
+
+
+class CreditLine(BaseModel):
+    """What a credit takes off one receivable line: the pre-tax amount and its tax."""
+
+    model_config = ConfigDict(frozen=True)
+
+    line_id: str = Field(description="The billing invoice line id (``custcol_revsync_line``)")
+    amount: Amount = Field(ge=0, description="Pre-tax amount credited")
+    tax: Amount = Field(default=Decimal(0), ge=0, description="Tax credited on that line")
+
+    @property
+    def total(self) -> Decimal:
+        return self.amount + self.tax
+
+
+class ReceivableCredit(BaseModel):
+    """A partial credit of the ERP receivable: a billing credit note, line by line."""
+
+    model_config = ConfigDict(frozen=True)
+
+    external_id: Key = Field(description="The billing credit note id: the credit memo's key")
+    invoice_id: str = Field(description="Billing invoice the credit note credits")
+    receivable_id: str = Field(description="ERP receivable to credit")
+    currency: CurrencyCode
+    lines: tuple[CreditLine, ...] = Field(min_length=1)
+    reason: Annotated[str, StringConstraints(max_length=999)] = ""
+
+    @model_validator(mode="after")
+    def _lines_are_creditable(self) -> Self:
+        seen: set[str] = set()
+        for line in self.lines:
+            if line.line_id in seen:
+                raise ValueError(f"credit {self.external_id}: line {line.line_id} appears twice")
+            seen.add(line.line_id)
+            _check_places(
+                f"credit {self.external_id} line {line.line_id}: amount", line.amount, self.currency
+            )
+            _check_places(
+                f"credit {self.external_id} line {line.line_id}: tax", line.tax, self.currency
+            )
+        if self.total <= 0:
+            raise ValueError(f"credit {self.external_id} credits nothing")
+        return self
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.total for line in self.lines), Decimal(0))
+
+
+class CreditPosting(BaseModel):
+    """A partial credit as the ERP booked it: a credit memo applied to the receivable.
+    ``unapplied`` is what the ERP left on the customer (the receivable owed less than the
+    credit by the time it was posted)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    credit_memo_id: str = Field(description="ERP internal id of the credit memo")
+    external_id: str = Field(description="Its key (the billing credit note id)")
+    receivable_id: str
+    currency: CurrencyCode
+    lines: tuple[CreditLine, ...]
+    total: Amount = Field(description="Lines plus tax")
+    applied: Amount
+    unapplied: Amount = Decimal(0)

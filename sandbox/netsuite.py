@@ -71,8 +71,10 @@ What it reproduces:
   ``revRecEndDate`` and ``custcol_revsync_line``; ``subtotal``, ``taxTotal``, ``total``,
   ``amountRemaining``, ``amountPaid``, ``status`` A (Open) or B (Paid In Full), ``dueDate``
   (given, else from ``terms``); a negative total is refused. Credit memos and customer
-  payments are made only by transforming an invoice: a credit memo copies its lines and is
-  applied to what is still due; a payment is applied up to what is due (the rest stays
+  payments are made only by transforming an invoice: a credit memo copies its lines (or, with
+  ``?replace=item`` and lines in the body, credits only those lines and amounts: a partial
+  credit memo) and is applied to what is still due, which goes down by as much (the rest stays
+  unapplied on the customer); a payment is applied up to what is due (the rest stays
   unapplied) and an invoice with nothing due refuses one. Journal entries must balance and
   have at least two lines, each a positive ``debit`` or ``credit`` on an existing account.
   Every one of them is unique by ``externalId`` (400 ``DUP_RCRD``).
@@ -1343,16 +1345,34 @@ class NetSuiteStore:
     def find_credit_memo(self, ref: str) -> dict[str, Any] | None:
         return self._find(self.credit_memos, ref)
 
-    def credit_invoice(self, invoice: dict[str, Any], body: Any) -> dict[str, Any]:
+    def credit_invoice(
+        self, invoice: dict[str, Any], body: Any, replace: set[str] | None = None
+    ) -> dict[str, Any]:
         """``invoice/<id>/!transform/creditMemo``: a credit memo copying the invoice's lines,
-        applied to what the invoice still owes (the rest stays unapplied on the customer)."""
+        applied to what the invoice still owes (the rest stays unapplied on the customer).
+        Lines in the body are appended to the copied ones, or replace them with
+        ``?replace=item``: a partial credit memo for those lines and amounts only."""
         body = {} if body is None else body
         _check_fields(body, _CREDIT_MEMO_FIELDS)
+        symbol = str(self.currencies[invoice["currency"]]["symbol"])
         external_id = self._new_external_id(body, self.credit_memos, "credit memo")
+        lines = [dict(line) for line in invoice["item"]]
+        if "item" in body:
+            given = self._invoice_lines(_sublist(body["item"], "item"), symbol)
+            lines = given if "item" in (replace or set()) else lines + given
+            for n, line in enumerate(lines):
+                line["line"] = n + 1
+        subtotal = sum((line["amount"] for line in lines), Decimal(0))
+        tax_total = sum((line["tax1Amt"] or Decimal(0) for line in lines), Decimal(0))
+        total = subtotal + tax_total
+        if total <= 0:
+            raise NetSuiteError(
+                400, "USER_ERROR", "A credit memo total must be greater than zero.", "item"
+            )
         tran_date = self._tran_date(body)
         posting_period = self._posting_period(body, tran_date)
         memo = self._text_field(body, "memo")
-        applied = self._apply_to_invoice(invoice, invoice["total"])
+        applied = self._apply_to_invoice(invoice, total)
         memo_id = str(next(self._transaction_ids))
         credit = self._stamp(
             {
@@ -1365,12 +1385,12 @@ class NetSuiteStore:
                 "postingPeriod": posting_period,
                 "createdFrom": invoice["id"],
                 "memo": memo,
-                "item": [dict(line) for line in invoice["item"]],
-                "subtotal": invoice["subtotal"],
-                "taxTotal": invoice["taxTotal"],
-                "total": invoice["total"],
+                "item": lines,
+                "subtotal": subtotal,
+                "taxTotal": tax_total,
+                "total": total,
                 "applied": applied,
-                "unapplied": invoice["total"] - applied,
+                "unapplied": total - applied,
                 "apply": [{"doc": invoice["id"], "amount": applied}] if applied else [],
             }
         )
@@ -1883,7 +1903,7 @@ _INVOICE_LINE_FIELDS = _LINE_FIELDS | {
     "revRecEndDate",
     "custcol_revsync_line",
 }
-_CREDIT_MEMO_FIELDS = frozenset({"externalId", "tranDate", "postingPeriod", "memo"})
+_CREDIT_MEMO_FIELDS = frozenset({"externalId", "tranDate", "postingPeriod", "memo", "item"})
 _PAYMENT_FIELDS = frozenset({"externalId", "tranDate", "postingPeriod", "memo", "payment"})
 _JOURNAL_FIELDS = frozenset({"externalId", "currency", "tranDate", "postingPeriod", "memo", "line"})
 _JOURNAL_LINE_FIELDS = frozenset({"account", "debit", "credit", "entity", "memo"})
@@ -2174,7 +2194,7 @@ def build_router(state: SandboxState) -> APIRouter:
 
     @router.post(f"{RECORD_ROOT}/invoice/{{ref}}/!transform/creditMemo", name="create_credit_memo")
     async def create_credit_memo(ref: str, request: Request) -> Response:
-        credit = store().credit_invoice(invoice_of(ref), await _body(request))
+        credit = store().credit_invoice(invoice_of(ref), await _body(request), _replace(request))
         return created(request, "creditMemo", credit["id"])
 
     @router.get(f"{RECORD_ROOT}/creditMemo/{{ref}}", name="get_credit_memo")

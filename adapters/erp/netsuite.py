@@ -73,7 +73,17 @@ Invoice-to-revenue (the receivable and what follows it):
   keeps the audit trail. A receivable with payments applied is rejected
   (``RECEIVABLE_PAID``): NetSuite would accept the credit and leave it unapplied, owed back to
   the customer, which is a refund for finance to decide, not a reversal. A reversed receivable
-  is returned as is.
+  is returned as is. A receivable partly credited already (credit notes) is reversed for what
+  is left of each line (``?replace=item``, below), never for its full lines again.
+- **Partial credit** (a billing credit note): ``POST invoice/<id>/!transform/creditMemo
+  ?replace=item`` whose ``item`` sublist holds only the credited lines (same item, quantity 1,
+  rate = amount = the pre-tax credit, ``tax1Amt`` its tax, ``custcol_revsync_line`` the billing
+  line id), keyed by the credit note id as ``externalId``; looked up first, and a duplicate
+  returns the first one (one posted with other lines or amounts is ``CREDIT_MISMATCH``).
+  Checked before sending, from the invoice's lines and its earlier credit memos: an unknown
+  line (``UNKNOWN_LINE``), more than is left of a line (``LINE_OVER_CREDITED``), and a credit
+  larger than what the invoice still owes (``CREDIT_EXCEEDS_DUE``: NetSuite would apply what
+  is due and leave the rest unapplied on the customer, a refund for finance to decide).
 """
 
 from __future__ import annotations
@@ -111,10 +121,13 @@ from domain.money import quantize
 from domain.order import OrderLine, SalesOrder, SalesOrderDraft, SalesOrderStatus
 from domain.quote import BillingType, PaymentTerms
 from domain.receivable import (
+    CreditLine,
+    CreditPosting,
     JournalPosting,
     PaymentApplication,
     PaymentPosting,
     Receivable,
+    ReceivableCredit,
     ReceivableState,
     RevenueJournal,
 )
@@ -262,6 +275,10 @@ def classify_netsuite(operation: str, response: httpx.Response) -> VendorError:
         )
         return vendor_error(VENDOR, operation, response, message, code, transient=True)
     return vendor_error(VENDOR, operation, response, detail, code, transient=status >= 500)
+
+
+def _describe(lines: tuple[CreditLine, ...] | list[CreditLine]) -> str:
+    return ", ".join(f"{x.line_id} {x.amount} + tax {x.tax}" for x in lines) or "nothing"
 
 
 def sql_string(value: str) -> str:
@@ -955,7 +972,23 @@ class NetSuiteErp:
 
     # -- receivables ------------------------------------------------------------------------
 
-    async def _receivable(self, record: dict[str, Any], operation: str) -> Receivable:
+    async def _credit_memos(self, receivable_id: str, operation: str) -> list[dict[str, Any]]:
+        """The credit memos created from the invoice, expanded (lines and apply sublist)."""
+        rows = await self.suiteql(
+            operation,
+            "SELECT id FROM transaction "
+            f"WHERE type = 'CustCred' AND createdfrom = {receivable_id} ORDER BY id",
+        )
+        return [
+            await self._get("creditMemo", str(row["id"]), operation, expand=True) for row in rows
+        ]
+
+    async def _receivable(
+        self,
+        record: dict[str, Any],
+        operation: str,
+        memos: list[dict[str, Any]] | None = None,
+    ) -> Receivable:
         receivable_id = str(record["id"])
         currency_id = _ref_id(record.get("currency"))
         customer_id = _ref_id(record.get("entity"))
@@ -965,15 +998,11 @@ class NetSuiteErp:
             )
         total = _decimal(record.get("total"), "invoice total", operation)
         remaining = _decimal(record.get("amountRemaining", 0), "amount remaining", operation)
-        credits = await self.suiteql(
-            operation,
-            "SELECT id FROM transaction "
-            f"WHERE type = 'CustCred' AND createdfrom = {receivable_id} ORDER BY id",
-        )
+        if memos is None:
+            memos = await self._credit_memos(receivable_id, operation)
         credited = Decimal(0)
         reversal_ids: list[str] = []
-        for row in credits:
-            credit = await self._get("creditMemo", str(row["id"]), operation, expand=True)
+        for credit in memos:
             reversal_ids.append(str(credit["id"]))
             for entry in (credit.get("apply") or {}).get("items") or []:
                 if _ref_id(entry.get("doc")) == receivable_id and entry.get("apply", True):
@@ -1290,7 +1319,9 @@ class NetSuiteErp:
                     code="EXTERNAL_ID_REUSED",
                 )
             return await self._receivable(await self._get("invoice", ref, operation), operation)
-        receivable = await self._receivable(await self._get("invoice", ref, operation), operation)
+        invoice = await self._get("invoice", ref, operation, expand=True)
+        memos = await self._credit_memos(ref, operation)
+        receivable = await self._receivable(invoice, operation, memos)
         if receivable.state is ReceivableState.REVERSED:
             return receivable
         if receivable.amount_paid > 0:
@@ -1304,11 +1335,176 @@ class NetSuiteErp:
                 "only",
                 code="RECEIVABLE_PAID",
             )
-        await self._create(
-            "creditMemo",
-            f"{self._record_url('invoice', ref)}/!transform/creditMemo",
-            {"externalId": external_id, "memo": f"Reversed by revsync: {reason}"[:MAX_MEMO]},
-            external_id,
-            operation,
-        )
+        body: dict[str, Any] = {
+            "externalId": external_id,
+            "memo": f"Reversed by revsync: {reason}"[:MAX_MEMO],
+        }
+        url = f"{self._record_url('invoice', ref)}/!transform/creditMemo"
+        if memos:
+            # Partly credited already (credit notes): the transform would copy every line in
+            # full and leave the part already credited unapplied, owed to the customer.
+            # Credit what is left of each line instead.
+            left = [
+                {**self._memo_line(row), "amount": amount, "rate": amount, "tax1Amt": tax}
+                for row, amount, tax in self._left_to_credit(invoice, memos, operation)
+                if amount or tax
+            ]
+            body["item"] = {"items": left}
+            url += "?replace=item"
+        await self._create("creditMemo", url, body, external_id, operation)
         return await self._receivable(await self._get("invoice", ref, operation), operation)
+
+    # -- partial credit (a billing credit note) ---------------------------------------------
+
+    @staticmethod
+    def _memo_line(row: dict[str, Any]) -> dict[str, Any]:
+        """A credit memo line for the invoice line ``row`` (amounts set by the caller)."""
+        line: dict[str, Any] = {
+            "item": {"id": _ref_id(row.get("item"))},
+            "quantity": 1,
+            "custcol_revsync_line": row.get("custcol_revsync_line"),
+        }
+        if row.get("description"):
+            line["description"] = row["description"]
+        return line
+
+    @staticmethod
+    def _credit_lines(record: dict[str, Any], operation: str) -> list[CreditLine]:
+        """A credit memo's lines by billing line id (``custcol_revsync_line``)."""
+        lines: list[CreditLine] = []
+        for row in (record.get("item") or {}).get("items") or []:
+            lines.append(
+                CreditLine(
+                    line_id=str(row.get("custcol_revsync_line") or f"line {row.get('line')}"),
+                    amount=_decimal(row.get("amount", 0), "credit memo line amount", operation),
+                    tax=_decimal(row.get("tax1Amt", 0), "credit memo line tax", operation),
+                )
+            )
+        return lines
+
+    def _left_to_credit(
+        self, invoice: dict[str, Any], memos: list[dict[str, Any]], operation: str
+    ) -> list[tuple[dict[str, Any], Decimal, Decimal]]:
+        """Each invoice line with the amount and tax its credit memos have not credited yet."""
+        credited: dict[str, tuple[Decimal, Decimal]] = {}
+        for memo in memos:
+            for line in self._credit_lines(memo, operation):
+                amount, tax = credited.get(line.line_id, (Decimal(0), Decimal(0)))
+                credited[line.line_id] = (amount + line.amount, tax + line.tax)
+        left: list[tuple[dict[str, Any], Decimal, Decimal]] = []
+        for row in (invoice.get("item") or {}).get("items") or []:
+            amount = _decimal(row.get("amount", 0), "invoice line amount", operation)
+            tax = _decimal(row.get("tax1Amt", 0), "invoice line tax", operation)
+            done_amount, done_tax = credited.get(
+                str(row.get("custcol_revsync_line")), (Decimal(0), Decimal(0))
+            )
+            left.append((row, amount - done_amount, tax - done_tax))
+        return left
+
+    async def _credit_posting(self, record: dict[str, Any], operation: str) -> CreditPosting:
+        applied_to = [
+            _ref_id(entry.get("doc"))
+            for entry in (record.get("apply") or {}).get("items") or []
+            if entry.get("apply", True)
+        ]
+        return CreditPosting(
+            credit_memo_id=str(record["id"]),
+            external_id=str(record.get("externalId") or ""),
+            receivable_id=_ref_id(record.get("createdFrom")) or (applied_to or [""])[0] or "",
+            currency=await self._currency_code(_ref_id(record.get("currency")) or "", operation),
+            lines=tuple(line for line in self._credit_lines(record, operation) if line.total),
+            total=_decimal(record.get("total"), "credit memo total", operation),
+            applied=_decimal(record.get("applied", 0), "credit memo applied", operation),
+            unapplied=_decimal(record.get("unapplied", 0), "credit memo unapplied", operation),
+        )
+
+    async def credit_receivable(self, credit: ReceivableCredit) -> CreditPosting:
+        operation = "credit_receivable"
+        ref = self._internal_ref(credit.receivable_id, "invoice", operation)
+        key = credit.external_id
+        record = await self._find("creditMemo", key, operation, expand=True)
+        if record is None:
+            invoice = await self._get("invoice", ref, operation, expand=True)
+            memos = await self._credit_memos(ref, operation)
+            receivable = await self._receivable(invoice, operation, memos)
+            what = f"credit note {key} of invoice {credit.invoice_id} (NetSuite invoice {ref})"
+            if receivable.currency != credit.currency:
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"{what} is in {credit.currency}, the invoice in {receivable.currency}",
+                    code="CURRENCY_MISMATCH",
+                )
+            left = {
+                str(row.get("custcol_revsync_line")): (row, amount, tax)
+                for row, amount, tax in self._left_to_credit(invoice, memos, operation)
+            }
+            lines: list[dict[str, Any]] = []
+            for line in credit.lines:
+                if line.line_id not in left:
+                    raise RejectedError(
+                        VENDOR,
+                        operation,
+                        f"{what}: the invoice has no line {line.line_id} (its lines: "
+                        f"{', '.join(sorted(left)) or 'none'})",
+                        code="UNKNOWN_LINE",
+                    )
+                row, amount_left, tax_left = left[line.line_id]
+                if line.amount > amount_left or line.tax > tax_left:
+                    raise RejectedError(
+                        VENDOR,
+                        operation,
+                        f"{what}: line {line.line_id} would be credited {line.amount} + tax "
+                        f"{line.tax} {credit.currency}, but only {amount_left} + tax {tax_left} "
+                        f"{credit.currency} of it is left to credit",
+                        code="LINE_OVER_CREDITED",
+                    )
+                if line.total:
+                    lines.append(
+                        {
+                            **self._memo_line(row),
+                            "rate": line.amount,
+                            "amount": line.amount,
+                            "tax1Amt": line.tax,
+                        }
+                    )
+            if credit.total > receivable.amount_due:
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"{what} credits {credit.total} {credit.currency}, more than the "
+                    f"{receivable.amount_due} {credit.currency} the invoice still owes (paid "
+                    f"{receivable.amount_paid}, credited {receivable.amount_credited}): NetSuite "
+                    "would leave the difference unapplied on the customer, owed back to them. "
+                    "Refund or settle it in NetSuite by hand",
+                    code="CREDIT_EXCEEDS_DUE",
+                )
+            memo = f"revsync credit note {key}" + (f": {credit.reason}" if credit.reason else "")
+            record = await self._create(
+                "creditMemo",
+                f"{self._record_url('invoice', ref)}/!transform/creditMemo?replace=item",
+                {"externalId": key, "memo": memo[:MAX_MEMO], "item": {"items": lines}},
+                key,
+                operation,
+                expand=True,
+            )
+        posting = await self._credit_posting(record, operation)
+        if posting.receivable_id != ref:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"credit memo {posting.credit_memo_id} keyed {key!r} credits invoice "
+                f"{posting.receivable_id}, not {ref}",
+                code="EXTERNAL_ID_REUSED",
+            )
+        wanted = sorted((line for line in credit.lines if line.total), key=lambda x: x.line_id)
+        if sorted(posting.lines, key=lambda x: x.line_id) != wanted:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"credit memo {posting.credit_memo_id} keyed {key!r} credits "
+                f"{_describe(posting.lines)}, not {_describe(tuple(wanted))}: the key was "
+                "posted with other figures",
+                code="CREDIT_MISMATCH",
+            )
+        return posting

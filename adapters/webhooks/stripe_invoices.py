@@ -10,7 +10,9 @@
 - ``credit_note.created``: a :class:`CreditNoteReceived` whose lines are keyed by the
   invoice line ids (``il_...``) the canonical invoice uses. A credit note line tied to no
   invoice line (``custom_line_item``), or lines beyond the page the event carries, are
-  listed as ``unmatched``: the saga parks on them rather than dropping revenue.
+  listed as ``unmatched``: the saga parks on them rather than dropping revenue. Each line's
+  tax (``tax_amounts``) is carried per invoice line too, for the ERP credit memo; a
+  tax-inclusive line's amount is taken net of its tax, as invoice lines are.
 
 Amounts are Stripe integers in the currency's Stripe exponent (``stripe_exponent``, ISK
 included). A field missing or malformed raises :class:`InvoiceEventError` with the dotted
@@ -93,6 +95,25 @@ def _amount(value: Any, currency: str, path: str) -> Decimal:
     return quantize(amount, currency)
 
 
+def _line_tax(row: Mapping[str, Any], currency: str, path: str) -> tuple[Decimal, Decimal]:
+    """A credit note line's tax, and the part of it its ``amount`` includes (tax-inclusive
+    prices), read as the invoice lines are (``tax_amounts``, or ``taxes`` on API versions that
+    renamed it)."""
+    key = "tax_amounts" if row.get("tax_amounts") is not None else "taxes"
+    entries = row.get(key) or []
+    if not isinstance(entries, list):
+        raise _fail(f"{path}.{key}", "is not a list")
+    tax = inclusive = Decimal(0)
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise _fail(f"{path}.{key}.{index}", "is not a tax amount")
+        amount = _amount(entry.get("amount", 0) or 0, currency, f"{path}.{key}.{index}.amount")
+        tax += amount
+        if entry.get("inclusive") is True or entry.get("tax_behavior") == "inclusive":
+            inclusive += amount
+    return tax, inclusive
+
+
 def _moment(value: Any, fallback: int) -> datetime:
     seconds = value if isinstance(value, int) and not isinstance(value, bool) else fallback
     return datetime.fromtimestamp(seconds, tz=UTC)
@@ -164,6 +185,7 @@ def credit_note_from_event(event: StripeEvent) -> CreditNoteReceived:
     if not isinstance(rows, list):
         raise _fail("lines.data", "is required (the credit note's lines)")
     lines: dict[str, Decimal] = {}
+    taxes: dict[str, Decimal] = {}
     unmatched: list[str] = []
     for index, row in enumerate(rows):
         path = f"lines.data.{index}"
@@ -172,17 +194,21 @@ def credit_note_from_event(event: StripeEvent) -> CreditNoteReceived:
         amount = _amount(row.get("amount"), currency, f"{path}.amount")
         discounts = row.get("discount_amount", 0) or 0
         amount -= _amount(discounts, currency, f"{path}.discount_amount")
+        tax, inclusive = _line_tax(row, currency, path)
+        amount -= inclusive
         line_id = _id(row.get("invoice_line_item"))
         if row.get("type") != "invoice_line_item" or line_id is None:
             unmatched.append(f"{_id(row) or path}: {amount} {currency} not tied to an invoice line")
             continue
         lines[line_id] = lines.get(line_id, Decimal(0)) + amount
+        taxes[line_id] = taxes.get(line_id, Decimal(0)) + tax
     if isinstance(lines_obj, Mapping) and lines_obj.get("has_more") is True:
         unmatched.append(f"lines beyond the {len(rows)} the event carries")
     return CreditNoteReceived(
         credit_note_id=credit_note_id,
         currency=currency,
         lines={line_id: amount for line_id, amount in lines.items() if amount != 0},
+        tax={line_id: tax for line_id, tax in taxes.items() if tax != 0},
         total=total,
         unmatched=unmatched,
         event_id=event.id,

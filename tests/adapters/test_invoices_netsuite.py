@@ -18,8 +18,10 @@ from adapters.http import decode_json, dumps_json
 from adapters.ports import ErpPort
 from domain.invoice import Invoice, InvoiceStatus, OneOffLine, SubscriptionLine
 from domain.receivable import (
+    CreditLine,
     PaymentApplication,
     Receivable,
+    ReceivableCredit,
     ReceivableState,
     RevenueJournal,
 )
@@ -34,6 +36,7 @@ RECORDS = f"{BASE_URL}/services/rest/record/v1"
 TOKEN = DEFAULT_TOKENS["netsuite"]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RECEIVABLE_KEY = "i2r-in_1Nord:erp-receivable"
+D = Decimal
 
 
 @dataclass
@@ -762,3 +765,165 @@ async def test_netsuites_refusal_of_a_reversal_is_a_rejection(rig: Rig) -> None:
     assert (caught.value.status, caught.value.code) == (403, "INSUFFICIENT_PERMISSION")
     assert "Credit Memo" in caught.value.message
     assert rig.snapshot("creditMemos") == []
+
+
+# --- partial credit (a billing credit note) -------------------------------------------------
+
+
+def credit_note(
+    receivable: Receivable,
+    *lines: tuple[str, str, str],
+    key: str = "cn_1Seats",
+    currency: str = "EUR",
+) -> ReceivableCredit:
+    """A credit note crediting (line id, pre-tax amount, tax) of each line given."""
+    return ReceivableCredit(
+        external_id=key,
+        invoice_id="in_1Nord",
+        receivable_id=receivable.receivable_id,
+        currency=currency,
+        lines=tuple(
+            CreditLine(line_id=line_id, amount=Decimal(amount), tax=Decimal(tax))
+            for line_id, amount, tax in lines
+        ),
+        reason="5 seats removed",
+    )
+
+
+SEATS_5 = ("il_seats", "189.00", "35.91")
+
+
+async def test_a_credit_note_credits_only_its_lines_once(rig: Rig) -> None:
+    receivable = await posted(rig)
+    credit = credit_note(receivable, SEATS_5)
+
+    posting = await rig.erp.credit_receivable(credit)
+    again = await rig.erp.credit_receivable(credit)
+
+    assert again == posting
+    assert posting.external_id == "cn_1Seats"
+    assert posting.receivable_id == receivable.receivable_id
+    assert posting.lines == (CreditLine(line_id="il_seats", amount=D("189.00"), tax=D("35.91")),)
+    assert (posting.total, posting.applied, posting.unapplied) == (D("224.91"), D("224.91"), D(0))
+    (memo,) = rig.snapshot("creditMemos")
+    assert memo["id"] == posting.credit_memo_id
+    assert (memo["externalId"], memo["createdFrom"]) == ("cn_1Seats", receivable.receivable_id)
+    assert [
+        (x["itemId"], x["amount"], x["tax1Amt"], x["custcol_revsync_line"]) for x in memo["item"]
+    ] == [("PLAT-CORE", D("189.00"), D("35.91"), "il_seats")]
+    assert memo["memo"] == "revsync credit note cn_1Seats: 5 seats removed"
+    (ns_invoice,) = rig.snapshot("invoices")
+    assert ns_invoice["amountRemaining"] == D("3636.64") - D("224.91")
+    after = await rig.erp.find_receivable(RECEIVABLE_KEY)
+    assert after is not None
+    assert after.state is ReceivableState.OPEN
+    assert (after.amount_due, after.amount_credited, after.amount_paid) == (
+        D("3411.73"),
+        D("224.91"),
+        D("0.00"),
+    )
+    assert after.reversal_ids == (posting.credit_memo_id,)
+
+
+async def test_a_credit_larger_than_what_is_still_due_is_rejected(rig: Rig) -> None:
+    receivable = await posted(rig)
+    await rig.erp.apply_payment(payment(receivable, "3500.00"))
+
+    with pytest.raises(RejectedError) as caught:
+        await rig.erp.credit_receivable(credit_note(receivable, SEATS_5))
+
+    assert caught.value.code == "CREDIT_EXCEEDS_DUE"
+    assert caught.value.message.startswith(
+        "credit note cn_1Seats of invoice in_1Nord (NetSuite invoice "
+        f"{receivable.receivable_id}) credits 224.91 EUR, more than the 136.64 EUR the invoice "
+        "still owes (paid 3500.00, credited 0)"
+    )
+    assert rig.snapshot("creditMemos") == []
+
+
+async def test_more_than_is_left_of_a_line_is_rejected(rig: Rig) -> None:
+    receivable = await posted(rig)
+    await rig.erp.credit_receivable(credit_note(receivable, ("il_seats", "600.00", "114.00")))
+
+    with pytest.raises(RejectedError) as caught:
+        await rig.erp.credit_receivable(credit_note(receivable, SEATS_5, key="cn_2"))
+    assert caught.value.code == "LINE_OVER_CREDITED"
+    assert (
+        "line il_seats would be credited 189.00 + tax 35.91 EUR, but only 156.00 + tax 29.64 "
+        "EUR of it is left to credit"
+    ) in caught.value.message
+
+    with pytest.raises(RejectedError) as unknown:
+        await rig.erp.credit_receivable(
+            credit_note(receivable, ("il_gone", "1.00", "0"), key="cn_3")
+        )
+    assert unknown.value.code == "UNKNOWN_LINE"
+    assert "has no line il_gone (its lines: il_onboard, il_seats)" in unknown.value.message
+    assert len(rig.snapshot("creditMemos")) == 1
+
+
+async def test_a_credit_in_another_currency_is_rejected(rig: Rig) -> None:
+    receivable = await posted(rig)
+    with pytest.raises(RejectedError) as caught:
+        await rig.erp.credit_receivable(credit_note(receivable, SEATS_5, currency="USD"))
+    assert caught.value.code == "CURRENCY_MISMATCH"
+
+
+async def test_a_lost_credit_answer_is_an_unknown_outcome_and_the_retry_finds_it(rig: Rig) -> None:
+    receivable = await posted(rig)
+    rig.lossy.lose("POST", "/!transform/creditMemo")
+
+    with pytest.raises(UnknownOutcomeError):
+        await rig.erp.credit_receivable(credit_note(receivable, SEATS_5))
+    assert len(rig.snapshot("creditMemos")) == 1
+
+    posting = await rig.erp.credit_receivable(credit_note(receivable, SEATS_5))
+    assert posting.total == D("224.91")
+    assert len(rig.snapshot("creditMemos")) == 1
+    (ns_invoice,) = rig.snapshot("invoices")
+    assert ns_invoice["amountRemaining"] == D("3411.73")
+
+
+async def test_a_credit_key_posted_with_other_figures_or_for_another_receivable_is_rejected(
+    rig: Rig,
+) -> None:
+    first = await posted(rig)
+    second = await rig.erp.post_receivable(invoice("in_2"), rig.customer_id, "i2r-in_2:erp")
+    await rig.erp.credit_receivable(credit_note(first, SEATS_5))
+
+    with pytest.raises(RejectedError) as other_figures:
+        await rig.erp.credit_receivable(credit_note(first, ("il_seats", "100.00", "19.00")))
+    assert other_figures.value.code == "CREDIT_MISMATCH"
+    assert "credits il_seats 189.00 + tax 35.91, not il_seats 100.00 + tax 19.00" in (
+        other_figures.value.message
+    )
+    with pytest.raises(RejectedError) as other_receivable:
+        await rig.erp.credit_receivable(credit_note(second, SEATS_5))
+    assert other_receivable.value.code == "EXTERNAL_ID_REUSED"
+    assert len(rig.snapshot("creditMemos")) == 1
+
+
+async def test_credit_server_errors_are_transient(rig: Rig) -> None:
+    receivable = await posted(rig)
+    rig.inject(operation="create_credit_memo", status=503)
+    with pytest.raises(TransientError):
+        await rig.erp.credit_receivable(credit_note(receivable, SEATS_5))
+    assert rig.snapshot("creditMemos") == []
+
+
+async def test_a_void_after_a_credit_note_reverses_only_what_is_left(rig: Rig) -> None:
+    receivable = await posted(rig)
+    await rig.erp.credit_receivable(credit_note(receivable, SEATS_5))
+
+    reversed_ = await rig.erp.reverse_receivable(receivable.receivable_id, "i2r-rev", "voided")
+
+    assert reversed_.state is ReceivableState.REVERSED
+    assert (reversed_.amount_due, reversed_.amount_credited) == (D("0.00"), D("3636.64"))
+    partial, reversal = rig.snapshot("creditMemos")
+    assert [(x["custcol_revsync_line"], x["amount"], x["tax1Amt"]) for x in reversal["item"]] == [
+        ("il_seats", D("567.00"), D("107.73")),
+        ("il_onboard", D("2300.00"), D("437.00")),
+    ]
+    # Nothing is left unapplied on the customer: the two memos add up to the invoice.
+    assert (reversal["total"], reversal["unapplied"]) == (D("3411.73"), D("0.00"))
+    assert partial["total"] + reversal["total"] == D("3636.64")

@@ -183,6 +183,7 @@ async def test_voided_and_credit_note_signal_the_saga(
     assert isinstance(note, CreditNoteReceived)
     assert note.credit_note_id == "cn_1QbCdK2eZvKYlo2CCred01"
     assert note.lines == {"il_1QbCdE2eZvKYlo2CxPlat01": Decimal("3000.00")}
+    assert note.tax == {"il_1QbCdE2eZvKYlo2CxPlat01": Decimal("240.00")}
     assert note.total == Decimal("3240.00") and note.unmatched == []
     assert isinstance(voided, VoidReceived)
     assert voided.voided_at == datetime.fromtimestamp(1734595200, tz=UTC)
@@ -267,6 +268,22 @@ def test_payment_amounts_follow_stripes_exponent(currency: str, minor: int, amou
     event["data"]["object"] |= {"currency": currency, "amount_paid": minor}
     payment = payment_from_event(parsed(event))
     assert payment.amount == Decimal(amount) and str(payment.amount) == amount
+
+
+def test_a_tax_inclusive_credit_note_line_is_taken_net_of_its_tax_and_the_tax_kept_per_line():
+    event = fixture("credit_note_created")
+    obj = event["data"]["object"]
+    (line,) = obj["lines"]["data"]
+    # 1,190.00 EUR gross including 19 % VAT, on the API version that names them ``taxes``.
+    line |= {"amount": 119000, "tax_amounts": None}
+    line["taxes"] = [{"amount": 19000, "tax_behavior": "inclusive", "taxable_amount": 100000}]
+    obj |= {"currency": "eur", "subtotal": 119000, "total": 119000, "amount": 119000}
+
+    note = credit_note_from_event(parsed(event))
+
+    assert note.lines == {"il_1QbCdE2eZvKYlo2CxPlat01": Decimal("1000.00")}
+    assert note.tax == {"il_1QbCdE2eZvKYlo2CxPlat01": Decimal("190.00")}
+    assert note.total == Decimal("1190.00")
 
 
 def test_a_credit_note_line_tied_to_no_invoice_line_is_unmatched_not_dropped():
