@@ -2,7 +2,8 @@
 
 Every side effect is keyed by the saga (``domain.invoice_contracts``): the receivable by
 ``i2r-<invoice>:receivable``, a journal by its schedule entry id, a payment by the billing
-payment id, the reversal by ``i2r-<invoice>:void``. Every vendor failure goes through
+payment id, the reversal by ``i2r-<invoice>:void``, a partial credit by the billing credit
+note id. Every vendor failure goes through
 :func:`activities.classify.vendor_call`, the one classifier.
 """
 
@@ -23,10 +24,12 @@ from domain.invoice_contracts import (
     SetReceivableStatus,
 )
 from domain.receivable import (
+    CreditPosting,
     JournalPosting,
     PaymentApplication,
     PaymentPosting,
     Receivable,
+    ReceivableCredit,
     RevenueJournal,
 )
 from domain.saga import FailureType
@@ -80,6 +83,13 @@ class ErpInvoiceActivities:
         """Apply a billing payment to the receivable; keyed by the billing payment id."""
         with bound_contextvars(invoice_id=payment.invoice_id), vendor_call(self.erp.vendor):
             return await self.erp.apply_payment(payment)
+
+    @activity.defn(name=InvoiceActivity.ERP_CREDIT_RECEIVABLE)
+    async def credit_receivable(self, credit: ReceivableCredit) -> CreditPosting:
+        """Credit the receivable for a billing credit note's lines only; keyed by the credit
+        note id."""
+        with bound_contextvars(invoice_id=credit.invoice_id), vendor_call(self.erp.vendor):
+            return await self.erp.credit_receivable(credit)
 
     @activity.defn(name=InvoiceActivity.ERP_REVERSE_RECEIVABLE)
     async def reverse_receivable(self, request: ReverseReceivable) -> Receivable:

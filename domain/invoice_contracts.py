@@ -65,6 +65,7 @@ class InvoiceActivity:
     ERP_POST_REVENUE_JOURNAL = "erp.post_revenue_journal"
     ERP_APPLY_PAYMENT = "erp.apply_payment"
     ERP_REVERSE_RECEIVABLE = "erp.reverse_receivable"
+    ERP_CREDIT_RECEIVABLE = "erp.credit_receivable"
     CRM_SET_RECEIVABLE_STATUS = "crm.set_receivable_status"
 
 
@@ -97,6 +98,7 @@ class InvoiceStep(StrEnum):
     POST_JOURNAL = "post_journal"
     APPLY_PAYMENT = "apply_payment"
     APPLY_CREDIT_NOTE = "apply_credit_note"
+    CREDIT_RECEIVABLE = "credit_receivable"
     REVERSE_RECEIVABLE = "reverse_receivable"
     REVERSE_REVENUE = "reverse_revenue"
     NOTIFY_CRM = "notify_crm"
@@ -211,7 +213,8 @@ class VoidReceived(BaseModel):
 class CreditNoteReceived(BaseModel):
     """Signal ``credit_note``: billing issued a credit note against the invoice.
 
-    ``lines`` is the pre-tax amount credited per invoice line id; ``unmatched`` describes
+    ``lines`` is the pre-tax amount credited per invoice line id, ``tax`` the tax credited
+    per invoice line id (as the billing credit note carries it); ``unmatched`` describes
     credit note lines tied to no invoice line (the saga parks on those: revenue is never
     dropped silently)."""
 
@@ -220,6 +223,7 @@ class CreditNoteReceived(BaseModel):
     credit_note_id: NonBlank
     currency: CurrencyCode
     lines: dict[str, Amount] = Field(default_factory=dict)
+    tax: dict[str, Amount] = Field(default_factory=dict)
     total: Amount = Field(description="What the credit note takes off the amount due (with tax)")
     unmatched: list[str] = Field(default_factory=list)
     event_id: str | None = None

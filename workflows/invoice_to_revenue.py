@@ -16,7 +16,8 @@ Workflow id ``i2r-<invoice id>``, queue ``orchestration``, started by billing's
      receivable PAID in CRM;
    - the day after due date plus grace, an unpaid invoice turns OVERDUE (stage, search
      attribute, CRM status);
-   - ``credit_note`` shrinks the not-yet-recognised revenue (``domain.revenue.apply_credit``);
+   - ``credit_note`` shrinks the not-yet-recognised revenue (``domain.revenue.apply_credit``)
+     and credits the ERP receivable for its lines (a credit memo keyed by the credit note id);
    - ``voided`` reverses the ERP receivable, cancels what is not recognised and reverses what
      is with journals in the current period (``domain.revenue.reverse``).
 
@@ -77,10 +78,13 @@ with workflow.unsafe.imports_passed_through():
         start_of,
     )
     from domain.receivable import (
+        CreditLine,
+        CreditPosting,
         JournalPosting,
         PaymentApplication,
         PaymentPosting,
         Receivable,
+        ReceivableCredit,
         ReceivableStatus,
         RevenueJournal,
     )
@@ -405,16 +409,64 @@ class InvoiceToRevenueWorkflow:
             InvoiceStep.APPLY_CREDIT_NOTE,
             note.credit_note_id,
             DONE,
-            f"revenue schedule reduced by {sum(note.lines.values(), Decimal(0))} "
-            f"{note.currency}; the ERP receivable is not credited by revsync (credit memo by "
-            "hand)",
+            f"revenue schedule reduced by {sum(note.lines.values(), Decimal(0))} {note.currency}",
         )
-        workflow.logger.warning(
-            "credit note applied to the revenue schedule; the ERP receivable needs a credit "
-            "memo by hand",
-            extra=self._log(credit_note_id=note.credit_note_id, total=str(note.total)),
-        )
+        if workflow.patched("credit-receivable"):
+            await self._credit_receivable(note)
+        else:
+            # Sagas started before the patch: the ERP receivable was credited by hand.
+            workflow.logger.warning(
+                "credit note applied to the revenue schedule; the ERP receivable needs a "
+                "credit memo by hand",
+                extra=self._log(credit_note_id=note.credit_note_id, total=str(note.total)),
+            )
         await self._settle()
+
+    async def _credit_receivable(self, note: CreditNoteReceived) -> None:
+        """Credit the ERP receivable for the credit note's lines (and their tax) with one credit
+        memo keyed by the credit note id."""
+        s = self._status
+        step, key = InvoiceStep.CREDIT_RECEIVABLE, note.credit_note_id
+        credit: ReceivableCredit | None = None
+        problem = ""
+        try:
+            credit = ReceivableCredit(
+                external_id=key,
+                invoice_id=s.invoice_id,
+                receivable_id=self._require_receivable().receivable_id,
+                currency=note.currency,
+                lines=tuple(
+                    CreditLine(
+                        line_id=line_id,
+                        amount=note.lines.get(line_id, Decimal(0)),
+                        tax=note.tax.get(line_id, Decimal(0)),
+                    )
+                    for line_id in sorted(note.lines.keys() | note.tax.keys())
+                ),
+                reason=f"credit note {key} of invoice {s.invoice_id}",
+            )
+        except ValueError as error:
+            problem = f"credit note {key} cannot be credited in the ERP: {error}"
+        if credit is None:
+            self._start(step, key)
+            self._record(step, key, FAILED, problem)
+            await self._park(step, key, problem)
+            self._record(step, key, SKIPPED, "credited in the ERP by hand")
+            return
+        posting = await self._attempt(
+            step, key, InvoiceActivity.ERP_CREDIT_RECEIVABLE, credit, CreditPosting, TaskQueue.ERP
+        )
+        if posting is None:
+            return  # skipped: credited in the ERP by hand
+        detail = f"credit memo {posting.credit_memo_id}: {posting.total} {posting.currency}"
+        if posting.unapplied:
+            detail += f", {posting.unapplied} left unapplied on the customer"
+        if posting.total != note.total:
+            detail += f" (billing credited {note.total}: settle the difference by hand)"
+        self._record(step, key, DONE, detail)
+        off = bool(posting.unapplied) or posting.total != note.total
+        log = workflow.logger.warning if off else workflow.logger.info
+        log("receivable credited", extra=self._log(credit_note_id=key, detail=detail))
 
     # -- payments and dunning -------------------------------------------------------------
 

@@ -37,10 +37,12 @@ from domain.order import (
     SubscriptionDraft,
 )
 from domain.receivable import (
+    CreditPosting,
     JournalPosting,
     PaymentApplication,
     PaymentPosting,
     Receivable,
+    ReceivableCredit,
     ReceivableState,
     ReceivableStatus,
     RevenueJournal,
@@ -70,6 +72,7 @@ class FakeVendors:
     journals: dict[str, JournalPosting] = field(default_factory=dict)
     payments: dict[str, PaymentPosting] = field(default_factory=dict)
     reversals: dict[str, str] = field(default_factory=dict)
+    credits: dict[str, CreditPosting] = field(default_factory=dict)
     closed_periods: set[str] = field(default_factory=set)
     crm_statuses: list[tuple[ReceivableStatus, Decimal, datetime]] = field(default_factory=list)
     published: list[dict[str, Any]] = field(default_factory=list)
@@ -246,6 +249,38 @@ class FakeErp:
             )
         return self.v.receivables[key]
 
+    async def credit_receivable(self, credit: ReceivableCredit) -> CreditPosting:
+        self.v.enter("credit_receivable", credit)
+        if credit.external_id not in self.v.credits:
+            key, receivable = self._receivable(credit.receivable_id)
+            if credit.total > receivable.amount_due:
+                raise RejectedError(
+                    self.vendor,
+                    "credit_receivable",
+                    f"credit note {credit.external_id} credits {credit.total}, more than the "
+                    f"{receivable.amount_due} still owed",
+                    code="CREDIT_EXCEEDS_DUE",
+                )
+            due = receivable.amount_due - credit.total
+            memo_id = f"CM{len(self.v.credits) + 1}"
+            self.v.receivables[key] = receivable.model_copy(
+                update={
+                    "amount_credited": receivable.amount_credited + credit.total,
+                    "amount_due": due,
+                    "reversal_ids": (*receivable.reversal_ids, memo_id),
+                }
+            )
+            self.v.credits[credit.external_id] = CreditPosting(
+                credit_memo_id=memo_id,
+                external_id=credit.external_id,
+                receivable_id=credit.receivable_id,
+                currency=credit.currency,
+                lines=credit.lines,
+                total=credit.total,
+                applied=credit.total,
+            )
+        return self.v.credits[credit.external_id]
+
     # Not used by invoice-to-revenue.
     async def update_customer_fields(
         self, customer_id: str, changes: Mapping[MasterField, FieldValue], idempotency_key: str
@@ -349,6 +384,7 @@ def queues(vendors: FakeVendors) -> dict[str, list[Callable[..., Any]]]:
             erp.post_revenue_journal,
             erp.apply_payment,
             erp.reverse_receivable,
+            erp.credit_receivable,
         ],
         TaskQueue.CRM: [crm.set_receivable_status],
         TaskQueue.EVENTS: [publish_event],

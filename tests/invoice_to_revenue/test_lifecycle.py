@@ -31,7 +31,13 @@ from domain.invoice_contracts import (
     invoice_workflow_id,
     start_of,
 )
-from domain.receivable import ReceivableState, ReceivableStatus, RevenueJournal
+from domain.receivable import (
+    CreditLine,
+    ReceivableCredit,
+    ReceivableState,
+    ReceivableStatus,
+    RevenueJournal,
+)
 from domain.revenue import build_schedule, closes_on, period_of
 from domain.saga import ResolveAction, ResolveRequest
 from tests.invoice_to_revenue.fakes import FakeVendors, first_of_next_month, running_workers
@@ -307,13 +313,34 @@ async def test_a_credit_note_shrinks_the_revenue_not_yet_recognised_and_what_is_
             credit_note_id="cn_1",
             currency="USD",
             lines={"il_platform": D("3000.00")},
+            tax={"il_platform": D("240.00")},
             total=D("3240.00"),
         )
         await handle.signal(InvoiceToRevenueWorkflow.credit_note, credit)
         await handle.signal(InvoiceToRevenueWorkflow.credit_note, credit)  # redelivered
-        credited = await until(handle, lambda s: s.credit_notes == ["cn_1"])
+        credited = await until(
+            handle,
+            lambda s: (
+                (r := s.step(InvoiceStep.CREDIT_RECEIVABLE, "cn_1")) is not None
+                and r.state == "done"
+            ),
+        )
+        assert credited.credit_notes == ["cn_1"]
         assert credited.amount_due == invoice.total - D("3240.00")
         assert credited.scheduled_revenue == D("9000.00")
+        # One credit memo in the ERP, for that line and those amounts only.
+        (call,) = vendors.called("credit_receivable")
+        sent: ReceivableCredit = call.arg
+        assert sent.external_id == "cn_1" and sent.invoice_id == invoice.invoice_id
+        assert sent.lines == (CreditLine(line_id="il_platform", amount=D("3000"), tax=D("240")),)
+        (receivable,) = vendors.receivables.values()
+        assert sent.receivable_id == receivable.receivable_id
+        assert (receivable.amount_due, receivable.amount_credited) == (
+            invoice.total - D("3240.00"),
+            D("3240.00"),
+        )
+        record = credited.step(InvoiceStep.CREDIT_RECEIVABLE, "cn_1")
+        assert record is not None and record.detail == "credit memo CM1: 3240.00 USD"
         remaining = PaymentReceived(
             payment_id="pi_rest",
             amount=invoice.total - D("3240.00"),
@@ -328,6 +355,115 @@ async def test_a_credit_note_shrinks_the_revenue_not_yet_recognised_and_what_is_
     assert status.recognised_revenue == D("9000.00")
     assert status.amount_due == 0
     assert vendors.crm_statuses[-1][0] is ReceivableStatus.PAID
+
+
+async def test_a_credit_beyond_the_unrecognised_revenue_is_taken_back_by_a_negative_journal(
+    time_skipping_env: WorkflowEnvironment,
+):
+    """Two of three months recognised, then a credit note for half the line: the credit memo
+    takes 1,500 (plus tax) off the receivable, the last month's revenue (about 1,000) is
+    cancelled and the rest of the 1,500 comes back from recognised revenue by a negative
+    journal when the current month closes."""
+    env = time_skipping_env
+    day = await today(env)
+    first = first_of_next_month(day)
+    invoice = make_invoice(day, first, 3, amount="3000.00")
+    month_1, month_2, month_3 = (e.amount for e in build_schedule(invoice).entries)
+    vendors = vendors_with(invoice)
+    policy = InvoicePolicy(grace=timedelta(days=365))  # not overdue within this test
+    async with running_workers(env.client, vendors):
+        handle = await start(env.client, invoice, policy)
+        await reach(handle, InvoiceStage.AWAITING_PAYMENT)
+        third = months_later(first, 2)
+        await env.sleep(third - day + timedelta(days=3))
+        status = await until(
+            handle, lambda s: s.recognised_through == period_of(months_later(first, 1))
+        )
+        assert status.recognised_revenue == month_1 + month_2
+        note = CreditNoteReceived(
+            credit_note_id="cn_half",
+            currency="USD",
+            lines={"il_platform": D("1500.00")},
+            tax={"il_platform": D("120.00")},
+            total=D("1620.00"),
+        )
+        await handle.signal(InvoiceToRevenueWorkflow.credit_note, note)
+        credited = await until(handle, lambda s: s.credit_notes == ["cn_half"])
+        assert credited.scheduled_revenue == D("1500.00")
+        await env.sleep(closes_on(period_of(third)) - third + timedelta(days=1))
+        status = await until(handle, lambda s: s.recognised_through == period_of(third))
+        await handle.signal(
+            InvoiceToRevenueWorkflow.payment_received,
+            PaymentReceived(
+                payment_id="pi_rest",
+                amount=invoice.total - D("1620.00"),
+                currency="USD",
+                paid_at=await env.get_current_time(),
+            ),
+        )
+        status = await handle.result()
+
+    assert status.stage is InvoiceStage.CLOSED
+    (call,) = vendors.called("credit_receivable")
+    assert call.arg.lines == (CreditLine(line_id="il_platform", amount=D("1500"), tax=D("120")),)
+    posted = [(j.period, j.amount) for j in journals(vendors)]
+    assert month_3 < D("1500.00")
+    assert posted == [
+        (period_of(first), month_1),
+        (period_of(months_later(first, 1)), month_2),
+        (period_of(third), month_3 - D("1500.00")),
+    ]
+    assert status.recognised_revenue == D("1500.00") == invoice.subtotal - D("1500.00")
+    (receivable,) = vendors.receivables.values()
+    assert (receivable.amount_credited, receivable.amount_due) == (D("1620.00"), D(0))
+
+
+async def test_a_credit_on_a_paid_invoice_is_refused_by_the_erp_and_parks_until_skipped(
+    time_skipping_env: WorkflowEnvironment,
+):
+    env = time_skipping_env
+    day = await today(env)
+    invoice = make_invoice(day, first_of_next_month(day), 12)
+    vendors = vendors_with(invoice)
+    async with running_workers(env.client, vendors):
+        handle = await start(env.client, invoice)
+        await reach(handle, InvoiceStage.AWAITING_PAYMENT)
+        await handle.signal(
+            InvoiceToRevenueWorkflow.payment_received,
+            payment(invoice, await env.get_current_time()),
+        )
+        await reach(handle, InvoiceStage.PAID)
+        note = CreditNoteReceived(
+            credit_note_id="cn_late",
+            currency="USD",
+            lines={"il_platform": D("1000.00")},
+            tax={"il_platform": D("80.00")},
+            total=D("1080.00"),
+        )
+        await handle.signal(InvoiceToRevenueWorkflow.credit_note, note)
+        parked = await reach(handle, InvoiceStage.NEEDS_ATTENTION)
+        assert parked.parked is not None
+        assert (parked.parked.step, parked.parked.key) == (
+            InvoiceStep.CREDIT_RECEIVABLE,
+            "cn_late",
+        )
+        assert "credits 1080.00, more than the 0.00 still owed" in parked.parked.reason
+        assert parked.parked.allowed == [ResolveAction.RETRY, ResolveAction.SKIP]
+        # The revenue schedule already shrank: only the ERP side waits for finance.
+        assert parked.scheduled_revenue == D("11000.00")
+
+        await handle.execute_update(
+            InvoiceToRevenueWorkflow.resolve,
+            ResolveRequest(action=ResolveAction.SKIP, operator="ops.lena", note="refunded"),
+        )
+        resumed = await reach(handle, InvoiceStage.PAID)
+        record = resumed.step(InvoiceStep.CREDIT_RECEIVABLE, "cn_late")
+        assert record is not None and record.state == "skipped"
+        await handle.cancel()
+
+    assert vendors.credits == {}
+    (receivable,) = vendors.receivables.values()
+    assert receivable.amount_credited == 0
 
 
 async def test_a_36_month_schedule_continues_as_new_with_small_histories_and_exact_totals(
