@@ -101,6 +101,7 @@ def erp_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
         invoices.post_revenue_journal,
         invoices.apply_payment,
         invoices.reverse_receivable,
+        invoices.credit_receivable,
     ]
 
 
