@@ -48,6 +48,9 @@ pytestmark = pytest.mark.e2e
 Handle = WorkflowHandle[InvoiceToRevenueWorkflow, InvoiceToRevenueStatus]
 D = Decimal
 REVSYNC = str(Path(sys.executable).parent / "revsync")
+CREDIT_NOTE_FIXTURE = (
+    Path(__file__).parents[1] / "gateway" / "fixtures" / "stripe_credit_note_created.json"
+)
 
 
 @pytest.fixture(scope="module")
@@ -582,3 +585,139 @@ async def test_a_closed_erp_period_parks_the_saga_until_reopened_and_retried(
             break
         await asyncio.sleep(0.2)
     assert invoice_id not in {i.invoice_id for i in await parked_invoices(stack.client)}
+
+
+def credit_note_event(
+    invoice: dict[str, Any], line_id: str, amount: int, tax: int, memo: str
+) -> dict[str, Any]:
+    """``credit_note.created`` as Stripe sends it (tests/gateway/fixtures), crediting
+    ``amount`` plus ``tax`` (in minor units) of one invoice line."""
+    event: dict[str, Any] = json.loads(CREDIT_NOTE_FIXTURE.read_text())
+    note_id = f"cn_{uuid.uuid4().hex[:20]}"
+    note = event["data"]["object"]
+    (line,) = note["lines"]["data"]
+    line |= {
+        "id": f"cnli_{uuid.uuid4().hex[:20]}",
+        "amount": amount,
+        "description": memo,
+        "invoice_line_item": line_id,
+        "quantity": 1,
+        "unit_amount": amount,
+    }
+    line["tax_amounts"][0]["amount"] = tax
+    note |= {
+        "id": note_id,
+        "amount": amount + tax,
+        "subtotal": amount,
+        "total": amount + tax,
+        "currency": invoice["currency"],
+        "customer": invoice["customer"],
+        "invoice": invoice["id"],
+        "memo": memo,
+        "created": int(time.time()),
+    }
+    note["lines"]["url"] = f"/v1/credit_notes/{note_id}/lines"
+    return stripe_event("credit_note.created", note)
+
+
+async def test_a_partial_credit_note_credits_the_erp_receivable_for_its_line_only(
+    stack: Stack,
+) -> None:
+    account = "0015e00000NordDE1"
+    await book(stack, account)
+    recognised_month = month_start(4)  # a month no other test bills
+    invoice = await make_invoice(
+        stack,
+        {
+            "account_id": account,
+            "currency": "eur",
+            "lines": [
+                # this month: not recognised yet
+                {
+                    "product": "PLAT-CORE",
+                    "quantity": 20,
+                    "unit_amount": 4200,
+                    "recurring": "month",
+                    "period_start": month_start(0).isoformat(),
+                    "tax": 15960,
+                },
+                # a closed month: recognised at once
+                {
+                    "product": "PLAT-ANALYTICS",
+                    "quantity": 1,
+                    "unit_amount": 50000,
+                    "recurring": "month",
+                    "period_start": recognised_month.isoformat(),
+                    "tax": 9500,
+                },
+            ],
+        },
+    )
+    invoice_id = invoice["id"]
+    seats_line, analytics_line = (line["id"] for line in invoice["lines"]["data"])
+    handle = await finalize(stack, invoice)
+    status = await until(
+        handle,
+        lambda s: (
+            s.stage is InvoiceStage.AWAITING_PAYMENT
+            and s.recognised_through == period(recognised_month)
+        ),
+    )
+    assert (status.total, status.scheduled_revenue) == (D("1594.60"), D("1340.00"))
+    (receivable,) = netsuite(stack, "invoices", invoice_id)
+
+    # Stripe credits 5 of the 20 seats: 210.00 EUR plus 39.90 EUR VAT.
+    event = credit_note_event(invoice, seats_line, 21000, 3990, "5 seats removed")
+    note_id = event["data"]["object"]["id"]
+    answer = await send(stack, event)
+    assert (answer.status_code, answer.json()["status"]) == (200, "delivered"), answer.text
+    status = await until(
+        handle,
+        lambda s: (
+            (r := s.step(InvoiceStep.CREDIT_RECEIVABLE, note_id)) is not None
+            and r.state == "done"
+            and s.receivable_status is ReceivableStatus.CURRENT
+            and s.amount_due == D("1344.70")
+        ),
+    )
+    assert status.credit_notes == [note_id]
+    assert status.amount_credited == D("249.90")
+    assert status.scheduled_revenue == D("1130.00")  # the seats' month shrank by 210.00
+    redelivered = await send(stack, event)
+    assert redelivered.status_code == 200, redelivered.text
+
+    # One NetSuite credit memo, from the receivable, for the seats line and those amounts only.
+    (memo,) = netsuite(stack, "creditMemos", invoice_id)
+    assert (memo["externalId"], memo["createdFrom"]) == (note_id, receivable["id"])
+    assert memo["currency"] == "EUR"
+    assert [
+        (x["itemId"], x["amount"], x["tax1Amt"], x["custcol_revsync_line"]) for x in memo["item"]
+    ] == [("PLAT-CORE", D("210.00"), D("39.90"), seats_line)]
+    assert (memo["total"], memo["applied"], memo["unapplied"]) == (
+        D("249.90"),
+        D("249.90"),
+        D("0.00"),
+    )
+    assert memo["apply"] == [{"doc": receivable["id"], "amount": D("249.90")}]
+    (after,) = netsuite(stack, "invoices", invoice_id)
+    assert (after["total"], after["amountRemaining"]) == (D("1594.60"), D("1344.70"))
+    record = status.step(InvoiceStep.CREDIT_RECEIVABLE, note_id)
+    assert record is not None and record.detail == f"credit memo {memo['id']}: 249.90 EUR"
+    assert D(str(crm_account(stack, account)["Revsync_AR_Amount_Due__c"])) == D("1344.70")
+
+    # A void then reverses only what the credit note left: no credit owed to the customer.
+    voided = await stripe_call(stack, "POST", f"invoices/{invoice_id}/void")
+    answer = await send(stack, stripe_event("invoice.voided", voided))
+    assert (answer.status_code, answer.json()["status"]) == (200, "delivered"), answer.text
+    final = await handle.result()
+    assert final.stage is InvoiceStage.VOIDED
+    assert final.recognised_revenue == 0
+    first, reversal = netsuite(stack, "creditMemos", invoice_id)
+    assert first == memo
+    assert reversal["externalId"] == f"i2r-{invoice_id}:void"
+    assert sorted(
+        (x["custcol_revsync_line"], x["amount"], x["tax1Amt"]) for x in reversal["item"]
+    ) == sorted([(seats_line, D("630.00"), D("119.70")), (analytics_line, D("500.00"), D("95.00"))])
+    assert (reversal["total"], reversal["unapplied"]) == (D("1344.70"), D("0.00"))
+    (reversed_receivable,) = netsuite(stack, "invoices", invoice_id)
+    assert reversed_receivable["amountRemaining"] == D("0.00")
