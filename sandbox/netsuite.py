@@ -810,23 +810,7 @@ class NetSuiteStore:
                     f"This record already exists: a sales order with external ID {external_id!r}.",
                     "externalId",
                 )
-        if "entity" not in body:
-            raise NetSuiteError(400, "USER_ERROR", "Please enter value(s) for: Customer", "entity")
-        customer_id = _ref(body["entity"], "entity")
-        customer = self.customers.get(customer_id)
-        if customer is None:
-            raise _bad_ref("entity", f"Invalid entity reference key {customer_id}.")
-        currency_id = (
-            _ref(body["currency"], "currency")
-            if "currency" in body
-            else customer["currency"] or "1"
-        )
-        if currency_id not in self.currencies:
-            raise _bad_ref("currency", f"Invalid currency reference key {currency_id}.")
-        symbol = str(self.currencies[currency_id]["symbol"])
-        terms_id = _ref(body["terms"], "terms") if "terms" in body else None
-        if terms_id is not None and terms_id not in self.terms:
-            raise _bad_ref("terms", f"Invalid terms reference key {terms_id}.")
+        customer_id, currency_id, symbol, terms_id = self._transaction_parties(body)
         tran_date = body.get("tranDate", date.today().isoformat())
         try:
             date.fromisoformat(str(tran_date))
@@ -1169,9 +1153,10 @@ class NetSuiteStore:
     def find_invoice(self, ref: str) -> dict[str, Any] | None:
         return self._find(self.invoices, ref)
 
-    def create_invoice(self, body: Any) -> dict[str, Any]:
-        _check_fields(body, _INVOICE_FIELDS)
-        external_id = self._new_external_id(body, self.invoices, "invoice")
+    def _transaction_parties(self, body: Any) -> tuple[str, str, str, str | None]:
+        """The customer, currency (id and ISO symbol) and terms a sales order or invoice body
+        names, refused as NetSuite refuses a missing or invalid reference. The currency
+        defaults to the customer's."""
         if "entity" not in body:
             raise NetSuiteError(400, "USER_ERROR", "Please enter value(s) for: Customer", "entity")
         customer_id = _ref(body["entity"], "entity")
@@ -1189,6 +1174,12 @@ class NetSuiteStore:
         terms_id = _ref(body["terms"], "terms") if "terms" in body else None
         if terms_id is not None and terms_id not in self.terms:
             raise _bad_ref("terms", f"Invalid terms reference key {terms_id}.")
+        return customer_id, currency_id, symbol, terms_id
+
+    def create_invoice(self, body: Any) -> dict[str, Any]:
+        _check_fields(body, _INVOICE_FIELDS)
+        external_id = self._new_external_id(body, self.invoices, "invoice")
+        customer_id, currency_id, symbol, terms_id = self._transaction_parties(body)
         tran_date = self._tran_date(body)
         if "dueDate" in body:
             try:

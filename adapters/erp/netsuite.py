@@ -515,6 +515,19 @@ class NetSuiteErp:
         exact = set(wanted)
         return [row for row in rows if str(row.get("itemid")) in exact]
 
+    async def _item_ids(self, skus: list[str], operation: str) -> dict[str, str]:
+        """NetSuite internal item id by SKU; a SKU NetSuite does not have is rejected."""
+        items = {str(row["itemid"]): str(row["id"]) for row in await self._items(skus, operation)}
+        missing = sorted(set(skus) - items.keys())
+        if missing:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"items not in the NetSuite catalog: {', '.join(missing)}",
+                code="UNKNOWN_ITEM",
+            )
+        return items
+
     async def get_catalog_items(self, skus: list[str]) -> dict[str, CatalogItem]:
         operation = "get_catalog_items"
         rows = await self._items(skus, operation)
@@ -679,18 +692,7 @@ class NetSuiteErp:
                 f"line amounts add up to {line_sum}, not the order total {draft.total}",
                 code="TOTAL_MISMATCH",
             )
-        items = {
-            str(row["itemid"]): str(row["id"])
-            for row in await self._items((line.sku for line in draft.lines), operation)
-        }
-        missing = sorted({line.sku for line in draft.lines} - items.keys())
-        if missing:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"items not in the NetSuite catalog: {', '.join(missing)}",
-                code="UNKNOWN_ITEM",
-            )
+        items = await self._item_ids([line.sku for line in draft.lines], operation)
         return {
             "externalId": draft.external_id,
             "entity": {"id": customer_id},
@@ -1069,18 +1071,7 @@ class NetSuiteErp:
                 "NetSuite invoice cannot be negative (that is a credit memo)",
                 code="NEGATIVE_TOTAL",
             )
-        items = {
-            str(row["itemid"]): str(row["id"])
-            for row in await self._items((line.sku for line in invoice.lines), operation)
-        }
-        missing = sorted({line.sku for line in invoice.lines} - items.keys())
-        if missing:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"items not in the NetSuite catalog: {', '.join(missing)}",
-                code="UNKNOWN_ITEM",
-            )
+        items = await self._item_ids([line.sku for line in invoice.lines], operation)
         lines: list[dict[str, Any]] = []
         for line in invoice.lines:
             entry: dict[str, Any] = {
