@@ -20,13 +20,18 @@ States:
 
 What counts:
 
-- failure: :class:`TransientError` (5xx, 429, connect errors), :class:`UnknownOutcomeError`
+- failure: :class:`TransientError` (5xx, connect errors), :class:`UnknownOutcomeError`
   (a timeout after the request was sent) and a bare :class:`VendorError` of no known kind
   (retried as transient by :mod:`activities.classify`, so counted like one);
 - success: no error, or :class:`RejectedError` / :class:`NotFoundError` — the vendor is up and
   answered;
-- neither: anything else (cancellation, programming errors). It frees a probe slot so the next
-  caller can probe, but changes no state.
+- neither: a throttled answer (HTTP 429, or a vendor's request/concurrency-limit code such as
+  Salesforce's 403 ``REQUEST_LIMIT_EXCEEDED``; see :func:`is_throttled`), and anything else
+  (cancellation, programming errors). It frees a probe slot so the next caller can probe, but
+  changes no state. Throttling is the vendor asking to slow down, not being down: its
+  ``Retry-After`` already sets the activity's next retry (:mod:`activities.classify`), and
+  counting it would let sustained throttling open the circuit and freeze a queue for up to
+  ``max_open_seconds``.
 
 An outcome of a call admitted before the last state change (e.g. a slow request started while
 closed that finishes after the circuit opened) is ignored: it says nothing about the vendor
@@ -272,10 +277,31 @@ class CircuitBreaker:
         )
 
 
+# Vendor codes that mean "too many requests" whatever the HTTP status (Salesforce answers
+# its API limits with 403, NetSuite's governance may answer 400 or 403).
+THROTTLE_CODES = frozenset(
+    {
+        "REQUEST_LIMIT_EXCEEDED",
+        "CONCURRENCY_LIMIT_EXCEEDED",
+        "SSS_REQUEST_LIMIT_EXCEEDED",
+        "rate_limit",
+    }
+)
+
+
+def is_throttled(error: BaseException | None) -> bool:
+    """Whether ``error`` is the vendor throttling revsync (429 or a rate/concurrency limit)."""
+    return isinstance(error, TransientError) and (
+        error.status == 429 or error.code in THROTTLE_CODES
+    )
+
+
 def _outcome(error: BaseException | None) -> bool | None:
     """True: the vendor is up; False: it failed; None: the call says nothing about it."""
     if error is None or isinstance(error, RejectedError):
         return True
+    if is_throttled(error):
+        return None  # asked to slow down: Retry-After paces the retry, the breaker stays out
     if isinstance(error, TransientError | UnknownOutcomeError):
         return False
     if isinstance(error, VendorError):

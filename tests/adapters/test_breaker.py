@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from temporalio.exceptions import ApplicationError
 
 from activities.classify import to_application_error, vendor_call
-from adapters.breaker import BreakerMetrics, BreakerState, CircuitBreaker
+from adapters.breaker import BreakerMetrics, BreakerState, CircuitBreaker, is_throttled
 from adapters.errors import (
     NotFoundError,
     RejectedError,
@@ -49,6 +49,7 @@ class Vendor:
     """A fake vendor API: answers with ``status`` (or raises ``raises``), counting calls."""
 
     status: int = 200
+    retry_after: str | None = None
     raises: type[httpx.TransportError] | None = None
     calls: int = 0
     gate: asyncio.Event | None = None
@@ -61,7 +62,8 @@ class Vendor:
             await self.gate.wait()
         if self.raises is not None:
             raise self.raises("boom", request=request)
-        return httpx.Response(self.status, json={"ok": self.status < 400})
+        headers = {} if self.retry_after is None else {"Retry-After": self.retry_after}
+        return httpx.Response(self.status, json={"ok": self.status < 400}, headers=headers)
 
 
 def classify(operation: str, response: httpx.Response) -> VendorError:
@@ -197,12 +199,53 @@ async def test_rejected_and_not_found_responses_do_not_open_it(rig: Rig) -> None
     assert rig.state() is BreakerState.CLOSED
 
 
-async def test_throttling_and_connect_errors_count(rig: Rig) -> None:
+async def test_connect_errors_count(rig: Rig) -> None:
+    rig.vendor.raises = httpx.ConnectError
+    await rig.fail(3)
+    assert rig.state() is BreakerState.OPEN
+
+
+async def test_sustained_throttling_never_opens_the_circuit(rig: Rig) -> None:
+    rig.vendor.status = 429
+    rig.vendor.retry_after = "7"
+    for _ in range(20):
+        with pytest.raises(TransientError) as caught:
+            await rig.get()
+        assert caught.value.retry_after == 7.0  # the vendor's pace, not CIRCUIT_OPEN's
+    rig.vendor.retry_after = None
+    await rig.fail(5)  # 429 without Retry-After is throttling too
+    assert rig.state() is BreakerState.CLOSED
+    assert rig.vendor.calls == 25
+
+
+async def test_throttling_neither_counts_nor_resets_failures(rig: Rig) -> None:
+    await rig.fail(2)
+    rig.vendor.status = 429
+    await rig.fail(3)
+    rig.vendor.status = 503
+    await rig.fail(1)  # the third real failure in a row: throttled answers did not reset it
+    assert rig.state() is BreakerState.OPEN
+
+
+async def test_a_throttled_probe_leaves_the_circuit_half_open(rig: Rig) -> None:
+    await rig.fail(3)
+    rig.clock.advance(30)
     rig.vendor.status = 429
     await rig.fail(1)
-    rig.vendor.raises = httpx.ConnectError
-    await rig.fail(2)
-    assert rig.state() is BreakerState.OPEN
+    assert rig.state() is BreakerState.HALF_OPEN
+    rig.vendor.status = 200
+    await rig.get()  # the next caller probes at once
+    assert rig.state() is BreakerState.CLOSED
+
+
+def test_vendor_throttle_codes_are_throttling_whatever_the_status() -> None:
+    limit = TransientError(
+        "salesforce", "query", "limit", status=403, code="REQUEST_LIMIT_EXCEEDED"
+    )
+    down = TransientError("netsuite", "get", "down", status=503, code="UNEXPECTED_ERROR")
+    assert is_throttled(limit)
+    assert not is_throttled(down)
+    assert not is_throttled(RejectedError("stripe", "create", "no", status=429))
 
 
 async def test_unknown_outcome_counts_as_a_failure(rig: Rig) -> None:
