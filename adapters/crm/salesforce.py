@@ -1,6 +1,8 @@
 """Salesforce (Sales Cloud + Salesforce CPQ) behind :class:`adapters.ports.CrmPort`.
 
-REST API at ``{base_url}/services/data/{api_version}/``, bearer token auth. Reads use SOQL
+REST API at ``{instance}/services/data/{api_version}/``, bearer token auth (a static token,
+or OAuth 2.0 client credentials or JWT bearer through :mod:`adapters.oauth`; the instance is
+the token answer's ``instance_url``, else the configured base URL). Reads use SOQL
 (``query`` with ``nextRecordsUrl`` paging); the booked order is an upsert by the external id
 ``Revsync_Key__c``, so a retried write finds the Order the first attempt made.
 
@@ -43,6 +45,7 @@ from adapters.crm.salesforce_fields import (
 )
 from adapters.errors import NotFoundError, RejectedError, TransientError, VendorError
 from adapters.http import VendorHttp, classify_by_status, decode_json, retry_after_seconds
+from adapters.oauth import AuthorizedHttp, StaticToken, TokenSource
 from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField
 from domain.money import MINOR_UNITS
@@ -161,12 +164,12 @@ def classify_salesforce(operation: str, response: httpx.Response) -> VendorError
             retry_after=retry_after_seconds(response),
         )
     if status == 401 or code == "INVALID_SESSION_ID":
-        # The token expired or was revoked. Until token refresh exists, retrying (and
-        # parking the step when the budget runs out) beats failing the saga over it.
+        # The token expired or was revoked. adapters.oauth refreshes it once; a credential
+        # that stays refused is retried (and parks the step), never a rejection of the saga.
         return TransientError(
             VENDOR,
             operation,
-            f"access token rejected, token refresh is not implemented yet: {message}",
+            f"access token rejected: {message}",
             status=status,
             code=code or "INVALID_SESSION_ID",
         )
@@ -296,12 +299,28 @@ class SalesforceCrm:
     vendor = VENDOR
 
     def __init__(
-        self, http: httpx.AsyncClient, *, base_url: str, api_version: str, access_token: str
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_version: str,
+        access_token: str | None = None,
+        tokens: TokenSource | None = None,
     ) -> None:
-        self._http = VendorHttp(VENDOR, http, classify_salesforce)
-        self._base_url = base_url.rstrip("/")
-        self._api = f"{self._base_url}/services/data/{api_version}"
-        self._headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+        """``tokens`` (see :mod:`adapters.oauth`) or a static ``access_token``. Paths are
+        resolved against the ``instance_url`` the token endpoint answers, else ``base_url``."""
+        if tokens is None:
+            if access_token is None:
+                raise ValueError("SalesforceCrm needs an access_token or a token source")
+            tokens = StaticToken(access_token)
+        self._http = AuthorizedHttp(
+            VendorHttp(VENDOR, http, classify_salesforce),
+            tokens,
+            classify=classify_salesforce,
+            base_url=base_url,
+        )
+        self._api = f"/services/data/{api_version}"
+        self._headers = {"Accept": "application/json"}
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -343,7 +362,7 @@ class SalesforceCrm:
             if not isinstance(next_url, str) or not next_url.startswith("/services/data/"):
                 raise _unexpected(operation, "query not done but no usable nextRecordsUrl")
             response = await self._http.request(
-                operation, "GET", f"{self._base_url}{next_url}", headers=self._headers
+                operation, "GET", next_url, headers=self._headers
             )
 
     # -- writes -----------------------------------------------------------------------------
@@ -543,7 +562,7 @@ class SalesforceCrm:
                     VENDOR, operation, f"{cursor!r} is not a query cursor", code="INVALID_CURSOR"
                 )
             response = await self._http.request(
-                operation, "GET", f"{self._base_url}{cursor}", headers=headers
+                operation, "GET", cursor, headers=headers
             )
         body = decode_json(response)
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):

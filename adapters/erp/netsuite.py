@@ -111,6 +111,7 @@ from adapters.errors import (
     VendorError,
 )
 from adapters.http import VendorHttp, classify_by_status, decode_json, vendor_error
+from adapters.oauth import AuthorizedHttp, StaticToken, TokenSource
 from domain.catalog import CatalogItem
 from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField
@@ -246,8 +247,9 @@ def classify_netsuite(operation: str, response: httpx.Response) -> VendorError:
     NetSuite errors look like ``{"type", "title", "status", "o:errorDetails": [{"detail",
     "o:errorCode", "o:errorPath"}]}``. Throttling (429, ``CONCURRENCY_LIMIT_EXCEEDED``,
     ``SSS_REQUEST_LIMIT_EXCEEDED``) and 5xx are transient; 404 is not-found; other 4xx are
-    rejections carrying NetSuite's error code. ``INVALID_LOGIN`` is transient for now: an
-    expired token is fixed by renewing it, not by compensating the saga.
+    rejections carrying NetSuite's error code. ``INVALID_LOGIN`` (401) is transient:
+    :mod:`adapters.oauth` refreshes the token once, and a credential that stays refused is
+    fixed by an operator, not by compensating the saga.
     """
     status = response.status_code
     try:
@@ -269,10 +271,7 @@ def classify_netsuite(operation: str, response: httpx.Response) -> VendorError:
         message = f"throttled by NetSuite governance: {detail}"
         return vendor_error(VENDOR, operation, response, message, code, transient=True)
     if status == 401 or code == "INVALID_LOGIN":
-        message = (
-            "NetSuite refused the access token (INVALID_LOGIN); renew the token "
-            f"(automatic refresh is not implemented yet): {detail}"
-        )
+        message = f"NetSuite refused the access token (INVALID_LOGIN): {detail}"
         return vendor_error(VENDOR, operation, response, message, code, transient=True)
     return vendor_error(VENDOR, operation, response, detail, code, transient=status >= 500)
 
@@ -359,11 +358,20 @@ class NetSuiteErp:
         http: httpx.AsyncClient,
         *,
         base_url: str,
-        access_token: str,
+        access_token: str | None = None,
+        tokens: TokenSource | None = None,
         deferred_revenue_account: str = DEFERRED_REVENUE_ACCOUNT,
         revenue_account: str = REVENUE_ACCOUNT,
     ) -> None:
-        self._http = VendorHttp(VENDOR, http, classify_netsuite)
+        """``tokens`` (OAuth 2.0 client credentials, :mod:`adapters.oauth`) or a static
+        ``access_token``."""
+        if tokens is None:
+            if access_token is None:
+                raise ValueError("NetSuiteErp needs an access_token or a token source")
+            tokens = StaticToken(access_token)
+        self._http = AuthorizedHttp(
+            VendorHttp(VENDOR, http, classify_netsuite), tokens, classify=classify_netsuite
+        )
         # Account numbers revenue journals move money between.
         self.deferred_revenue_account = deferred_revenue_account
         self.revenue_account = revenue_account
@@ -371,7 +379,7 @@ class NetSuiteErp:
         root = base_url.rstrip("/")
         self._records = f"{root}/services/rest/record/v1"
         self._suiteql = f"{root}/services/rest/query/v1/suiteql"
-        self._auth = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+        self._auth = {"Accept": "application/json"}
         # SuiteQL page size; NetSuite allows at most 1000.
         self.page_size = SUITEQL_PAGE_SIZE
         self._currency_ids: dict[str, str] = {}
