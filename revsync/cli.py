@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from adapters.registry import Port, available, unavailable
 from domain.approval import ApproverRole
 from domain.contracts import TaskQueue
 from domain.saga import OperatorDecision, QuoteToCashStatus, ResolveAction
@@ -76,17 +77,52 @@ def parse_scale(value: str) -> dict[str, int]:
     return scale
 
 
+def vendor_help(port: Port) -> str:
+    return f"{port.label} vendor, instead of REVSYNC_{port.upper()}: {', '.join(available(port))}"
+
+
+def vendor_option(port: str) -> Callable[[str | None], str | None]:
+    """Checks a ``--crm``/``--billing``/``--erp`` value against the available vendors."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().lower()
+        why = unavailable(Port(port), name)
+        if why is not None:
+            raise typer.BadParameter(f"{value!r}: {why}")
+        return name
+
+    return check
+
+
 @app.command()
 def dev(
     scale: Annotated[
         str, typer.Option(help="Worker processes per queue, e.g. erp=3,billing=2")
     ] = "",
+    crm: Annotated[
+        str | None,
+        typer.Option(help=vendor_help(Port.CRM), callback=vendor_option("crm")),
+    ] = None,
+    billing: Annotated[
+        str | None,
+        typer.Option(help=vendor_help(Port.BILLING), callback=vendor_option("billing")),
+    ] = None,
+    erp: Annotated[
+        str | None,
+        typer.Option(help=vendor_help(Port.ERP), callback=vendor_option("erp")),
+    ] = None,
 ) -> None:
     """Run the whole local stack (Temporal dev server, sandbox, gateway, workers) until Ctrl-C."""
     from revsync.devstack import DevStackOptions, run_dev_stack
 
+    chosen = {"crm": crm, "billing": billing, "erp": erp}
+    vendors = {port: name for port, name in chosen.items() if name is not None}
     raise typer.Exit(
-        run_dev_stack(DevStackOptions(settings=get_settings(), scale=parse_scale(scale)))
+        run_dev_stack(
+            DevStackOptions(settings=get_settings(), scale=parse_scale(scale), vendors=vendors)
+        )
     )
 
 
@@ -98,9 +134,11 @@ def worker(
     if queue not in TaskQueue.ALL:
         typer.echo(f"unknown queue {queue!r}; expected one of {', '.join(TaskQueue.ALL)}", err=True)
         raise typer.Exit(2)
+    from workers.build import check_settings
     from workers.main import run_worker
 
     settings = get_settings()
+    check_settings(queue, settings)  # a misconfigured vendor stops it before it connects
     configure_tracing(worker_service(queue), console=settings.trace_console)
     asyncio.run(run_worker(queue, settings))
 

@@ -38,10 +38,11 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from adapters.registry import check as check_vendors
 from domain.contracts import TaskQueue
 from revsync.auth import StaffRole, TokenRegistry
 from revsync.devsecrets import FILE_NAME, ensure_dev_secrets, read_env_file, with_secrets
-from revsync.settings import Settings
+from revsync.settings import MissingSetting, Settings
 from revsync.temporal import connect
 from workflows import visibility
 
@@ -69,6 +70,9 @@ class DevStackOptions:
     scale: dict[str, int] = field(default_factory=dict)
     # The Web UI's codec endpoint (the gateway's codec server); None leaves payloads opaque.
     codec_endpoint: str | None = None
+    # Vendor per port ("crm", "billing", "erp") from --crm/--billing/--erp; the rest follow
+    # REVSYNC_CRM/_BILLING/_ERP. Passed to every process as those settings.
+    vendors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -397,13 +401,21 @@ async def supervise(options: DevStackOptions) -> int:
         )
         return 2
 
+    chosen = {f"REVSYNC_{port.upper()}": vendor for port, vendor in options.vendors.items()}
+    settings = settings.model_copy(update=options.vendors)
+    try:
+        check_vendors(settings)
+    except MissingSetting as error:
+        sys.stderr.write(f"revsync dev cannot start: {error}\n")
+        return 2
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     supplied = ensure_dev_secrets(settings)
     settings = with_secrets(settings, supplied)
     options = dataclasses.replace(
         options, settings=settings, codec_endpoint=ui_codec_endpoint(settings)
     )
-    env = dict(os.environ) | supplied
+    env = dict(os.environ) | supplied | chosen
     env.setdefault("REVSYNC_LOG_FORMAT", "console" if sys.stdout.isatty() else "json")
     children = [Supervised(spec, env) for spec in stack_processes(options)]
     stopping = asyncio.Event()

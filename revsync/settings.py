@@ -30,6 +30,15 @@ class MissingSetting(Exception):
         super().__init__(f"{self.setting} is not set: {why}")
 
 
+class InvalidSetting(MissingSetting):
+    """A setting holds a value this process cannot use. The message names it and says why."""
+
+    def __init__(self, setting: str, value: str, why: str) -> None:
+        self.setting = f"REVSYNC_{setting.upper()}"
+        self.value = value
+        Exception.__init__(self, f"{self.setting}={value!r}: {why}")
+
+
 def secret_list(value: SecretStr | None) -> list[str]:
     """A comma-separated secret setting (several values while one is rotated) as a list."""
     if value is None:
@@ -150,6 +159,11 @@ class Settings(BaseSettings):
         description="IANA zone of the books: invoice dates, period closes and due dates",
     )
 
+    # Which vendor serves each port (adapters/registry.py lists them; a worker refuses others)
+    crm: str = Field(default="salesforce", description="CRM vendor: salesforce")
+    billing: str = Field(default="stripe", description="Billing vendor: stripe")
+    erp: str = Field(default="netsuite", description="ERP vendor: netsuite")
+
     # Vendors (defaults point at the local sandbox)
     salesforce_base_url: str = "http://127.0.0.1:8100/salesforce"
     salesforce_api_version: str = "v61.0"
@@ -253,6 +267,12 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip().lower() in ("", "none", "unlimited"):
             return None
         return value
+
+    @field_validator("crm", "billing", "erp", mode="before")
+    @classmethod
+    def _vendor_name(cls, value: object) -> object:
+        """Vendor names are matched without regard to case or surrounding blanks."""
+        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _vendors_follow_the_sandbox(self) -> Self:

@@ -31,10 +31,9 @@ from activities.reconciliation import (
     ReconcileErpActivities,
     SagaDirectory,
 )
-from adapters.billing.stripe import StripeBilling
-from adapters.crm.salesforce import SalesforceCrm
-from adapters.erp.netsuite import NetSuiteErp
 from adapters.events.webhooks import WebhookEvents
+from adapters.registry import Port, build_billing, build_crm, build_erp
+from adapters.registry import check as check_vendors
 from domain.contracts import TaskQueue
 from revsync.settings import Settings
 from revsync.telemetry import instrument_http_client
@@ -53,14 +52,8 @@ WORKFLOWS: Sequence[type] = (
 
 
 def crm_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
-    acts = CrmActivities(
-        SalesforceCrm(
-            http,
-            base_url=settings.salesforce_base_url,
-            api_version=settings.salesforce_api_version,
-            access_token=settings.salesforce_access_token.get_secret_value(),
-        )
-    )
+    # The vendor REVSYNC_CRM names; adapters/registry.py builds it (and checks its settings).
+    acts = CrmActivities(build_crm(settings, http))
     listing = ReconcileCrmActivities(acts.crm)
     master = CrmMasterActivities(acts.crm)
     invoices = CrmInvoiceActivities(acts.crm)
@@ -76,15 +69,7 @@ def crm_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
 
 
 def erp_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
-    acts = ErpActivities(
-        NetSuiteErp(
-            http,
-            base_url=settings.netsuite_base_url,
-            access_token=settings.netsuite_access_token.get_secret_value(),
-            deferred_revenue_account=settings.netsuite_deferred_revenue_account,
-            revenue_account=settings.netsuite_revenue_account,
-        )
-    )
+    acts = ErpActivities(build_erp(settings, http))  # REVSYNC_ERP, adapters/registry.py
     listing = ReconcileErpActivities(acts.erp)
     master = ErpMasterActivities(acts.erp)
     invoices = ErpInvoiceActivities(acts.erp)
@@ -106,14 +91,7 @@ def erp_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
 
 
 def billing_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
-    acts = BillingActivities(
-        StripeBilling(
-            http,
-            base_url=settings.stripe_base_url,
-            api_key=settings.stripe_api_key.get_secret_value(),
-            accounting_timezone=settings.accounting_timezone,
-        )
-    )
+    acts = BillingActivities(build_billing(settings, http))  # REVSYNC_BILLING
     listing = ReconcileBillingActivities(acts.billing)
     master = BillingMasterActivities(acts.billing)
     invoices = BillingInvoiceActivities(acts.billing)
@@ -136,6 +114,13 @@ def events_activities(settings: Settings, http: httpx.AsyncClient) -> list[Calla
         public_base_url=settings.public_base_url or settings.gateway_url,
     )
     return [acts.publish]
+
+
+def check_settings(queue: str, settings: Settings) -> None:
+    """Raise :class:`~revsync.settings.MissingSetting` naming the setting when the vendor of
+    ``queue``'s port is unavailable or lacks a credential: before the worker connects."""
+    if queue in tuple(Port):
+        check_vendors(settings, (Port(queue),))
 
 
 def new_http_client(settings: Settings) -> httpx.AsyncClient:

@@ -1,0 +1,177 @@
+"""Which vendor serves each port: the one place a vendor name becomes an adapter.
+
+``REVSYNC_CRM``, ``REVSYNC_BILLING`` and ``REVSYNC_ERP`` name the vendor of each port
+(:class:`Port`). For every port this module maps each vendor revsync has an adapter for to
+a *factory*: a function building that adapter from the settings and the worker's shared HTTP
+client. Everything vendor-specific about constructing an adapter (which settings it reads,
+which credentials it needs) lives in its factory, so the workers (``workers/build.py``) and
+the port contract suite (``tests/ports/``) never name a vendor.
+
+A factory checks the credentials of its own vendor only and raises
+:class:`~revsync.settings.MissingSetting` naming the first one missing; an unknown vendor is an
+:class:`~revsync.settings.InvalidSetting` listing the available ones, and a vendor that is
+planned but not built yet (:data:`PLANNED`) says so. Both reach the worker at start, before it
+polls a task queue. Building an adapter sends nothing: no request leaves before the first
+activity.
+
+Registering a vendor (docs/adapters.md, "Settings and the worker"): write the factory below,
+add it to the port's table, drop the name from :data:`PLANNED`, and add the vendor's
+emulator entry to ``tests/ports/emulators.py`` so the port's contract suite runs against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from typing import TypeVar
+
+import httpx
+
+from adapters.billing.stripe import StripeBilling
+from adapters.crm.salesforce import SalesforceCrm
+from adapters.erp.netsuite import NetSuiteErp
+from adapters.ports import BillingPort, CrmPort, ErpPort
+from revsync.settings import InvalidSetting, MissingSetting, Settings
+
+A = TypeVar("A")
+
+# Builds one port adapter from the settings and the worker's HTTP client.
+Factory = Callable[[Settings, httpx.AsyncClient], A]
+
+
+class Port(StrEnum):
+    """A port chosen by configuration; its value is the setting's name (``REVSYNC_CRM``)."""
+
+    CRM = "crm"
+    BILLING = "billing"
+    ERP = "erp"
+
+    @property
+    def label(self) -> str:
+        """How messages name the port."""
+        return "CRM" if self is Port.CRM else "ERP" if self is Port.ERP else "billing"
+
+
+def _require_text(settings: Settings, name: str, why: str) -> str:
+    value = getattr(settings, name)
+    if not isinstance(value, str) or not value.strip():
+        raise MissingSetting(name, why)
+    return value
+
+
+# -- factories, one per vendor ----------------------------------------------------------------
+
+
+def salesforce_crm(settings: Settings, http: httpx.AsyncClient) -> CrmPort:
+    return SalesforceCrm(
+        http,
+        base_url=_require_text(settings, "salesforce_base_url", "the Salesforce instance URL"),
+        api_version=_require_text(settings, "salesforce_api_version", "e.g. v61.0"),
+        access_token=settings.require_secret(
+            "salesforce_access_token", "the CRM is Salesforce (REVSYNC_CRM)"
+        ).get_secret_value(),
+    )
+
+
+def stripe_billing(settings: Settings, http: httpx.AsyncClient) -> BillingPort:
+    return StripeBilling(
+        http,
+        base_url=_require_text(settings, "stripe_base_url", "the Stripe API base URL"),
+        api_key=settings.require_secret(
+            "stripe_api_key", "billing is Stripe (REVSYNC_BILLING)"
+        ).get_secret_value(),
+        accounting_timezone=settings.accounting_timezone,
+    )
+
+
+def netsuite_erp(settings: Settings, http: httpx.AsyncClient) -> ErpPort:
+    return NetSuiteErp(
+        http,
+        base_url=_require_text(settings, "netsuite_base_url", "the NetSuite REST base URL"),
+        access_token=settings.require_secret(
+            "netsuite_access_token", "the ERP is NetSuite (REVSYNC_ERP)"
+        ).get_secret_value(),
+        deferred_revenue_account=settings.netsuite_deferred_revenue_account,
+        revenue_account=settings.netsuite_revenue_account,
+    )
+
+
+# -- the tables -------------------------------------------------------------------------------
+
+CRM_VENDORS: Mapping[str, Factory[CrmPort]] = {"salesforce": salesforce_crm}
+BILLING_VENDORS: Mapping[str, Factory[BillingPort]] = {"stripe": stripe_billing}
+ERP_VENDORS: Mapping[str, Factory[ErpPort]] = {"netsuite": netsuite_erp}
+
+# Vendors the roadmap (issue 5) plans for each port that have no adapter yet.
+PLANNED: Mapping[Port, tuple[str, ...]] = {
+    Port.CRM: ("hubspot",),
+    Port.BILLING: ("zuora",),
+    Port.ERP: ("sap", "dynamics"),
+}
+
+_TABLES: Mapping[Port, Mapping[str, object]] = {
+    Port.CRM: CRM_VENDORS,
+    Port.BILLING: BILLING_VENDORS,
+    Port.ERP: ERP_VENDORS,
+}
+
+
+def available(port: Port) -> list[str]:
+    """The vendors ``port`` can be configured with, in registration order."""
+    return list(_TABLES[port])
+
+
+def unavailable(port: Port, name: str) -> str | None:
+    """Why vendor ``name`` cannot serve ``port`` (naming the available ones); None if it can."""
+    if name in _TABLES[port]:
+        return None
+    names = ", ".join(available(port))
+    if name in PLANNED[port]:
+        return f"the {name} {port.label} adapter is not available yet; available: {names}"
+    return f"unknown {port.label} vendor; available: {names}"
+
+
+def chosen(settings: Settings, port: Port) -> str:
+    """The vendor configured for ``port``; :class:`InvalidSetting` unless it is available."""
+    name: str = getattr(settings, port.value)
+    why = unavailable(port, name)
+    if why is not None:
+        raise InvalidSetting(port.value, name, why)
+    return name
+
+
+def _build(
+    port: Port, table: Mapping[str, Factory[A]], settings: Settings, http: httpx.AsyncClient
+) -> A:
+    return table[chosen(settings, port)](settings, http)
+
+
+def build_crm(settings: Settings, http: httpx.AsyncClient) -> CrmPort:
+    """The CRM adapter ``REVSYNC_CRM`` names, built from ``settings`` on ``http``."""
+    return _build(Port.CRM, CRM_VENDORS, settings, http)
+
+
+def build_billing(settings: Settings, http: httpx.AsyncClient) -> BillingPort:
+    """The billing adapter ``REVSYNC_BILLING`` names."""
+    return _build(Port.BILLING, BILLING_VENDORS, settings, http)
+
+
+def build_erp(settings: Settings, http: httpx.AsyncClient) -> ErpPort:
+    """The ERP adapter ``REVSYNC_ERP`` names."""
+    return _build(Port.ERP, ERP_VENDORS, settings, http)
+
+
+BUILDERS: Mapping[Port, Callable[[Settings, httpx.AsyncClient], object]] = {
+    Port.CRM: build_crm,
+    Port.BILLING: build_billing,
+    Port.ERP: build_erp,
+}
+
+
+def check(settings: Settings, ports: tuple[Port, ...] = tuple(Port)) -> None:
+    """Fail now, naming the setting, if any of ``ports`` is misconfigured: an unavailable
+    vendor or a missing credential of the chosen one. Builds each adapter on a client that
+    never sends anything (``revsync dev`` calls this before starting a process)."""
+    http = httpx.AsyncClient()
+    for port in ports:
+        BUILDERS[port](settings, http)
