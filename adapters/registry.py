@@ -31,6 +31,7 @@ from adapters.billing.stripe import StripeBilling
 from adapters.crm.salesforce import SalesforceCrm
 from adapters.erp.netsuite import NetSuiteErp
 from adapters.ports import BillingPort, CrmPort, ErpPort
+from adapters.vendor_auth import netsuite_tokens, salesforce_tokens
 from revsync.settings import InvalidSetting, MissingSetting, Settings
 
 A = TypeVar("A")
@@ -67,9 +68,7 @@ def salesforce_crm(settings: Settings, http: httpx.AsyncClient) -> CrmPort:
         http,
         base_url=_require_text(settings, "salesforce_base_url", "the Salesforce instance URL"),
         api_version=_require_text(settings, "salesforce_api_version", "e.g. v61.0"),
-        access_token=settings.require_secret(
-            "salesforce_access_token", "the CRM is Salesforce (REVSYNC_CRM)"
-        ).get_secret_value(),
+        tokens=salesforce_tokens(settings, http),
     )
 
 
@@ -88,9 +87,7 @@ def netsuite_erp(settings: Settings, http: httpx.AsyncClient) -> ErpPort:
     return NetSuiteErp(
         http,
         base_url=_require_text(settings, "netsuite_base_url", "the NetSuite REST base URL"),
-        access_token=settings.require_secret(
-            "netsuite_access_token", "the ERP is NetSuite (REVSYNC_ERP)"
-        ).get_secret_value(),
+        tokens=netsuite_tokens(settings, http),
         deferred_revenue_account=settings.netsuite_deferred_revenue_account,
         revenue_account=settings.netsuite_revenue_account,
     )

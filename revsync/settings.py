@@ -178,6 +178,45 @@ class Settings(BaseSettings):
     netsuite_revenue_account: str = Field(
         default="4000", min_length=1, description="Account number revenue journals credit"
     )
+    # How the Salesforce and NetSuite adapters get their tokens (docs/adapters.md, "Auth"):
+    # `static` sends the access token above; the OAuth modes fetch, cache and refresh tokens.
+    salesforce_auth: Literal["static", "client_credentials", "jwt"] = Field(
+        default="static", description="static, client_credentials or jwt (JWT bearer)"
+    )
+    salesforce_client_id: str | None = Field(
+        default=None, description="Consumer key of the connected or external client app"
+    )
+    salesforce_client_secret: SecretStr | None = Field(
+        default=None, description="Consumer secret (client_credentials)"
+    )
+    salesforce_private_key_path: Path | None = Field(
+        default=None, description="PEM RSA key whose certificate the app holds (jwt)"
+    )
+    salesforce_username: str | None = Field(
+        default=None, description="Integration user the JWT names as sub (jwt)"
+    )
+    salesforce_token_url: str | None = Field(
+        default=None, description="Token endpoint; unset: the base URL's /services/oauth2/token"
+    )
+    salesforce_jwt_audience: str | None = Field(
+        default=None, description="JWT aud; unset: the token URL's origin (jwt)"
+    )
+    netsuite_auth: Literal["static", "client_credentials"] = Field(
+        default="static", description="static, or client_credentials (OAuth 2.0 M2M)"
+    )
+    netsuite_client_id: str | None = Field(
+        default=None, description="Client id of the integration record (client_credentials)"
+    )
+    netsuite_certificate_id: str | None = Field(
+        default=None, description="Certificate id of the M2M mapping, the JWT kid"
+    )
+    netsuite_private_key_path: Path | None = Field(
+        default=None, description="PEM RSA key of the mapped certificate (client_credentials)"
+    )
+    netsuite_token_url: str | None = Field(
+        default=None,
+        description="Token endpoint; unset: the base URL's /services/rest/auth/oauth2/v1/token",
+    )
 
     # Business events out (docs/api.md, "Receiving events")
     event_subscribers: list[EventSubscriber] = Field(

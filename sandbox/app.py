@@ -9,10 +9,12 @@ that differs between the sandbox and the real vendor:
 
 ``GET /_sandbox/state`` returns every record per system; ``POST /_sandbox/faults`` injects
 failures and latency, ``GET /_sandbox/faults`` lists the rules still pending and every fault
-fired so far; ``POST /_sandbox/reset`` clears state and rules. ``POST /_sandbox/stripe/invoices``
-makes a finalized invoice with given lines and ``POST /_sandbox/netsuite/periods`` closes or
-reopens an accounting period. ``POST /events/<subscriber>`` receives business events
-(``sandbox/subscriber.py``); ``GET /_sandbox/events`` shows what arrived.
+fired so far; ``/_sandbox/oauth/<vendor>`` registers OAuth clients and expires issued tokens
+(``sandbox/oauth.py``); ``POST /_sandbox/reset`` clears state and rules.
+``POST /_sandbox/stripe/invoices`` makes a finalized invoice with given lines and
+``POST /_sandbox/netsuite/periods`` closes or reopens an accounting period.
+``POST /events/<subscriber>`` receives business events (``sandbox/subscriber.py``);
+``GET /_sandbox/events`` shows what arrived.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from fastapi import FastAPI, Response
 
-from sandbox import netsuite, salesforce, stripe, subscriber
+from sandbox import netsuite, oauth, salesforce, stripe, subscriber
 from sandbox.faults import FaultInjector, FaultsRequest
 from sandbox.wire import json_response
 
@@ -43,6 +45,8 @@ class SandboxState:
         # Business-event subscribers: name -> the secret revsync signs their deliveries with.
         self.events = subscriber.EventSubscriberStore(event_secrets)
         self.faults = FaultInjector()
+        # OAuth clients and issued tokens per vendor (sandbox/oauth.py); kept across resets.
+        self.oauth = oauth.new_servers()
         self.salesforce = salesforce.SalesforceStore()
         self.stripe = stripe.StripeStore()
         self.netsuite = netsuite.NetSuiteStore()
@@ -68,9 +72,13 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     app = FastAPI(title="revsync vendor sandbox", version="1")
     app.state.sandbox = state
 
+    # Token endpoints first: NetSuite's API router answers every other /services/rest/ path.
+    app.include_router(salesforce.build_oauth_router(state), prefix="/salesforce")
+    app.include_router(netsuite.build_oauth_router(state), prefix="/netsuite")
     app.include_router(salesforce.build_router(state), prefix="/salesforce")
     app.include_router(stripe.build_router(state), prefix="/stripe")
     app.include_router(netsuite.build_router(state), prefix="/netsuite")
+    app.include_router(oauth.build_control_router(state), prefix="/_sandbox/oauth")
     # Sandbox-only controls of one vendor's state (make an invoice, close a period).
     app.include_router(stripe.build_control_router(state), prefix="/_sandbox/stripe")
     app.include_router(netsuite.build_control_router(state), prefix="/_sandbox/netsuite")

@@ -33,7 +33,10 @@ Any other path under ``/services/rest/`` answers 404 ``NONEXISTENT_ID`` (operati
 
 What it reproduces:
 
-- ``Authorization: Bearer <token>``; anything else is 401 ``INVALID_LOGIN``.
+- ``Authorization: Bearer <token>`` (the static sandbox token, or one the token endpoint
+  issued and that has not expired); anything else is 401 ``INVALID_LOGIN``.
+- OAuth 2.0 client credentials (M2M), ``POST /services/rest/auth/oauth2/v1/token``: see
+  :func:`build_oauth_router`.
 - Errors in NetSuite's shape: ``{"type", "title", "status", "o:errorDetails": [{"detail",
   "o:errorCode", "o:errorPath"?}]}``.
 - Account concurrency governance: with ``NetSuiteStore.concurrency_limit`` set, a request
@@ -96,6 +99,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.money import MINOR_UNITS, quantize
 from sandbox.faults import VendorFaults
+from sandbox.oauth import (
+    OAuthClient,
+    OAuthFailure,
+    OAuthServer,
+    check_times,
+    parse_jwt,
+    read_form,
+    request_url,
+    verify_signature,
+)
 from sandbox.seed import CATALOG
 from sandbox.wire import bearer_token, json_response, read_json
 
@@ -2028,7 +2041,7 @@ async def _guarded(
     state: SandboxState, operation: str, request: Request, handler: Handler
 ) -> Response:
     """Auth, governance, fault injection and error answers around one route."""
-    if bearer_token(request) != state.tokens[VENDOR]:
+    if not state.oauth[VENDOR].accepts(bearer_token(request), state.tokens[VENDOR]):
         return error_response(
             401,
             "INVALID_LOGIN",
@@ -2267,6 +2280,76 @@ def build_control_router(state: SandboxState) -> APIRouter:
                 "startDate": period["startdate"],
                 "endDate": period["enddate"],
                 "closed": period["closed"],
+            }
+        )
+
+    return router
+
+
+# -- OAuth 2.0 client credentials (machine to machine) ------------------------------------
+
+TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
+JWT_CLIENT_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# NetSuite wants the assertion to expire within 60 minutes of its issue.
+MAX_ASSERTION_LIFETIME = 3600
+
+
+def _scopes(value: object) -> set[str]:
+    if isinstance(value, list):
+        return {str(item) for item in value}
+    if isinstance(value, str):
+        return {part for part in re.split(r"[,\s]+", value) if part}
+    return set()
+
+
+def _assertion_client(server: OAuthServer, form: dict[str, str], request: Request) -> OAuthClient:
+    if form.get("client_assertion_type") != JWT_CLIENT_ASSERTION:
+        raise OAuthFailure("invalid_request", "client_assertion_type is not jwt-bearer")
+    jwt = parse_jwt(form.get("client_assertion", ""))
+    kid = jwt.header.get("kid")
+    client = next((c for c in server.clients.values() if c.certificate_id == kid), None)
+    if client is None or jwt.claims.get("iss") != client.client_id:
+        raise OAuthFailure("invalid_client", "no certificate mapping for this client")
+    verify_signature(jwt, client.public_key_pem, ("PS256",))
+    if jwt.claims.get("aud") != request_url(request):
+        raise OAuthFailure("invalid_grant", "the assertion's aud is not this token endpoint")
+    if "rest_webservices" not in _scopes(jwt.claims.get("scope")):
+        raise OAuthFailure("invalid_scope", "the assertion's scope lacks rest_webservices")
+    check_times(jwt.claims, server.wall_clock(), max_lifetime=MAX_ASSERTION_LIFETIME)
+    return client
+
+
+def build_oauth_router(state: SandboxState) -> APIRouter:
+    """NetSuite's token endpoint for the client credentials (M2M) grant: a form with
+    ``grant_type=client_credentials``, ``client_assertion_type`` jwt-bearer and a PS256
+    ``client_assertion`` whose header ``kid`` is a registered certificate id, ``iss`` that
+    client's id, ``aud`` this endpoint's URL, ``scope`` including ``rest_webservices``, and
+    ``exp`` at most 60 minutes after ``iat``. The answer is ``{"access_token", "expires_in",
+    "token_type": "bearer"}`` with ``expires_in`` a string of seconds, as NetSuite writes it;
+    a refusal is 400 ``{"error", "error_description"}``. Fault injection operation:
+    ``oauth_token``. Not behind the API's auth and governance (it is how a client gets
+    past them)."""
+    router = APIRouter()
+
+    @router.post(TOKEN_PATH)
+    async def token(request: Request) -> Response:
+        server = state.oauth[VENDOR]
+        server.token_requests += 1
+        faults = VendorFaults(state.faults, VENDOR, _fault_response)
+        if (injected := await faults.before("oauth_token")) is not None:
+            return injected
+        try:
+            form = await read_form(request)
+            if form.get("grant_type") != "client_credentials":
+                raise OAuthFailure("unsupported_grant_type", "grant type not supported")
+            _assertion_client(server, form, request)
+        except OAuthFailure as failure:
+            return failure.response()
+        return json_response(
+            {
+                "access_token": server.issue(),
+                "expires_in": str(int(server.token_lifetime)),
+                "token_type": "bearer",
             }
         )
 

@@ -24,7 +24,10 @@ Emulated, as a Salesforce org with Salesforce CPQ answers it (API path
   currency) and ``Revsync_AR_As_Of__c`` (date-time). Date-times are stored and answered as
   Salesforce writes them, ``2026-03-01T10:00:00.000+0000``.
 - Errors in Salesforce's shape: ``[{"message", "errorCode", "fields"}]``; a missing or
-  wrong bearer token is 401 ``INVALID_SESSION_ID``.
+  wrong bearer token (neither the static sandbox token nor an issued, unexpired one) is 401
+  ``INVALID_SESSION_ID``.
+- The OAuth 2.0 token endpoint ``POST /services/oauth2/token``: client credentials and JWT
+  bearer grants (see :func:`build_oauth_router`).
 
 Fault-injection operation names (``POST /_sandbox/faults`` with ``vendor="salesforce"``):
 ``query``, ``query_more``, ``get``, ``create``, ``update``, ``upsert``. A rule's ``code``
@@ -33,6 +36,8 @@ becomes the ``errorCode`` of the injected error.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import re
 import secrets
@@ -47,6 +52,16 @@ from fastapi import APIRouter, Request, Response
 
 from sandbox import seed
 from sandbox.faults import VendorFaults
+from sandbox.oauth import (
+    OAuthClient,
+    OAuthFailure,
+    OAuthServer,
+    check_times,
+    parse_jwt,
+    read_form,
+    request_url,
+    verify_signature,
+)
 from sandbox.wire import bearer_token, json_response, read_json
 
 if TYPE_CHECKING:
@@ -637,7 +652,7 @@ def build_router(state: SandboxState) -> APIRouter:
 
     async def run(request: Request, version: str, operation: str, action: Action) -> Response:
         """Auth, fault hooks around the operation, Salesforce-shaped errors."""
-        if bearer_token(request) != state.tokens[VENDOR]:
+        if not state.oauth[VENDOR].accepts(bearer_token(request), state.tokens[VENDOR]):
             return error_response(401, "INVALID_SESSION_ID", "Session expired or invalid")
         if not _VERSION.fullmatch(version):
             return error_response(404, "NOT_FOUND", "The requested resource does not exist")
@@ -736,5 +751,98 @@ def build_router(state: SandboxState) -> APIRouter:
             return json_response(body, 201 if created else 200)
 
         return await run(request, version, "upsert", action)
+
+    return router
+
+
+# -- OAuth 2.0 ----------------------------------------------------------------------------
+
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+_TOKEN_PATH = "/services/oauth2/token"
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        client_id, _, secret = base64.b64decode(encoded.strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise OAuthFailure("invalid_client", "invalid client credentials") from None
+    return client_id, secret
+
+
+def _client_credentials(server: OAuthServer, form: dict[str, str], request: Request) -> None:
+    basic = _basic_credentials(request)
+    client_id, secret = basic or (form.get("client_id", ""), form.get("client_secret", ""))
+    client = server.client(client_id)
+    if client.client_secret is None or not secrets.compare_digest(
+        secret.encode(), client.client_secret.encode()
+    ):
+        raise OAuthFailure("invalid_client", "invalid client credentials")
+
+
+def _jwt_bearer(server: OAuthServer, form: dict[str, str], request: Request) -> OAuthClient:
+    jwt = parse_jwt(form.get("assertion", ""))
+    client = server.client(jwt.claims.get("iss"))
+    verify_signature(jwt, client.public_key_pem, ("RS256",))
+    url = request.url
+    audience = server.audience or f"{url.scheme}://{url.netloc}"
+    if jwt.claims.get("aud") != audience:
+        raise OAuthFailure("invalid_grant", "audience is invalid")
+    check_times(jwt.claims, server.wall_clock(), max_lifetime=None)
+    if client.username is None or jwt.claims.get("sub") != client.username:
+        raise OAuthFailure("invalid_grant", "user hasn't approved this consumer")
+    return client
+
+
+def build_oauth_router(state: SandboxState) -> APIRouter:
+    """Salesforce's token endpoint, ``POST /services/oauth2/token`` (form-encoded):
+
+    - ``grant_type=client_credentials`` with ``client_id``/``client_secret`` in the body or
+      HTTP Basic; a wrong secret is 400 ``invalid_client``, an unknown client 400
+      ``invalid_client_id``;
+    - ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`` with an RS256 ``assertion``
+      (``iss`` a registered client, ``sub`` its username, ``aud`` the login URL: the origin
+      the request came to unless configured, ``exp`` not past); anything wrong is 400
+      ``invalid_grant``.
+
+    The answer carries ``access_token`` and ``instance_url`` but no ``expires_in``, as
+    Salesforce's does: the session times out by policy (the server's ``token_lifetime``),
+    and the API then answers 401 ``INVALID_SESSION_ID``. Fault injection operation:
+    ``oauth_token``."""
+    router = APIRouter()
+
+    @router.post(_TOKEN_PATH)
+    async def token(request: Request) -> Response:
+        server = state.oauth[VENDOR]
+        server.token_requests += 1
+        faults = VendorFaults(state.faults, VENDOR, error_response)
+        if (injected := await faults.before("oauth_token")) is not None:
+            return injected
+        try:
+            form = await read_form(request)
+            grant = form.get("grant_type")
+            if grant == "client_credentials":
+                _client_credentials(server, form, request)
+            elif grant == JWT_BEARER_GRANT:
+                _jwt_bearer(server, form, request)
+            else:
+                raise OAuthFailure("unsupported_grant_type", "grant type not supported")
+        except OAuthFailure as failure:
+            return failure.response()
+        instance = server.instance_url or request_url(request).removesuffix(_TOKEN_PATH)
+        access_token = server.issue()
+        return json_response(
+            {
+                "access_token": access_token,
+                "instance_url": instance,
+                "id": f"{instance}/id/00D000000000001EAA/005000000000001AAA",
+                "token_type": "Bearer",
+                "issued_at": str(int(server.wall_clock() * 1000)),
+                "scope": "api",
+                "signature": base64.b64encode(secrets.token_bytes(32)).decode(),
+            }
+        )
 
     return router

@@ -1,0 +1,123 @@
+"""The token source each vendor adapter gets, from the auth mode its settings choose.
+
+``REVSYNC_SALESFORCE_AUTH`` and ``REVSYNC_NETSUITE_AUTH`` pick the mode; ``static`` (the
+default, and what the sandbox uses) sends the configured access token as before. Every
+credential the chosen mode needs is checked here, when the adapter is built (at worker
+start), and a missing or unreadable one is a :class:`~revsync.settings.MissingSetting` naming
+the setting. Nothing is sent until the first activity asks for a token.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from adapters.oauth import (
+    ClientAssertionGrant,
+    ClientSecretGrant,
+    JwtBearerGrant,
+    OAuthTokens,
+    StaticToken,
+    TokenSource,
+    load_private_key,
+)
+from revsync.settings import MissingSetting, Settings
+
+SALESFORCE_TOKEN_PATH = "/services/oauth2/token"
+NETSUITE_TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
+
+
+def _env(name: str) -> str:
+    return f"REVSYNC_{name.upper()}"
+
+
+def _text(settings: Settings, name: str, why: str) -> str:
+    value = getattr(settings, name)
+    if not isinstance(value, str) or not value.strip():
+        raise MissingSetting(name, why)
+    return value.strip()
+
+
+def _private_key(settings: Settings, name: str, why: str) -> rsa.RSAPrivateKey:
+    path = getattr(settings, name)
+    if not isinstance(path, Path):
+        raise MissingSetting(name, why)
+    try:
+        pem = path.read_bytes()
+    except OSError as error:
+        raise MissingSetting(name, f"cannot read {path}: {error.strerror}") from error
+    try:
+        return load_private_key(pem)
+    except ValueError as error:
+        raise MissingSetting(name, f"{path} is {error}") from None
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def salesforce_tokens(settings: Settings, http: httpx.AsyncClient) -> TokenSource:
+    """Salesforce's token source for ``REVSYNC_SALESFORCE_AUTH``."""
+    mode = settings.salesforce_auth
+    if mode == "static":
+        token = settings.require_secret(
+            "salesforce_access_token", "the CRM is Salesforce with REVSYNC_SALESFORCE_AUTH=static"
+        )
+        return StaticToken(token.get_secret_value(), fix=_env("salesforce_access_token"))
+    why = f"REVSYNC_SALESFORCE_AUTH={mode} needs it"
+    client_id = _text(settings, "salesforce_client_id", why)
+    token_url = settings.salesforce_token_url or (
+        settings.salesforce_base_url.rstrip("/") + SALESFORCE_TOKEN_PATH
+    )
+    if mode == "client_credentials":
+        secret = settings.require_secret("salesforce_client_secret", why)
+        grant: ClientSecretGrant | JwtBearerGrant = ClientSecretGrant(
+            client_id, secret.get_secret_value()
+        )
+        fix = " and ".join(map(_env, ("salesforce_client_id", "salesforce_client_secret")))
+    else:
+        key = _private_key(settings, "salesforce_private_key_path", why)
+        username = _text(settings, "salesforce_username", why)
+        audience = settings.salesforce_jwt_audience or origin(token_url)
+        grant = JwtBearerGrant(client_id, username, audience, key)
+        fix = ", ".join(
+            map(
+                _env,
+                (
+                    "salesforce_client_id",
+                    "salesforce_username",
+                    "salesforce_private_key_path",
+                    "salesforce_jwt_audience",
+                ),
+            )
+        )
+        fix += " (and that the user is pre-authorized for the app)"
+    return OAuthTokens(http, vendor="salesforce", token_url=token_url, grant=grant, fix=fix)
+
+
+def netsuite_tokens(settings: Settings, http: httpx.AsyncClient) -> TokenSource:
+    """NetSuite's token source for ``REVSYNC_NETSUITE_AUTH``."""
+    if settings.netsuite_auth == "static":
+        token = settings.require_secret(
+            "netsuite_access_token", "the ERP is NetSuite with REVSYNC_NETSUITE_AUTH=static"
+        )
+        return StaticToken(token.get_secret_value(), fix=_env("netsuite_access_token"))
+    why = "REVSYNC_NETSUITE_AUTH=client_credentials needs it"
+    grant = ClientAssertionGrant(
+        _text(settings, "netsuite_client_id", why),
+        _text(settings, "netsuite_certificate_id", why),
+        _private_key(settings, "netsuite_private_key_path", why),
+    )
+    token_url = settings.netsuite_token_url or (
+        settings.netsuite_base_url.rstrip("/") + NETSUITE_TOKEN_PATH
+    )
+    fix = ", ".join(
+        map(_env, ("netsuite_client_id", "netsuite_certificate_id", "netsuite_private_key_path"))
+    )
+    fix += " (and the certificate's mapping to the integration record and role)"
+    return OAuthTokens(http, vendor="netsuite", token_url=token_url, grant=grant, fix=fix)
