@@ -1,0 +1,92 @@
+"""What the port contract suites need to know about each registered vendor's emulator.
+
+The suites (``test_crm_contract.py``, ``test_billing_contract.py``, ``test_erp_contract.py``)
+express every expectation in port terms; the entries below are the only vendor-specific
+glue: how many of the port's records the emulator holds, which fault-injection operation and
+request a keyed create is, the vendor's own validation error, how its credentials expire,
+and (CRM) how a quote comes to exist. Registering a vendor in ``adapters/registry.py`` means
+adding its entry here; ``test_every_registered_vendor_has_an_emulator`` fails until then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from revsync.demo import create_crm_quote
+from revsync.settings import Settings
+from sandbox.app import SandboxState
+
+
+@dataclass(frozen=True)
+class Emulator:
+    vendor: str
+    # How many of the records the port's keyed create makes the emulator holds.
+    records: Callable[[SandboxState], int]
+    # The fault-injection operation of the keyed create (sandbox/faults.py).
+    create_operation: str
+    # Method and path suffix of the request that applies the create, given its external key
+    # (to lose its answer with tests/adapters/lossy.py).
+    create_request: Callable[[str], tuple[str, str]]
+    # Status and vendor code of one of the vendor's validation errors.
+    validation_error: tuple[int, str]
+    # Make the credentials revsync holds stop working (an expired or revoked token).
+    expire_credentials: Callable[[SandboxState], None]
+
+
+@dataclass(frozen=True)
+class CrmEmulator(Emulator):
+    # A quote accepted in the CRM for the account: its id.
+    new_quote: Callable[[httpx.AsyncClient, Settings, str], Awaitable[str]]
+    # The status the CRM shows for a quote.
+    quote_status: Callable[[SandboxState, str], str]
+
+
+def _rotate(vendor: str) -> Callable[[SandboxState], None]:
+    def expire(state: SandboxState) -> None:
+        state.tokens[vendor] = f"{vendor}-rotated-elsewhere"
+
+    return expire
+
+
+def _salesforce_quote_status(state: SandboxState, quote_id: str) -> str:
+    (quote,) = [q for q in state.salesforce.snapshot()["quotes"] if q["Id"] == quote_id]
+    return str(quote["SBQQ__Status__c"])
+
+
+CRM_EMULATORS: dict[str, CrmEmulator] = {
+    "salesforce": CrmEmulator(
+        vendor="salesforce",
+        records=lambda state: len(state.salesforce.snapshot()["orders"]),
+        create_operation="upsert",
+        create_request=lambda key: ("PATCH", f"/Revsync_Key__c/{key}"),
+        validation_error=(400, "FIELD_CUSTOM_VALIDATION_EXCEPTION"),
+        expire_credentials=_rotate("salesforce"),
+        new_quote=create_crm_quote,
+        quote_status=_salesforce_quote_status,
+    ),
+}
+
+BILLING_EMULATORS: dict[str, Emulator] = {
+    "stripe": Emulator(
+        vendor="stripe",
+        records=lambda state: len(state.stripe.snapshot()["subscriptions"]),
+        create_operation="create_subscription",
+        create_request=lambda key: ("POST", "/v1/subscriptions"),
+        validation_error=(400, "parameter_invalid_integer"),
+        expire_credentials=_rotate("stripe"),
+    ),
+}
+
+ERP_EMULATORS: dict[str, Emulator] = {
+    "netsuite": Emulator(
+        vendor="netsuite",
+        records=lambda state: len(state.netsuite.snapshot()["salesOrders"]),
+        create_operation="create_sales_order",
+        create_request=lambda key: ("POST", "/salesOrder"),
+        validation_error=(400, "INVALID_FLD_VALUE"),
+        expire_credentials=_rotate("netsuite"),
+    ),
+}
