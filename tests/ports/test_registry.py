@@ -154,3 +154,32 @@ def test_revsync_dev_refuses_an_unavailable_vendor(
     result = CliRunner().invoke(app, ["dev", option, name])
     assert result.exit_code == 2
     assert says in " ".join(result.output.replace("│", " ").split())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_the_dev_stack_checks_the_vendors_before_starting_anything(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+):
+    from revsync.devstack import DevStackOptions, supervise
+
+    data_dir = tmp_path / "state"
+    settings = Settings(
+        temporal_address=f"127.0.0.1:{_free_port()}",
+        temporal_ui_port=_free_port(),
+        sandbox_port=_free_port(),
+        gateway_port=_free_port(),
+        data_dir=data_dir,
+    )
+    options = DevStackOptions(settings=settings, vendors={"crm": "hubspot"})
+    assert await supervise(options) == 2
+    err = capsys.readouterr().err
+    assert "revsync dev cannot start: REVSYNC_CRM='hubspot'" in err
+    assert "not available yet" in err
+    assert not data_dir.exists()  # nothing started, nothing written
