@@ -288,7 +288,9 @@ class OAuthTokens:
         self._wall_clock = wall_clock
         self._lock = asyncio.Lock()
         self._current: AccessToken | None = None
-        self._fetches = 0
+        # Fetches finished (either way): a caller that saw this change while it waited
+        # for the lock takes the outcome of the fetch it waited for.
+        self._fetches_done = 0
         self._failure: VendorError | None = None
         #: Token requests sent so far (for metrics and tests).
         self.requests = 0
@@ -300,12 +302,12 @@ class OAuthTokens:
         current = self._current
         if current is not None and self._valid(current):
             return current
-        seen = self._fetches
+        seen = self._fetches_done
         async with self._lock:
             current = self._current
             if current is not None and self._valid(current):
                 return current
-            if self._fetches != seen and self._failure is not None:
+            if self._fetches_done != seen and self._failure is not None:
                 # A fetch failed while this caller waited: share its failure, do not repeat it.
                 failed = self._failure
                 raise TransientError(
@@ -316,12 +318,13 @@ class OAuthTokens:
                     code=failed.code,
                     retry_after=getattr(failed, "retry_after", None),
                 )
-            self._fetches += 1
             try:
                 self._current = await self._fetch()
             except VendorError as error:
                 self._failure = error
                 raise
+            finally:
+                self._fetches_done += 1
             self._failure = None
             return self._current
 

@@ -185,6 +185,10 @@ class OAuthServer:
             return False
         return True
 
+    def issued(self) -> list[str]:
+        """Every token issued and not yet expired or dropped (for tests' leak checks)."""
+        return list(self._issued)
+
     def expire_all(self) -> int:
         count = len(self._issued)
         self._issued.clear()
