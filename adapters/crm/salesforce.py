@@ -361,9 +361,7 @@ class SalesforceCrm:
             next_url = body.get("nextRecordsUrl")
             if not isinstance(next_url, str) or not next_url.startswith("/services/data/"):
                 raise _unexpected(operation, "query not done but no usable nextRecordsUrl")
-            response = await self._http.request(
-                operation, "GET", next_url, headers=self._headers
-            )
+            response = await self._http.request(operation, "GET", next_url, headers=self._headers)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -561,9 +559,7 @@ class SalesforceCrm:
                 raise RejectedError(
                     VENDOR, operation, f"{cursor!r} is not a query cursor", code="INVALID_CURSOR"
                 )
-            response = await self._http.request(
-                operation, "GET", cursor, headers=headers
-            )
+            response = await self._http.request(operation, "GET", cursor, headers=headers)
         body = decode_json(response)
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
             raise _unexpected(operation, "query answer without records")
