@@ -87,7 +87,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -866,7 +866,12 @@ class NetSuiteStore:
         self.sales_orders[order_id] = order
         return order
 
-    def _order_lines(self, entries: list[Any], symbol: str) -> list[dict[str, Any]]:
+    def _item_entries(
+        self, entries: list[Any], fields: frozenset[str]
+    ) -> Iterator[tuple[int, str, dict[str, Any], str, dict[str, Any], Decimal]]:
+        """Each line of a transaction's ``item`` sublist, checked as NetSuite checks every
+        item line (at least one; known fields; an active item; a positive quantity): its
+        index, path, entry, item id, item and quantity."""
         if not entries:
             raise NetSuiteError(
                 400,
@@ -874,13 +879,11 @@ class NetSuiteStore:
                 "You must enter at least one line item for this transaction.",
                 "item",
             )
-        places = MINOR_UNITS.get(symbol, 2)
-        lines: list[dict[str, Any]] = []
         for n, entry in enumerate(entries):
             path = f"item.items[{n}]"
             if not isinstance(entry, dict):
                 raise _bad_value(path, "Invalid line.")
-            _check_fields(entry, _LINE_FIELDS, path)
+            _check_fields(entry, fields, path)
             item_id = _ref(entry.get("item"), f"{path}.item")
             item = self.items.get(item_id)
             if item is None or item["isinactive"]:
@@ -888,6 +891,12 @@ class NetSuiteStore:
             quantity = _number(entry.get("quantity", 1), f"{path}.quantity")
             if quantity <= 0:
                 raise _bad_value(f"{path}.quantity", "Quantity must be greater than zero.")
+            yield n, path, entry, item_id, item, quantity
+
+    def _order_lines(self, entries: list[Any], symbol: str) -> list[dict[str, Any]]:
+        places = MINOR_UNITS.get(symbol, 2)
+        lines: list[dict[str, Any]] = []
+        for n, path, entry, item_id, item, quantity in self._item_entries(entries, _LINE_FIELDS):
             rate = _number(entry["rate"], f"{path}.rate") if "rate" in entry else None
             amount = _number(entry["amount"], f"{path}.amount") if "amount" in entry else None
             if rate is None:
@@ -1244,26 +1253,9 @@ class NetSuiteStore:
         return invoice
 
     def _invoice_lines(self, entries: list[Any], symbol: str) -> list[dict[str, Any]]:
-        if not entries:
-            raise NetSuiteError(
-                400,
-                "USER_ERROR",
-                "You must enter at least one line item for this transaction.",
-                "item",
-            )
         lines: list[dict[str, Any]] = []
-        for n, entry in enumerate(entries):
-            path = f"item.items[{n}]"
-            if not isinstance(entry, dict):
-                raise _bad_value(path, "Invalid line.")
-            _check_fields(entry, _INVOICE_LINE_FIELDS, path)
-            item_id = _ref(entry.get("item"), f"{path}.item")
-            item = self.items.get(item_id)
-            if item is None or item["isinactive"]:
-                raise _bad_ref(f"{path}.item", f"Invalid item reference key {item_id}.")
-            quantity = _number(entry.get("quantity", 1), f"{path}.quantity")
-            if quantity <= 0:
-                raise _bad_value(f"{path}.quantity", "Quantity must be greater than zero.")
+        entries_checked = self._item_entries(entries, _INVOICE_LINE_FIELDS)
+        for n, path, entry, item_id, item, quantity in entries_checked:
             if "rate" not in entry and "amount" not in entry:
                 raise NetSuiteError(
                     400, "USER_ERROR", "Please enter value(s) for: Rate", f"{path}.rate"
