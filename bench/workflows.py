@@ -8,6 +8,7 @@ Workflow-sandbox safe: imports are passed through, nothing runs at import but de
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import activity, workflow
@@ -44,40 +45,16 @@ class BareQuoteToCashWorkflow:
         return "BOOKED"
 
 
-@activity.defn(name="bare.fetch_account")
-async def fetch_account(key: str) -> str:
-    return key
+def _no_op(name: str) -> Callable[[str], Awaitable[str]]:
+    """The bare activity registered as ``name``: it returns its argument."""
+
+    async def run(key: str) -> str:
+        return key
+
+    return activity.defn(name=name)(run)
 
 
-@activity.defn(name="bare.check_catalog")
-async def check_catalog(key: str) -> str:
-    return key
-
-
-@activity.defn(name="bare.book_erp_order")
-async def book_erp_order(key: str) -> str:
-    return key
-
-
-@activity.defn(name="bare.provision_billing")
-async def provision_billing(key: str) -> str:
-    return key
-
-
-@activity.defn(name="bare.update_crm")
-async def update_crm(key: str) -> str:
-    return key
-
-
-@activity.defn(name="bare.publish_event")
-async def publish_event(key: str) -> str:
-    return key
-
-
-# The no-op activities each queue's bare worker registers.
-ACTIVITIES_BY_QUEUE = {
-    TaskQueue.CRM: [fetch_account, update_crm],
-    TaskQueue.ERP: [check_catalog, book_erp_order],
-    TaskQueue.BILLING: [provision_billing],
-    TaskQueue.EVENTS: [publish_event],
-}
+# The no-op activities each queue's bare worker registers, one per step of STEPS.
+ACTIVITIES_BY_QUEUE: dict[str, list[Callable[[str], Awaitable[str]]]] = {}
+for _name, _queue in STEPS:
+    ACTIVITIES_BY_QUEUE.setdefault(_queue, []).append(_no_op(_name))
