@@ -36,7 +36,8 @@ from domain.reconciliation import (
     SagaState,
 )
 from domain.stages import OrderStage
-from revsync.customer_master import CustomerNotFound, DecisionRefused, repropagate
+from revsync.customer_master import CustomerNotFound, repropagate
+from revsync.operations import DecisionRefused
 from workflows import visibility
 
 

@@ -18,10 +18,10 @@ from domain.customer_master import master_workflow_id
 from domain.master_contracts import CustomerMasterStatus, MasterDecision
 from revsync.customer_master import (
     CustomerNotFound,
-    DecisionRefused,
     customer_status,
     decide_customer_via_gateway,
 )
+from revsync.operations import DecisionRefused
 from revsync.settings import get_settings
 from revsync.temporal import connect
 

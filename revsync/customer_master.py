@@ -51,6 +51,7 @@ from domain.master_contracts import (
     RepropagateResult,
     ResolvePropagation,
 )
+from revsync.operations import DecisionRefused, refusal
 from workflows import visibility
 from workflows.customer_master import MERGED_ERROR, CustomerMasterWorkflow
 
@@ -59,10 +60,6 @@ MAX_MERGE_HOPS = 5
 
 class ChangeRefused(Exception):
     """The golden customer refused the change (its validator said why)."""
-
-
-class DecisionRefused(Exception):
-    """The golden customer refused a steward's or operator's decision."""
 
 
 def start_attributes(golden_id: str) -> TypedSearchAttributes:
@@ -130,7 +127,7 @@ async def deliver_change(
                 if isinstance(survivor, str):
                     target = survivor
                     continue
-            raise ChangeRefused(getattr(cause, "message", None) or str(cause)) from error
+            raise ChangeRefused(refusal(error)) from error
         except (WorkflowAlreadyStartedError, RPCError) as error:
             if isinstance(error, RPCError) and error.status is not RPCStatusCode.ALREADY_EXISTS:
                 raise
@@ -169,8 +166,7 @@ async def decide_customer(
             return await handle.execute_update(CustomerMasterWorkflow.review, request)
         return await handle.execute_update(CustomerMasterWorkflow.resolve, request)
     except WorkflowUpdateFailedError as error:
-        cause = error.cause
-        raise DecisionRefused(getattr(cause, "message", None) or str(cause)) from error
+        raise DecisionRefused(refusal(error)) from error
 
 
 class CustomerNotFound(Exception):
@@ -260,7 +256,7 @@ async def repropagate(
                 if isinstance(survivor, str):
                     target = survivor
                     continue
-            raise DecisionRefused(getattr(cause, "message", None) or str(cause)) from error
+            raise DecisionRefused(refusal(error)) from error
         except RPCError as error:
             if error.status is not RPCStatusCode.NOT_FOUND:
                 raise

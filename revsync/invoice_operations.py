@@ -18,7 +18,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from domain.invoice_contracts import InvoiceDecision, InvoiceStage, invoice_workflow_id
 from domain.money import MINOR_UNITS, quantize
 from domain.saga import ResolveRequest
-from revsync.operations import DecisionRefused
+from revsync.operations import DecisionRefused, refusal
 from workflows import visibility
 
 WORKFLOW_TYPE = "InvoiceToRevenue"
@@ -36,8 +36,7 @@ async def resolve_invoice(
             "resolve", request, result_type=InvoiceDecision
         )
     except WorkflowUpdateFailedError as error:
-        cause = error.cause
-        raise DecisionRefused(getattr(cause, "message", None) or str(cause)) from error
+        raise DecisionRefused(refusal(error)) from error
     return decision
 
 

@@ -76,7 +76,13 @@ async def stuck_orders(
 
 
 class DecisionRefused(Exception):
-    """The saga refused the decision (its update validator said why)."""
+    """A saga refused an operator's or steward's decision (its update validator said why)."""
+
+
+def refusal(error: WorkflowUpdateFailedError) -> str:
+    """Why a workflow refused an update: its validator's message."""
+    cause = error.cause
+    return getattr(cause, "message", None) or str(cause)
 
 
 async def decide(
@@ -93,8 +99,7 @@ async def decide(
             return await handle.execute_update(QuoteToCashWorkflow.approve, request)
         return await handle.execute_update(QuoteToCashWorkflow.reject, request)
     except WorkflowUpdateFailedError as error:
-        cause = error.cause
-        raise DecisionRefused(getattr(cause, "message", None) or str(cause)) from error
+        raise DecisionRefused(refusal(error)) from error
 
 
 class SagaNotFound(Exception):

@@ -37,9 +37,10 @@ from domain.customer_master import (
 from domain.master_contracts import ResolvePropagation
 from domain.saga import ResolveAction
 from revsync.auth import Staff, StaffRole
-from revsync.customer_master import DecisionRefused, customer_status, decide_customer
-from revsync.gateway.ops import OPS_PREFIX, StaffDep
-from revsync.gateway.refusals import Refused, problem
+from revsync.customer_master import customer_status, decide_customer
+from revsync.gateway.ops import OPS_PREFIX, StaffDep, require_role
+from revsync.gateway.refusals import problem
+from revsync.operations import DecisionRefused
 
 log = structlog.get_logger("revsync.gateway.customer_ops")
 
@@ -80,12 +81,6 @@ class ResolveBody(BaseModel):
     )
 
 
-def _require(staff: Staff, role: StaffRole) -> None:
-    if not staff.has(role):
-        log.warning("ops request refused", status=403, actor=staff.name, role=role.value)
-        raise Refused(403, f"{staff.name} does not hold the role {role.value}")
-
-
 async def _send(
     request: Request,
     golden_id: str,
@@ -124,7 +119,7 @@ def customer_ops_router() -> APIRouter:
     async def merge(
         golden_id: str, body: MergeBody, staff: StaffDep, request: Request
     ) -> JSONResponse:
-        _require(staff, StaffRole.DATA_STEWARD)
+        require_role(staff, StaffRole.DATA_STEWARD)
         decision = StewardDecision(
             action=StewardAction.MERGE,
             candidate=body.candidate,
@@ -138,7 +133,7 @@ def customer_ops_router() -> APIRouter:
     async def keep_separate(
         golden_id: str, body: KeepSeparateBody, staff: StaffDep, request: Request
     ) -> JSONResponse:
-        _require(staff, StaffRole.DATA_STEWARD)
+        require_role(staff, StaffRole.DATA_STEWARD)
         decision = StewardDecision(
             action=StewardAction.KEEP_SEPARATE,
             candidate=body.candidate,
@@ -151,7 +146,7 @@ def customer_ops_router() -> APIRouter:
     async def review(
         golden_id: str, body: ReviewBody, staff: StaffDep, request: Request
     ) -> JSONResponse:
-        _require(staff, StaffRole.DATA_STEWARD)
+        require_role(staff, StaffRole.DATA_STEWARD)
         decision = ReviewDecision(
             field=body.field,
             system=body.system,
@@ -165,7 +160,7 @@ def customer_ops_router() -> APIRouter:
     async def resolve(
         golden_id: str, body: ResolveBody, staff: StaffDep, request: Request
     ) -> JSONResponse:
-        _require(staff, StaffRole.OPERATOR)
+        require_role(staff, StaffRole.OPERATOR)
         decision = ResolvePropagation(
             action=body.action, operator=staff.name, note=body.note, key=body.key
         )

@@ -80,6 +80,12 @@ def _staff(request: Request) -> Staff:
 StaffDep = Annotated[Staff, Depends(_staff)]
 
 
+def require_role(staff: Staff, role: StaffRole) -> None:
+    """403 unless the token's holder holds ``role``."""
+    if not staff.has(role):
+        raise _refused(403, f"{staff.name} does not hold the role {role.value}")
+
+
 def _approver(staff: Staff, wanted: ApproverRole | None) -> Approver:
     role = staff.approver_role(wanted)
     if role is None:
@@ -181,8 +187,7 @@ def ops_router() -> APIRouter:
     async def resolve(
         quote_id: str, body: ResolveBody, staff: StaffDep, request: Request
     ) -> JSONResponse:
-        if not staff.has(StaffRole.OPERATOR):
-            raise _refused(403, f"{staff.name} does not hold the role operator")
+        require_role(staff, StaffRole.OPERATOR)
         return await _send(
             request.app.state.client,
             quote_id,
@@ -194,8 +199,7 @@ def ops_router() -> APIRouter:
     async def resolve_invoice_step(
         invoice_id: str, body: ResolveBody, staff: StaffDep, request: Request
     ) -> JSONResponse:
-        if not staff.has(StaffRole.OPERATOR):
-            raise _refused(403, f"{staff.name} does not hold the role operator")
+        require_role(staff, StaffRole.OPERATOR)
         client = request.app.state.client
         decision = ResolveRequest(action=body.action, operator=staff.name, note=body.note)
         sending = resolve_invoice(client, invoice_id, decision)

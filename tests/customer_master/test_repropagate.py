@@ -10,7 +10,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.customer_master import MasterField, System, master_workflow_id
 from domain.master_contracts import PropagationStatus
-from revsync.customer_master import CustomerNotFound, DecisionRefused, repropagate
+from revsync.customer_master import CustomerNotFound, repropagate
+from revsync.operations import DecisionRefused
 from tests.customer_master.fakes import (
     FakeMasterSystems,
     change,

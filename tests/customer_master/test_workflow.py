@@ -32,10 +32,10 @@ from domain.master_contracts import (
 )
 from domain.saga import ResolveAction
 from revsync.customer_master import (
-    DecisionRefused,
     customer_status,
     decide_customer,
 )
+from revsync.operations import DecisionRefused
 from tests.customer_master.fakes import (
     FakeMasterSystems,
     change,
