@@ -58,6 +58,16 @@ from workflows.customer_master import MERGED_ERROR, CustomerMasterWorkflow
 MAX_MERGE_HOPS = 5
 
 
+def _survivor_named_by(error: WorkflowUpdateFailedError) -> str | None:
+    """The survivor's golden id when the update was refused because the record was merged
+    into another one (the workflow names it in the refusal's details), else None."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == MERGED_ERROR and cause.details:
+        survivor = cause.details[0]
+        return survivor if isinstance(survivor, str) else None
+    return None
+
+
 class ChangeRefused(Exception):
     """The golden customer refused the change (its validator said why)."""
 
@@ -121,12 +131,10 @@ async def deliver_change(
             )
             return result
         except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            if isinstance(cause, ApplicationError) and cause.type == MERGED_ERROR:
-                survivor = cause.details[0] if cause.details else None
-                if isinstance(survivor, str):
-                    target = survivor
-                    continue
+            survivor = _survivor_named_by(error)
+            if survivor is not None:
+                target = survivor
+                continue
             raise ChangeRefused(refusal(error)) from error
         except (WorkflowAlreadyStartedError, RPCError) as error:
             if isinstance(error, RPCError) and error.status is not RPCStatusCode.ALREADY_EXISTS:
@@ -250,12 +258,10 @@ async def repropagate(
             )
             return result
         except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            if isinstance(cause, ApplicationError) and cause.type == MERGED_ERROR:
-                survivor = cause.details[0] if cause.details else None
-                if isinstance(survivor, str):
-                    target = survivor
-                    continue
+            survivor = _survivor_named_by(error)
+            if survivor is not None:
+                target = survivor
+                continue
             raise DecisionRefused(refusal(error)) from error
         except RPCError as error:
             if error.status is not RPCStatusCode.NOT_FOUND:
