@@ -32,7 +32,6 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -73,13 +72,15 @@ with workflow.unsafe.imports_passed_through():
         repair_failed,
         repaired,
     )
-    from domain.saga import FailureType
+    from workflows.quote_to_cash import (
+        ATTEMPT_TIMEOUT,
+        HEARTBEAT_TIMEOUT,
+        failure_summary,
+        retry_policy,
+    )
 
 T = TypeVar("T")
 
-ATTEMPT_TIMEOUT = timedelta(minutes=2)
-# Vendor workers heartbeat for their activities (workers.heartbeat).
-HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 # How long one listing call retries transient failures before the run gives up.
 LISTING_BUDGET = timedelta(minutes=30)
 # How long one repair retries before it is left for review.
@@ -105,26 +106,6 @@ class _TooMuchToCarry(Exception):
     """The run holds more records than ``max_carried``."""
 
 
-def _retry() -> RetryPolicy:
-    return RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=1),
-        non_retryable_error_types=list(FailureType.NON_RETRYABLE),
-    )
-
-
-def _reason(error: ActivityError) -> str:
-    cause: BaseException | None = error.cause
-    messages: list[str] = []
-    while cause is not None and len(messages) < 3:
-        text = getattr(cause, "message", None) or str(cause)
-        if text and text not in messages:
-            messages.append(text)
-        cause = cause.__cause__
-    return "; ".join(messages) or "failed"
-
-
 @workflow.defn(name=WORKFLOW_TYPE)
 class ReconciliationWorkflow:
     @workflow.init
@@ -146,7 +127,9 @@ class ReconciliationWorkflow:
         try:
             await self._read_everything(request, PHASES if full else ORDER_PHASES)
         except ActivityError as error:
-            return self._finish(ReportStatus.INCOMPLETE, f"{self._scan.phase}: {_reason(error)}")
+            return self._finish(
+                ReportStatus.INCOMPLETE, f"{self._scan.phase}: {failure_summary(error)}"
+            )
         except _TooMuchToCarry:
             return self._finish(
                 ReportStatus.INCOMPLETE,
@@ -233,7 +216,7 @@ class ReconciliationWorkflow:
                 task_queue=TaskQueue.ORCHESTRATION,
                 start_to_close_timeout=ATTEMPT_TIMEOUT,
                 schedule_to_close_timeout=LISTING_BUDGET,
-                retry_policy=_retry(),
+                retry_policy=retry_policy(),
             )
             scan.sagas.extend(sagas.items)
             scan.scanned["sagas"] = scan.scanned.get("sagas", 0) + len(sagas.items)
@@ -247,7 +230,7 @@ class ReconciliationWorkflow:
             start_to_close_timeout=ATTEMPT_TIMEOUT,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             schedule_to_close_timeout=LISTING_BUDGET,
-            retry_policy=_retry(),
+            retry_policy=retry_policy(),
         )
         # Only records that name a quote are revsync's; the rest are not kept.
         scan.records.extend(r for r in page.items if r.quote_id is not None)
@@ -279,7 +262,7 @@ class ReconciliationWorkflow:
             start_to_close_timeout=ATTEMPT_TIMEOUT,
             heartbeat_timeout=None if queue == TaskQueue.ORCHESTRATION else HEARTBEAT_TIMEOUT,
             schedule_to_close_timeout=LISTING_BUDGET,
-            retry_policy=_retry(),
+            retry_policy=retry_policy(),
         )
         return result
 
@@ -346,7 +329,7 @@ class ReconciliationWorkflow:
                 TaskQueue.ORCHESTRATION,
             )
         except ActivityError as error:
-            return _reason(error)
+            return failure_summary(error)
 
     async def _repair(self, item: DriftItem) -> DriftItem:
         repair = item.repair
@@ -373,7 +356,7 @@ class ReconciliationWorkflow:
             else:
                 return repair_failed(item, "no repair to make")
         except ActivityError as error:
-            reason = _reason(error)
+            reason = failure_summary(error)
             workflow.logger.warning(
                 "repair failed",
                 extra={"quote_id": item.quote_id, "kind": item.kind.value, "reason": reason},
@@ -395,7 +378,7 @@ class ReconciliationWorkflow:
             # The orchestration worker's activities (Temporal only) do not heartbeat.
             heartbeat_timeout=None if queue == TaskQueue.ORCHESTRATION else HEARTBEAT_TIMEOUT,
             schedule_to_close_timeout=REPAIR_BUDGET,
-            retry_policy=_retry(),
+            retry_policy=retry_policy(),
         )
         return result
 
