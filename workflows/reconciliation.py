@@ -209,28 +209,18 @@ class ReconciliationWorkflow:
             scan.scanned[phase.value] = scan.scanned.get(phase.value, 0) + len(invoice_sagas.items)
             return invoice_sagas.cursor
         if phase is Phase.SAGAS:
-            sagas: Page[SagaState] = await workflow.execute_activity(
+            sagas: Page[SagaState] = await self._list(
                 ReconcileActivity.LIST_SAGAS,
+                TaskQueue.ORCHESTRATION,
+                SagaPage,
                 ListSagas(cursor=scan.cursor, page_size=page_size),
-                result_type=SagaPage,
-                task_queue=TaskQueue.ORCHESTRATION,
-                start_to_close_timeout=ATTEMPT_TIMEOUT,
-                schedule_to_close_timeout=LISTING_BUDGET,
-                retry_policy=retry_policy(),
             )
             scan.sagas.extend(sagas.items)
             scan.scanned["sagas"] = scan.scanned.get("sagas", 0) + len(sagas.items)
             return sagas.cursor
         activity, queue = _LISTINGS[phase]
-        page: Page[OrderRecord] = await workflow.execute_activity(
-            activity,
-            ListPage(cursor=scan.cursor, page_size=page_size),
-            result_type=OrderPage,
-            task_queue=queue,
-            start_to_close_timeout=ATTEMPT_TIMEOUT,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            schedule_to_close_timeout=LISTING_BUDGET,
-            retry_policy=retry_policy(),
+        page: Page[OrderRecord] = await self._list(
+            activity, queue, OrderPage, ListPage(cursor=scan.cursor, page_size=page_size)
         )
         # Only records that name a quote are revsync's; the rest are not kept.
         scan.records.extend(r for r in page.items if r.quote_id is not None)
@@ -254,17 +244,8 @@ class ReconciliationWorkflow:
         return page.cursor
 
     async def _list(self, activity: str, queue: str, result_type: type[T], arg: Any) -> T:
-        result: T = await workflow.execute_activity(
-            activity,
-            arg,
-            result_type=result_type,
-            task_queue=queue,
-            start_to_close_timeout=ATTEMPT_TIMEOUT,
-            heartbeat_timeout=None if queue == TaskQueue.ORCHESTRATION else HEARTBEAT_TIMEOUT,
-            schedule_to_close_timeout=LISTING_BUDGET,
-            retry_policy=retry_policy(),
-        )
-        return result
+        """One page of a listing, retried for the listing budget."""
+        return await self._call(activity, arg, result_type, queue, LISTING_BUDGET)
 
     # -- repairing --------------------------------------------------------------------------
 
@@ -368,7 +349,16 @@ class ReconciliationWorkflow:
         )
         return repaired(item)
 
-    async def _call(self, activity: str, arg: Any, result_type: type[T], queue: str) -> T:
+    async def _call(
+        self,
+        activity: str,
+        arg: Any,
+        result_type: type[T],
+        queue: str,
+        budget: timedelta = REPAIR_BUDGET,
+    ) -> T:
+        """One activity, its transient failures retried for ``budget`` (a repair's, unless
+        given)."""
         result: T = await workflow.execute_activity(
             activity,
             arg,
@@ -377,7 +367,7 @@ class ReconciliationWorkflow:
             start_to_close_timeout=ATTEMPT_TIMEOUT,
             # The orchestration worker's activities (Temporal only) do not heartbeat.
             heartbeat_timeout=None if queue == TaskQueue.ORCHESTRATION else HEARTBEAT_TIMEOUT,
-            schedule_to_close_timeout=REPAIR_BUDGET,
+            schedule_to_close_timeout=budget,
             retry_policy=retry_policy(),
         )
         return result
