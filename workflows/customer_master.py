@@ -42,8 +42,8 @@ from workflows.quote_to_cash import (
     ATTEMPT_TIMEOUT,
     HEARTBEAT_TIMEOUT,
     failure_summary,
-    rejection_reason,
     retry_policy,
+    step_failure,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -545,8 +545,7 @@ class CustomerMasterWorkflow:
                 summary=f"{update.system.value}: {names}",
             )
         except ActivityError as error:
-            rejected = rejection_reason(error)
-            reason = rejected or f"gave up after retrying for {budget}: {failure_summary(error)}"
+            _, reason = step_failure(error, budget)
             step = blocked_step(update.system)
             self._parked.append(
                 ParkedPropagation(update=update, step=step, reason=reason, since=workflow.now())

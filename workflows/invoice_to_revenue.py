@@ -105,9 +105,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.quote_to_cash import (
         ATTEMPT_TIMEOUT,
         HEARTBEAT_TIMEOUT,
-        failure_summary,
-        rejection_reason,
         retry_policy,
+        step_failure,
     )
 
 T = TypeVar("T")
@@ -738,10 +737,7 @@ class InvoiceToRevenueWorkflow:
                     summary=step.value if key is None else f"{step.value} {key}",
                 )
             except ActivityError as error:
-                rejected = rejection_reason(error)
-                reason = (
-                    rejected or f"gave up after retrying for {budget}: {failure_summary(error)}"
-                )
+                rejected, reason = step_failure(error, budget)
                 self._record(step, key, FAILED, reason)
                 workflow.logger.warning(
                     "step failed",

@@ -153,6 +153,13 @@ def failure_summary(error: ActivityError) -> str:
     return "; ".join(messages) or "failed"
 
 
+def step_failure(error: ActivityError, budget: timedelta) -> tuple[str | None, str]:
+    """What ended a step's attempts: the vendor's refusal (None when the retry budget ran out
+    instead) and the reason an operator reads."""
+    rejected = rejection_reason(error)
+    return rejected, rejected or f"gave up after retrying for {budget}: {failure_summary(error)}"
+
+
 @workflow.defn(name="QuoteToCash")
 class QuoteToCashWorkflow:
     @workflow.init
@@ -564,10 +571,7 @@ class QuoteToCashWorkflow:
                     retry_policy=retry_policy(),
                 )
             except ActivityError as error:
-                rejected = rejection_reason(error)
-                reason = (
-                    rejected or f"gave up after retrying for {budget}: {failure_summary(error)}"
-                )
+                rejected, reason = step_failure(error, budget)
                 self._record(step, StepState.FAILED, detail=reason)
                 workflow.logger.warning(
                     "step failed",
