@@ -21,6 +21,9 @@ from revsync.auth import StaffToken
 
 DEV_SECRETS_FILE = Path(".revsync") / "dev-secrets.env"
 
+# Every vendor with an adapter; each has a `<vendor>_base_url` that follows the sandbox unless set.
+VENDORS = ("salesforce", "hubspot", "stripe", "zuora", "netsuite", "sap", "dynamics")
+
 
 class MissingSetting(Exception):
     """A setting this process needs is not configured. The message names it."""
@@ -171,6 +174,20 @@ class Settings(BaseSettings):
     stripe_base_url: str = "http://127.0.0.1:8100/stripe"
     stripe_api_key: SecretStr = SecretStr("sk_test_sandbox")
     netsuite_base_url: str = "http://127.0.0.1:8100/netsuite"
+    hubspot_base_url: str = Field(
+        default="http://127.0.0.1:8100/hubspot", description="https://api.hubapi.com"
+    )
+    zuora_base_url: str = Field(
+        default="http://127.0.0.1:8100/zuora", description="e.g. https://rest.zuora.com"
+    )
+    sap_base_url: str = Field(
+        default="http://127.0.0.1:8100/sap",
+        description="https://<tenant>-api.s4hana.cloud.sap (OData services under /sap/opu/odata)",
+    )
+    dynamics_base_url: str = Field(
+        default="http://127.0.0.1:8100/dynamics",
+        description="the environment URL, e.g. https://<org>.crm.dynamics.com",
+    )
     netsuite_access_token: SecretStr = SecretStr("sandbox-netsuite-token")
     netsuite_deferred_revenue_account: str = Field(
         default="2400", min_length=1, description="Account number revenue journals debit"
@@ -316,7 +333,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _vendors_follow_the_sandbox(self) -> Self:
         """A vendor base URL left unset points at the sandbox, wherever the sandbox listens."""
-        for vendor in ("salesforce", "stripe", "netsuite"):
+        for vendor in VENDORS:
             name = f"{vendor}_base_url"
             if name not in self.model_fields_set:
                 setattr(self, name, f"{self.sandbox_url}/{vendor}")
