@@ -132,6 +132,24 @@ class ClientSecretGrant:
 
 
 @dataclass(frozen=True)
+class RefreshTokenGrant:
+    """The refresh token grant (RFC 6749, 6) with the client's id and secret in the body, as
+    HubSpot's ``/oauth/v1/token`` wants it. The refresh token stays the same across uses."""
+
+    client_id: str
+    client_secret: str
+    refresh_token: str
+
+    def form(self, token_url: str, now: float) -> dict[str, str]:
+        return {
+            "grant_type": "refresh_token",
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "refresh_token": self.refresh_token,
+        }
+
+
+@dataclass(frozen=True)
 class JwtBearerGrant:
     """The JWT bearer grant (RFC 7523, 2.1): an RS256 assertion issued by the client id for
     ``username``, addressed to ``audience`` (Salesforce: the login URL)."""

@@ -43,12 +43,14 @@ if TYPE_CHECKING:
     from sandbox.app import SandboxState
 
 # Salesforce sessions time out by org policy (two hours by default); NetSuite M2M tokens last
-# an hour. The emulators default to the same.
-DEFAULT_LIFETIMES = {"salesforce": 7200.0, "netsuite": 3600.0}
+# an hour; HubSpot OAuth access tokens 30 minutes. The emulators default to the same.
+DEFAULT_LIFETIMES = {"salesforce": 7200.0, "netsuite": 3600.0, "hubspot": 1800.0}
 # What the sandbox knows out of the box: a Salesforce client for the client credentials flow.
 # JWT clients need a public key: register one (POST /_sandbox/oauth/<vendor>/clients).
 SANDBOX_CLIENTS = {
     "salesforce": {"client_id": "sandbox-salesforce-client", "client_secret": "sandbox-secret"},
+    # HubSpot's refresh token grant (sandbox/hubspot.py holds the client's refresh token).
+    "hubspot": {"client_id": "sandbox-hubspot-client", "client_secret": "sandbox-hubspot-secret"},
 }
 
 

@@ -1,0 +1,1014 @@
+"""HubSpot CRM emulator: the slice of the CRM v3/v4 objects API revsync uses.
+
+Mounted at ``/hubspot``; the adapter's base URL is the only thing that differs from HubSpot
+(``https://api.hubapi.com``).
+
+==========  =========================================================  ====================
+method      path                                                       operation
+==========  =========================================================  ====================
+POST        /oauth/v1/token                                            ``oauth_token``
+GET         /crm/v3/objects/<type>                                     ``list``
+POST        /crm/v3/objects/<type>                                     ``create``
+GET         /crm/v3/objects/<type>/<id>[?idProperty=]                  ``get``
+PATCH       /crm/v3/objects/<type>/<id>[?idProperty=]                  ``update``
+POST        /crm/v3/objects/<type>/batch/read                          ``batch_read``
+POST        /crm/v3/objects/<type>/batch/upsert                        ``batch_upsert``
+PUT         /crm/v4/objects/<type>/<id>/associations/default/<to>/<id> ``associate``
+==========  =========================================================  ====================
+
+Object types: ``companies`` (``0-2``), ``deals`` (``0-3``), ``line_items`` (``0-8``) and
+``orders`` (``0-123``), each with a property schema: a property that does not exist, a
+number that is not one, an option that is not in an enumeration, or a date-time that is not
+ISO 8601 / epoch millis is 400 ``VALIDATION_ERROR``; ``orders.revsync_order_key`` has unique
+values (a create repeating one is 409 ``CONFLICT``; ``batch/upsert`` with
+``idProperty=revsync_order_key`` updates the record holding it). Values are stored and
+answered as strings, as HubSpot does; the empty string clears a property.
+
+What else it reproduces:
+
+- companies seeded from :data:`sandbox.seed.ACCOUNTS` (same names, addresses, tax ids,
+  currencies) with the numeric ids of :data:`COMPANY_IDS`;
+- reads answer the asked ``properties`` plus ``hs_object_id``, ``createdate`` and
+  ``hs_lastmodifieddate``; ``associations=companies,line_items`` adds v3 association lists
+  (keyed ``companies`` and ``line items``, with the association type names
+  ``deal_to_company`` for the primary company, ``deal_to_company_unlabeled``,
+  ``deal_to_line_item``);
+- listings page with ``limit`` (1 to 100, else 400) and ``after``, answering
+  ``paging.next.after`` until the last page; ``HubSpotStore.page_cap`` pages smaller (tests);
+- batch answers: 200 ``{"status": "COMPLETE", "results"}`` when every input worked, 207
+  with ``errors`` (``{"status": "error", "category", "message", "context"}``) when some did,
+  the input's error status when none did;
+- errors ``{"status": "error", "message", "correlationId", "category"}``; a missing or wrong
+  bearer token (neither the static sandbox token nor an unexpired issued one) is 401
+  ``INVALID_AUTHENTICATION``; an unknown id is 404 ``OBJECT_NOT_FOUND``;
+- rate limits: with ``HubSpotStore.ten_secondly_limit`` set, more requests than that in a
+  rolling ten seconds answer 429 ``policyName: TEN_SECONDLY_ROLLING``; with
+  ``daily_remaining`` set, requests past it answer 429 ``policyName: DAILY``. A fault rule
+  with status 429 answers the same body, its ``code`` the policy name (default
+  ``TEN_SECONDLY_ROLLING``);
+- OAuth: ``POST /oauth/v1/token`` (form) with ``grant_type=refresh_token``, ``client_id``,
+  ``client_secret`` and a refresh token issued to that client (the sandbox client
+  :data:`SANDBOX_CLIENT_ID` / ``sandbox-hubspot-secret`` holds :data:`SANDBOX_REFRESH_TOKEN`)
+  answers ``{"token_type": "bearer", "refresh_token", "access_token", "expires_in": 1800}``;
+  refusals are 400 ``{"status": "BAD_REFRESH_TOKEN" | "BAD_CLIENT_ID" |
+  "BAD_CLIENT_SECRET", "message", "correlationId"}``.
+
+Fault-injection operation names: those in the table. A rule's ``code`` becomes the error's
+``category`` (or, for 429, its ``policyName``).
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import APIRouter, Request, Response
+
+from sandbox import seed
+from sandbox.faults import VendorFaults
+from sandbox.oauth import OAuthFailure, read_form
+from sandbox.wire import bearer_token, json_response, read_json
+
+if TYPE_CHECKING:
+    from sandbox.app import SandboxState
+
+VENDOR = "hubspot"
+SANDBOX_CLIENT_ID = "sandbox-hubspot-client"
+SANDBOX_REFRESH_TOKEN = "sandbox-hubspot-refresh-token"
+TOKEN_PATH = "/oauth/v1/token"
+
+# Numeric company ids for the seeded accounts (deterministic: the same in every sandbox).
+COMPANY_IDS: dict[str, str] = {
+    account["Id"]: str(31_800_000_001 + index) for index, account in enumerate(seed.ACCOUNTS)
+}
+OBJECT_TYPE_IDS = {"0-2": "companies", "0-3": "deals", "0-8": "line_items", "0-123": "orders"}
+
+PropertyType = Literal["string", "number", "enumeration", "datetime", "date"]
+
+
+@dataclass(frozen=True)
+class Prop:
+    type: PropertyType = "string"
+    options: frozenset[str] = frozenset()
+    unique: bool = False
+
+
+CURRENCIES = frozenset({"USD", "EUR", "GBP", "JPY", "CAD", "AUD", "CHF"})
+_STRING = Prop()
+_NUMBER = Prop("number")
+_DATETIME = Prop("datetime")
+
+SCHEMA: dict[str, dict[str, Prop]] = {
+    "companies": {
+        "name": _STRING,
+        "domain": _STRING,
+        "website": _STRING,
+        "hubspot_owner_id": _STRING,
+        "address": _STRING,
+        "address2": _STRING,
+        "city": _STRING,
+        "state": _STRING,
+        "zip": _STRING,
+        "country": _STRING,
+        "lifecyclestage": Prop(
+            "enumeration",
+            frozenset(
+                {"subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead"}
+                | {"opportunity", "customer", "evangelist", "other"}
+            ),
+        ),
+        "revsync_legal_entity": _STRING,
+        "revsync_tax_id": _STRING,
+        "revsync_billing_email": _STRING,
+        "revsync_currency": _STRING,
+        "revsync_credit_check_status": Prop(
+            "enumeration", frozenset({"Approved", "Pending", "Declined"})
+        ),
+        "revsync_credit_limit": _NUMBER,
+        "revsync_credit_limit_currency": _STRING,
+        "revsync_payment_method_status": _STRING,
+        "revsync_ar_status": Prop("enumeration", frozenset({"Current", "Overdue", "Paid", "Void"})),
+        "revsync_ar_invoice": _STRING,
+        "revsync_ar_amount_due": _NUMBER,
+        "revsync_ar_currency": _STRING,
+        "revsync_ar_as_of": _DATETIME,
+    },
+    "deals": {
+        "dealname": _STRING,
+        "dealstage": Prop(
+            "enumeration",
+            frozenset(
+                {"appointmentscheduled", "qualifiedtobuy", "presentationscheduled"}
+                | {"decisionmakerboughtin", "contractsent", "closedwon", "closedlost"}
+            ),
+        ),
+        "pipeline": _STRING,
+        "amount": _NUMBER,
+        "deal_currency_code": Prop("enumeration", CURRENCIES),
+        "hubspot_owner_id": _STRING,
+        "closedate": _DATETIME,
+        "revsync_start_date": Prop("date"),
+        "revsync_payment_terms": _STRING,
+        "revsync_status": _STRING,
+        "revsync_status_reason": _STRING,
+        "revsync_order_id": _STRING,
+    },
+    "line_items": {
+        "name": _STRING,
+        "hs_sku": _STRING,
+        "hs_product_id": _STRING,
+        "quantity": _NUMBER,
+        "price": _NUMBER,
+        "amount": _NUMBER,
+        "hs_discount_percentage": _NUMBER,
+        "discount": _NUMBER,
+        "recurringbillingfrequency": Prop(
+            "enumeration",
+            frozenset(
+                {"weekly", "biweekly", "monthly", "quarterly", "per_six_months", "annually"}
+                | {"per_two_years", "per_three_years", "per_four_years", "per_five_years"}
+            ),
+        ),
+        "hs_recurring_billing_period": _STRING,
+    },
+    "orders": {
+        "hs_order_name": _STRING,
+        "hs_currency_code": Prop("enumeration", CURRENCIES),
+        "hs_total_price": _NUMBER,
+        "revsync_order_key": Prop(unique=True),
+        "revsync_quote_id": _STRING,
+        "revsync_account_id": _STRING,
+        "revsync_erp_order_id": _STRING,
+        "revsync_erp_customer_id": _STRING,
+        "revsync_billing_subscription_id": _STRING,
+        "revsync_billing_customer_id": _STRING,
+        "revsync_status": _STRING,
+    },
+}
+DEFAULT_PROPERTIES = ("hs_object_id", "createdate", "hs_lastmodifieddate")
+# v3 answers name association groups by the plural object name ("line items": with a space).
+ASSOCIATION_KEYS = {
+    "companies": "companies",
+    "deals": "deals",
+    "line_items": "line items",
+    "orders": "orders",
+}
+# HUBSPOT_DEFINED association type ids the emulator knows (from -> to: id -> name).
+ASSOCIATION_TYPES: dict[tuple[str, str], dict[int, str]] = {
+    ("deals", "companies"): {5: "deal_to_company", 341: "deal_to_company_unlabeled"},
+    ("companies", "deals"): {6: "company_to_deal", 342: "company_to_deal_unlabeled"},
+    ("deals", "line_items"): {19: "deal_to_line_item"},
+    ("line_items", "deals"): {20: "line_item_to_deal"},
+    ("orders", "deals"): {512: "order_to_deal"},
+    ("deals", "orders"): {511: "deal_to_order"},
+    ("orders", "companies"): {509: "order_to_company"},
+    ("companies", "orders"): {510: "company_to_order"},
+}
+_INVERSE = {
+    5: 6,
+    6: 5,
+    341: 342,
+    342: 341,
+    19: 20,
+    20: 19,
+    512: 511,
+    511: 512,
+    509: 510,
+    510: 509,
+}
+DEFAULT_ASSOCIATION = {
+    ("orders", "deals"): 512,
+    ("orders", "companies"): 509,
+    ("deals", "companies"): 341,
+    ("line_items", "deals"): 20,
+    ("deals", "line_items"): 19,
+}
+MAX_LIMIT = 100
+DEFAULT_CATEGORIES = {
+    400: "VALIDATION_ERROR",
+    401: "INVALID_AUTHENTICATION",
+    403: "MISSING_SCOPES",
+    404: "OBJECT_NOT_FOUND",
+    409: "CONFLICT",
+    429: "RATE_LIMITS",
+}
+
+
+class HubSpotApiError(Exception):
+    """An error HubSpot would answer: HTTP status, category, message (and detail items)."""
+
+    def __init__(
+        self,
+        status: int,
+        category: str,
+        message: str,
+        errors: list[dict[str, Any]] | None = None,
+        context: dict[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.category = category
+        self.message = message
+        self.errors = errors or []
+        self.context = context or {}
+
+    def item(self) -> dict[str, Any]:
+        """This error as an ``errors[]`` item of a batch answer."""
+        return {
+            "status": "error",
+            "category": self.category,
+            "message": self.message,
+            "context": self.context,
+            "errors": self.errors,
+        }
+
+
+def error_response(
+    status: int,
+    category: str | None,
+    message: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An answer in HubSpot's error format (also the fault injector's factory: for 429 the
+    rule's ``code`` is the ``policyName``)."""
+    body: dict[str, Any] = {
+        "status": "error",
+        "message": message,
+        "correlationId": str(uuid.uuid4()),
+    }
+    if status == 429:
+        policy = category or "TEN_SECONDLY_ROLLING"
+        body.update({"errorType": "RATE_LIMIT", "policyName": policy, "groupName": "publicapi:app"})
+        body["category"] = "RATE_LIMITS"
+    else:
+        body["category"] = category or DEFAULT_CATEGORIES.get(status, "INTERNAL_ERROR")
+    if errors:
+        body["errors"] = errors
+    return json_response(body, status, headers)
+
+
+def _fault_response(status: int, code: str | None, message: str) -> Response:
+    return error_response(status, code, message)
+
+
+def _now_iso() -> str:
+    moment = datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _not_found(object_type: str, record_id: str) -> HubSpotApiError:
+    return HubSpotApiError(
+        404,
+        "OBJECT_NOT_FOUND",
+        f"Object not found. objectId are usually numeric. ({object_type} {record_id})",
+    )
+
+
+def object_type_name(name: str) -> str:
+    """The canonical object type of a path segment (a name or an ``0-n`` type id)."""
+    canonical = OBJECT_TYPE_IDS.get(name, name.lower())
+    if canonical not in SCHEMA:
+        raise HubSpotApiError(400, "VALIDATION_ERROR", f"Unable to infer object type from: {name}")
+    return canonical
+
+
+# -- the store --------------------------------------------------------------------------------
+
+
+class HubSpotStore:
+    """The account's CRM records, in memory."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SCHEMA}
+        # (from type, from id) -> {(to type, to id): {association type ids}}
+        self.associations: dict[tuple[str, str], dict[tuple[str, str], set[int]]] = {}
+        self._next_id = 52_000_000_001
+        # Refresh tokens the token endpoint honours -> the client they were issued to.
+        self.refresh_tokens: dict[str, str] = {SANDBOX_REFRESH_TOKEN: SANDBOX_CLIENT_ID}
+        # Throttling knobs (None: unlimited) and what they counted.
+        self.ten_secondly_limit: int | None = None
+        self.daily_remaining: int | None = None
+        self.page_cap: int = MAX_LIMIT
+        self.throttled = 0
+        self._clock = clock
+        self._recent: deque[float] = deque()
+        for account in seed.ACCOUNTS:
+            company_id = COMPANY_IDS[account["Id"]]
+            properties = {
+                "name": account["Name"],
+                "revsync_legal_entity": account["Legal_Entity__c"],
+                "revsync_tax_id": account["Tax_Id__c"],
+                "revsync_billing_email": account["Billing_Email__c"],
+                "address": account["BillingStreet"],
+                "city": account["BillingCity"],
+                "state": account["BillingState"],
+                "zip": account["BillingPostalCode"],
+                "country": account["BillingCountryCode"],
+                "revsync_currency": account["CurrencyIsoCode"],
+                "lifecyclestage": "customer"
+                if account["Type"].startswith("Customer")
+                else "opportunity",
+                "revsync_credit_check_status": account["Credit_Check_Status__c"],
+            }
+            self._insert("companies", company_id, properties)
+
+    def snapshot(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            name: [copy.deepcopy(record) for record in records.values()]
+            for name, records in self.records.items()
+        }
+        state["associations"] = [
+            {"from": list(src), "to": list(dst), "types": sorted(types)}
+            for src, targets in self.associations.items()
+            for dst, types in targets.items()
+        ]
+        state["throttled"] = self.throttled
+        return state
+
+    # throttling
+
+    def throttle(self) -> Response | None:
+        """A 429 when a rate limit knob says the request is over the limit."""
+        if self.daily_remaining is not None:
+            if self.daily_remaining <= 0:
+                self.throttled += 1
+                return error_response(
+                    429, "DAILY", "You have reached your daily limit.", headers=self._headers()
+                )
+            self.daily_remaining -= 1
+        if self.ten_secondly_limit is not None:
+            now = self._clock()
+            while self._recent and self._recent[0] <= now - 10:
+                self._recent.popleft()
+            if len(self._recent) >= self.ten_secondly_limit:
+                self.throttled += 1
+                return error_response(
+                    429,
+                    "TEN_SECONDLY_ROLLING",
+                    "You have reached your ten_secondly_rolling limit.",
+                    headers={"Retry-After": "1"},
+                )
+            self._recent.append(now)
+        return None
+
+    def _headers(self) -> dict[str, str]:
+        if self.daily_remaining is None:
+            return {}
+        return {"X-HubSpot-RateLimit-Daily-Remaining": str(max(self.daily_remaining, 0))}
+
+    # records
+
+    def _new_id(self) -> str:
+        record_id = str(self._next_id)
+        self._next_id += 1
+        return record_id
+
+    def _insert(self, object_type: str, record_id: str, properties: dict[str, Any]) -> None:
+        stamp = _now_iso()
+        values = {k: ("" if v is None else str(v)) for k, v in properties.items()}
+        self.records[object_type][record_id] = {
+            "id": record_id,
+            "properties": {
+                **values,
+                "hs_object_id": record_id,
+                "createdate": stamp,
+                "hs_lastmodifieddate": stamp,
+            },
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "archived": False,
+        }
+
+    def find(self, object_type: str, record_id: str, id_property: str | None) -> dict[str, Any]:
+        records = self.records[object_type]
+        if id_property is None or id_property == "hs_object_id":
+            record = records.get(record_id)
+        else:
+            spec = SCHEMA[object_type].get(id_property)
+            if spec is None or not spec.unique:
+                raise HubSpotApiError(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"{id_property} is not a unique property of {object_type}",
+                )
+            record = self._by_unique(object_type, id_property, record_id)
+        if record is None:
+            raise _not_found(object_type, record_id)
+        return record
+
+    def _by_unique(self, object_type: str, name: str, value: str) -> dict[str, Any] | None:
+        for record in self.records[object_type].values():
+            if record["properties"].get(name) == value:
+                return record
+        return None
+
+    def validated(
+        self, object_type: str, properties: object, *, record_id: str | None
+    ) -> dict[str, str]:
+        """``properties`` as stored (strings), or a 400 listing every invalid one."""
+        if not isinstance(properties, dict):
+            raise HubSpotApiError(400, "VALIDATION_ERROR", "properties must be an object")
+        schema = SCHEMA[object_type]
+        problems: list[dict[str, Any]] = []
+        values: dict[str, str] = {}
+        for name, raw in properties.items():
+            spec = schema.get(name)
+            if spec is None:
+                problems.append(
+                    {
+                        "isValid": False,
+                        "message": f'Property "{name}" does not exist',
+                        "error": "PROPERTY_DOESNT_EXIST",
+                        "name": name,
+                    }
+                )
+                continue
+            if raw is None or raw == "":
+                values[name] = ""
+                continue
+            if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
+                problems.append(_invalid(name, f"{raw!r} is not a valid value", "INVALID_VALUE"))
+                continue
+            text = str(raw)
+            problem = _check(name, spec, text)
+            if problem is not None:
+                problems.append(problem)
+                continue
+            if spec.unique:
+                clash = self._by_unique(object_type, name, text)
+                if clash is not None and clash["id"] != record_id:
+                    raise HubSpotApiError(
+                        409,
+                        "CONFLICT",
+                        f"A {object_type} record with {name} {text} already exists: {clash['id']}",
+                        context={"id": [clash["id"]]},
+                    )
+            values[name] = _normalized(spec, text)
+        if problems:
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"Property values were not valid: {problems}",
+                errors=[
+                    {
+                        "message": p["message"],
+                        "code": p["error"],
+                        "context": {"propertyName": [p["name"]]},
+                    }
+                    for p in problems
+                ],
+                context={"propertyName": [p["name"] for p in problems]},
+            )
+        return values
+
+    def create(self, object_type: str, properties: object) -> dict[str, Any]:
+        values = self.validated(object_type, properties, record_id=None)
+        record_id = self._new_id()
+        self._insert(object_type, record_id, values)
+        return self.records[object_type][record_id]
+
+    def update(self, record: dict[str, Any], object_type: str, properties: object) -> None:
+        values = self.validated(object_type, properties, record_id=record["id"])
+        record["properties"].update(values)
+        stamp = _now_iso()
+        record["properties"]["hs_lastmodifieddate"] = stamp
+        record["updatedAt"] = stamp
+
+    def associate(self, src: tuple[str, str], dst: tuple[str, str], type_id: int) -> None:
+        for from_type, to_type in ((src[0], dst[0]), (dst[0], src[0])):
+            if type_id not in ASSOCIATION_TYPES.get((from_type, to_type), {}) and (
+                _INVERSE.get(type_id, -1) not in ASSOCIATION_TYPES.get((from_type, to_type), {})
+            ):
+                raise HubSpotApiError(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"association type {type_id} is not valid from {src[0]} to {dst[0]}",
+                )
+        for kind, record_id in (src, dst):
+            if record_id not in self.records[kind]:
+                raise _not_found(kind, record_id)
+        self.associations.setdefault(src, {}).setdefault(dst, set()).add(type_id)
+        inverse = _INVERSE.get(type_id, type_id)
+        self.associations.setdefault(dst, {}).setdefault(src, set()).add(inverse)
+
+    def associated(self, src: tuple[str, str], to_type: str) -> list[dict[str, str]]:
+        found: list[dict[str, str]] = []
+        for (kind, record_id), types in self.associations.get(src, {}).items():
+            if kind != to_type:
+                continue
+            names = ASSOCIATION_TYPES.get((src[0], to_type), {})
+            for type_id in sorted(types):
+                found.append({"id": record_id, "type": names.get(type_id, str(type_id))})
+        return found
+
+    def answer(
+        self,
+        object_type: str,
+        record: dict[str, Any],
+        properties: list[str],
+        associations: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """A record as a v3 read answers it."""
+        shown = {
+            name: record["properties"].get(name) or None
+            for name in (*DEFAULT_PROPERTIES, *properties)
+            if name in SCHEMA[object_type] or name in DEFAULT_PROPERTIES
+        }
+        body: dict[str, Any] = {
+            "id": record["id"],
+            "properties": shown,
+            "createdAt": record["createdAt"],
+            "updatedAt": record["updatedAt"],
+            "archived": record["archived"],
+        }
+        groups: dict[str, Any] = {}
+        for name in associations or []:
+            to_type = OBJECT_TYPE_IDS.get(name, name)
+            if to_type not in SCHEMA:
+                continue
+            results = self.associated((object_type, record["id"]), to_type)
+            if results:
+                groups[ASSOCIATION_KEYS[to_type]] = {"results": results}
+        if groups:
+            body["associations"] = groups
+        return body
+
+
+def _invalid(name: str, message: str, error: str) -> dict[str, Any]:
+    return {"isValid": False, "message": message, "error": error, "name": name}
+
+
+def _check(name: str, spec: Prop, text: str) -> dict[str, Any] | None:
+    if spec.type == "number":
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            number = None
+        if number is None or not number.is_finite():
+            return _invalid(name, f"{text} was not a valid number.", "INVALID_DECIMAL")
+    if spec.type == "enumeration" and text not in spec.options:
+        return _invalid(
+            name,
+            f"{text} was not one of the allowed options: {sorted(spec.options)}",
+            "INVALID_OPTION",
+        )
+    if spec.type == "datetime":
+        try:
+            _parse_datetime(text)
+        except ValueError:
+            return _invalid(name, f"{text} is not a valid datetime", "INVALID_DATE")
+    if spec.type == "date":
+        try:
+            datetime.strptime(text, "%Y-%m-%d")
+        except ValueError:
+            return _invalid(name, f"{text} is not a valid date (YYYY-MM-DD)", "INVALID_DATE")
+    return None
+
+
+def _parse_datetime(text: str) -> datetime:
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError("no zone")
+    return moment
+
+
+def _normalized(spec: Prop, text: str) -> str:
+    if spec.type == "datetime":
+        moment = _parse_datetime(text).astimezone(UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return text
+
+
+def _names(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+
+def build_router(state: SandboxState) -> APIRouter:
+    """HubSpot's CRM routes over ``state.hubspot`` (looked up per request: a sandbox reset
+    replaces the store)."""
+    router = APIRouter()
+    Action = Callable[[HubSpotStore], Awaitable[Response]]
+
+    async def run(request: Request, operation: str, action: Action) -> Response:
+        """Auth, rate limits, fault hooks around the operation, HubSpot-shaped errors."""
+        if not state.oauth[VENDOR].accepts(bearer_token(request), state.tokens[VENDOR]):
+            return error_response(
+                401,
+                "INVALID_AUTHENTICATION",
+                "Authentication credentials not found. This API supports OAuth 2.0 "
+                "authentication and you can find more details at "
+                "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+            )
+        store = state.hubspot
+        if (limited := store.throttle()) is not None:
+            return limited
+        faults = VendorFaults(state.faults, VENDOR, _fault_response)
+        if (injected := await faults.before(operation)) is not None:
+            return injected
+        try:
+            response = await action(store)
+        except HubSpotApiError as error:
+            return error_response(error.status, error.category, error.message, error.errors)
+        if (injected := await faults.after(operation)) is not None:
+            return injected
+        return response
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        try:
+            body = await read_json(request)
+        except ValueError:
+            raise HubSpotApiError(400, "VALIDATION_ERROR", "Invalid input JSON") from None
+        if not isinstance(body, dict):
+            raise HubSpotApiError(400, "VALIDATION_ERROR", "Invalid input JSON: not an object")
+        return body
+
+    def inputs_of(body: dict[str, Any]) -> list[dict[str, Any]]:
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or not inputs or len(inputs) > 100:
+            raise HubSpotApiError(400, "VALIDATION_ERROR", "inputs must hold 1 to 100 items")
+        if not all(isinstance(i, dict) for i in inputs):
+            raise HubSpotApiError(400, "VALIDATION_ERROR", "every input must be an object")
+        return inputs
+
+    def batch_response(results: list[dict[str, Any]], errors: list[HubSpotApiError]) -> Response:
+        if errors and not results:
+            first = errors[0]
+            return error_response(first.status, first.category, first.message, first.errors)
+        stamp = _now_iso()
+        body: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": stamp,
+            "completedAt": stamp,
+        }
+        if errors:
+            body["numErrors"] = len(errors)
+            body["errors"] = [error.item() for error in errors]
+        return json_response(body, 207 if errors else 200)
+
+    base = "/crm/v3/objects/{object_type}"
+
+    @router.get(base)
+    async def list_records(object_type: str, request: Request) -> Response:
+        async def action(store: HubSpotStore) -> Response:
+            kind = object_type_name(object_type)
+            params = request.query_params
+            limit_text = params.get("limit", "10")
+            if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+                raise HubSpotApiError(
+                    400, "VALIDATION_ERROR", f"limit must be between 1 and {MAX_LIMIT}"
+                )
+            limit = min(int(limit_text), store.page_cap)
+            archived = params.get("archived", "false").lower() == "true"
+            rows = [r for r in store.records[kind].values() if r["archived"] == archived]
+            rows.sort(key=lambda r: int(r["id"]))
+            after = params.get("after")
+            if after is not None:
+                if not after.isdigit():
+                    raise HubSpotApiError(400, "VALIDATION_ERROR", "after is not a valid cursor")
+                rows = [r for r in rows if int(r["id"]) >= int(after)]
+            page, rest = rows[:limit], rows[limit:]
+            properties = _names(params.get("properties"))
+            body: dict[str, Any] = {"results": [store.answer(kind, r, properties) for r in page]}
+            if rest:
+                following = rest[0]["id"]
+                body["paging"] = {
+                    "next": {
+                        "after": following,
+                        "link": f"{request.url.path}?after={following}&limit={limit}",
+                    }
+                }
+            return json_response(body)
+
+        return await run(request, "list", action)
+
+    @router.post(base)
+    async def create(object_type: str, request: Request) -> Response:
+        async def action(store: HubSpotStore) -> Response:
+            kind = object_type_name(object_type)
+            body = await body_of(request)
+            links = body.get("associations") or []
+            if not isinstance(links, list):
+                raise HubSpotApiError(400, "VALIDATION_ERROR", "associations must be a list")
+            plan: list[tuple[str, str, int]] = []
+            for link in links:
+                to_id = str(((link or {}).get("to") or {}).get("id", ""))
+                types = (link or {}).get("types") or []
+                for kind_spec in types:
+                    type_id = int((kind_spec or {}).get("associationTypeId", -1))
+                    target = next(
+                        (
+                            to
+                            for (src, to), ids in ASSOCIATION_TYPES.items()
+                            if src == kind and type_id in ids
+                        ),
+                        None,
+                    )
+                    if target is None or to_id not in store.records[target]:
+                        raise HubSpotApiError(
+                            400,
+                            "VALIDATION_ERROR",
+                            f"association {type_id} to {to_id} is not valid",
+                        )
+                    plan.append((target, to_id, type_id))
+            record = store.create(kind, body.get("properties") or {})
+            for target, to_id, type_id in plan:
+                store.associate((kind, record["id"]), (target, to_id), type_id)
+            return json_response(store.answer(kind, record, list(record["properties"])), 201)
+
+        return await run(request, "create", action)
+
+    @router.get(base + "/{record_id}")
+    async def get(object_type: str, record_id: str, request: Request) -> Response:
+        async def action(store: HubSpotStore) -> Response:
+            kind = object_type_name(object_type)
+            params = request.query_params
+            record = store.find(kind, record_id, params.get("idProperty"))
+            answer = store.answer(
+                kind,
+                record,
+                _names(params.get("properties")),
+                _names(params.get("associations")),
+            )
+            return json_response(answer)
+
+        return await run(request, "get", action)
+
+    @router.patch(base + "/{record_id}")
+    async def update(object_type: str, record_id: str, request: Request) -> Response:
+        async def action(store: HubSpotStore) -> Response:
+            kind = object_type_name(object_type)
+            record = store.find(kind, record_id, request.query_params.get("idProperty"))
+            body = await body_of(request)
+            store.update(record, kind, body.get("properties"))
+            return json_response(store.answer(kind, record, list(record["properties"])))
+
+        return await run(request, "update", action)
+
+    @router.post(base + "/batch/read")
+    async def batch_read(object_type: str, request: Request) -> Response:
+        async def action(store: HubSpotStore) -> Response:
+            kind = object_type_name(object_type)
+            body = await body_of(request)
+            properties = [str(p) for p in body.get("properties") or []]
+            id_property = body.get("idProperty")
+            results: list[dict[str, Any]] = []
+            errors: list[HubSpotApiError] = []
+            for item in inputs_of(body):
+                try:
+                    record = store.find(kind, str(item.get("id", "")), id_property)
+                except HubSpotApiError as error:
+                    errors.append(error)
+                    continue
+                results.append(store.answer(kind, record, properties))
+            return batch_response(results, errors)
+
+        return await run(request, "batch_read", action)
+
+    @router.post(base + "/batch/upsert")
+    async def batch_upsert(object_type: str, request: Request) -> Response:
+        async def action(store: HubSpotStore) -> Response:
+            kind = object_type_name(object_type)
+            body = await body_of(request)
+            results: list[dict[str, Any]] = []
+            errors: list[HubSpotApiError] = []
+            for item in inputs_of(body):
+                id_property = item.get("idProperty")
+                value = item.get("id")
+                spec = SCHEMA[kind].get(str(id_property))
+                try:
+                    if spec is None or not spec.unique or not isinstance(value, str) or not value:
+                        raise HubSpotApiError(
+                            400,
+                            "VALIDATION_ERROR",
+                            "upsert needs idProperty naming a unique property and an id",
+                        )
+                    properties = dict(item.get("properties") or {})
+                    existing = store._by_unique(kind, str(id_property), value)
+                    if existing is None:
+                        record = store.create(kind, {**properties, str(id_property): value})
+                        created = True
+                    else:
+                        store.update(existing, kind, properties)
+                        record, created = existing, False
+                except HubSpotApiError as error:
+                    errors.append(error)
+                    continue
+                answer = store.answer(kind, record, list(record["properties"]))
+                results.append({**answer, "new": created})
+            return batch_response(results, errors)
+
+        return await run(request, "batch_upsert", action)
+
+    @router.put("/crm/v4/objects/{object_type}/{record_id}/associations/default/{to_type}/{to_id}")
+    async def associate_default(
+        object_type: str, record_id: str, to_type: str, to_id: str, request: Request
+    ) -> Response:
+        async def action(store: HubSpotStore) -> Response:
+            kind, target = object_type_name(object_type), object_type_name(to_type)
+            type_id = DEFAULT_ASSOCIATION.get((kind, target))
+            if type_id is None:
+                raise HubSpotApiError(
+                    400, "VALIDATION_ERROR", f"no default association from {kind} to {target}"
+                )
+            store.associate((kind, record_id), (target, to_id), type_id)
+            stamp = _now_iso()
+            return json_response(
+                {
+                    "status": "COMPLETE",
+                    "results": [
+                        {
+                            "from": {"id": record_id},
+                            "to": {"id": to_id},
+                            "associationSpec": {
+                                "associationCategory": "HUBSPOT_DEFINED",
+                                "associationTypeId": type_id,
+                            },
+                        }
+                    ],
+                    "startedAt": stamp,
+                    "completedAt": stamp,
+                }
+            )
+
+        return await run(request, "associate", action)
+
+    return router
+
+
+# -- OAuth ------------------------------------------------------------------------------------
+
+
+def _oauth_refusal(status: str, message: str) -> Response:
+    return json_response(
+        {"status": status, "message": message, "correlationId": str(uuid.uuid4())}, 400
+    )
+
+
+def build_oauth_router(state: SandboxState) -> APIRouter:
+    """``POST /oauth/v1/token`` with the refresh token grant (see the module docstring)."""
+    router = APIRouter()
+
+    @router.post(TOKEN_PATH)
+    async def token(request: Request) -> Response:
+        server = state.oauth[VENDOR]
+        server.token_requests += 1
+        faults = VendorFaults(state.faults, VENDOR, _fault_response)
+        if (injected := await faults.before("oauth_token")) is not None:
+            return injected
+        try:
+            form = await read_form(request)
+        except OAuthFailure as failure:
+            return _oauth_refusal("BAD_REQUEST", failure.description)
+        if form.get("grant_type") != "refresh_token":
+            return _oauth_refusal("BAD_GRANT_TYPE", "grant_type must be refresh_token")
+        client = server.clients.get(form.get("client_id", ""))
+        if client is None:
+            return _oauth_refusal("BAD_CLIENT_ID", "missing or invalid client_id")
+        if client.client_secret is None or not secrets.compare_digest(
+            form.get("client_secret", "").encode(), client.client_secret.encode()
+        ):
+            return _oauth_refusal("BAD_CLIENT_SECRET", "missing or invalid client_secret")
+        refresh = form.get("refresh_token", "")
+        if state.hubspot.refresh_tokens.get(refresh) != client.client_id:
+            return _oauth_refusal("BAD_REFRESH_TOKEN", "missing or unknown refresh token")
+        return json_response(
+            {
+                "token_type": "bearer",
+                "refresh_token": refresh,
+                "access_token": server.issue(),
+                "expires_in": int(server.token_lifetime),
+            }
+        )
+
+    return router
+
+
+# -- making deals (what a seller does in HubSpot; for the contract suite, tests and demos) ----
+
+
+async def create_deal(
+    http: Any,
+    base_url: str,
+    token: str,
+    company_id: str,
+    *,
+    currency: str,
+    lines: list[tuple[str, str, str]],
+    stage: str = "closedwon",
+    owner: str = "73125491",
+    close_date: str = "2025-02-20T09:30:00.000Z",
+) -> str:
+    """Create a deal for ``company_id`` (its primary company) with one line item per
+    ``(sku, quantity, discount percent)`` of the seed catalog at list price, through the
+    emulator's API (``http`` an ``httpx.AsyncClient``); returns the deal id."""
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{base_url.rstrip('/')}/crm/v3/objects"
+    deal = await http.post(
+        f"{url}/deals",
+        json={
+            "properties": {
+                "dealname": f"revsync deal for {company_id}",
+                "dealstage": stage,
+                "pipeline": "default",
+                "deal_currency_code": currency,
+                "hubspot_owner_id": owner,
+                "closedate": close_date,
+            },
+            "associations": [
+                {
+                    "to": {"id": company_id},
+                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}],
+                }
+            ],
+        },
+        headers=headers,
+    )
+    deal.raise_for_status()
+    deal_id = str(deal.json()["id"])
+    for sku, quantity, discount in lines:
+        item = next(i for i in seed.CATALOG if i["itemId"] == sku)
+        properties = {
+            "name": item["displayName"],
+            "hs_sku": sku,
+            "hs_product_id": item["id"],
+            "quantity": quantity,
+            "price": str(item["prices"][currency]),
+            "hs_discount_percentage": discount,
+        }
+        if item["billing"] == "recurring":
+            properties |= {
+                "recurringbillingfrequency": "monthly",
+                "hs_recurring_billing_period": "P12M",
+            }
+        created = await http.post(
+            f"{url}/line_items",
+            json={
+                "properties": properties,
+                "associations": [
+                    {
+                        "to": {"id": deal_id},
+                        "types": [
+                            {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 20}
+                        ],
+                    }
+                ],
+            },
+            headers=headers,
+        )
+        created.raise_for_status()
+    return deal_id
