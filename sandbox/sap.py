@@ -79,12 +79,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Request, Response
 
 from domain.money import MINOR_UNITS, quantize
+from sandbox import sap_finance
 from sandbox.faults import VendorFaults
 from sandbox.oauth import OAuthClient, OAuthFailure, OAuthServer, read_form
 from sandbox.seed import CATALOG
@@ -629,8 +630,9 @@ class SapStore:
 
     def item(self, order_id: str, item_id: str) -> dict[str, Any]:
         for item in self.order(order_id)["to_Item"]["results"]:
-            if item["SalesOrderItem"] == item_id.lstrip("0") or item["SalesOrderItem"] == item_id:
-                return item
+            if item["SalesOrderItem"] in (item_id.lstrip("0"), item_id):
+                found: dict[str, Any] = item
+                return found
         raise SapError(
             404, "/IWBEP/CM_MGW_RT/020", "Resource not found for segment 'A_SalesOrderItemType'"
         )
@@ -656,10 +658,8 @@ def _results(value: Any) -> list[dict[str, Any]]:
     return [entry for entry in value if isinstance(entry, dict)]
 
 
-def _finance_store() -> Any:
-    from sandbox.sap_finance import FinanceBooks
-
-    return FinanceBooks()
+def _finance_store() -> sap_finance.FinanceBooks:
+    return sap_finance.FinanceBooks()
 
 
 # -- entities as the wire shows them --------------------------------------------------------
@@ -769,7 +769,11 @@ def build_router(state: SandboxState) -> APIRouter:
         return result
 
     async def guarded(
-        request: Request, operation: str, handler: Callable[[], Awaitable[Response]]
+        request: Request,
+        operation: str,
+        handler: Callable[[], Awaitable[Response]],
+        *,
+        csrf: bool = True,
     ) -> Response:
         if not authorized(state, request):
             return logon_failed()
@@ -782,7 +786,7 @@ def build_router(state: SandboxState) -> APIRouter:
                 "Rate limit exceeded",
                 headers={"Retry-After": str(current.throttle_retry_after)},
             )
-        if request.method not in ("GET", "HEAD") and not current.csrf_ok(request):
+        if csrf and request.method not in ("GET", "HEAD") and not current.csrf_ok(request):
             return Response(
                 content=b"CSRF token validation failed",
                 status_code=403,
@@ -799,7 +803,8 @@ def build_router(state: SandboxState) -> APIRouter:
             return injected
         return response
 
-    root_of = lambda request: f"{str(request.base_url).rstrip('/')}/sap{ODATA}"  # noqa: E731
+    def root_of(request: Request) -> str:
+        return f"{str(request.base_url).rstrip('/')}/sap{ODATA}"
 
     @router.post(TOKEN_PATH)
     async def token(request: Request) -> Response:
@@ -835,6 +840,13 @@ def build_router(state: SandboxState) -> APIRouter:
             }
         )
 
+    @router.post(sap_finance.POST_PATH)
+    async def post_journal(request: Request) -> Response:
+        # A SOAP service: authenticated, but no CSRF token (that is OData's).
+        return await guarded(
+            request, "post_journal", lambda: sap_finance.post_journal(state, request), csrf=False
+        )
+
     @router.get(ODATA + "/{service}/")
     async def service_document(service: str, request: Request) -> Response:
         async def handle() -> Response:
@@ -859,8 +871,6 @@ def build_router(state: SandboxState) -> APIRouter:
             (request.method, match.service, match.entity_set, bool(match.keys or match.single))
         )
         if route is None:
-            from sandbox import sap_finance
-
             finance_route = sap_finance.ROUTES.get(
                 (request.method, match.service, match.entity_set, bool(match.keys or match.single))
             )
@@ -868,7 +878,7 @@ def build_router(state: SandboxState) -> APIRouter:
                 return error_response(
                     404, None, f"Resource not found for segment '{match.entity_set}'"
                 )
-            operation, finance_handler = finance_route
+            operation, finance_handler = cast(tuple[str, RouteHandler], finance_route)
             return await guarded(
                 request, operation, lambda: finance_handler(state, request, match, root_of(request))
             )
@@ -887,6 +897,16 @@ def build_control_router(state: SandboxState) -> APIRouter:
     @router.post("/csrf/expire")
     async def expire() -> Response:
         return json_response({"expired": state.sap.expire_csrf()})
+
+    @router.post("/periods")
+    async def periods(request: Request) -> Response:
+        body = await read_json(request) or {}
+        period = str(body.get("period"))
+        if body.get("closed", True):
+            state.sap.finance.closed.add(period)
+        else:
+            state.sap.finance.closed.discard(period)
+        return json_response({"closed": sorted(state.sap.finance.closed)})
 
     @router.post("/throttle")
     async def throttle(request: Request) -> Response:
@@ -982,7 +1002,8 @@ def _address(store: SapStore, match: Match) -> dict[str, Any]:
     partner = store.partner(match.keys.get("BusinessPartner", ""))
     for address in partner["to_BusinessPartnerAddress"]["results"]:
         if address["AddressID"] == match.keys.get("AddressID"):
-            return address
+            found: dict[str, Any] = address
+            return found
     raise SapError(
         404, "/IWBEP/CM_MGW_RT/020", "Resource not found for segment 'A_BusinessPartnerAddressType'"
     )

@@ -78,6 +78,7 @@ import httpx
 
 from adapters.erp import sap_fields
 from adapters.erp.netsuite import line_rate
+from adapters.erp.sap_finance import SapFinanceMixin
 from adapters.errors import (
     RejectedError,
     TransientError,
@@ -328,6 +329,15 @@ class SapSession:
             self._csrf = (token, cookie)
             return self._csrf
 
+    async def send(
+        self, operation: str, method: str, path: str, *, json_body: Any = None
+    ) -> httpx.Response:
+        """A request to ``<base><path>`` outside OData (a SOAP service): credentials only,
+        a 401 refreshing an OAuth token once."""
+        return await self.request(
+            operation, method, "", "", json_body=json_body, path=path, with_csrf=False
+        )
+
     async def request(
         self,
         operation: str,
@@ -339,11 +349,13 @@ class SapSession:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         ok: tuple[int, ...] = (200, 201, 204),
+        path: str | None = None,
+        with_csrf: bool = True,
     ) -> httpx.Response:
         """One request to ``<base>/sap/opu/odata/sap/<service>/<resource>``; a 401 refreshes
         an OAuth token once, a 403 ``x-csrf-token: Required`` refetches the token once."""
-        write = method.upper() in _WRITES
-        url = f"{self.base_url}{ODATA}/{service}/{resource}"
+        write = with_csrf and method.upper() in _WRITES
+        url = f"{self.base_url}{path}" if path else f"{self.base_url}{ODATA}/{service}/{resource}"
         refreshed = csrf_retried = False
         while True:
             authorization, token = await self._authorization()
@@ -423,7 +435,7 @@ def _collection(response: httpx.Response, operation: str) -> dict[str, Any]:
     return data
 
 
-class SapErp:
+class SapErp(SapFinanceMixin):
     """:class:`adapters.ports.ErpPort` on SAP S/4HANA Cloud's OData APIs."""
 
     vendor = VENDOR
@@ -501,6 +513,10 @@ class SapErp:
             params={"$format": "json", **(params or {})},
             headers=headers,
         )
+
+    async def post_soap(self, operation: str, path: str, body: Any) -> httpx.Response:
+        """POST to a SOAP service of the tenant (no CSRF token: that is OData's)."""
+        return await self._session.send(operation, "POST", path, json_body=body)
 
     async def read_all(
         self, operation: str, service: str, entity_set: str, params: Mapping[str, str]

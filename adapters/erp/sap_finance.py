@@ -1,0 +1,863 @@
+"""Invoice-to-revenue on SAP S/4HANA Cloud: receivables, payments, credits and revenue
+journals as journal entries (mixed into :class:`adapters.erp.sap.SapErp`).
+
+S/4HANA Cloud has no "external invoice" object an API could create in Financial Accounting
+other than a journal entry, so every posting goes through *Journal Entry - Post
+(Synchronous)* (``/sap/bc/srt/scs_ext/sap/journalentrycreaterequestconfi``, communication
+scenario ``SAP_COM_0002``) and is read back from the operational journal entry items
+(``API_OPLACCTGDOCITEMCUBE_SRV/A_OperationalAcctgDocItemCube``).
+
+==================  ========================================================================
+revsync             S/4HANA journal entry (company code ``REVSYNC_SAP_COMPANY_CODE``)
+==================  ========================================================================
+receivable          type ``DR``: a debtor item debiting the customer the invoice total, due
+                    on the invoice's due date (``DueCalculationBaseDate``, terms immediate),
+                    its text the saga's key; one G/L item per invoice line crediting deferred
+                    revenue (text ``L:<line id>``), one per taxed line crediting output tax
+                    (``T:<line id>``). Receivable id ``<company>-<document>-<fiscal year>``.
+payment             type ``DZ``: debit the bank clearing account, credit the customer with the
+                    invoice as ``InvoiceReference`` (up to what is due) and the rest, if any,
+                    on account (unapplied).
+reversal / credit   type ``DG``: credit the customer with the invoice as ``InvoiceReference``,
+                    debit deferred revenue and output tax per line credited.
+revenue journal     type ``SA``: deferred revenue to revenue (a negative amount the other
+                    way), posted on the last day of the period; its text is the entry id.
+==================  ========================================================================
+
+What is due is the invoice's total less the payments and credits referencing it (SAP shows
+such partial payments and credit memos as open items linked to the invoice until they are
+cleared together). A receivable is paid when nothing is due and payments exist, reversed when
+nothing is due by credits alone.
+
+Keys: each document carries its key in ``DocumentReferenceID`` (16 characters at most), the
+key itself when it fits, else ``#`` and 15 characters of the base32 SHA-256 of the key (75
+bits), and the full key in the text of its first item (50 characters) when it fits, which a
+look-up checks. The service does not refuse a second document with the same reference, so
+every posting is looked up first; a lost answer is settled by the retry's look-up.
+
+The posting service answers 200 even when it refuses: its ``Log`` with
+``MaximumSeverityCode`` 3 carries the message (``F5/201`` posting period not open, ``F5/702``
+not balanced...), which the adapter raises as a rejection with that code. A closed period
+(``F5/201``) is a rejection, as the port wants.
+
+The emulator takes the posting request's structure as JSON; a tenant speaks SOAP (the
+envelope has the same element names): see docs/adapters.md, "SAP".
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any, Protocol, cast
+
+import httpx
+
+from adapters.errors import NotFoundError, RejectedError, UnknownOutcomeError
+from adapters.http import decode_json
+from domain.invoice import Invoice as FinalizedInvoice
+from domain.invoice import InvoiceStatus
+from domain.receivable import (
+    CreditLine,
+    CreditPosting,
+    JournalPosting,
+    PaymentApplication,
+    PaymentPosting,
+    Receivable,
+    ReceivableCredit,
+    ReceivableState,
+    RevenueJournal,
+)
+from domain.reconciliation import InvoiceRecord, Page, System, invoice_of_key
+from domain.revenue import closes_on, period_of
+
+VENDOR = "sap"
+ITEMS_SERVICE = "API_OPLACCTGDOCITEMCUBE_SRV"
+ITEMS = "A_OperationalAcctgDocItemCube"
+POST_PATH = "/sap/bc/srt/scs_ext/sap/journalentrycreaterequestconfi"
+MAX_REFERENCE = 16
+MAX_ITEM_TEXT = 50
+OUTPUT_TAX_ACCOUNT = "22010000"
+
+
+def document_reference(key: str) -> str:
+    """The ``DocumentReferenceID`` (at most 16 characters) of a posting's key."""
+    if len(key) <= MAX_REFERENCE and not key.startswith("#"):
+        return key
+    raw = hashlib.sha256(key.encode()).digest()
+    return "#" + base64.b32encode(raw).decode("ascii").rstrip("=")[: MAX_REFERENCE - 1]
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _money(amount: Decimal, currency: str) -> dict[str, str]:
+    return {"currencyCode": currency, "content": format(amount, "f")}
+
+
+class _Host(Protocol):
+    """What the mixin needs from :class:`adapters.erp.sap.SapErp`."""
+
+    company_code: str
+    deferred_revenue_account: str
+    revenue_account: str
+    bank_account: str
+
+    async def read_all(
+        self, operation: str, service: str, entity_set: str, params: Mapping[str, str]
+    ) -> list[dict[str, Any]]: ...
+
+    async def read_page(
+        self,
+        operation: str,
+        service: str,
+        entity_set: str,
+        params: Mapping[str, str],
+        cursor: str | None,
+        page_size: int,
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    async def post_soap(self, operation: str, path: str, body: Any) -> httpx.Response: ...
+
+
+class _Document:
+    """One posted journal entry: its items as the item cube shows them."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = sorted(items, key=lambda i: str(i.get("AccountingDocumentItem")))
+        first = self.items[0]
+        self.company = str(first["CompanyCode"])
+        self.number = str(first["AccountingDocument"])
+        self.year = str(first["FiscalYear"])
+        self.type = str(first.get("AccountingDocumentType"))
+        self.currency = str(first.get("TransactionCurrency"))
+        self.reference = str(first.get("DocumentReferenceID") or "")
+
+    @property
+    def id(self) -> str:
+        return f"{self.company}-{self.number}-{self.year}"
+
+    def debtor(self) -> list[dict[str, Any]]:
+        return [i for i in self.items if i.get("FinancialAccountType") == "D"]
+
+    def key_text(self) -> str:
+        """The key the document's first customer item (else its first item) carries."""
+        first = (self.debtor() or self.items)[0]
+        return str(first.get("DocumentItemText") or "")
+
+    def signed(self, item: Mapping[str, Any]) -> Decimal:
+        return Decimal(str(item.get("AmountInTransactionCurrency") or "0"))
+
+    def lines(self, prefix: str) -> dict[str, Decimal]:
+        """Absolute G/L amounts by line id of the items whose text is ``<prefix>:<line>``."""
+        found: dict[str, Decimal] = {}
+        for item in self.items:
+            text = str(item.get("DocumentItemText") or "")
+            if item.get("FinancialAccountType") == "S" and text.startswith(prefix + ":"):
+                line = text[len(prefix) + 1 :]
+                found[line] = found.get(line, Decimal(0)) + abs(self.signed(item))
+        return found
+
+    def posting_date(self) -> date:
+        value = self.items[0].get("PostingDate")
+        from adapters.erp.sap import parse_date
+
+        parsed = parse_date(value)
+        if parsed is None:
+            try:
+                parsed = date.fromisoformat(str(value))
+            except ValueError:
+                raise RejectedError(
+                    VENDOR, "read_journal_entry", f"document {self.id} has no posting date"
+                ) from None
+        return parsed
+
+
+class SapFinanceMixin:
+    """The invoice-to-revenue methods of the ERP port, on journal entries."""
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _host(self) -> _Host:
+        return cast(_Host, self)
+
+    async def _documents(self, operation: str, filters: list[str]) -> list[_Document]:
+        host = self._host()
+        rows = await host.read_all(
+            operation,
+            ITEMS_SERVICE,
+            ITEMS,
+            {"$filter": " and ".join([f"CompanyCode eq {_literal(host.company_code)}", *filters])},
+        )
+        grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            grouped.setdefault(
+                (str(row.get("AccountingDocument")), str(row.get("FiscalYear"))), []
+            ).append(row)
+        return [_Document(items) for _, items in sorted(grouped.items())]
+
+    async def _keyed(self, key: str, document_type: str, operation: str) -> _Document | None:
+        """The document of ``document_type`` posted under ``key``, if any."""
+        documents = await self._documents(
+            operation,
+            [
+                f"DocumentReferenceID eq {_literal(document_reference(key))}",
+                f"AccountingDocumentType eq {_literal(document_type)}",
+            ],
+        )
+        for document in documents:
+            text = document.key_text()
+            if len(key) > MAX_ITEM_TEXT or not text or text == key:
+                return document
+        return None
+
+    async def _document(self, receivable_id: str, operation: str) -> _Document:
+        parts = receivable_id.split("-")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise NotFoundError(VENDOR, operation, f"{receivable_id!r} is not an SAP receivable id")
+        company, number, year = parts
+        documents = await self._documents(
+            operation,
+            [f"AccountingDocument eq {_literal(number)}", f"FiscalYear eq {_literal(year)}"],
+        )
+        if not documents or documents[0].company != company or documents[0].type != "DR":
+            raise NotFoundError(
+                VENDOR, operation, f"no customer invoice {receivable_id} in SAP", code="NOT_FOUND"
+            )
+        return documents[0]
+
+    async def _followers(self, invoice: _Document, operation: str) -> list[_Document]:
+        """The payments and credit memos referencing the invoice."""
+        references = await self._documents(
+            operation,
+            [
+                f"InvoiceReference eq {_literal(invoice.number)}",
+                f"InvoiceReferenceFiscalYear eq {_literal(invoice.year)}",
+            ],
+        )
+        numbers = {(d.number, d.year) for d in references}
+        if not numbers:
+            return []
+        # Read each whole (its G/L items and its unapplied part too).
+        whole: list[_Document] = []
+        for number, year in sorted(numbers):
+            whole.extend(
+                await self._documents(
+                    operation,
+                    [
+                        f"AccountingDocument eq {_literal(number)}",
+                        f"FiscalYear eq {_literal(year)}",
+                    ],
+                )
+            )
+        return whole
+
+    async def _post(self, operation: str, entry: dict[str, Any]) -> tuple[str, str]:
+        """Post one journal entry; ``(document, fiscal year)``. A refusal in the log is a
+        rejection with SAP's message code."""
+        host = self._host()
+        body = {
+            "JournalEntryBulkCreateRequest": {
+                "MessageHeader": {"ID": entry["DocumentReferenceID"]},
+                "JournalEntryCreateRequest": [
+                    {
+                        "MessageHeader": {"ID": entry["DocumentReferenceID"]},
+                        "JournalEntry": {
+                            "OriginalReferenceDocumentType": "BKPFF",
+                            "BusinessTransactionType": "RFBU",
+                            "CreatedByUser": "REVSYNC",
+                            "CompanyCode": host.company_code,
+                            **entry,
+                        },
+                    }
+                ],
+            }
+        }
+        response = await host.post_soap(operation, POST_PATH, body)
+        answer = decode_json(response)
+        try:
+            confirmation = answer["JournalEntryBulkCreateConfirmation"][
+                "JournalEntryCreateConfirmation"
+            ][0]
+            document = confirmation["JournalEntryCreateConfirmation"]
+            log = confirmation.get("Log") or {}
+        except (KeyError, IndexError, TypeError):
+            raise UnknownOutcomeError(
+                VENDOR, operation, "journal entry answer without a confirmation"
+            ) from None
+        if str(log.get("MaximumSeverityCode")) in ("3", "4", "5"):
+            notes = [i for i in log.get("Item") or [] if str(i.get("SeverityCode")) != "1"]
+            first = notes[0] if notes else {}
+            code = str(first.get("TypeID") or "JOURNAL_REFUSED")
+            message = "; ".join(str(i.get("Note")) for i in notes) or "refused"
+            raise RejectedError(VENDOR, operation, f"SAP did not post: {message}", code=code)
+        number = str(document.get("AccountingDocument") or "")
+        if not number.strip("0"):
+            raise UnknownOutcomeError(VENDOR, operation, "journal entry answer without a number")
+        return number, str(document.get("FiscalYear"))
+
+    # -- receivables ------------------------------------------------------------------------
+
+    async def _receivable(self, invoice: _Document, operation: str) -> Receivable:
+        followers = await self._followers(invoice, operation)
+        debtor = invoice.debtor()
+        if not debtor:
+            raise RejectedError(VENDOR, operation, f"document {invoice.id} has no customer item")
+        total = sum((invoice.signed(i) for i in debtor), Decimal(0))
+        tax = sum(invoice.lines("T").values(), Decimal(0))
+        paid = credited = Decimal(0)
+        reversal_ids: list[str] = []
+        for document in followers:
+            applied = -sum(
+                (
+                    document.signed(i)
+                    for i in document.debtor()
+                    if i.get("InvoiceReference") == invoice.number
+                ),
+                Decimal(0),
+            )
+            if document.type == "DZ":
+                paid += applied
+            elif document.type == "DG":
+                credited += applied
+                reversal_ids.append(document.id)
+        due = total - paid - credited
+        if due > 0:
+            state = ReceivableState.OPEN
+        elif paid > 0:
+            state = ReceivableState.PAID
+        else:
+            state = ReceivableState.REVERSED
+        key = invoice.key_text()
+        due_date = debtor[0].get("NetDueDate")
+        from adapters.erp.sap import parse_date
+
+        parsed_due = parse_date(due_date)
+        if parsed_due is None:
+            try:
+                parsed_due = date.fromisoformat(str(due_date))
+            except ValueError:
+                parsed_due = invoice.posting_date()
+        return Receivable(
+            receivable_id=invoice.id,
+            external_id=key,
+            invoice_id=invoice_of_key(key),
+            customer_id=str(debtor[0].get("Customer")),
+            currency=invoice.currency,
+            total=total,
+            tax=tax,
+            amount_paid=paid,
+            amount_credited=credited,
+            amount_due=due,
+            issue_date=invoice.posting_date(),
+            due_date=parsed_due,
+            state=state,
+            reversal_ids=tuple(reversal_ids),
+        )
+
+    async def find_receivable(self, external_id: str) -> Receivable | None:
+        operation = "find_receivable"
+        document = await self._keyed(external_id, "DR", operation)
+        return None if document is None else await self._receivable(document, operation)
+
+    async def post_receivable(
+        self, invoice: FinalizedInvoice, customer_id: str, external_id: str
+    ) -> Receivable:
+        operation = "post_receivable"
+        host = self._host()
+        document = await self._keyed(external_id, "DR", operation)
+        if document is None:
+            if invoice.status in (InvoiceStatus.VOID, InvoiceStatus.DRAFT):
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"invoice {invoice.invoice_id} is {invoice.status}: only a finalized "
+                    "invoice is posted as a receivable",
+                    code="INVOICE_NOT_FINALIZED",
+                )
+            if invoice.total <= 0:
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"invoice {invoice.invoice_id} totals {invoice.total} {invoice.currency}: "
+                    "a customer invoice document must be positive",
+                    code="NEGATIVE_TOTAL",
+                )
+            currency = invoice.currency
+            items: list[dict[str, Any]] = []
+            for line in invoice.lines:
+                if line.amount:
+                    items.append(
+                        {
+                            "GLAccount": host.deferred_revenue_account,
+                            "AmountInTransactionCurrency": _money(abs(line.amount), currency),
+                            "DebitCreditCode": "H" if line.amount > 0 else "S",
+                            "DocumentItemText": f"L:{line.line_id}"[:MAX_ITEM_TEXT],
+                        }
+                    )
+                if line.tax_amount:
+                    items.append(
+                        {
+                            "GLAccount": OUTPUT_TAX_ACCOUNT,
+                            "AmountInTransactionCurrency": _money(abs(line.tax_amount), currency),
+                            "DebitCreditCode": "H" if line.tax_amount > 0 else "S",
+                            "DocumentItemText": f"T:{line.line_id}"[:MAX_ITEM_TEXT],
+                        }
+                    )
+            entry = {
+                "AccountingDocumentType": "DR",
+                "DocumentReferenceID": document_reference(external_id),
+                "DocumentHeaderText": f"revsync {invoice.invoice_id}"[:25],
+                "DocumentDate": invoice.issue_date.isoformat(),
+                "PostingDate": invoice.issue_date.isoformat(),
+                "DebtorItem": [
+                    {
+                        "Debtor": customer_id,
+                        "AmountInTransactionCurrency": _money(invoice.total, currency),
+                        "DebitCreditCode": "S",
+                        "DocumentItemText": external_id[:MAX_ITEM_TEXT],
+                        "DueCalculationBaseDate": invoice.due_date.isoformat(),
+                    }
+                ],
+                "Item": items,
+            }
+            await self._post(operation, entry)
+            document = await self._keyed(external_id, "DR", operation)
+            if document is None:
+                raise UnknownOutcomeError(
+                    VENDOR, operation, f"posted receivable {external_id!r} is not readable yet"
+                )
+        receivable = await self._receivable(document, operation)
+        if receivable.total != invoice.total or receivable.currency != invoice.currency:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"receivable {receivable.receivable_id} keyed {external_id!r} is "
+                f"{receivable.total} {receivable.currency}, not invoice {invoice.invoice_id}'s "
+                f"{invoice.total} {invoice.currency}: the key belongs to another invoice",
+                code="EXTERNAL_ID_REUSED",
+            )
+        return receivable
+
+    async def list_receivables(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+        """One page of the customer items of customer invoice documents (type ``DR``), named
+        by their billing invoice (the key in the item text); others are read past."""
+        operation = "list_receivables"
+        host = self._host()
+        rows, after = await host.read_page(
+            operation,
+            ITEMS_SERVICE,
+            ITEMS,
+            {
+                "$filter": f"CompanyCode eq {_literal(host.company_code)} and "
+                "AccountingDocumentType eq 'DR' and FinancialAccountType eq 'D'",
+            },
+            cursor,
+            page_size,
+        )
+        items: list[InvoiceRecord] = []
+        for row in rows:
+            key = str(row.get("DocumentItemText") or "")
+            invoice_id = invoice_of_key(key)
+            if invoice_id is None:
+                continue
+            document = await self._document(
+                f"{row['CompanyCode']}-{row['AccountingDocument']}-{row['FiscalYear']}",
+                operation,
+            )
+            receivable = await self._receivable(document, operation)
+            items.append(
+                InvoiceRecord(
+                    system=System.ERP,
+                    record_id=receivable.receivable_id,
+                    invoice_id=invoice_id,
+                    key=key,
+                    amount=receivable.total,
+                    currency=receivable.currency,
+                    amount_due=receivable.amount_due,
+                    status="open" if receivable.amount_due > 0 else "closed",
+                )
+            )
+        return Page(items=items, cursor=after)
+
+    # -- revenue journals -------------------------------------------------------------------
+
+    def _journal_posting(self, document: _Document, journal_id: str) -> JournalPosting:
+        host = self._host()
+        amount = -sum(
+            (
+                document.signed(i)
+                for i in document.items
+                if i.get("GLAccount") == host.revenue_account
+            ),
+            Decimal(0),
+        )
+        return JournalPosting(
+            journal_entry_id=document.id,
+            journal_id=journal_id,
+            period=period_of(document.posting_date()),
+            amount=amount,
+            currency=document.currency,
+        )
+
+    async def post_revenue_journal(self, journal: RevenueJournal) -> JournalPosting:
+        operation = "post_revenue_journal"
+        host = self._host()
+        key = journal.journal_id
+        document = await self._keyed(key, "SA", operation)
+        if document is None:
+            amount = abs(journal.amount)
+            recognise = journal.amount > 0
+            text = key[:MAX_ITEM_TEXT]
+            when = (closes_on(journal.period) - timedelta(days=1)).isoformat()
+            await self._post(
+                operation,
+                {
+                    "AccountingDocumentType": "SA",
+                    "DocumentReferenceID": document_reference(key),
+                    "DocumentHeaderText": "revsync revenue",
+                    "DocumentDate": when,
+                    "PostingDate": when,
+                    "Item": [
+                        {
+                            "GLAccount": host.deferred_revenue_account,
+                            "AmountInTransactionCurrency": _money(amount, journal.currency),
+                            "DebitCreditCode": "S" if recognise else "H",
+                            "DocumentItemText": text,
+                        },
+                        {
+                            "GLAccount": host.revenue_account,
+                            "AmountInTransactionCurrency": _money(amount, journal.currency),
+                            "DebitCreditCode": "H" if recognise else "S",
+                            "DocumentItemText": text,
+                        },
+                    ],
+                },
+            )
+            document = await self._keyed(key, "SA", operation)
+            if document is None:
+                raise UnknownOutcomeError(VENDOR, operation, f"journal {key!r} not readable yet")
+        posting = self._journal_posting(document, key)
+        if (posting.amount, posting.period, posting.currency) != (
+            journal.amount,
+            journal.period,
+            journal.currency,
+        ):
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"journal entry {posting.journal_entry_id} keyed {key!r} moves "
+                f"{posting.amount} {posting.currency} in {posting.period}, not "
+                f"{journal.amount} {journal.currency} in {journal.period}: the key was posted "
+                "with other figures",
+                code="JOURNAL_MISMATCH",
+            )
+        return posting
+
+    # -- payments ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _payment_posting(
+        document: _Document, payment_id: str, invoice: _Document
+    ) -> PaymentPosting:
+        applied = unapplied = Decimal(0)
+        for item in document.debtor():
+            if item.get("InvoiceReference") == invoice.number:
+                applied -= document.signed(item)
+            else:
+                unapplied -= document.signed(item)
+        return PaymentPosting(
+            payment_record_id=document.id,
+            payment_id=payment_id,
+            receivable_id=invoice.id,
+            amount=applied + unapplied,
+            applied=applied,
+            unapplied=unapplied,
+            currency=document.currency,
+            paid_on=document.posting_date(),
+        )
+
+    async def apply_payment(self, payment: PaymentApplication) -> PaymentPosting:
+        operation = "apply_payment"
+        host = self._host()
+        invoice = await self._document(payment.receivable_id, operation)
+        document = await self._keyed(payment.payment_id, "DZ", operation)
+        if document is None:
+            receivable = await self._receivable(invoice, operation)
+            if receivable.currency != payment.currency:
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"payment {payment.payment_id} is in {payment.currency} but receivable "
+                    f"{invoice.id} is in {receivable.currency}",
+                    code="CURRENCY_MISMATCH",
+                )
+            if receivable.amount_due <= 0:
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"receivable {invoice.id} (invoice {receivable.invoice_id}) has nothing "
+                    f"due, it is {receivable.state}: payment {payment.payment_id} of "
+                    f"{payment.amount} {payment.currency} was not applied",
+                    code="RECEIVABLE_CLOSED",
+                )
+            applied = min(payment.amount, receivable.amount_due)
+            customer = receivable.customer_id
+            debtor: list[dict[str, Any]] = [
+                {
+                    "Debtor": customer,
+                    "AmountInTransactionCurrency": _money(applied, payment.currency),
+                    "DebitCreditCode": "H",
+                    "DocumentItemText": payment.payment_id[:MAX_ITEM_TEXT],
+                    "InvoiceReference": {
+                        "AccountingDocument": invoice.number,
+                        "FiscalYear": invoice.year,
+                        "AccountingDocumentItem": "001",
+                    },
+                }
+            ]
+            if payment.amount > applied:
+                debtor.append(
+                    {
+                        "Debtor": customer,
+                        "AmountInTransactionCurrency": _money(
+                            payment.amount - applied, payment.currency
+                        ),
+                        "DebitCreditCode": "H",
+                        "DocumentItemText": f"on account: {payment.payment_id}"[:MAX_ITEM_TEXT],
+                    }
+                )
+            await self._post(
+                operation,
+                {
+                    "AccountingDocumentType": "DZ",
+                    "DocumentReferenceID": document_reference(payment.payment_id),
+                    "DocumentHeaderText": "revsync payment",
+                    "DocumentDate": payment.paid_on.isoformat(),
+                    "PostingDate": payment.paid_on.isoformat(),
+                    "Item": [
+                        {
+                            "GLAccount": host.bank_account,
+                            "AmountInTransactionCurrency": _money(payment.amount, payment.currency),
+                            "DebitCreditCode": "S",
+                            "DocumentItemText": payment.payment_id[:MAX_ITEM_TEXT],
+                        }
+                    ],
+                    "DebtorItem": debtor,
+                },
+            )
+            document = await self._keyed(payment.payment_id, "DZ", operation)
+            if document is None:
+                raise UnknownOutcomeError(VENDOR, operation, "posted payment not readable yet")
+        references = {i.get("InvoiceReference") for i in document.debtor()} - {""}
+        if references and references != {invoice.number}:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"payment document {document.id} keyed {payment.payment_id!r} applies to "
+                f"{', '.join(sorted(map(str, references)))}, not {invoice.id}",
+                code="EXTERNAL_ID_REUSED",
+            )
+        return self._payment_posting(document, payment.payment_id, invoice)
+
+    # -- credits ----------------------------------------------------------------------------
+
+    async def _left(
+        self, invoice: _Document, operation: str
+    ) -> tuple[Receivable, dict[str, tuple[Decimal, Decimal]]]:
+        """The receivable and, per invoice line, the amount and tax not credited yet."""
+        receivable = await self._receivable(invoice, operation)
+        amounts, taxes = invoice.lines("L"), invoice.lines("T")
+        for document in await self._followers(invoice, operation):
+            if document.type != "DG":
+                continue
+            for line, value in document.lines("L").items():
+                amounts[line] = amounts.get(line, Decimal(0)) - value
+            for line, value in document.lines("T").items():
+                taxes[line] = taxes.get(line, Decimal(0)) - value
+        lines = {
+            line: (amounts.get(line, Decimal(0)), taxes.get(line, Decimal(0)))
+            for line in sorted(set(amounts) | set(taxes))
+        }
+        return receivable, lines
+
+    async def _post_credit(
+        self,
+        operation: str,
+        invoice: _Document,
+        receivable: Receivable,
+        key: str,
+        lines: list[CreditLine],
+        header: str,
+    ) -> None:
+        host = self._host()
+        currency = receivable.currency
+        items: list[dict[str, Any]] = []
+        for line in lines:
+            if line.amount:
+                items.append(
+                    {
+                        "GLAccount": host.deferred_revenue_account,
+                        "AmountInTransactionCurrency": _money(line.amount, currency),
+                        "DebitCreditCode": "S",
+                        "DocumentItemText": f"L:{line.line_id}"[:MAX_ITEM_TEXT],
+                    }
+                )
+            if line.tax:
+                items.append(
+                    {
+                        "GLAccount": OUTPUT_TAX_ACCOUNT,
+                        "AmountInTransactionCurrency": _money(line.tax, currency),
+                        "DebitCreditCode": "S",
+                        "DocumentItemText": f"T:{line.line_id}"[:MAX_ITEM_TEXT],
+                    }
+                )
+        total = sum((line.total for line in lines), Decimal(0))
+        today = date.today().isoformat()
+        await self._post(
+            operation,
+            {
+                "AccountingDocumentType": "DG",
+                "DocumentReferenceID": document_reference(key),
+                "DocumentHeaderText": header[:25],
+                "DocumentDate": today,
+                "PostingDate": today,
+                "DebtorItem": [
+                    {
+                        "Debtor": receivable.customer_id,
+                        "AmountInTransactionCurrency": _money(total, currency),
+                        "DebitCreditCode": "H",
+                        "DocumentItemText": key[:MAX_ITEM_TEXT],
+                        "InvoiceReference": {
+                            "AccountingDocument": invoice.number,
+                            "FiscalYear": invoice.year,
+                            "AccountingDocumentItem": "001",
+                        },
+                    }
+                ],
+                "Item": items,
+            },
+        )
+
+    async def reverse_receivable(
+        self, receivable_id: str, external_id: str, reason: str
+    ) -> Receivable:
+        operation = "reverse_receivable"
+        invoice = await self._document(receivable_id, operation)
+        existing = await self._keyed(external_id, "DG", operation)
+        if existing is not None:
+            return await self._receivable(invoice, operation)
+        receivable, left = await self._left(invoice, operation)
+        if receivable.state is ReceivableState.REVERSED:
+            return receivable
+        if receivable.amount_paid > 0:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"receivable {invoice.id} (invoice {receivable.invoice_id}) has "
+                f"{receivable.amount_paid} {receivable.currency} of payments applied: a credit "
+                "memo would leave that much owed back to the customer. Refund the payment in "
+                "billing and settle it in SAP by hand; revsync reverses unpaid receivables only",
+                code="RECEIVABLE_PAID",
+            )
+        lines = [
+            CreditLine(line_id=line, amount=max(amount, Decimal(0)), tax=max(tax, Decimal(0)))
+            for line, (amount, tax) in left.items()
+            if amount > 0 or tax > 0
+        ]
+        await self._post_credit(
+            operation, invoice, receivable, external_id, lines, f"revsync reversal: {reason}"
+        )
+        return await self._receivable(invoice, operation)
+
+    async def credit_receivable(self, credit: ReceivableCredit) -> CreditPosting:
+        operation = "credit_receivable"
+        key = credit.external_id
+        invoice = await self._document(credit.receivable_id, operation)
+        document = await self._keyed(key, "DG", operation)
+        if document is None:
+            receivable, left = await self._left(invoice, operation)
+            what = f"credit note {key} of invoice {credit.invoice_id} (SAP {invoice.id})"
+            if receivable.currency != credit.currency:
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"{what} is in {credit.currency}, the invoice in {receivable.currency}",
+                    code="CURRENCY_MISMATCH",
+                )
+            for line in credit.lines:
+                if line.line_id not in left:
+                    raise RejectedError(
+                        VENDOR,
+                        operation,
+                        f"{what}: the invoice has no line {line.line_id} (its lines: "
+                        f"{', '.join(sorted(left)) or 'none'})",
+                        code="UNKNOWN_LINE",
+                    )
+                amount_left, tax_left = left[line.line_id]
+                if line.amount > amount_left or line.tax > tax_left:
+                    raise RejectedError(
+                        VENDOR,
+                        operation,
+                        f"{what}: line {line.line_id} would be credited {line.amount} + tax "
+                        f"{line.tax} {credit.currency}, but only {amount_left} + tax "
+                        f"{tax_left} {credit.currency} of it is left to credit",
+                        code="LINE_OVER_CREDITED",
+                    )
+            if credit.total > receivable.amount_due:
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"{what} credits {credit.total} {credit.currency}, more than the "
+                    f"{receivable.amount_due} {credit.currency} the invoice still owes",
+                    code="CREDIT_EXCEEDS_DUE",
+                )
+            await self._post_credit(
+                operation,
+                invoice,
+                receivable,
+                key,
+                [line for line in credit.lines if line.total],
+                f"revsync credit {credit.invoice_id}",
+            )
+            document = await self._keyed(key, "DG", operation)
+            if document is None:
+                raise UnknownOutcomeError(VENDOR, operation, "posted credit not readable yet")
+        references = {i.get("InvoiceReference") for i in document.debtor()}
+        if references != {invoice.number}:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"credit memo {document.id} keyed {key!r} credits "
+                f"{', '.join(sorted(map(str, references)))}, not {invoice.id}",
+                code="EXTERNAL_ID_REUSED",
+            )
+        amounts, taxes = document.lines("L"), document.lines("T")
+        lines = tuple(
+            CreditLine(
+                line_id=line, amount=amounts.get(line, Decimal(0)), tax=taxes.get(line, Decimal(0))
+            )
+            for line in sorted(set(amounts) | set(taxes))
+        )
+        wanted = tuple(sorted((x for x in credit.lines if x.total), key=lambda x: x.line_id))
+        if lines != wanted:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"credit memo {document.id} keyed {key!r} was posted with other lines",
+                code="CREDIT_MISMATCH",
+            )
+        total = -sum((document.signed(i) for i in document.debtor()), Decimal(0))
+        return CreditPosting(
+            credit_memo_id=document.id,
+            external_id=key,
+            receivable_id=invoice.id,
+            currency=document.currency,
+            lines=lines,
+            total=total,
+            applied=total,
+            unapplied=Decimal(0),
+        )
