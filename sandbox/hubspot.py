@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Request, Response
 
+from domain.money import MINOR_UNITS
 from sandbox import seed
 from sandbox.faults import VendorFaults
 from sandbox.oauth import OAuthFailure, read_form
@@ -101,7 +102,8 @@ class Prop:
     unique: bool = False
 
 
-CURRENCIES = frozenset({"USD", "EUR", "GBP", "JPY", "CAD", "AUD", "CHF"})
+# The account's enabled currencies: every currency revsync books.
+CURRENCIES = frozenset(MINOR_UNITS)
 _STRING = Prop()
 _NUMBER = Prop("number")
 _DATETIME = Prop("datetime")
@@ -327,11 +329,15 @@ def object_type_name(name: str) -> str:
 class HubSpotStore:
     """The account's CRM records, in memory."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, first_id: int = 52_000_000_001
+    ) -> None:
+        """``first_id``: the id the first record made gets (ids then count up, shared by
+        every object type, as HubSpot's are unique across a portal)."""
         self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SCHEMA}
         # (from type, from id) -> {(to type, to id): {association type ids}}
         self.associations: dict[tuple[str, str], dict[tuple[str, str], set[int]]] = {}
-        self._next_id = 52_000_000_001
+        self._next_id = first_id
         # Refresh tokens the token endpoint honours -> the client they were issued to.
         self.refresh_tokens: dict[str, str] = {SANDBOX_REFRESH_TOKEN: SANDBOX_CLIENT_ID}
         # Throttling knobs (None: unlimited) and what they counted.
