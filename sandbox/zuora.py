@@ -750,7 +750,8 @@ class ZuoraStore:
         expands: list[str] = []
         for name, value in params:
             if name == "filter[]":
-                records = [r for r in records if _matches(r, value, fields)]
+                check = _filter(value, fields)
+                records = [r for r in records if check(r)]
             elif name == "sort[]":
                 field, _, direction = value.rpartition(".")
                 if field not in fields or direction.upper() not in ("ASC", "DESC"):
@@ -854,24 +855,33 @@ QUERY_EXPANDS: dict[str, frozenset[str]] = {
 }
 
 
-def _matches(record: Json, expression: str, fields: frozenset[str]) -> bool:
+def _filter(expression: str, fields: frozenset[str]) -> Callable[[Json], bool]:
+    """The test of one ``filter[]`` expression ``<field>.<operator>:<value>``; an unknown
+    field or operator is an error whether or not any record exists."""
     left, sep, value = expression.partition(":")
     field, _, operator = left.rpartition(".")
     if not sep or field not in fields or operator not in ("EQ", "NE", "GT", "LT"):
         raise ZuoraError(INVALID, f"invalid filter {expression!r}", status=400)
-    actual = record.get(field)
-    text = (
-        "" if actual is None else str(actual).lower() if isinstance(actual, bool) else str(actual)
-    )
-    if operator == "EQ":
-        return text == value
-    if operator == "NE":
-        return text != value
-    try:
-        a, b = Decimal(text), Decimal(value)
-    except InvalidOperation:
-        a, b = text, value  # type: ignore[assignment]
-    return a > b if operator == "GT" else a < b
+
+    def check(record: Json) -> bool:
+        actual = record.get(field)
+        if actual is None:
+            text = ""
+        elif isinstance(actual, bool):
+            text = str(actual).lower()
+        else:
+            text = str(actual)
+        if operator == "EQ":
+            return text == value
+        if operator == "NE":
+            return text != value
+        try:
+            number, bound = Decimal(text), Decimal(value)
+        except InvalidOperation:
+            return text > value if operator == "GT" else text < value
+        return number > bound if operator == "GT" else number < bound
+
+    return check
 
 
 def _cursor(offset: int) -> str:

@@ -922,6 +922,17 @@ class ZuoraBilling:
         existing = await self.find_subscription(draft.idempotency_key)
         if existing is not None:
             return existing
+        account = await self._call("get_account", "GET", self._path("v1", "accounts", customer_id))
+        currency = _dict(account.get("basicInfo")).get("currency") or _dict(
+            account.get("billingAndPayment")
+        ).get("currency")
+        if currency != draft.currency:
+            raise _reject(
+                "create_subscription",
+                "currency_mismatch",
+                f"quote {draft.quote_id} is in {draft.currency} but Zuora account "
+                f"{customer_id} bills in {currency}: a subscription takes its account's currency",
+            )
         charges: dict[str, tuple[str, str]] = {}
         for line in [*draft.recurring_lines, *draft.one_time_lines]:
             charges[line.line_id] = pick_charge(await self._product(line.sku), line, draft.currency)
