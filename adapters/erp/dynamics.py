@@ -73,6 +73,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 from urllib.parse import quote as url_quote
 
 import httpx
@@ -324,7 +325,14 @@ class DynamicsErp:
         return rows
 
     def _cursor(self, cursor: str, operation: str) -> str:
-        if not cursor.startswith(self._api + "/"):
+        """A nextLink of this environment's Web API (a cursor is never sent elsewhere)."""
+        ours, theirs = urlsplit(self._api), urlsplit(cursor)
+
+        def where(parts: SplitResult) -> tuple[str, str, int]:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            return parts.scheme, (parts.hostname or "").lower(), port
+
+        if where(ours) != where(theirs) or not theirs.path.startswith(ours.path + "/"):
             raise RejectedError(
                 VENDOR, operation, f"{cursor!r} is not a Dataverse nextLink", code="INVALID_CURSOR"
             )

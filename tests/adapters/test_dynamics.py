@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters import registry
 from adapters.erp.dynamics import DynamicsErp, classify_dynamics, key_segment
 from adapters.erp.dynamics_auth import EntraClientSecretGrant, default_token_url, dynamics_tokens
 from adapters.errors import NotFoundError, RejectedError, TransientError, UnknownOutcomeError
@@ -439,3 +440,18 @@ async def test_revenue_journals_are_keyed_and_closed_periods_rejected(rig: Rig) 
     with pytest.raises(RejectedError) as mismatch:
         await rig.erp.post_revenue_journal(journal.model_copy(update={"amount": D("1.00")}))
     assert mismatch.value.code == "JOURNAL_MISMATCH"
+
+
+async def test_the_registry_builds_it_and_pages_on_the_environment_it_names(
+    state: SandboxState, http: httpx.AsyncClient
+) -> None:
+    settings = Settings(sandbox_host="sandbox", sandbox_port=80, erp="dynamics")
+    erp = registry.build_erp(settings, http)
+    assert erp.vendor == "dynamics"
+    customer_id = await erp.upsert_customer(seeded_customer(), ACCOUNT_KEY)
+    for n in range(3):
+        await erp.create_sales_order(draft(f"0Q0DYNREG{n:03d}"), customer_id)
+    first = await erp.list_sales_orders(None, 2)
+    assert first.cursor is not None and len(first.items) == 2
+    rest = await erp.list_sales_orders(first.cursor, 2)
+    assert len(rest.items) == 1 and rest.cursor is None
