@@ -39,17 +39,20 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import json
 import re
 import secrets
 import string
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qs, unquote
 
 from fastapi import APIRouter, Request, Response
 
+from domain.money import quantize
 from sandbox import seed
 from sandbox.faults import VendorFaults
 from sandbox.oauth import (
@@ -72,7 +75,16 @@ VENDOR = "salesforce"
 # -- schema -------------------------------------------------------------------------------
 
 FieldType = Literal[
-    "id", "autonumber", "string", "reference", "currency", "number", "date", "datetime", "picklist"
+    "id",
+    "autonumber",
+    "string",
+    "reference",
+    "currency",
+    "number",
+    "date",
+    "datetime",
+    "picklist",
+    "boolean",
 ]
 
 
@@ -84,15 +96,29 @@ class FieldSpec:
     required: bool = False  # must be non-null on create, cannot be cleared on update
     external_id: bool = False  # unique; usable for upsert
     values: frozenset[str] = frozenset()  # restricted picklist values
+    system: bool = False  # maintained by the org (CreatedDate, LastModifiedDate)
 
     @property
     def writable(self) -> bool:
-        return self.type not in ("id", "autonumber")
+        return self.type not in ("id", "autonumber") and not self.system
+
+
+# Audit fields the org sets on create and update; never written by a client.
+AUDIT_FIELDS = {
+    "CreatedDate": FieldSpec("datetime", system=True),
+    "LastModifiedDate": FieldSpec("datetime", system=True),
+}
 
 
 def _text(length: int = 255, **kwargs: Any) -> FieldSpec:
     return FieldSpec("string", length=length, **kwargs)
 
+
+# Salesforce CPQ picklists (the package's values; orgs may add their own).
+PAYMENT_TERMS = frozenset({"Due on Receipt", "Net 15", "Net 30", "Net 45", "Net 60", "Net 90"})
+CHARGE_TYPES = frozenset({"One-Time", "Recurring", "Usage"})
+BILLING_FREQUENCIES = frozenset({"Monthly", "Quarterly", "Semiannual", "Annual", "Invoice Plan"})
+SUBSCRIPTION_PRICING = frozenset({"Fixed Price", "Percent Of Total"})
 
 SCHEMA: dict[str, dict[str, FieldSpec]] = {
     "Account": {
@@ -134,6 +160,37 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
         "SBQQ__Account__c": FieldSpec("reference", references="Account"),
         "SBQQ__Status__c": _text(40),
         "Revsync_Status_Reason__c": _text(255),
+        # What a quote-accepted Outbound Message makes revsync read (adapters/crm/salesforce_cpq).
+        "SBQQ__Primary__c": FieldSpec("boolean"),
+        # Lookups to Opportunity and User, objects the emulator does not hold: not checked.
+        "SBQQ__Opportunity2__c": _text(18),
+        "SBQQ__SalesRep__c": _text(18),
+        "OwnerId": _text(18),
+        "CurrencyIsoCode": _text(3),
+        "SBQQ__StartDate__c": FieldSpec("date"),
+        "SBQQ__SubscriptionTerm__c": FieldSpec("number"),
+        "SBQQ__PaymentTerms__c": FieldSpec("picklist", values=PAYMENT_TERMS),
+        **AUDIT_FIELDS,
+    },
+    "SBQQ__QuoteLine__c": {
+        "Id": FieldSpec("id"),
+        "Name": FieldSpec("autonumber"),
+        "SBQQ__Quote__c": FieldSpec("reference", references="SBQQ__Quote__c", required=True),
+        "SBQQ__Number__c": FieldSpec("number"),
+        "SBQQ__ProductCode__c": _text(255),
+        "SBQQ__Description__c": _text(4000),
+        "SBQQ__Quantity__c": FieldSpec("number", required=True),
+        "SBQQ__ListPrice__c": FieldSpec("currency"),
+        "SBQQ__CustomerPrice__c": FieldSpec("currency"),
+        "SBQQ__NetPrice__c": FieldSpec("currency"),
+        "SBQQ__Discount__c": FieldSpec("number"),
+        "SBQQ__ChargeType__c": FieldSpec("picklist", values=CHARGE_TYPES),
+        "SBQQ__BillingFrequency__c": FieldSpec("picklist", values=BILLING_FREQUENCIES),
+        "SBQQ__SubscriptionPricing__c": FieldSpec("picklist", values=SUBSCRIPTION_PRICING),
+        "SBQQ__SubscriptionTerm__c": FieldSpec("number"),
+        "SBQQ__ProrateMultiplier__c": FieldSpec("number"),
+        "CurrencyIsoCode": _text(3),
+        **AUDIT_FIELDS,
     },
     "Order": {
         "Id": FieldSpec("id"),
@@ -154,9 +211,23 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
 # Sforce-Query-Options batchSize bounds.
 MIN_BATCH_SIZE = 200
 MAX_BATCH_SIZE = 2000
-KEY_PREFIXES = {"Account": "001", "Order": "801", "SBQQ__Quote__c": "a0x"}
-AUTONUMBER_FORMATS = {"SBQQ__Quote__c": "Q-{:05d}", "Order": "{:08d}"}
-SNAPSHOT_KEYS = {"Account": "accounts", "SBQQ__Quote__c": "quotes", "Order": "orders"}
+KEY_PREFIXES = {
+    "Account": "001",
+    "Order": "801",
+    "SBQQ__Quote__c": "a0x",
+    "SBQQ__QuoteLine__c": "a0y",
+}
+AUTONUMBER_FORMATS = {
+    "SBQQ__Quote__c": "Q-{:05d}",
+    "Order": "{:08d}",
+    "SBQQ__QuoteLine__c": "QL-{:07d}",
+}
+SNAPSHOT_KEYS = {
+    "Account": "accounts",
+    "SBQQ__Quote__c": "quotes",
+    "SBQQ__QuoteLine__c": "quote_lines",
+    "Order": "orders",
+}
 
 _ALNUM = string.ascii_letters + string.digits
 _CHECKSUM_CHARS = string.ascii_uppercase + "012345"
@@ -219,7 +290,7 @@ def format_datetime(moment: datetime) -> str:
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<string>'(?:[^'\\]|\\.)*')|(?P<number>\d+)(?![A-Za-z_])"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[,=]))"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[,=()]))"
 )
 _UNESCAPE = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
 
@@ -228,8 +299,10 @@ _UNESCAPE = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "r": "\r", "t": "\t", "b
 class Soql:
     fields: list[str]
     sobject: str
-    where: list[tuple[str, str]]
+    # field = 'a' is (field, ("a",)); field IN ('a', 'b') is (field, ("a", "b")).
+    where: list[tuple[str, tuple[str, ...]]]
     limit: int | None
+    order_by: tuple[str, bool] | None = None  # (field, descending)
 
 
 def _malformed(detail: str) -> SalesforceApiError:
@@ -288,25 +361,56 @@ def parse_soql(soql: str) -> Soql:
         raise _malformed("expected FROM")
     sobject = expect(i + 1, "name")
     i += 2
-    where: list[tuple[str, str]] = []
+    where: list[tuple[str, tuple[str, ...]]] = []
     if keyword(i, "WHERE"):
         i += 1
         while True:
             field = expect(i, "name")
-            if expect(i + 1, "punct") != "=":
-                raise _malformed("only field = 'value' conditions are supported")
-            where.append((field, _unescape(expect(i + 2, "string"))))
-            i += 3
+            if keyword(i + 1, "IN"):
+                i, values = _in_list(tokens, i + 2, expect)
+                where.append((field, values))
+            else:
+                if expect(i + 1, "punct") != "=":
+                    raise _malformed("only field = 'value' and field IN (...) are supported")
+                where.append((field, (_unescape(expect(i + 2, "string")),)))
+                i += 3
             if not keyword(i, "AND"):
                 break
             i += 1
+    order_by: tuple[str, bool] | None = None
+    if keyword(i, "ORDER"):
+        if not keyword(i + 1, "BY"):
+            raise _malformed("expected BY after ORDER")
+        order_field = expect(i + 2, "name")
+        i += 3
+        descending = keyword(i, "DESC")
+        if descending or keyword(i, "ASC"):
+            i += 1
+        order_by = (order_field, descending)
     limit: int | None = None
     if keyword(i, "LIMIT"):
         limit = int(expect(i + 1, "number"))
         i += 2
     if i != len(tokens):
         raise _malformed(f"unexpected token: {tokens[i][1]!r}")
-    return Soql(fields=fields, sobject=sobject, where=where, limit=limit)
+    return Soql(fields=fields, sobject=sobject, where=where, limit=limit, order_by=order_by)
+
+
+def _in_list(
+    tokens: list[tuple[str, str]], i: int, expect: Callable[[int, str], str]
+) -> tuple[int, tuple[str, ...]]:
+    """The string literals of ``IN ('a', 'b')`` starting at the ``(`` at ``i``, and the
+    index after the ``)``."""
+    if expect(i, "punct") != "(":
+        raise _malformed("expected ( after IN")
+    values = [_unescape(expect(i + 1, "string"))]
+    i += 2
+    while i < len(tokens) and tokens[i] == ("punct", ","):
+        values.append(_unescape(expect(i + 1, "string")))
+        i += 2
+    if expect(i, "punct") != ")":
+        raise _malformed("expected ) to close IN")
+    return i + 1, tuple(values)
 
 
 # -- the store ----------------------------------------------------------------------------
@@ -389,6 +493,7 @@ class SalesforceStore:
         record: dict[str, Any] = dict.fromkeys(SCHEMA[sobject])
         record.update(fields)
         record["Id"] = record_id
+        self._touch(sobject, record, created=True)
         if sobject in AUTONUMBER_FORMATS:
             self._autonumbers[sobject] += 1
             number = AUTONUMBER_FORMATS[sobject].format(self._autonumbers[sobject])
@@ -402,6 +507,23 @@ class SalesforceStore:
         if record is None:
             raise _not_found()
         record.update(self._validated(sobject, body, existing=record))
+        self._touch(sobject, record, created=False)
+
+    @staticmethod
+    def _touch(sobject: str, record: dict[str, Any], *, created: bool) -> None:
+        """Set the audit fields the object has, as the org does on every save."""
+        now = format_datetime(datetime.now(UTC))
+        if created and "CreatedDate" in SCHEMA[sobject]:
+            record["CreatedDate"] = now
+        if "LastModifiedDate" in SCHEMA[sobject]:
+            record["LastModifiedDate"] = now
+
+    def checkpoint(self) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, int]]:
+        """A copy of every record, to :meth:`restore` when a transaction rolls back."""
+        return copy.deepcopy(self.records), dict(self._autonumbers)
+
+    def restore(self, saved: tuple[dict[str, dict[str, dict[str, Any]]], dict[str, int]]) -> None:
+        self.records, self._autonumbers = copy.deepcopy(saved[0]), dict(saved[1])
 
     def upsert(
         self, sobject: str, field: str, value: str, body: dict[str, Any]
@@ -543,6 +665,10 @@ class SalesforceStore:
                     "expected YYYY-MM-DDThh:mm:ss with a zone (Z or +hh:mm)",
                 )
             return format_datetime(moment)
+        if spec.type == "boolean" and not isinstance(value, bool):
+            raise SalesforceApiError(
+                400, "JSON_PARSER_ERROR", f"Cannot deserialize value for {name}: expected a boolean"
+            )
         if spec.type in ("currency", "number") and (
             isinstance(value, bool) or not isinstance(value, int | Decimal)
         ):
@@ -573,12 +699,26 @@ class SalesforceStore:
                 400, "INVALID_TYPE", f"sObject type '{parsed.sobject}' is not supported."
             ) from None
         fields = [self.field_name(sobject, f) for f in parsed.fields]
-        where = [(self.field_name(sobject, f), value) for f, value in parsed.where]
+        where = [(self.field_name(sobject, f), values) for f, values in parsed.where]
         matches = [
             record
             for record in self.records[sobject].values()
-            if all(self._equals(sobject, f, record.get(f), value) for f, value in where)
+            if all(
+                any(self._equals(sobject, f, record.get(f), value) for value in values)
+                for f, values in where
+            )
         ]
+        if parsed.order_by is not None:
+            order_field, descending = parsed.order_by
+            order_field = self.field_name(sobject, order_field)
+            # Salesforce puts nulls first in ascending order (NULLS FIRST is the default).
+            matches.sort(
+                key=lambda r: (
+                    r.get(order_field) is not None,
+                    "" if r.get(order_field) is None else r.get(order_field),
+                ),
+                reverse=descending,
+            )
         if parsed.limit is not None:
             matches = matches[: parsed.limit]
         rows = [
@@ -641,6 +781,249 @@ class SalesforceStore:
 # -- HTTP ---------------------------------------------------------------------------------
 
 _VERSION = re.compile(r"^v\d+\.\d$")
+_API_PATH = re.compile(
+    r"^/services/data/(?P<version>v\d+\.\d)/(?P<rest>[^?]*)(?:\?(?P<query>.*))?$"
+)
+_REFERENCE_ID = re.compile(r"^[A-Za-z0-9_]{1,80}$")
+_REFERENCE = re.compile(r"@\{(?P<ref>[A-Za-z0-9_]+)\.(?P<path>[^}]+)\}")
+_PATH_STEP = re.compile(r"([A-Za-z0-9_]+)|\[(\d+)\]")
+# Composite limits: 25 subrequests, of which at most 5 queries.
+MAX_SUBREQUESTS = 25
+MAX_COMPOSITE_QUERIES = 5
+HALTED = "PROCESSING_HALTED"
+
+# One REST operation: its fault-injection name and what it does, answering (status, body).
+Answer = tuple[int, Any]
+
+
+def _sobject_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise SalesforceApiError(400, "JSON_PARSER_ERROR", "Expected a JSON object")
+    return body
+
+
+def _record(store: SalesforceStore, sobject: str, record_id: str, version: str) -> Answer:
+    url = f"/services/data/{version}/sobjects/{sobject}/{record_id}"
+    return 200, {"attributes": {"type": sobject, "url": url}, **store.get(sobject, record_id)}
+
+
+def rest_operation(
+    method: str, version: str, parts: list[str], params: dict[str, str], options: str | None
+) -> tuple[str, Callable[[SalesforceStore, Any], Answer]]:
+    """The operation a REST call names (its fault-injection name and its action on the
+    store and the request body), for the decoded path segments after
+    ``/services/data/vNN.N/``. Raises 404 ``NOT_FOUND`` for a path or method the emulator
+    does not serve."""
+    parts = [p for p in parts if p]
+    method = method.upper()
+    if parts == ["query"] and method == "GET":
+        soql = params.get("q")
+
+        def query(store: SalesforceStore, _body: Any) -> Answer:
+            if not soql:
+                raise _malformed("missing query parameter q")
+            return 200, store.query(soql, version, store.batch_size(options))
+
+        return "query", query
+    if len(parts) == 2 and parts[0] == "query" and method == "GET":
+        return "query_more", lambda store, _b: (200, store.query_more(parts[1], version))
+    if not parts or parts[0] != "sobjects" or len(parts) not in (2, 3, 4):
+        raise _not_found()
+    if len(parts) == 2 and method == "POST":
+
+        def create(store: SalesforceStore, body: Any) -> Answer:
+            record_id = store.create(store.sobject_name(parts[1]), _sobject_body(body))
+            return 201, {"id": record_id, "success": True, "errors": []}
+
+        return "create", create
+    if len(parts) == 3 and method == "GET":
+        return "get", lambda store, _b: _record(
+            store, store.sobject_name(parts[1]), parts[2], version
+        )
+    if len(parts) == 3 and method == "PATCH":
+
+        def update(store: SalesforceStore, body: Any) -> Answer:
+            store.update(store.sobject_name(parts[1]), parts[2], _sobject_body(body))
+            return 204, None
+
+        return "update", update
+    if len(parts) == 4 and method == "GET":
+
+        def get_by_external_id(store: SalesforceStore, _body: Any) -> Answer:
+            name = store.sobject_name(parts[1])
+            field = store.external_id_field(name, parts[2])
+            record = store.find_by_external_id(name, field, parts[3])
+            if record is None:
+                raise _not_found()
+            return _record(store, name, record["Id"], version)
+
+        return "get", get_by_external_id
+    if len(parts) == 4 and method == "PATCH":
+
+        def upsert(store: SalesforceStore, body: Any) -> Answer:
+            name = store.sobject_name(parts[1])
+            field = store.external_id_field(name, parts[2])
+            record_id, created = store.upsert(name, field, parts[3], _sobject_body(body))
+            answer = {"id": record_id, "success": True, "errors": [], "created": created}
+            return (201 if created else 200), answer
+
+        return "upsert", upsert
+    raise _not_found()
+
+
+def _error_body(code: str, message: str, fields: list[str] | None = None) -> list[dict[str, Any]]:
+    return [{"message": message, "errorCode": code, "fields": fields or []}]
+
+
+def _resolve(value: Any, results: dict[str, Any]) -> Any:
+    """``value`` with every ``@{referenceId.path}`` replaced by what that earlier
+    subrequest answered (``@{order.id}``, ``@{quotes.records[0].Id}``)."""
+    if isinstance(value, dict):
+        return {key: _resolve(item, results) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolve(item, results) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def lookup(match: re.Match[str]) -> str:
+        ref, path = match.group("ref"), match.group("path")
+        if ref not in results:
+            raise SalesforceApiError(
+                400, HALTED, f"Invalid reference specified. No value for {ref} found."
+            )
+        found: Any = results[ref]
+        for step in re.split(r"\.", path):
+            for name, index in _PATH_STEP.findall(step):
+                if name and isinstance(found, dict) and name in found:
+                    found = found[name]
+                elif index and isinstance(found, list) and int(index) < len(found):
+                    found = found[int(index)]
+                else:
+                    raise SalesforceApiError(
+                        400,
+                        HALTED,
+                        f"Invalid reference specified. No value for {ref}.{path} found in {ref}.",
+                    )
+        return str(found)
+
+    return _REFERENCE.sub(lookup, value)
+
+
+def _composite_request(body: Any) -> tuple[bool, list[dict[str, Any]]]:
+    """``allOrNone`` and the subrequests of a composite body, checked as Salesforce does."""
+    if not isinstance(body, dict) or not isinstance(body.get("compositeRequest"), list):
+        raise SalesforceApiError(400, "JSON_PARSER_ERROR", "compositeRequest is required")
+    subrequests = body["compositeRequest"]
+    if not 1 <= len(subrequests) <= MAX_SUBREQUESTS:
+        raise SalesforceApiError(
+            400, "INVALID_BATCH_REQUEST", f"a composite holds 1 to {MAX_SUBREQUESTS} subrequests"
+        )
+    seen: set[str] = set()
+    queries = 0
+    for sub in subrequests:
+        if not isinstance(sub, dict) or not all(
+            isinstance(sub.get(key), str) for key in ("method", "url", "referenceId")
+        ):
+            raise SalesforceApiError(
+                400, "JSON_PARSER_ERROR", "each subrequest needs method, url and referenceId"
+            )
+        ref = sub["referenceId"]
+        if not _REFERENCE_ID.fullmatch(ref) or ref in seen:
+            raise SalesforceApiError(
+                400, "INVALID_BATCH_REQUEST", f"referenceId {ref!r} is invalid or repeated"
+            )
+        seen.add(ref)
+        queries += "/query" in sub["url"]
+    if queries > MAX_COMPOSITE_QUERIES:
+        raise SalesforceApiError(
+            400,
+            "INVALID_BATCH_REQUEST",
+            f"a composite holds at most {MAX_COMPOSITE_QUERIES} query subrequests",
+        )
+    all_or_none = body.get("allOrNone", False)
+    if not isinstance(all_or_none, bool):
+        raise SalesforceApiError(400, "JSON_PARSER_ERROR", "allOrNone must be a boolean")
+    return all_or_none, subrequests
+
+
+def _subrequest_answer(status: int, body: Any, ref: str, headers: dict[str, str]) -> dict[str, Any]:
+    return {"body": body, "httpHeaders": headers, "httpStatusCode": status, "referenceId": ref}
+
+
+async def run_composite(
+    store: SalesforceStore, faults: VendorFaults, body: Any, options: str | None
+) -> dict[str, Any]:
+    """``POST composite``: each subrequest in order, references resolved from earlier
+    answers. With ``allOrNone`` the first failure rolls every change back and every other
+    subrequest answers 400 ``PROCESSING_HALTED``; without it a failure halts only the
+    subrequests that reference it. The answer is 200 whatever the subrequests did."""
+    all_or_none, subrequests = _composite_request(body)
+    saved = store.checkpoint()
+    answers: list[dict[str, Any]] = []
+    results: dict[str, Any] = {}
+    failed: str | None = None
+    for sub in subrequests:
+        ref = sub["referenceId"]
+        if failed is not None and all_or_none:
+            break
+        status, answer_body, headers = await _run_subrequest(store, faults, sub, results, options)
+        if status >= 400:
+            failed = failed or ref
+        else:
+            results[ref] = answer_body
+        answers.append(_subrequest_answer(status, answer_body, ref, headers))
+    if failed is not None and all_or_none:
+        store.restore(saved)
+        rolled_back = _error_body(
+            HALTED,
+            "The transaction was rolled back since another operation in the same transaction "
+            "failed.",
+        )
+        answers = [
+            answer
+            if answer["referenceId"] == failed
+            else _subrequest_answer(400, rolled_back, answer["referenceId"], {})
+            for answer in answers
+        ] + [
+            _subrequest_answer(400, rolled_back, sub["referenceId"], {})
+            for sub in subrequests[len(answers) :]
+        ]
+    return {"compositeResponse": answers}
+
+
+async def _run_subrequest(
+    store: SalesforceStore,
+    faults: VendorFaults,
+    sub: dict[str, Any],
+    results: dict[str, Any],
+    options: str | None,
+) -> tuple[int, Any, dict[str, str]]:
+    """One subrequest: (status, body, headers). Its operation's fault rules apply to it as
+    to the same call made alone; an injected fault becomes its answer."""
+    try:
+        url = _resolve(sub["url"], results)
+        match = _API_PATH.fullmatch(url)
+        if match is None:
+            raise _not_found()
+        params = {k: v[0] for k, v in parse_qs(match.group("query") or "").items()}
+        parts = [unquote(part) for part in match.group("rest").split("/")]
+        operation, action = rest_operation(
+            sub["method"], match.group("version"), parts, params, options
+        )
+        request_body = _resolve(sub.get("body"), results)
+        if (injected := await faults.before(operation)) is not None:
+            return _injected(injected)
+        status, body = action(store, request_body)
+        if (injected := await faults.after(operation)) is not None:
+            return _injected(injected)
+        return status, body, {}
+    except SalesforceApiError as error:
+        return error.status, _error_body(error.code, error.message, error.fields), {}
+
+
+def _injected(response: Response) -> tuple[int, Any, dict[str, str]]:
+    headers = {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
+    return response.status_code, json.loads(bytes(response.body)), headers
 
 
 def build_router(state: SandboxState) -> APIRouter:
@@ -648,111 +1031,205 @@ def build_router(state: SandboxState) -> APIRouter:
     sandbox reset replaces the store)."""
     router = APIRouter()
     base = "/services/data/{version}"
-    Action = Callable[[SalesforceStore], Awaitable[Response]]
 
-    async def run(request: Request, version: str, operation: str, action: Action) -> Response:
-        """Auth, fault hooks around the operation, Salesforce-shaped errors."""
+    async def serve(request: Request, version: str, rest: str) -> Response:
+        """Auth, the operation's fault hooks around it, Salesforce-shaped errors."""
         if not state.oauth[VENDOR].accepts(bearer_token(request), state.tokens[VENDOR]):
             return error_response(401, "INVALID_SESSION_ID", "Session expired or invalid")
         if not _VERSION.fullmatch(version):
             return error_response(404, "NOT_FOUND", "The requested resource does not exist")
+        options = request.headers.get("sforce-query-options")
         faults = VendorFaults(state.faults, VENDOR, error_response)
-        if (injected := await faults.before(operation)) is not None:
-            return injected
         try:
-            response = await action(state.salesforce)
+            if rest == "composite" and request.method == "POST":
+                operation = "composite"
+            else:
+                operation, action = rest_operation(
+                    request.method, version, rest.split("/"), dict(request.query_params), options
+                )
+            if (injected := await faults.before(operation)) is not None:
+                return injected
+            try:
+                body = await read_json(request)
+            except ValueError:
+                raise SalesforceApiError(
+                    400, "JSON_PARSER_ERROR", "The request body is not valid JSON"
+                ) from None
+            if operation == "composite":
+                status, answer = 200, await run_composite(state.salesforce, faults, body, options)
+            else:
+                status, answer = action(state.salesforce, body)
         except SalesforceApiError as error:
             return error_response(error.status, error.code, error.message, error.fields)
         if (injected := await faults.after(operation)) is not None:
             return injected
-        return response
+        return Response(status_code=204) if answer is None else json_response(answer, status)
 
-    async def sobject_body(request: Request) -> dict[str, Any]:
-        try:
-            body = await read_json(request)
-        except ValueError:
-            raise SalesforceApiError(
-                400, "JSON_PARSER_ERROR", "The request body is not valid JSON"
-            ) from None
-        if not isinstance(body, dict):
-            raise SalesforceApiError(400, "JSON_PARSER_ERROR", "Expected a JSON object")
-        return body
-
-    def record_response(
-        store: SalesforceStore, sobject: str, record_id: str, version: str
-    ) -> Response:
-        url = f"/services/data/{version}/sobjects/{sobject}/{record_id}"
-        record = store.get(sobject, record_id)
-        return json_response({"attributes": {"type": sobject, "url": url}, **record})
-
-    @router.get(base + "/query")
-    async def query(version: str, request: Request) -> Response:
-        async def action(store: SalesforceStore) -> Response:
-            soql = request.query_params.get("q")
-            if not soql:
-                raise _malformed("missing query parameter q")
-            batch = store.batch_size(request.headers.get("sforce-query-options"))
-            return json_response(store.query(soql, version, batch))
-
-        return await run(request, version, "query", action)
-
-    @router.get(base + "/query/{cursor}")
-    async def query_more(version: str, cursor: str, request: Request) -> Response:
-        async def action(store: SalesforceStore) -> Response:
-            return json_response(store.query_more(cursor, version))
-
-        return await run(request, version, "query_more", action)
-
-    @router.post(base + "/sobjects/{sobject}")
-    async def create(version: str, sobject: str, request: Request) -> Response:
-        async def action(store: SalesforceStore) -> Response:
-            record_id = store.create(store.sobject_name(sobject), await sobject_body(request))
-            return json_response({"id": record_id, "success": True, "errors": []}, 201)
-
-        return await run(request, version, "create", action)
-
-    @router.get(base + "/sobjects/{sobject}/{record_id}")
-    async def get(version: str, sobject: str, record_id: str, request: Request) -> Response:
-        async def action(store: SalesforceStore) -> Response:
-            return record_response(store, store.sobject_name(sobject), record_id, version)
-
-        return await run(request, version, "get", action)
-
-    @router.patch(base + "/sobjects/{sobject}/{record_id}")
-    async def update(version: str, sobject: str, record_id: str, request: Request) -> Response:
-        async def action(store: SalesforceStore) -> Response:
-            store.update(store.sobject_name(sobject), record_id, await sobject_body(request))
-            return Response(status_code=204)
-
-        return await run(request, version, "update", action)
-
-    @router.get(base + "/sobjects/{sobject}/{field}/{value}")
-    async def get_by_external_id(
-        version: str, sobject: str, field: str, value: str, request: Request
-    ) -> Response:
-        async def action(store: SalesforceStore) -> Response:
-            name = store.sobject_name(sobject)
-            record = store.find_by_external_id(name, store.external_id_field(name, field), value)
-            if record is None:
-                raise _not_found()
-            return record_response(store, name, record["Id"], version)
-
-        return await run(request, version, "get", action)
-
-    @router.patch(base + "/sobjects/{sobject}/{field}/{value}")
-    async def upsert(
-        version: str, sobject: str, field: str, value: str, request: Request
-    ) -> Response:
-        async def action(store: SalesforceStore) -> Response:
-            name = store.sobject_name(sobject)
-            ext_field = store.external_id_field(name, field)
-            record_id, created = store.upsert(name, ext_field, value, await sobject_body(request))
-            body = {"id": record_id, "success": True, "errors": [], "created": created}
-            return json_response(body, 201 if created else 200)
-
-        return await run(request, version, "upsert", action)
+    @router.api_route(base + "/{rest:path}", methods=["GET", "POST", "PATCH"])
+    async def rest_api(version: str, rest: str, request: Request) -> Response:
+        return await serve(request, version, rest)
 
     return router
+
+
+def build_control_router(state: SandboxState) -> APIRouter:
+    """Sandbox-only controls (no auth, no faults), mounted at ``/_sandbox/salesforce``:
+
+    ``POST /cpq-quotes`` makes an accepted primary Salesforce CPQ quote with its lines, as a
+    seller's CPQ session leaves it (see :func:`seed_cpq_quote`), and answers its ids with
+    the Outbound Message envelope the org would post for it (``outbound_message``: send it
+    to the gateway's ``/v1/webhooks/salesforce/outbound-message``)."""
+    router = APIRouter()
+
+    @router.post("/cpq-quotes")
+    async def cpq_quote(request: Request) -> Response:
+        try:
+            body = _sobject_body(await read_json(request) or {})
+            seeded = seed_cpq_quote(state.salesforce, **_cpq_options(body))
+        except (SalesforceApiError, ValueError, TypeError) as error:
+            return json_response({"detail": str(error)}, 400)
+        return json_response(seeded, 201)
+
+    return router
+
+
+# -- Salesforce CPQ: an accepted quote, as a seller's session leaves it ------------------------
+
+# The org the sandbox plays (REVSYNC_SALESFORCE_ORG_IDS must allow it for its Outbound
+# Messages to be taken; ``revsync dev`` allows it).
+ORG_ID = case_safe_id("00D5e0000001Rsb")
+SANDBOX_SALES_REP = case_safe_id("0055e000001SRep")
+_FREQUENCIES = {"month": ("Monthly", 1), "year": ("Annual", 12)}
+
+
+@dataclass(frozen=True)
+class CpqLine:
+    """One line a seller adds: a catalog product, a quantity, an additional discount."""
+
+    product_code: str
+    quantity: Decimal = Decimal(1)
+    discount_percent: Decimal = Decimal(0)
+    billing_frequency: str = "month"  # "month" or "year"; ignored for one-time products
+
+
+DEFAULT_CPQ_LINES = (
+    CpqLine("PLAT-CORE", Decimal(20), Decimal(10)),
+    CpqLine("SUPPORT-PREMIUM"),
+    CpqLine("ONBOARD-STD"),
+)
+
+
+def _cpq_options(body: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :func:`seed_cpq_quote` from a control request's JSON."""
+    options = dict(body)
+    if "lines" in options:
+        options["lines"] = [
+            CpqLine(
+                product_code=str(line["product_code"]),
+                quantity=Decimal(str(line.get("quantity", 1))),
+                discount_percent=Decimal(str(line.get("discount_percent", 0))),
+                billing_frequency=str(line.get("billing_frequency", "month")),
+            )
+            for line in options["lines"]
+        ]
+    if "start_date" in options:
+        options["start_date"] = date.fromisoformat(str(options["start_date"]))
+    return options
+
+
+def seed_cpq_quote(
+    store: SalesforceStore,
+    *,
+    account_id: str = "0015e00000AcmeUS1",
+    lines: list[CpqLine] | tuple[CpqLine, ...] = DEFAULT_CPQ_LINES,
+    term_months: int = 12,
+    payment_terms: str = "Net 30",
+    start_date: date | None = None,
+    status: str = "Accepted",
+    primary: bool = True,
+) -> dict[str, Any]:
+    """Make a Salesforce CPQ quote with its lines the way a CPQ session does: the quote
+    (draft), each line priced by the calculator from the price book (the seed catalog, in
+    the account's currency), then the quote marked ``status`` (and primary). Prices follow
+    CPQ: a subscription's list, customer and net unit prices cover the whole term (the
+    per-period price times ``SBQQ__ProrateMultiplier__c``, the term over the product's
+    billing period); the additional discount lowers the customer price, and the net price
+    equals it (no partner discount). Returns the ids and the Outbound Message the org would
+    post for the accepted quote."""
+    from adapters.webhooks.salesforce import sample_outbound_message
+    from sandbox.quotes import price
+
+    account = store.get("Account", account_id)
+    currency = str(account["CurrencyIsoCode"])
+    start = start_date or datetime.now(UTC).date()
+    quote_id = store.create(
+        "SBQQ__Quote__c",
+        {
+            "SBQQ__Account__c": account_id,
+            "SBQQ__Status__c": "Draft",
+            "SBQQ__SalesRep__c": SANDBOX_SALES_REP,
+            "OwnerId": SANDBOX_SALES_REP,
+            "CurrencyIsoCode": currency,
+            "SBQQ__StartDate__c": start.isoformat(),
+            "SBQQ__SubscriptionTerm__c": term_months,
+            "SBQQ__PaymentTerms__c": payment_terms,
+            "SBQQ__Opportunity2__c": case_safe_id("0065e" + secrets.token_hex(5)[:10]),
+        },
+    )
+    line_ids: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        item = next(i for i in seed.CATALOG if i["itemId"] == line.product_code)
+        per_period = price(line.product_code, currency)
+        fields: dict[str, Any] = {
+            "SBQQ__Quote__c": quote_id,
+            "SBQQ__Number__c": number,
+            "SBQQ__ProductCode__c": line.product_code,
+            "SBQQ__Description__c": item["displayName"],
+            "SBQQ__Quantity__c": line.quantity,
+            "SBQQ__Discount__c": line.discount_percent or None,
+            "CurrencyIsoCode": currency,
+        }
+        if item["billing"] == "recurring":
+            frequency, months = _FREQUENCIES[line.billing_frequency]
+            multiplier = Decimal(term_months) / Decimal(months)
+            unit = per_period * (12 if months == 12 else 1) * multiplier
+            fields |= {
+                "SBQQ__ChargeType__c": "Recurring",
+                "SBQQ__BillingFrequency__c": frequency,
+                "SBQQ__SubscriptionPricing__c": "Fixed Price",
+                "SBQQ__SubscriptionTerm__c": term_months,
+                "SBQQ__ProrateMultiplier__c": multiplier,
+            }
+        else:
+            unit = per_period
+            fields["SBQQ__ChargeType__c"] = "One-Time"
+        customer = quantize(unit * (100 - line.discount_percent) / 100, currency)
+        fields |= {
+            "SBQQ__ListPrice__c": unit,
+            "SBQQ__CustomerPrice__c": customer,
+            "SBQQ__NetPrice__c": customer,
+        }
+        line_ids.append(store.create("SBQQ__QuoteLine__c", fields))
+    store.update(
+        "SBQQ__Quote__c", quote_id, {"SBQQ__Status__c": status, "SBQQ__Primary__c": primary}
+    )
+    quote = store.get("SBQQ__Quote__c", quote_id)
+    notification = {
+        "Id": quote_id,
+        "Name": quote["Name"],
+        "SBQQ__Status__c": status,
+        "SBQQ__Primary__c": "true" if primary else "false",
+    }
+    envelope = sample_outbound_message(
+        ORG_ID, [("04l5e" + secrets.token_hex(5)[:10] + "AAA", "SBQQ__Quote__c", notification)]
+    )
+    return {
+        "quote_id": quote_id,
+        "name": quote["Name"],
+        "line_ids": line_ids,
+        "currency": currency,
+        "outbound_message": envelope.decode(),
+    }
 
 
 # -- OAuth 2.0 ----------------------------------------------------------------------------

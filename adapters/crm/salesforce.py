@@ -26,11 +26,13 @@ latest receivable event across its invoices (the last one wins), not each invoic
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote as url_quote
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import ValidationError
@@ -44,7 +46,13 @@ from adapters.crm.salesforce_fields import (
     changes_from_account,
 )
 from adapters.errors import NotFoundError, RejectedError, TransientError, VendorError
-from adapters.http import VendorHttp, classify_by_status, decode_json, retry_after_seconds
+from adapters.http import (
+    VendorHttp,
+    classify_by_status,
+    decode_json,
+    dumps_json,
+    retry_after_seconds,
+)
 from adapters.oauth import AuthorizedHttp, StaticToken, TokenSource
 from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField
@@ -288,6 +296,72 @@ def _account_record(record: dict[str, Any]) -> CustomerRecord:
     )
 
 
+# Composite: at most 25 subrequests a call. A subrequest that did not fail itself but was
+# rolled back or skipped because another one failed answers this code.
+MAX_SUBREQUESTS = 25
+HALTED = "PROCESSING_HALTED"
+
+
+@dataclass(frozen=True)
+class Subrequest:
+    """One subrequest of a composite call; ``url`` is a path under ``/services/data``."""
+
+    method: str
+    url: str
+    reference: str
+    body: Any = None
+
+    def wire(self) -> dict[str, Any]:
+        sub: dict[str, Any] = {
+            "method": self.method,
+            "url": self.url,
+            "referenceId": self.reference,
+        }
+        if self.body is not None:
+            sub["body"] = self.body
+        return sub
+
+
+@dataclass(frozen=True)
+class SubrequestResult:
+    """A subrequest's answer inside a composite response."""
+
+    reference: str
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+    @classmethod
+    def read(cls, answer: Any) -> SubrequestResult | None:
+        if not isinstance(answer, dict):
+            return None
+        status = answer.get("httpStatusCode")
+        if isinstance(status, bool) or not isinstance(status, int):
+            return None
+        headers = answer.get("httpHeaders")
+        return cls(
+            reference=str(answer.get("referenceId", "")),
+            status=status,
+            body=answer.get("body"),
+            headers={str(k): str(v) for k, v in headers.items()}
+            if isinstance(headers, dict)
+            else {},
+        )
+
+    @property
+    def halted(self) -> bool:
+        """Failed only because another subrequest did."""
+        body = self.body if isinstance(self.body, list) else [self.body]
+        codes = {entry.get("errorCode") for entry in body if isinstance(entry, dict)}
+        return codes == {HALTED}
+
+    def response(self) -> httpx.Response:
+        """The answer as the response the same call made alone would have been, for
+        :func:`classify_salesforce` and the code that reads a single call's answer."""
+        content = b"" if self.body is None else dumps_json(self.body)
+        return httpx.Response(self.status, content=content, headers=self.headers)
+
+
 def _bad_fields(error: ValidationError) -> str:
     names = [_SOURCE_FIELDS.get(tuple(map(str, e["loc"])), str(e["loc"])) for e in error.errors()]
     return ", ".join(dict.fromkeys(names))
@@ -350,9 +424,12 @@ class SalesforceCrm:
         response = await self._http.request(
             operation, "GET", f"{self._api}/query", params={"q": soql}, headers=self._headers
         )
+        return await self._all_records(operation, decode_json(response))
+
+    async def _all_records(self, operation: str, body: Any) -> list[dict[str, Any]]:
+        """The records of a query answer ``body`` and of every page after it."""
         records: list[dict[str, Any]] = []
         while True:
-            body = decode_json(response)
             if not isinstance(body, dict) or not isinstance(body.get("records"), list):
                 raise _unexpected(operation, "query answer without records")
             records.extend(r for r in body["records"] if isinstance(r, dict))
@@ -362,6 +439,7 @@ class SalesforceCrm:
             if not isinstance(next_url, str) or not next_url.startswith("/services/data/"):
                 raise _unexpected(operation, "query not done but no usable nextRecordsUrl")
             response = await self._http.request(operation, "GET", next_url, headers=self._headers)
+            body = decode_json(response)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -390,17 +468,25 @@ class SalesforceCrm:
             "EffectiveDate": datetime.now(UTC).date(),
         }
         key_url = f"{self._api}/sobjects/Order/Revsync_Key__c/{url_quote(order_key, safe='')}"
-        response = await self._http.request(
+        # One composite call, all or none: the keyed upsert of the Order and the quote marked
+        # Ordered commit together (two calls before; a retry repeats both harmlessly).
+        order, _ = await self.composite(
             operation,
-            "PATCH",
-            key_url,
-            ok=(200, 201, 204),
-            json_body=fields,
-            headers=self._headers,
+            [
+                Subrequest("PATCH", key_url, "order", fields),
+                Subrequest(
+                    "PATCH",
+                    f"{self._api}/sobjects/SBQQ__Quote__c/{quote_id}",
+                    "quote",
+                    {"SBQQ__Status__c": QUOTE_ORDERED},
+                ),
+            ],
+            all_or_none=True,
         )
-        order_id = await self._upserted_id(operation, response, key_url)
-        await self._patch_quote(operation, quote_id, {"SBQQ__Status__c": QUOTE_ORDERED})
-        return order_id
+        if isinstance(order.body, dict) and isinstance(order.body.get("id"), str):
+            return str(order.body["id"])
+        # API versions before 46.0 answer an upsert that updated with an empty 204.
+        return await self._upserted_id(operation, order.response(), key_url)
 
     async def set_quote_status(self, quote_id: str, status: str, reason: str | None) -> None:
         operation = "set_quote_status"
@@ -525,6 +611,58 @@ class SalesforceCrm:
             raise _unexpected(operation, "record read by external id has no Id")
         return str(record["Id"])
 
+    # -- composite and CPQ reads (vendor-specific, outside the port) --------------------------
+
+    async def composite(
+        self, operation: str, subrequests: Sequence[Subrequest], *, all_or_none: bool
+    ) -> list[SubrequestResult]:
+        """Send ``subrequests`` as one ``POST composite`` call (at most 25; a later one may
+        use an earlier one's answer through ``@{referenceId.field}``). Composite answers 200
+        whatever its subrequests did: the first failed subrequest (not one merely halted or
+        rolled back because of another) is classified as if it had been called alone, and
+        raised. Returns the answers in order."""
+        if not 1 <= len(subrequests) <= MAX_SUBREQUESTS:
+            raise ValueError(f"a composite holds 1 to {MAX_SUBREQUESTS} subrequests")
+        response = await self._http.request(
+            operation,
+            "POST",
+            f"{self._api}/composite",
+            ok=(200,),
+            json_body={
+                "allOrNone": all_or_none,
+                "compositeRequest": [sub.wire() for sub in subrequests],
+            },
+            headers=self._headers,
+        )
+        body = decode_json(response)
+        answers = body.get("compositeResponse") if isinstance(body, dict) else None
+        if not isinstance(answers, list) or len(answers) != len(subrequests):
+            raise _unexpected(operation, "composite answer without one result per subrequest")
+        results = [SubrequestResult.read(answer) for answer in answers]
+        if any(result is None for result in results):
+            raise _unexpected(operation, "composite subrequest answer without httpStatusCode")
+        done = [result for result in results if result is not None]
+        failed = [result for result in done if result.status >= 300]
+        if failed:
+            cause = next((r for r in failed if not r.halted), failed[0])
+            raise classify_salesforce(operation, cause.response())
+        return done
+
+    async def query_many(
+        self, operation: str, queries: Mapping[str, str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Several SOQL queries in one composite call (up to five), each followed through
+        ``nextRecordsUrl`` until done. Returns every record per query name."""
+        subrequests = [
+            Subrequest("GET", f"{self._api}/query?{urlencode({'q': soql})}", name)
+            for name, soql in queries.items()
+        ]
+        answers = await self.composite(operation, subrequests, all_or_none=False)
+        return {
+            sub.reference: await self._all_records(operation, answer.body)
+            for sub, answer in zip(subrequests, answers, strict=True)
+        }
+
     # -- reconciliation ---------------------------------------------------------------------
 
     async def list_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
@@ -573,10 +711,16 @@ class SalesforceCrm:
 
     @staticmethod
     def _check_id(operation: str, sobject: str, record_id: str) -> None:
-        if not _RECORD_ID.fullmatch(record_id):
-            raise NotFoundError(
-                VENDOR,
-                operation,
-                f"{record_id!r} is not a Salesforce {sobject} id",
-                code="MALFORMED_ID",
-            )
+        check_record_id(operation, sobject, record_id)
+
+
+def check_record_id(operation: str, sobject: str, record_id: str) -> None:
+    """:class:`NotFoundError` unless ``record_id`` is shaped like a Salesforce id: nothing
+    else reaches a URL path or a SOQL literal."""
+    if not _RECORD_ID.fullmatch(record_id):
+        raise NotFoundError(
+            VENDOR,
+            operation,
+            f"{record_id!r} is not a Salesforce {sobject} id",
+            code="MALFORMED_ID",
+        )

@@ -182,7 +182,7 @@ async def test_query_follows_next_records_url_over_several_pages(
 
 async def test_unsupported_soql_is_rejected_as_malformed(crm: SalesforceCrm):
     with pytest.raises(RejectedError) as caught:
-        await crm._query("test", "SELECT Id FROM Account ORDER BY Name")
+        await crm._query("test", "SELECT Id FROM Account WHERE Name LIKE 'Acme%'")
     assert caught.value.code == "MALFORMED_QUERY"
     assert caught.value.status == 400
 
@@ -322,7 +322,8 @@ async def test_fault_after_the_upsert_applies_it_and_the_retry_finds_it(
     crm: SalesforceCrm, http: httpx.AsyncClient, state: SandboxState
 ):
     quote_id = await new_quote(http)
-    await inject(http, operation="upsert", status=500, phase="after")
+    # The order is upserted inside one composite call: its answer is what gets lost.
+    await inject(http, operation="composite", status=500, phase="after")
 
     with pytest.raises(TransientError):
         await record(crm, quote_id)
