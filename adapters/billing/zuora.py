@@ -92,6 +92,7 @@ from adapters.billing.zuora_fields import (
     account_update_body,
     fields_from_account,
 )
+from adapters.breaker import CircuitBreaker
 from adapters.errors import NotFoundError, RejectedError, TransientError, VendorError
 from adapters.http import VendorHttp, decode_json, vendor_error
 from adapters.oauth import AuthorizedHttp, ClientSecretGrant, OAuthTokens, TokenSource
@@ -589,17 +590,10 @@ def _map_item(
         raise _reject(operation, "invalid_line", f"{what}: {_problems(error)}") from None
 
 
-def finalized_invoice(
-    obj: Mapping[str, Any],
-    items: Sequence[Mapping[str, Any]],
-    account: Mapping[str, Any],
-    operation: str = "get_invoice",
-) -> FinalizedInvoice:
-    """Zuora's invoice (with every item and its account) as the canonical invoice; every
-    refusal is a :class:`RejectedError` saying why."""
-    invoice_id = str(obj.get("invoiceNumber") or "")
-    if not invoice_id:
-        raise _unexpected(operation, "invoice without an invoiceNumber")
+def check_posted(obj: Mapping[str, Any], operation: str) -> tuple[InvoiceStatus, str]:
+    """The invoice's status and currency when revsync can read it for revenue; rejects a
+    draft and a currency revsync does not support."""
+    invoice_id = str(obj.get("invoiceNumber") or obj.get("id") or "?")
     status = invoice_status(obj, operation)
     if status is InvoiceStatus.DRAFT:
         raise _reject(
@@ -615,6 +609,21 @@ def finalized_invoice(
             f"invoice {invoice_id} is in {currency or 'no currency'}, which revsync does not "
             "support",
         )
+    return status, currency
+
+
+def finalized_invoice(
+    obj: Mapping[str, Any],
+    items: Sequence[Mapping[str, Any]],
+    account: Mapping[str, Any],
+    operation: str = "get_invoice",
+) -> FinalizedInvoice:
+    """Zuora's invoice (with every item and its account) as the canonical invoice; every
+    refusal is a :class:`RejectedError` saying why."""
+    invoice_id = str(obj.get("invoiceNumber") or "")
+    if not invoice_id:
+        raise _unexpected(operation, "invoice without an invoiceNumber")
+    status, currency = check_posted(obj, operation)
     basic = _dict(account.get("basicInfo")) or account
     account_id = basic.get("crmId")
     if not account_id:
@@ -760,7 +769,7 @@ class ZuoraBilling:
         return f"ZuoraBilling(base_url={self._base!r})"
 
     @property
-    def breaker(self) -> Any:
+    def breaker(self) -> CircuitBreaker:
         return self._http.breaker
 
     async def _call(
@@ -874,15 +883,11 @@ class ZuoraBilling:
             "invoice-items",
             filters=[f"subscriptionNumber.EQ:{subscription_number}"],
             expand=["invoice"],
+            sort=["createdDate.DESC"],
+            page_size=1,
         )
-        invoices = [i["invoice"] for i in items if isinstance(i.get("invoice"), dict)]
-        invoices = [i for i in invoices if i.get("status") != "Canceled" or len(invoices) == 1]
-        if not invoices:
-            return None
-        latest = max(
-            invoices, key=lambda i: (str(i.get("createdDate") or ""), str(i.get("invoiceNumber")))
-        )
-        return str(latest.get("invoiceNumber")) if latest.get("invoiceNumber") else None
+        invoice = _dict(items[0].get("invoice")) if items else {}
+        return str(invoice["invoiceNumber"]) if invoice.get("invoiceNumber") else None
 
     async def _get_subscription(
         self, key: str, operation: str = "get_subscription"
@@ -1039,8 +1044,7 @@ class ZuoraBilling:
     async def get_invoice(self, invoice_id: str) -> FinalizedInvoice:
         operation = "get_invoice"
         invoice = await self._get_invoice(invoice_id)
-        if invoice_status(invoice, operation) is InvoiceStatus.DRAFT:
-            finalized_invoice(invoice, [], {}, operation)  # rejects the draft before reading more
+        check_posted(invoice, operation)  # before reading the items of a draft
         account_key = str(invoice.get("accountId") or invoice.get("accountNumber") or "")
         if not account_key:
             raise _unexpected(operation, f"invoice {invoice_id} names no account")
