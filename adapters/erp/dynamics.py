@@ -32,9 +32,17 @@ Mapping (the sandbox emulator in ``sandbox/dynamics.py`` speaks the same shapes)
   exact JSON numbers; Dataverse refuses more decimals than the currency's precision.
 
 Invoice-to-revenue. Dataverse (the Sales app) has ``invoices`` but no receivables ledger,
-payments, credit notes or general ledger: those live in Dynamics 365 Finance. revsync keeps
-them in Dataverse tables its solution adds (``revsync_``), whose plug-ins apply the rules a
-subledger applies and which dual-write or a Finance integration carries to the ledger:
+payments, credit notes or general ledger: those live in Dynamics 365 Finance, whose OData
+entities (``CustomerPaymentJournalLines`` with their settled invoices, ``LedgerJournalHeaders``
+/ ``LedgerJournalLines`` of a general journal, free text credit notes) only stage *unposted*
+journals: posting is a Finance batch or form action, not an OData operation, so a payment
+would not lower what the invoice owes until someone posts it, and the port needs that at
+once (a reversal after a payment must be refused, a second payment must see nothing due).
+revsync therefore keeps them in Dataverse tables its solution adds (``revsync_``), whose
+plug-ins apply at once the rules a subledger applies, and which dual-write or a Finance
+integration carries to those journals (payment -> customer payment journal line settled
+against the invoice; credit note -> free text credit note; revenue journal -> general journal
+line, ledger account 2400 against 4000):
 
 - **Receivable**: an ``invoice`` keyed by ``revsync_externalkey`` (create only, like the sales
   order), lines in ``invoice_details``: the product, quantity 1, ``priceperunit`` = the net

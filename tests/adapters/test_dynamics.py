@@ -455,3 +455,61 @@ async def test_the_registry_builds_it_and_pages_on_the_environment_it_names(
     assert first.cursor is not None and len(first.items) == 2
     rest = await erp.list_sales_orders(first.cursor, 2)
     assert len(rest.items) == 1 and rest.cursor is None
+
+
+# -- the emulator speaks Dataverse and Entra ID -----------------------------------------------
+
+
+async def _token(http: httpx.AsyncClient, **form: str) -> httpx.Response:
+    body = {
+        "client_id": emulator.CLIENT_ID,
+        "client_secret": emulator.CLIENT_SECRET,
+        "grant_type": "client_credentials",
+        "scope": f"{BASE_URL}/.default",
+        **form,
+    }
+    return await http.post(f"{BASE_URL}/{emulator.TENANT}/oauth2/v2.0/token", data=body)
+
+
+async def test_entra_refuses_a_wrong_secret_an_unknown_app_and_another_resource(
+    http: httpx.AsyncClient,
+) -> None:
+    granted = await _token(http)
+    assert granted.status_code == 200
+    assert granted.json()["token_type"] == "Bearer" and granted.json()["expires_in"] > 0
+    wrong = await _token(http, client_secret="nope")
+    assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_client")
+    assert wrong.json()["error_description"].startswith("AADSTS7000215")
+    unknown = await _token(http, client_id="someone-else")
+    assert (unknown.status_code, unknown.json()["error"]) == (400, "unauthorized_client")
+    elsewhere = await _token(http, scope="https://other.crm.dynamics.com/.default")
+    assert (elsewhere.status_code, elsewhere.json()["error"]) == (400, "invalid_scope")
+
+
+async def test_conditional_upserts_answer_412_and_404_and_a_bad_token_401(
+    http: httpx.AsyncClient, state: SandboxState
+) -> None:
+    token = (await _token(http)).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    url = f"{BASE_URL}/api/data/v9.2/accounts(revsync_externalkey='acct-x')"
+    created = await http.patch(url, json={"name": "X"}, headers={**auth, "If-None-Match": "*"})
+    assert created.status_code == 204 and "accounts(" in created.headers["OData-EntityId"]
+    again = await http.patch(url, json={"name": "X"}, headers={**auth, "If-None-Match": "*"})
+    assert again.status_code == 412
+    assert again.json()["error"]["code"] == "0x80040237"
+    missing = f"{BASE_URL}/api/data/v9.2/accounts(revsync_externalkey='acct-y')"
+    update_only = await http.patch(missing, json={"name": "Y"}, headers={**auth, "If-Match": "*"})
+    assert update_only.status_code == 404
+    assert update_only.json()["error"]["code"] == "0x80040217"
+    assert len(state.dynamics.snapshot()["accounts"]) == 1
+    refused = await http.get(url, headers={"Authorization": "Bearer stale"})
+    assert refused.status_code == 401 and not refused.content
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer authorization_uri=")
+
+
+async def test_a_cancel_that_lost_the_race_to_another_counts_as_done(rig: Rig) -> None:
+    order = await rig.erp.create_sales_order(draft(), rig.customer_id)
+    # The action is applied (another cancel got there first), then the answer is a refusal.
+    rig.inject(operation="cancel_sales_order", phase="after", status=400, code="0x80040225")
+    cancelled = await rig.erp.cancel_sales_order(order.order_id, "billing refused")
+    assert cancelled.status is SalesOrderStatus.CANCELLED
