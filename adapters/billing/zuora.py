@@ -66,8 +66,9 @@ Mapping and keys:
   (``PUT /v1/invoices/<key>/cancel``; a draft is cancelled directly); a paid invoice is
   rejected (``invoice_paid``), a zero one is returned as is, a cancelled one too.
 - **listings** use Object Query throughout (``pageSize`` at most 99, ``cursor`` =
-  ``nextPage``): every subscription (the latest version of each), every account, and the
-  posted invoices (``filter[]=status.EQ:Posted``).
+  ``nextPage``): every subscription (the latest version of each), every account, and every
+  invoice but drafts (``filter[]=status.NE:Draft``): posted ones (open or paid) and cancelled
+  ones (void), so reconciliation sees an invoice voided in billing whose receivable is open.
 
 Updates (``PUT /v1/accounts/<key>``) carry no ``idempotency-key`` (Zuora takes it on POST and
 PATCH only): writing the same values again changes nothing.
@@ -702,19 +703,27 @@ def customer_record(obj: Mapping[str, Any]) -> CustomerRecord:
     )
 
 
+# Invoice statuses reconciliation compares: posted (open or paid) and cancelled (void).
+LISTED_INVOICES = frozenset({"Posted", "Canceled"})
+
+
 def invoice_record(obj: Mapping[str, Any], operation: str) -> InvoiceRecord:
-    """A listed posted invoice as reconciliation reads it."""
+    """A listed invoice as reconciliation reads it."""
     currency = str(obj.get("currency") or "").upper()
     if currency not in MINOR_UNITS:
         raise _unexpected(operation, f"invoice {obj.get('invoiceNumber')} without a currency")
+    status = invoice_status(obj, operation)
     return InvoiceRecord(
         system=System.BILLING,
         record_id=str(obj.get("invoiceNumber")),
         invoice_id=str(obj.get("invoiceNumber")),
         amount=zuora_amount(obj.get("amount"), currency, "invoice amount", operation),
         currency=currency,
-        amount_due=zuora_amount(obj.get("balance"), currency, "invoice balance", operation),
-        status=invoice_status(obj, operation).value,
+        # A cancelled invoice is owed nothing, whatever balance Zuora left on it.
+        amount_due=Decimal(0)
+        if status is InvoiceStatus.VOID
+        else zuora_amount(obj.get("balance"), currency, "invoice balance", operation),
+        status=status.value,
     )
 
 
@@ -1002,16 +1011,18 @@ class ZuoraBilling:
         return Page(items=[customer_record(o) for o in found], cursor=after)
 
     async def list_invoices(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
-        """One Object Query page of the posted invoices (drafts and cancelled ones left out)."""
+        """One Object Query page of every invoice but drafts: posted (open, paid) and
+        cancelled (void) ones; an ``Error`` invoice (a failed posting) is read past."""
         operation = "query_invoices"
         found, after = await self._query(
             operation,
             "invoices",
-            filters=["status.EQ:Posted"],
+            filters=["status.NE:Draft"],
             page_size=page_size,
             cursor=cursor,
         )
-        return Page(items=[invoice_record(o, operation) for o in found], cursor=after)
+        items = [invoice_record(o, operation) for o in found if o.get("status") in LISTED_INVOICES]
+        return Page(items=items, cursor=after)
 
     # invoices
 

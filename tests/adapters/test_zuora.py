@@ -384,7 +384,10 @@ async def test_voiding_an_open_invoice_then_again_is_a_no_op(
     assert again.status is InvoiceStatus.VOID
     (invoice,) = state.zuora.snapshot()["invoices"]
     assert invoice["status"] == "Canceled"
-    assert (await billing.list_invoices(None, 10)).items == []  # posted ones only
+    (listed,) = (await billing.list_invoices(None, 10)).items
+    assert (listed.invoice_id, listed.status) == (created.latest_invoice_id, "void")
+    assert listed.amount == Decimal("3056.00")
+    assert listed.amount_due == 0
 
 
 async def _invoice(http: httpx.AsyncClient, **spec: Any) -> dict[str, Any]:
