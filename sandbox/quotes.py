@@ -31,13 +31,15 @@ def quote_payload(
     account_id: str = "0015e00000AcmeUS1",
     rng: random.Random | None = None,
     today: date | None = None,
+    currency: str | None = None,
 ) -> dict[str, Any]:
-    """A quote-accepted payload (JSON-ready) for ``account_id``, priced from the catalog.
+    """A quote-accepted payload (JSON-ready) for ``account_id``, priced from the catalog in
+    the seed account's currency (``currency`` for an account of another CRM's ids).
 
     With ``rng`` the lines, quantities and discounts vary; without it the quote is fixed:
     20 seats of Platform Core at 10% off, Premium Support and one onboarding.
     """
-    currency = account_currency(account_id)
+    currency = currency or account_currency(account_id)
     today = today or datetime.now(UTC).date()
     if rng is None:
         picks = [

@@ -8,10 +8,11 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
@@ -91,9 +92,9 @@ class Stack:
 def stack_settings(sandbox_url: str, temporal_address: str) -> Settings:
     return Settings(
         temporal_address=temporal_address,
-        salesforce_base_url=f"{sandbox_url}/salesforce",
-        stripe_base_url=f"{sandbox_url}/stripe",
-        netsuite_base_url=f"{sandbox_url}/netsuite",
+        # Every vendor's base URL follows the sandbox (Settings does it for unset ones).
+        sandbox_host=urlsplit(sandbox_url).hostname or "127.0.0.1",
+        sandbox_port=urlsplit(sandbox_url).port or 80,
         http_timeout_seconds=5,
         event_subscribers=[
             EventSubscriber(
@@ -107,13 +108,16 @@ def stack_settings(sandbox_url: str, temporal_address: str) -> Settings:
 
 
 @asynccontextmanager
-async def running_stack(runtime: Runtime | None = None) -> AsyncIterator[Stack]:
+async def running_stack(
+    runtime: Runtime | None = None, vendors: Mapping[str, str] | None = None
+) -> AsyncIterator[Stack]:
     """The stack; with ``runtime`` (metrics), every worker and the gateway connect through
-    it, as each process does in production through its own."""
+    it, as each process does in production through its own. ``vendors`` chooses the vendor
+    of some ports (``{"crm": "hubspot"}``), as ``REVSYNC_CRM`` and the others do."""
     ui_port, gateway_port = free_port(), free_port()
     sandbox = SandboxServer()
     settings = stack_settings(sandbox.url, "pending").model_copy(
-        update={"gateway_port": gateway_port, "temporal_ui_port": ui_port}
+        update={"gateway_port": gateway_port, "temporal_ui_port": ui_port, **(vendors or {})}
     )
     # The Web UI decrypts payloads through the gateway's codec server, as a payload reader.
     codec = f"{settings.gateway_url}/codec/t/{token_of('Rita Reader')}"
