@@ -33,7 +33,7 @@ Invoice-to-revenue services are in :mod:`sandbox.sap_finance` (same router).
 
 What it reproduces:
 
-- **Auth**: the communication user's Basic auth (``REVSYNC_COMM`` with the sandbox password,
+- **Auth**: the communication user's Basic auth (``COMM_REVSYNC`` with the sandbox password,
   ``state.tokens["sap"]``) or a bearer token from the token endpoint (OAuth 2.0 client
   credentials, client ``sandbox-sap-client`` / ``sandbox-secret``, client authentication in
   the form or as Basic); anything else is 401 with SAP's plain ``Logon failed`` answer.
@@ -97,7 +97,7 @@ if TYPE_CHECKING:
 VENDOR = "sap"
 ODATA = "/sap/opu/odata/sap"
 TOKEN_PATH = "/sap/bc/sec/oauth2/token"
-SANDBOX_USER = "REVSYNC_COMM"
+SANDBOX_USER = "COMM_REVSYNC"
 SANDBOX_CLIENT = {"client_id": "sandbox-sap-client", "client_secret": "sandbox-secret"}
 TOKEN_LIFETIME = 43200.0
 SESSION_COOKIE = "SAP_SESSIONID_SBX_100"

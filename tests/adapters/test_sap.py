@@ -59,7 +59,7 @@ class Rig:
 
 
 def sap(http: httpx.AsyncClient, password: str = PASSWORD) -> SapErp:
-    return SapErp(http, base_url=BASE_URL, username="REVSYNC_COMM", password=password)
+    return SapErp(http, base_url=BASE_URL, username="COMM_REVSYNC", password=password)
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ async def rig(state: SandboxState) -> AsyncIterator[Rig]:
     lossy = LossyTransport(httpx.ASGITransport(app=create_app(state)))
     async with httpx.AsyncClient(transport=lossy, base_url="http://sandbox") as http:
         erp = SapErp(
-            http, base_url=BASE_URL, username="REVSYNC_COMM", password=DEFAULT_TOKENS["sap"]
+            http, base_url=BASE_URL, username="COMM_REVSYNC", password=DEFAULT_TOKENS["sap"]
         )
         port: ErpPort = erp
         customer_id = await port.upsert_customer(seeded_customer(), "acct-0015e00000NordDE1")
