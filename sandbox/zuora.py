@@ -50,6 +50,8 @@ What it keeps faithful:
   (``billto``/``soldto`` on accounts, ``account`` on subscriptions and invoices, ``invoice``
   on invoice items), ``pageSize`` 1 to 99 and ``cursor`` from the answer's ``nextPage``.
   An unknown field is an error.
+- **Limits**: ``ZuoraStore.requests_per_minute`` caps API calls per minute; past it a call is
+  a 429 (code ``50000070``) with ``Retry-After`` the seconds left in the minute.
 - **Sandbox controls** (``/_sandbox/zuora``, not Zuora's API; no auth, no faults):
   ``POST /invoices`` makes a posted (or draft) invoice with given items for a CRM account;
   ``POST /invoices/<key>/payments`` applies an external payment (lowers the balance).
@@ -69,7 +71,9 @@ import calendar
 import copy
 import hashlib
 import json
+import math
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -261,6 +265,24 @@ class ZuoraStore:
         self.keys: dict[str, tuple[str, tuple[int, Json] | None]] = {}
         self._seq = 0
         self._numbers: dict[str, int] = {}
+        # The tenant's request limit: at most this many API calls per minute (None: no limit).
+        self.requests_per_minute: int | None = None
+        self.clock: Callable[[], float] = time.monotonic
+        self._window: tuple[float, int] = (0.0, 0)
+
+    def throttle(self) -> int | None:
+        """Seconds until the next minute window when this request is over the limit (it is
+        answered 429 with ``Retry-After``); None to serve it."""
+        if self.requests_per_minute is None:
+            return None
+        now = self.clock()
+        start, count = self._window
+        if now - start >= 60:
+            start, count = now, 0
+        self._window = (start, count + 1)
+        if count < self.requests_per_minute:
+            return None
+        return max(1, math.ceil(start + 60 - now))
 
     def snapshot(self) -> Json:
         return {
@@ -979,6 +1001,10 @@ def build_router(state: SandboxState) -> APIRouter:
         if not authorized(request):
             return error_response(401, "90000011", "Authentication error")
         store = state.zuora
+        if (wait := store.throttle()) is not None:
+            response = error_response(429, "50000070", "Too many requests")
+            response.headers["Retry-After"] = str(wait)
+            return response
         faults = VendorFaults(state.faults, VENDOR, fault_response)
         key = request.headers.get("idempotency-key") if request.method == "POST" else None
         fingerprint = ""

@@ -605,6 +605,26 @@ def test_classifier(response: httpx.Response, kind: type[Exception], code: str |
     assert error.code == code
 
 
+async def test_the_tenant_request_limit_answers_429_with_retry_after(
+    billing: ZuoraBilling, state: SandboxState
+) -> None:
+    now = [1000.0]
+    state.zuora.clock = lambda: now[0]
+    state.zuora.requests_per_minute = 2
+    await billing.find_customer("001")
+    await billing.find_customer("001")
+    now[0] += 45
+    with pytest.raises(TransientError) as caught:
+        await billing.find_customer("001")
+    assert (caught.value.status, caught.value.code, caught.value.retry_after) == (
+        429,
+        "50000070",
+        15.0,
+    )
+    now[0] += 15
+    assert await billing.find_customer("001") is None
+
+
 def test_429_carries_retry_after() -> None:
     error = classify_zuora_error("create_order", _response(429, {}, {"Retry-After": "12"}))
     assert isinstance(error, TransientError) and error.retry_after == 12.0
