@@ -772,7 +772,6 @@ class ZuoraBilling:
             classify=classify_zuora_error,
             base_url=self._base,
         )
-        self._catalog: dict[str, dict[str, Any]] = {}
 
     def __repr__(self) -> str:  # never shows the credentials
         return f"ZuoraBilling(base_url={self._base!r})"
@@ -917,20 +916,18 @@ class ZuoraBilling:
         return to_subscription(current, "get_subscription", await self._latest_invoice(number))
 
     async def _product(self, sku: str) -> dict[str, Any]:
-        product = self._catalog.get(sku)
-        if product is None:
-            try:
-                product = await self._call(
-                    "get_product", "GET", self._path("v1", "catalog", "products", sku)
-                )
-            except NotFoundError:
-                raise _reject(
-                    "create_subscription",
-                    "unknown_sku",
-                    f"Zuora's product catalog has no product with SKU {sku}",
-                ) from None
-            self._catalog[sku] = product
-        return product
+        """The catalog product of ``sku``, read for each order (not cached: a rate plan
+        retired since would make Zuora refuse the order)."""
+        try:
+            return await self._call(
+                "get_product", "GET", self._path("v1", "catalog", "products", sku)
+            )
+        except NotFoundError:
+            raise _reject(
+                "create_subscription",
+                "unknown_sku",
+                f"Zuora's product catalog has no product with SKU {sku}",
+            ) from None
 
     async def create_subscription(self, draft: SubscriptionDraft, customer_id: str) -> Subscription:
         existing = await self.find_subscription(draft.idempotency_key)
