@@ -168,13 +168,19 @@ def sandbox() -> None:
     For development and tests only."""
     import uvicorn
 
+    from revsync.devsecrets import dev_oauth_clients
     from sandbox.app import SandboxState, create_app
+    from sandbox.oauth import OAuthClient
 
     settings = get_settings()
     # The sandbox subscriber verifies deliveries to every configured event subscriber's name.
     secrets = {s.name: s.secret.get_secret_value() for s in settings.event_subscribers}
+    state = SandboxState(event_secrets=secrets)
+    # The OAuth clients `revsync dev` made a key pair for (revsync.devsecrets).
+    for vendor, client in dev_oauth_clients(settings):
+        state.oauth[vendor].register(OAuthClient(**client))
     uvicorn.run(
-        create_app(SandboxState(event_secrets=secrets)),
+        create_app(state),
         host=settings.sandbox_host,
         port=settings.sandbox_port,
         log_level="warning",

@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from adapters.registry import Port
 from adapters.registry import check as check_vendors
+from adapters.registry import chosen as chosen_vendor
 from domain.contracts import TaskQueue
 from revsync.auth import StaffRole, TokenRegistry
 from revsync.devsecrets import FILE_NAME, ensure_dev_secrets, read_env_file, with_secrets
@@ -404,7 +406,8 @@ async def supervise(options: DevStackOptions) -> int:
     chosen = {f"REVSYNC_{port.upper()}": vendor for port, vendor in options.vendors.items()}
     settings = settings.model_copy(update=options.vendors)
     try:
-        check_vendors(settings)
+        for port in Port:  # an unavailable vendor: refused before anything is written
+            chosen_vendor(settings, port)
     except MissingSetting as error:
         sys.stderr.write(f"revsync dev cannot start: {error}\n")
         return 2
@@ -412,6 +415,12 @@ async def supervise(options: DevStackOptions) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     supplied = ensure_dev_secrets(settings)
     settings = with_secrets(settings, supplied)
+    try:
+        # Credentials, with the generated dev ones (OAuth key pair included) filled in.
+        check_vendors(settings)
+    except MissingSetting as error:
+        sys.stderr.write(f"revsync dev cannot start: {error}\n")
+        return 2
     options = dataclasses.replace(
         options, settings=settings, codec_endpoint=ui_codec_endpoint(settings)
     )
