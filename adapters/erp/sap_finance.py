@@ -749,6 +749,15 @@ class SapFinanceMixin:
         invoice = await self._document(receivable_id, operation)
         existing = await self._keyed(external_id, "DG", operation)
         if existing is not None:
+            references = {i.get("InvoiceReference") for i in existing.debtor()}
+            if references != {invoice.number}:
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"credit memo {existing.id} keyed {external_id!r} reverses "
+                    f"{', '.join(sorted(map(str, references)))}, not {invoice.id}",
+                    code="EXTERNAL_ID_REUSED",
+                )
             return await self._receivable(invoice, operation)
         receivable, left = await self._left(invoice, operation)
         if receivable.state is ReceivableState.REVERSED:

@@ -130,6 +130,12 @@ async def test_reversal_credits_what_is_due_and_twice_is_a_no_op(rig: Rig) -> No
     again = await rig.erp.reverse_receivable(receivable.receivable_id, "i2r-x:void", "voided")
     assert again.state is ReceivableState.REVERSED
     assert len(rig.documents("DG")) == 1
+    other = await rig.erp.post_receivable(
+        invoice("in_2Other"), rig.customer_id, "i2r-in_2Other:receivable"
+    )
+    with pytest.raises(RejectedError) as caught:
+        await rig.erp.reverse_receivable(other.receivable_id, "i2r-x:void", "voided")
+    assert caught.value.code == "EXTERNAL_ID_REUSED"
 
 
 async def test_a_paid_receivable_is_not_reversed(rig: Rig) -> None:
