@@ -12,7 +12,11 @@ from typing import Any
 import pytest
 
 from domain.invoice_contracts import InvoiceStage
+from domain.stages import OrderStage
+from sandbox.faults import FaultRule
 from tests.e2e.stack import Stack, running_stack
+from tests.e2e.test_failures_e2e import inject
+from tests.e2e.test_quote_to_cash_e2e import deliver, finished, new_quote
 from tests.invoice_to_revenue.test_e2e import (
     book,
     finalize,
@@ -130,3 +134,39 @@ async def test_a_voided_invoice_is_credited_in_full_in_dynamics(stack: Stack) ->
     assert credit["revsync_total"] == D("28.80")
     (after,) = dataverse(stack, "invoices", invoice_id)
     assert (after["statecode"], after["revsync_amountdue"]) == (3, 0)
+
+
+async def test_a_lost_order_answer_books_once_and_a_billing_refusal_cancels_it(
+    stack: Stack,
+) -> None:
+    account = "0015e00000AcmeUS1"
+    # Dataverse applies the order and the answer is lost: the retry finds it by its key.
+    inject(
+        stack,
+        FaultRule(vendor="dynamics", operation="create_sales_order", phase="after", status=502),
+    )
+    booked = await new_quote(stack, account)
+    assert (await deliver(stack, booked)).status_code == 202
+    status = await finished(stack, booked["quote_id"])
+    assert status.stage is OrderStage.BOOKED, status
+    key = f"q2c-{booked['quote_id']}:erp-order"
+    orders = stack.sandbox.state.dynamics.snapshot()["salesorders"]
+    (order,) = [o for o in orders if o["revsync_externalkey"] == key]
+    assert order["salesorderid"] == status.erp_order_id
+    assert order["totalamount"] == status.amount
+
+    # Billing refuses the next quote: the saga cancels its sales order (CancelSalesOrder).
+    inject(
+        stack,
+        FaultRule(
+            vendor="stripe", operation="create_subscription", status=402, code="card_declined"
+        ),
+    )
+    refused = await new_quote(stack, account)
+    assert (await deliver(stack, refused)).status_code == 202
+    unwound = await finished(stack, refused["quote_id"])
+    assert unwound.stage is OrderStage.COMPENSATED, unwound
+    key = f"q2c-{refused['quote_id']}:erp-order"
+    orders = stack.sandbox.state.dynamics.snapshot()["salesorders"]
+    (cancelled,) = [o for o in orders if o["revsync_externalkey"] == key]
+    assert (cancelled["statecode"], cancelled["statuscode"]) == (2, 4)
