@@ -15,7 +15,7 @@ from adapters.registry import Port
 from domain.order import SalesOrder, SalesOrderStatus, Subscription, SubscriptionStatus
 from revsync.settings import Settings
 from sandbox.app import SandboxState
-from tests.ports.contract import ACCOUNT_ID, ErrorClassContract, Subject
+from tests.ports.contract import ErrorClassContract, Subject
 from tests.ports.emulators import CRM_EMULATORS, CrmEmulator
 
 REJECTED = "Rejected"  # the status the saga's CRM compensation writes (activities/crm.py)
@@ -31,7 +31,7 @@ class CrmSubject:
     async def create(self) -> str:
         return await self.crm.record_order(
             quote_id=self.quote_id,
-            account_id=ACCOUNT_ID,
+            account_id=self.emulator.account_id,
             order_key=self.key,
             sales_order=SalesOrder(
                 order_id="5501",
@@ -82,7 +82,7 @@ async def subject(
     emulator = CRM_EMULATORS[vendor]
     crm = registry.CRM_VENDORS[vendor](settings, http)
     assert crm.vendor == vendor
-    quote_id = await emulator.new_quote(http, settings, ACCOUNT_ID)
+    quote_id = await emulator.new_quote(http, settings, emulator.account_id)
     return CrmSubject(crm, emulator, quote_id, key=f"q2c-{quote_id}:crm-order")
 
 
@@ -115,7 +115,7 @@ async def test_a_lookup_with_expired_credentials_is_transient(
 ) -> None:
     subject.emulator.expire_credentials(state)
     with pytest.raises(TransientError) as caught:
-        await subject.crm.get_account(ACCOUNT_ID)
+        await subject.crm.get_account(subject.emulator.account_id)
     assert caught.value.status == 401
 
 
