@@ -42,9 +42,11 @@ What it keeps faithful:
   Cancelled, ``currency``, ``contractEffectiveDate``, custom fields at the top level. One
   version per subscription is kept (a cancellation updates it in place).
 - **Invoices**: ``GET /v1/invoices/<id or number>`` and ``/items`` (``page``, ``pageSize``
-  at most 2000, ``nextPage`` while more remain); ``PUT .../unpost`` (Posted to Draft; refused
-  once anything is applied: the balance differs from the amount), ``PUT .../cancel`` (Draft
-  only).
+  at most 2000, ``nextPage`` while more remain); ``PUT .../cancel`` (Draft only). Unposting
+  is the CRUD Invoice object: ``PUT /v1/object/invoice/<id>`` with ``{"Status": "Draft"}``
+  (Posted to Draft; refused once anything is applied: the balance differs from the amount),
+  answering ``{"Success", "Id"}`` or ``{"Success": false, "Errors": [{"Code", "Message"}]}``
+  with CRUD's named codes (``INVALID_ID``, ``INVALID_VALUE``).
 - **Object Query** (``GET /object-query/<accounts|subscriptions|invoices|invoice-items>``):
   ``filter[]=<field>.<EQ|NE|GT|LT>:<value>``, ``sort[]=<field>.<ASC|DESC>``, ``expand[]``
   (``billto``/``soldto`` on accounts, ``account`` on subscriptions and invoices, ``invoice``
@@ -138,6 +140,20 @@ class ZuoraError(Exception):
 
     def response(self) -> Response:
         return error_response(self.status, self.code, self.message)
+
+
+class CrudError(ZuoraError):
+    """A failure of a CRUD (``/v1/object``) call: HTTP 200 with a named code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__("00", message)
+        self.code = code
+
+    def body(self) -> Json:
+        return {"Success": False, "Errors": [{"Code": self.code, "Message": self.message}]}
+
+    def response(self) -> Response:
+        return json_response(self.body(), self.status)
 
 
 def error_body(code: str | None, message: str) -> Json:
@@ -732,18 +748,24 @@ class ZuoraStore:
             )
         return answer
 
-    def unpost(self, key: str) -> Json:
-        invoice = self.invoice(key)
+    def unpost(self, invoice_id: str, body: Any) -> Json:
+        """The CRUD Invoice update ``{"Status": "Draft"}`` (the only one the sandbox takes)."""
+        if not isinstance(body, dict) or body != {"Status": "Draft"}:
+            raise CrudError(
+                "INVALID_VALUE", "the sandbox updates an invoice's Status to Draft only"
+            )
+        invoice = self.invoices.get(invoice_id)
+        if invoice is None:
+            raise CrudError("INVALID_ID", "invalid id for update")
         if invoice["status"] != "Posted":
-            raise ZuoraError(RULE, f"only a posted invoice can be unposted ({invoice['status']})")
+            raise CrudError("INVALID_VALUE", "only a posted invoice can be unposted")
         if invoice["balance"] != invoice["amount"]:
-            raise ZuoraError(
-                RULE,
+            raise CrudError(
+                "INVALID_VALUE",
                 "an invoice with payments, adjustments or credit memos applied cannot be unposted",
-                resource="590030",
             )
         invoice["status"] = "Draft"
-        return {"success": True, "id": invoice["id"]}
+        return {"Success": True, "Id": invoice["id"]}
 
     def cancel_invoice(self, key: str) -> Json:
         invoice = self.invoice(key)
@@ -1141,9 +1163,12 @@ def build_router(state: SandboxState) -> APIRouter:
             request, "list_invoice_items", lambda s, _: s.invoice_items(key, page, size)
         )
 
-    @router.put("/v1/invoices/{key}/unpost")
-    async def unpost_invoice(request: Request, key: str) -> Response:
-        return await serve(request, "unpost_invoice", lambda s, _: s.unpost(key))
+    @router.put("/v1/object/invoice/{invoice_id}")
+    async def unpost_invoice(request: Request, invoice_id: str) -> Response:
+        body = await json_body(request)
+        return await serve(
+            request, "unpost_invoice", lambda s, b: s.unpost(invoice_id, b), body=body
+        )
 
     @router.put("/v1/invoices/{key}/cancel")
     async def cancel_invoice(request: Request, key: str) -> Response:

@@ -61,10 +61,17 @@ Mapping and keys:
   tax, ``taxAmount`` the tax; the items must add up to the invoice ``amount``
   (``amount_mismatch`` otherwise). Status: ``Draft`` is rejected; ``Posted`` is ``open``
   while a balance is due and ``paid`` once none is; ``Canceled`` is ``void``.
-  ``void_invoice`` unposts a posted invoice (``PUT /v1/invoices/<key>/unpost``, which Zuora
-  refuses once a payment or credit is applied) and cancels it
-  (``PUT /v1/invoices/<key>/cancel``; a draft is cancelled directly); a paid invoice is
-  rejected (``invoice_paid``), a zero one is returned as is, a cancelled one too.
+  ``void_invoice`` cancels (``PUT /v1/invoices/<key>/cancel``), which Zuora does for a draft
+  only, so a posted invoice is first unposted back to draft. The v1 invoice resource has no
+  unpost operation: the adapter sets ``Status`` to ``Draft`` on the CRUD Invoice object
+  (``PUT /v1/object/invoice/<invoice id>``), which Zuora refuses once a payment, adjustment
+  or credit is applied. A paid invoice is rejected (``invoice_paid``), a partly paid one too
+  (``invoice_partially_paid``); a zero one is returned as is, a cancelled one too. CRUD
+  calls answer failures as ``{"Success": false, "Errors": [{"Code", "Message"}]}`` with
+  named codes (``INVALID_VALUE``...): ``INVALID_ID`` is not found; ``LOCK_COMPETITION``,
+  ``TEMPORARY_ERROR``, ``SERVER_UNAVAILABLE``, ``UNKNOWN_ERROR``, ``TRANSACTION_TIMEOUT``,
+  ``REQUEST_EXCEEDED_LIMIT``, ``REQUEST_EXCEEDED_RATE`` and ``INVALID_SESSION`` are
+  transient; the rest rejected.
 - **listings** use Object Query throughout (``pageSize`` at most 99, ``cursor`` =
   ``nextPage``): every subscription (the latest version of each), every account, and every
   invoice but drafts (``filter[]=status.NE:Draft``): posted ones (open or paid) and cancelled
@@ -142,6 +149,13 @@ QUANTITY_FIELD = "QuoteQuantity__c"
 # Error categories (the code's last two digits) worth retrying.
 TRANSIENT_CATEGORIES = frozenset({"11", "50", "60", "61", "70"})
 NOT_FOUND_CATEGORY = "40"
+# The named error codes of CRUD (``/v1/object/...``) calls.
+TRANSIENT_CRUD_CODES = frozenset(
+    {"LOCK_COMPETITION", "TEMPORARY_ERROR", "SERVER_UNAVAILABLE", "UNKNOWN_ERROR"}
+    | {"TRANSACTION_TIMEOUT", "REQUEST_EXCEEDED_LIMIT", "REQUEST_EXCEEDED_RATE"}
+    | {"INVALID_SESSION"}
+)
+NOT_FOUND_CRUD_CODES = frozenset({"INVALID_ID"})
 CATEGORY_NAMES = {
     "10": "permission or access denied",
     "11": "authentication failed",
@@ -222,8 +236,13 @@ def classify_zuora_error(operation: str, response: httpx.Response) -> VendorErro
     message = "; ".join(m for _, m in reasons if m) or f"HTTP {status} without a Zuora error body"
     if category in CATEGORY_NAMES:
         message = f"{message} ({CATEGORY_NAMES[category]})"
-    transient = status in (401, 408, 409, 429) or status >= 500 or category in TRANSIENT_CATEGORIES
-    if not transient and category == NOT_FOUND_CATEGORY:
+    transient = (
+        status in (401, 408, 409, 429)
+        or status >= 500
+        or category in TRANSIENT_CATEGORIES
+        or code in TRANSIENT_CRUD_CODES
+    )
+    if not transient and (category == NOT_FOUND_CATEGORY or code in NOT_FOUND_CRUD_CODES):
         return NotFoundError(VENDOR, operation, message, status=status, code=code)
     return vendor_error(VENDOR, operation, response, message, code, transient=transient)
 
@@ -801,7 +820,7 @@ class ZuoraBilling:
             body = None
         if not isinstance(body, dict):
             raise _unexpected(operation, "the answer is not a JSON object")
-        if body.get("success") is False:
+        if body.get("success") is False or body.get("Success") is False:  # v1, CRUD
             raise classify_zuora_error(operation, response)
         return body
 
@@ -1085,7 +1104,10 @@ class ZuoraBilling:
         try:
             if status is InvoiceStatus.OPEN:
                 await self._call(
-                    "unpost_invoice", "PUT", self._path("v1", "invoices", number, "unpost")
+                    "unpost_invoice",
+                    "PUT",
+                    self._path("v1", "object", "invoice", str(invoice.get("id") or invoice_id)),
+                    json_body={"Status": "Draft"},
                 )
             await self._call(
                 "cancel_invoice", "PUT", self._path("v1", "invoices", number, "cancel")

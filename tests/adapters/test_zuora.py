@@ -503,6 +503,23 @@ async def test_voiding_an_unknown_invoice_is_not_found(billing: ZuoraBilling) ->
         await billing.void_invoice("INV99999999")
 
 
+async def test_unposting_answers_in_the_crud_format(
+    billing: ZuoraBilling, http: httpx.AsyncClient, state: SandboxState
+) -> None:
+    made = await _invoice(http)
+    token = (await billing.tokens.get()).value
+    auth = {"Authorization": f"Bearer {token}"}
+    unknown = await http.put(
+        f"{BASE_URL}/v1/object/invoice/0000", json={"Status": "Draft"}, headers=auth
+    )
+    assert isinstance(classify_zuora_error("unpost_invoice", unknown), NotFoundError)
+    ok = await http.put(
+        f"{BASE_URL}/v1/object/invoice/{made['id']}", json={"Status": "Draft"}, headers=auth
+    )
+    assert ok.json() == {"Success": True, "Id": made["id"]}
+    assert state.zuora.invoice(made["id"])["status"] == "Draft"
+
+
 def test_an_invoice_whose_items_do_not_add_up_is_rejected() -> None:
     invoice = {
         "invoiceNumber": "INV1",
@@ -575,6 +592,10 @@ def _reasons(code: int) -> dict[str, Any]:
     return {"success": False, "reasons": [{"code": code, "message": "m"}]}
 
 
+def _crud(code: str) -> dict[str, Any]:
+    return {"Success": False, "Errors": [{"Code": code, "Message": "m"}]}
+
+
 @pytest.mark.parametrize(
     ("response", "kind", "code"),
     [
@@ -597,6 +618,10 @@ def _reasons(code: int) -> dict[str, Any]:
         (_response(503, "<html>"), TransientError, None),
         (_response(404, _reasons(50000040)), NotFoundError, "50000040"),
         (_response(400, _reasons(50000060)), TransientError, "50000060"),
+        (_response(200, _crud("LOCK_COMPETITION")), TransientError, "LOCK_COMPETITION"),
+        (_response(200, _crud("REQUEST_EXCEEDED_RATE")), TransientError, "REQUEST_EXCEEDED_RATE"),
+        (_response(200, _crud("INVALID_ID")), NotFoundError, "INVALID_ID"),
+        (_response(200, _crud("INVALID_VALUE")), RejectedError, "INVALID_VALUE"),
     ],
 )
 def test_classifier(response: httpx.Response, kind: type[Exception], code: str | None) -> None:
