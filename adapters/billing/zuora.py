@@ -78,7 +78,17 @@ Mapping and keys:
   ones (void), so reconciliation sees an invoice voided in billing whose receivable is open.
 
 Updates (``PUT /v1/accounts/<key>``) carry no ``idempotency-key`` (Zuora takes it on POST and
-PATCH only): writing the same values again changes nothing.
+PATCH only): writing the same values again changes nothing. A quote in another currency than
+its account is rejected before the order (``currency_mismatch``, read from
+``GET /v1/accounts/<number>``): Zuora would bill it in the account's currency.
+
+What the tenant must have (set up once, outside revsync): Orders enabled; the custom fields
+``CrmAccountName__c`` (Account), ``RevsyncKey__c``, ``QuoteId__c``, ``CrmAccountId__c``
+(Subscription; ``RevsyncKey__c`` filterable in Object Query) and ``QuoteLineId__c``,
+``QuoteQuantity__c`` (rate plan charge); the payment terms ``Due Upon Receipt`` and
+``Net 15`` to ``Net 90``; a product per catalog SKU; invoices from order billing runs posted
+automatically (a draft first invoice is cancelled directly on compensation, but
+invoice-to-revenue reads posted invoices only).
 """
 
 from __future__ import annotations
