@@ -45,6 +45,7 @@ from adapters.crm.hubspot_deals import DealMappingError
 from adapters.errors import NotFoundError, VendorError
 from adapters.webhooks.hubspot import HubSpotEvent
 from domain.quote import Quote
+from revsync import metrics
 from revsync.gateway.refusals import Refused
 from revsync.settings import Settings
 
@@ -128,10 +129,12 @@ async def closed_won(
         if isinstance(quote_or_outcome, str):
             retry = True
             outcomes.append({"deal_id": deal_id, "status": "unavailable"})
+            _count(meter, "unavailable")
             continue
         fields = [{**f, "field": f"deals.{deal_id}.{f['field']}"} for f in quote_or_outcome]
         if attempt + 1 >= MAX_MAPPING_ATTEMPTS:
             log.error("hubspot deal unmappable, acknowledged", deal_id=deal_id, fields=fields)
+            _count(meter, "refused")
             outcomes.append({"deal_id": deal_id, "status": "unmappable", "fields": fields})
         else:
             log.warning("hubspot deal unmappable", deal_id=deal_id, fields=fields)
@@ -151,6 +154,12 @@ async def closed_won(
         {"status": status, "events": len(events), "deals": outcomes},
         status_code=202 if started else 200,
     )
+
+
+def _count(meter: MetricMeter, outcome: str) -> None:
+    """One deal's outcome in ``revsync_webhook_deliveries`` (starts and duplicates are
+    counted by start_quote_to_cash, a 422 by the endpoint)."""
+    metrics.count(meter, metrics.WEBHOOK_DELIVERIES, source="hubspot", outcome=outcome)
 
 
 async def _quote(reader: HubSpotCrm, deal_id: str) -> Quote | list[dict[str, str]] | str:

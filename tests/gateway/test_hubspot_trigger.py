@@ -245,3 +245,21 @@ async def test_a_transient_read_failure_asks_hubspot_to_deliver_again(
 
     retried = await deliver(gateway, [event(deal_id, attemptNumber=1)])
     assert retried.status_code == 202, retried.text
+
+
+async def test_with_another_crm_a_closed_won_deal_is_only_acknowledged(
+    temporal: WorkflowEnvironment, hubspot: httpx.AsyncClient
+) -> None:
+    settings = Settings(
+        **(secret_settings() | {"hubspot_client_secret": SECRET}), hubspot_base_url=HUBSPOT
+    )
+    assert settings.crm == "salesforce"
+    deal_id = await new_deal(hubspot)
+    app = create_app(settings, temporal.client, http=hubspot)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as gateway:
+            answer = await deliver(gateway, [event(deal_id)])
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"status": "received", "events": 1}
+    assert await runs(temporal.client, deal_id) == 0
