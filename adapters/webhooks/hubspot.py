@@ -19,7 +19,9 @@ is left as is. Requests whose timestamp is more than ``max_age_seconds`` (5 minu
 from now - in the past or the future - are refused. Several client secrets may be
 configured while one is rotated.
 
-The body is a JSON array of 1 to 100 events; :func:`parse_events` reads it.
+The body is a JSON array of 1 to 100 events; :func:`parse_events` reads it. Events carry ids
+only: :mod:`revsync.gateway.hubspot_trigger` reads the deal of a ``deal.propertyChange`` to
+the closed-won stage back from HubSpot and starts quote-to-cash with it.
 """
 
 from __future__ import annotations
