@@ -70,6 +70,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -198,6 +199,16 @@ def _guid() -> str:
     return str(uuid.uuid4())
 
 
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _select(request: Request) -> set[str] | None:
+    raw = request.query_params.get("$select", "")
+    columns = {c.strip() for c in raw.split(",") if c.strip()}
+    return columns or None
+
+
 # -- $filter ----------------------------------------------------------------------------------
 
 _IN = re.compile(
@@ -285,6 +296,7 @@ class DynamicsStore:
     requests: int = 0
     throttled: int = 0
     _numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
+    _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
         for name in ID_COLUMNS:
@@ -295,6 +307,9 @@ class DynamicsStore:
     def _insert(self, entity_set: str, record: dict[str, Any]) -> dict[str, Any]:
         record.setdefault(ID_COLUMNS[entity_set], _guid())
         record.setdefault("statecode", 0)
+        record.setdefault("createdon", _now())
+        record.setdefault("modifiedon", record["createdon"])
+        record.setdefault("versionnumber", next(self._versions))
         self.tables[entity_set][record[ID_COLUMNS[entity_set]]] = record
         return record
 
@@ -402,7 +417,13 @@ class DynamicsStore:
                 record[f"_{column}_value"] = match.group(1).lower()
             elif (entity_set, name) in LINES:
                 continue
-            elif not _COLUMN.match(name) or name in (ID_COLUMNS[entity_set], "statecode"):
+            elif not _COLUMN.match(name) or name in (
+                ID_COLUMNS[entity_set],
+                "statecode",
+                "createdon",
+                "modifiedon",
+                "versionnumber",
+            ):
                 raise DataverseError(
                     400, INVALID_ARGUMENT, f"Property '{name}' cannot be set on {entity_set}."
                 )
@@ -425,6 +446,7 @@ class DynamicsStore:
             draft = dict(existing)
             self._apply(entity_set, draft, body)
             self._check_account(draft)
+            draft.update(modifiedon=_now(), versionnumber=next(self._versions))
             existing.update(draft)
             return existing, False
         record: dict[str, Any] = {}
@@ -725,11 +747,18 @@ class DynamicsStore:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def render(self, entity_set: str, record: dict[str, Any], expand: set[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "@odata.etag": f'W/"{abs(hash(str(sorted(record.items(), key=str)))) % 10**8}"'
-        }
-        out.update(record)
+    def render(
+        self,
+        entity_set: str,
+        record: dict[str, Any],
+        expand: set[str],
+        select: set[str] | None = None,
+    ) -> dict[str, Any]:
+        """A record as the Web API answers it: ``$select`` columns only (the primary id
+        always), expanded line collections, an ``@odata.etag`` of its version."""
+        out: dict[str, Any] = {"@odata.etag": f'W/"{record.get("versionnumber", 1)}"'}
+        id_column = ID_COLUMNS[entity_set]
+        out.update((k, v) for k, v in record.items() if not select or k in select or k == id_column)
         for (parent, nav), (child, column) in LINES.items():
             if parent == entity_set and nav in expand:
                 out[nav] = [
@@ -915,7 +944,7 @@ def build_router(state: SandboxState) -> APIRouter:
             )
         expand = set(request.query_params.get("$expand", "").replace(" ", "").split(",")) - {""}
         expand = {e.split("(")[0] for e in expand}
-        return json_response(store().render(entity_set, record, expand))
+        return json_response(store().render(entity_set, record, expand, _select(request)))
 
     async def _list(request: Request, entity_set: str) -> Response:
         conditions = parse_filter(request.query_params.get("$filter", ""))
@@ -929,7 +958,7 @@ def build_router(state: SandboxState) -> APIRouter:
         chunk = rows[skip : skip + size]
         body: dict[str, Any] = {
             "@odata.context": f"{_environment(request)}{API_ROOT}/$metadata#{entity_set}",
-            "value": [store().render(entity_set, r, expand) for r in chunk],
+            "value": [store().render(entity_set, r, expand, _select(request)) for r in chunk],
         }
         if skip + size < len(rows):
             page = skip // size + 2
