@@ -163,7 +163,9 @@ def seconds_until_midnight(zone: ZoneInfo, now: datetime) -> float:
     resets for an account in that zone)."""
     local = now.astimezone(zone)
     midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), zone)
-    return max(0.0, (midnight - local).total_seconds())
+    # In UTC: aware datetimes sharing a tzinfo subtract as wall clocks, which is wrong
+    # across a DST change.
+    return max(0.0, (midnight.astimezone(UTC) - now.astimezone(UTC)).total_seconds())
 
 
 def _error_body(response: httpx.Response) -> dict[str, Any]:
@@ -429,11 +431,13 @@ class HubSpotCrm:
             DEAL_PROPERTIES,
             associations="companies,line_items",
         )
-        items = await self._batch_read("read_line_items", "line_items", line_item_ids(deal))
+        items = await self._batch_read(
+            "read_line_items", "line_items", line_item_ids(deal), LINE_ITEM_PROPERTIES
+        )
         return quote_from_deal(deal, items, closed_won_stage=self._closed_won_stage)
 
     async def _batch_read(
-        self, operation: str, object_type: str, ids: list[str]
+        self, operation: str, object_type: str, ids: list[str], properties: tuple[str, ...]
     ) -> list[dict[str, Any]]:
         """Records by id, in the order of ``ids`` (HubSpot answers in any order, 100 a call).
         An id HubSpot does not find is a :class:`NotFoundError`."""
@@ -446,7 +450,7 @@ class HubSpotCrm:
                 f"/crm/v3/objects/{object_type}/batch/read",
                 ok=(200, 207),
                 json_body={
-                    "properties": list(LINE_ITEM_PROPERTIES),
+                    "properties": list(properties),
                     "inputs": [{"id": i} for i in chunk],
                 },
                 headers=self._headers,

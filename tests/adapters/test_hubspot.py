@@ -494,6 +494,10 @@ def test_classifier(
 def test_the_daily_limit_resets_at_midnight_in_the_accounts_zone() -> None:
     assert seconds_until_midnight(ZoneInfo("UTC"), NOW) == 4 * 3600
     assert seconds_until_midnight(ZoneInfo("Asia/Tokyo"), NOW) == 19 * 3600  # 05:00 there
+    # The night clocks go forward in Berlin (2026-03-29), that midnight is 23 hours after
+    # the one before.
+    before = datetime(2026, 3, 28, 23, 0, tzinfo=UTC)  # 00:00 on the 29th, Berlin
+    assert seconds_until_midnight(ZoneInfo("Europe/Berlin"), before) == 23 * 3600
     assert classify_hubspot("op", response(400, {"message": "x"})).code is None
 
 
