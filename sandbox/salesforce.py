@@ -4,15 +4,21 @@ Emulated, as a Salesforce org with Salesforce CPQ answers it (API path
 ``/services/data/vNN.N/``, mounted under ``/salesforce`` by :mod:`sandbox.app`):
 
 - ``GET query?q=SOQL`` and ``GET query/<locator>``: a SOQL subset,
-  ``SELECT f1, f2 FROM Obj [WHERE f = 'lit' [AND ...]] [LIMIT n]``, paged by
+  ``SELECT f1, f2 FROM Obj [WHERE f = 'lit' | f IN ('a', 'b') [AND ...]] [ORDER BY f
+  [ASC|DESC]] [LIMIT n]``, paged by
   ``SalesforceStore.query_batch_size`` with ``nextRecordsUrl``; anything else is
   400 ``MALFORMED_QUERY``. ``Sforce-Query-Options: batchSize=N`` is honoured between
   200 and 2000, never above ``query_batch_size`` (tests set that low to page small).
 - ``POST sobjects/Obj`` (201), ``GET sobjects/Obj/Id``, ``PATCH sobjects/Obj/Id`` (204),
   ``GET``/``PATCH sobjects/Obj/ExtField/value`` (read / upsert by external id: 201 created,
   200 updated, both with ``created``).
-- Objects ``Account`` (seeded from :data:`sandbox.seed.ACCOUNTS`), ``Order`` and
-  ``SBQQ__Quote__c``, with 18-character ids (key prefixes 001, 801, a0x), field-level
+- ``POST composite``: up to 25 subrequests (5 queries) run in order, ``@{ref.field}``
+  references resolved from earlier answers, ``allOrNone`` rolling every change back on the
+  first failure (:func:`run_composite`); always 200, one result per subrequest.
+- Objects ``Account`` (seeded from :data:`sandbox.seed.ACCOUNTS`), ``Order``,
+  ``SBQQ__Quote__c`` and ``SBQQ__QuoteLine__c`` (the Salesforce CPQ fields revsync reads,
+  ``CreatedDate``/``LastModifiedDate`` kept by the org), with 18-character ids (key prefixes
+  001, 801, a0x, a0y), field-level
   validation (unknown fields, required fields, text lengths, lookups that must point at an
   existing record, restricted picklist, a unique external id, date-times with a zone) and
   two validation rules: an Order's total cannot be negative, and an Account's
@@ -30,8 +36,13 @@ Emulated, as a Salesforce org with Salesforce CPQ answers it (API path
   bearer grants (see :func:`build_oauth_router`).
 
 Fault-injection operation names (``POST /_sandbox/faults`` with ``vendor="salesforce"``):
-``query``, ``query_more``, ``get``, ``create``, ``update``, ``upsert``. A rule's ``code``
-becomes the ``errorCode`` of the injected error.
+``query``, ``query_more``, ``get``, ``create``, ``update``, ``upsert``, ``composite`` (the
+whole call), ``oauth_token``. A composite's subrequests go through the rules of their own
+operation: an injected fault becomes that subrequest's answer. A rule's ``code`` becomes
+the ``errorCode`` of the injected error.
+
+Sandbox controls (``/_sandbox/salesforce``, :func:`build_control_router`): ``POST
+cpq-quotes`` makes an accepted CPQ quote with priced lines (:func:`seed_cpq_quote`).
 """
 
 from __future__ import annotations

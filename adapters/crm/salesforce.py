@@ -4,7 +4,11 @@ REST API at ``{instance}/services/data/{api_version}/``, bearer token auth (a st
 or OAuth 2.0 client credentials or JWT bearer through :mod:`adapters.oauth`; the instance is
 the token answer's ``instance_url``, else the configured base URL). Reads use SOQL
 (``query`` with ``nextRecordsUrl`` paging); the booked order is an upsert by the external id
-``Revsync_Key__c``, so a retried write finds the Order the first attempt made.
+``Revsync_Key__c``, so a retried write finds the Order the first attempt made. Where a step
+needs several calls they go as one ``composite`` call (:meth:`SalesforceCrm.composite`):
+``record_order`` upserts the Order and marks the quote Ordered all or none, and
+:meth:`SalesforceCrm.query_many` runs up to five SOQL queries in one call (the CPQ trigger's
+read, :mod:`adapters.crm.salesforce_cpq`).
 
 Salesforce error bodies are a JSON list ``[{"message", "errorCode", "fields"}]``;
 :func:`classify_salesforce` reads them into the failure taxonomy.
