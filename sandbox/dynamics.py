@@ -32,15 +32,18 @@ Routes below ``/api/data/v9.2`` and the operation names fault rules target (``<o
 singular: ``account``, ``sales_order``, ``invoice``, ``payment``, ``credit_note``,
 ``revenue_journal``, ``product``, ...):
 
-- ``GET /<set>`` (``list_<set>``): ``$filter`` (``col eq literal`` joined by ``and``, and
+- ``GET /<set>`` (``list_<set>``): ``$select`` (only those columns and the primary id are
+  answered, on single reads too), ``$filter`` (``col eq literal`` joined by ``and``, and
   ``Microsoft.Dynamics.CRM.In(PropertyName='col',PropertyValues=[...])``), ``$expand`` of the
-  line collections, ``Prefer: odata.maxpagesize=N`` paging with ``@odata.nextLink``
-  (``$skiptoken``) and ``Preference-Applied``;
+  line collections (``$orderby`` is accepted; rows come in creation order),
+  ``Prefer: odata.maxpagesize=N`` paging with ``@odata.nextLink`` (``$skiptoken``) and
+  ``Preference-Applied``;
 - ``GET /<set>(<guid>)`` or ``/<set>(<key>='<value>')`` (``get_<one>``): 404 ``0x80040217``
   when missing;
-- ``PATCH /<set>(...)`` upsert: ``upsert_<one>`` without conditions (201 created / 204 or
-  200 updated), ``create_<one>`` with ``If-None-Match: *`` (412 ``0x80040237`` when the key
-  exists), ``update_<one>`` with ``If-Match: *`` (404 when missing); ``POST /<set>``
+- ``PATCH /<set>(...)`` upsert: ``upsert_<one>`` without conditions (204, or with
+  ``Prefer: return=representation`` 201 created / 200 updated), ``create_<one>`` with
+  ``If-None-Match: *`` (412 ``0x80040237`` when the key exists), ``update_<one>`` with
+  ``If-Match: *`` (404 when missing); ``POST /<set>``
   (``create_<one>``); deep insert of lines (``order_details``, ``invoice_details``,
   ``revsync_creditnote_lines``); ``Prefer: return=representation`` answers the record;
 - ``POST /CancelSalesOrder`` (``cancel_sales_order``): ``{"OrderClose": {...,
