@@ -52,7 +52,8 @@ Mapping and keys:
 - **cancel** = an Order with a ``CancelSubscription`` action, ``cancellationPolicy``
   ``SpecificDate`` at the subscription's contract effective date (at once: nothing is left to
   prorate or credit), no billing run, the reason as the order ``description``, under the key
-  ``revsync-cancel:<subscription number>``. A ``Cancelled`` subscription is returned as is.
+  ``revsync-cancel:<subscription number>:<hash of the reason>`` (a cancel with another reason
+  is another request, not a reused key). A ``Cancelled`` subscription is returned as is.
 - **invoices**: ``invoice_id`` is the Zuora invoice number (any invoice key works in the
   API). ``get_invoice`` reads ``GET /v1/invoices/<key>``, the account (for ``crmId``) and
   ``/v1/invoices/<key>/items`` page by page. Zuora's ``serviceEndDate`` is the *last* day of
@@ -93,6 +94,7 @@ invoice-to-revenue reads posted invoices only).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
@@ -418,6 +420,14 @@ def order_body(
         ],
         "processingOptions": {"runBilling": True, "billingOptions": {"targetDate": start}},
     }
+
+
+def cancel_key(subscription_number: str, reason: str) -> str:
+    """The ``idempotency-key`` of a cancel order: the same subscription and reason, the same
+    key (a retry replays), another reason another key (Zuora would refuse a reused key with
+    another body as a 422)."""
+    digest = hashlib.sha256(reason.encode()).hexdigest()[:16]
+    return f"revsync-cancel:{subscription_number}:{digest}"
 
 
 def cancel_body(subscription: Mapping[str, Any], reason: str) -> dict[str, Any]:
@@ -1006,7 +1016,7 @@ class ZuoraBilling:
                 "POST",
                 "/v1/orders",
                 json_body=cancel_body(current, reason),
-                idempotency_key=f"revsync-cancel:{subscription.subscription_id}",
+                idempotency_key=cancel_key(subscription.subscription_id, reason),
             )
         except RejectedError:
             # A concurrent cancel may have won the race: then it is done.

@@ -323,6 +323,21 @@ async def test_a_lost_cancel_answer_is_settled_by_the_retry(state: SandboxState)
         assert again.status is SubscriptionStatus.CANCELED
 
 
+async def test_a_second_cancel_with_another_reason_racing_the_first_is_done(
+    billing: ZuoraBilling, state: SandboxState
+) -> None:
+    created = await subscribed(billing)
+    state.faults.configure(
+        FaultsRequest(latency=[LatencyRule(vendor="zuora", operation="cancel_order", ms=500)])
+    )
+    first, second = await asyncio.gather(
+        billing.cancel_subscription(created.subscription_id, "ERP refused"),
+        billing.cancel_subscription(created.subscription_id, "operator cancelled"),
+    )
+    assert first.status is second.status is SubscriptionStatus.CANCELED
+    assert len(state.zuora.snapshot()["orders"]) == 2  # the create and one cancel
+
+
 async def test_cancelling_an_unknown_subscription_is_not_found(billing: ZuoraBilling) -> None:
     with pytest.raises(NotFoundError):
         await billing.cancel_subscription("A-S99999999", "compensating")
