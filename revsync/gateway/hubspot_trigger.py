@@ -147,11 +147,11 @@ async def closed_won(
         )
     if invalid:
         raise Refused(422, "invalid deal", fields=invalid)
+    # The answers' shapes are published (revsync.gateway.versioning): DealsAccepted (202)
+    # when a saga started, else EventsReceived with the deals listed.
     started = any(o["status"] == "started" for o in outcomes)
-    statuses = {o["status"] for o in outcomes}
-    status = "started" if started else statuses.pop() if len(statuses) == 1 else "received"
     return JSONResponse(
-        {"status": status, "events": len(events), "deals": outcomes},
+        {"status": "started" if started else "received", "events": len(events), "deals": outcomes},
         status_code=202 if started else 200,
     )
 

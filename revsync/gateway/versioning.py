@@ -89,11 +89,32 @@ class UnknownInvoice(BaseModel):
     invoice_id: str
 
 
+class DealOutcome(BaseModel):
+    """What became of one closed-won HubSpot deal of a batch (revsync.gateway.hubspot_trigger)."""
+
+    deal_id: str
+    status: str = Field(description="started, duplicate, unavailable or unmappable")
+    workflow_id: str | None = Field(default=None, description="q2c-<deal id>, when it has one")
+    fields: list[dict[str, str]] | None = Field(
+        default=None, description="Why an unmappable deal cannot be booked (field, message)"
+    )
+
+
 class EventsReceived(BaseModel):
-    """A verified HubSpot batch, acknowledged."""
+    """A verified HubSpot batch, acknowledged; ``deals`` lists its closed-won deals when it
+    had some (each a duplicate, or unmappable after its last attempt)."""
 
     status: Literal["received"]
     events: int = Field(ge=1)
+    deals: list[DealOutcome] | None = None
+
+
+class DealsAccepted(BaseModel):
+    """A verified HubSpot batch in which a closed-won deal started quote-to-cash."""
+
+    status: Literal["started"]
+    events: int = Field(ge=1)
+    deals: list[DealOutcome]
 
 
 REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -236,7 +257,24 @@ WEBHOOK_DOCS: dict[str, WebhookDocs] = {
             },
             "1 to 100 events (schemas/webhooks/hubspot.events.v1.json)",
         ),
-        responses={200: {"model": EventsReceived, "description": "Acknowledged"}, **REFUSALS},
+        responses={
+            202: {
+                "model": DealsAccepted,
+                "description": "A deal moved to closed-won started quote-to-cash (CRM HubSpot)",
+            },
+            200: {
+                "model": EventsReceived,
+                "description": "Acknowledged: no closed-won deal, or the CRM is not HubSpot; "
+                "or each closed-won deal's saga existed already (duplicate), or it is "
+                "unmappable after its last attempt (both listed in deals)",
+            },
+            **REFUSALS,
+            503: {
+                "description": "HubSpot's read of a deal failed transiently, or Temporal is "
+                "unreachable: HubSpot redelivers after Retry-After"
+            },
+        },
+        status_code=202,
     ),
     "/salesforce/outbound-message": WebhookDocs(
         operation="salesforce_outbound_message",

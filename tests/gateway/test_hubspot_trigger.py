@@ -23,6 +23,7 @@ from adapters.webhooks import hubspot as signatures
 from domain.saga import QuoteToCashInput
 from revsync.gateway.app import create_app
 from revsync.gateway.hubspot_trigger import MAX_MAPPING_ATTEMPTS
+from revsync.gateway.versioning import DealsAccepted, EventsReceived
 from revsync.settings import Settings
 from sandbox.app import DEFAULT_TOKENS, SandboxState
 from sandbox.app import create_app as create_sandbox
@@ -159,6 +160,7 @@ async def test_a_closed_won_deal_starts_the_saga_once_with_the_mapped_quote(
     answer = await deliver(gateway, [event(deal_id)])
     assert answer.status_code == 202, answer.text
     body = answer.json()
+    DealsAccepted.model_validate(body)  # the published 202 answer
     workflow_id = visibility.workflow_id_for_quote(deal_id)
     assert body["status"] == "started"
     assert body["deals"] == [{"deal_id": deal_id, "status": "started", "workflow_id": workflow_id}]
@@ -175,7 +177,8 @@ async def test_a_closed_won_deal_starts_the_saga_once_with_the_mapped_quote(
     # HubSpot redelivers (a retry, or the same deal twice in one batch): nothing new.
     again = await deliver(gateway, [event(deal_id, attemptNumber=1), event(deal_id)])
     assert again.status_code == 200, again.text
-    assert again.json()["status"] == "duplicate"
+    received = EventsReceived.model_validate(again.json())  # the published 200 answer
+    assert (received.status, received.events) == ("received", 2)
     assert again.json()["deals"] == [
         {"deal_id": deal_id, "status": "duplicate", "workflow_id": workflow_id}
     ]
@@ -228,7 +231,10 @@ async def test_an_unmappable_deal_is_422_naming_the_field_until_the_attempts_run
 
     last = await deliver(gateway, [event(deal_id, attemptNumber=MAX_MAPPING_ATTEMPTS - 1)])
     assert last.status_code == 200, last.text
-    assert last.json()["deals"][0]["status"] == "unmappable"
+    unmappable = EventsReceived.model_validate(last.json())
+    assert unmappable.deals is not None
+    assert unmappable.deals[0].status == "unmappable"
+    assert unmappable.deals[0].fields == fields
     assert await runs(temporal.client, deal_id) == 0
 
 
