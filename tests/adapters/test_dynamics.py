@@ -513,3 +513,30 @@ async def test_a_cancel_that_lost_the_race_to_another_counts_as_done(rig: Rig) -
     rig.inject(operation="cancel_sales_order", phase="after", status=400, code="0x80040225")
     cancelled = await rig.erp.cancel_sales_order(order.order_id, "billing refused")
     assert cancelled.status is SalesOrderStatus.CANCELLED
+
+
+async def test_the_price_lists_and_ledger_accounts_come_from_the_settings(
+    state: SandboxState, http: httpx.AsyncClient
+) -> None:
+    settings = Settings(
+        sandbox_host="sandbox",
+        sandbox_port=80,
+        dynamics_price_list_prefix="Tarif",
+        dynamics_revenue_account="4100",
+    )
+    erp = registry.ERP_VENDORS["dynamics"](settings, http)
+    customer_id = await erp.upsert_customer(seeded_customer(), ACCOUNT_KEY)
+    with pytest.raises(RejectedError) as refused:
+        await erp.create_sales_order(draft(), customer_id)
+    assert refused.value.code == "NO_PRICE_LIST"  # no "Tarif EUR" in the environment
+    journal = RevenueJournal(
+        journal_id="in_9/il_1/2026-01",
+        invoice_id="in_9",
+        line_id="il_1",
+        period="2026-01",
+        amount=D("10.00"),
+        currency="EUR",
+    )
+    assert (await erp.post_revenue_journal(journal)).amount == D("10.00")
+    (row,) = state.dynamics.snapshot()["revenuejournals"]
+    assert (row["revsync_debitaccount"], row["revsync_creditaccount"]) == ("2400", "4100")
