@@ -10,8 +10,9 @@ Mapping (the sandbox emulator in ``sandbox/dynamics.py`` speaks the same shapes)
   account is a 404, never a new one).
 - **Catalog**: ``products`` whose ``productnumber`` is the SKU (``statecode`` 0 active, other
   states retired/draft), ``revsync_billing`` (``recurring`` / ``one_time``); list prices are
-  ``productpricelevels`` of the active price list named ``List Price <ISO>`` (Dataverse price
-  lists are per currency). Currencies are ``transactioncurrencies`` by ``isocurrencycode``,
+  ``productpricelevels`` of the active price list named ``<prefix> <ISO>`` (Dataverse price
+  lists are per currency; the prefix is ``REVSYNC_DYNAMICS_PRICE_LIST_PREFIX``, ``List
+  Price`` by default). Currencies are ``transactioncurrencies`` by ``isocurrencycode``,
   read once and cached.
 - **Sales order**: ``salesorders`` keyed by ``revsync_externalkey``, created with
   ``PATCH /salesorders(revsync_externalkey='...')``, ``If-None-Match: *`` (create only) and a
