@@ -1097,7 +1097,7 @@ def build_control_router(state: SandboxState) -> APIRouter:
         try:
             body = _sobject_body(await read_json(request) or {})
             seeded = seed_cpq_quote(state.salesforce, **_cpq_options(body))
-        except (SalesforceApiError, ValueError, TypeError) as error:
+        except (SalesforceApiError, ValueError, TypeError, KeyError) as error:
             return json_response({"detail": str(error)}, 400)
         return json_response(seeded, 201)
 
@@ -1172,6 +1172,12 @@ def seed_cpq_quote(
 
     account = store.get("Account", account_id)
     currency = str(account["CurrencyIsoCode"])
+    items = {item["itemId"]: item for item in seed.CATALOG if currency in item["prices"]}
+    for line in lines:  # checked before anything is written
+        if line.product_code not in items:
+            raise ValueError(f"no {currency} price for product code {line.product_code!r}")
+        if line.billing_frequency not in _FREQUENCIES:
+            raise ValueError("billing_frequency must be month or year")
     start = start_date or datetime.now(UTC).date()
     quote_id = store.create(
         "SBQQ__Quote__c",
@@ -1189,7 +1195,7 @@ def seed_cpq_quote(
     )
     line_ids: list[str] = []
     for number, line in enumerate(lines, start=1):
-        item = next(i for i in seed.CATALOG if i["itemId"] == line.product_code)
+        item = items[line.product_code]
         per_period = price(line.product_code, currency)
         fields: dict[str, Any] = {
             "SBQQ__Quote__c": quote_id,

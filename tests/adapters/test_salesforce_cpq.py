@@ -109,7 +109,11 @@ def test_a_realistic_quote_maps_to_the_canonical_quote(quote_record, line_record
     ]
     core, support, onboarding, analytics = quote.lines
     # 504.00 for the 12-month term, prorated x12: 42.00 a seat a month, 10 % off.
-    assert (core.sku, core.quantity, core.unit_price) == ("PLAT-CORE", Decimal(25), Decimal("42.00"))
+    assert (core.sku, core.quantity, core.unit_price) == (
+        "PLAT-CORE",
+        Decimal(25),
+        Decimal("42.00"),
+    )
     assert core.discount_percent == Decimal("10.0000")
     assert (core.billing, core.billing_interval) == (BillingType.RECURRING, BillingInterval.MONTH)
     # Billed yearly, not prorated; a partner discount shows only in the net price.
@@ -300,3 +304,49 @@ async def test_a_query_failing_inside_the_composite_is_classified(
 def test_the_reader_is_built_from_settings(http: httpx.AsyncClient):
     reader = cpq_reader(Settings(salesforce_base_url=BASE_URL), http)
     assert isinstance(reader, CpqQuoteReader)
+
+
+async def test_the_sandbox_route_seeds_a_quote_the_reader_can_book(
+    crm: SalesforceCrm, http: httpx.AsyncClient
+):
+    response = await http.post(
+        "/_sandbox/salesforce/cpq-quotes",
+        json={
+            "account_id": "0015e00000ThamGB1",
+            "term_months": 36,
+            "start_date": "2027-02-01",
+            "lines": [
+                {"product_code": "PLAT-CORE", "quantity": 5, "discount_percent": "12.5"},
+                {"product_code": "ONBOARD-STD"},
+            ],
+        },
+    )
+    assert response.status_code == 201, response.text
+    seeded = response.json()
+    message = parse_outbound_message(seeded["outbound_message"].encode())
+    (note,) = message.notifications
+    assert accepted_quote_id(note) == seeded["quote_id"]
+
+    records = (await CpqQuoteReader(crm).read([seeded["quote_id"]]))[seeded["quote_id"]]
+    quote = quote_from_cpq(records.quote, records.lines)
+    assert (quote.currency, quote.term_months, quote.start_date) == ("GBP", 36, date(2027, 2, 1))
+    assert quote.lines[0].unit_price == price("PLAT-CORE", "GBP")
+    assert quote.lines[0].discount_percent == Decimal("12.5")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"account_id": "001000000000000AAA"},
+        {"lines": [{"product_code": "NO-SUCH-SKU"}]},
+        {"lines": [{"product_code": "PLAT-CORE", "billing_frequency": "week"}]},
+        {"lines": [{"quantity": 2}]},
+    ],
+    ids=["unknown-account", "unknown-product", "weekly", "no-product"],
+)
+async def test_the_sandbox_route_refuses_what_it_cannot_seed(
+    http: httpx.AsyncClient, body: dict[str, Any], state: SandboxState
+):
+    response = await http.post("/_sandbox/salesforce/cpq-quotes", json=body)
+    assert response.status_code == 400
+    assert state.salesforce.snapshot()["quotes"] == []  # nothing half made
