@@ -43,6 +43,7 @@ from adapters.crm.salesforce_cpq import CpqQuoteReader, cpq_reader
 from adapters.errors import TransientError, UnknownOutcomeError, VendorError
 from adapters.webhooks.salesforce import Notification
 from adapters.webhooks.salesforce_cpq import (
+    QUOTE_SOBJECT,
     CpqMappingError,
     accepted_quote_id,
     is_bookable,
@@ -91,7 +92,7 @@ async def book_accepted_quotes(
     quote-to-cash for a quote, answering as ``start_quote_to_cash`` does. Returns how many
     quote notifications were handled (started, duplicate, ignored or refused), or the
     response to send instead of the Ack when the delivery must come again."""
-    quote_notes = [note for note in notifications if note.sobject_type == "SBQQ__Quote__c"]
+    quote_notes = [note for note in notifications if note.sobject_type == QUOTE_SOBJECT]
     wanted = list(dict.fromkeys(q for q in map(accepted_quote_id, quote_notes) if q))
     ignored = len({note.fields.get("Id") for note in quote_notes}) - len(wanted)
     for _ in range(max(ignored, 0)):
