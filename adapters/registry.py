@@ -9,14 +9,13 @@ the port contract suite (``tests/ports/``) never name a vendor.
 
 A factory checks the credentials of its own vendor only and raises
 :class:`~revsync.settings.MissingSetting` naming the first one missing; an unknown vendor is an
-:class:`~revsync.settings.InvalidSetting` listing the available ones, and a vendor that is
-planned but not built yet (:data:`PLANNED`) says so. Both reach the worker at start, before it
-polls a task queue. Building an adapter sends nothing: no request leaves before the first
-activity.
+:class:`~revsync.settings.InvalidSetting` listing the available ones. Both reach the worker
+at start, before it polls a task queue. Building an adapter sends nothing: no request leaves
+before the first activity.
 
 Registering a vendor (docs/adapters.md, "Settings and the worker"): write the factory below,
-add it to the port's table, drop the name from :data:`PLANNED`, and add the vendor's
-emulator entry to ``tests/ports/emulators.py`` so the port's contract suite runs against it.
+add it to the port's table, and add the vendor's emulator entry to ``tests/ports/emulators.py``
+so the port's contract suite runs against it.
 """
 
 from __future__ import annotations
@@ -28,10 +27,20 @@ from typing import TypeVar
 import httpx
 
 from adapters.billing.stripe import StripeBilling
+from adapters.billing.zuora import ZuoraBilling
+from adapters.crm.hubspot import HubSpotCrm
 from adapters.crm.salesforce import SalesforceCrm
+from adapters.erp.dynamics import DynamicsErp
+from adapters.erp.dynamics_auth import dynamics_tokens
 from adapters.erp.netsuite import NetSuiteErp
+from adapters.erp.sap import SapErp
 from adapters.ports import BillingPort, CrmPort, ErpPort
-from adapters.vendor_auth import netsuite_tokens, salesforce_tokens
+from adapters.vendor_auth import (
+    hubspot_tokens,
+    netsuite_tokens,
+    salesforce_tokens,
+    sap_tokens,
+)
 from revsync.settings import InvalidSetting, MissingSetting, Settings
 
 A = TypeVar("A")
@@ -72,6 +81,23 @@ def salesforce_crm(settings: Settings, http: httpx.AsyncClient) -> CrmPort:
     )
 
 
+def hubspot_crm(settings: Settings, http: httpx.AsyncClient) -> HubSpotCrm:
+    """HubSpot as the CRM (also the gateway's reader of closed-won deals)."""
+    try:
+        return HubSpotCrm(
+            http,
+            base_url=_require_text(settings, "hubspot_base_url", "the HubSpot API base URL"),
+            tokens=hubspot_tokens(settings, http),
+            closed_won_stage=settings.hubspot_closed_won_stage,
+            order_object=settings.hubspot_order_object,
+            account_timezone=settings.hubspot_account_timezone,
+        )
+    except ValueError as error:  # an order object type HubSpot cannot have
+        raise InvalidSetting(
+            "hubspot_order_object", settings.hubspot_order_object, str(error)
+        ) from None
+
+
 def stripe_billing(settings: Settings, http: httpx.AsyncClient) -> BillingPort:
     return StripeBilling(
         http,
@@ -80,6 +106,17 @@ def stripe_billing(settings: Settings, http: httpx.AsyncClient) -> BillingPort:
             "stripe_api_key", "billing is Stripe (REVSYNC_BILLING)"
         ).get_secret_value(),
         accounting_timezone=settings.accounting_timezone,
+    )
+
+
+def dynamics_erp(settings: Settings, http: httpx.AsyncClient) -> ErpPort:
+    return DynamicsErp(
+        http,
+        base_url=_require_text(settings, "dynamics_base_url", "the Dynamics environment URL"),
+        tokens=dynamics_tokens(settings, http),
+        price_list_prefix=settings.dynamics_price_list_prefix,
+        deferred_revenue_account=settings.dynamics_deferred_revenue_account,
+        revenue_account=settings.dynamics_revenue_account,
     )
 
 
@@ -93,17 +130,53 @@ def netsuite_erp(settings: Settings, http: httpx.AsyncClient) -> ErpPort:
     )
 
 
+def sap_erp(settings: Settings, http: httpx.AsyncClient) -> ErpPort:
+    base_url = _require_text(settings, "sap_base_url", "the S/4HANA Cloud API host URL")
+    organization, company = settings.sap_sales_organization, settings.sap_company_code
+    if settings.sap_auth == "basic":
+        why = "the ERP is SAP with REVSYNC_SAP_AUTH=basic"
+        return SapErp(
+            http,
+            base_url=base_url,
+            username=_require_text(settings, "sap_username", why),
+            password=settings.require_secret("sap_password", why).get_secret_value(),
+            sales_organization=organization,
+            company_code=company,
+        )
+    return SapErp(
+        http,
+        base_url=base_url,
+        tokens=sap_tokens(settings, http),
+        fix="REVSYNC_SAP_CLIENT_ID and REVSYNC_SAP_CLIENT_SECRET",
+        sales_organization=organization,
+        company_code=company,
+    )
+
+
+def zuora_billing(settings: Settings, http: httpx.AsyncClient) -> BillingPort:
+    why = "billing is Zuora (REVSYNC_BILLING)"
+    return ZuoraBilling(
+        http,
+        base_url=_require_text(settings, "zuora_base_url", "the Zuora REST endpoint"),
+        client_id=_require_text(settings, "zuora_client_id", why),
+        client_secret=settings.require_secret("zuora_client_secret", why).get_secret_value(),
+    )
+
+
 # -- the tables -------------------------------------------------------------------------------
 
-CRM_VENDORS: Mapping[str, Factory[CrmPort]] = {"salesforce": salesforce_crm}
-BILLING_VENDORS: Mapping[str, Factory[BillingPort]] = {"stripe": stripe_billing}
-ERP_VENDORS: Mapping[str, Factory[ErpPort]] = {"netsuite": netsuite_erp}
-
-# Vendors the roadmap (issue 5) plans for each port that have no adapter yet.
-PLANNED: Mapping[Port, tuple[str, ...]] = {
-    Port.CRM: ("hubspot",),
-    Port.BILLING: ("zuora",),
-    Port.ERP: ("sap", "dynamics"),
+CRM_VENDORS: Mapping[str, Factory[CrmPort]] = {
+    "salesforce": salesforce_crm,
+    "hubspot": hubspot_crm,
+}
+BILLING_VENDORS: Mapping[str, Factory[BillingPort]] = {
+    "stripe": stripe_billing,
+    "zuora": zuora_billing,
+}
+ERP_VENDORS: Mapping[str, Factory[ErpPort]] = {
+    "netsuite": netsuite_erp,
+    "sap": sap_erp,
+    "dynamics": dynamics_erp,
 }
 
 _TABLES: Mapping[Port, Mapping[str, object]] = {
@@ -122,10 +195,7 @@ def unavailable(port: Port, name: str) -> str | None:
     """Why vendor ``name`` cannot serve ``port`` (naming the available ones); None if it can."""
     if name in _TABLES[port]:
         return None
-    names = ", ".join(available(port))
-    if name in PLANNED[port]:
-        return f"the {name} {port.label} adapter is not available yet; available: {names}"
-    return f"unknown {port.label} vendor; available: {names}"
+    return f"unknown {port.label} vendor; available: {', '.join(available(port))}"
 
 
 def chosen(settings: Settings, port: Port) -> str:

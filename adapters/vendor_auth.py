@@ -20,14 +20,16 @@ from adapters.oauth import (
     ClientSecretGrant,
     JwtBearerGrant,
     OAuthTokens,
+    RefreshTokenGrant,
     StaticToken,
     TokenSource,
     load_private_key,
 )
-from revsync.settings import MissingSetting, Settings
+from revsync.settings import MissingSetting, Settings, secret_list
 
 SALESFORCE_TOKEN_PATH = "/services/oauth2/token"
 NETSUITE_TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
+HUBSPOT_TOKEN_PATH = "/oauth/v1/token"
 
 
 def _env(name: str) -> str:
@@ -121,3 +123,46 @@ def netsuite_tokens(settings: Settings, http: httpx.AsyncClient) -> TokenSource:
     )
     fix += " (and the certificate's mapping to the integration record and role)"
     return OAuthTokens(http, vendor="netsuite", token_url=token_url, grant=grant, fix=fix)
+
+
+def hubspot_tokens(settings: Settings, http: httpx.AsyncClient) -> TokenSource:
+    """HubSpot's token source for ``REVSYNC_HUBSPOT_AUTH``: the private app's token, or
+    OAuth's refresh token grant with the app's client id and secret. The secret is the one
+    that signs HubSpot's webhooks (``REVSYNC_HUBSPOT_CLIENT_SECRET``; the first value while
+    a rotation lists two)."""
+    if settings.hubspot_auth == "static":
+        token = settings.require_secret(
+            "hubspot_access_token", "the CRM is HubSpot with REVSYNC_HUBSPOT_AUTH=static"
+        )
+        return StaticToken(token.get_secret_value(), fix=_env("hubspot_access_token"))
+    why = "REVSYNC_HUBSPOT_AUTH=oauth needs it"
+    client_id = _text(settings, "hubspot_client_id", why)
+    secrets = secret_list(settings.require_secret("hubspot_client_secret", why))
+    if not secrets:
+        raise MissingSetting("hubspot_client_secret", why)
+    refresh = settings.require_secret("hubspot_refresh_token", why)
+    grant = RefreshTokenGrant(client_id, secrets[0], refresh.get_secret_value())
+    token_url = settings.hubspot_token_url or (
+        settings.hubspot_base_url.rstrip("/") + HUBSPOT_TOKEN_PATH
+    )
+    fix = ", ".join(
+        map(_env, ("hubspot_client_id", "hubspot_client_secret", "hubspot_refresh_token"))
+    )
+    fix += " (and that the app is still installed in the account)"
+    return OAuthTokens(http, vendor="hubspot", token_url=token_url, grant=grant, fix=fix)
+
+
+SAP_TOKEN_PATH = "/sap/bc/sec/oauth2/token"
+
+
+def sap_tokens(settings: Settings, http: httpx.AsyncClient) -> TokenSource:
+    """SAP S/4HANA Cloud's token source for ``REVSYNC_SAP_AUTH=client_credentials``: the
+    communication arrangement's OAuth 2.0 client at the tenant's token endpoint."""
+    why = "REVSYNC_SAP_AUTH=client_credentials needs it"
+    grant = ClientSecretGrant(
+        _text(settings, "sap_client_id", why),
+        settings.require_secret("sap_client_secret", why).get_secret_value(),
+    )
+    token_url = settings.sap_token_url or (settings.sap_base_url.rstrip("/") + SAP_TOKEN_PATH)
+    fix = " and ".join(map(_env, ("sap_client_id", "sap_client_secret")))
+    return OAuthTokens(http, vendor="sap", token_url=token_url, grant=grant, fix=fix)

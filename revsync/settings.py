@@ -163,9 +163,9 @@ class Settings(BaseSettings):
     )
 
     # Which vendor serves each port (adapters/registry.py lists them; a worker refuses others)
-    crm: str = Field(default="salesforce", description="CRM vendor: salesforce")
-    billing: str = Field(default="stripe", description="Billing vendor: stripe")
-    erp: str = Field(default="netsuite", description="ERP vendor: netsuite")
+    crm: str = Field(default="salesforce", description="CRM vendor: salesforce or hubspot")
+    billing: str = Field(default="stripe", description="Billing vendor: stripe or zuora")
+    erp: str = Field(default="netsuite", description="ERP vendor: netsuite, sap or dynamics")
 
     # Vendors (defaults point at the local sandbox)
     salesforce_base_url: str = "http://127.0.0.1:8100/salesforce"
@@ -179,6 +179,13 @@ class Settings(BaseSettings):
     )
     zuora_base_url: str = Field(
         default="http://127.0.0.1:8100/zuora", description="e.g. https://rest.zuora.com"
+    )
+    # Zuora: an OAuth client of an API user (client credentials; docs/adapters.md, "Zuora")
+    zuora_client_id: str = Field(
+        default="sandbox-zuora-client", description="Client ID of the Zuora OAuth client"
+    )
+    zuora_client_secret: SecretStr = Field(
+        default=SecretStr("sandbox-zuora-secret"), description="Its client secret"
     )
     sap_base_url: str = Field(
         default="http://127.0.0.1:8100/sap",
@@ -233,6 +240,87 @@ class Settings(BaseSettings):
     netsuite_token_url: str | None = Field(
         default=None,
         description="Token endpoint; unset: the base URL's /services/rest/auth/oauth2/v1/token",
+    )
+    # SAP S/4HANA Cloud (docs/adapters.md, "SAP"): the communication user (basic) or OAuth
+    # 2.0 client credentials of the communication arrangement
+    sap_auth: Literal["basic", "client_credentials"] = Field(
+        default="basic", description="basic (communication user) or client_credentials"
+    )
+    sap_username: str = Field(
+        default="COMM_REVSYNC", description="Communication user of the arrangement (basic)"
+    )
+    sap_password: SecretStr = Field(
+        default=SecretStr("sandbox-sap-password"), description="Its password (basic)"
+    )
+    sap_client_id: str | None = Field(
+        default=None, description="OAuth client id of the arrangement (client_credentials)"
+    )
+    sap_client_secret: SecretStr | None = Field(
+        default=None, description="OAuth client secret (client_credentials)"
+    )
+    sap_token_url: str | None = Field(
+        default=None, description="Token endpoint; unset: the base URL's /sap/bc/sec/oauth2/token"
+    )
+    sap_sales_organization: str = Field(
+        default="1010", min_length=1, description="Sales organization of orders and customers"
+    )
+    sap_company_code: str = Field(
+        default="1010", min_length=1, description="Company code receivables and journals post in"
+    )
+    # Dynamics 365 (Dataverse): Microsoft Entra ID client credentials (docs/adapters.md, "Auth")
+    dynamics_tenant_id: str = Field(
+        default="sandbox-tenant", description="Entra ID tenant (directory) id or domain"
+    )
+    dynamics_client_id: str = Field(
+        default="sandbox-dynamics-client", description="Application (client) id of the app"
+    )
+    dynamics_client_secret: SecretStr = Field(
+        default=SecretStr("sandbox-dynamics-secret"), description="The app's client secret"
+    )
+    dynamics_token_url: str | None = Field(
+        default=None,
+        description="Token endpoint; unset: login.microsoftonline.com for a dynamics.com "
+        "environment, else the sandbox's",
+    )
+    dynamics_price_list_prefix: str = Field(
+        default="List Price",
+        min_length=1,
+        description="Orders are priced with the active price list named '<prefix> <ISO code>'",
+    )
+    dynamics_deferred_revenue_account: str = Field(
+        default="2400", min_length=1, description="Ledger account revenue journals debit"
+    )
+    dynamics_revenue_account: str = Field(
+        default="4000", min_length=1, description="Ledger account revenue journals credit"
+    )
+    # HubSpot (docs/adapters.md, "HubSpot"): a private app's token, or OAuth with a refresh
+    # token (the app's client secret is REVSYNC_HUBSPOT_CLIENT_SECRET, which signs webhooks)
+    hubspot_auth: Literal["static", "oauth"] = Field(
+        default="static", description="static (private app token) or oauth (refresh token)"
+    )
+    hubspot_access_token: SecretStr = Field(
+        default=SecretStr("sandbox-hubspot-token"), description="Private app access token"
+    )
+    hubspot_client_id: str | None = Field(default=None, description="The app's client id (oauth)")
+    hubspot_refresh_token: SecretStr | None = Field(
+        default=None, description="Refresh token of the app's install in the account (oauth)"
+    )
+    hubspot_token_url: str | None = Field(
+        default=None, description="Token endpoint; unset: the base URL's /oauth/v1/token"
+    )
+    hubspot_closed_won_stage: str = Field(
+        default="closedwon",
+        min_length=1,
+        description="Deal stage id whose reaching starts quote-to-cash (pipelines may use another)",
+    )
+    hubspot_order_object: str = Field(
+        default="orders",
+        min_length=1,
+        description="Object type of booked orders: orders, or a custom object's 2-<n> id",
+    )
+    hubspot_account_timezone: TimeZoneName = Field(
+        default="UTC",
+        description="The HubSpot account's time zone: its daily API limit resets at midnight there",
     )
 
     # Business events out (docs/api.md, "Receiving events")

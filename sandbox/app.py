@@ -6,6 +6,10 @@ that differs between the sandbox and the real vendor:
 - Salesforce: ``/salesforce``   (e.g. ``/salesforce/services/data/v61.0/sobjects/Account/...``)
 - Stripe:     ``/stripe``       (e.g. ``/stripe/v1/customers``)
 - NetSuite:   ``/netsuite``     (e.g. ``/netsuite/services/rest/record/v1/salesOrder``)
+- SAP:        ``/sap``          (e.g. ``/sap/sap/opu/odata/sap/API_SALES_ORDER_SRV/...``)
+- HubSpot:    ``/hubspot``      (e.g. ``/hubspot/crm/v3/objects/deals/...``)
+- Dynamics:   ``/dynamics``     (e.g. ``/dynamics/api/data/v9.2/salesorders``)
+- Zuora:      ``/zuora``        (e.g. ``/zuora/v1/orders``, ``/zuora/object-query/accounts``)
 
 ``GET /_sandbox/state`` returns every record per system; ``POST /_sandbox/faults`` injects
 failures and latency, ``GET /_sandbox/faults`` lists the rules still pending and every fault
@@ -23,7 +27,7 @@ from typing import Any
 
 from fastapi import FastAPI, Response
 
-from sandbox import netsuite, oauth, salesforce, stripe, subscriber
+from sandbox import dynamics, hubspot, netsuite, oauth, salesforce, sap, stripe, subscriber, zuora
 from sandbox.faults import FaultInjector, FaultsRequest
 from sandbox.wire import json_response
 
@@ -32,6 +36,12 @@ DEFAULT_TOKENS = {
     "salesforce": "sandbox-salesforce-token",
     "stripe": "sk_test_sandbox",
     "netsuite": "sandbox-netsuite-token",
+    # SAP: the password of the communication user COMM_REVSYNC (Basic auth).
+    "sap": "sandbox-sap-password",
+    "hubspot": "sandbox-hubspot-token",
+    "dynamics": "sandbox-dynamics-token",
+    # Zuora: the client secret of the OAuth client sandbox-zuora-client.
+    "zuora": "sandbox-zuora-secret",
 }
 
 
@@ -47,15 +57,26 @@ class SandboxState:
         self.faults = FaultInjector()
         # OAuth clients and issued tokens per vendor (sandbox/oauth.py); kept across resets.
         self.oauth = oauth.new_servers()
+        self.oauth["dynamics"] = dynamics.oauth_server()
         self.salesforce = salesforce.SalesforceStore()
         self.stripe = stripe.StripeStore()
         self.netsuite = netsuite.NetSuiteStore()
+        self.dynamics = dynamics.DynamicsStore()
+        self.hubspot = hubspot.HubSpotStore()
+        self.oauth["sap"] = sap.oauth_server()
+        self.sap = sap.SapStore()
+        self.oauth["zuora"] = zuora.oauth_server()
+        self.zuora = zuora.ZuoraStore()
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "salesforce": self.salesforce.snapshot(),
             "stripe": self.stripe.snapshot(),
             "netsuite": self.netsuite.snapshot(),
+            "sap": self.sap.snapshot(),
+            "hubspot": self.hubspot.snapshot(),
+            "dynamics": self.dynamics.snapshot(),
+            "zuora": self.zuora.snapshot(),
             "events": self.events.snapshot(),
         }
 
@@ -64,6 +85,10 @@ class SandboxState:
         self.salesforce = salesforce.SalesforceStore()
         self.stripe = stripe.StripeStore()
         self.netsuite = netsuite.NetSuiteStore()
+        self.dynamics = dynamics.DynamicsStore()
+        self.hubspot = hubspot.HubSpotStore()
+        self.sap = sap.SapStore()
+        self.zuora = zuora.ZuoraStore()
         self.events = subscriber.EventSubscriberStore(self.events.secrets)
 
 
@@ -75,13 +100,24 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     # Token endpoints first: NetSuite's API router answers every other /services/rest/ path.
     app.include_router(salesforce.build_oauth_router(state), prefix="/salesforce")
     app.include_router(netsuite.build_oauth_router(state), prefix="/netsuite")
+    app.include_router(dynamics.build_oauth_router(state), prefix="/dynamics")
+    app.include_router(hubspot.build_oauth_router(state), prefix="/hubspot")
     app.include_router(salesforce.build_router(state), prefix="/salesforce")
     app.include_router(stripe.build_router(state), prefix="/stripe")
     app.include_router(netsuite.build_router(state), prefix="/netsuite")
+    app.include_router(sap.build_router(state), prefix="/sap")
+    app.include_router(dynamics.build_router(state), prefix="/dynamics")
+    app.include_router(hubspot.build_router(state), prefix="/hubspot")
+    app.include_router(zuora.build_oauth_router(state), prefix="/zuora")
+    app.include_router(zuora.build_router(state), prefix="/zuora")
     app.include_router(oauth.build_control_router(state), prefix="/_sandbox/oauth")
     # Sandbox-only controls of one vendor's state (make an invoice, close a period).
     app.include_router(stripe.build_control_router(state), prefix="/_sandbox/stripe")
+    app.include_router(salesforce.build_control_router(state), prefix="/_sandbox/salesforce")
     app.include_router(netsuite.build_control_router(state), prefix="/_sandbox/netsuite")
+    app.include_router(sap.build_control_router(state), prefix="/_sandbox/sap")
+    app.include_router(dynamics.build_control_router(state), prefix="/_sandbox/dynamics")
+    app.include_router(zuora.build_control_router(state), prefix="/_sandbox/zuora")
     # A business-event subscriber (revsync's signed CloudEvents webhooks) and what it received.
     app.include_router(subscriber.build_router(state), prefix="/events")
     app.include_router(subscriber.build_control_router(state), prefix="/_sandbox/events")

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 import structlog
 from fastapi import FastAPI
 from temporalio.client import Client
@@ -29,11 +30,13 @@ from revsync.codec import AesGcmCodec, KeyRing
 from revsync.gateway import openapi
 from revsync.gateway.codec_server import create_codec_app
 from revsync.gateway.customer_ops import customer_ops_router
+from revsync.gateway.hubspot_trigger import build_reader
 from revsync.gateway.ops import ops_router
 from revsync.gateway.refusals import Refused, refused_handler
+from revsync.gateway.salesforce_quotes import quote_reader
 from revsync.gateway.webhooks import webhooks_router
 from revsync.settings import Settings, get_settings
-from revsync.telemetry import ServerSpanMiddleware
+from revsync.telemetry import ServerSpanMiddleware, instrument_http_client
 from revsync.temporal import connect
 
 log = structlog.get_logger("revsync.gateway")
@@ -44,6 +47,7 @@ def create_app(
     client: Client | None = None,
     *,
     runtime: Runtime | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> FastAPI:
     """The gateway app. Raises :class:`~revsync.settings.MissingSetting` when a secret it
     needs (payload keys, the CPQ webhook secret) is not configured. With a ``runtime``
@@ -57,8 +61,21 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.client = client or await connect(settings, keys, runtime=runtime)
-        log.info("gateway ready", temporal=settings.temporal_address, staff=len(tokens))
-        yield
+        # Vendor reads the gateway makes itself (HubSpot's closed-won deals): one client,
+        # closed at shutdown unless the caller gave its own.
+        own = http is None
+        # Each vendor call a client span, as in the workers (revsync.telemetry).
+        vendor_http = http or instrument_http_client(
+            httpx.AsyncClient(timeout=httpx.Timeout(settings.http_timeout_seconds))
+        )
+        try:
+            app.state.hubspot = build_reader(settings, vendor_http)
+            app.state.salesforce_quotes = quote_reader(settings, vendor_http)
+            log.info("gateway ready", temporal=settings.temporal_address, staff=len(tokens))
+            yield
+        finally:
+            if own:
+                await vendor_http.aclose()
 
     app = FastAPI(
         **openapi.FASTAPI_OPTIONS,

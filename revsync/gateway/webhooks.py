@@ -15,7 +15,8 @@ Sources, under ``/v1/webhooks`` (and, deprecated, the unversioned ``/webhooks``:
 :mod:`revsync.gateway.versioning`): ``/cpq/quote-accepted`` (revsync's HMAC scheme),
 ``/stripe`` and ``/stripe/customers`` (``Stripe-Signature``), ``/hubspot``
 (``X-HubSpot-Signature-v3``),
-``/salesforce/outbound-message`` (organisation allow-list; mutual TLS at the proxy), and
+``/salesforce/outbound-message`` (organisation allow-list; mutual TLS at the proxy; accepted
+Salesforce CPQ quotes start quote-to-cash: :mod:`revsync.gateway.salesforce_quotes`), and
 ``/erp/customer-changed`` (revsync's HMAC scheme, ``REVSYNC_ERP_WEBHOOK_SECRET``). Customer
 changes (Stripe ``customer.updated``, Salesforce ``Account`` notifications, the ERP webhook)
 go to their golden customer (:mod:`revsync.gateway.customer_changes`). A source
@@ -55,9 +56,11 @@ from domain.contracts import TaskQueue
 from domain.quote import Quote
 from domain.saga import QuoteToCashInput, SagaPolicy
 from revsync import metrics
+from revsync.gateway import hubspot_trigger
 from revsync.gateway.customer_changes import apply_customer_changes, customer_change_response
 from revsync.gateway.invoice_webhooks import invoice_event
 from revsync.gateway.refusals import Refused, read_body
+from revsync.gateway.salesforce_quotes import book_accepted_quotes
 from revsync.gateway.versioning import versioned_webhooks
 from revsync.settings import Settings, secret_list
 from workflows import visibility
@@ -331,6 +334,17 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
                 subscription=event.subscriptionType,
                 object_id=event.objectId,
             )
+        # Deals moved to closed-won start quote-to-cash (revsync.gateway.hubspot_trigger).
+        answer = await hubspot_trigger.closed_won(
+            events,
+            settings=settings,
+            reader=getattr(request.app.state, "hubspot", None),
+            client=request.app.state.client,
+            start=start_quote_to_cash,
+            meter=meter,
+        )
+        if answer is not None:
+            return answer
         delivered(meter, "hubspot", "acknowledged")
         return JSONResponse({"status": "received", "events": len(events)})
 
@@ -358,6 +372,21 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
                 notification_id=note.id,
                 sobject=note.sobject_type,
             )
+        # Accepted CPQ quotes start quote-to-cash (revsync.gateway.salesforce_quotes).
+        quotes = await book_accepted_quotes(
+            getattr(request.app.state, "salesforce_quotes", None),
+            message.notifications,
+            lambda quote: start_quote_to_cash(
+                request.app.state.client,
+                quote,
+                settings.saga_policy,
+                source="salesforce",
+                meter=meter,
+            ),
+            meter=meter,
+        )
+        if isinstance(quotes, Response):
+            return quotes
         accounts: list[customer_changes.RoutedChange] = []
         for note in message.notifications:
             if note.sobject_type == customer_changes.SALESFORCE_SOBJECT:
@@ -370,7 +399,8 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
             if isinstance(applied, Response):
                 return applied
             return Response(salesforce.ack(), media_type=salesforce.ACK_CONTENT_TYPE)
-        delivered(meter, "salesforce", "acknowledged")
+        if not quotes:  # each quote notification was counted as it was handled
+            delivered(meter, "salesforce", "acknowledged")
         return Response(salesforce.ack(), media_type=salesforce.ACK_CONTENT_TYPE)
 
     @router.post("/erp/customer-changed")

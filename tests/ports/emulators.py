@@ -17,6 +17,7 @@ import httpx
 
 from revsync.demo import create_crm_quote
 from revsync.settings import Settings
+from sandbox import dynamics, hubspot, zuora
 from sandbox.app import SandboxState
 
 
@@ -38,6 +39,8 @@ class Emulator:
 
 @dataclass(frozen=True)
 class CrmEmulator(Emulator):
+    # The seeded account (Nordlicht Logistik) as this CRM identifies it.
+    account_id: str
     # A quote accepted in the CRM for the account: its id.
     new_quote: Callable[[httpx.AsyncClient, Settings, str], Awaitable[str]]
     # The status the CRM shows for a quote.
@@ -56,16 +59,44 @@ def _salesforce_quote_status(state: SandboxState, quote_id: str) -> str:
     return str(quote["SBQQ__Status__c"])
 
 
+async def _hubspot_deal(http: httpx.AsyncClient, settings: Settings, account_id: str) -> str:
+    return await hubspot.create_deal(
+        http,
+        settings.hubspot_base_url,
+        settings.hubspot_access_token.get_secret_value(),
+        account_id,
+        currency="EUR",
+        lines=[("PLAT-CORE", "20", "10"), ("ONBOARD-STD", "1", "0")],
+    )
+
+
+def _hubspot_quote_status(state: SandboxState, quote_id: str) -> str:
+    return str(state.hubspot.records["deals"][quote_id]["properties"].get("revsync_status"))
+
+
 CRM_EMULATORS: dict[str, CrmEmulator] = {
     "salesforce": CrmEmulator(
         vendor="salesforce",
         records=lambda state: len(state.salesforce.snapshot()["orders"]),
-        create_operation="upsert",
-        create_request=lambda key: ("PATCH", f"/Revsync_Key__c/{key}"),
+        # One composite call upserts the Order and marks the quote (sandbox/salesforce.py).
+        create_operation="composite",
+        create_request=lambda key: ("POST", "/composite"),
         validation_error=(400, "FIELD_CUSTOM_VALIDATION_EXCEPTION"),
         expire_credentials=_rotate("salesforce"),
         new_quote=create_crm_quote,
         quote_status=_salesforce_quote_status,
+        account_id="0015e00000NordDE1",
+    ),
+    "hubspot": CrmEmulator(
+        vendor="hubspot",
+        records=lambda state: len(state.hubspot.snapshot()["orders"]),
+        create_operation="batch_upsert",
+        create_request=lambda key: ("POST", "/batch/upsert"),
+        validation_error=(400, "VALIDATION_ERROR"),
+        expire_credentials=_rotate("hubspot"),
+        new_quote=_hubspot_deal,
+        quote_status=_hubspot_quote_status,
+        account_id=hubspot.COMPANY_IDS["0015e00000NordDE1"],
     ),
 }
 
@@ -78,6 +109,15 @@ BILLING_EMULATORS: dict[str, Emulator] = {
         validation_error=(400, "parameter_invalid_integer"),
         expire_credentials=_rotate("stripe"),
     ),
+    "zuora": Emulator(
+        vendor="zuora",
+        records=lambda state: len(state.zuora.snapshot()["subscriptions"]),
+        create_operation="create_order",
+        create_request=lambda key: ("POST", "/v1/orders"),
+        # 531003 is the subscription's termType field, 20 the invalid-value category.
+        validation_error=(400, "53100320"),
+        expire_credentials=zuora.revoke_credentials,
+    ),
 }
 
 ERP_EMULATORS: dict[str, Emulator] = {
@@ -88,5 +128,22 @@ ERP_EMULATORS: dict[str, Emulator] = {
         create_request=lambda key: ("POST", "/salesOrder"),
         validation_error=(400, "INVALID_FLD_VALUE"),
         expire_credentials=_rotate("netsuite"),
+    ),
+    "sap": Emulator(
+        vendor="sap",
+        records=lambda state: len(state.sap.snapshot()["salesOrders"]),
+        create_operation="create_sales_order",
+        create_request=lambda key: ("POST", "/API_SALES_ORDER_SRV/A_SalesOrder"),
+        validation_error=(400, "V1/390"),
+        expire_credentials=_rotate("sap"),
+    ),
+    "dynamics": Emulator(
+        vendor="dynamics",
+        records=lambda state: len(state.dynamics.snapshot()["salesorders"]),
+        create_operation="create_sales_order",
+        create_request=lambda key: ("PATCH", f"salesorders(revsync_externalkey='{key}')"),
+        # InvalidArgument, Dataverse's validation error.
+        validation_error=(400, "0x80040203"),
+        expire_credentials=dynamics.revoke_credentials,
     ),
 }

@@ -31,10 +31,24 @@ async def test_the_defaults_build_the_configured_vendor_of_every_port(http: http
     assert registry.build_erp(settings, http).vendor == "netsuite"
 
 
-def test_every_port_has_a_vendor_and_no_name_is_both_available_and_planned():
-    for port in Port:
-        assert registry.available(port), port
-        assert set(registry.available(port)).isdisjoint(registry.PLANNED[port])
+def test_every_port_offers_its_vendors():
+    assert registry.available(Port.CRM) == ["salesforce", "hubspot"]
+    assert registry.available(Port.BILLING) == ["stripe", "zuora"]
+    assert registry.available(Port.ERP) == ["netsuite", "sap", "dynamics"]
+
+
+@pytest.mark.parametrize(
+    ("crm", "billing", "erp"),
+    [("hubspot", "zuora", "sap"), ("salesforce", "stripe", "dynamics")],
+)
+async def test_every_vendor_builds_from_the_sandbox_defaults(
+    http: httpx.AsyncClient, crm: str, billing: str, erp: str
+):
+    settings = Settings(crm=crm, billing=billing, erp=erp)
+    assert registry.build_crm(settings, http).vendor == crm
+    assert registry.build_billing(settings, http).vendor == billing
+    assert registry.build_erp(settings, http).vendor == erp
+    registry.check(settings)
 
 
 async def test_vendor_names_ignore_case_and_blanks(http: httpx.AsyncClient):
@@ -47,17 +61,9 @@ async def test_vendor_names_ignore_case_and_blanks(http: httpx.AsyncClient):
 @pytest.mark.parametrize(
     ("port", "name", "says"),
     [
-        (
-            Port.CRM,
-            "hubspot",
-            "the hubspot CRM adapter is not available yet; available: salesforce",
-        ),
-        (Port.BILLING, "zuora", "not available yet; available: stripe"),
-        (Port.ERP, "sap", "not available yet; available: netsuite"),
-        (Port.ERP, "dynamics", "not available yet; available: netsuite"),
-        (Port.CRM, "pipedrive", "unknown CRM vendor; available: salesforce"),
-        (Port.BILLING, "", "unknown billing vendor; available: stripe"),
-        (Port.ERP, "oracle", "unknown ERP vendor; available: netsuite"),
+        (Port.CRM, "pipedrive", "unknown CRM vendor; available: salesforce, hubspot"),
+        (Port.BILLING, "", "unknown billing vendor; available: stripe, zuora"),
+        (Port.ERP, "oracle", "unknown ERP vendor; available: netsuite, sap, dynamics"),
     ],
 )
 async def test_an_unavailable_vendor_is_refused_naming_the_setting(
@@ -82,6 +88,22 @@ async def test_an_unavailable_vendor_is_refused_naming_the_setting(
         (Port.CRM, "REVSYNC_SALESFORCE_BASE_URL", {"salesforce_base_url": ""}),
         (Port.BILLING, "REVSYNC_STRIPE_API_KEY", {"stripe_api_key": SecretStr("")}),
         (Port.ERP, "REVSYNC_NETSUITE_ACCESS_TOKEN", {"netsuite_access_token": SecretStr("")}),
+        (
+            Port.CRM,
+            "REVSYNC_HUBSPOT_ACCESS_TOKEN",
+            {"crm": "hubspot", "hubspot_access_token": SecretStr("")},
+        ),
+        (
+            Port.BILLING,
+            "REVSYNC_ZUORA_CLIENT_SECRET",
+            {"billing": "zuora", "zuora_client_secret": SecretStr(" ")},
+        ),
+        (Port.ERP, "REVSYNC_SAP_PASSWORD", {"erp": "sap", "sap_password": SecretStr("")}),
+        (
+            Port.ERP,
+            "REVSYNC_DYNAMICS_CLIENT_SECRET",
+            {"erp": "dynamics", "dynamics_client_secret": SecretStr("")},
+        ),
     ],
 )
 async def test_a_missing_credential_of_the_chosen_vendor_is_named(
@@ -102,13 +124,13 @@ async def test_a_missing_credential_of_the_chosen_vendor_is_named(
 
 
 def test_queues_without_a_vendor_check_nothing():
-    broken = Settings(crm="hubspot", billing="zuora", erp="sap")
+    broken = Settings(crm="pipedrive", billing="chargebee", erp="oracle")
     check_settings("orchestration", broken)
     check_settings("events", broken)
 
 
 async def test_the_workers_build_their_port_through_the_registry(http: httpx.AsyncClient):
-    settings = Settings(crm="hubspot")
+    settings = Settings(crm="pipedrive")
     with pytest.raises(InvalidSetting, match="REVSYNC_CRM"):
         crm_activities(settings, http)
     assert billing_activities(settings, http)
@@ -118,8 +140,8 @@ async def test_the_workers_build_their_port_through_the_registry(http: httpx.Asy
 def test_the_whole_check_names_the_first_misconfigured_port():
     registry.check(Settings())
     with pytest.raises(InvalidSetting, match="REVSYNC_ERP"):
-        registry.check(Settings(erp="sap"))
-    registry.check(Settings(erp="sap"), (Port.CRM, Port.BILLING))
+        registry.check(Settings(erp="oracle"))
+    registry.check(Settings(erp="oracle"), (Port.CRM, Port.BILLING))
 
 
 def test_revsync_dev_passes_the_chosen_vendors_on(monkeypatch: pytest.MonkeyPatch):
@@ -132,15 +154,17 @@ def test_revsync_dev_passes_the_chosen_vendors_on(monkeypatch: pytest.MonkeyPatc
         return 0
 
     monkeypatch.setattr(revsync.devstack, "run_dev_stack", fake_run)
-    result = CliRunner().invoke(app, ["dev", "--crm", "Salesforce", "--erp", "netsuite"])
+    result = CliRunner().invoke(
+        app, ["dev", "--crm", "HubSpot", "--billing", "zuora", "--erp", "sap"]
+    )
     assert result.exit_code == 0, result.output
     (options,) = seen
-    assert options.vendors == {"crm": "salesforce", "erp": "netsuite"}
+    assert options.vendors == {"crm": "hubspot", "billing": "zuora", "erp": "sap"}
 
 
 @pytest.mark.parametrize(
     ("option", "name", "says"),
-    [("--crm", "hubspot", "not available yet"), ("--billing", "paddle", "unknown billing")],
+    [("--crm", "pipedrive", "unknown CRM"), ("--billing", "paddle", "unknown billing")],
 )
 def test_revsync_dev_refuses_an_unavailable_vendor(
     monkeypatch: pytest.MonkeyPatch, option: str, name: str, says: str
@@ -177,9 +201,9 @@ async def test_the_dev_stack_checks_the_vendors_before_starting_anything(
         gateway_port=_free_port(),
         data_dir=data_dir,
     )
-    options = DevStackOptions(settings=settings, vendors={"crm": "hubspot"})
+    options = DevStackOptions(settings=settings, vendors={"crm": "pipedrive"})
     assert await supervise(options) == 2
     err = capsys.readouterr().err
-    assert "revsync dev cannot start: REVSYNC_CRM='hubspot'" in err
-    assert "not available yet" in err
+    assert "revsync dev cannot start: REVSYNC_CRM='pipedrive'" in err
+    assert "unknown CRM vendor" in err
     assert not data_dir.exists()  # nothing started, nothing written
