@@ -1,5 +1,6 @@
-"""``revsync demo``: play the CPQ. Creates quotes in the CRM (the sandbox's Salesforce), sends
-their signed quote-accepted webhooks to the gateway, and waits for each saga to end."""
+"""``revsync demo``: play the CPQ. Creates quotes in the configured CRM's sandbox emulator
+(a Salesforce CPQ quote, or a HubSpot deal), sends their signed quote-accepted webhooks to the
+gateway, and waits for each saga to end."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from adapters.webhooks import cpq
 from domain.saga import QuoteToCashStatus
 from domain.stages import OrderStage
 from revsync.settings import Settings, secret_list
-from sandbox.quotes import quote_payload, random_account
+from sandbox import hubspot
+from sandbox.quotes import account_currency, quote_payload, random_account
 from workflows import visibility
 from workflows.quote_to_cash import QuoteToCashWorkflow
 
@@ -53,6 +55,26 @@ async def create_crm_quote(http: httpx.AsyncClient, settings: Settings, account_
     )
     response.raise_for_status()
     return str(response.json()["id"])
+
+
+async def accepted_quote(
+    http: httpx.AsyncClient, settings: Settings, seed_account_id: str
+) -> tuple[str, str]:
+    """A quote accepted in the CRM ``REVSYNC_CRM`` names, for the seeded account
+    ``seed_account_id`` (as the sandbox's Salesforce knows it): the quote's id and the
+    account's id in that CRM."""
+    if settings.crm == "hubspot":
+        company_id = hubspot.COMPANY_IDS[seed_account_id]
+        deal_id = await hubspot.create_deal(
+            http,
+            settings.hubspot_base_url,
+            settings.hubspot_access_token.get_secret_value(),
+            company_id,
+            currency=account_currency(seed_account_id),
+            lines=[("PLAT-CORE", "20", "10"), ("ONBOARD-STD", "1", "0")],
+        )
+        return deal_id, company_id
+    return await create_crm_quote(http, settings, seed_account_id), seed_account_id
 
 
 async def deliver(http: httpx.AsyncClient, settings: Settings, payload: dict[str, object]) -> str:
@@ -98,9 +120,14 @@ async def run_demo(
     rows: list[DemoRow] = []
     async with httpx.AsyncClient(timeout=30) as http:
         for _ in range(quotes):
-            account_id = random_account(rng)
-            quote_id = await create_crm_quote(http, settings, account_id)
-            payload = quote_payload(quote_id, account_id=account_id, rng=rng)
+            seed_account = random_account(rng)
+            quote_id, account_id = await accepted_quote(http, settings, seed_account)
+            payload = quote_payload(
+                quote_id,
+                account_id=account_id,
+                rng=rng,
+                currency=account_currency(seed_account),
+            )
             verdict = await deliver(http, settings, payload)
             rows.append(
                 DemoRow(
