@@ -6,6 +6,8 @@ semantics in one place.
 
 from __future__ import annotations
 
+from domain.receivable_rules import Refusal
+
 
 class VendorError(Exception):
     """A vendor call that did not succeed. ``code`` is the vendor's own error code."""
@@ -74,3 +76,9 @@ class UnknownOutcomeError(VendorError):
 
 class NotFoundError(RejectedError):
     """The record asked for does not exist."""
+
+
+def enforce(vendor: str, operation: str, refusal: Refusal | None) -> None:
+    """Raise the :class:`RejectedError` a domain rule's ``refusal`` means (nothing for None)."""
+    if refusal is not None:
+        raise RejectedError(vendor, operation, refusal.message, code=refusal.code)

@@ -95,14 +95,21 @@ from adapters.erp.dynamics_fields import (
     address_columns,
     changes_from_account,
 )
-from adapters.errors import NotFoundError, RejectedError, UnknownOutcomeError, VendorError
+from adapters.errors import (
+    NotFoundError,
+    RejectedError,
+    UnknownOutcomeError,
+    VendorError,
+    enforce,
+)
 from adapters.http import VendorHttp, decode_json, vendor_error
 from adapters.oauth import AuthorizedHttp, TokenSource
+from domain import receivable_rules as rules
 from domain.catalog import CatalogItem
 from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField
 from domain.invoice import Invoice as FinalizedInvoice
-from domain.invoice import InvoiceStatus, SubscriptionLine
+from domain.invoice import SubscriptionLine
 from domain.master_contracts import golden_id_from_erp
 from domain.money import quantize
 from domain.order import SalesOrder, SalesOrderDraft, SalesOrderStatus
@@ -129,6 +136,7 @@ from domain.reconciliation import (
 )
 
 VENDOR = "dynamics"
+ERP = "Dynamics"  # how messages name it
 API_PATH = "/api/data/v9.2"
 MAX_PAGE_SIZE = 5000
 
@@ -221,10 +229,6 @@ def order_status(statecode: Any) -> SalesOrderStatus:
     if statecode in (ORDER_FULFILLED, ORDER_INVOICED):
         return SalesOrderStatus.CLOSED
     return SalesOrderStatus.PENDING_FULFILLMENT
-
-
-def _describe(lines: Iterable[CreditLine]) -> str:
-    return ", ".join(f"{x.line_id} {x.amount} + tax {x.tax}" for x in lines) or "nothing"
 
 
 class DynamicsErp:
@@ -846,22 +850,7 @@ class DynamicsErp:
 
     async def _receivable_body(self, invoice: FinalizedInvoice, customer_id: str) -> dict[str, Any]:
         operation = "post_receivable"
-        if invoice.status in (InvoiceStatus.VOID, InvoiceStatus.DRAFT):
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"invoice {invoice.invoice_id} is {invoice.status}: only a finalized invoice "
-                "is posted as a receivable",
-                code="INVOICE_NOT_FINALIZED",
-            )
-        if invoice.total < 0:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"invoice {invoice.invoice_id} totals {invoice.total} {invoice.currency}: a "
-                "Dataverse invoice cannot be negative",
-                code="NEGATIVE_TOTAL",
-            )
+        enforce(VENDOR, operation, rules.unpostable(invoice, ERP))
         products = await self._sellable([line.sku for line in invoice.lines], operation)
         lines = []
         for line in invoice.lines:
@@ -904,15 +893,7 @@ class DynamicsErp:
             body = await self._receivable_body(invoice, customer_id)
             record = await self._create(operation, path, body, method="PATCH", again=path)
         receivable = await self._receivable(record, operation)
-        if receivable.total != invoice.total or receivable.currency != invoice.currency:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"receivable {receivable.receivable_id} keyed {external_id!r} is "
-                f"{receivable.total} {receivable.currency}, not invoice {invoice.invoice_id}'s "
-                f"{invoice.total} {invoice.currency}: the key belongs to another invoice",
-                code="EXTERNAL_ID_REUSED",
-            )
+        enforce(VENDOR, operation, rules.other_invoice(receivable, invoice, external_id))
         return receivable
 
     async def _invoice(
@@ -1022,20 +1003,7 @@ class DynamicsErp:
                 )
             record = await self._keyed_create(operation, entity_set, journal.journal_id, body)
         posting = await self._journal_posting(record, operation)
-        if (posting.amount, posting.period, posting.currency) != (
-            journal.amount,
-            journal.period,
-            journal.currency,
-        ):
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"revenue journal {posting.journal_entry_id} keyed {journal.journal_id!r} moves "
-                f"{posting.amount} {posting.currency} in {posting.period}, not "
-                f"{journal.amount} {journal.currency} in {journal.period}: the key was posted "
-                "with other figures",
-                code="JOURNAL_MISMATCH",
-            )
+        enforce(VENDOR, operation, rules.other_journal(posting, journal, journal.journal_id))
         return posting
 
     # -- payments ---------------------------------------------------------------------------
@@ -1058,23 +1026,7 @@ class DynamicsErp:
         record = await self._keyed(operation, "revsync_payments", payment.payment_id)
         if record is None:
             receivable = await self._receivable(await self._invoice(ref, operation), operation)
-            if receivable.currency != payment.currency:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"payment {payment.payment_id} is in {payment.currency} but receivable "
-                    f"{ref} is in {receivable.currency}",
-                    code="CURRENCY_MISMATCH",
-                )
-            if receivable.amount_due <= 0:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"receivable {ref} (invoice {receivable.invoice_id}) has nothing due, it is "
-                    f"{receivable.state}: payment {payment.payment_id} of {payment.amount} "
-                    f"{payment.currency} was not applied",
-                    code="RECEIVABLE_CLOSED",
-                )
+            enforce(VENDOR, operation, rules.unpayable(receivable, payment, ref))
             body = {
                 "revsync_key": payment.payment_id,
                 "revsync_amount": payment.amount,
@@ -1086,14 +1038,12 @@ class DynamicsErp:
                 operation, "revsync_payments", payment.payment_id, body
             )
         posting = await self._payment_posting(record, operation)
-        if posting.receivable_id != ref:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"payment {posting.payment_record_id} keyed {payment.payment_id!r} applies to "
-                f"receivable {posting.receivable_id}, not {ref}",
-                code="EXTERNAL_ID_REUSED",
-            )
+        what = f"payment {posting.payment_record_id}"
+        enforce(
+            VENDOR,
+            operation,
+            rules.other_receivable(what, payment.payment_id, posting.receivable_id, ref),
+        )
         return posting
 
     # -- credits ----------------------------------------------------------------------------
@@ -1141,16 +1091,7 @@ class DynamicsErp:
             receivable = await self._receivable(invoice, operation, notes)
             if receivable.state is ReceivableState.REVERSED:
                 return receivable
-            if receivable.amount_paid > 0:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"receivable {ref} (invoice {receivable.invoice_id}) has "
-                    f"{receivable.amount_paid} {receivable.currency} of payments applied: "
-                    "refund the payment in billing and settle it in Dynamics by hand; revsync "
-                    "reverses unpaid receivables only",
-                    code="RECEIVABLE_PAID",
-                )
+            enforce(VENDOR, operation, rules.irreversible(receivable, ref, ERP))
             lines = [
                 self._credit_line(row, amount, tax)
                 for row, amount, tax in self._left(invoice, notes, operation).values()
@@ -1163,14 +1104,9 @@ class DynamicsErp:
                 "revsync_creditnote_lines": lines,
             }
             note = await self._keyed_create(operation, "revsync_creditnotes", external_id, body)
-        if str(note.get("_revsync_invoiceid_value")) != ref:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"credit note {note['revsync_creditnoteid']} keyed {external_id!r} reverses "
-                f"invoice {note.get('_revsync_invoiceid_value')}, not {ref}",
-                code="EXTERNAL_ID_REUSED",
-            )
+        reverses = str(note.get("_revsync_invoiceid_value"))
+        what = f"credit note {note['revsync_creditnoteid']}"
+        enforce(VENDOR, operation, rules.other_receivable(what, external_id, reverses, ref))
         return await self._receivable(await self._invoice(ref, operation), operation)
 
     async def _credit_posting(self, record: dict[str, Any], operation: str) -> CreditPosting:
@@ -1204,46 +1140,14 @@ class DynamicsErp:
             notes = await self._credit_notes(ref, operation)
             receivable = await self._receivable(invoice, operation, notes)
             what = f"credit note {key} of invoice {credit.invoice_id} (Dynamics invoice {ref})"
-            if receivable.currency != credit.currency:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"{what} is in {credit.currency}, the invoice in {receivable.currency}",
-                    code="CURRENCY_MISMATCH",
-                )
             left = self._left(invoice, notes, operation)
-            lines = []
-            for line in credit.lines:
-                if line.line_id not in left:
-                    raise RejectedError(
-                        VENDOR,
-                        operation,
-                        f"{what}: the invoice has no line {line.line_id} (its lines: "
-                        f"{', '.join(sorted(left)) or 'none'})",
-                        code="UNKNOWN_LINE",
-                    )
-                row, amount_left, tax_left = left[line.line_id]
-                if line.amount > amount_left or line.tax > tax_left:
-                    raise RejectedError(
-                        VENDOR,
-                        operation,
-                        f"{what}: line {line.line_id} would be credited {line.amount} + tax "
-                        f"{line.tax} {credit.currency}, but only {amount_left} + tax {tax_left} "
-                        f"{credit.currency} of it is left to credit",
-                        code="LINE_OVER_CREDITED",
-                    )
-                if line.total:
-                    lines.append(self._credit_line(row, line.amount, line.tax))
-            if credit.total > receivable.amount_due:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"{what} credits {credit.total} {credit.currency}, more than the "
-                    f"{receivable.amount_due} {credit.currency} the invoice still owes (paid "
-                    f"{receivable.amount_paid}, credited {receivable.amount_credited}); refund "
-                    "or settle it in Dynamics by hand",
-                    code="CREDIT_EXCEEDS_DUE",
-                )
+            remaining = {line_id: (amount, tax) for line_id, (_, amount, tax) in left.items()}
+            enforce(VENDOR, operation, rules.uncreditable(receivable, credit, remaining, what, ERP))
+            lines = [
+                self._credit_line(left[line.line_id][0], line.amount, line.tax)
+                for line in credit.lines
+                if line.total
+            ]
             body = {
                 "revsync_key": key,
                 "revsync_reason": (f"revsync credit note {key}: {credit.reason}")[:2000],
@@ -1252,22 +1156,7 @@ class DynamicsErp:
             }
             record = await self._keyed_create(operation, "revsync_creditnotes", key, body, expand)
         posting = await self._credit_posting(record, operation)
-        if posting.receivable_id != ref:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"credit note {posting.credit_memo_id} keyed {key!r} credits invoice "
-                f"{posting.receivable_id}, not {ref}",
-                code="EXTERNAL_ID_REUSED",
-            )
-        wanted = sorted((x for x in credit.lines if x.total), key=lambda x: x.line_id)
-        if sorted(posting.lines, key=lambda x: x.line_id) != wanted:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"credit note {posting.credit_memo_id} keyed {key!r} credits "
-                f"{_describe(posting.lines)}, not {_describe(wanted)}: the key was posted with "
-                "other figures",
-                code="CREDIT_MISMATCH",
-            )
+        what = f"credit note {posting.credit_memo_id}"
+        enforce(VENDOR, operation, rules.other_receivable(what, key, posting.receivable_id, ref))
+        enforce(VENDOR, operation, rules.other_credit(posting, credit, key))
         return posting

@@ -109,14 +109,16 @@ from adapters.errors import (
     RejectedError,
     UnknownOutcomeError,
     VendorError,
+    enforce,
 )
 from adapters.http import VendorHttp, classify_by_status, decode_json, vendor_error
 from adapters.oauth import AuthorizedHttp, StaticToken, TokenSource
+from domain import receivable_rules as rules
 from domain.catalog import CatalogItem
 from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField
 from domain.invoice import Invoice as FinalizedInvoice
-from domain.invoice import InvoiceStatus, SubscriptionLine
+from domain.invoice import SubscriptionLine
 from domain.master_contracts import golden_id_from_erp
 from domain.money import quantize
 from domain.order import OrderLine, SalesOrder, SalesOrderDraft, SalesOrderStatus
@@ -144,6 +146,7 @@ from domain.reconciliation import (
 from domain.revenue import closes_on, period_of, period_start
 
 VENDOR = "netsuite"
+ERP = "NetSuite"  # how messages name it
 
 # NetSuite's largest SuiteQL page.
 SUITEQL_PAGE_SIZE = 1000
@@ -274,10 +277,6 @@ def classify_netsuite(operation: str, response: httpx.Response) -> VendorError:
         message = f"NetSuite refused the access token (INVALID_LOGIN): {detail}"
         return vendor_error(VENDOR, operation, response, message, code, transient=True)
     return vendor_error(VENDOR, operation, response, detail, code, transient=status >= 500)
-
-
-def _describe(lines: tuple[CreditLine, ...] | list[CreditLine]) -> str:
-    return ", ".join(f"{x.line_id} {x.amount} + tax {x.tax}" for x in lines) or "nothing"
 
 
 def sql_string(value: str) -> str:
@@ -1063,22 +1062,7 @@ class NetSuiteErp:
         self, invoice: FinalizedInvoice, customer_id: str, external_id: str
     ) -> dict[str, Any]:
         operation = "post_receivable"
-        if invoice.status is InvoiceStatus.VOID or invoice.status is InvoiceStatus.DRAFT:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"invoice {invoice.invoice_id} is {invoice.status}: only a finalized invoice "
-                "is posted as a receivable",
-                code="INVOICE_NOT_FINALIZED",
-            )
-        if invoice.total < 0:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"invoice {invoice.invoice_id} totals {invoice.total} {invoice.currency}: a "
-                "NetSuite invoice cannot be negative (that is a credit memo)",
-                code="NEGATIVE_TOTAL",
-            )
+        enforce(VENDOR, operation, rules.unpostable(invoice, ERP))
         items = await self._item_ids([line.sku for line in invoice.lines], operation)
         lines: list[dict[str, Any]] = []
         for line in invoice.lines:
@@ -1122,15 +1106,7 @@ class NetSuiteErp:
                 "invoice", self._record_url("invoice"), body, external_id, operation
             )
             existing = await self._receivable(record, operation)
-        if existing.total != invoice.total or existing.currency != invoice.currency:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"receivable {existing.receivable_id} keyed {external_id!r} is "
-                f"{existing.total} {existing.currency}, not invoice {invoice.invoice_id}'s "
-                f"{invoice.total} {invoice.currency}: the key belongs to another invoice",
-                code="EXTERNAL_ID_REUSED",
-            )
+        enforce(VENDOR, operation, rules.other_invoice(existing, invoice, external_id))
         return existing
 
     # -- revenue journals -------------------------------------------------------------------
@@ -1206,20 +1182,7 @@ class NetSuiteErp:
                 expand=True,
             )
         posting = await self._journal_posting(record, deferred_id, operation)
-        if (posting.amount, posting.period, posting.currency) != (
-            journal.amount,
-            journal.period,
-            journal.currency,
-        ):
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"journal entry {posting.journal_entry_id} keyed {key!r} moves "
-                f"{posting.amount} {posting.currency} in {posting.period}, not "
-                f"{journal.amount} {journal.currency} in {journal.period}: the key was posted "
-                "with other figures",
-                code="JOURNAL_MISMATCH",
-            )
+        enforce(VENDOR, operation, rules.other_journal(posting, journal, key))
         return posting
 
     # -- payments ---------------------------------------------------------------------------
@@ -1256,23 +1219,7 @@ class NetSuiteErp:
             receivable = await self._receivable(
                 await self._get("invoice", ref, operation), operation
             )
-            if receivable.currency != payment.currency:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"payment {payment.payment_id} is in {payment.currency} but receivable "
-                    f"{ref} is in {receivable.currency}",
-                    code="CURRENCY_MISMATCH",
-                )
-            if receivable.amount_due <= 0:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"receivable {ref} (invoice {receivable.invoice_id}) has nothing due, it is "
-                    f"{receivable.state}: payment {payment.payment_id} of {payment.amount} "
-                    f"{payment.currency} was not applied",
-                    code="RECEIVABLE_CLOSED",
-                )
+            enforce(VENDOR, operation, rules.unpayable(receivable, payment, ref))
             body = {
                 "externalId": payment.payment_id,
                 "payment": payment.amount,
@@ -1290,14 +1237,12 @@ class NetSuiteErp:
                 expand=True,
             )
         posting = await self._payment_posting(record, operation)
-        if posting.receivable_id != ref:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"customer payment {posting.payment_record_id} keyed {payment.payment_id!r} "
-                f"applies to receivable {posting.receivable_id}, not {ref}",
-                code="EXTERNAL_ID_REUSED",
-            )
+        what = f"customer payment {posting.payment_record_id}"
+        enforce(
+            VENDOR,
+            operation,
+            rules.other_receivable(what, payment.payment_id, posting.receivable_id, ref),
+        )
         return posting
 
     # -- reversal ---------------------------------------------------------------------------
@@ -1309,31 +1254,16 @@ class NetSuiteErp:
         ref = self._internal_ref(receivable_id, "invoice", operation)
         credit = await self._find("creditMemo", external_id, operation)
         if credit is not None:
-            if _ref_id(credit.get("createdFrom")) != ref:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"credit memo {credit['id']} keyed {external_id!r} reverses invoice "
-                    f"{_ref_id(credit.get('createdFrom'))}, not {ref}",
-                    code="EXTERNAL_ID_REUSED",
-                )
+            reverses = str(_ref_id(credit.get("createdFrom")))
+            what = f"credit memo {credit['id']}"
+            enforce(VENDOR, operation, rules.other_receivable(what, external_id, reverses, ref))
             return await self._receivable(await self._get("invoice", ref, operation), operation)
         invoice = await self._get("invoice", ref, operation, expand=True)
         memos = await self._credit_memos(ref, operation)
         receivable = await self._receivable(invoice, operation, memos)
         if receivable.state is ReceivableState.REVERSED:
             return receivable
-        if receivable.amount_paid > 0:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"receivable {ref} (invoice {receivable.invoice_id}) has "
-                f"{receivable.amount_paid} {receivable.currency} of payments applied: a credit "
-                "memo would leave that much owed back to the customer. Refund the payment in "
-                "billing and settle it in NetSuite by hand; revsync reverses unpaid receivables "
-                "only",
-                code="RECEIVABLE_PAID",
-            )
+        enforce(VENDOR, operation, rules.irreversible(receivable, ref, ERP))
         body: dict[str, Any] = {
             "externalId": external_id,
             "memo": f"Reversed by revsync: {reason}"[:MAX_MEMO],
@@ -1427,57 +1357,22 @@ class NetSuiteErp:
             memos = await self._credit_memos(ref, operation)
             receivable = await self._receivable(invoice, operation, memos)
             what = f"credit note {key} of invoice {credit.invoice_id} (NetSuite invoice {ref})"
-            if receivable.currency != credit.currency:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"{what} is in {credit.currency}, the invoice in {receivable.currency}",
-                    code="CURRENCY_MISMATCH",
-                )
             left = {
                 str(row.get("custcol_revsync_line")): (row, amount, tax)
                 for row, amount, tax in self._left_to_credit(invoice, memos, operation)
             }
-            lines: list[dict[str, Any]] = []
-            for line in credit.lines:
-                if line.line_id not in left:
-                    raise RejectedError(
-                        VENDOR,
-                        operation,
-                        f"{what}: the invoice has no line {line.line_id} (its lines: "
-                        f"{', '.join(sorted(left)) or 'none'})",
-                        code="UNKNOWN_LINE",
-                    )
-                row, amount_left, tax_left = left[line.line_id]
-                if line.amount > amount_left or line.tax > tax_left:
-                    raise RejectedError(
-                        VENDOR,
-                        operation,
-                        f"{what}: line {line.line_id} would be credited {line.amount} + tax "
-                        f"{line.tax} {credit.currency}, but only {amount_left} + tax {tax_left} "
-                        f"{credit.currency} of it is left to credit",
-                        code="LINE_OVER_CREDITED",
-                    )
-                if line.total:
-                    lines.append(
-                        {
-                            **self._memo_line(row),
-                            "rate": line.amount,
-                            "amount": line.amount,
-                            "tax1Amt": line.tax,
-                        }
-                    )
-            if credit.total > receivable.amount_due:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"{what} credits {credit.total} {credit.currency}, more than the "
-                    f"{receivable.amount_due} {credit.currency} the invoice still owes (paid "
-                    f"{receivable.amount_paid}, credited {receivable.amount_credited}): NetSuite "
-                    "would leave the difference unapplied on the customer, owed back to them. "
-                    "Refund or settle it in NetSuite by hand",
-                    code="CREDIT_EXCEEDS_DUE",
-                )
+            remaining = {line_id: (amount, tax) for line_id, (_, amount, tax) in left.items()}
+            enforce(VENDOR, operation, rules.uncreditable(receivable, credit, remaining, what, ERP))
+            lines = [
+                {
+                    **self._memo_line(left[line.line_id][0]),
+                    "rate": line.amount,
+                    "amount": line.amount,
+                    "tax1Amt": line.tax,
+                }
+                for line in credit.lines
+                if line.total
+            ]
             memo = f"revsync credit note {key}" + (f": {credit.reason}" if credit.reason else "")
             record = await self._create(
                 "creditMemo",
@@ -1488,22 +1383,7 @@ class NetSuiteErp:
                 expand=True,
             )
         posting = await self._credit_posting(record, operation)
-        if posting.receivable_id != ref:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"credit memo {posting.credit_memo_id} keyed {key!r} credits invoice "
-                f"{posting.receivable_id}, not {ref}",
-                code="EXTERNAL_ID_REUSED",
-            )
-        wanted = sorted((line for line in credit.lines if line.total), key=lambda x: x.line_id)
-        if sorted(posting.lines, key=lambda x: x.line_id) != wanted:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"credit memo {posting.credit_memo_id} keyed {key!r} credits "
-                f"{_describe(posting.lines)}, not {_describe(tuple(wanted))}: the key was "
-                "posted with other figures",
-                code="CREDIT_MISMATCH",
-            )
+        what = f"credit memo {posting.credit_memo_id}"
+        enforce(VENDOR, operation, rules.other_receivable(what, key, posting.receivable_id, ref))
+        enforce(VENDOR, operation, rules.other_credit(posting, credit, key))
         return posting
