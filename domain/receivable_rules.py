@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from domain.invoice import Invoice, InvoiceStatus
+from domain.money import MINOR_UNITS
 from domain.receivable import (
     CreditLine,
     CreditPosting,
@@ -180,3 +182,16 @@ def other_credit(posting: CreditPosting, credit: ReceivableCredit, key: str) -> 
         f"{describe_lines(posting.lines)}, not {describe_lines(wanted)}: the key was posted "
         "with other figures",
     )
+
+
+def unshowable_status(as_of: datetime, currency: str) -> Refusal | None:
+    """A receivable status the CRM cannot show: statuses are ordered by the instant the saga
+    decided them, so ``as_of`` needs a time zone; and the amount needs a known currency."""
+    if as_of.tzinfo is None or as_of.utcoffset() is None:
+        return Refusal(
+            "INVALID_AS_OF",
+            f"as_of {as_of.isoformat()} has no time zone: statuses are ordered by instant",
+        )
+    if currency not in MINOR_UNITS:
+        return Refusal("INVALID_CURRENCY", f"unsupported currency {currency!r}")
+    return None

@@ -49,7 +49,13 @@ from adapters.crm.salesforce_fields import (
     account_update,
     changes_from_account,
 )
-from adapters.errors import NotFoundError, RejectedError, TransientError, VendorError
+from adapters.errors import (
+    NotFoundError,
+    RejectedError,
+    TransientError,
+    VendorError,
+    enforce,
+)
 from adapters.http import (
     VendorHttp,
     classify_by_status,
@@ -60,9 +66,9 @@ from adapters.http import (
 from adapters.oauth import AuthorizedHttp, StaticToken, TokenSource
 from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField
-from domain.money import MINOR_UNITS
 from domain.order import SalesOrder, Subscription
 from domain.receivable import ReceivableStatus
+from domain.receivable_rules import unshowable_status
 from domain.reconciliation import CustomerRecord, OrderRecord, Page, System, fingerprints
 
 VENDOR = "salesforce"
@@ -516,17 +522,7 @@ class SalesforceCrm:
     ) -> None:
         operation = "set_receivable_status"
         self._check_id(operation, "Account", account_id)
-        if as_of.tzinfo is None or as_of.utcoffset() is None:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"as_of {as_of.isoformat()} has no time zone: statuses are ordered by instant",
-                code="INVALID_AS_OF",
-            )
-        if currency not in MINOR_UNITS:
-            raise RejectedError(
-                VENDOR, operation, f"unsupported currency {currency!r}", code="INVALID_CURRENCY"
-            )
+        enforce(VENDOR, operation, unshowable_status(as_of, currency))
         fields: dict[str, Any] = {
             "Revsync_AR_Status__c": AR_STATUS_VALUES[status],
             "Revsync_AR_Invoice__c": invoice_id,
