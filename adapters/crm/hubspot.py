@@ -44,7 +44,9 @@ token lives ``expires_in`` seconds (30 minutes) and is refreshed a minute early,
 on a 401 (:mod:`adapters.oauth`).
 
 Besides the port, :meth:`HubSpotCrm.closed_won_quote` reads a deal with its line items and
-company for the gateway's closed-won trigger (:mod:`adapters.crm.hubspot_deals`).
+company for the gateway's closed-won trigger (:mod:`adapters.crm.hubspot_deals`), and
+:meth:`HubSpotCrm.company_properties` reads a company's golden-field properties for its
+company change events (:mod:`adapters.webhooks.hubspot_companies`).
 """
 
 from __future__ import annotations
@@ -416,6 +418,16 @@ class HubSpotCrm:
                 f"company {account_id} is missing or has invalid {_bad_fields(error)}",
                 code="INVALID_ACCOUNT",
             ) from error
+
+    async def company_properties(self, company_id: str) -> dict[str, Any]:
+        """The company's golden-field properties as HubSpot answers them (strings, None for
+        an empty one), for the gateway's company change events: an event carries one
+        property, an address or a credit limit is several."""
+        operation = "company_properties"
+        self._check_id(operation, "company", company_id)
+        record = await self._get(operation, "companies", company_id, GOLDEN_PROPERTIES)
+        properties: dict[str, Any] = record["properties"]
+        return {name: properties.get(name) for name in GOLDEN_PROPERTIES}
 
     async def closed_won_quote(self, deal_id: str) -> Quote:
         """The closed-won deal ``deal_id`` as a canonical quote: the deal with its company and

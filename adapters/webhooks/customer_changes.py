@@ -12,6 +12,9 @@ its golden customer (the CRM account id).
   with revsync's HMAC scheme by a NetSuite SuiteScript): NetSuite field names
   (:mod:`adapters.erp.netsuite_fields`); ordered by ``lastModifiedDate``; routed by the
   external id ``acct-<CRM account id>`` quote-to-cash gives the ERP customer.
+* **HubSpot** company events (``company.propertyChange``, ``company.creation``,
+  ``company.merge``): :mod:`adapters.webhooks.hubspot_companies`; the company id *is* the
+  golden id.
 
 An event that cannot be routed, or whose values are not valid for their fields, raises
 :class:`RoutingError` (the gateway answers 422 with its reason). An event that changes no
@@ -86,6 +89,20 @@ def _event(
             for item in error.errors(include_url=False, include_input=False)
         ]
         raise RoutingError("invalid customer change", fields) from None
+
+
+def routed_change(
+    golden_id: str,
+    source: System,
+    event_id: str,
+    record_id: str,
+    modified_at: datetime,
+    raw: dict[str, object],
+) -> RoutedChange | None:
+    """The change of ``raw`` golden fields (raw values, validated here) for ``golden_id``;
+    None when ``raw`` is empty. Raises :class:`RoutingError` naming invalid values. For
+    mappings kept in their own module (:mod:`adapters.webhooks.hubspot_companies`)."""
+    return _event(golden_id, source, event_id, record_id, modified_at, raw)
 
 
 # -- Stripe ---------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -43,9 +44,13 @@ from temporalio.common import MetricMeter
 from adapters.crm.hubspot import HubSpotCrm
 from adapters.crm.hubspot_deals import DealMappingError
 from adapters.errors import NotFoundError, VendorError
+from adapters.webhooks import hubspot_companies
+from adapters.webhooks.customer_changes import RoutedChange, RoutingError
 from adapters.webhooks.hubspot import HubSpotEvent
+from domain.master_contracts import MasterPolicy
 from domain.quote import Quote
 from revsync import metrics
+from revsync.gateway.customer_changes import apply_customer_changes, change_body
 from revsync.gateway.refusals import Refused
 from revsync.settings import Settings
 
@@ -160,6 +165,154 @@ def _count(meter: MetricMeter, outcome: str) -> None:
     """One deal's outcome in ``revsync_webhook_deliveries`` (starts and duplicates are
     counted by start_quote_to_cash, a 422 by the endpoint)."""
     metrics.count(meter, metrics.WEBHOOK_DELIVERIES, source="hubspot", outcome=outcome)
+
+
+# -- company changes ------------------------------------------------------------------------
+
+
+@dataclass
+class CompanyChanges:
+    """What the company events of a batch came to: one entry per event that reached (or
+    could not reach) its golden customer, whether HubSpot should deliver again (a read
+    failed transiently, or Temporal is unreachable) and the invalid values to answer 422."""
+
+    customers: list[dict[str, Any]] = field(default_factory=list)
+    retry: bool = False
+    invalid: list[dict[str, str]] = field(default_factory=list)
+
+
+async def company_changes(
+    events: list[HubSpotEvent],
+    raw: list[Any],
+    *,
+    reader: HubSpotCrm | None,
+    client: Client,
+    policy: MasterPolicy,
+    meter: MetricMeter,
+) -> CompanyChanges | None:
+    """Deliver the batch's company changes to their golden customers (``customer-<company
+    id>``) through :func:`~revsync.gateway.customer_changes.apply_customer_changes`, the
+    Salesforce Account path: the same verdicts, deduplication by event id, ordering and
+    metrics. None when the batch has no company event that may change a golden field, or
+    the CRM is not HubSpot (acknowledged: the golden id would be another CRM's).
+
+    A company is read at most once per batch. An unmappable value is 422 until the event's
+    ``attemptNumber`` reaches :data:`MAX_MAPPING_ATTEMPTS`, then acknowledged as
+    ``unmappable`` (HubSpot would send the same value again); a company deleted since is
+    ``gone``. Raises :class:`Refused` (422) when a golden customer refuses a change."""
+    selected = hubspot_companies.company_events(events, raw)
+    if not selected:
+        return None
+    if reader is None:
+        log.info("hubspot company changes ignored: the CRM is not hubspot", events=len(selected))
+        return None
+    outcome = CompanyChanges()
+    reads: dict[str, dict[str, Any] | str] = {}
+    changes: list[RoutedChange] = []
+    for company_event in selected:
+        company_id, event_key = company_event.company_id, company_event.event_id
+        company: dict[str, Any] | None = None
+        if company_event.needs_read:
+            if company_id not in reads:
+                reads[company_id] = await _company(reader, company_id)
+            read = reads[company_id]
+            if isinstance(read, str):
+                outcome.retry = outcome.retry or read == "unavailable"
+                outcome.customers.append(
+                    {"golden_id": company_id, "event_id": event_key, "status": read}
+                )
+                continue
+            company = read
+        try:
+            change = hubspot_companies.change_from_event(company_event, company)
+        except RoutingError as error:
+            fields = [
+                {**f, "field": f"companies.{company_id}.{f['field']}"}
+                for f in error.fields or [{"field": "(event)", "message": error.reason}]
+            ]
+            if company_event.event.attemptNumber + 1 >= MAX_MAPPING_ATTEMPTS:
+                log.error("hubspot company change unmappable, acknowledged", fields=fields)
+                outcome.customers.append(
+                    {
+                        "golden_id": company_id,
+                        "event_id": event_key,
+                        "status": "unmappable",
+                        "fields": fields,
+                    }
+                )
+            else:
+                log.warning("hubspot company change unmappable", fields=fields)
+                outcome.invalid.extend(fields)
+            continue
+        if company_event.merged_ids:
+            log.info(
+                "hubspot companies merged: their golden customers wait for a steward",
+                survivor=company_id,
+                merged=list(company_event.merged_ids),
+            )
+        if change is not None:
+            changes.append(change)
+    if not changes:
+        if not outcome.customers:
+            _count(meter, "acknowledged")
+        return outcome
+    applied = await apply_customer_changes(client, changes, policy, source="hubspot", meter=meter)
+    if isinstance(applied, Response):
+        outcome.retry = True
+        outcome.customers.extend(
+            {"golden_id": c.golden_id, "event_id": c.event.event_id, "status": "unavailable"}
+            for c in changes
+        )
+        return outcome
+    outcome.customers.extend(change_body(result) for result in applied)
+    return outcome
+
+
+def batch_answer(
+    deals: Response | None,
+    refused: Refused | None,
+    companies: CompanyChanges,
+    events: int,
+) -> Response:
+    """One answer for a batch with company changes and maybe closed-won deals: 503 when
+    either asks HubSpot to deliver again, 422 with every invalid field when either has one,
+    else the deals' answer (or ``received``) with the ``customers`` listed."""
+    deal_body: dict[str, Any] = {}
+    if deals is not None and isinstance(deals, JSONResponse):
+        deal_body = json.loads(bytes(deals.body))
+    if companies.retry or (deals is not None and deals.status_code >= 500):
+        return JSONResponse(
+            {
+                "error": "temporarily unavailable, retry later",
+                **({"deals": deal_body["deals"]} if "deals" in deal_body else {}),
+                "customers": companies.customers,
+            },
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    if refused is not None or companies.invalid:
+        deal_fields = refused.extra.get("fields", []) if refused is not None else []
+        fields = [*deal_fields, *companies.invalid]
+        reason = "invalid deal" if refused is not None else "invalid company change"
+        raise Refused(422, reason, fields=fields)
+    if deals is None:
+        return JSONResponse(
+            {"status": "received", "events": events, "customers": companies.customers}
+        )
+    return JSONResponse({**deal_body, "customers": companies.customers}, deals.status_code)
+
+
+async def _company(reader: HubSpotCrm, company_id: str) -> dict[str, Any] | str:
+    """The company's golden properties; ``"gone"`` when HubSpot no longer has it;
+    ``"unavailable"`` when the read failed in a way a redelivery may not."""
+    try:
+        return await reader.company_properties(company_id)
+    except NotFoundError as error:
+        log.warning("hubspot company not found", company_id=company_id, error=str(error))
+        return "gone"
+    except VendorError as error:
+        log.warning("hubspot company read failed", company_id=company_id, error=str(error))
+        return "unavailable"
 
 
 async def _quote(reader: HubSpotCrm, deal_id: str) -> Quote | list[dict[str, str]] | str:

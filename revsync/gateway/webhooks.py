@@ -18,9 +18,9 @@ Sources, under ``/v1/webhooks`` (and, deprecated, the unversioned ``/webhooks``:
 ``/salesforce/outbound-message`` (organisation allow-list; mutual TLS at the proxy; accepted
 Salesforce CPQ quotes start quote-to-cash: :mod:`revsync.gateway.salesforce_quotes`), and
 ``/erp/customer-changed`` (revsync's HMAC scheme, ``REVSYNC_ERP_WEBHOOK_SECRET``). Customer
-changes (Stripe ``customer.updated``, Salesforce ``Account`` notifications, the ERP webhook)
-go to their golden customer (:mod:`revsync.gateway.customer_changes`). A source
-whose secret is not configured, or any other path under the prefix, answers 401
+changes (Stripe ``customer.updated``, Salesforce ``Account`` notifications, HubSpot company
+events, the ERP webhook) go to their golden customer (:mod:`revsync.gateway.customer_changes`).
+A source whose secret is not configured, or any other path under the prefix, answers 401
 ``unknown source``.
 """
 
@@ -334,15 +334,34 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
                 subscription=event.subscriptionType,
                 object_id=event.objectId,
             )
-        # Deals moved to closed-won start quote-to-cash (revsync.gateway.hubspot_trigger).
-        answer = await hubspot_trigger.closed_won(
+        # Deals moved to closed-won start quote-to-cash, company changes go to their golden
+        # customers (revsync.gateway.hubspot_trigger); a batch may hold both.
+        reader = getattr(request.app.state, "hubspot", None)
+        answer: Response | None = None
+        deals_refused: Refused | None = None
+        try:
+            answer = await hubspot_trigger.closed_won(
+                events,
+                settings=settings,
+                reader=reader,
+                client=request.app.state.client,
+                start=start_quote_to_cash,
+                meter=meter,
+            )
+        except Refused as refused:
+            deals_refused = refused
+        companies = await hubspot_trigger.company_changes(
             events,
-            settings=settings,
-            reader=getattr(request.app.state, "hubspot", None),
+            json_body(body),
+            reader=reader,
             client=request.app.state.client,
-            start=start_quote_to_cash,
+            policy=master_policy,
             meter=meter,
         )
+        if companies is not None:
+            return hubspot_trigger.batch_answer(answer, deals_refused, companies, len(events))
+        if deals_refused is not None:
+            raise deals_refused
         if answer is not None:
             return answer
         delivered(meter, "hubspot", "acknowledged")
