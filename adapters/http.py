@@ -123,18 +123,26 @@ class VendorHttp:
         form: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
     ) -> httpx.Response:
         """Send one request. Returns the response when its status is in ``ok``; otherwise
         raises the :class:`VendorError` the vendor's classifier picks.
 
+        The body is ``json_body`` (JSON, exact decimals), ``form`` (URL-encoded) or ``content``
+        (raw bytes, e.g. a SOAP envelope, sent with ``content_type``), at most one of them.
+
         The vendor's circuit breaker guards the call: while it is open this raises a
         ``CIRCUIT_OPEN`` :class:`TransientError` without sending anything, and every outcome
         (transport failure or classified response) is reported to it."""
-        content: bytes | None = None
+        if sum(body is not None for body in (json_body, form, content)) > 1:
+            raise ValueError("send json_body, form or content, not several")
         send_headers = dict(headers or {})
         if json_body is not None:
             content = dumps_json(json_body)
             send_headers.setdefault("content-type", "application/json")
+        elif content is not None and content_type is not None:
+            send_headers.setdefault("content-type", content_type)
         with structlog.contextvars.bound_contextvars(vendor=self.vendor, operation=operation):
             async with self.breaker.call(operation):
                 return await self._send(

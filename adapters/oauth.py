@@ -447,6 +447,8 @@ class AuthorizedHttp:
         form: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
     ) -> httpx.Response:
         """:meth:`VendorHttp.request` with the token; one retry with a fresh token after a
         401. A 401 reaches the circuit breaker as an answer (the vendor is up), not as a
@@ -464,6 +466,8 @@ class AuthorizedHttp:
                 form=form,
                 params=params,
                 headers={**(headers or {}), "Authorization": f"Bearer {token.value}"},
+                content=content,
+                content_type=content_type,
             )
             if response.status_code != 401:
                 return response

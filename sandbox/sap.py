@@ -763,6 +763,8 @@ def oauth_server() -> OAuthServer:
 def build_router(state: SandboxState) -> APIRouter:
     router = APIRouter()
     faults = VendorFaults(state.faults, VENDOR, _fault_response)
+    # The SOAP posting service answers injected faults as SOAP faults.
+    soap_faults = VendorFaults(state.faults, VENDOR, sap_finance.fault_response)
 
     def store() -> SapStore:
         result: SapStore = state.sap
@@ -774,6 +776,7 @@ def build_router(state: SandboxState) -> APIRouter:
         handler: Callable[[], Awaitable[Response]],
         *,
         csrf: bool = True,
+        hooks: VendorFaults = faults,
     ) -> Response:
         if not authorized(state, request):
             return logon_failed()
@@ -793,13 +796,13 @@ def build_router(state: SandboxState) -> APIRouter:
                 media_type="text/plain",
                 headers={"x-csrf-token": "Required"},
             )
-        if (injected := await faults.before(operation)) is not None:
+        if (injected := await hooks.before(operation)) is not None:
             return injected
         try:
             response = await handler()
         except SapError as error:
             return error.response()
-        if response.status_code < 400 and (injected := await faults.after(operation)) is not None:
+        if response.status_code < 400 and (injected := await hooks.after(operation)) is not None:
             return injected
         return response
 
@@ -844,7 +847,11 @@ def build_router(state: SandboxState) -> APIRouter:
     async def post_journal(request: Request) -> Response:
         # A SOAP service: authenticated, but no CSRF token (that is OData's).
         return await guarded(
-            request, "post_journal", lambda: sap_finance.post_journal(state, request), csrf=False
+            request,
+            "post_journal",
+            lambda: sap_finance.post_journal(state, request),
+            csrf=False,
+            hooks=soap_faults,
         )
 
     @router.get(ODATA + "/{service}/")

@@ -76,7 +76,7 @@ from urllib.parse import quote
 
 import httpx
 
-from adapters.erp import sap_fields
+from adapters.erp import sap_fields, sap_soap
 from adapters.erp.netsuite import line_rate
 from adapters.erp.sap_finance import SapFinanceMixin
 from adapters.errors import (
@@ -218,6 +218,9 @@ def error_detail(body: Any) -> tuple[str | None, str | None]:
 
 def classify_sap(operation: str, response: httpx.Response) -> VendorError:
     """What an SAP Gateway error answer means for revsync (see the module docstring)."""
+    fault = sap_soap.fault_error(VENDOR, operation, response)
+    if fault is not None:
+        return fault
     status = response.status_code
     try:
         body = decode_json(response)
@@ -330,12 +333,27 @@ class SapSession:
             return self._csrf
 
     async def send(
-        self, operation: str, method: str, path: str, *, json_body: Any = None
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        content: bytes,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """A request to ``<base><path>`` outside OData (a SOAP service): credentials only,
-        a 401 refreshing an OAuth token once."""
+        """A request to ``<base><path>`` outside OData (a SOAP service) with a raw body:
+        credentials only, a 401 refreshing an OAuth token once."""
         return await self.request(
-            operation, method, "", "", json_body=json_body, path=path, with_csrf=False
+            operation,
+            method,
+            "",
+            "",
+            content=content,
+            content_type=content_type,
+            headers=headers,
+            path=path,
+            with_csrf=False,
         )
 
     async def request(
@@ -351,6 +369,8 @@ class SapSession:
         ok: tuple[int, ...] = (200, 201, 204),
         path: str | None = None,
         with_csrf: bool = True,
+        content: bytes | None = None,
+        content_type: str | None = None,
     ) -> httpx.Response:
         """One request to ``<base>/sap/opu/odata/sap/<service>/<resource>``; a 401 refreshes
         an OAuth token once, a 403 ``x-csrf-token: Required`` refetches the token once."""
@@ -374,6 +394,8 @@ class SapSession:
                 json_body=json_body,
                 params=params,
                 headers=send,
+                content=content,
+                content_type=content_type,
             )
             status = response.status_code
             if status == 401 and 401 not in ok:
@@ -514,9 +536,19 @@ class SapErp(SapFinanceMixin):
             headers=headers,
         )
 
-    async def post_soap(self, operation: str, path: str, body: Any) -> httpx.Response:
-        """POST to a SOAP service of the tenant (no CSRF token: that is OData's)."""
-        return await self._session.send(operation, "POST", path, json_body=body)
+    async def post_soap(
+        self, operation: str, path: str, envelope: bytes, action: str
+    ) -> httpx.Response:
+        """POST a SOAP 1.1 envelope to a SOAP service of the tenant (no CSRF token: that is
+        OData's); a SOAP fault answer is classified by :func:`classify_sap`."""
+        return await self._session.send(
+            operation,
+            "POST",
+            path,
+            content=envelope,
+            content_type=sap_soap.CONTENT_TYPE,
+            headers={"Accept": "text/xml", "SOAPAction": f'"{action}"'},
+        )
 
     async def read_all(
         self, operation: str, service: str, entity_set: str, params: Mapping[str, str]

@@ -48,15 +48,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import uuid
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, cast
 
 import httpx
 
+from adapters.erp import sap_soap
+from adapters.erp.sap_soap import Amount, Confirmation, MalformedAnswer
 from adapters.errors import NotFoundError, RejectedError, UnknownOutcomeError
-from adapters.http import decode_json
 from domain.invoice import Invoice as FinalizedInvoice
 from domain.invoice import InvoiceStatus
 from domain.receivable import (
@@ -76,10 +78,12 @@ from domain.revenue import closes_on, period_of
 VENDOR = "sap"
 ITEMS_SERVICE = "API_OPLACCTGDOCITEMCUBE_SRV"
 ITEMS = "A_OperationalAcctgDocItemCube"
-POST_PATH = "/sap/bc/srt/scs_ext/sap/journalentrycreaterequestconfi"
+POST_PATH = sap_soap.POST_PATH
 MAX_REFERENCE = 16
 MAX_ITEM_TEXT = 50
 OUTPUT_TAX_ACCOUNT = "22010000"
+# CreatedByUser of every posting (SAP records the communication user anyway).
+CREATED_BY = "REVSYNC"
 
 
 def document_reference(key: str) -> str:
@@ -94,8 +98,14 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _money(amount: Decimal, currency: str) -> dict[str, str]:
-    return {"currencyCode": currency, "content": format(amount, "f")}
+def _side(amount: Decimal, currency: str, debit_credit: str) -> dict[str, Any]:
+    """``AmountInTransactionCurrency`` and ``DebitCreditCode`` of an item moving ``amount``
+    (positive) as a debit (``S``) or a credit (``H``, a negative amount)."""
+    signed = amount if debit_credit == "S" else -amount
+    return {
+        "AmountInTransactionCurrency": Amount(signed, currency),
+        "DebitCreditCode": debit_credit,
+    }
 
 
 class _Host(Protocol):
@@ -120,7 +130,9 @@ class _Host(Protocol):
         page_size: int,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
 
-    async def post_soap(self, operation: str, path: str, body: Any) -> httpx.Response: ...
+    async def post_soap(
+        self, operation: str, path: str, envelope: bytes, action: str
+    ) -> httpx.Response: ...
 
 
 class _Document:
@@ -256,48 +268,44 @@ class SapFinanceMixin:
         return whole
 
     async def _post(self, operation: str, entry: dict[str, Any]) -> tuple[str, str]:
-        """Post one journal entry; ``(document, fiscal year)``. A refusal in the log is a
-        rejection with SAP's message code."""
+        """Post one journal entry over SOAP; ``(document, fiscal year)``. An error log is a
+        rejection with SAP's message code (a lock: transient); an answer that confirms no
+        document, or cannot be read, leaves the outcome unknown (the retry's keyed look-up
+        settles it)."""
         host = self._host()
-        body = {
-            "JournalEntryBulkCreateRequest": {
-                "MessageHeader": {"ID": entry["DocumentReferenceID"]},
-                "JournalEntryCreateRequest": [
-                    {
-                        "MessageHeader": {"ID": entry["DocumentReferenceID"]},
-                        "JournalEntry": {
-                            "OriginalReferenceDocumentType": "BKPFF",
-                            "BusinessTransactionType": "RFBU",
-                            "CreatedByUser": "REVSYNC",
-                            "CompanyCode": host.company_code,
-                            **entry,
-                        },
-                    }
-                ],
-            }
-        }
-        response = await host.post_soap(operation, POST_PATH, body)
-        answer = decode_json(response)
+        request_id = uuid.uuid4().hex
+        envelope = sap_soap.journal_entry_request(
+            {
+                "OriginalReferenceDocumentType": "BKPFF",
+                "BusinessTransactionType": "RFBU",
+                "CreatedByUser": CREATED_BY,
+                "CompanyCode": host.company_code,
+                **entry,
+            },
+            bulk_id=uuid.uuid4().hex,
+            request_id=request_id,
+            created_at=datetime.now(UTC),
+        )
+        response = await host.post_soap(operation, POST_PATH, envelope, sap_soap.SOAP_ACTION)
         try:
-            confirmation = answer["JournalEntryBulkCreateConfirmation"][
-                "JournalEntryCreateConfirmation"
-            ][0]
-            document = confirmation["JournalEntryCreateConfirmation"]
-            log = confirmation.get("Log") or {}
-        except (KeyError, IndexError, TypeError):
+            answer = sap_soap.parse_confirmation(response.content)
+        except MalformedAnswer as error:
             raise UnknownOutcomeError(
-                VENDOR, operation, "journal entry answer without a confirmation"
+                VENDOR, operation, f"unreadable journal entry answer: {error}"
             ) from None
-        if str(log.get("MaximumSeverityCode")) in ("3", "4", "5"):
-            notes = [i for i in log.get("Item") or [] if str(i.get("SeverityCode")) != "1"]
-            first = notes[0] if notes else {}
-            code = str(first.get("TypeID") or "JOURNAL_REFUSED")
-            message = "; ".join(str(i.get("Note")) for i in notes) or "refused"
-            raise RejectedError(VENDOR, operation, f"SAP did not post: {message}", code=code)
-        number = str(document.get("AccountingDocument") or "")
-        if not number.strip("0"):
+        if not isinstance(answer, Confirmation):
+            raise sap_soap.classify_fault(VENDOR, operation, response, answer)
+        if answer.reference_id is not None and answer.reference_id != request_id:
+            raise UnknownOutcomeError(
+                VENDOR,
+                operation,
+                f"the confirmation answers message {answer.reference_id}, not {request_id}",
+            )
+        if answer.refused:
+            raise sap_soap.log_error(VENDOR, operation, answer.notes)
+        if not answer.posted or not answer.fiscal_year.strip("0"):
             raise UnknownOutcomeError(VENDOR, operation, "journal entry answer without a number")
-        return number, str(document.get("FiscalYear"))
+        return answer.accounting_document, answer.fiscal_year
 
     # -- receivables ------------------------------------------------------------------------
 
@@ -393,8 +401,7 @@ class SapFinanceMixin:
                     items.append(
                         {
                             "GLAccount": host.deferred_revenue_account,
-                            "AmountInTransactionCurrency": _money(abs(line.amount), currency),
-                            "DebitCreditCode": "H" if line.amount > 0 else "S",
+                            **_side(abs(line.amount), currency, "H" if line.amount > 0 else "S"),
                             "DocumentItemText": f"L:{line.line_id}"[:MAX_ITEM_TEXT],
                         }
                     )
@@ -402,8 +409,9 @@ class SapFinanceMixin:
                     items.append(
                         {
                             "GLAccount": OUTPUT_TAX_ACCOUNT,
-                            "AmountInTransactionCurrency": _money(abs(line.tax_amount), currency),
-                            "DebitCreditCode": "H" if line.tax_amount > 0 else "S",
+                            **_side(
+                                abs(line.tax_amount), currency, "H" if line.tax_amount > 0 else "S"
+                            ),
                             "DocumentItemText": f"T:{line.line_id}"[:MAX_ITEM_TEXT],
                         }
                     )
@@ -416,10 +424,12 @@ class SapFinanceMixin:
                 "DebtorItem": [
                     {
                         "Debtor": customer_id,
-                        "AmountInTransactionCurrency": _money(invoice.total, currency),
-                        "DebitCreditCode": "S",
+                        **_side(invoice.total, currency, "S"),
                         "DocumentItemText": external_id[:MAX_ITEM_TEXT],
-                        "DueCalculationBaseDate": invoice.due_date.isoformat(),
+                        "CashDiscountTerms": {
+                            "DueCalculationBaseDate": invoice.due_date.isoformat(),
+                            "NetPaymentDays": "0",
+                        },
                     }
                 ],
                 "Item": items,
@@ -524,14 +534,12 @@ class SapFinanceMixin:
                     "Item": [
                         {
                             "GLAccount": host.deferred_revenue_account,
-                            "AmountInTransactionCurrency": _money(amount, journal.currency),
-                            "DebitCreditCode": "S" if recognise else "H",
+                            **_side(amount, journal.currency, "S" if recognise else "H"),
                             "DocumentItemText": text,
                         },
                         {
                             "GLAccount": host.revenue_account,
-                            "AmountInTransactionCurrency": _money(amount, journal.currency),
-                            "DebitCreditCode": "H" if recognise else "S",
+                            **_side(amount, journal.currency, "H" if recognise else "S"),
                             "DocumentItemText": text,
                         },
                     ],
@@ -609,8 +617,7 @@ class SapFinanceMixin:
             debtor: list[dict[str, Any]] = [
                 {
                     "Debtor": customer,
-                    "AmountInTransactionCurrency": _money(applied, payment.currency),
-                    "DebitCreditCode": "H",
+                    **_side(applied, payment.currency, "H"),
                     "DocumentItemText": payment.payment_id[:MAX_ITEM_TEXT],
                     "InvoiceReference": {
                         "AccountingDocument": invoice.number,
@@ -623,10 +630,7 @@ class SapFinanceMixin:
                 debtor.append(
                     {
                         "Debtor": customer,
-                        "AmountInTransactionCurrency": _money(
-                            payment.amount - applied, payment.currency
-                        ),
-                        "DebitCreditCode": "H",
+                        **_side(payment.amount - applied, payment.currency, "H"),
                         "DocumentItemText": f"on account: {payment.payment_id}"[:MAX_ITEM_TEXT],
                     }
                 )
@@ -641,8 +645,7 @@ class SapFinanceMixin:
                     "Item": [
                         {
                             "GLAccount": host.bank_account,
-                            "AmountInTransactionCurrency": _money(payment.amount, payment.currency),
-                            "DebitCreditCode": "S",
+                            **_side(payment.amount, payment.currency, "S"),
                             "DocumentItemText": payment.payment_id[:MAX_ITEM_TEXT],
                         }
                     ],
@@ -701,8 +704,7 @@ class SapFinanceMixin:
                 items.append(
                     {
                         "GLAccount": host.deferred_revenue_account,
-                        "AmountInTransactionCurrency": _money(line.amount, currency),
-                        "DebitCreditCode": "S",
+                        **_side(line.amount, currency, "S"),
                         "DocumentItemText": f"L:{line.line_id}"[:MAX_ITEM_TEXT],
                     }
                 )
@@ -710,8 +712,7 @@ class SapFinanceMixin:
                 items.append(
                     {
                         "GLAccount": OUTPUT_TAX_ACCOUNT,
-                        "AmountInTransactionCurrency": _money(line.tax, currency),
-                        "DebitCreditCode": "S",
+                        **_side(line.tax, currency, "S"),
                         "DocumentItemText": f"T:{line.line_id}"[:MAX_ITEM_TEXT],
                     }
                 )
@@ -728,8 +729,7 @@ class SapFinanceMixin:
                 "DebtorItem": [
                     {
                         "Debtor": receivable.customer_id,
-                        "AmountInTransactionCurrency": _money(total, currency),
-                        "DebitCreditCode": "H",
+                        **_side(total, currency, "H"),
                         "DocumentItemText": key[:MAX_ITEM_TEXT],
                         "InvoiceReference": {
                             "AccountingDocument": invoice.number,
