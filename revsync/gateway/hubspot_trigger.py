@@ -26,6 +26,12 @@ day; every event of the batch comes back, which is harmless: starts are keyed):
   :data:`MAX_MAPPING_ATTEMPTS` on, the deal is acknowledged as ``unmappable`` (200, logged
   with its fields) and HubSpot stops; moving the deal out of closed-won and back in sends a
   new event.
+
+Company events of the same batches (``company.propertyChange`` of a golden property,
+``company.creation``, ``company.merge``) go to the customer master: :func:`company_changes`
+maps them (:mod:`adapters.webhooks.hubspot_companies`) and delivers them as the Salesforce
+Account notifications are; :func:`batch_answer` answers a batch holding both, the company
+outcomes listed under ``customers``.
 """
 
 from __future__ import annotations
@@ -253,8 +259,8 @@ async def company_changes(
         if change is not None:
             changes.append(change)
     if not changes:
-        if not outcome.customers:
-            _count(meter, "acknowledged")
+        if not outcome.invalid:  # a 422 is counted as refused by the endpoint
+            _count(meter, "unavailable" if outcome.retry else "acknowledged")
         return outcome
     applied = await apply_customer_changes(client, changes, policy, source="hubspot", meter=meter)
     if isinstance(applied, Response):
