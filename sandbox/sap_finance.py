@@ -137,6 +137,8 @@ class SoapFault(Exception):
         self.text = text
         self.client = client
         self.status = status
+        # The SOAP version to answer in, once the envelope said which.
+        self.namespace = SOAP11_NS
 
 
 @dataclass
@@ -368,6 +370,16 @@ def parse_request(body: bytes) -> tuple[str, str | None, list[tuple[str | None, 
     namespace = root.tag[1:].partition("}")[0] if root.tag.startswith("{") else ""
     if namespace not in (SOAP11_NS, SOAP12_NS) or not root.tag.endswith("}Envelope"):
         raise SoapFault("the request is not a SOAP envelope")
+    try:
+        return namespace, *_bulk(root, namespace)
+    except SoapFault as fault:
+        fault.namespace = namespace
+        raise
+
+
+def _bulk(
+    root: ET.Element, namespace: str
+) -> tuple[str | None, list[tuple[str | None, dict[str, Any]]]]:
     bodies = [c for c in root if c.tag == f"{{{namespace}}}Body"]
     if len(bodies) != 1 or len(bodies[0]) != 1:
         raise SoapFault("the SOAP body must hold one element")
@@ -391,7 +403,7 @@ def parse_request(body: bytes) -> tuple[str, str | None, list[tuple[str | None, 
         entries.append((header.get("ID"), entry))
     if not entries:
         raise SoapFault("JournalEntryBulkCreateRequest holds no JournalEntryCreateRequest")
-    return namespace, bulk_header.get("ID"), entries
+    return bulk_header.get("ID"), entries
 
 
 # -- answers --------------------------------------------------------------------------------
@@ -497,7 +509,9 @@ async def post_journal(state: SandboxState, request: Request) -> Response:
     try:
         namespace, bulk_id, entries = parse_request(await request.body())
     except SoapFault as fault:
-        return soap_fault(fault.text, client=fault.client, status=fault.status)
+        return soap_fault(
+            fault.text, client=fault.client, status=fault.status, namespace=fault.namespace
+        )
     confirmations = []
     for message_id, entry in entries:
         document, notes = books.post(state, entry)

@@ -1,9 +1,11 @@
 """SAP S/4HANA Cloud ERP adapter: OData v2 APIs of a communication arrangement.
 
 Everything goes to ``<base>/sap/opu/odata/sap/<SERVICE>/`` in JSON (``Accept:
-application/json``); the sandbox emulator (``sandbox/sap.py``, ``sandbox/sap_finance.py``)
-speaks the same shapes. Answers are ``{"d": {...}}`` or ``{"d": {"results": [...],
-"__count", "__next"}}``; decimals are strings both ways (``Edm.Decimal``), dates ``/Date(ms)/``.
+application/json``), except journal entry postings, which are SOAP
+(:mod:`adapters.erp.sap_soap`); the sandbox emulator (``sandbox/sap.py``,
+``sandbox/sap_finance.py``) speaks the same shapes. Answers are ``{"d": {...}}`` or
+``{"d": {"results": [...], "__count", "__next"}}``; decimals are strings both ways
+(``Edm.Decimal``), dates ``/Date(ms)/``.
 
 Mapping:
 
@@ -52,7 +54,9 @@ Protocol:
 - **CSRF**: before the first write, ``GET`` of the service document with ``x-csrf-token:
   Fetch``; the token and the session cookies it set go with every write. A 403 with
   ``x-csrf-token: Required`` (the session or token expired) refetches once and resends once.
-- **Errors** (:func:`classify_sap`): ``{"error": {"code", "message": {"value"}}}``. 5xx, 408,
+- **Errors** (:func:`classify_sap`): a SOAP fault (the journal entry posting service) is
+  read by :func:`adapters.erp.sap_soap.fault_error`; OData's are
+  ``{"error": {"code", "message": {"value"}}}``. 5xx, 408,
   429 (with ``Retry-After``), 401, 403 (authorization or CSRF: configuration), 412 (a
   concurrent change) and SAP's lock messages (``V1/042`` document being processed,
   ``M3/897``) are transient; 404 is not found; other 4xx are rejections with SAP's message

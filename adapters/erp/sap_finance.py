@@ -35,13 +35,16 @@ bits), and the full key in the text of its first item (50 characters) when it fi
 look-up checks. The service does not refuse a second document with the same reference, so
 every posting is looked up first; a lost answer is settled by the retry's look-up.
 
-The posting service answers 200 even when it refuses: its ``Log`` with
-``MaximumSeverityCode`` 3 carries the message (``F5/201`` posting period not open, ``F5/702``
-not balanced...), which the adapter raises as a rejection with that code. A closed period
-(``F5/201``) is a rejection, as the port wants.
-
-The emulator takes the posting request's structure as JSON; a tenant speaks SOAP (the
-envelope has the same element names): see docs/adapters.md, "SAP".
+Each posting is one SOAP envelope (:mod:`adapters.erp.sap_soap`: the request, reading the
+confirmation, classifying faults). Items carry signed amounts (a credit is negative, its
+``DebitCreditCode`` ``H``); a debtor item's due date is its ``CashDiscountTerms``
+``DueCalculationBaseDate``. The service answers 200 even when it refuses: its ``Log`` with
+``MaximumLogItemSeverityCode`` 3 carries the messages (``F5/201`` posting period not open,
+``F5/702`` not balanced...), which the adapter raises as a rejection with the first specific
+code; a lock message is transient. A closed period (``F5/201``) is a rejection, as the port
+wants. A SOAP fault is classified by :func:`adapters.erp.sap.classify_sap`; an answer that
+cannot be read, names another request or confirms no document leaves the outcome unknown,
+and the retry's keyed look-up settles it.
 """
 
 from __future__ import annotations

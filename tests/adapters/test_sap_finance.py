@@ -448,3 +448,10 @@ async def test_the_emulator_checks_signs_and_speaks_soap_12(rig: Rig) -> None:
     assert isinstance(posted_entry, sap_soap.Confirmation) and posted_entry.posted
     assert posted_entry.reference_id == "r1"
     assert len(rig.documents("SA")) == 1
+
+
+async def test_a_soap_12_envelope_off_the_schema_gets_a_sender_fault(rig: Rig) -> None:
+    body = envelope(HEADER + "<Amount>1</Amount>", "http://www.w3.org/2003/05/soap-envelope")
+    with pytest.raises(RejectedError) as caught:
+        await send(rig, body, "application/soap+xml")
+    assert caught.value.code == "SOAP_SENDER" and "no element Amount" in caught.value.message
