@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     hubspot_client_secret: SecretStr | None = Field(
         default=None, description="HubSpot app client secret (X-HubSpot-Signature-v3)"
     )
+    zuora_callout_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret(s) Zuora's callout templates send in the "
+        "X-Revsync-Callout-Secret header; comma-separated during rotation",
+    )
     salesforce_org_ids: list[str] = Field(
         default_factory=list,
         description="Salesforce organisation ids allowed to send Outbound Messages (JSON list)",

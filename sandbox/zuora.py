@@ -56,7 +56,17 @@ What it keeps faithful:
   a 429 (code ``50000070``) with ``Retry-After`` the seconds left in the minute.
 - **Sandbox controls** (``/_sandbox/zuora``, not Zuora's API; no auth, no faults):
   ``POST /invoices`` makes a posted (or draft) invoice with given items for a CRM account;
-  ``POST /invoices/<key>/payments`` applies an external payment (lowers the balance).
+  ``POST /invoices/<key>/payments`` applies an external payment (lowers the balance);
+  ``POST /invoices/<key>/credit-memos`` posts a credit memo for some of its items and applies
+  it; ``GET /callouts`` (``?invoice=<number>``) lists the callouts Zuora would have sent.
+- **Callouts** (Events & Notifications): the store renders, as a tenant configured with
+  revsync's callout templates would (docs/api.md), one callout per event: ``invoice.posted``
+  when an invoice is posted (made posted, or billed by an order), ``payment.applied`` when a
+  payment is applied, ``invoice.canceled`` when an invoice is cancelled, ``creditmemo.posted``
+  when a credit memo is posted. Merge fields render inside JSON strings (amounts as decimal
+  strings); a credit memo's item list ends with the ``null`` the template's loop leaves. Each
+  has a ``notificationId`` (Zuora's ``Zuora-Notification-Id`` header). Nothing is sent: a
+  test or a developer posts the body to revsync with the secret header.
 
 Operations, as named for fault injection (vendor ``zuora``): ``oauth_token``,
 ``create_account``, ``get_account``, ``update_account``, ``get_product``, ``create_order``,
@@ -77,7 +87,7 @@ import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -276,6 +286,9 @@ class ZuoraStore:
         self.orders: list[Json] = []
         self.invoices: dict[str, Json] = {}  # by id
         self.items: list[Json] = []
+        self.payments: list[Json] = []
+        self.credit_memos: list[Json] = []
+        self.callouts: list[Json] = []  # {"notificationId", "event", "body"}, in order
         self.products = _catalog_products()
         # idempotency-key -> (request fingerprint, stored status and body, or None in flight)
         self.keys: dict[str, tuple[str, tuple[int, Json] | None]] = {}
@@ -306,6 +319,8 @@ class ZuoraStore:
             "subscriptions": [copy.deepcopy(s) for s in self.subscriptions.values()],
             "orders": copy.deepcopy(self.orders),
             "invoices": [self._invoice_view(i) for i in self.invoices.values()],
+            "payments": copy.deepcopy(self.payments),
+            "creditMemos": copy.deepcopy(self.credit_memos),
             "products": sorted(self.products),
         }
 
@@ -726,7 +741,35 @@ class ZuoraStore:
             self.items.append(
                 {"id": self._id(), "invoiceId": invoice_id, "createdDate": created, **item}
             )
+        if status == "Posted":
+            self._callout(
+                "invoice.posted",
+                {
+                    "invoiceId": invoice_id,
+                    "accountNumber": account["accountNumber"],
+                    "amount": str(invoice["amount"]),
+                    "currency": currency,
+                },
+                invoice,
+            )
         return invoice
+
+    # callouts
+
+    def _callout(self, event: str, fields: Json, invoice: Json) -> None:
+        """Record the callout revsync's template for ``event`` renders (strings throughout,
+        as merge fields inside JSON strings are)."""
+        body = {"event": event, "invoiceNumber": invoice["invoiceNumber"], **fields}
+        self.callouts.append(
+            {"notificationId": secrets.token_hex(16), "event": event, "body": body}
+        )
+
+    def callouts_of(self, invoice_number: str | None) -> list[Json]:
+        return [
+            copy.deepcopy(c)
+            for c in self.callouts
+            if invoice_number is None or c["body"]["invoiceNumber"] == invoice_number
+        ]
 
     def invoice(self, key: str) -> Json:
         for invoice in self.invoices.values():
@@ -772,14 +815,110 @@ class ZuoraStore:
         if invoice["status"] != "Draft":
             raise ZuoraError(RULE, f"only a draft invoice can be cancelled ({invoice['status']})")
         invoice["status"] = "Canceled"
+        self._callout(
+            "invoice.canceled",
+            {"updatedDate": datetime.now(UTC).isoformat(timespec="seconds")},
+            invoice,
+        )
         return {"success": True, "id": invoice["id"]}
 
-    def pay(self, key: str, amount: Decimal) -> Json:
+    def pay(self, key: str, amount: Decimal, effective: date | None = None) -> Json:
+        """An external payment of ``amount`` applied to the invoice (one payment, one
+        application); the invoice is returned."""
         invoice = self.invoice(key)
         if invoice["status"] != "Posted" or not 0 < amount <= invoice["balance"]:
             raise ZuoraError(RULE, "a payment must not exceed the balance of a posted invoice")
         invoice["balance"] -= amount
+        day = effective or datetime.now(UTC).date()
+        payment = {
+            "id": self._id(),
+            "number": self._number("P-"),
+            "accountId": invoice["accountId"],
+            "type": "External",
+            "status": "Processed",
+            "amount": amount,
+            "appliedAmount": amount,
+            "currency": invoice["currency"],
+            "effectiveDate": day.isoformat(),
+            "paymentApplications": [{"invoiceId": invoice["id"], "appliedAmount": amount}],
+        }
+        self.payments.append(payment)
+        self._callout(
+            "payment.applied",
+            {
+                "paymentNumber": payment["number"],
+                "amount": str(amount),
+                "currency": invoice["currency"],
+                "effectiveDate": payment["effectiveDate"],
+            },
+            invoice,
+        )
         return copy.deepcopy(invoice)
+
+    def credit(self, key: str, items: list[tuple[str, Decimal, Decimal]], reason: str) -> Json:
+        """A credit memo from the invoice for ``(invoice item id, amount without tax, tax)``
+        items, posted and applied to the invoice (up to its balance)."""
+        invoice = self.invoice(key)
+        if invoice["status"] != "Posted":
+            raise ZuoraError(RULE, "a credit memo is created from a posted invoice")
+        currency = invoice["currency"]
+        own = {i["id"]: i for i in self.items if i["invoiceId"] == invoice["id"]}
+        memo_items: list[Json] = []
+        for item_id, amount, tax in items:
+            source = own.get(item_id)
+            if source is None:
+                raise ZuoraError(INVALID, f"invoice item {item_id!r} is not on the invoice")
+            if not 0 < amount <= source["chargeAmount"] or tax < 0:
+                raise ZuoraError(INVALID, "a credit memo item credits up to its invoice item")
+            memo_items.append(
+                {
+                    "id": self._id(),
+                    "sourceItemId": item_id,
+                    "sourceItemType": "InvoiceDetail",
+                    "sku": source["sku"],
+                    "amountWithoutTax": _money(amount, currency),
+                    "taxAmount": _money(tax, currency),
+                }
+            )
+        if not memo_items:
+            raise ZuoraError(MISSING, "'items' is required")
+        total = sum((i["amountWithoutTax"] + i["taxAmount"] for i in memo_items), Decimal(0))
+        applied = min(total, invoice["balance"])
+        invoice["balance"] -= applied
+        memo = {
+            "id": self._id(),
+            "number": self._number("CM"),
+            "accountId": invoice["accountId"],
+            "referredInvoiceId": invoice["id"],
+            "status": "Posted",
+            "reasonCode": reason,
+            "currency": currency,
+            "totalAmount": total,
+            "appliedAmount": applied,
+            "items": memo_items,
+        }
+        self.credit_memos.append(memo)
+        rendered: list[Json | None] = [
+            {
+                "id": i["id"],
+                "sourceItemId": i["sourceItemId"],
+                "sourceItemType": i["sourceItemType"],
+                "amount": str(i["amountWithoutTax"]),
+                "tax": str(i["taxAmount"]),
+            }
+            for i in memo_items
+        ]
+        self._callout(
+            "creditmemo.posted",
+            {
+                "memoNumber": memo["number"],
+                "amount": str(total),
+                "currency": currency,
+                "items": [*rendered, None],  # the loop's trailing `null`
+            },
+            invoice,
+        )
+        return copy.deepcopy(memo)
 
     # object query
 
@@ -1207,6 +1346,18 @@ class SandboxInvoice(BaseModel):
 
 class SandboxPayment(BaseModel):
     amount: Decimal = Field(gt=0)
+    effective_date: date | None = Field(default=None, description="today when absent")
+
+
+class SandboxCreditItem(BaseModel):
+    item_id: str = Field(description="the invoice item credited")
+    amount: Decimal = Field(gt=0, description="without tax")
+    tax: Decimal = Field(default=Decimal(0), ge=0)
+
+
+class SandboxCreditMemo(BaseModel):
+    items: list[SandboxCreditItem] = Field(min_length=1)
+    reason: str = "Correcting invoice error"
 
 
 def build_control_router(state: SandboxState) -> APIRouter:
@@ -1258,8 +1409,20 @@ def build_control_router(state: SandboxState) -> APIRouter:
     @router.post("/invoices/{key}/payments")
     async def pay(key: str, payment: SandboxPayment) -> Response:
         try:
-            return json_response(state.zuora.pay(key, payment.amount))
+            return json_response(state.zuora.pay(key, payment.amount, payment.effective_date))
         except ZuoraError as error:
             return error.response()
+
+    @router.post("/invoices/{key}/credit-memos")
+    async def credit(key: str, spec: SandboxCreditMemo) -> Response:
+        items = [(i.item_id, i.amount, i.tax) for i in spec.items]
+        try:
+            return json_response(state.zuora.credit(key, items, spec.reason))
+        except ZuoraError as error:
+            return error.response()
+
+    @router.get("/callouts")
+    async def callouts(invoice: str | None = None) -> Response:
+        return json_response({"callouts": state.zuora.callouts_of(invoice)})
 
     return router

@@ -26,6 +26,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
+from adapters.webhooks.zuora_invoices import CALLOUT_SCHEMA, SECRET_HEADER
 from revsync.gateway.refusals import Refused, refused_handler
 
 log = structlog.get_logger("revsync.gateway")
@@ -81,8 +82,9 @@ class InvoiceEventDelivered(BaseModel):
 
 
 class UnknownInvoice(BaseModel):
-    """An invoice event for an invoice with no saga (yet): refused so that Stripe redelivers
-    it once ``invoice.finalized`` has started the saga."""
+    """An invoice event for an invoice with no saga (yet): refused so that the billing system
+    (Stripe, Zuora) delivers it again once ``invoice.finalized`` (Zuora: ``invoice.posted``)
+    has started the saga."""
 
     status: Literal["unknown invoice"]
     workflow_id: str
@@ -241,6 +243,42 @@ WEBHOOK_DOCS: dict[str, WebhookDocs] = {
             **UNAVAILABLE,
         },
         status_code=202,
+    ),
+    "/zuora/invoices": WebhookDocs(
+        operation="zuora_invoice_callout",
+        summary="A Zuora callout: invoice.posted starts invoice-to-revenue; payments, "
+        "cancellations and credit memos signal it",
+        description=f"A Zuora Events & Notifications callout whose body is one of revsync's "
+        f"callout templates (docs/api.md#zuora-invoice-callouts); authenticated by the "
+        f"custom callout header `{SECRET_HEADER}` holding one of "
+        "REVSYNC_ZUORA_CALLOUT_SECRET. Zuora counts any answer but 200 as a failure and "
+        "sends the callout again, so a started saga is a 200 here (not a 202).",
+        openapi_extra=_json_body(
+            CALLOUT_SCHEMA, "One callout, rendered from revsync's template for its event"
+        ),
+        responses={
+            200: {
+                "description": "Started or duplicate invoice.posted (InvoiceSagaAccepted), or "
+                "an event signalled to its saga or for an ended saga (InvoiceEventDelivered)",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "anyOf": [
+                                _component("InvoiceSagaAccepted"),
+                                _component("InvoiceEventDelivered"),
+                            ]
+                        }
+                    }
+                },
+            },
+            409: {
+                "model": UnknownInvoice,
+                "description": "An event for an invoice with no saga yet (callouts can arrive "
+                "before invoice.posted): Zuora sends it again at its next attempt",
+            },
+            **REFUSALS,
+            **UNAVAILABLE,
+        },
     ),
     "/hubspot": WebhookDocs(
         operation="hubspot_events",

@@ -13,7 +13,9 @@ One pipeline for every source, in this order:
 
 Sources, under ``/v1/webhooks`` (and, deprecated, the unversioned ``/webhooks``: see
 :mod:`revsync.gateway.versioning`): ``/cpq/quote-accepted`` (revsync's HMAC scheme),
-``/stripe`` and ``/stripe/customers`` (``Stripe-Signature``), ``/hubspot``
+``/stripe``, ``/stripe/customers`` and ``/stripe/invoices`` (``Stripe-Signature``),
+``/zuora/invoices`` (Zuora callouts: a shared secret in ``X-Revsync-Callout-Secret``;
+invoice-to-revenue, :mod:`revsync.gateway.invoice_webhooks`), ``/hubspot``
 (``X-HubSpot-Signature-v3``),
 ``/salesforce/outbound-message`` (organisation allow-list; mutual TLS at the proxy; accepted
 Salesforce CPQ quotes start quote-to-cash: :mod:`revsync.gateway.salesforce_quotes`), and
@@ -49,6 +51,7 @@ from adapters.webhooks import (
     salesforce,
     stripe,
     stripe_invoices,
+    zuora_invoices,
 )
 from adapters.webhooks.signatures import MalformedPayload, SignatureError
 from adapters.webhooks.stripe_quotes import MappingError, quote_from_stripe
@@ -58,7 +61,7 @@ from domain.saga import QuoteToCashInput, SagaPolicy
 from revsync import metrics
 from revsync.gateway import hubspot_trigger
 from revsync.gateway.customer_changes import apply_customer_changes, customer_change_response
-from revsync.gateway.invoice_webhooks import invoice_event
+from revsync.gateway.invoice_webhooks import act, from_zuora, invoice_event
 from revsync.gateway.refusals import Refused, read_body
 from revsync.gateway.salesforce_quotes import book_accepted_quotes
 from revsync.gateway.versioning import versioned_webhooks
@@ -207,6 +210,7 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
     hubspot_secrets = secret_list(settings.hubspot_client_secret)
     salesforce_orgs = list(settings.salesforce_org_ids)
     erp_secrets = secret_list(settings.erp_webhook_secret)
+    zuora_secrets = secret_list(settings.zuora_callout_secret)
     master_policy = settings.customer_master_policy
 
     def routed(mapping: Callable[[], T]) -> T:
@@ -302,6 +306,27 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
             return await invoice_event(request.app.state.client, event, settings, meter)
         except stripe_invoices.InvoiceEventError as error:
             raise Refused(422, "invalid invoice event", fields=error.fields) from None
+
+    @router.post("/zuora/invoices")
+    @refusals_counted(meter, "zuora")
+    async def zuora_invoice_callout(request: Request) -> Response:
+        body = await read_body(request, limit)
+        if not zuora_secrets:
+            raise Refused(401, UNKNOWN_SOURCE)
+        header = request.headers.get(zuora_invoices.SECRET_HEADER)
+        authentic(
+            "zuora", lambda: zuora_invoices.verify(zuora_secrets, header), request, len(body)
+        )
+        notification = request.headers.get(zuora_invoices.NOTIFICATION_HEADER)
+        try:
+            callout = zuora_invoices.parse_callout(body, notification)
+            event = from_zuora(callout, settings)
+        except MalformedPayload as error:
+            raise Refused(400, error.reason) from None
+        except zuora_invoices.CalloutError as error:
+            raise Refused(422, "invalid callout", fields=error.fields) from None
+        log.info("zuora callout received", event_id=event.event_id, type=event.type)
+        return await act(request.app.state.client, event, settings, meter)
 
     @router.post("/hubspot")
     @refusals_counted(meter, "hubspot")
