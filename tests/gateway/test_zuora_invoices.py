@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -474,12 +474,13 @@ def test_the_sandbox_renders_each_event_as_revsyncs_templates_do():
         "serviceStartDate": "2026-01-01",
         "serviceEndDate": "2026-01-31",
     }
-    invoice = store.add_invoice(account, [item], *[datetime(2026, 1, 1).date()] * 2, "Posted")
+    day = date(2026, 1, 1)
+    invoice = store.add_invoice(account, [item], day, day, "Posted")
     number = invoice["invoiceNumber"]
     (item_id,) = [i["id"] for i in store.items if i["invoiceId"] == invoice["id"]]
     memo = store.credit(number, [(item_id, Decimal("210.00"), Decimal("39.90"))], "seats")
-    store.pay(number, Decimal("100.00"), datetime(2026, 2, 3).date())
-    store.add_invoice(account, [item], *[datetime(2026, 2, 1).date()] * 2, "Draft")
+    store.pay(number, Decimal("100.00"), date(2026, 2, 3))
+    store.add_invoice(account, [item], day, day, "Draft")
 
     rendered = store.callouts_of(number)
     assert [c["event"] for c in rendered] == [

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -124,7 +124,7 @@ async def post_invoice(stack: Stack, invoice: dict[str, Any]) -> Handle:
     )
 
 
-def last_day(next_start: Any) -> str:
+def last_day(next_start: date) -> str:
     """Zuora's (inclusive) service end date of a period ending before ``next_start``."""
     return (next_start - timedelta(days=1)).isoformat()
 
@@ -218,7 +218,7 @@ async def test_a_posted_zuora_invoice_is_posted_in_the_erp_and_its_payment_appli
         assert answer.json()["status"] in ("delivered", "closed"), answer.text
     final = await handle.result()
     assert final.stage is InvoiceStage.CLOSED
-    assert (final.amount_paid, final.amount_due) == (D("1494.64"), 0)
+    assert (final.amount_paid, final.amount_due) == (D("1494.64"), D(0))
     assert [p.payment_id for p in final.payments] == [f"{payment_number}@{number}"]
     late = await send(stack, applied)
     assert (late.status_code, late.json()["status"]) == (200, "closed")
