@@ -24,10 +24,11 @@ notification per event:
 
 Merge fields render inside JSON strings, so amounts arrive as decimal strings in major units
 (``"1494.64"``; JSON numbers are taken too) and must be plain: no grouping separators, no
-more decimal places than the currency has. Dates are ISO 8601 (``yyyy-mm-dd``, or a date-time
-with its offset); a bare date is taken as the start of that day in the accounting time zone,
-so the saga books the payment on the day Zuora says. A field missing or malformed raises
-:class:`CalloutError` with its name; messages never quote payload values.
+more decimal places than the currency has. Dates are ISO 8601: a bare ``yyyy-mm-dd`` is the
+start of that day in the accounting time zone, so the saga books the payment on the day Zuora
+says; a date-time without an offset is read as wall-clock time in that zone too. A field
+missing or malformed raises :class:`CalloutError` with its name; messages never quote payload
+values.
 
 Authentication (:func:`verify`): the callout template sends the shared secret in a custom
 callout header, :data:`SECRET_HEADER`; it is compared in constant time with each configured
@@ -46,6 +47,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from adapters.webhooks.signatures import MalformedPayload, SignatureError
 from domain.invoice_contracts import (
@@ -97,7 +99,8 @@ _DECIMAL = {
 }
 _DATE = {
     "type": "string",
-    "description": "ISO 8601: yyyy-mm-dd, or a date-time with its offset",
+    "description": "ISO 8601: yyyy-mm-dd, or a date-time (without an offset: in the "
+    "accounting time zone)",
 }
 # The body every revsync callout template renders (docs/api.md has the templates).
 CALLOUT_SCHEMA: Final[dict[str, Any]] = {
@@ -257,7 +260,8 @@ def _amount(value: Any, currency: str, path: str) -> Decimal:
 
 
 def _moment(obj: Mapping[str, Any], name: str, zone: str) -> datetime:
-    """A date (the start of that day in ``zone``) or an offset date-time."""
+    """A date (the start of that day in ``zone``) or a date-time (without an offset: the
+    wall-clock time in ``zone``)."""
     text = _text(obj, name)
     try:
         if len(text) == 10:
@@ -265,9 +269,7 @@ def _moment(obj: Mapping[str, Any], name: str, zone: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise _fail(name, "is not an ISO 8601 date (yyyy-mm-dd) or date-time") from None
-    if moment.tzinfo is None:
-        raise _fail(name, "is a date-time without an offset")
-    return moment
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=ZoneInfo(zone))
 
 
 def payment_key(payment_number: str, invoice_number: str) -> str:
