@@ -102,13 +102,37 @@ class DealOutcome(BaseModel):
     )
 
 
+class CompanyChangeOutcome(BaseModel):
+    """What became of one HubSpot company event of a batch: its customer change, delivered
+    to ``customer-<company id>`` (revsync.gateway.hubspot_trigger.company_changes)."""
+
+    golden_id: str = Field(description="The HubSpot company id")
+    event_id: str = Field(description="The id revsync deduplicates the event by")
+    status: str = Field(
+        description="applied, duplicate, gone (the company was deleted), unavailable or unmappable"
+    )
+    workflow_id: str | None = Field(default=None, description="customer-<golden id>")
+    verdicts: dict[str, str] | None = Field(
+        default=None,
+        description="field -> applied, unchanged, stale, not_owner_ignored or not_owner_review",
+    )
+    reviews: int | None = Field(default=None, description="Proposals raised for a steward")
+    propagating_to: list[str] | None = None
+    state: str | None = Field(default=None, description="ACTIVE, NEEDS_REVIEW or MERGED")
+    fields: list[dict[str, str]] | None = Field(
+        default=None, description="Why an unmappable change was not taken (field, message)"
+    )
+
+
 class EventsReceived(BaseModel):
     """A verified HubSpot batch, acknowledged; ``deals`` lists its closed-won deals when it
-    had some (each a duplicate, or unmappable after its last attempt)."""
+    had some (each a duplicate, or unmappable after its last attempt), ``customers`` its
+    company changes when it had some."""
 
     status: Literal["received"]
     events: int = Field(ge=1)
     deals: list[DealOutcome] | None = None
+    customers: list[CompanyChangeOutcome] | None = None
 
 
 class DealsAccepted(BaseModel):
@@ -117,6 +141,7 @@ class DealsAccepted(BaseModel):
     status: Literal["started"]
     events: int = Field(ge=1)
     deals: list[DealOutcome]
+    customers: list[CompanyChangeOutcome] | None = None
 
 
 REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -304,12 +329,13 @@ WEBHOOK_DOCS: dict[str, WebhookDocs] = {
                 "model": EventsReceived,
                 "description": "Acknowledged: no closed-won deal, or the CRM is not HubSpot; "
                 "or each closed-won deal's saga existed already (duplicate), or it is "
-                "unmappable after its last attempt (both listed in deals)",
+                "unmappable after its last attempt (both listed in deals); company changes "
+                "(CRM HubSpot) taken by their golden customers, listed in customers",
             },
             **REFUSALS,
             503: {
-                "description": "HubSpot's read of a deal failed transiently, or Temporal is "
-                "unreachable: HubSpot redelivers after Retry-After"
+                "description": "HubSpot's read of a deal or a company failed transiently, or "
+                "Temporal is unreachable: HubSpot redelivers after Retry-After"
             },
         },
         status_code=202,

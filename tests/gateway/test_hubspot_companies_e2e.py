@@ -172,6 +172,8 @@ async def test_a_rename_reaches_billing_and_erp_and_an_address_waits_for_a_stewa
     assert answer.status_code == 200, answer.text
     received = EventsReceived.model_validate(answer.json())  # the published 200 answer
     assert (received.status, received.events) == ("received", 3)
+    assert received.customers is not None
+    assert [c.status for c in received.customers] == ["applied", "applied"]
     outcomes = by_event(answer)
     assert set(outcomes) == {key(rename), key(street)}  # numberofemployees is no golden field
     assert outcomes[key(rename)] == {
@@ -277,7 +279,8 @@ async def test_a_batch_with_a_closed_won_deal_and_a_company_change_answers_both(
     website = company_change(THAM, "website", "https://thames-analytics.example")
     answer = await deliver(stack, [closed_won, website])
     assert answer.status_code == 202, answer.text
-    DealsAccepted.model_validate(answer.json())  # the published 202 answer
+    accepted = DealsAccepted.model_validate(answer.json())  # the published 202 answer
+    assert accepted.customers is not None and accepted.customers[0].golden_id == THAM
     assert answer.json()["deals"] == [
         {
             "deal_id": deal_id,
