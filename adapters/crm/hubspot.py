@@ -68,15 +68,21 @@ from adapters.crm.hubspot_deals import (
     quote_from_deal,
 )
 from adapters.crm.hubspot_fields import GOLDEN_PROPERTIES, changes_from_company, company_update
-from adapters.errors import NotFoundError, RejectedError, TransientError, VendorError
+from adapters.errors import (
+    NotFoundError,
+    RejectedError,
+    TransientError,
+    VendorError,
+    enforce,
+)
 from adapters.http import Classifier, VendorHttp, decode_json, retry_after_seconds, vendor_error
 from adapters.oauth import AuthorizedHttp, StaticToken, TokenSource
 from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField
-from domain.money import MINOR_UNITS
 from domain.order import SalesOrder, Subscription
 from domain.quote import Quote
 from domain.receivable import ReceivableStatus
+from domain.receivable_rules import unshowable_status
 from domain.reconciliation import CustomerRecord, OrderRecord, Page, System, fingerprints
 
 VENDOR = "hubspot"
@@ -584,17 +590,7 @@ class HubSpotCrm:
     ) -> None:
         operation = "set_receivable_status"
         self._check_id(operation, "company", account_id)
-        if as_of.tzinfo is None or as_of.utcoffset() is None:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"as_of {as_of.isoformat()} has no time zone: statuses are ordered by instant",
-                code="INVALID_AS_OF",
-            )
-        if currency not in MINOR_UNITS:
-            raise RejectedError(
-                VENDOR, operation, f"unsupported currency {currency!r}", code="INVALID_CURRENCY"
-            )
+        enforce(VENDOR, operation, unshowable_status(as_of, currency))
         company = await self._get(operation, "companies", account_id, (AR_AS_OF,))
         shown = _text(company["properties"], AR_AS_OF)
         if shown is not None:

@@ -61,9 +61,9 @@ import httpx
 
 from adapters.erp import sap_soap
 from adapters.erp.sap_soap import Amount, Confirmation, MalformedAnswer
-from adapters.errors import NotFoundError, RejectedError, UnknownOutcomeError
+from adapters.errors import NotFoundError, RejectedError, UnknownOutcomeError, enforce
+from domain import receivable_rules as rules
 from domain.invoice import Invoice as FinalizedInvoice
-from domain.invoice import InvoiceStatus
 from domain.receivable import (
     CreditLine,
     CreditPosting,
@@ -79,6 +79,7 @@ from domain.reconciliation import InvoiceRecord, Page, System, invoice_of_key
 from domain.revenue import closes_on, period_of
 
 VENDOR = "sap"
+ERP = "SAP"  # how messages name it
 ITEMS_SERVICE = "API_OPLACCTGDOCITEMCUBE_SRV"
 ITEMS = "A_OperationalAcctgDocItemCube"
 POST_PATH = sap_soap.POST_PATH
@@ -189,6 +190,16 @@ class _Document:
                     VENDOR, "read_journal_entry", f"document {self.id} has no posting date"
                 ) from None
         return parsed
+
+
+def _references(document: _Document, invoice: _Document, *, on_account: bool = False) -> str:
+    """The invoice documents ``document``'s customer items clear, as one text. With
+    ``on_account`` a payment whose items clear nothing (all on account) counts as the
+    invoice's."""
+    references = {str(i.get("InvoiceReference") or "") for i in document.debtor()}
+    if on_account:
+        references -= {""}
+    return ", ".join(sorted(references)) or (invoice.number if on_account else "nothing")
 
 
 class SapFinanceMixin:
@@ -381,20 +392,13 @@ class SapFinanceMixin:
         host = self._host()
         document = await self._keyed(external_id, "DR", operation)
         if document is None:
-            if invoice.status in (InvoiceStatus.VOID, InvoiceStatus.DRAFT):
+            enforce(VENDOR, operation, rules.unpostable(invoice, ERP))
+            if invoice.total == 0:  # SAP posts no document without an amount
                 raise RejectedError(
                     VENDOR,
                     operation,
-                    f"invoice {invoice.invoice_id} is {invoice.status}: only a finalized "
-                    "invoice is posted as a receivable",
-                    code="INVOICE_NOT_FINALIZED",
-                )
-            if invoice.total <= 0:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"invoice {invoice.invoice_id} totals {invoice.total} {invoice.currency}: "
-                    "a customer invoice document must be positive",
+                    f"invoice {invoice.invoice_id} totals 0 {invoice.currency}: a customer "
+                    "invoice document must be positive",
                     code="NEGATIVE_TOTAL",
                 )
             currency = invoice.currency
@@ -444,15 +448,7 @@ class SapFinanceMixin:
                     VENDOR, operation, f"posted receivable {external_id!r} is not readable yet"
                 )
         receivable = await self._receivable(document, operation)
-        if receivable.total != invoice.total or receivable.currency != invoice.currency:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"receivable {receivable.receivable_id} keyed {external_id!r} is "
-                f"{receivable.total} {receivable.currency}, not invoice {invoice.invoice_id}'s "
-                f"{invoice.total} {invoice.currency}: the key belongs to another invoice",
-                code="EXTERNAL_ID_REUSED",
-            )
+        enforce(VENDOR, operation, rules.other_invoice(receivable, invoice, external_id))
         return receivable
 
     async def list_receivables(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
@@ -552,20 +548,7 @@ class SapFinanceMixin:
             if document is None:
                 raise UnknownOutcomeError(VENDOR, operation, f"journal {key!r} not readable yet")
         posting = self._journal_posting(document, key)
-        if (posting.amount, posting.period, posting.currency) != (
-            journal.amount,
-            journal.period,
-            journal.currency,
-        ):
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"journal entry {posting.journal_entry_id} keyed {key!r} moves "
-                f"{posting.amount} {posting.currency} in {posting.period}, not "
-                f"{journal.amount} {journal.currency} in {journal.period}: the key was posted "
-                "with other figures",
-                code="JOURNAL_MISMATCH",
-            )
+        enforce(VENDOR, operation, rules.other_journal(posting, journal, key))
         return posting
 
     # -- payments ---------------------------------------------------------------------------
@@ -598,23 +581,7 @@ class SapFinanceMixin:
         document = await self._keyed(payment.payment_id, "DZ", operation)
         if document is None:
             receivable = await self._receivable(invoice, operation)
-            if receivable.currency != payment.currency:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"payment {payment.payment_id} is in {payment.currency} but receivable "
-                    f"{invoice.id} is in {receivable.currency}",
-                    code="CURRENCY_MISMATCH",
-                )
-            if receivable.amount_due <= 0:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"receivable {invoice.id} (invoice {receivable.invoice_id}) has nothing "
-                    f"due, it is {receivable.state}: payment {payment.payment_id} of "
-                    f"{payment.amount} {payment.currency} was not applied",
-                    code="RECEIVABLE_CLOSED",
-                )
+            enforce(VENDOR, operation, rules.unpayable(receivable, payment, invoice.id))
             applied = min(payment.amount, receivable.amount_due)
             customer = receivable.customer_id
             debtor: list[dict[str, Any]] = [
@@ -658,15 +625,13 @@ class SapFinanceMixin:
             document = await self._keyed(payment.payment_id, "DZ", operation)
             if document is None:
                 raise UnknownOutcomeError(VENDOR, operation, "posted payment not readable yet")
-        references = {i.get("InvoiceReference") for i in document.debtor()} - {""}
-        if references and references != {invoice.number}:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"payment document {document.id} keyed {payment.payment_id!r} applies to "
-                f"{', '.join(sorted(map(str, references)))}, not {invoice.id}",
-                code="EXTERNAL_ID_REUSED",
-            )
+        what = f"payment document {document.id}"
+        applies_to = _references(document, invoice, on_account=True)
+        enforce(
+            VENDOR,
+            operation,
+            rules.other_receivable(what, payment.payment_id, applies_to, str(invoice.number)),
+        )
         return self._payment_posting(document, payment.payment_id, invoice)
 
     # -- credits ----------------------------------------------------------------------------
@@ -752,29 +717,17 @@ class SapFinanceMixin:
         invoice = await self._document(receivable_id, operation)
         existing = await self._keyed(external_id, "DG", operation)
         if existing is not None:
-            references = {i.get("InvoiceReference") for i in existing.debtor()}
-            if references != {invoice.number}:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"credit memo {existing.id} keyed {external_id!r} reverses "
-                    f"{', '.join(sorted(map(str, references)))}, not {invoice.id}",
-                    code="EXTERNAL_ID_REUSED",
-                )
+            what, applies_to = f"credit memo {existing.id}", _references(existing, invoice)
+            enforce(
+                VENDOR,
+                operation,
+                rules.other_receivable(what, external_id, applies_to, str(invoice.number)),
+            )
             return await self._receivable(invoice, operation)
         receivable, left = await self._left(invoice, operation)
         if receivable.state is ReceivableState.REVERSED:
             return receivable
-        if receivable.amount_paid > 0:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"receivable {invoice.id} (invoice {receivable.invoice_id}) has "
-                f"{receivable.amount_paid} {receivable.currency} of payments applied: a credit "
-                "memo would leave that much owed back to the customer. Refund the payment in "
-                "billing and settle it in SAP by hand; revsync reverses unpaid receivables only",
-                code="RECEIVABLE_PAID",
-            )
+        enforce(VENDOR, operation, rules.irreversible(receivable, invoice.id, ERP))
         lines = [
             CreditLine(line_id=line, amount=max(amount, Decimal(0)), tax=max(tax, Decimal(0)))
             for line, (amount, tax) in left.items()
@@ -793,40 +746,7 @@ class SapFinanceMixin:
         if document is None:
             receivable, left = await self._left(invoice, operation)
             what = f"credit note {key} of invoice {credit.invoice_id} (SAP {invoice.id})"
-            if receivable.currency != credit.currency:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"{what} is in {credit.currency}, the invoice in {receivable.currency}",
-                    code="CURRENCY_MISMATCH",
-                )
-            for line in credit.lines:
-                if line.line_id not in left:
-                    raise RejectedError(
-                        VENDOR,
-                        operation,
-                        f"{what}: the invoice has no line {line.line_id} (its lines: "
-                        f"{', '.join(sorted(left)) or 'none'})",
-                        code="UNKNOWN_LINE",
-                    )
-                amount_left, tax_left = left[line.line_id]
-                if line.amount > amount_left or line.tax > tax_left:
-                    raise RejectedError(
-                        VENDOR,
-                        operation,
-                        f"{what}: line {line.line_id} would be credited {line.amount} + tax "
-                        f"{line.tax} {credit.currency}, but only {amount_left} + tax "
-                        f"{tax_left} {credit.currency} of it is left to credit",
-                        code="LINE_OVER_CREDITED",
-                    )
-            if credit.total > receivable.amount_due:
-                raise RejectedError(
-                    VENDOR,
-                    operation,
-                    f"{what} credits {credit.total} {credit.currency}, more than the "
-                    f"{receivable.amount_due} {credit.currency} the invoice still owes",
-                    code="CREDIT_EXCEEDS_DUE",
-                )
+            enforce(VENDOR, operation, rules.uncreditable(receivable, credit, left, what, ERP))
             await self._post_credit(
                 operation,
                 invoice,
@@ -838,15 +758,10 @@ class SapFinanceMixin:
             document = await self._keyed(key, "DG", operation)
             if document is None:
                 raise UnknownOutcomeError(VENDOR, operation, "posted credit not readable yet")
-        references = {i.get("InvoiceReference") for i in document.debtor()}
-        if references != {invoice.number}:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"credit memo {document.id} keyed {key!r} credits "
-                f"{', '.join(sorted(map(str, references)))}, not {invoice.id}",
-                code="EXTERNAL_ID_REUSED",
-            )
+        what, applies_to = f"credit memo {document.id}", _references(document, invoice)
+        enforce(
+            VENDOR, operation, rules.other_receivable(what, key, applies_to, str(invoice.number))
+        )
         amounts, taxes = document.lines("L"), document.lines("T")
         lines = tuple(
             CreditLine(
@@ -854,16 +769,8 @@ class SapFinanceMixin:
             )
             for line in sorted(set(amounts) | set(taxes))
         )
-        wanted = tuple(sorted((x for x in credit.lines if x.total), key=lambda x: x.line_id))
-        if lines != wanted:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"credit memo {document.id} keyed {key!r} was posted with other lines",
-                code="CREDIT_MISMATCH",
-            )
         total = -sum((document.signed(i) for i in document.debtor()), Decimal(0))
-        return CreditPosting(
+        posting = CreditPosting(
             credit_memo_id=document.id,
             external_id=key,
             receivable_id=invoice.id,
@@ -873,3 +780,5 @@ class SapFinanceMixin:
             applied=total,
             unapplied=Decimal(0),
         )
+        enforce(VENDOR, operation, rules.other_credit(posting, credit, key))
+        return posting
