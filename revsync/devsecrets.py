@@ -56,6 +56,7 @@ _SINGLE: dict[str, Callable[[], str]] = {
     "cpq_webhook_secret": _whsec,
     "stripe_webhook_secret": _whsec,
     "hubspot_client_secret": lambda: secrets.token_hex(16),
+    "zuora_callout_secret": lambda: secrets.token_urlsafe(24),
 }
 
 
