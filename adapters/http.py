@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -58,6 +58,20 @@ def decode_json(response: httpx.Response) -> Any:
     if not response.content:
         return None
     return json.loads(response.content, parse_float=Decimal)
+
+
+def vendor_number(vendor: str, operation: str, value: Any, what: str) -> Decimal:
+    """A number from a vendor's answer as an exact ``Decimal``; anything else (a bool, None,
+    text that is no number, infinity) is a :class:`RejectedError` naming ``what``."""
+    try:
+        if isinstance(value, bool) or value is None:
+            raise ValueError
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise RejectedError(vendor, operation, f"{what} is not a number: {value!r}") from None
+    if not number.is_finite():
+        raise RejectedError(vendor, operation, f"{what} is not a finite number: {value!r}")
+    return number
 
 
 def vendor_error(

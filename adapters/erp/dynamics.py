@@ -80,7 +80,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 from urllib.parse import quote as url_quote
@@ -102,7 +102,7 @@ from adapters.errors import (
     VendorError,
     enforce,
 )
-from adapters.http import VendorHttp, decode_json, vendor_error
+from adapters.http import VendorHttp, decode_json, vendor_error, vendor_number
 from adapters.oauth import AuthorizedHttp, TokenSource
 from domain import receivable_rules as rules
 from domain.catalog import CatalogItem
@@ -207,15 +207,7 @@ def _guid(value: str, what: str, operation: str) -> str:
 
 
 def _decimal(value: Any, what: str, operation: str) -> Decimal:
-    if isinstance(value, bool) or value is None:
-        raise RejectedError(VENDOR, operation, f"{what} is not a number: {value!r}")
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise RejectedError(VENDOR, operation, f"{what} is not a number: {value!r}") from None
-    if not number.is_finite():
-        raise RejectedError(VENDOR, operation, f"{what} is not finite: {value!r}")
-    return number
+    return vendor_number(VENDOR, operation, value, what)
 
 
 def _in(column: str, values: Iterable[str]) -> str:

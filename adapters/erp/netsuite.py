@@ -91,7 +91,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote as url_quote
 
@@ -111,7 +111,7 @@ from adapters.errors import (
     VendorError,
     enforce,
 )
-from adapters.http import VendorHttp, classify_by_status, decode_json, vendor_error
+from adapters.http import VendorHttp, classify_by_status, decode_json, vendor_error, vendor_number
 from adapters.oauth import AuthorizedHttp, StaticToken, TokenSource
 from domain import receivable_rules as rules
 from domain.catalog import CatalogItem
@@ -293,15 +293,7 @@ def _check_sku(sku: str, operation: str) -> str:
 
 
 def _decimal(value: Any, what: str, operation: str) -> Decimal:
-    if isinstance(value, bool):
-        raise RejectedError(VENDOR, operation, f"{what} is not a number: {value!r}")
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise RejectedError(VENDOR, operation, f"{what} is not a number: {value!r}") from None
-    if not number.is_finite():
-        raise RejectedError(VENDOR, operation, f"{what} is not a finite number: {value!r}")
-    return number
+    return vendor_number(VENDOR, operation, value, what)
 
 
 def _ref_id(value: Any) -> str | None:

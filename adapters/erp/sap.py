@@ -74,7 +74,7 @@ import base64
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -89,7 +89,7 @@ from adapters.errors import (
     UnknownOutcomeError,
     VendorError,
 )
-from adapters.http import VendorHttp, classify_by_status, decode_json, vendor_error
+from adapters.http import VendorHttp, classify_by_status, decode_json, vendor_error, vendor_number
 from adapters.oauth import AccessToken, TokenSource
 from domain.catalog import CatalogItem
 from domain.customer import Address, Customer
@@ -184,15 +184,7 @@ def parse_date(value: Any) -> date | None:
 
 
 def decimal(value: Any, what: str, operation: str) -> Decimal:
-    if isinstance(value, bool) or value is None:
-        raise RejectedError(VENDOR, operation, f"{what} is not a number: {value!r}")
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise RejectedError(VENDOR, operation, f"{what} is not a number: {value!r}") from None
-    if not number.is_finite():
-        raise RejectedError(VENDOR, operation, f"{what} is not a number: {value!r}")
-    return number
+    return vendor_number(VENDOR, operation, value, what)
 
 
 def results(value: Any) -> list[dict[str, Any]]:
