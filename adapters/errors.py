@@ -6,7 +6,7 @@ semantics in one place.
 
 from __future__ import annotations
 
-from domain.receivable_rules import Refusal
+from domain.refusal import Refusal
 
 
 class VendorError(Exception):

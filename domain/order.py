@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.money import CurrencyCode
 from domain.quote import BillingInterval, BillingType, PaymentTerms, Quote
+from domain.refusal import Refusal
 
 
 class OrderLine(BaseModel):
@@ -47,6 +48,15 @@ class SalesOrderDraft(BaseModel):
     lines: list[OrderLine]
     total: Decimal
     memo: str
+
+    def unbookable(self) -> Refusal | None:
+        """Why no ERP may book this draft: its lines do not add up to its total."""
+        line_sum = sum((line.amount for line in self.lines), Decimal(0))
+        if line_sum == self.total:
+            return None
+        return Refusal(
+            "TOTAL_MISMATCH", f"line amounts add up to {line_sum}, not the order total {self.total}"
+        )
 
 
 class SalesOrder(BaseModel):

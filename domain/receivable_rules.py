@@ -16,7 +16,6 @@ customer data beyond ids and amounts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -31,14 +30,7 @@ from domain.receivable import (
     ReceivableCredit,
     RevenueJournal,
 )
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why the ERP must not post: a stable code and a message for the operator."""
-
-    code: str
-    message: str
+from domain.refusal import Refusal
 
 
 def describe_lines(lines: Iterable[CreditLine]) -> str:

@@ -608,14 +608,7 @@ class DynamicsErp:
 
     async def _order_body(self, draft: SalesOrderDraft, customer_id: str) -> dict[str, Any]:
         operation = "create_sales_order"
-        total = sum((line.amount for line in draft.lines), Decimal(0))
-        if total != draft.total:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"line amounts add up to {total}, not the order total {draft.total}",
-                code="TOTAL_MISMATCH",
-            )
+        enforce(VENDOR, operation, draft.unbookable())
         products = await self._sellable([line.sku for line in draft.lines], operation)
         currency_id = await self._currency_id(draft.currency, operation)
         lines = []

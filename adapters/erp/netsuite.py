@@ -683,14 +683,7 @@ class NetSuiteErp:
 
     async def _order_body(self, draft: SalesOrderDraft, customer_id: str) -> dict[str, Any]:
         operation = "create_sales_order"
-        line_sum = sum((line.amount for line in draft.lines), Decimal(0))
-        if line_sum != draft.total:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"line amounts add up to {line_sum}, not the order total {draft.total}",
-                code="TOTAL_MISMATCH",
-            )
+        enforce(VENDOR, operation, draft.unbookable())
         items = await self._item_ids([line.sku for line in draft.lines], operation)
         return {
             "externalId": draft.external_id,

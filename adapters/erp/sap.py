@@ -88,6 +88,7 @@ from adapters.errors import (
     TransientError,
     UnknownOutcomeError,
     VendorError,
+    enforce,
 )
 from adapters.http import VendorHttp, classify_by_status, decode_json, vendor_error, vendor_number
 from adapters.oauth import AccessToken, TokenSource
@@ -913,14 +914,7 @@ class SapErp(SapFinanceMixin):
 
     def _order_body(self, draft: SalesOrderDraft, customer_id: str) -> dict[str, Any]:
         operation = "create_sales_order"
-        line_sum = sum((line.amount for line in draft.lines), Decimal(0))
-        if line_sum != draft.total:
-            raise RejectedError(
-                VENDOR,
-                operation,
-                f"line amounts add up to {line_sum}, not the order total {draft.total}",
-                code="TOTAL_MISMATCH",
-            )
+        enforce(VENDOR, operation, draft.unbookable())
         when = odata_date(draft.order_date)
         return {
             "SalesOrderType": self.order_type,
