@@ -320,7 +320,12 @@ async def bench_stack(sandbox: SandboxMode = "thread") -> AsyncIterator[BenchSta
             sandbox_process: psutil.Process | None = None
             sandbox_thread: int | None = None
             if sandbox == "thread":
-                state, calls = SandboxState(), VendorCalls()
+                # The subscriber knows the secrets events are signed with (as `revsync
+                # sandbox` learns them from REVSYNC_EVENT_SUBSCRIBERS in the process mode).
+                secrets = {
+                    s.name: s.secret.get_secret_value() for s in settings.event_subscribers
+                }
+                state, calls = SandboxState(event_secrets=secrets), VendorCalls()
                 server = ThreadedServer(CountingApp(create_sandbox(state), calls), sandbox_port)
                 server.start()
                 stack.callback(server.stop)
