@@ -53,6 +53,11 @@ def summary(names: list[str], quick: bool, results: Path) -> list[str]:
             f"{f['per_saga']['revsync']['CPU ms: total']:.0f} ms vs bare "
             f"{f['per_saga']['bare']['CPU ms: total']:.0f} ms"
         )
+        if "ratio_revsync_over_handwritten" in f:
+            lines.append(
+                f"               hand-written {rates['hand-written']} sagas/s (the same vendor "
+                f"calls, no revsync): ratio {f['ratio_revsync_over_handwritten']}"
+            )
     if "history_cost" in names and (f := load("history_cost")):
         happy = f["happy_path"]
         lines.append(
