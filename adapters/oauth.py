@@ -118,17 +118,22 @@ class Grant(Protocol):
 
 @dataclass(frozen=True)
 class ClientSecretGrant:
-    """OAuth 2.0 client credentials with the client secret in the body."""
+    """OAuth 2.0 client credentials with the client secret in the body, and the ``scope``
+    where the server wants one (Microsoft Entra ID: the resource's ``.default``)."""
 
     client_id: str
     client_secret: str
+    scope: str | None = None
 
     def form(self, token_url: str, now: float) -> dict[str, str]:
-        return {
+        form = {
             "grant_type": "client_credentials",
             "client_id": self.client_id,
             "client_secret": self.client_secret,
         }
+        if self.scope is not None:
+            form["scope"] = self.scope
+        return form
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,11 @@ from adapters.billing.zuora import ZuoraBilling
 from adapters.crm.hubspot import HubSpotCrm
 from adapters.crm.salesforce import SalesforceCrm
 from adapters.erp.dynamics import DynamicsErp
-from adapters.erp.dynamics_auth import dynamics_tokens
 from adapters.erp.netsuite import NetSuiteErp
 from adapters.erp.sap import SapErp
 from adapters.ports import BillingPort, CrmPort, ErpPort
 from adapters.vendor_auth import (
+    dynamics_tokens,
     hubspot_tokens,
     netsuite_tokens,
     salesforce_tokens,

@@ -166,3 +166,44 @@ def sap_tokens(settings: Settings, http: httpx.AsyncClient) -> TokenSource:
     token_url = settings.sap_token_url or (settings.sap_base_url.rstrip("/") + SAP_TOKEN_PATH)
     fix = " and ".join(map(_env, ("sap_client_id", "sap_client_secret")))
     return OAuthTokens(http, vendor="sap", token_url=token_url, grant=grant, fix=fix)
+
+
+ENTRA_LOGIN = "https://login.microsoftonline.com"
+
+
+def dynamics_scope(environment_url: str) -> str:
+    """The scope of a token for the Dataverse environment: ``https://<org>.crm.dynamics.com
+    /.default``."""
+    return environment_url.rstrip("/") + "/.default"
+
+
+def dynamics_token_url(environment_url: str, tenant: str) -> str:
+    """Entra ID's token endpoint for ``tenant`` when the environment is a real one
+    (``*.dynamics.com``), the sandbox's (under the environment URL) otherwise."""
+    host = urlsplit(environment_url).hostname or ""
+    if host == "dynamics.com" or host.endswith(".dynamics.com"):
+        return f"{ENTRA_LOGIN}/{tenant}/oauth2/v2.0/token"
+    return f"{environment_url.rstrip('/')}/{tenant}/oauth2/v2.0/token"
+
+
+def dynamics_tokens(settings: Settings, http: httpx.AsyncClient) -> TokenSource:
+    """Dynamics 365 (Dataverse): Microsoft Entra ID client credentials with a client secret
+    and the environment's ``.default`` scope, always (Dataverse has no long-lived token).
+    ``REVSYNC_DYNAMICS_TOKEN_URL`` unset: Entra ID's endpoint for the tenant when the
+    environment is on ``dynamics.com``, else the sandbox's, so local development needs
+    nothing."""
+    why = "the ERP is Dynamics 365 (REVSYNC_ERP=dynamics)"
+    environment = _text(settings, "dynamics_base_url", why)
+    tenant = _text(settings, "dynamics_tenant_id", why)
+    grant = ClientSecretGrant(
+        _text(settings, "dynamics_client_id", why),
+        settings.require_secret("dynamics_client_secret", why).get_secret_value(),
+        scope=dynamics_scope(environment),
+    )
+    token_url = settings.dynamics_token_url or dynamics_token_url(environment, tenant)
+    fix = (
+        "REVSYNC_DYNAMICS_TENANT_ID, REVSYNC_DYNAMICS_CLIENT_ID and "
+        "REVSYNC_DYNAMICS_CLIENT_SECRET (and the application user's security role in the "
+        "environment)"
+    )
+    return OAuthTokens(http, vendor="dynamics", token_url=token_url, grant=grant, fix=fix)

@@ -14,10 +14,10 @@ import pytest
 
 from adapters import registry
 from adapters.erp.dynamics import DynamicsErp, classify_dynamics, key_segment
-from adapters.erp.dynamics_auth import EntraClientSecretGrant, default_token_url, dynamics_tokens
 from adapters.errors import NotFoundError, RejectedError, TransientError, UnknownOutcomeError
-from adapters.oauth import OAuthTokens
+from adapters.oauth import ClientSecretGrant, OAuthTokens
 from adapters.ports import ErpPort
+from adapters.vendor_auth import dynamics_token_url, dynamics_tokens
 from domain.customer_master import MasterField
 from domain.order import SalesOrderStatus, build_sales_order
 from domain.receivable import (
@@ -320,17 +320,17 @@ async def test_one_token_cached_and_refreshed_once_when_refused(rig: Rig) -> Non
 
 
 def test_the_grant_asks_entra_for_the_environment_scope() -> None:
-    grant = EntraClientSecretGrant("app", "secret", "https://org.crm.dynamics.com/.default")
+    grant = ClientSecretGrant("app", "secret", scope="https://org.crm.dynamics.com/.default")
     assert grant.form("u", 0.0) == {
         "grant_type": "client_credentials",
         "client_id": "app",
         "client_secret": "secret",
         "scope": "https://org.crm.dynamics.com/.default",
     }
-    assert default_token_url("https://org.crm4.dynamics.com", "t1") == (
+    assert dynamics_token_url("https://org.crm4.dynamics.com", "t1") == (
         "https://login.microsoftonline.com/t1/oauth2/v2.0/token"
     )
-    assert default_token_url("http://127.0.0.1:8100/dynamics", "t1") == (
+    assert dynamics_token_url("http://127.0.0.1:8100/dynamics", "t1") == (
         "http://127.0.0.1:8100/dynamics/t1/oauth2/v2.0/token"
     )
     assert key_segment("k", "a'b:c") == "(k='a''b%3Ac')"
