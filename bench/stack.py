@@ -322,9 +322,7 @@ async def bench_stack(sandbox: SandboxMode = "thread") -> AsyncIterator[BenchSta
             if sandbox == "thread":
                 # The subscriber knows the secrets events are signed with (as `revsync
                 # sandbox` learns them from REVSYNC_EVENT_SUBSCRIBERS in the process mode).
-                secrets = {
-                    s.name: s.secret.get_secret_value() for s in settings.event_subscribers
-                }
+                secrets = {s.name: s.secret.get_secret_value() for s in settings.event_subscribers}
                 state, calls = SandboxState(event_secrets=secrets), VendorCalls()
                 server = ThreadedServer(CountingApp(create_sandbox(state), calls), sandbox_port)
                 server.start()

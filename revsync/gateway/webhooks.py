@@ -314,9 +314,7 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
         if not zuora_secrets:
             raise Refused(401, UNKNOWN_SOURCE)
         header = request.headers.get(zuora_invoices.SECRET_HEADER)
-        authentic(
-            "zuora", lambda: zuora_invoices.verify(zuora_secrets, header), request, len(body)
-        )
+        authentic("zuora", lambda: zuora_invoices.verify(zuora_secrets, header), request, len(body))
         notification = request.headers.get(zuora_invoices.NOTIFICATION_HEADER)
         try:
             callout = zuora_invoices.parse_callout(body, notification)
