@@ -66,6 +66,16 @@ class ReceivableState(StrEnum):
     PAID = "paid"  # nothing due, paid by payments
     REVERSED = "reversed"  # nothing due, cancelled by a credit (void or credit note)
 
+    @classmethod
+    def of(cls, amount_due: Decimal, amount_paid: Decimal, amount_credited: Decimal) -> Self:
+        """The state of a receivable with these amounts: open while anything is due; with
+        nothing due, reversed if only credits settled it, else paid."""
+        if amount_due > 0:
+            return cls.OPEN
+        if amount_credited > 0 and amount_paid == 0:
+            return cls.REVERSED
+        return cls.PAID
+
 
 class Receivable(BaseModel):
     """The ERP's open item for one billing invoice (NetSuite: an ``invoice`` record)."""

@@ -794,12 +794,7 @@ class DynamicsErp:
         paid = _decimal(record.get("revsync_amountpaid", 0), "amount paid", operation)
         credited = _decimal(record.get("revsync_amountcredited", 0), "amount credited", operation)
         due = _decimal(record.get("revsync_amountdue", 0), "amount due", operation)
-        if due > 0:
-            state = ReceivableState.OPEN
-        elif credited > 0 and paid == 0:
-            state = ReceivableState.REVERSED
-        else:
-            state = ReceivableState.PAID
+        state = ReceivableState.of(due, paid, credited)
         try:
             issued = date.fromisoformat(str(record.get("revsync_issuedate")))
             due_date = date.fromisoformat(str(record.get("duedate") or issued.isoformat()))

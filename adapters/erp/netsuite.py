@@ -1002,12 +1002,7 @@ class NetSuiteErp:
                 if _ref_id(entry.get("doc")) == receivable_id and entry.get("apply", True):
                     credited += _decimal(entry.get("amount"), "credit applied", operation)
         paid = max(total - remaining - credited, Decimal(0))
-        if remaining > 0:
-            state = ReceivableState.OPEN
-        elif credited > 0 and paid == 0:
-            state = ReceivableState.REVERSED
-        else:
-            state = ReceivableState.PAID
+        state = ReceivableState.of(remaining, paid, credited)
         try:
             issue_date = date.fromisoformat(str(record.get("tranDate")))
             due_date = date.fromisoformat(str(record.get("dueDate") or record.get("tranDate")))

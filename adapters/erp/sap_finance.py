@@ -347,12 +347,7 @@ class SapFinanceMixin:
                 credited += applied
                 reversal_ids.append(document.id)
         due = total - paid - credited
-        if due > 0:
-            state = ReceivableState.OPEN
-        elif paid > 0:
-            state = ReceivableState.PAID
-        else:
-            state = ReceivableState.REVERSED
+        state = ReceivableState.of(due, paid, credited)
         key = invoice.key_text()
         due_date = debtor[0].get("NetDueDate")
         from adapters.erp.sap import parse_date

@@ -177,3 +177,19 @@ def test_a_credit_key_posted_with_other_lines_is_refused() -> None:
     refusal = rules.other_credit(other, wanted, "cn_1")
     assert refusal is not None and refusal.code == "CREDIT_MISMATCH"
     assert "L1 9.00 + tax 1.90, not L1 10.00 + tax 1.90" in refusal.message
+
+
+@pytest.mark.parametrize(
+    ("due", "paid", "credited", "state"),
+    [
+        ("0.01", "0", "0", ReceivableState.OPEN),
+        ("50.00", "50.00", "19.00", ReceivableState.OPEN),
+        ("0", "119.00", "0", ReceivableState.PAID),
+        ("0", "100.00", "19.00", ReceivableState.PAID),
+        ("0", "0", "119.00", ReceivableState.REVERSED),
+    ],
+)
+def test_a_receivables_state_follows_from_its_amounts(
+    due: str, paid: str, credited: str, state: ReceivableState
+) -> None:
+    assert ReceivableState.of(D(due), D(paid), D(credited)) is state
