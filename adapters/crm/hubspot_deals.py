@@ -45,6 +45,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from adapters.mapping import FieldErrors, QuoteMappingError, validation_fields
 from domain.money import MINOR_UNITS
 from domain.quote import BillingInterval, BillingType, PaymentTerms, Quote
 
@@ -110,18 +111,11 @@ _LINE_SOURCES = {
 }
 
 
-class DealMappingError(Exception):
-    """The deal does not describe a quote revsync can book. ``fields`` lists
-    ``{"field": <path>, "message": ...}``; nothing in it repeats a value of the deal."""
+class DealMappingError(QuoteMappingError):
+    """The deal does not describe a quote revsync can book; ``fields`` are paths inside the
+    HubSpot records."""
 
-    def __init__(self, fields: list[dict[str, str]]) -> None:
-        self.fields = fields
-        paths = ", ".join(dict.fromkeys(item["field"] for item in fields))
-        count = len(fields)
-        super().__init__(
-            f"HubSpot deal cannot be mapped: {count} field error{'s' if count != 1 else ''}"
-            f" ({paths})"
-        )
+    source = "HubSpot deal"
 
 
 def _text(properties: dict[str, Any], name: str) -> str | None:
@@ -153,13 +147,7 @@ def line_item_ids(deal: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(i for i, _ in associated_ids(deal, LINE_ITEMS_ASSOCIATION)))
 
 
-class _Reader:
-    def __init__(self) -> None:
-        self.errors: list[dict[str, str]] = []
-
-    def error(self, field: str, message: str) -> None:
-        self.errors.append({"field": field, "message": message})
-
+class _Reader(FieldErrors):
     def decimal(self, properties: dict[str, Any], base: str, name: str) -> Decimal | None:
         text = _text(properties, name)
         if text is None:
@@ -343,19 +331,14 @@ def quote_from_deal(
             }
         )
     except ValidationError as error:
-        raise DealMappingError(_validation_fields(error)) from None
+        raise DealMappingError(validation_fields(error, _field_of, scrub_all=True)) from None
 
 
-def _validation_fields(error: ValidationError) -> list[dict[str, str]]:
-    fields: list[dict[str, str]] = []
-    for item in error.errors(include_url=False, include_input=False):
-        loc = [str(part) for part in item["loc"]]
-        message = re.sub(r"'[^']*'|\"[^\"]*\"", "<value>", item["msg"])
-        if len(loc) >= 3 and loc[0] == "lines" and loc[2] in _LINE_SOURCES:
-            field = f"line_items.{loc[1]}.{_LINE_SOURCES[loc[2]]}"
-        elif loc and loc[0] in _QUOTE_SOURCES:
-            field = _QUOTE_SOURCES[loc[0]]
-        else:
-            field = "deal"
-        fields.append({"field": field, "message": message})
-    return fields
+def _field_of(loc: tuple[int | str, ...]) -> str:
+    """The HubSpot path a pydantic ``loc`` of Quote refers to."""
+    parts = [str(part) for part in loc]
+    if len(parts) >= 3 and parts[0] == "lines" and parts[2] in _LINE_SOURCES:
+        return f"line_items.{parts[1]}.{_LINE_SOURCES[parts[2]]}"
+    if parts and parts[0] in _QUOTE_SOURCES:
+        return _QUOTE_SOURCES[parts[0]]
+    return "deal"

@@ -62,6 +62,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from adapters.mapping import FieldError, FieldErrors, QuoteMappingError, validation_fields
 from adapters.webhooks.salesforce import Notification
 from domain.money import MINOR_UNITS
 from domain.quote import BillingInterval, BillingType, PaymentTerms, Quote
@@ -128,7 +129,6 @@ _PAYMENT_TERMS = {
 _FREQUENCIES = {"monthly": BillingInterval.MONTH, "annual": BillingInterval.YEAR}
 _TRUE = frozenset({"true", "1"})
 _ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _UNIT_PLACES = Decimal("0.000001")
 _PERCENT_PLACES = Decimal("0.0001")
 
@@ -156,21 +156,15 @@ _LINE_SOURCES = {
 }
 
 
-class CpqMappingError(Exception):
-    """The CPQ quote does not describe a quote revsync can book.
+class CpqMappingError(QuoteMappingError):
+    """The CPQ quote does not describe a quote revsync can book. ``fields`` name
+    ``SBQQ__Quote__c.<field>`` or ``SBQQ__QuoteLine__c.<Id>.<field>``."""
 
-    ``fields`` lists ``{"field": "SBQQ__Quote__c.<field>" or "SBQQ__QuoteLine__c.<Id>.<field>",
-    "message": ...}``; neither the summary nor the messages contain the records' values."""
+    source = "Salesforce CPQ quote"
 
-    def __init__(self, quote_id: str, fields: list[dict[str, str]]) -> None:
+    def __init__(self, quote_id: str, fields: list[FieldError]) -> None:
         self.quote_id = quote_id
-        self.fields = fields
-        paths = ", ".join(dict.fromkeys(item["field"] for item in fields))
-        count = len(fields)
-        super().__init__(
-            f"Salesforce CPQ quote cannot be mapped: {count} field error"
-            f"{'s' if count != 1 else ''} ({paths})"
-        )
+        super().__init__(fields)
 
 
 # -- the trigger --------------------------------------------------------------------------------
@@ -214,14 +208,8 @@ def is_bookable(quote: Mapping[str, Any]) -> bool:
 # -- mapping ------------------------------------------------------------------------------------
 
 
-class _Reader:
+class _Reader(FieldErrors):
     """Typed values out of the records, collecting errors instead of raising."""
-
-    def __init__(self) -> None:
-        self.errors: list[dict[str, str]] = []
-
-    def error(self, path: str, message: str) -> None:
-        self.errors.append({"field": path, "message": message})
 
     def text(
         self, record: Mapping[str, Any], base: str, name: str, *, required: bool
@@ -333,7 +321,9 @@ def quote_from_cpq(quote: Mapping[str, Any], lines: Sequence[Mapping[str, Any]])
         )
     except ValidationError as error:
         ids = [str(line.get("Id") or index) for index, line in enumerate(ordered)]
-        raise CpqMappingError(quote_id, _validation_fields(error, ids)) from None
+        raise CpqMappingError(
+            quote_id, validation_fields(error, lambda loc: _source_of(loc, ids))
+        ) from None
 
 
 def _line_order(line: Mapping[str, Any]) -> tuple[bool, Decimal, str]:
@@ -463,16 +453,6 @@ def _prices(
         return
     percent = ((listed - net) * 100 / listed).quantize(_PERCENT_PLACES, rounding=ROUND_HALF_UP)
     out["discount_percent"] = percent
-
-
-def _validation_fields(error: ValidationError, line_ids: list[str]) -> list[dict[str, str]]:
-    fields: list[dict[str, str]] = []
-    for item in error.errors(include_input=False, include_url=False):
-        message = item["msg"]
-        if item["type"] in {"value_error", "assertion_error"}:
-            message = _QUOTED.sub("<value>", message)
-        fields.append({"field": _source_of(item["loc"], line_ids), "message": message})
-    return fields
 
 
 def _source_of(loc: tuple[int | str, ...], line_ids: list[str]) -> str:

@@ -34,6 +34,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from adapters.billing.stripe import stripe_exponent
+from adapters.mapping import FieldErrors, QuoteMappingError, validation_fields
 from domain.money import MINOR_UNITS
 from domain.quote import BillingInterval, BillingType, PaymentTerms, Quote
 
@@ -53,7 +54,6 @@ _TERMS_BY_DAYS = {terms.days: terms for terms in PaymentTerms}
 _INTERVALS = {interval.value: interval for interval in BillingInterval}
 _WHOLE_NUMBER = re.compile(r"^\s*\d{1,4}\s*$")
 # Quoted literals in a validator's own message may be payload values.
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 # Where each Quote field comes from, relative to ``data.object``.
 _QUOTE_SOURCES = {
@@ -82,21 +82,11 @@ _LINE_SOURCES = {
 }
 
 
-class MappingError(Exception):
-    """The Stripe quote does not describe a valid revsync quote.
+class MappingError(QuoteMappingError):
+    """The Stripe quote does not describe a valid revsync quote; ``fields`` are dotted paths
+    inside the event."""
 
-    ``fields`` lists ``{"field": <dotted path inside the event>, "message": ...}``; neither
-    the summary nor the messages contain values from the payload.
-    """
-
-    def __init__(self, fields: list[dict[str, str]]) -> None:
-        self.fields = fields
-        paths = ", ".join(dict.fromkeys(item["field"] for item in fields))
-        count = len(fields)
-        super().__init__(
-            f"Stripe quote cannot be mapped: {count} field error{'s' if count != 1 else ''}"
-            f" ({paths})"
-        )
+    source = "Stripe quote"
 
 
 def _path(relative: str) -> str:
@@ -107,14 +97,11 @@ def _join(base: str, key: str) -> str:
     return f"{base}.{key}" if base else key
 
 
-class _Reader:
+class _Reader(FieldErrors):
     """Reads typed values out of the Quote object, collecting errors instead of raising."""
 
-    def __init__(self) -> None:
-        self.errors: list[dict[str, str]] = []
-
     def error(self, relative: str, message: str) -> None:
-        self.errors.append({"field": _path(relative), "message": message})
+        super().error(_path(relative), message)
 
     def mapping(
         self, container: dict[str, Any], base: str, key: str, *, required: bool = True
@@ -229,7 +216,9 @@ def quote_from_stripe(quote: dict[str, Any]) -> Quote:
             }
         )
     except ValidationError as error:
-        raise MappingError(_validation_fields(error, sources)) from None
+        raise MappingError(
+            validation_fields(error, lambda loc: _path(_source_of(loc, sources)))
+        ) from None
 
 
 def _term_months(read: _Reader, metadata: dict[str, Any]) -> int | None:
@@ -443,18 +432,6 @@ def _discount_percent(read: _Reader, item: dict[str, Any], base: str) -> Decimal
     if 2 * remainder >= subtotal:
         quotient += 1
     return Decimal(quotient).scaleb(-4)
-
-
-def _validation_fields(
-    error: ValidationError, sources: list[dict[str, str]]
-) -> list[dict[str, str]]:
-    fields: list[dict[str, str]] = []
-    for item in error.errors(include_input=False, include_url=False):
-        message = item["msg"]
-        if item["type"] in {"value_error", "assertion_error"}:
-            message = _QUOTED.sub("<value>", message)
-        fields.append({"field": _path(_source_of(item["loc"], sources)), "message": message})
-    return fields
 
 
 def _source_of(loc: tuple[int | str, ...], sources: list[dict[str, str]]) -> str:
