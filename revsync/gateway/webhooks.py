@@ -213,6 +213,18 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
     zuora_secrets = secret_list(settings.zuora_callout_secret)
     master_policy = settings.customer_master_policy
 
+    async def verified_body(
+        request: Request, source: str, secrets: list[str], verify: Callable[[bytes], None]
+    ) -> bytes:
+        """The body of a delivery from ``source``, read within the size limit and
+        authenticated by ``verify``; 401 at once when no secret is configured for ``source``
+        (nothing it sends could be authentic)."""
+        body = await read_body(request, limit)
+        if not secrets:
+            raise Refused(401, UNKNOWN_SOURCE)
+        authentic(source, lambda: verify(body), request, len(body))
+        return body
+
     def routed(mapping: Callable[[], T]) -> T:
         """A customer change mapped and routed, or 422 with the reason."""
         try:
@@ -248,15 +260,12 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
         """The Stripe event of a delivery verified against the endpoint's signing secrets, or
         the 200 ``ignored`` answer for a type this endpoint does not handle (Stripe sends an
         endpoint only the types it subscribes to; anything else is acknowledged, not retried)."""
-        body = await read_body(request, limit)
-        if not stripe_secrets:
-            raise Refused(401, UNKNOWN_SOURCE)
         header = request.headers.get(stripe.SIGNATURE_HEADER)
-        authentic(
-            "stripe",
-            lambda: stripe.verify(stripe_secrets, header, body, tolerance_seconds=tolerance),
+        body = await verified_body(
             request,
-            len(body),
+            "stripe",
+            stripe_secrets,
+            lambda body: stripe.verify(stripe_secrets, header, body, tolerance_seconds=tolerance),
         )
         event = parsed(stripe.parse_event, body, "invalid event")
         if event.type in handled:
@@ -310,11 +319,10 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
     @router.post("/zuora/invoices")
     @refusals_counted(meter, "zuora")
     async def zuora_invoice_callout(request: Request) -> Response:
-        body = await read_body(request, limit)
-        if not zuora_secrets:
-            raise Refused(401, UNKNOWN_SOURCE)
         header = request.headers.get(zuora_invoices.SECRET_HEADER)
-        authentic("zuora", lambda: zuora_invoices.verify(zuora_secrets, header), request, len(body))
+        body = await verified_body(
+            request, "zuora", zuora_secrets, lambda _: zuora_invoices.verify(zuora_secrets, header)
+        )
         notification = request.headers.get(zuora_invoices.NOTIFICATION_HEADER)
         try:
             callout = zuora_invoices.parse_callout(body, notification)
@@ -329,15 +337,14 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
     @router.post("/hubspot")
     @refusals_counted(meter, "hubspot")
     async def hubspot_events(request: Request) -> Response:
-        body = await read_body(request, limit)
-        if not hubspot_secrets:
-            raise Refused(401, UNKNOWN_SOURCE)
         url = public_url(request, settings)
         signature = request.headers.get(hubspot.SIGNATURE_HEADER)
         timestamp = request.headers.get(hubspot.TIMESTAMP_HEADER)
-        authentic(
+        body = await verified_body(
+            request,
             "hubspot",
-            lambda: hubspot.verify(
+            hubspot_secrets,
+            lambda body: hubspot.verify(
                 hubspot_secrets,
                 method=request.method,
                 url=url,
@@ -346,8 +353,6 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
                 timestamp=timestamp,
                 max_age_seconds=tolerance,
             ),
-            request,
-            len(body),
         )
         events = parsed(hubspot.parse_events, body, "invalid events")
         for event in events:
@@ -448,15 +453,12 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
     @router.post("/erp/customer-changed")
     @refusals_counted(meter, "erp")
     async def erp_customer_changed(request: Request) -> Response:
-        body = await read_body(request, limit)
-        if not erp_secrets:
-            raise Refused(401, UNKNOWN_SOURCE)
         header = request.headers.get(cpq.SIGNATURE_HEADER)
-        authentic(
-            "erp",
-            lambda: cpq.verify(erp_secrets, header, body, tolerance_seconds=tolerance),
+        body = await verified_body(
             request,
-            len(body),
+            "erp",
+            erp_secrets,
+            lambda body: cpq.verify(erp_secrets, header, body, tolerance_seconds=tolerance),
         )
         payload = json_body(body)
         try:
