@@ -14,9 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.billing.stripe import StripeBilling
-from adapters.crm.salesforce import SalesforceCrm
-from adapters.erp.netsuite import NetSuiteErp
+from adapters import registry
 from adapters.webhooks import cpq, stripe
 from domain.customer_master import MasterState, master_workflow_id
 from domain.master_contracts import CustomerMasterStatus, erp_external_id
@@ -37,26 +35,13 @@ async def stack() -> AsyncIterator[Stack]:
 
 
 async def link_customer(stack: Stack, account_id: str) -> tuple[str, str]:
-    """The account's billing and ERP customers, created as quote-to-cash creates them."""
+    """The account's billing and ERP customers, created as quote-to-cash creates them, on the
+    stack's vendors (the CRM's account read through the CRM the stack runs)."""
     settings = stack.settings
     async with httpx.AsyncClient() as http:
-        crm = SalesforceCrm(
-            http,
-            base_url=settings.salesforce_base_url,
-            api_version=settings.salesforce_api_version,
-            access_token=settings.salesforce_access_token.get_secret_value(),
-        )
-        customer = await crm.get_account(account_id)
-        billing = StripeBilling(
-            http,
-            base_url=settings.stripe_base_url,
-            api_key=settings.stripe_api_key.get_secret_value(),
-        )
-        erp = NetSuiteErp(
-            http,
-            base_url=settings.netsuite_base_url,
-            access_token=settings.netsuite_access_token.get_secret_value(),
-        )
+        customer = await registry.build_crm(settings, http).get_account(account_id)
+        billing = registry.build_billing(settings, http)
+        erp = registry.build_erp(settings, http)
         billing_id = await billing.upsert_customer(customer, f"q2c-Q-{account_id}:billing-customer")
         erp_id = await erp.upsert_customer(customer, erp_external_id(account_id))
     return billing_id, erp_id

@@ -20,18 +20,15 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.billing.stripe import StripeBilling
-from adapters.crm.hubspot import HubSpotCrm
-from adapters.erp.netsuite import NetSuiteErp
 from adapters.webhooks import hubspot as signatures
 from domain.customer import Address
 from domain.customer_master import MasterField, MasterState, System, master_workflow_id
-from domain.master_contracts import erp_external_id
 from revsync.customer_master import customer_status
 from revsync.gateway.hubspot_trigger import MAX_MAPPING_ATTEMPTS
 from revsync.gateway.versioning import DealsAccepted, EventsReceived
 from revsync.settings import secret_list
 from sandbox.hubspot import COMPANY_IDS, create_deal
+from tests.customer_master.test_e2e import link_customer
 from tests.e2e.stack import Stack, running_stack
 from tests.staff import token_of
 from workflows import visibility
@@ -102,31 +99,6 @@ async def edit_company(stack: Stack, company_id: str, **properties: str) -> None
             headers={"Authorization": f"Bearer {token}"},
         )
     answer.raise_for_status()
-
-
-async def link_customer(stack: Stack, company_id: str) -> tuple[str, str]:
-    """The company's billing and ERP customers, created as quote-to-cash creates them."""
-    settings = stack.settings
-    async with httpx.AsyncClient() as http:
-        crm = HubSpotCrm(
-            http,
-            base_url=settings.hubspot_base_url,
-            access_token=settings.hubspot_access_token.get_secret_value(),
-        )
-        customer = await crm.get_account(company_id)
-        billing = StripeBilling(
-            http,
-            base_url=settings.stripe_base_url,
-            api_key=settings.stripe_api_key.get_secret_value(),
-        )
-        erp = NetSuiteErp(
-            http,
-            base_url=settings.netsuite_base_url,
-            access_token=settings.netsuite_access_token.get_secret_value(),
-        )
-        billing_id = await billing.upsert_customer(customer, f"q2c-Q-{company_id}:billing-customer")
-        erp_id = await erp.upsert_customer(customer, erp_external_id(company_id))
-    return billing_id, erp_id
 
 
 async def until(check: Callable[[], bool], what: str, tries: int = 300) -> None:
