@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 from fastapi import Response
@@ -19,6 +20,15 @@ from pydantic import BaseModel, Field
 Phase = Literal["before", "after"]
 # Builds a vendor's own error response for an injected fault (status, code, message).
 ErrorFactory = Callable[[int, str | None, str], Response]
+
+
+@dataclass(frozen=True)
+class Injection:
+    """A fault decision: hold the answer back this long, then answer ``response`` (an
+    injected error) or go on (None)."""
+
+    hold_seconds: float
+    response: Response | None
 
 
 class FaultRule(BaseModel):
@@ -84,26 +94,33 @@ class FaultInjector:
                 return rule
         return None
 
-    async def delay(self, vendor: str, operation: str) -> None:
+    def latency(self, vendor: str, operation: str) -> float:
+        """The configured latency of this call, in seconds."""
         ms = self._latency.get((vendor, operation), self._latency.get((vendor, "*"), 0))
-        if ms:
-            await asyncio.sleep(ms / 1000)
+        return ms / 1000
+
+    def decide(self, vendor: str, operation: str, phase: Phase, error: ErrorFactory) -> Injection:
+        """What this call meets, without waiting: the seconds to hold its answer back
+        (latency before the call, an injected fault's hang) and the injected error, if a
+        rule fires. A caller that must not await mid-change (an all-or-none transaction)
+        decides every step first and holds the answer once the change is over."""
+        hold = self.latency(vendor, operation) if phase == "before" else 0.0
+        rule = self._take(vendor, operation, phase)
+        if rule is None:
+            return Injection(hold, None)
+        response = error(rule.status, rule.code, rule.message)
+        if rule.retry_after is not None:
+            response.headers["Retry-After"] = str(rule.retry_after)
+        return Injection(hold + rule.hang_ms / 1000, response)
 
     async def check(
         self, vendor: str, operation: str, phase: Phase, error: ErrorFactory
     ) -> Response | None:
         """The injected error response for this call and phase, or None to go on."""
-        if phase == "before":
-            await self.delay(vendor, operation)
-        rule = self._take(vendor, operation, phase)
-        if rule is None:
-            return None
-        if rule.hang_ms:
-            await asyncio.sleep(rule.hang_ms / 1000)
-        response = error(rule.status, rule.code, rule.message)
-        if rule.retry_after is not None:
-            response.headers["Retry-After"] = str(rule.retry_after)
-        return response
+        injection = self.decide(vendor, operation, phase, error)
+        if injection.hold_seconds:
+            await asyncio.sleep(injection.hold_seconds)
+        return injection.response
 
 
 class VendorFaults:
@@ -126,3 +143,9 @@ class VendorFaults:
 
     async def after(self, operation: str) -> Response | None:
         return await self.injector.check(self.vendor, operation, "after", self.error)
+
+    def decide_before(self, operation: str) -> Injection:
+        return self.injector.decide(self.vendor, operation, "before", self.error)
+
+    def decide_after(self, operation: str) -> Injection:
+        return self.injector.decide(self.vendor, operation, "after", self.error)

@@ -47,14 +47,17 @@ cpq-quotes`` makes an accepted CPQ quote with priced lines (:func:`seed_cpq_quot
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import copy
+import dataclasses
 import json
 import re
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -427,6 +430,30 @@ def _in_list(
 # -- the store ----------------------------------------------------------------------------
 
 
+@dataclass
+class Transaction:
+    """What one all-or-none composite wrote, so that its rollback undoes just that.
+
+    Other requests go on while a composite waits between subrequests (an injected fault
+    may hold one back), so a rollback must never restore a copy of the whole org: that
+    would erase their writes too."""
+
+    created: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    # (sobject, id) -> field -> (value before this transaction, value it wrote)
+    changed: dict[tuple[str, str], dict[str, tuple[Any, Any]]] = dataclasses.field(
+        default_factory=dict
+    )
+
+    def journal_update(
+        self, sobject: str, record_id: str, before: dict[str, Any], after: dict[str, Any]
+    ) -> None:
+        fields = self.changed.setdefault((sobject, record_id), {})
+        for name, value in after.items():
+            if before.get(name) != value:
+                first_before = fields[name][0] if name in fields else before.get(name)
+                fields[name] = (first_before, value)
+
+
 class SalesforceStore:
     """The org's records, in memory, with the validation a real org would enforce."""
 
@@ -438,6 +465,8 @@ class SalesforceStore:
         self._cursors: dict[str, list[dict[str, Any]]] = {}
         # The batch size each open query locator pages by.
         self._batch_sizes: dict[str, int] = {}
+        # The all-or-none transaction whose writes are being journalled (writing_for).
+        self._transaction: Transaction | None = None
         for account in seed.ACCOUNTS:
             self.records["Account"][account["Id"]] = copy.deepcopy(account)
 
@@ -511,14 +540,19 @@ class SalesforceStore:
             autonumber = next(n for n, s in SCHEMA[sobject].items() if s.type == "autonumber")
             record[autonumber] = number
         self.records[sobject][record_id] = record
+        if self._transaction is not None:
+            self._transaction.created.append((sobject, record_id))
         return record_id
 
     def update(self, sobject: str, record_id: str, body: dict[str, Any]) -> None:
         record = self.records[sobject].get(record_id)
         if record is None:
             raise _not_found()
+        before = dict(record)
         record.update(self._validated(sobject, body, existing=record))
         self._touch(sobject, record, created=False)
+        if self._transaction is not None:
+            self._transaction.journal_update(sobject, record_id, before, record)
 
     @staticmethod
     def _touch(sobject: str, record: dict[str, Any], *, created: bool) -> None:
@@ -529,12 +563,33 @@ class SalesforceStore:
         if "LastModifiedDate" in SCHEMA[sobject]:
             record["LastModifiedDate"] = now
 
-    def checkpoint(self) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, int]]:
-        """A copy of every record, to :meth:`restore` when a transaction rolls back."""
-        return copy.deepcopy(self.records), dict(self._autonumbers)
+    @contextmanager
+    def writing_for(self, transaction: Transaction) -> Iterator[None]:
+        """Journal every write made inside the block into ``transaction``, so that a rollback
+        undoes those writes and nothing else. The block must not await: the journal is the
+        store's, and another request's writes between two awaits belong to that request."""
+        self._transaction = transaction
+        try:
+            yield
+        finally:
+            self._transaction = None
 
-    def restore(self, saved: tuple[dict[str, dict[str, dict[str, Any]]], dict[str, int]]) -> None:
-        self.records, self._autonumbers = copy.deepcopy(saved[0]), dict(saved[1])
+    def rollback(self, transaction: Transaction) -> None:
+        """Undo what ``transaction`` wrote, and only that.
+
+        Records it created are removed. A field it changed gets its earlier value back,
+        unless another request has written that field since (the later write stands, as if
+        the rolled-back transaction had never run). Auto-numbers it took are not reused:
+        an org leaves a gap."""
+        for (sobject, record_id), fields in transaction.changed.items():
+            record = self.records[sobject].get(record_id)
+            if record is None:
+                continue
+            for name, (before, written) in fields.items():
+                if record.get(name) == written:
+                    record[name] = before
+        for sobject, record_id in reversed(transaction.created):
+            self.records[sobject].pop(record_id, None)
 
     def upsert(
         self, sobject: str, field: str, value: str, body: dict[str, Any]
@@ -963,28 +1018,39 @@ def _subrequest_answer(status: int, body: Any, ref: str, headers: dict[str, str]
 
 async def run_composite(
     store: SalesforceStore, faults: VendorFaults, body: Any, options: str | None
-) -> dict[str, Any]:
+) -> tuple[int, Any] | Response:
     """``POST composite``: each subrequest in order, references resolved from earlier
-    answers. With ``allOrNone`` the first failure rolls every change back and every other
-    subrequest answers 400 ``PROCESSING_HALTED``; without it a failure halts only the
-    subrequests that reference it. The answer is 200 whatever the subrequests did."""
+    answers. With ``allOrNone`` the first failure rolls back what this composite wrote and
+    every other subrequest answers 400 ``PROCESSING_HALTED``; without it a failure halts
+    only the subrequests that reference it. The answer is 200 whatever the subrequests did.
+
+    The subrequests run as one step with no await in between, as the org runs a
+    transaction: other requests never see it half done, and a rollback cannot meet their
+    writes. Injected latency and hangs hold the answer back after the work is done. A
+    fault of the ``after`` phase on a subrequest means what it means on a call made alone,
+    "applied, but the answer was lost": the composite is committed and the whole call
+    answers that fault."""
     all_or_none, subrequests = _composite_request(body)
-    saved = store.checkpoint()
+    transaction = Transaction()
     answers: list[dict[str, Any]] = []
     results: dict[str, Any] = {}
     failed: str | None = None
+    hold = 0.0
+    lost: Response | None = None
     for sub in subrequests:
         ref = sub["referenceId"]
         if failed is not None and all_or_none:
             break
-        status, answer_body, headers = await _run_subrequest(store, faults, sub, results, options)
-        if status >= 400:
+        outcome = _run_subrequest(store, faults, sub, results, options, transaction)
+        hold += outcome.hold_seconds
+        lost = lost or outcome.lost_answer
+        if outcome.status >= 400:
             failed = failed or ref
         else:
-            results[ref] = answer_body
-        answers.append(_subrequest_answer(status, answer_body, ref, headers))
+            results[ref] = outcome.body
+        answers.append(_subrequest_answer(outcome.status, outcome.body, ref, outcome.headers))
     if failed is not None and all_or_none:
-        store.restore(saved)
+        store.rollback(transaction)
         rolled_back = _error_body(
             HALTED,
             "The transaction was rolled back since another operation in the same transaction "
@@ -999,18 +1065,33 @@ async def run_composite(
             _subrequest_answer(400, rolled_back, sub["referenceId"], {})
             for sub in subrequests[len(answers) :]
         ]
-    return {"compositeResponse": answers}
+    if hold:
+        await asyncio.sleep(hold)
+    if lost is not None:
+        return lost
+    return 200, {"compositeResponse": answers}
 
 
-async def _run_subrequest(
+@dataclass(frozen=True)
+class _SubrequestOutcome:
+    status: int
+    body: Any
+    headers: dict[str, str]
+    hold_seconds: float = 0.0
+    # An ``after`` fault: the change is made, and the composite's answer is this error.
+    lost_answer: Response | None = None
+
+
+def _run_subrequest(
     store: SalesforceStore,
     faults: VendorFaults,
     sub: dict[str, Any],
     results: dict[str, Any],
     options: str | None,
-) -> tuple[int, Any, dict[str, str]]:
-    """One subrequest: (status, body, headers). Its operation's fault rules apply to it as
-    to the same call made alone; an injected fault becomes its answer."""
+    transaction: Transaction,
+) -> _SubrequestOutcome:
+    """One subrequest, without waiting. Its operation's fault rules apply to it as to the
+    same call made alone: a ``before`` fault becomes its answer, unapplied."""
     try:
         url = _resolve(sub["url"], results)
         match = _API_PATH.fullmatch(url)
@@ -1022,14 +1103,20 @@ async def _run_subrequest(
             sub["method"], match.group("version"), parts, params, options
         )
         request_body = _resolve(sub.get("body"), results)
-        if (injected := await faults.before(operation)) is not None:
-            return _injected(injected)
-        status, body = action(store, request_body)
-        if (injected := await faults.after(operation)) is not None:
-            return _injected(injected)
-        return status, body, {}
+        before = faults.decide_before(operation)
+        if before.response is not None:
+            status, body, headers = _injected(before.response)
+            return _SubrequestOutcome(status, body, headers, before.hold_seconds)
+        with store.writing_for(transaction):
+            status, body = action(store, request_body)
+        after = faults.decide_after(operation)
+        return _SubrequestOutcome(
+            status, body, {}, before.hold_seconds + after.hold_seconds, after.response
+        )
     except SalesforceApiError as error:
-        return error.status, _error_body(error.code, error.message, error.fields), {}
+        return _SubrequestOutcome(
+            error.status, _error_body(error.code, error.message, error.fields), {}
+        )
 
 
 def _injected(response: Response) -> tuple[int, Any, dict[str, str]]:
@@ -1067,7 +1154,10 @@ def build_router(state: SandboxState) -> APIRouter:
                     400, "JSON_PARSER_ERROR", "The request body is not valid JSON"
                 ) from None
             if operation == "composite":
-                status, answer = 200, await run_composite(state.salesforce, faults, body, options)
+                ran = await run_composite(state.salesforce, faults, body, options)
+                if isinstance(ran, Response):
+                    return ran
+                status, answer = ran
             else:
                 status, answer = action(state.salesforce, body)
         except SalesforceApiError as error:
