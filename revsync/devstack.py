@@ -97,12 +97,18 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 def busy_ports(wanted: list[tuple[str, str, int]]) -> list[str]:
-    """For each (what, host, port) that cannot be bound, a line saying so."""
+    """For each (what, host, port) that something listens on, a line saying so.
+
+    The check binds as the servers themselves do, with ``SO_REUSEADDR``: connections of a
+    stack that just stopped linger in TIME_WAIT for up to a minute, and would otherwise read
+    as "Address already in use" although nothing listens and every server would start."""
     problems = []
     for what, host, port in wanted:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((socket.gethostbyname(host), port))
+                sock.listen(1)
             except OSError as error:
                 problems.append(f"{what}: {host}:{port} is not available ({error.strerror})")
     return problems

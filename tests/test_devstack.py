@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
@@ -152,3 +153,39 @@ async def test_a_process_that_keeps_dying_stops_the_stack(
     assert await asyncio.wait_for(task, 30) == 1
     died = server if dying == "temporal" else worker
     assert len(died.restarts) == devstack.MAX_RESTARTS_PER_MINUTE + 1
+
+
+# -- the port check at start -------------------------------------------------------------------
+
+
+def _time_wait_port() -> int:
+    """A loopback port whose last connection the server side closed first: it lingers in
+    TIME_WAIT, as the ports of a stack stopped a moment ago do, with nothing listening."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the server side closes first: its end goes to TIME_WAIT
+        client.recv(1)
+        client.close()
+    return port
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_stack_is_free():
+    port = _time_wait_port()
+    with socket.socket() as plain, pytest.raises(OSError, match="in use"):
+        plain.bind(("127.0.0.1", port))  # what the check used to do: "Address already in use"
+    assert devstack.busy_ports([("gateway", "127.0.0.1", port)]) == []
+
+
+def test_a_port_something_listens_on_is_reported_by_name():
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        (problem,) = devstack.busy_ports([("gateway", "localhost", port)])
+    assert problem.startswith(f"gateway: localhost:{port} is not available")
