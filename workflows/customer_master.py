@@ -109,6 +109,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.saga import ResolveAction
     from workflows import visibility
     from workflows.publishing import business_event, publish
+    from workflows.visibility import md
 
 MERGED_ERROR = "CustomerMerged"
 """``ApplicationError.type`` of a change refused because the record was merged away; its
@@ -734,25 +735,31 @@ class CustomerMasterWorkflow:
         record = self._record
         name = record.value(MasterField.NAME)
         lines = [
-            f"**Customer:** {name or '(no name yet)'} ({self._golden_id})",
+            f"**Customer:** {md(name) if name else '(no name yet)'} ({md(self._golden_id)})",
             f"**State:** {record.state.value}",
             "**Linked:** "
-            + (", ".join(f"{s.value} {', '.join(ids)}" for s, ids in record.xref.items()) or "-"),
+            + (
+                ", ".join(
+                    f"{s.value} {', '.join(md(i) for i in ids)}" for s, ids in record.xref.items()
+                )
+                or "-"
+            ),
         ]
         if record.merged_into:
-            lines.append(f"**Merged into:** {record.merged_into}")
+            lines.append(f"**Merged into:** {md(record.merged_into)}")
         for suspicion in record.suspicions:
-            reasons = "; ".join(r.detail for r in suspicion.reasons)
+            reasons = "; ".join(md(r.detail) for r in suspicion.reasons)
             lines.append(
-                f"**Possible duplicate:** {suspicion.candidate} ({suspicion.strength}): {reasons}"
+                f"**Possible duplicate:** {md(suspicion.candidate)} "
+                f"({suspicion.strength}): {reasons}"
             )
         for item in record.open_reviews():
             lines.append(
                 f"**Review:** {item.field.value} from {item.system.value}: "
-                f"{item.proposed!s} (golden: {item.current!s})"
+                f"{md(item.proposed)} (golden: {md(item.current)})"
             )
         for parked in self._parked:
-            lines.append(f"**Blocked step:** {parked.step}: {parked.reason}")
+            lines.append(f"**Blocked step:** {md(parked.step)}: {md(parked.reason)}")
         if self._queue:
             lines.append(f"**Propagations queued:** {len(self._queue)}")
         return "\n\n".join(lines)

@@ -108,6 +108,7 @@ with workflow.unsafe.imports_passed_through():
         retry_policy,
         step_failure,
     )
+    from workflows.visibility import md
 
 T = TypeVar("T")
 
@@ -853,23 +854,26 @@ class InvoiceToRevenueWorkflow:
         money = f"{s.total} {s.currency}" if s.total is not None else "(not read yet)"
         lines = [
             f"**Stage:** {s.stage.value} since {s.stage_since:%Y-%m-%d %H:%M} UTC",
-            f"**Invoice:** {s.invoice_id}, {money}, due {s.due_date or '-'}",
-            f"**Customer:** {s.account_id or '(not read yet)'}",
+            f"**Invoice:** {md(s.invoice_id)}, {money}, due {s.due_date or '-'}",
+            f"**Customer:** {md(s.account_id) if s.account_id else '(not read yet)'}",
             f"**Paid:** {s.amount_paid}, **credited:** {s.amount_credited}, "
             f"**due:** {s.amount_due if s.amount_due is not None else '-'}",
             f"**Revenue recognised:** {s.recognised_revenue} of {s.scheduled_revenue or '-'} "
             f"(through {s.recognised_through or '-'}; next close {s.next_close or '-'})",
         ]
         if s.receivable_id:
-            lines.append(f"**ERP receivable:** {s.receivable_id}")
+            lines.append(f"**ERP receivable:** {md(s.receivable_id)}")
         if s.parked is not None:
             allowed = ", ".join(a.value for a in s.parked.allowed)
             lines.append(f"**Blocked step:** {s.parked.step.value} (operator may: {allowed})")
         if s.reason:
-            lines.append(f"**Reason:** {s.reason}")
+            lines.append(f"**Reason:** {md(s.reason)}")
         if s.decisions:
             last = s.decisions[-1]
-            lines.append(f"**Last decision:** {last.action} by {last.actor}: {last.note or '-'}")
+            lines.append(
+                f"**Last decision:** {md(last.action)} by {md(last.actor)}: "
+                f"{md(last.note) if last.note else '-'}"
+            )
         return "\n\n".join(lines)
 
     def _require_invoice(self) -> Invoice:

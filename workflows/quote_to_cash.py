@@ -101,6 +101,7 @@ with workflow.unsafe.imports_passed_through():
     from revsync import metrics
     from workflows import visibility
     from workflows.publishing import business_event, publish
+    from workflows.visibility import md
 
 T = TypeVar("T")
 
@@ -732,21 +733,22 @@ class QuoteToCashWorkflow:
         s = self._status
         lines = [
             f"**Stage:** {s.stage.value} since {_clock(s.stage_since)}",
-            f"**Customer:** {s.customer_name or '(not read yet)'} ({s.account_id})",
+            f"**Customer:** {md(s.customer_name) if s.customer_name else '(not read yet)'} "
+            f"({md(s.account_id)})",
             f"**Amount:** {self._quote.total_money()}",
         ]
         if s.parked is not None:
             allowed = ", ".join(a.value for a in s.parked.allowed)
             lines.append(f"**Blocked step:** {s.parked.step.value} (operator may: {allowed})")
         if s.reason:
-            lines.append(f"**Reason:** {s.reason}")
+            lines.append(f"**Reason:** {md(s.reason)}")
         if s.approval is not None and s.approval.decided is None:
             lines.append(f"**Needs approval by:** {s.approval.required_role}")
-            lines.extend(f"- {r.message}" for r in s.approval.reasons)
+            lines.extend(f"- {md(r.message)}" for r in s.approval.reasons)
             if s.approval.escalated_at is not None:
                 lines.append(f"**Escalated** at {_clock(s.approval.escalated_at)}")
         for breach in s.sla_breaches:
-            lines.append(f"**SLA breached ({breach.sla}):** {breach.detail}")
+            lines.append(f"**SLA breached ({md(breach.sla)}):** {md(breach.detail)}")
         for label, value in (
             ("ERP order", s.erp_order_id),
             ("Subscription", s.subscription_id),
@@ -754,10 +756,13 @@ class QuoteToCashWorkflow:
             ("CRM order", s.crm_order_id),
         ):
             if value:
-                lines.append(f"**{label}:** {value}")
+                lines.append(f"**{label}:** {md(value)}")
         if s.decisions:
             last = s.decisions[-1]
-            lines.append(f"**Last decision:** {last.action} by {last.actor}: {last.note or '-'}")
+            lines.append(
+                f"**Last decision:** {md(last.action)} by {md(last.actor)}: "
+                f"{md(last.note) if last.note else '-'}"
+            )
         return "\n\n".join(lines)
 
 

@@ -78,6 +78,7 @@ with workflow.unsafe.imports_passed_through():
         failure_summary,
         retry_policy,
     )
+    from workflows.visibility import md
 
 T = TypeVar("T")
 
@@ -381,7 +382,7 @@ class ReconciliationWorkflow:
         report.finished_at = workflow.now()
         lines = [f"**Reconciliation** {status.value}, started {report.started_at:%Y-%m-%d %H:%M}"]
         if error:
-            lines.append(f"**Error:** {error}")
+            lines.append(f"**Error:** {md(error)}")
         lines.append(
             "**Read:** " + ", ".join(f"{k} {v}" for k, v in sorted(report.scanned.items()))
         )

@@ -77,27 +77,45 @@ def start_attributes(quote: Quote, now: datetime) -> TypedSearchAttributes:
     return TypedSearchAttributes(pairs)
 
 
+# Characters that start Markdown formatting (emphasis, code, links, HTML, tables,
+# strikethrough, entities, headings) when they appear in text the Web UI renders.
+_MARKDOWN_SPECIAL = frozenset("\\`*_[]<>|~#&")
+
+
+def md(value: object) -> str:
+    """``value`` as literal text inside the Markdown the Web UI renders (summaries, details).
+
+    Vendor text is full of Markdown: ``SBQQ__Quote__c`` would render as SBQQ**Quote**c, and a
+    message with ``<`` or ``|`` could swallow what follows. Every such character is
+    backslash-escaped and line breaks become spaces, so a value never starts a block of its
+    own (a list, a heading, a quote)."""
+    text = " ".join(str(value).splitlines())
+    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in text)
+
+
 def static_summary(quote: Quote) -> str:
     """One line the Web UI shows in the workflow list."""
-    return f"Quote {quote.quote_id} · {quote.total_money()} · account {quote.account_id}"
+    return f"Quote {md(quote.quote_id)} · {quote.total_money()} · account {md(quote.account_id)}"
 
 
 def static_details(quote: Quote) -> str:
-    lines = [
-        f"**Quote** {quote.quote_id} (owner {quote.owner}), accepted {quote.accepted_at:%Y-%m-%d}",
-        f"**Account** {quote.account_id}",
+    """The quote as the Web UI shows it on the order's page. The lines are a list, not a
+    table: the Web UI's Markdown does not render tables."""
+    header = [
+        f"**Quote** {md(quote.quote_id)} (owner {md(quote.owner)}), "
+        f"accepted {quote.accepted_at:%Y-%m-%d}",
+        f"**Account** {md(quote.account_id)}",
         f"**Total** {quote.total_money()}, {quote.payment_terms.value}, "
         f"{quote.term_months} months from {quote.start_date}",
-        "",
-        "| line | sku | qty | unit price | discount | amount |",
-        "|---|---|---|---|---|---|",
+        f"**Lines** ({len(quote.lines)})",
     ]
-    for line in quote.lines:
-        lines.append(
-            f"| {line.line_id} | {line.sku} | {line.quantity} | {line.unit_price} | "
-            f"{line.discount_percent}% | {line.net_amount(quote.currency)} |"
-        )
-    return "\n".join(lines)
+    items = [
+        f"- {md(line.line_id)}: {md(line.sku)}, {line.quantity} at {line.unit_price}"
+        + (f", {line.discount_percent}% off" if line.discount_percent else "")
+        + f" = {line.net_amount(quote.currency)}"
+        for line in quote.lines
+    ]
+    return "\n\n".join(header) + "\n\n" + "\n".join(items)
 
 
 def workflow_id_for_quote(quote_id: str) -> str:
