@@ -41,9 +41,11 @@ schemas: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
-## make chaos: the full chaos run (300 quotes, workers and the server killed mid-saga)
+## make chaos: the full chaos run (300 quotes, workers and the server killed mid-saga);
+## more options in CHAOS_ARGS, e.g. make chaos CHAOS_ARGS="--seed random --kills 4"
+CHAOS_ARGS ?=
 chaos: $(STAMP)
-	$(BIN)/python -m chaos.run --quotes 300
+	$(BIN)/python -m chaos.run --quotes 300 $(CHAOS_ARGS)
 
 ## make check: everything CI runs
 check: lint typecheck test

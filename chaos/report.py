@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,15 @@ class ChaosResult:
     problems: list[str] = field(default_factory=list)
     elapsed_seconds: float = 0.0
     kept_dir: Path | None = None
+
+    def replay_command(self) -> str:
+        """The command that runs this run's plan again: the same quotes, accounts, faults and
+        kill moments (the stack's own timing still varies from run to run)."""
+        return (
+            f"python -m chaos.run --quotes {self.quotes} --seed {self.seed} "
+            f"--kills {self.kills_wanted} --server-restarts {self.server_restarts_wanted} "
+            f"--scale {shlex.quote(self.scale)}"
+        )
 
     @property
     def ok(self) -> bool:
@@ -96,5 +106,7 @@ def render(result: ChaosResult) -> str:
         lines += ["", "problems:"] + [f"  {p}" for p in result.problems]
     if result.kept_dir is not None:
         lines += ["", f"state and logs kept in {result.kept_dir}"]
+    if not result.ok:
+        lines += ["", f"replay: {result.replay_command()} --keep-dir"]
     lines += ["", "OK" if result.ok else "FAILED"]
     return "\n".join(lines)

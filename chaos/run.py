@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import secrets
 import shutil
 import sys
 import tempfile
@@ -91,6 +92,7 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:
     )
     killer = Killer(stack, random.Random(rng.random()))
     try:
+        say(f"seed {options.seed}; replay this plan with: {result.replay_command()}")
         say(f"starting revsync dev --scale {options.scale} in {workdir}")
         await stack.start()
         settings = stack.settings()
@@ -144,6 +146,16 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:
     return result
 
 
+def _seed(value: str) -> int:
+    """``--seed``: a number, or ``random`` for one drawn now (the summary prints it)."""
+    if value == "random":
+        return secrets.randbelow(2**31)
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a number nor 'random'") from None
+
+
 def parse_args(argv: Sequence[str] | None) -> ChaosOptions:
     parser = argparse.ArgumentParser(
         prog="python -m chaos.run",
@@ -151,7 +163,12 @@ def parse_args(argv: Sequence[str] | None) -> ChaosOptions:
         "killed Temporal server; checks that every quote ends consistently (docs/chaos.md).",
     )
     parser.add_argument("--quotes", type=int, required=True, help="quotes to send")
-    parser.add_argument("--seed", type=int, default=1, help="seed of every random choice")
+    parser.add_argument(
+        "--seed",
+        type=_seed,
+        default=1,
+        help="seed of every random choice, or 'random' to draw one (printed, to replay it)",
+    )
     parser.add_argument("--kills", type=int, default=10, help="worker processes to SIGKILL")
     parser.add_argument(
         "--server-restarts", type=int, default=1, help="times to SIGKILL the Temporal server"
