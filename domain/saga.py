@@ -59,6 +59,8 @@ class FailureType:
     ACCOUNT_NOT_FOUND = "AccountNotFound"
     ACCOUNT_INVALID = "AccountInvalid"
     CATALOG_MISMATCH = "CatalogMismatch"
+    # A step whose retry budget is spent (workers/attempts.py): it parks, it is no refusal.
+    RETRY_BUDGET_EXHAUSTED = "RetryBudgetExhausted"
 
     NON_RETRYABLE = (VENDOR_REJECTED, ACCOUNT_NOT_FOUND, ACCOUNT_INVALID, CATALOG_MISMATCH)
 

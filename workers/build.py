@@ -37,7 +37,7 @@ from adapters.registry import check as check_vendors
 from domain.contracts import TaskQueue
 from revsync.settings import Settings
 from revsync.telemetry import instrument_http_client
-from workers.heartbeat import MAX_HEARTBEAT_THROTTLE, HeartbeatInterceptor
+from workers.attempts import MAX_HEARTBEAT_THROTTLE, AttemptInterceptor
 from workflows.customer_master import CustomerMasterWorkflow
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 from workflows.quote_to_cash import QuoteToCashWorkflow
@@ -154,6 +154,8 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
             # only does it for activities on the workflow's own queue, which ours never are;
             # off all the same, so a rate limit always holds (docs/scaling.md).
             disable_eager_activity_execution=True,
+            # Steps' retry budgets leave out queue waits (workers/attempts.py).
+            interceptors=[AttemptInterceptor()],
         )
     if queue == TaskQueue.CRM:
         activities = crm_activities(settings, http)
@@ -169,7 +171,7 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
         rate = settings.billing_max_task_queue_activities_per_second
     elif queue == TaskQueue.EVENTS:
         # events.publish heartbeats its own details (the subscribers already done), so no
-        # HeartbeatInterceptor here: its empty heartbeats would overwrite them.
+        # AttemptInterceptor here: its heartbeats would overwrite them (and it has no budget).
         return Worker(
             client,
             task_queue=queue,
@@ -189,6 +191,6 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
         max_concurrent_activities=limit,
         max_task_queue_activities_per_second=rate,
         graceful_shutdown_timeout=grace,
-        interceptors=[HeartbeatInterceptor()],
+        interceptors=[AttemptInterceptor()],
         max_heartbeat_throttle_interval=MAX_HEARTBEAT_THROTTLE,
     )

@@ -107,7 +107,7 @@ T = TypeVar("T")
 
 # Attempts run at most this long each; the step's retry budget bounds all attempts together.
 ATTEMPT_TIMEOUT = timedelta(minutes=2)
-# Activities heartbeat (workers.heartbeat): an attempt whose worker died is retried elsewhere
+# Activities heartbeat (workers.attempts): an attempt whose worker died is retried elsewhere
 # after this long, not after ATTEMPT_TIMEOUT.
 HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 # Business events (quote.booked, quote.rejected, order.compensated, order.parked) came with
@@ -158,6 +158,9 @@ def step_failure(error: ActivityError, budget: timedelta) -> tuple[str | None, s
     """What ended a step's attempts: the vendor's refusal (None when the retry budget ran out
     instead) and the reason an operator reads."""
     rejected = rejection_reason(error)
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == FailureType.RETRY_BUDGET_EXHAUSTED:
+        return None, cause.message  # the worker says what failed last (workers/attempts.py)
     return rejected, rejected or f"gave up after retrying for {budget}: {failure_summary(error)}"
 
 

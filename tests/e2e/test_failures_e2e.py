@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from domain.approval import Approver, ApproverRole
-from domain.saga import ApproveRequest, ResolveAction, ResolveRequest, Step
+from domain.quote import Quote
+from domain.saga import (
+    ApproveRequest,
+    QuoteToCashInput,
+    ResolveAction,
+    ResolveRequest,
+    SagaPolicy,
+    Step,
+)
 from domain.stages import OrderStage
 from revsync.operations import decide, stuck_orders
 from sandbox.faults import FaultRule, FaultsRequest
@@ -143,3 +151,36 @@ async def test_a_discounted_quote_waits_for_approval_then_books(stack: Stack):
     )
     status = await finished(stack, payload["quote_id"])
     assert status.stage is OrderStage.BOOKED
+
+
+async def test_a_vendor_down_past_the_step_budget_parks_saying_what_failed_last(stack: Stack):
+    """The real workers' budget (workers/attempts.py): retrying stops once the step's budget
+    is spent, and the parked reason carries the vendor's last failure."""
+    payload = await new_quote(stack, "0015e00000AcmeUS1")
+    quote = Quote.model_validate(payload)
+    inject(
+        stack,
+        FaultRule(
+            vendor="stripe",
+            operation="create_subscription",
+            status=503,
+            times=1000,
+            message="stripe is down",
+        ),
+    )
+    try:
+        await stack.client.start_workflow(
+            QuoteToCashWorkflow.run,
+            QuoteToCashInput(
+                quote=quote, policy=SagaPolicy(step_retry_budget=timedelta(seconds=4))
+            ),
+            id=visibility.workflow_id_for_quote(quote.quote_id),
+            task_queue="orchestration",
+            search_attributes=visibility.start_attributes(quote, quote.accepted_at),
+        )
+        parked = await stage_of(stack, quote.quote_id, OrderStage.NEEDS_ATTENTION)
+    finally:
+        stack.sandbox.state.faults.clear()
+    assert parked.parked.step is Step.PROVISION_BILLING
+    assert parked.parked.reason.startswith("gave up after retrying for 0:00:04: ")
+    assert "stripe is down" in parked.parked.reason
