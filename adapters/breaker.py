@@ -25,13 +25,22 @@ What counts:
   (retried as transient by :mod:`activities.classify`, so counted like one);
 - success: no error, or :class:`RejectedError` / :class:`NotFoundError` — the vendor is up and
   answered;
-- neither: a throttled answer (HTTP 429, or a vendor's request/concurrency-limit code such as
-  Salesforce's 403 ``REQUEST_LIMIT_EXCEEDED``; see :func:`is_throttled`), and anything else
-  (cancellation, programming errors). It frees a probe slot so the next caller can probe, but
-  changes no state. Throttling is the vendor asking to slow down, not being down: its
-  ``Retry-After`` already sets the activity's next retry (:mod:`activities.classify`), and
-  counting it would let sustained throttling open the circuit and freeze a queue for up to
-  ``max_open_seconds``.
+- neither: a throttled answer, and anything else (cancellation, programming errors). It
+  frees a probe slot so the next caller can probe, but changes no state. Throttling is the
+  vendor asking to slow down, not being down: its ``Retry-After`` (or, for a spent daily
+  quota, a long backoff) already sets the activity's next retry (:mod:`activities.classify`),
+  and counting it would let sustained throttling open the circuit and freeze a queue for up
+  to ``max_open_seconds``.
+
+Whether an answer is throttling is decided once, by the vendor's adapter, and carried on the
+error as :attr:`TransientError.throttle <adapters.errors.TransientError>` (a 429; Salesforce's
+403 ``REQUEST_LIMIT_EXCEEDED``; NetSuite's ``CONCURRENCY_LIMIT_EXCEEDED`` /
+``SSS_REQUEST_LIMIT_EXCEEDED``; HubSpot's ``TEN_SECONDLY_ROLLING`` and ``DAILY``; Dataverse's
+service protection codes; Zuora's request-limit category 70 and ``REQUEST_EXCEEDED_*``;
+Stripe's ``rate_limit``): the breaker reads it (:func:`is_throttled`) and keeps no list of
+statuses or codes of its own. A failure a vendor reports inside an HTTP 200 (Zuora's
+``"success": false``, a Salesforce composite's subrequest) is read inside the guarded call
+(``VendorHttp.request(check=...)``), so it counts as what it is, like any error status.
 
 An outcome of a call admitted before the last state change (e.g. a slow request started while
 closed that finishes after the circuit opened) is ignored: it says nothing about the vendor
@@ -277,23 +286,10 @@ class CircuitBreaker:
         )
 
 
-# Vendor codes that mean "too many requests" whatever the HTTP status (Salesforce answers
-# its API limits with 403, NetSuite's governance may answer 400 or 403).
-THROTTLE_CODES = frozenset(
-    {
-        "REQUEST_LIMIT_EXCEEDED",
-        "CONCURRENCY_LIMIT_EXCEEDED",
-        "SSS_REQUEST_LIMIT_EXCEEDED",
-        "rate_limit",
-    }
-)
-
-
 def is_throttled(error: BaseException | None) -> bool:
-    """Whether ``error`` is the vendor throttling revsync (429 or a rate/concurrency limit)."""
-    return isinstance(error, TransientError) and (
-        error.status == 429 or error.code in THROTTLE_CODES
-    )
+    """Whether ``error`` is the vendor throttling revsync, as its adapter classified it
+    (:class:`~adapters.errors.Throttle`): a transient error carrying a throttle."""
+    return isinstance(error, TransientError) and error.throttle is not None
 
 
 def _outcome(error: BaseException | None) -> bool | None:

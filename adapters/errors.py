@@ -6,7 +6,46 @@ semantics in one place.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from domain.refusal import Refusal
+
+ThrottleKind = Literal["rate", "quota"]
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """The vendor is throttling revsync: flow control, not a failure.
+
+    The adapter's classifier decides it, once, from the vendor's own signal (a 429, a
+    request/concurrency-limit code, a spent daily allowance); the circuit breaker
+    (:mod:`adapters.breaker`) and :mod:`activities.classify` read this decision and never
+    re-derive it from statuses or codes.
+
+    - ``rate``: a short-window rate or concurrency limit. The vendor is up and asks to slow
+      down for seconds: its ``Retry-After`` (or the activity's usual backoff) paces the retry.
+    - ``quota``: a daily request allowance is spent (Salesforce's rolling 24-hour org limit,
+      HubSpot's daily limit). Retrying in seconds only burns what little of it recovers:
+      :mod:`activities.classify` backs off for minutes to hours.
+
+    ``limit`` names the limit for an operator ("Salesforce daily API request limit").
+    """
+
+    kind: ThrottleKind
+    limit: str
+
+    @classmethod
+    def rate(cls, limit: str) -> Throttle:
+        return cls("rate", limit)
+
+    @classmethod
+    def quota(cls, limit: str) -> Throttle:
+        return cls("quota", limit)
+
+    @property
+    def is_quota(self) -> bool:
+        return self.kind == "quota"
 
 
 class VendorError(Exception):
@@ -40,7 +79,9 @@ class VendorError(Exception):
 
 
 class TransientError(VendorError):
-    """Worth retrying: timeouts before sending, 5xx, throttling. ``retry_after`` in seconds."""
+    """Worth retrying: timeouts before sending, 5xx, throttling. ``retry_after`` in seconds;
+    ``throttle`` set when the vendor is throttling revsync rather than failing (see
+    :class:`Throttle`)."""
 
     outcome = "transient"
 
@@ -53,8 +94,10 @@ class TransientError(VendorError):
         status: int | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.retry_after = retry_after
+        self.throttle = throttle
         super().__init__(vendor, operation, message, status=status, code=code)
 
 

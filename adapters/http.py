@@ -18,6 +18,7 @@ from adapters.breaker import CircuitBreaker
 from adapters.errors import (
     NotFoundError,
     RejectedError,
+    Throttle,
     TransientError,
     UnknownOutcomeError,
     VendorError,
@@ -26,6 +27,10 @@ from adapters.errors import (
 # Turns an error response into the vendor error it means. Each adapter supplies its own,
 # because the same status code means different things at different vendors.
 Classifier = Callable[[str, httpx.Response], VendorError]
+# Reads an answer whose status is a success for the failure it may still report (Zuora's
+# HTTP 200 with ``"success": false``, a Salesforce composite's failed subrequest): the error,
+# or None when the answer is what it looks like.
+AnswerCheck = Callable[[httpx.Response], VendorError | None]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -82,11 +87,15 @@ def vendor_error(
     code: str | None,
     *,
     transient: bool,
+    throttle: Throttle | None = None,
 ) -> VendorError:
     """The error a vendor's classifier decided on: transient (with ``Retry-After``), not
-    found (404), or rejected."""
+    found (404), or rejected. A transient 429 is throttling (:class:`Throttle`, a rate
+    limit) unless the classifier names the limit itself with ``throttle``."""
     status = response.status_code
     if transient:
+        if throttle is None and status == 429:
+            throttle = Throttle.rate(f"{vendor} request rate limit (HTTP 429)")
         return TransientError(
             vendor,
             operation,
@@ -94,6 +103,7 @@ def vendor_error(
             status=status,
             code=code,
             retry_after=retry_after_seconds(response),
+            throttle=throttle,
         )
     if status == 404:
         return NotFoundError(vendor, operation, message, status=status, code=code)
@@ -139,16 +149,20 @@ class VendorHttp:
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
         content_type: str | None = None,
+        check: AnswerCheck | None = None,
     ) -> httpx.Response:
-        """Send one request. Returns the response when its status is in ``ok``; otherwise
-        raises the :class:`VendorError` the vendor's classifier picks.
+        """Send one request. Returns the response when its status is in ``ok`` (and
+        ``check``, if given, finds no failure in it); otherwise raises the
+        :class:`VendorError` the vendor's classifier (or ``check``) picks.
 
         The body is ``json_body`` (JSON, exact decimals), ``form`` (URL-encoded) or ``content``
         (raw bytes, e.g. a SOAP envelope, sent with ``content_type``), at most one of them.
 
         The vendor's circuit breaker guards the call: while it is open this raises a
         ``CIRCUIT_OPEN`` :class:`TransientError` without sending anything, and every outcome
-        (transport failure or classified response) is reported to it."""
+        (transport failure, classified response, or the failure ``check`` reads in a
+        successful one) is reported to it, so a failure a vendor reports inside an HTTP 200
+        counts as what it is (a throttle as none, a 5xx-like error as a failure)."""
         if sum(body is not None for body in (json_body, form, content)) > 1:
             raise ValueError("send json_body, form or content, not several")
         send_headers = dict(headers or {})
@@ -159,9 +173,12 @@ class VendorHttp:
             send_headers.setdefault("content-type", content_type)
         with structlog.contextvars.bound_contextvars(vendor=self.vendor, operation=operation):
             async with self.breaker.call(operation):
-                return await self._send(
+                response = await self._send(
                     operation, method, url, ok, content, form, params, send_headers
                 )
+                if check is not None and (failure := check(response)) is not None:
+                    raise failure
+                return response
 
     async def _send(
         self,

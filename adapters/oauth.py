@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from adapters.breaker import CircuitBreaker
 from adapters.errors import TransientError, UnknownOutcomeError, VendorError
-from adapters.http import Classifier, VendorHttp, decode_json, vendor_error
+from adapters.http import AnswerCheck, Classifier, VendorHttp, decode_json, vendor_error
 
 TOKEN_OPERATION = "oauth_token"
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -340,6 +340,7 @@ class OAuthTokens:
                     status=failed.status,
                     code=failed.code,
                     retry_after=getattr(failed, "retry_after", None),
+                    throttle=getattr(failed, "throttle", None),
                 )
             try:
                 self._current = await self._fetch()
@@ -454,12 +455,15 @@ class AuthorizedHttp:
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
         content_type: str | None = None,
+        check: AnswerCheck | None = None,
     ) -> httpx.Response:
         """:meth:`VendorHttp.request` with the token; one retry with a fresh token after a
         401. A 401 reaches the circuit breaker as an answer (the vendor is up), not as a
-        failure: an expired token under load must not open the circuit."""
+        failure: an expired token under load must not open the circuit. ``check`` reads the
+        answers in ``ok`` (never the 401) inside the breaker's guard."""
         if 401 in ok:
             raise ValueError("401 is the token's refusal, never a success")
+        answer_check = None if check is None else _except_401(check)
         for attempt in (1, 2):
             token = await self.tokens.get()
             response = await self.http.request(
@@ -473,6 +477,7 @@ class AuthorizedHttp:
                 headers={**(headers or {}), "Authorization": f"Bearer {token.value}"},
                 content=content,
                 content_type=content_type,
+                check=answer_check,
             )
             if response.status_code != 401:
                 return response
@@ -494,3 +499,12 @@ class AuthorizedHttp:
         if not url.startswith("/"):
             return url
         return f"{token.instance_url or self._base_url}{url}"
+
+
+def _except_401(check: AnswerCheck) -> AnswerCheck:
+    """``check`` for every answer but the token's refusal (handled by the caller)."""
+
+    def checked(response: httpx.Response) -> VendorError | None:
+        return None if response.status_code == 401 else check(response)
+
+    return checked

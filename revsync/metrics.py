@@ -144,6 +144,13 @@ VENDOR_CALLS = Metric(
     "Vendor calls made by an activity attempt, by vendor and failure-taxonomy outcome",
     ("vendor", "outcome"),
 )
+VENDOR_QUOTA_EXHAUSTED = Metric(
+    "revsync_vendor_quota_exhausted",
+    "counter",
+    "Vendor calls refused because a daily API request quota is spent (Salesforce "
+    "REQUEST_LIMIT_EXCEEDED, HubSpot DAILY), by vendor",
+    ("vendor",),
+)
 WEBHOOK_DELIVERIES = Metric(
     "revsync_webhook_deliveries",
     "counter",
@@ -174,6 +181,7 @@ ALL_METRICS: tuple[Metric, ...] = (
     APPROVAL_WAIT,
     BOOKING_LATENCY,
     VENDOR_CALLS,
+    VENDOR_QUOTA_EXHAUSTED,
     WEBHOOK_DELIVERIES,
     EVENT_DELIVERIES,
     INVOICES,
@@ -208,6 +216,12 @@ def record_vendor_call(vendor: str, outcome: VendorOutcome) -> None:
     """Count one vendor call of the running activity (nothing outside an activity)."""
     if activity.in_activity():
         count(activity.metric_meter(), VENDOR_CALLS, vendor=vendor, outcome=outcome)
+
+
+def record_quota_exhausted(vendor: str) -> None:
+    """Count one call of the running activity that a spent daily quota refused."""
+    if activity.in_activity():
+        count(activity.metric_meter(), VENDOR_QUOTA_EXHAUSTED, vendor=vendor)
 
 
 def telemetry_config(settings: Settings) -> TelemetryConfig:

@@ -34,6 +34,10 @@ Emulated, as a Salesforce org with Salesforce CPQ answers it (API path
   ``INVALID_SESSION_ID``.
 - The OAuth 2.0 token endpoint ``POST /services/oauth2/token``: client credentials and JWT
   bearer grants (see :func:`build_oauth_router`).
+- The org's API request allocation (off until set): every REST call counts against a
+  rolling 24-hour allocation; once it is spent, every call is a 403 ``REQUEST_LIMIT_EXCEEDED``
+  (``TotalRequests Limit exceeded.``, no ``Retry-After``) until usage ages out; answers carry
+  ``Sforce-Limit-Info``. See :mod:`sandbox.salesforce_limits` (with its sources).
 
 Fault-injection operation names (``POST /_sandbox/faults`` with ``vendor="salesforce"``):
 ``query``, ``query_more``, ``get``, ``create``, ``update``, ``upsert``, ``composite`` (the
@@ -79,6 +83,7 @@ from sandbox.oauth import (
     request_url,
     verify_signature,
 )
+from sandbox.salesforce_limits import ApiAllocation
 from sandbox.wire import bearer_token, json_response, read_json
 
 if TYPE_CHECKING:
@@ -467,6 +472,8 @@ class SalesforceStore:
         self._batch_sizes: dict[str, int] = {}
         # The all-or-none transaction whose writes are being journalled (writing_for).
         self._transaction: Transaction | None = None
+        # The org's rolling 24-hour API request allocation (sandbox.salesforce_limits).
+        self.api_allocation = ApiAllocation()
         for account in seed.ACCOUNTS:
             self.records["Account"][account["Id"]] = copy.deepcopy(account)
 
@@ -1136,6 +1143,9 @@ def build_router(state: SandboxState) -> APIRouter:
             return error_response(401, "INVALID_SESSION_ID", "Session expired or invalid")
         if not _VERSION.fullmatch(version):
             return error_response(404, "NOT_FOUND", "The requested resource does not exist")
+        allocation = state.salesforce.api_allocation
+        if not allocation.spend():
+            return allocation.refusal()  # the org's 24-hour API allocation is spent
         options = request.headers.get("sforce-query-options")
         faults = VendorFaults(state.faults, VENDOR, error_response)
         try:
@@ -1168,7 +1178,10 @@ def build_router(state: SandboxState) -> APIRouter:
 
     @router.api_route(base + "/{rest:path}", methods=["GET", "POST", "PATCH"])
     async def rest_api(version: str, rest: str, request: Request) -> Response:
-        return await serve(request, version, rest)
+        response = await serve(request, version, rest)
+        if response.status_code != 401:
+            response.headers.update(state.salesforce.api_allocation.usage_header())
+        return response
 
     return router
 
@@ -1179,8 +1192,32 @@ def build_control_router(state: SandboxState) -> APIRouter:
     ``POST /cpq-quotes`` makes an accepted primary Salesforce CPQ quote with its lines, as a
     seller's CPQ session leaves it (see :func:`seed_cpq_quote`), and answers its ids with
     the Outbound Message envelope the org would post for it (``outbound_message``: send it
-    to the gateway's ``/v1/webhooks/salesforce/outbound-message``)."""
+    to the gateway's ``/v1/webhooks/salesforce/outbound-message``).
+
+    ``POST /api-allocation`` with ``{"max": <calls or null>, "used": <calls>}`` sets the
+    org's 24-hour API request allocation and the calls already spent
+    (:mod:`sandbox.salesforce_limits`); ``GET`` reads it."""
     router = APIRouter()
+
+    @router.post("/api-allocation")
+    async def set_api_allocation(request: Request) -> Response:
+        try:
+            body = await read_json(request) or {}
+            maximum = body.get("max")
+            used = int(body.get("used", 0))
+            if maximum is not None and (isinstance(maximum, bool) or int(maximum) < 0):
+                raise ValueError("max must be a number of calls, or null")
+            if used < 0:
+                raise ValueError("used cannot be negative")
+        except (ValueError, TypeError, AttributeError) as error:
+            return json_response({"detail": str(error)}, 400)
+        allocation = state.salesforce.api_allocation
+        allocation.set(None if maximum is None else int(maximum), used)
+        return json_response(allocation.snapshot())
+
+    @router.get("/api-allocation")
+    async def get_api_allocation() -> Response:
+        return json_response(state.salesforce.api_allocation.snapshot())
 
     @router.post("/cpq-quotes")
     async def cpq_quote(request: Request) -> Response:

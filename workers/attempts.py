@@ -75,10 +75,13 @@ def read_budget(headers: Any) -> timedelta | None:
 
 @dataclass
 class AttemptLog:
-    """What the attempts of one activity so far have cost, carried in heartbeat details."""
+    """What the attempts of one activity so far have cost, carried in heartbeat details: the
+    time they waited in the queue, and the last failure's message and details (a vendor
+    failure's details say, e.g., that a daily quota is spent)."""
 
     queued_seconds: float = 0.0
     last_failure: str | None = None
+    last_details: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, details: Any) -> AttemptLog:
@@ -86,11 +89,26 @@ class AttemptLog:
         are not ours)."""
         if details and isinstance(details[0], dict) and "queued_seconds" in details[0]:
             found = details[0]
-            return cls(float(found["queued_seconds"]), found.get("last_failure"))
+            last = found.get("last_details")
+            return cls(
+                float(found["queued_seconds"]),
+                found.get("last_failure"),
+                last if isinstance(last, dict) else None,
+            )
         return cls()
 
     def detail(self) -> dict[str, Any]:
-        return {"queued_seconds": self.queued_seconds, "last_failure": self.last_failure}
+        return {
+            "queued_seconds": self.queued_seconds,
+            "last_failure": self.last_failure,
+            "last_details": self.last_details,
+        }
+
+    def failed(self, error: BaseException) -> None:
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        self.last_failure = str(message)[:1000]
+        details = getattr(error, "details", None)
+        self.last_details = details[0] if details and isinstance(details[0], dict) else None
 
 
 def retry_time(info: activity.Info, log: AttemptLog) -> timedelta:
@@ -101,16 +119,14 @@ def retry_time(info: activity.Info, log: AttemptLog) -> timedelta:
 
 
 def exhausted(budget: timedelta, log: AttemptLog) -> ApplicationError:
+    """The failure of an attempt that starts past its budget: the last failure's message and
+    details, so the saga parks saying what went wrong (a spent quota says so)."""
     return ApplicationError(
         f"gave up after retrying for {budget}: {log.last_failure or 'no attempt succeeded'}",
+        *([log.last_details] if log.last_details is not None else []),
         type=FailureType.RETRY_BUDGET_EXHAUSTED,
         non_retryable=True,
     )
-
-
-def _failure(error: BaseException) -> str:
-    message = getattr(error, "message", None) or str(error) or type(error).__name__
-    return str(message)[:1000]
 
 
 class AttemptInterceptor(Interceptor):
@@ -148,11 +164,7 @@ class _Attempt(ActivityInboundInterceptor):
             (info.started_time - info.current_attempt_scheduled_time).total_seconds(), 0.0
         )
         budget = read_budget(input.headers)
-        if (
-            budget is not None
-            and info.attempt > 1
-            and retry_time(info, log) >= budget
-        ):
+        if budget is not None and info.attempt > 1 and retry_time(info, log) >= budget:
             raise exhausted(budget, log)
         timeout = info.heartbeat_timeout
         if budget is None and not timeout:
@@ -162,7 +174,7 @@ class _Attempt(ActivityInboundInterceptor):
         try:
             return await self.next.execute_activity(input)
         except Exception as error:
-            log.last_failure = _failure(error)
+            log.failed(error)
             activity.heartbeat(log.detail())
             raise
         finally:

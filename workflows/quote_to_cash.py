@@ -154,14 +154,54 @@ def failure_summary(error: ActivityError) -> str:
     return "; ".join(messages) or "failed"
 
 
+def spent_quota(error: ActivityError) -> dict[str, Any] | None:
+    """The details of the last failure if it was a spent daily quota (``throttle`` ``quota``,
+    set by :mod:`activities.classify`), else None."""
+    cause: BaseException | None = error.cause
+    while cause is not None:
+        # The vendor's last answer, or the budget it spent (which carries that answer's
+        # details, workers/attempts.py).
+        if isinstance(cause, ApplicationError) and cause.type in (
+            FailureType.VENDOR_TRANSIENT,
+            FailureType.RETRY_BUDGET_EXHAUSTED,
+        ):
+            details = cause.details[0] if cause.details else None
+            if isinstance(details, dict) and details.get("throttle") == "quota":
+                return details
+        cause = cause.__cause__
+    return None
+
+
 def step_failure(error: ActivityError, budget: timedelta) -> tuple[str | None, str]:
     """What ended a step's attempts: the vendor's refusal (None when the retry budget ran out
-    instead) and the reason an operator reads."""
+    instead) and the reason an operator reads. A budget spent waiting on a vendor's daily
+    quota says so: the step is not failing, the vendor's allowance is used up, and a retry
+    helps once it has recovered (Salesforce: once the org's last 24 hours of calls are under
+    its limit)."""
     rejected = rejection_reason(error)
+    if rejected is not None:
+        return rejected, rejected
+    quota = spent_quota(error)
+    if quota is not None:
+        limit = str(quota.get("limit") or "the vendor's daily API request limit")
+        call = " ".join(
+            str(part)
+            for part in (
+                quota.get("vendor"),
+                quota.get("operation"),
+                None if quota.get("status") is None else f"HTTP {quota['status']}",
+                quota.get("code"),
+            )
+            if part
+        )
+        return None, (
+            f"{limit} exhausted (quota, not an outage: {call}); gave up after retrying for "
+            f"{budget}: retry once the quota has recovered"
+        )
     cause = error.cause
     if isinstance(cause, ApplicationError) and cause.type == FailureType.RETRY_BUDGET_EXHAUSTED:
         return None, cause.message  # the worker says what failed last (workers/attempts.py)
-    return rejected, rejected or f"gave up after retrying for {budget}: {failure_summary(error)}"
+    return None, f"gave up after retrying for {budget}: {failure_summary(error)}"
 
 
 @workflow.defn(name="QuoteToCash")

@@ -16,7 +16,10 @@ permission, 20 invalid value, 21 unknown field, 22 missing required field, 30 ru
 restriction, 45 unsupported and 90 malformed are rejections; 40 is :class:`NotFoundError`.
 Statuses decide first: 401, 408, 409 (an ``idempotency-key`` request still in flight), 429
 (with ``Retry-After``) and 5xx are transient; 422 (the key reused with another body) is a
-rejection.
+rejection. A 429, category 70 and CRUD's ``REQUEST_EXCEEDED_LIMIT`` / ``REQUEST_EXCEEDED_RATE``
+are throttling (:class:`~adapters.errors.Throttle`, never a circuit-breaker failure). The
+body of an HTTP 200 is read inside the breaker's guard (:func:`answer_failure`), so a failure
+Zuora reports there counts as the same error status would.
 
 Mapping and keys:
 
@@ -113,8 +116,8 @@ from adapters.billing.zuora_fields import (
     fields_from_account,
 )
 from adapters.breaker import CircuitBreaker
-from adapters.errors import NotFoundError, RejectedError, TransientError, VendorError
-from adapters.http import VendorHttp, decode_json, vendor_error
+from adapters.errors import NotFoundError, RejectedError, Throttle, TransientError, VendorError
+from adapters.http import AnswerCheck, VendorHttp, decode_json, vendor_error
 from adapters.oauth import AuthorizedHttp, ClientSecretGrant, OAuthTokens, TokenSource
 from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField
@@ -168,6 +171,9 @@ TRANSIENT_CRUD_CODES = frozenset(
     | {"INVALID_SESSION"}
 )
 NOT_FOUND_CRUD_CODES = frozenset({"INVALID_ID"})
+# Throttling, not failure: the request-limit category and CRUD's request-limit codes.
+THROTTLE_CATEGORY = "70"
+THROTTLE_CRUD_CODES = frozenset({"REQUEST_EXCEEDED_LIMIT", "REQUEST_EXCEEDED_RATE"})
 CATEGORY_NAMES = {
     "10": "permission or access denied",
     "11": "authentication failed",
@@ -256,7 +262,31 @@ def classify_zuora_error(operation: str, response: httpx.Response) -> VendorErro
     )
     if not transient and (category == NOT_FOUND_CATEGORY or code in NOT_FOUND_CRUD_CODES):
         return NotFoundError(VENDOR, operation, message, status=status, code=code)
-    return vendor_error(VENDOR, operation, response, message, code, transient=transient)
+    throttled = status == 429 or category == THROTTLE_CATEGORY or code in THROTTLE_CRUD_CODES
+    throttle = Throttle.rate("Zuora request limit") if throttled else None
+    return vendor_error(
+        VENDOR, operation, response, message, code, transient=transient, throttle=throttle
+    )
+
+
+def answer_failure(operation: str) -> AnswerCheck:
+    """What a successful status still reports: an answer that is no JSON object, or one
+    with ``"success": false`` (v1) / ``"Success": false`` (CRUD), classified as its error
+    status would be. Read inside the circuit breaker's guard, so a request limit there is
+    no failure and an internal error is one."""
+
+    def check(response: httpx.Response) -> VendorError | None:
+        try:
+            body = decode_json(response)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return _unexpected(operation, "the answer is not a JSON object")
+        if body.get("success") is False or body.get("Success") is False:  # v1, CRUD
+            return classify_zuora_error(operation, response)
+        return None
+
+    return check
 
 
 def _reject(operation: str, code: str, message: str) -> RejectedError:
@@ -832,16 +862,16 @@ class ZuoraBilling:
         if idempotency_key is not None:
             headers["idempotency-key"] = idempotency_key
         response = await self._http.request(
-            operation, method, path, json_body=json_body, headers=headers, ok=(200, 201)
+            operation,
+            method,
+            path,
+            json_body=json_body,
+            headers=headers,
+            ok=(200, 201),
+            check=answer_failure(operation),
         )
-        try:
-            body = decode_json(response)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise _unexpected(operation, "the answer is not a JSON object")
-        if body.get("success") is False or body.get("Success") is False:  # v1, CRUD
-            raise classify_zuora_error(operation, response)
+        body = decode_json(response)
+        assert isinstance(body, dict)  # answer_failure let only a JSON object through
         return body
 
     async def _query(

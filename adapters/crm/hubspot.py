@@ -35,6 +35,8 @@ not found; 401 is a transient auth failure; 5xx, 408, 423 (record locked) are tr
 allowance is spent until midnight in the *account's* time zone (HubSpot's reset), which
 revsync cannot ask HubSpot without spending a call: it is configured
 (``REVSYNC_HUBSPOT_ACCOUNT_TIMEZONE``) and ``retry_after`` is the time until that midnight.
+Both are throttling (:class:`~adapters.errors.Throttle`: never a circuit-breaker failure);
+``DAILY`` is a quota, backed off for long by :mod:`activities.classify`.
 Batch answers can be ``207 Multi-Status`` with ``results`` and ``errors``: an error item
 naming revsync's record is classified the same way (its ``category``), never dropped.
 
@@ -71,6 +73,7 @@ from adapters.crm.hubspot_fields import GOLDEN_PROPERTIES, changes_from_company,
 from adapters.errors import (
     NotFoundError,
     RejectedError,
+    Throttle,
     TransientError,
     VendorError,
     enforce,
@@ -213,10 +216,12 @@ def hubspot_classifier(
         if status == 429:
             policy = body.get("policyName") if isinstance(body.get("policyName"), str) else None
             retry_after = retry_after_seconds(response)
+            throttle = Throttle.rate(f"HubSpot {policy or 'rate'} limit")
             if policy == DAILY_POLICY:
                 until_reset = seconds_until_midnight(zone, now())
                 retry_after = max(retry_after or 0.0, until_reset)
                 message = f"daily API limit spent until midnight {zone.key}: {message}"
+                throttle = Throttle.quota("HubSpot daily API request limit")
             return TransientError(
                 VENDOR,
                 operation,
@@ -224,6 +229,7 @@ def hubspot_classifier(
                 status=status,
                 code=policy or category or "RATE_LIMITS",
                 retry_after=retry_after,
+                throttle=throttle,
             )
         if status == 401:
             # Expired or revoked token: adapters.oauth refreshes it once; a credential that

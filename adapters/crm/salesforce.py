@@ -11,7 +11,10 @@ needs several calls they go as one ``composite`` call (:meth:`SalesforceCrm.comp
 read, :mod:`adapters.crm.salesforce_cpq`).
 
 Salesforce error bodies are a JSON list ``[{"message", "errorCode", "fields"}]``;
-:func:`classify_salesforce` reads them into the failure taxonomy.
+:func:`classify_salesforce` reads them into the failure taxonomy. ``REQUEST_LIMIT_EXCEEDED``
+(403, no ``Retry-After``) is throttling: the org's rolling 24-hour API request allocation
+spent (a quota, backed off for minutes by :mod:`activities.classify`), or the concurrent
+long-running request limit (a rate limit), as its message says (:func:`request_limit`).
 
 The receivable status of invoice-to-revenue is a PATCH of custom fields on the Account:
 ``Revsync_AR_Status__c`` (Current, Overdue, Paid, Void), ``Revsync_AR_Invoice__c`` (the
@@ -52,11 +55,13 @@ from adapters.crm.salesforce_fields import (
 from adapters.errors import (
     NotFoundError,
     RejectedError,
+    Throttle,
     TransientError,
     VendorError,
     enforce,
 )
 from adapters.http import (
+    AnswerCheck,
     VendorHttp,
     classify_by_status,
     decode_json,
@@ -79,9 +84,12 @@ VENDOR = "salesforce"
 _RECORD_ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
 
 # Error codes that mean "try again later" whatever the HTTP status.
+REQUEST_LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
 _TRANSIENT_CODES = frozenset(
-    {"REQUEST_LIMIT_EXCEEDED", "UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT"}
+    {REQUEST_LIMIT_EXCEEDED, "UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT"}
 )
+DAILY_LIMIT = "Salesforce daily API request limit"
+CONCURRENT_LIMIT = "Salesforce concurrent long-running API request limit"
 _NOT_FOUND_CODES = frozenset({"NOT_FOUND", "ENTITY_IS_DELETED"})
 
 ORDER_STATUS = "Activated"
@@ -161,6 +169,28 @@ def _error_items(response: httpx.Response) -> list[tuple[str | None, str]]:
     return items
 
 
+def request_limit(message: str) -> Throttle:
+    """Which API limit a ``REQUEST_LIMIT_EXCEEDED`` names (Salesforce answers both with 403
+    and that code, no ``Retry-After``; the message names the limit):
+
+    - ``ConcurrentPerOrgLongTxn`` / ``ConcurrentRequests``: too many requests of 20 s or more
+      in flight (25 per production org): a rate limit that clears as they finish;
+    - ``TotalRequests`` (or anything else): the org's API request allocation, counted over a
+      rolling 24 hours and shared by every integration of the org: a quota. Calls stay
+      refused until the last 24 hours' usage drops below it, so retrying every few seconds
+      spends on refusals what little recovers.
+
+    Salesforce, *API Request Limits and Allocations*:
+    https://developer.salesforce.com/docs/platform/salesforce-app-limits-cheatsheet/guide/salesforce-app-limits-platform-api.html;
+    Salesforce Help, *System Overview: API Usage*:
+    https://help.salesforce.com/s/articleView?id=xcloud.setup_system_overview_api.htm.
+    A message that names no limit is read as the quota: waiting minutes on a concurrency
+    limit costs minutes, retrying fast on a spent quota costs the org's integrations."""
+    if "concurrent" in message.lower():
+        return Throttle.rate(CONCURRENT_LIMIT)
+    return Throttle.quota(DAILY_LIMIT)
+
+
 def classify_salesforce(operation: str, response: httpx.Response) -> VendorError:
     """The failure an error response from Salesforce means."""
     status = response.status_code
@@ -173,6 +203,12 @@ def classify_salesforce(operation: str, response: httpx.Response) -> VendorError
     )
 
     if transient_codes:
+        throttle = None
+        if code == REQUEST_LIMIT_EXCEEDED:
+            limit_message = " ".join(m for c, m in items if c == REQUEST_LIMIT_EXCEEDED)
+            throttle = request_limit(limit_message)
+        elif status == 429:
+            throttle = Throttle.rate("Salesforce request rate limit (HTTP 429)")
         return TransientError(
             VENDOR,
             operation,
@@ -180,6 +216,7 @@ def classify_salesforce(operation: str, response: httpx.Response) -> VendorError
             status=status,
             code=code,
             retry_after=retry_after_seconds(response),
+            throttle=throttle,
         )
     if status == 401 or code == "INVALID_SESSION_ID":
         # The token expired or was revoked. adapters.oauth refreshes it once; a credential
@@ -370,6 +407,42 @@ class SubrequestResult:
         :func:`classify_salesforce` and the code that reads a single call's answer."""
         content = b"" if self.body is None else dumps_json(self.body)
         return httpx.Response(self.status, content=content, headers=self.headers)
+
+
+def _composite_results(
+    operation: str, response: httpx.Response, count: int
+) -> list[SubrequestResult]:
+    """The ``count`` subrequest answers of a composite response, in order."""
+    body = decode_json(response)
+    answers = body.get("compositeResponse") if isinstance(body, dict) else None
+    if not isinstance(answers, list) or len(answers) != count:
+        raise _unexpected(operation, "composite answer without one result per subrequest")
+    results = [SubrequestResult.read(answer) for answer in answers]
+    done = [result for result in results if result is not None]
+    if len(done) != count:
+        raise _unexpected(operation, "composite subrequest answer without httpStatusCode")
+    return done
+
+
+def _composite_failure(operation: str, count: int) -> AnswerCheck:
+    """What a composite's 200 reports: the first failed subrequest (not one merely halted or
+    rolled back because of another) classified as if it had been called alone, an
+    unreadable answer, or None when every subrequest succeeded."""
+
+    def check(response: httpx.Response) -> VendorError | None:
+        try:
+            done = _composite_results(operation, response, count)
+        except (TransientError, ValueError) as error:
+            if isinstance(error, TransientError):
+                return error
+            return _unexpected(operation, "composite answer is not JSON")
+        failed = [result for result in done if result.status >= 300]
+        if not failed:
+            return None
+        cause = next((r for r in failed if not r.halted), failed[0])
+        return classify_salesforce(operation, cause.response())
+
+    return check
 
 
 def _bad_fields(error: ValidationError) -> str:
@@ -633,20 +706,11 @@ class SalesforceCrm:
                 "compositeRequest": [sub.wire() for sub in subrequests],
             },
             headers=self._headers,
+            # Read inside the breaker's guard: a throttled subrequest is no failure, a
+            # subrequest the org could not serve is one.
+            check=_composite_failure(operation, len(subrequests)),
         )
-        body = decode_json(response)
-        answers = body.get("compositeResponse") if isinstance(body, dict) else None
-        if not isinstance(answers, list) or len(answers) != len(subrequests):
-            raise _unexpected(operation, "composite answer without one result per subrequest")
-        results = [SubrequestResult.read(answer) for answer in answers]
-        if any(result is None for result in results):
-            raise _unexpected(operation, "composite subrequest answer without httpStatusCode")
-        done = [result for result in results if result is not None]
-        failed = [result for result in done if result.status >= 300]
-        if failed:
-            cause = next((r for r in failed if not r.halted), failed[0])
-            raise classify_salesforce(operation, cause.response())
-        return done
+        return _composite_results(operation, response, len(subrequests))
 
     async def query_many(
         self, operation: str, queries: Mapping[str, str]

@@ -98,6 +98,7 @@ from adapters.erp.dynamics_fields import (
 from adapters.errors import (
     NotFoundError,
     RejectedError,
+    Throttle,
     UnknownOutcomeError,
     VendorError,
     enforce,
@@ -181,7 +182,15 @@ def classify_dynamics(operation: str, response: httpx.Response) -> VendorError:
         message = text[:300] if text else response.reason_phrase or f"HTTP {status}"
     if status == 429 or code in THROTTLE_CODES:
         message = f"throttled by Dataverse service protection limits: {message}"
-        return vendor_error(VENDOR, operation, response, message, code, transient=True)
+        return vendor_error(
+            VENDOR,
+            operation,
+            response,
+            message,
+            code,
+            transient=True,
+            throttle=Throttle.rate("Dataverse service protection limit"),
+        )
     if status == 401:
         challenge = response.headers.get("www-authenticate", "")
         message = f"Dataverse refused the access token ({challenge or message})"

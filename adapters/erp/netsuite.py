@@ -107,6 +107,7 @@ from adapters.erp.netsuite_fields import changes_from_customer as customer_chang
 from adapters.errors import (
     NotFoundError,
     RejectedError,
+    Throttle,
     UnknownOutcomeError,
     VendorError,
     enforce,
@@ -272,7 +273,15 @@ def classify_netsuite(operation: str, response: httpx.Response) -> VendorError:
     )
     if throttled:
         message = f"throttled by NetSuite governance: {detail}"
-        return vendor_error(VENDOR, operation, response, message, code, transient=True)
+        return vendor_error(
+            VENDOR,
+            operation,
+            response,
+            message,
+            code,
+            transient=True,
+            throttle=Throttle.rate("NetSuite concurrency governance limit"),
+        )
     if status == 401 or code == "INVALID_LOGIN":
         message = f"NetSuite refused the access token (INVALID_LOGIN): {detail}"
         return vendor_error(VENDOR, operation, response, message, code, transient=True)

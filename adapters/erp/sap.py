@@ -85,6 +85,7 @@ from adapters.erp.netsuite import line_rate
 from adapters.erp.sap_finance import SapFinanceMixin
 from adapters.errors import (
     RejectedError,
+    Throttle,
     TransientError,
     UnknownOutcomeError,
     VendorError,
@@ -232,7 +233,13 @@ def classify_sap(operation: str, response: httpx.Response) -> VendorError:
         return classify_by_status(VENDOR, operation, response, message, code)
     if status == 429:
         return vendor_error(
-            VENDOR, operation, response, f"throttled by SAP: {message}", code, transient=True
+            VENDOR,
+            operation,
+            response,
+            f"throttled by SAP: {message}",
+            code,
+            transient=True,
+            throttle=Throttle.rate("SAP API rate limit"),
         )
     if status in (401, 403):
         what = "logon" if status == 401 else "authorization"

@@ -20,6 +20,7 @@ from adapters.breaker import BreakerMetrics, BreakerState, CircuitBreaker, is_th
 from adapters.errors import (
     NotFoundError,
     RejectedError,
+    Throttle,
     TransientError,
     UnknownOutcomeError,
     VendorError,
@@ -238,14 +239,28 @@ async def test_a_throttled_probe_leaves_the_circuit_half_open(rig: Rig) -> None:
     assert rig.state() is BreakerState.CLOSED
 
 
-def test_vendor_throttle_codes_are_throttling_whatever_the_status() -> None:
+def test_the_breaker_reads_the_adapters_throttle_decision_not_statuses_or_codes() -> None:
+    # Salesforce's 403: throttling because the adapter's classifier says so.
     limit = TransientError(
-        "salesforce", "query", "limit", status=403, code="REQUEST_LIMIT_EXCEEDED"
+        "salesforce",
+        "query",
+        "TotalRequests Limit exceeded.",
+        status=403,
+        code="REQUEST_LIMIT_EXCEEDED",
+        throttle=Throttle.quota("Salesforce daily API request limit"),
     )
-    down = TransientError("netsuite", "get", "down", status=503, code="UNEXPECTED_ERROR")
-    assert is_throttled(limit)
-    assert not is_throttled(down)
+    # Zuora's request-limit category inside an HTTP 200: the status says nothing.
+    in_body = TransientError(
+        "zuora", "create_order", "limit", status=200, code="50000070", throttle=Throttle.rate("x")
+    )
+    # A code the breaker once listed, without the adapter's decision: no second guessing.
+    unclassified = TransientError("netsuite", "get", "down", status=503, code="rate_limit")
+    assert is_throttled(limit) and is_throttled(in_body)
+    assert not is_throttled(unclassified)
     assert not is_throttled(RejectedError("stripe", "create", "no", status=429))
+    # The HTTP layer's default reading: a transient 429 is a rate limit.
+    response = httpx.Response(429, headers={"Retry-After": "3"})
+    assert is_throttled(classify("get_customer", response))
 
 
 async def test_unknown_outcome_counts_as_a_failure(rig: Rig) -> None:

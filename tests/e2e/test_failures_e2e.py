@@ -184,3 +184,36 @@ async def test_a_vendor_down_past_the_step_budget_parks_saying_what_failed_last(
     assert parked.parked.step is Step.PROVISION_BILLING
     assert parked.parked.reason.startswith("gave up after retrying for 0:00:04: ")
     assert "stripe is down" in parked.parked.reason
+
+
+async def test_a_spent_salesforce_quota_waits_minutes_and_says_so_in_the_pending_activity(
+    stack: Stack,
+):
+    payload = await new_quote(stack, "0015e00000NordDE1")
+    allocation = stack.sandbox.state.salesforce.api_allocation
+    allocation.set(1000, used=1000)  # the org's 24-hour allocation, spent by everyone
+    handle = stack.client.get_workflow_handle(f"q2c-{payload['quote_id']}")
+    try:
+        assert (await deliver(stack, payload)).status_code == 202
+        deadline = time.monotonic() + 60
+        message = ""
+        while not message.startswith("Salesforce"):
+            assert time.monotonic() < deadline, "no pending activity with a failure"
+            await asyncio.sleep(0.3)
+            pending = (await handle.describe()).raw_description.pending_activities
+            if pending and pending[0].HasField("last_failure"):
+                # Failure messages are encrypted in history; the Web UI decodes them through
+                # the codec server, as the client's converter does here.
+                failure = await stack.client.data_converter.decode_failure(pending[0].last_failure)
+                message = str(getattr(failure, "message", failure))
+        # What the Web UI shows on the pending activity: why it waits, and for how long.
+        assert message.startswith(
+            "Salesforce daily API request limit exhausted; next attempt in 5 minutes"
+        ), message
+        assert "REQUEST_LIMIT_EXCEEDED" in message
+        status = await handle.query(QuoteToCashWorkflow.status)
+        assert status.stage is OrderStage.VALIDATING  # waiting, neither rejected nor parked
+        assert allocation.refused == 1  # one call in those minutes, not a retry storm
+    finally:
+        allocation.set(None)
+        await handle.terminate("test over: the quota path is checked")

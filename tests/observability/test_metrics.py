@@ -24,6 +24,7 @@ import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.runtime import (
     BufferedMetricUpdate,
     MetricBuffer,
@@ -40,6 +41,7 @@ from activities.classify import vendor_call
 from adapters.errors import (
     NotFoundError,
     RejectedError,
+    Throttle,
     TransientError,
     UnknownOutcomeError,
     VendorError,
@@ -124,6 +126,50 @@ async def test_every_vendor_call_is_counted_by_vendor_and_failure_class():
         ("probe_vendor", "erp")
     }
     assert all(value == 1 for _, _, value in counted)
+
+
+@activity.defn(name="probe_salesforce")
+async def probe_salesforce(error: VendorError) -> None:
+    with vendor_call("salesforce"):
+        raise error
+
+
+async def test_a_spent_daily_quota_is_counted_per_vendor_and_backs_off_by_attempt():
+    runtime, buffer = buffered_runtime()
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info, activity_type="probe_salesforce", task_queue="crm", attempt=2
+    )
+    env.metric_meter = runtime.metric_meter
+    quota = TransientError(
+        "salesforce",
+        "get_account",
+        "TotalRequests Limit exceeded.",
+        status=403,
+        code="REQUEST_LIMIT_EXCEEDED",
+        throttle=Throttle.quota("Salesforce daily API request limit"),
+    )
+    burst = TransientError(
+        "salesforce", "get_account", "too many", status=429, throttle=Throttle.rate("burst")
+    )
+    with pytest.raises(ApplicationError) as caught:
+        await env.run(probe_salesforce, quota)
+    # The second attempt: 10 minutes, said where the Web UI shows the pending activity.
+    assert caught.value.next_retry_delay == timedelta(minutes=10)
+    assert caught.value.message.startswith(
+        "Salesforce daily API request limit exhausted; next attempt in 10 minutes"
+    )
+    with pytest.raises(ApplicationError):
+        await env.run(probe_salesforce, burst)
+
+    counted = Counter(
+        (name, attrs["vendor"], attrs.get("outcome"))
+        for name, attrs, _ in business(buffer.retrieve_updates())
+    )
+    assert counted == {
+        ("revsync_vendor_calls", "salesforce", "transient"): 2,
+        ("revsync_vendor_quota_exhausted", "salesforce", None): 1,  # a rate limit is not one
+    }
 
 
 def test_a_metric_takes_exactly_its_declared_labels():

@@ -168,6 +168,56 @@ class ErrorClassContract:
         assert _Ctx(subject, state).records() == 0
         assert await subject.create()
 
+    async def test_the_vendors_own_throttle_answer_is_flow_control_never_a_failure(
+        self, subject: Subject, state: SandboxState
+    ) -> None:
+        # The vendor's own throttle signal (Salesforce's 403 REQUEST_LIMIT_EXCEEDED,
+        # Dataverse's 0x80072322, ...), more often than any breaker threshold: the adapter
+        # reads it as throttling, once, and the breaker lets every retry reach the vendor.
+        answer = subject.emulator.throttle
+        inject(
+            state,
+            subject.emulator,
+            status=answer.status,
+            code=answer.code,
+            message=answer.message,
+            retry_after=answer.retry_after,
+            times=8,
+        )
+        for _ in range(8):
+            with pytest.raises(TransientError) as caught:
+                await subject.create()
+            assert caught.value.code != CIRCUIT_OPEN
+            assert caught.value.status == answer.status
+            assert caught.value.throttle is not None
+            assert caught.value.throttle.kind == answer.kind
+            expected = None if answer.retry_after is None else float(answer.retry_after)
+            assert caught.value.retry_after == expected
+        assert _Ctx(subject, state).records() == 0
+        assert await subject.create()
+
+    async def test_throttled_answers_neither_count_as_failures_nor_reset_them(
+        self, subject: Subject, state: SandboxState
+    ) -> None:
+        # 4 failures, then throttling, then a 5th failure: the breaker opens (5 in a row), as
+        # the throttled answers between them said nothing about the vendor being up or down.
+        # Every call is faulted (a create may look its key up first: a success would reset).
+        answer = subject.emulator.throttle
+        for status, code, times in (
+            (503, None, 4),
+            (answer.status, answer.code, 3),
+            (503, None, 1),
+        ):
+            rule = FaultRule(vendor=subject.emulator.vendor, status=status, code=code, times=times)
+            state.faults.configure(FaultsRequest(faults=[rule]))
+            for _ in range(times):
+                with pytest.raises(TransientError) as caught:
+                    await subject.create()
+                assert caught.value.code != CIRCUIT_OPEN
+        with pytest.raises(TransientError) as fast:
+            await subject.create()
+        assert fast.value.code == CIRCUIT_OPEN
+
     async def test_throttled_without_retry_after_leaves_the_delay_to_the_backoff(
         self, subject: Subject, state: SandboxState
     ) -> None:

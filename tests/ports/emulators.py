@@ -22,6 +22,19 @@ from sandbox.app import SandboxState
 
 
 @dataclass(frozen=True)
+class ThrottleAnswer:
+    """How the vendor answers when it throttles revsync (its emulator's fault rule renders
+    it in the vendor's error shape), and how revsync must read it: ``kind`` of
+    :class:`adapters.errors.Throttle`, ``rate`` or ``quota``."""
+
+    status: int
+    code: str | None
+    message: str
+    kind: str
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True)
 class Emulator:
     vendor: str
     # How many of the records the port's keyed create makes the emulator holds.
@@ -35,6 +48,9 @@ class Emulator:
     validation_error: tuple[int, str]
     # Make the credentials revsync holds stop working (an expired or revoked token).
     expire_credentials: Callable[[SandboxState], None]
+    # The vendor's own throttle answer (docs/vendor-fidelity.md, "Throttling and failure
+    # classes").
+    throttle: ThrottleAnswer
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,9 @@ CRM_EMULATORS: dict[str, CrmEmulator] = {
         create_request=lambda key: ("POST", "/composite"),
         validation_error=(400, "FIELD_CUSTOM_VALIDATION_EXCEPTION"),
         expire_credentials=_rotate("salesforce"),
+        throttle=ThrottleAnswer(
+            403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", "quota"
+        ),
         new_quote=create_crm_quote,
         quote_status=_salesforce_quote_status,
         account_id="0015e00000NordDE1",
@@ -94,6 +113,13 @@ CRM_EMULATORS: dict[str, CrmEmulator] = {
         create_request=lambda key: ("POST", "/batch/upsert"),
         validation_error=(400, "VALIDATION_ERROR"),
         expire_credentials=_rotate("hubspot"),
+        throttle=ThrottleAnswer(
+            429,
+            "TEN_SECONDLY_ROLLING",
+            "You have reached your ten_secondly_rolling limit.",
+            "rate",
+            retry_after=1,
+        ),
         new_quote=_hubspot_deal,
         quote_status=_hubspot_quote_status,
         account_id=hubspot.COMPANY_IDS["0015e00000NordDE1"],
@@ -108,6 +134,9 @@ BILLING_EMULATORS: dict[str, Emulator] = {
         create_request=lambda key: ("POST", "/v1/subscriptions"),
         validation_error=(400, "parameter_invalid_integer"),
         expire_credentials=_rotate("stripe"),
+        throttle=ThrottleAnswer(
+            429, "rate_limit", "Too many requests hit the API too quickly.", "rate"
+        ),
     ),
     "zuora": Emulator(
         vendor="zuora",
@@ -117,6 +146,7 @@ BILLING_EMULATORS: dict[str, Emulator] = {
         # 531003 is the subscription's termType field, 20 the invalid-value category.
         validation_error=(400, "53100320"),
         expire_credentials=zuora.revoke_credentials,
+        throttle=ThrottleAnswer(429, "50000070", "Too many requests", "rate", retry_after=4),
     ),
 }
 
@@ -128,6 +158,12 @@ ERP_EMULATORS: dict[str, Emulator] = {
         create_request=lambda key: ("POST", "/salesOrder"),
         validation_error=(400, "INVALID_FLD_VALUE"),
         expire_credentials=_rotate("netsuite"),
+        throttle=ThrottleAnswer(
+            429,
+            "CONCURRENCY_LIMIT_EXCEEDED",
+            "Concurrent request limit exceeded. Request blocked.",
+            "rate",
+        ),
     ),
     "sap": Emulator(
         vendor="sap",
@@ -136,6 +172,7 @@ ERP_EMULATORS: dict[str, Emulator] = {
         create_request=lambda key: ("POST", "/API_SALES_ORDER_SRV/A_SalesOrder"),
         validation_error=(400, "V1/390"),
         expire_credentials=_rotate("sap"),
+        throttle=ThrottleAnswer(429, None, "Rate limit exceeded", "rate", retry_after=2),
     ),
     "dynamics": Emulator(
         vendor="dynamics",
@@ -145,5 +182,12 @@ ERP_EMULATORS: dict[str, Emulator] = {
         # InvalidArgument, Dataverse's validation error.
         validation_error=(400, "0x80040203"),
         expire_credentials=dynamics.revoke_credentials,
+        throttle=ThrottleAnswer(
+            429,
+            "0x80072322",
+            "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
+            "rate",
+            retry_after=5,
+        ),
     ),
 }

@@ -23,6 +23,7 @@ from temporalio.worker import Interceptor, Worker
 from domain.saga import FailureType
 from tests.conftest import installed_binary
 from workers.attempts import AttemptInterceptor, AttemptLog
+from workflows.quote_to_cash import step_failure
 
 BUDGET = timedelta(seconds=2)
 
@@ -36,6 +37,22 @@ async def slow_erp_call(n: int) -> int:
 @activity.defn(name="failing_erp_call")
 async def failing_erp_call(n: int) -> int:
     raise ApplicationError(f"503 from vendor (attempt {activity.info().attempt})")
+
+
+@activity.defn(name="quota_spent_call")
+async def quota_spent_call(n: int) -> int:
+    raise ApplicationError(
+        "Salesforce daily API request limit exhausted; next attempt in 5 minutes",
+        {
+            "throttle": "quota",
+            "limit": "Salesforce daily API request limit",
+            "vendor": "salesforce",
+            "operation": "get_account",
+            "status": 403,
+            "code": "REQUEST_LIMIT_EXCEEDED",
+        },
+        type=FailureType.VENDOR_TRANSIENT,
+    )
 
 
 @workflow.defn(name="BudgetedSteps", sandboxed=False)
@@ -60,7 +77,8 @@ class BudgetedSteps:
             except ActivityError as error:
                 cause = error.cause
                 if isinstance(cause, ApplicationError):
-                    return f"{cause.type}: {cause.message}"
+                    # What the saga parks with, after the type of the last failure.
+                    return f"{cause.type}: {step_failure(error, BUDGET)[1]}"
                 return type(cause).__name__
             return "done"
 
@@ -87,7 +105,7 @@ async def run_steps(client: Client, interceptors: list[Interceptor], spec: tuple
         Worker(
             client,
             task_queue="erp-budget",
-            activities=[slow_erp_call, failing_erp_call],
+            activities=[slow_erp_call, failing_erp_call, quota_spent_call],
             max_concurrent_activities=1,
             interceptors=interceptors,
         ),
@@ -113,8 +131,18 @@ async def test_retrying_still_spends_it_and_the_step_says_what_failed_last(clien
     assert message.startswith("gave up after retrying for 0:00:02: 503 from vendor (attempt ")
 
 
+async def test_a_budget_spent_on_a_daily_quota_still_parks_saying_so(client: Client):
+    (outcome,) = await run_steps(client, [AttemptInterceptor()], ("quota_spent_call", 1))
+    kind, _, reason = outcome.partition(": ")
+    assert kind == FailureType.RETRY_BUDGET_EXHAUSTED
+    assert reason.startswith(
+        "Salesforce daily API request limit exhausted (quota, not an outage: salesforce "
+        "get_account HTTP 403 REQUEST_LIMIT_EXCEEDED); gave up after retrying for 0:00:02"
+    )
+
+
 def test_the_attempt_log_reads_only_its_own_heartbeat_details():
     assert AttemptLog.of([]) == AttemptLog()
     assert AttemptLog.of([["subscriber-a"]]) == AttemptLog()
-    log = AttemptLog(queued_seconds=4.5, last_failure="503")
+    log = AttemptLog(queued_seconds=4.5, last_failure="503", last_details={"status": 503})
     assert AttemptLog.of([log.detail()]) == log
