@@ -209,7 +209,11 @@ async def test_customer_upsert_twice_keeps_one_customer(erp: NetSuiteErp, state:
     assert record["externalId"] == "acct-0015e00000NordDE1"
     assert record["companyName"] == "Nordlicht Logistik"
     assert record["legalName"] == "Nordlicht Logistik GmbH"
-    assert record["vatRegNumber"] == "DE811907980"
+    # SuiteTax: the tax id is a tax registration in the billing country, replaced on upsert.
+    assert record["taxRegistration"] == [
+        {"nexusCountry": "DE", "taxRegistrationNumber": "DE811907980"}
+    ]
+    assert "vatRegNumber" not in record
     assert record["email"] == "rechnung@nordlicht.example"  # the second upsert updated it
     assert record["currency"] == "EUR"
     (address,) = record["addressBook"]  # replaced, not appended
@@ -219,6 +223,37 @@ async def test_customer_upsert_twice_keeps_one_customer(erp: NetSuiteErp, state:
         "Hamburg",
         "20457",
         "DE",
+    )
+
+
+async def test_the_legacy_tax_field_is_refused_as_netsuite_refuses_an_unknown_field(
+    http: httpx.AsyncClient, state: SandboxState
+):
+    """REST web services support no legacy tax: ``vatRegNumber`` does not exist for them."""
+    response = await http.put(
+        f"{RECORDS}/customer/eid:acct-legacy",
+        json={"companyName": "Legacy GmbH", "vatRegNumber": "DE811907980"},
+        headers=AUTH,
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["title"], body["status"]) == ("Bad Request", 400)
+    (detail,) = body["o:errorDetails"]
+    assert (detail["o:errorCode"], detail["o:errorPath"]) == ("NONEXISTENT_FIELD", "vatRegNumber")
+    assert "legacy tax" in detail["detail"]
+    assert state.netsuite.customers == {}
+    # The SuiteTax shape is taken, and checked.
+    bad = await http.put(
+        f"{RECORDS}/customer/eid:acct-legacy",
+        json={
+            "companyName": "Legacy GmbH",
+            "taxRegistration": {"items": [{"nexusCountry": {"id": "DE"}}]},
+        },
+        headers=AUTH,
+    )
+    assert bad.status_code == 400
+    assert bad.json()["o:errorDetails"][0]["o:errorPath"] == (
+        "taxRegistration.items[0].taxRegistrationNumber"
     )
 
 
