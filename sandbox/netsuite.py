@@ -78,7 +78,14 @@ What it reproduces:
   the account's tax engine would compute the tax: the emulator's computes none. A credit memo
   transform copies the invoice's override and the tax details of the lines it keeps, unless
   the body's replace them (``?replace=item,taxDetails``).
-- Cancelling (``orderStatus`` C) is refused once an order is fulfilled or billed.
+- Sales order status ("Closing a Sales Order", "Closing Line Items on Sales Orders"): a new
+  order is Pending Approval (A) or Pending Fulfillment (B). ``orderStatus`` can be set only
+  on an order Pending Approval, to approve it (B) or cancel it (C); any other value is 400
+  ``INVALID_CONTENT`` ("You have entered an Invalid Field Value ... orderStatus"). An approved
+  order is closed by closing its lines (``item`` sublist keyed by ``line``, ``isClosed:
+  true``), in Pending Fulfillment, Partially Fulfilled, Pending Billing/Partially Fulfilled or
+  Pending Billing (400 ``USER_ERROR`` on the line otherwise); once every line is closed the
+  order is Closed (H), and reopening a line makes it Pending Fulfillment again.
 - A fiscal calendar: a year, four quarters and twelve monthly periods for each of 2020-2035
   (``FY 2026``, ``Q1 2026``, ``Jan 2026``), all open; ``POST /_sandbox/netsuite/periods``
   (``{"period": "2026-03" or "Mar 2026", "closed": true}``, no auth, not NetSuite's API) closes
@@ -149,7 +156,10 @@ ORDER_STATUS_NAMES = {
     "G": "Billed",
     "H": "Closed",
 }
-_FULFILLED_OR_BILLED = frozenset("DEFG")
+# Statuses in which an order's lines can be closed ("Closing a Sales Order": pending
+# fulfillment, partially fulfilled, pending billing), and the already closed one (closing a
+# closed line again changes nothing).
+_CLOSABLE = frozenset("BDEFH")
 
 # Internal ids as a fresh NetSuite account numbers them.
 _CURRENCIES = [
@@ -693,11 +703,16 @@ class NetSuiteStore:
         return self._find(self.sales_orders, ref)
 
     def set_order_status(self, order_id: str, status: str) -> None:
-        """Move an order on as NetSuite users would outside revsync (fulfil it, bill it)."""
+        """Move an order on as NetSuite users would outside revsync (approve it or not, fulfil
+        it, bill it, close it: Closed closes every line)."""
         if status not in ORDER_STATUS_NAMES:
             raise ValueError(f"unknown sales order status {status!r}")
-        self.sales_orders[order_id]["orderStatus"] = status
-        self.sales_orders[order_id]["lastModifiedDate"] = _now()
+        order = self.sales_orders[order_id]
+        order["orderStatus"] = status
+        if status == "H":
+            for line in order["item"]:
+                line["isClosed"] = True
+        order["lastModifiedDate"] = _now()
 
     # SuiteQL
 
@@ -1022,6 +1037,7 @@ class NetSuiteStore:
                     "rate": rate,
                     "amount": amount,
                     "description": description,
+                    "isClosed": False,
                 }
             )
         return lines
@@ -1043,40 +1059,70 @@ class NetSuiteStore:
         )
 
     def update_sales_order(self, order: dict[str, Any], body: Any) -> None:
-        _check_fields(body, {"orderStatus", "memo", "otherRefNum"})
+        """PATCH a sales order: its memo and reference, its ``orderStatus`` only as a user
+        may set it (approve or cancel an order Pending Approval: the only two choices the
+        field offers), and its lines' ``isClosed`` (the ``item`` sublist, keyed by ``line``).
+        An approved order is never cancelled: it is closed by closing its lines, and an
+        order whose every line is closed is Closed (H); reopening a line of a Closed order
+        makes it Pending Fulfillment again."""
+        _check_fields(body, {"orderStatus", "memo", "otherRefNum", "item"})
         staged = dict(order)
         for key in ("memo", "otherRefNum"):
             if key in body:
                 if body[key] is not None and not isinstance(body[key], str):
                     raise _bad_value(key, f"Invalid value for field {key}: expected text.")
                 staged[key] = body[key]
+        current = order["orderStatus"]
         if "orderStatus" in body:
             new = _ref(body["orderStatus"], "orderStatus")
-            current = order["orderStatus"]
-            if new not in ORDER_STATUS_NAMES:
-                raise _bad_value("orderStatus", f"Invalid order status {new!r}.")
-            if new != current:
-                if new == "C" and current in _FULFILLED_OR_BILLED:
-                    raise NetSuiteError(
-                        400,
-                        "USER_ERROR",
-                        "You cannot cancel a sales order that has been fulfilled or billed.",
-                        "orderStatus",
-                    )
-                allowed = {
-                    "B": current == "A",
-                    "C": current in ("A", "B"),
-                    "H": current not in ("C", "H"),
-                }
-                if not allowed.get(new, False):
-                    raise NetSuiteError(
-                        400,
-                        "USER_ERROR",
-                        f"A sales order cannot go from {ORDER_STATUS_NAMES[current]} to "
-                        f"{ORDER_STATUS_NAMES[new]}.",
-                        "orderStatus",
-                    )
+            if new != current and not (current == "A" and new in ("B", "C")):
+                # Once approved, the status follows the order's lines and the transactions
+                # made from it; the field offers no other choice.
+                raise NetSuiteError(
+                    400,
+                    "INVALID_CONTENT",
+                    "Error while accessing resource: You have entered an Invalid Field Value "
+                    f"{new} for the following field: orderStatus",
+                    "orderStatus",
+                )
             staged["orderStatus"] = new
+        lines = [dict(line) for line in order["item"]]
+        if "item" in body:
+            entries = _sublist(body["item"], "item")
+            by_line = {line["line"]: line for line in lines}
+            for n, entry in enumerate(entries):
+                path = f"item.items[{n}]"
+                if not isinstance(entry, dict):
+                    raise _bad_value(path, "Invalid line.")
+                _check_fields(entry, {"line", "isClosed"}, path)
+                number = entry.get("line")
+                if isinstance(number, bool) or not isinstance(number, int) or number not in by_line:
+                    raise NetSuiteError(
+                        400,
+                        "USER_ERROR",
+                        "The emulator updates existing lines only: name one by its line.",
+                        f"{path}.line",
+                    )
+                if "isClosed" not in entry:
+                    continue
+                closed = entry["isClosed"]
+                if not isinstance(closed, bool):
+                    raise _bad_value(f"{path}.isClosed", "Invalid value: expected true or false.")
+                if closed != by_line[number]["isClosed"] and current not in _CLOSABLE:
+                    raise NetSuiteError(
+                        400,
+                        "USER_ERROR",
+                        f"A sales order that is {ORDER_STATUS_NAMES[current]} has no line "
+                        "to close or reopen: only a pending fulfillment, partially fulfilled "
+                        "or pending billing order's lines can be closed.",
+                        f"{path}.isClosed",
+                    )
+                by_line[number]["isClosed"] = closed
+            if all(line["isClosed"] for line in lines):
+                staged["orderStatus"] = "H"
+            elif staged["orderStatus"] == "H":
+                staged["orderStatus"] = "B"
+        staged["item"] = lines
         staged["lastModifiedDate"] = _now()
         order.update(staged)
 
@@ -1116,6 +1162,7 @@ class NetSuiteStore:
                     "quantity": line["quantity"],
                     "rate": line["rate"],
                     "amount": line["amount"],
+                    "isClosed": line["isClosed"],
                     **({"description": line["description"]} if line["description"] else {}),
                 }
                 for line in order["item"]

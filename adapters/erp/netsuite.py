@@ -51,6 +51,16 @@ the same ones):
   amount exactly) and its description names the list price and the discount.
 - Creates and upserts answer ``204 No Content`` with a ``Location`` header ending in the new
   record's internal id.
+- **Cancel** (a compensation) does what NetSuite allows for the order's status, read first
+  ("Closing a Sales Order", "Closing Line Items on Sales Orders"): an order Pending Approval
+  (A) is cancelled (``orderStatus`` C, the only order NetSuite cancels); an approved one,
+  Pending Fulfillment (B), whose status can no longer be set, is closed by a PATCH closing
+  every line (``item`` keyed by ``line``, ``isClosed: true``), which makes it Closed (H);
+  Cancelled or Closed is returned as is (closed reads as cancelled: nothing more will be
+  fulfilled or billed from it); partly or wholly fulfilled or billed (D, E, F, G) is refused
+  before anything is sent (``ORDER_FULFILLED``: finance decides), and the saga parks. A
+  refusal of the PATCH after which the order reads Cancelled or Closed (a concurrent cancel
+  won) counts as done.
 
 Invoice-to-revenue (the receivable and what follows it):
 
@@ -386,12 +396,27 @@ def _line_description(line: OrderLine) -> str:
 
 
 def order_status(code: str | None) -> SalesOrderStatus:
-    """revsync's reading of a NetSuite ``orderStatus`` code."""
-    if code == STATUS_CANCELLED:
+    """revsync's reading of a NetSuite ``orderStatus`` code. Closed (every line closed:
+    nothing more will be fulfilled or billed from it) reads as cancelled: it is how an
+    approved order is cancelled (revsync closes only orders nothing was fulfilled or billed
+    from). Billed reads as closed: the order is complete."""
+    if code in (STATUS_CANCELLED, STATUS_CLOSED):
         return SalesOrderStatus.CANCELLED
-    if code in (STATUS_CLOSED, STATUS_BILLED):
+    if code == STATUS_BILLED:
         return SalesOrderStatus.CLOSED
     return SalesOrderStatus.PENDING_FULFILLMENT
+
+
+STATUS_NAMES = {
+    STATUS_PENDING_APPROVAL: "Pending Approval",
+    STATUS_PENDING_FULFILLMENT: "Pending Fulfillment",
+    STATUS_CANCELLED: "Cancelled",
+    STATUS_PARTIALLY_FULFILLED: "Partially Fulfilled",
+    STATUS_PENDING_BILLING_PARTIALLY_FULFILLED: "Pending Billing/Partially Fulfilled",
+    STATUS_PENDING_BILLING: "Pending Billing",
+    STATUS_BILLED: "Billed",
+    STATUS_CLOSED: "Closed",
+}
 
 
 class NetSuiteErp:
@@ -727,8 +752,13 @@ class NetSuiteErp:
 
     # -- sales orders -----------------------------------------------------------------------
 
-    async def _get_order(self, ref: str, operation: str) -> dict[str, Any]:
-        response = await self._request(operation, "GET", self._record_url("salesOrder", ref))
+    async def _get_order(self, ref: str, operation: str, *, expand: bool = False) -> dict[str, Any]:
+        response = await self._request(
+            operation,
+            "GET",
+            self._record_url("salesOrder", ref),
+            params={"expandSubResources": "true"} if expand else None,
+        )
         record = decode_json(response)
         if not isinstance(record, dict):
             raise UnknownOutcomeError(VENDOR, operation, "sales order answer is not an object")
@@ -810,20 +840,49 @@ class NetSuiteErp:
         return await self._to_sales_order(await self._get_order(order_id, operation), operation)
 
     async def cancel_sales_order(self, order_id: str, reason: str) -> SalesOrder:
+        """Undo the order as NetSuite allows for its status, read first: Pending Approval is
+        cancelled (``orderStatus`` C, the one order NetSuite cancels); Pending Fulfillment
+        (approved: its status can no longer be set) is closed by closing every line
+        (``isClosed``), which makes it Closed; Cancelled or Closed is returned as it is. An
+        order partly or wholly fulfilled or billed is refused (``ORDER_FULFILLED``): what was
+        delivered or billed is for finance to settle, not for a compensation to close."""
         operation = "cancel_sales_order"
         ref = url_quote(order_id, safe="")
-        record = await self._get_order(ref, operation)
-        if _ref_id(record.get("orderStatus")) in (STATUS_CANCELLED, STATUS_CLOSED):
+        record = await self._get_order(ref, operation, expand=True)
+        status = _ref_id(record.get("orderStatus"))
+        if status in (STATUS_CANCELLED, STATUS_CLOSED):
             return await self._to_sales_order(record, operation)
-        await self._request(
-            operation,
-            "PATCH",
-            self._record_url("salesOrder", ref),
-            json_body={
+        if status == STATUS_PENDING_APPROVAL:
+            body: dict[str, Any] = {
                 "orderStatus": {"id": STATUS_CANCELLED},
-                "memo": f"Cancelled by revsync: {reason}"[:999],
-            },
-        )
+                "memo": f"Cancelled by revsync: {reason}"[:MAX_MEMO],
+            }
+        elif status == STATUS_PENDING_FULFILLMENT:
+            lines = (record.get("item") or {}).get("items") or []
+            body = {
+                "memo": f"Closed by revsync: {reason}"[:MAX_MEMO],
+                "item": {"items": [{"line": row["line"], "isClosed": True} for row in lines]},
+            }
+        else:
+            name = STATUS_NAMES.get(str(status), f"status {status}")
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"sales order {order_id} is {name} in NetSuite: part of it was fulfilled or "
+                "billed, so revsync neither cancels nor closes it; finance decides what to "
+                "do with it (close what is left, credit what was billed)",
+                code="ORDER_FULFILLED",
+            )
+        try:
+            await self._request(
+                operation, "PATCH", self._record_url("salesOrder", ref), json_body=body
+            )
+        except RejectedError:
+            # A concurrent cancel or close won the race: done. Anything else stands.
+            again = await self._get_order(ref, operation)
+            if _ref_id(again.get("orderStatus")) not in (STATUS_CANCELLED, STATUS_CLOSED):
+                raise
+            return await self._to_sales_order(again, operation)
         return await self._to_sales_order(await self._get_order(ref, operation), operation)
 
     # -- reconciliation -----------------------------------------------------------------------
