@@ -127,6 +127,7 @@ def netsuite_erp(settings: Settings, http: httpx.AsyncClient) -> ErpPort:
         tokens=netsuite_tokens(settings, http),
         deferred_revenue_account=settings.netsuite_deferred_revenue_account,
         revenue_account=settings.netsuite_revenue_account,
+        tax_code=settings.netsuite_tax_code,
     )
 
 

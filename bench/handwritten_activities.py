@@ -309,12 +309,20 @@ class Erp:
                 ]
             },
         }
+        # SuiteTax: the tax id is a tax registration in the billing country.
+        registrations = []
         if account["Tax_Id__c"]:
-            customer["vatRegNumber"] = account["Tax_Id__c"]
+            registrations.append(
+                {
+                    "nexusCountry": {"id": account["BillingCountryCode"]},
+                    "taxRegistrationNumber": account["Tax_Id__c"],
+                }
+            )
+        customer["taxRegistration"] = {"items": registrations}
         customer["currency"] = {"id": await self.currency_id(account["CurrencyIsoCode"])}
         response = await self.http.put(
             f"{self.records}/customer/eid:" + url_quote(customer["externalId"], safe=""),
-            params={"replace": "addressBook"},
+            params={"replace": "addressBook,taxRegistration"},
             json=customer,
             headers=self.headers,
         )

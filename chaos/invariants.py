@@ -31,8 +31,10 @@ from typing import Any
 
 Record = dict[str, Any]
 
-# NetSuite ``orderStatus`` of a cancelled sales order; Stripe statuses of an ended subscription.
-ERP_CANCELLED = "C"
+# NetSuite ``orderStatus`` of an undone sales order: Cancelled (one Pending Approval) or Closed
+# (every line closed: how an approved order is undone); Stripe statuses of an ended
+# subscription.
+ERP_ENDED = frozenset({"C", "H"})
 SUBSCRIPTION_ENDED = frozenset({"canceled", "incomplete_expired"})
 CRM_ORDERED = "Ordered"
 CRM_REJECTED = "Rejected"
@@ -91,7 +93,7 @@ class QuoteRecords:
 
     @property
     def live_erp_orders(self) -> list[Record]:
-        return [o for o in self.erp_orders if o.get("orderStatus") != ERP_CANCELLED]
+        return [o for o in self.erp_orders if o.get("orderStatus") not in ERP_ENDED]
 
     @property
     def live_subscriptions(self) -> list[Record]:

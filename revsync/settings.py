@@ -207,6 +207,11 @@ class Settings(BaseSettings):
     netsuite_revenue_account: str = Field(
         default="4000", min_length=1, description="Account number revenue journals credit"
     )
+    netsuite_tax_code: str = Field(
+        default="BILLED-TAX",
+        min_length=1,
+        description="Name of the SuiteTax tax code billing's tax is recorded under",
+    )
     # How the Salesforce and NetSuite adapters get their tokens (docs/adapters.md, "Auth"):
     # `static` sends the access token above; the OAuth modes fetch, cache and refresh tokens.
     salesforce_auth: Literal["static", "client_credentials", "jwt"] = Field(

@@ -44,8 +44,13 @@ singular: ``account``, ``sales_order``, ``invoice``, ``payment``, ``credit_note`
   ``Prefer: return=representation`` 201 created / 200 updated), ``create_<one>`` with
   ``If-None-Match: *`` (412 ``0x80040237`` when the key exists), ``update_<one>`` with
   ``If-Match: *`` (404 when missing); ``POST /<set>``
-  (``create_<one>``); deep insert of lines (``order_details``, ``invoice_details``,
-  ``revsync_creditnote_lines``); ``Prefer: return=representation`` answers the record;
+  (``create_<one>``), 412 ``0x80040237`` when the body's alternate key value exists; deep
+  insert of lines (``order_details``, ``invoice_details``, ``revsync_creditnote_lines``) on
+  ``POST`` only, as Dataverse documents it ("Create a table row using the Web API"): a
+  ``PATCH`` (update or upsert) carrying a collection-valued navigation property is 400
+  ``0x80048d19`` ("Error identified in Payload provided by the user for Entity ...", the code
+  Dataverse answers a payload it cannot take); ``Prefer: return=representation`` answers the
+  record;
 - ``POST /CancelSalesOrder`` (``cancel_sales_order``): ``{"OrderClose": {...,
   "salesorderid@odata.bind": "/salesorders(<id>)"}, "Status": 4}``: state Canceled.
 
@@ -101,6 +106,7 @@ NOT_FOUND = "0x80040217"
 DUPLICATE_KEY = "0x80040237"
 INVALID_ARGUMENT = "0x80040203"
 PLUGIN_ERROR = "0x80040265"
+PAYLOAD_ERROR = "0x80048d19"  # "Error identified in Payload provided by the user for Entity"
 THROTTLED = "0x80072322"
 
 # salesorder statecode / statuscode
@@ -977,6 +983,24 @@ def build_router(state: SandboxState) -> APIRouter:
 
     async def _write(request: Request, entity_set: str, ref: str | None) -> Response:
         body = await _body(request)
+        if request.method == "PATCH" and isinstance(body, dict):
+            nested = [
+                name
+                for name, value in body.items()
+                if (entity_set, name) in LINES or isinstance(value, list)
+            ]
+            if nested:
+                # Deep insert is for POST only; an update or upsert takes no related records.
+                raise DataverseError(
+                    400,
+                    PAYLOAD_ERROR,
+                    f"Error identified in Payload provided by the user for Entity :'{entity_set}', "
+                    "For more information on this error please follow this help link "
+                    "https://go.microsoft.com/fwlink/?linkid=2195293  ---->  InnerException : "
+                    "Microsoft.OData.ODataException: the collection-valued navigation property "
+                    f"'{nested[0]}' cannot be written by an update (PATCH); related rows are "
+                    "created with the record in a POST (deep insert).",
+                )
         current = store()
         existing = None if ref is None else current.find(entity_set, ref)
         if request.headers.get("if-none-match", "").strip() == "*" and existing is not None:

@@ -45,12 +45,13 @@ What it reproduces:
 - SuiteQL (``Prefer: transient``, ``limit``/``offset`` paging with ``offset`` a multiple of
   ``limit`` as NetSuite requires, every value a string, nulls
   omitted) over the tables ``item``, ``pricing``, ``currency``, ``term``, ``accountingperiod``,
-  ``customer`` (body fields: names, e-mail, VAT number, url, revsync's custom fields, credit
+  ``customer`` (body fields: names, e-mail, url, revsync's custom fields, credit
   limit, currency; invoices also answer ``foreignamountremaining`` in ``transaction``),
-  ``account`` and ``transaction`` (every transaction below plus sales orders, with ``type``
-  ``CustInvc``/``CustCred``/``CustPymt``/``Journal``/``SalesOrd``, ``createdfrom``,
-  ``otherrefnum``, ``status`` (a sales order's one-letter code) and ``foreigntotal``, negative
-  for a credit memo), for a subset:
+  ``account``, ``taxtype`` and ``salestaxitem`` (SuiteTax tax types and tax codes: ``id``,
+  ``name``, a code's ``taxtype``) and ``transaction`` (every transaction below plus sales
+  orders, with ``type`` ``CustInvc``/``CustCred``/``CustPymt``/``Journal``/``SalesOrd``,
+  ``createdfrom``, ``otherrefnum``, ``status`` (a sales order's one-letter code) and
+  ``foreigntotal``, negative for a credit memo), for a subset:
   ``SELECT col [AS alias], ... FROM table [INNER JOIN table ON a = b] [WHERE cond AND ...]
   [ORDER BY col [ASC|DESC], ...]`` where a condition is ``col = literal`` or
   ``col IN (literal, ...)``. Anything else is 400 ``INVALID_PARAMETER``.
@@ -60,7 +61,31 @@ What it reproduces:
   whose amount is not rate times quantity (rounded to the currency), or an amount finer than the
   currency's minor unit, is 400 ``USER_ERROR``.
 - Sublists on upsert/PATCH are merged (appended) unless named in ``?replace=``.
-- Cancelling (``orderStatus`` C) is refused once an order is fulfilled or billed.
+- A body field the record type does not have is 400 ``NONEXISTENT_FIELD`` with its
+  ``o:errorPath`` ("Error Handling in REST Web Services"; the code NetSuite answers for an
+  unknown field name).
+- **SuiteTax** ("REST web services do not support legacy tax features", REST Web Services
+  Supported Records): the account runs SuiteTax, so legacy tax fields (a customer's
+  ``vatRegNumber``, a line's ``tax1Amt``, ``taxRate1``, ``taxRate2``) are unknown fields. A
+  customer's tax ids are its ``taxRegistration`` sublist (``nexusCountry``,
+  ``taxRegistrationNumber``, both required). An invoice or credit memo line has a
+  ``taxDetailsReference``; its tax comes from the ``taxDetails`` sublist, which can be
+  written only with ``taxDetailsOverride: true`` (400 ``USER_ERROR`` on ``taxDetails``
+  otherwise), each line naming an item line's reference, a tax type and a tax code of that
+  type (``INVALID_KEY_OR_REF`` / ``INVALID_FLD_VALUE`` otherwise), with every column
+  (``taxBasis``, ``taxRate``, ``taxAmount`` too) given and the amounts in the currency's minor
+  unit; the amounts are kept exactly as given, ``taxTotal`` is their sum. Without the override
+  the account's tax engine would compute the tax: the emulator's computes none. A credit memo
+  transform copies the invoice's override and the tax details of the lines it keeps, unless
+  the body's replace them (``?replace=item,taxDetails``).
+- Sales order status ("Closing a Sales Order", "Closing Line Items on Sales Orders"): a new
+  order is Pending Approval (A) or Pending Fulfillment (B). ``orderStatus`` can be set only
+  on an order Pending Approval, to approve it (B) or cancel it (C); any other value is 400
+  ``INVALID_CONTENT`` ("You have entered an Invalid Field Value ... orderStatus"). An approved
+  order is closed by closing its lines (``item`` sublist keyed by ``line``, ``isClosed:
+  true``), in Pending Fulfillment, Partially Fulfilled, Pending Billing/Partially Fulfilled or
+  Pending Billing (400 ``USER_ERROR`` on the line otherwise); once every line is closed the
+  order is Closed (H), and reopening a line makes it Pending Fulfillment again.
 - A fiscal calendar: a year, four quarters and twelve monthly periods for each of 2020-2035
   (``FY 2026``, ``Q1 2026``, ``Jan 2026``), all open; ``POST /_sandbox/netsuite/periods``
   (``{"period": "2026-03" or "Mar 2026", "closed": true}``, no auth, not NetSuite's API) closes
@@ -70,8 +95,9 @@ What it reproduces:
   that month is closed (NetSuite's "first open period" preference).
 - A chart of accounts: 1000 bank, 1100 receivables, 2200 sales tax, 2400 deferred revenue,
   4000 subscription revenue, 4100 services revenue (``SELECT ... FROM account``).
-- Invoices: lines as sales orders have them plus ``tax1Amt``, ``revRecStartDate``,
-  ``revRecEndDate`` and ``custcol_revsync_line``; ``subtotal``, ``taxTotal``, ``total``,
+- Invoices: lines as sales orders have them plus ``taxDetailsReference``,
+  ``revRecStartDate``, ``revRecEndDate`` and ``custcol_revsync_line``, and the tax details
+  above; ``subtotal``, ``taxTotal``, ``total``,
   ``amountRemaining``, ``amountPaid``, ``status`` A (Open) or B (Paid In Full), ``dueDate``
   (given, else from ``terms``); a negative total is refused. Credit memos and customer
   payments are made only by transforming an invoice: a credit memo copies its lines (or, with
@@ -130,7 +156,10 @@ ORDER_STATUS_NAMES = {
     "G": "Billed",
     "H": "Closed",
 }
-_FULFILLED_OR_BILLED = frozenset("DEFG")
+# Statuses in which an order's lines can be closed ("Closing a Sales Order": pending
+# fulfillment, partially fulfilled, pending billing), and the already closed one (closing a
+# closed line again changes nothing).
+_CLOSABLE = frozenset("BDEFH")
 
 # Internal ids as a fresh NetSuite account numbers them.
 _CURRENCIES = [
@@ -160,6 +189,18 @@ _ACCOUNTS = [
     ("4", "2400", "Deferred Revenue", "DeferRevenue"),
     ("5", "4000", "Subscription Revenue", "Income"),
     ("6", "4100", "Professional Services Revenue", "Income"),
+]
+# SuiteTax is enabled (REST web services support no legacy tax): the tax types (id, name,
+# country) and tax codes (id, name, tax type) set up in the emulated account. ``BILLED-TAX`` is
+# the code revsync records billing's tax under (REVSYNC_NETSUITE_TAX_CODE).
+_TAX_TYPES = [
+    ("1", "VAT", "DE"),
+    ("2", "Sales Tax", "US"),
+]
+_TAX_CODES = [
+    ("11", "BILLED-TAX", "1"),
+    ("12", "BILLED-SALES-TAX", "2"),
+    ("13", "VAT_DE_19", "1"),
 ]
 # Fiscal years set up in the emulated account (calendar years, monthly periods).
 FISCAL_YEARS = range(2020, 2036)
@@ -274,6 +315,9 @@ _TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "parent",
     ),
     "account": ("id", "acctnumber", "fullname", "accttype", "isinactive"),
+    # SuiteTax: tax types and tax codes (a tax code record names its tax type).
+    "taxtype": ("id", "name", "country", "isinactive"),
+    "salestaxitem": ("id", "name", "taxtype", "isinactive"),
     "transaction": (
         "id",
         "tranid",
@@ -297,7 +341,6 @@ _TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "companyname",
         "legalname",
         "email",
-        "vatregnumber",
         "url",
         "custentity_revsync_owner",
         "custentity_revsync_payment_state",
@@ -609,6 +652,14 @@ class NetSuiteStore:
             for aid, number, name, kind in _ACCOUNTS
         }
         self.periods: dict[str, dict[str, Any]] = _fiscal_calendar(FISCAL_YEARS)
+        self.tax_types: dict[str, dict[str, Any]] = {
+            tid: {"id": tid, "name": name, "country": country, "isinactive": False}
+            for tid, name, country in _TAX_TYPES
+        }
+        self.tax_codes: dict[str, dict[str, Any]] = {
+            cid: {"id": cid, "name": name, "taxtype": taxtype, "isinactive": False}
+            for cid, name, taxtype in _TAX_CODES
+        }
         # Governance.
         self.concurrency_limit: int | None = None
         self.in_flight = 0
@@ -652,11 +703,16 @@ class NetSuiteStore:
         return self._find(self.sales_orders, ref)
 
     def set_order_status(self, order_id: str, status: str) -> None:
-        """Move an order on as NetSuite users would outside revsync (fulfil it, bill it)."""
+        """Move an order on as NetSuite users would outside revsync (approve it or not, fulfil
+        it, bill it, close it: Closed closes every line)."""
         if status not in ORDER_STATUS_NAMES:
             raise ValueError(f"unknown sales order status {status!r}")
-        self.sales_orders[order_id]["orderStatus"] = status
-        self.sales_orders[order_id]["lastModifiedDate"] = _now()
+        order = self.sales_orders[order_id]
+        order["orderStatus"] = status
+        if status == "H":
+            for line in order["item"]:
+                line["isClosed"] = True
+        order["lastModifiedDate"] = _now()
 
     # SuiteQL
 
@@ -673,6 +729,10 @@ class NetSuiteStore:
             return list(self.periods.values())
         if name == "account":
             return list(self.accounts.values())
+        if name == "taxtype":
+            return list(self.tax_types.values())
+        if name == "salestaxitem":
+            return list(self.tax_codes.values())
         if name == "customer":
             return self._customer_rows()
         return self._transaction_rows()
@@ -686,7 +746,6 @@ class NetSuiteStore:
                 "companyname": c.get("companyName"),
                 "legalname": c.get("legalName"),
                 "email": c.get("email"),
-                "vatregnumber": c.get("vatRegNumber"),
                 "url": c.get("url"),
                 "custentity_revsync_owner": c.get("custentity_revsync_owner"),
                 "custentity_revsync_payment_state": c.get("custentity_revsync_payment_state"),
@@ -749,6 +808,7 @@ class NetSuiteStore:
                 "id": str(next(self._customer_ids)),
                 "externalId": external_id,
                 "addressBook": [],
+                "taxRegistration": [],
                 "currency": None,
                 "dateCreated": _now(),
             }
@@ -770,7 +830,6 @@ class NetSuiteStore:
             "companyName",
             "legalName",
             "email",
-            "vatRegNumber",
             "phone",
             "comments",
             "url",
@@ -794,14 +853,59 @@ class NetSuiteStore:
             staged["addressBook"] = (
                 addresses if "addressbook" in replace else [*customer["addressBook"], *addresses]
             )
+        if "taxRegistration" in body:
+            registrations = [
+                _tax_registration(entry, n)
+                for n, entry in enumerate(_sublist(body["taxRegistration"], "taxRegistration"))
+            ]
+            staged["taxRegistration"] = (
+                registrations
+                if "taxregistration" in replace
+                else [*customer["taxRegistration"], *registrations]
+            )
         staged["lastModifiedDate"] = _now()
         customer.update(staged)
 
-    def render_customer(self, customer: dict[str, Any], self_url: str) -> dict[str, Any]:
+    def render_customer(
+        self, customer: dict[str, Any], self_url: str, expand: bool = False
+    ) -> dict[str, Any]:
+        sublists = ("addressBook", "taxRegistration", "currency")
+        addresses = [
+            {
+                "links": [],
+                "defaultBilling": a["defaultBilling"],
+                "defaultShipping": a["defaultShipping"],
+                "label": a["label"],
+                "addressBookAddress": {
+                    "links": [],
+                    **{
+                        k: v
+                        for k, v in a.items()
+                        if k not in ("defaultBilling", "defaultShipping", "label", "country")
+                    },
+                    "country": {"id": a["country"]},
+                },
+            }
+            for a in customer["addressBook"]
+        ]
+        registrations = [
+            {
+                "links": [],
+                "id": str(n + 1),
+                "nexusCountry": {"id": r["nexusCountry"]},
+                "taxRegistrationNumber": r["taxRegistrationNumber"],
+            }
+            for n, r in enumerate(customer["taxRegistration"])
+        ]
         record = {
             "links": [{"rel": "self", "href": self_url}],
-            **{k: v for k, v in customer.items() if k not in ("addressBook", "currency")},
-            "addressBook": {"links": [{"rel": "self", "href": f"{self_url}/addressBook"}]},
+            **{k: v for k, v in customer.items() if k not in sublists},
+            "addressBook": self._sublist_out(
+                self_url, "addressBook", addresses if expand else None
+            ),
+            "taxRegistration": self._sublist_out(
+                self_url, "taxRegistration", registrations if expand else None
+            ),
         }
         if customer["currency"] is not None:
             currency = self.currencies[customer["currency"]]
@@ -933,6 +1037,7 @@ class NetSuiteStore:
                     "rate": rate,
                     "amount": amount,
                     "description": description,
+                    "isClosed": False,
                 }
             )
         return lines
@@ -954,40 +1059,70 @@ class NetSuiteStore:
         )
 
     def update_sales_order(self, order: dict[str, Any], body: Any) -> None:
-        _check_fields(body, {"orderStatus", "memo", "otherRefNum"})
+        """PATCH a sales order: its memo and reference, its ``orderStatus`` only as a user
+        may set it (approve or cancel an order Pending Approval: the only two choices the
+        field offers), and its lines' ``isClosed`` (the ``item`` sublist, keyed by ``line``).
+        An approved order is never cancelled: it is closed by closing its lines, and an
+        order whose every line is closed is Closed (H); reopening a line of a Closed order
+        makes it Pending Fulfillment again."""
+        _check_fields(body, {"orderStatus", "memo", "otherRefNum", "item"})
         staged = dict(order)
         for key in ("memo", "otherRefNum"):
             if key in body:
                 if body[key] is not None and not isinstance(body[key], str):
                     raise _bad_value(key, f"Invalid value for field {key}: expected text.")
                 staged[key] = body[key]
+        current = order["orderStatus"]
         if "orderStatus" in body:
             new = _ref(body["orderStatus"], "orderStatus")
-            current = order["orderStatus"]
-            if new not in ORDER_STATUS_NAMES:
-                raise _bad_value("orderStatus", f"Invalid order status {new!r}.")
-            if new != current:
-                if new == "C" and current in _FULFILLED_OR_BILLED:
-                    raise NetSuiteError(
-                        400,
-                        "USER_ERROR",
-                        "You cannot cancel a sales order that has been fulfilled or billed.",
-                        "orderStatus",
-                    )
-                allowed = {
-                    "B": current == "A",
-                    "C": current in ("A", "B"),
-                    "H": current not in ("C", "H"),
-                }
-                if not allowed.get(new, False):
-                    raise NetSuiteError(
-                        400,
-                        "USER_ERROR",
-                        f"A sales order cannot go from {ORDER_STATUS_NAMES[current]} to "
-                        f"{ORDER_STATUS_NAMES[new]}.",
-                        "orderStatus",
-                    )
+            if new != current and not (current == "A" and new in ("B", "C")):
+                # Once approved, the status follows the order's lines and the transactions
+                # made from it; the field offers no other choice.
+                raise NetSuiteError(
+                    400,
+                    "INVALID_CONTENT",
+                    "Error while accessing resource: You have entered an Invalid Field Value "
+                    f"{new} for the following field: orderStatus",
+                    "orderStatus",
+                )
             staged["orderStatus"] = new
+        lines = [dict(line) for line in order["item"]]
+        if "item" in body:
+            entries = _sublist(body["item"], "item")
+            by_line = {line["line"]: line for line in lines}
+            for n, entry in enumerate(entries):
+                path = f"item.items[{n}]"
+                if not isinstance(entry, dict):
+                    raise _bad_value(path, "Invalid line.")
+                _check_fields(entry, {"line", "isClosed"}, path)
+                number = entry.get("line")
+                if isinstance(number, bool) or not isinstance(number, int) or number not in by_line:
+                    raise NetSuiteError(
+                        400,
+                        "USER_ERROR",
+                        "The emulator updates existing lines only: name one by its line.",
+                        f"{path}.line",
+                    )
+                if "isClosed" not in entry:
+                    continue
+                closed = entry["isClosed"]
+                if not isinstance(closed, bool):
+                    raise _bad_value(f"{path}.isClosed", "Invalid value: expected true or false.")
+                if closed != by_line[number]["isClosed"] and current not in _CLOSABLE:
+                    raise NetSuiteError(
+                        400,
+                        "USER_ERROR",
+                        f"A sales order that is {ORDER_STATUS_NAMES[current]} has no line "
+                        "to close or reopen: only a pending fulfillment, partially fulfilled "
+                        "or pending billing order's lines can be closed.",
+                        f"{path}.isClosed",
+                    )
+                by_line[number]["isClosed"] = closed
+            if all(line["isClosed"] for line in lines):
+                staged["orderStatus"] = "H"
+            elif staged["orderStatus"] == "H":
+                staged["orderStatus"] = "B"
+        staged["item"] = lines
         staged["lastModifiedDate"] = _now()
         order.update(staged)
 
@@ -1027,6 +1162,7 @@ class NetSuiteStore:
                     "quantity": line["quantity"],
                     "rate": line["rate"],
                     "amount": line["amount"],
+                    "isClosed": line["isClosed"],
                     **({"description": line["description"]} if line["description"] else {}),
                 }
                 for line in order["item"]
@@ -1215,8 +1351,9 @@ class NetSuiteStore:
         memo = self._text_field(body, "memo")
         other_ref = self._text_field(body, "otherRefNum", 45)
         lines = self._invoice_lines(_sublist(body.get("item"), "item"), symbol)
+        override, details = self._tax_details(body, lines, symbol)
         subtotal = sum((line["amount"] for line in lines), Decimal(0))
-        tax_total = sum((line["tax1Amt"] or Decimal(0) for line in lines), Decimal(0))
+        tax_total = sum((line["taxAmount"] for line in lines), Decimal(0))
         total = subtotal + tax_total
         if total < 0:
             raise NetSuiteError(
@@ -1242,6 +1379,8 @@ class NetSuiteStore:
                 "memo": memo,
                 "otherRefNum": other_ref,
                 "item": lines,
+                "taxDetailsOverride": override,
+                "taxDetails": details,
                 "subtotal": subtotal,
                 "taxTotal": tax_total,
                 "total": total,
@@ -1280,11 +1419,14 @@ class NetSuiteStore:
                     f"({expected} {symbol}).",
                     f"{path}.amount",
                 )
-            tax = (
-                self._amount(entry["tax1Amt"], f"{path}.tax1Amt", symbol)
-                if entry.get("tax1Amt") is not None
-                else None
-            )
+            reference = entry.get("taxDetailsReference", f"line{n + 1}")
+            if not isinstance(reference, str) or not reference:
+                raise _bad_value(f"{path}.taxDetailsReference", "Invalid value: expected text.")
+            if any(line["taxDetailsReference"] == reference for line in lines):
+                raise _bad_value(
+                    f"{path}.taxDetailsReference",
+                    f"Tax details reference {reference!r} is on two lines.",
+                )
             rev_rec: dict[str, str | None] = {}
             for key in ("revRecStartDate", "revRecEndDate"):
                 value = entry.get(key)
@@ -1318,7 +1460,8 @@ class NetSuiteStore:
                     "quantity": quantity,
                     "rate": rate,
                     "amount": amount,
-                    "tax1Amt": tax,
+                    "taxDetailsReference": reference,
+                    "taxAmount": Decimal(0),
                     "description": description,
                     "revRecStartDate": rev_rec.get("revRecStartDate"),
                     "revRecEndDate": rev_rec.get("revRecEndDate"),
@@ -1326,6 +1469,103 @@ class NetSuiteStore:
                 }
             )
         return lines
+
+    def _tax_details(
+        self,
+        body: dict[str, Any],
+        lines: list[dict[str, Any]],
+        symbol: str,
+        inherited: tuple[bool, list[dict[str, Any]]] | None = None,
+        replace: bool = False,
+    ) -> tuple[bool, list[dict[str, Any]]]:
+        """SuiteTax tax details of a transaction: whether ``taxDetailsOverride`` is set and the
+        ``taxDetails`` lines, each checked (every column given, a tax code of the tax type
+        named, an amount in the currency's minor unit, linked to an item line by its
+        ``taxDetailsReference``), kept exactly as given. Sets each line's ``taxAmount``.
+
+        Without the override, the account's tax engine computes the tax; the emulator's engine
+        computes none (a transaction sent without the override carries no tax), and tax
+        details sent without the override are refused. ``inherited`` is what a transform
+        copies from its source (override and details of the lines it keeps); ``replace``:
+        the body's details replace them instead of being appended."""
+        references = {line["taxDetailsReference"] for line in lines}
+        override = body.get("taxDetailsOverride", inherited[0] if inherited else False)
+        if not isinstance(override, bool):
+            raise _bad_value("taxDetailsOverride", "Invalid value: expected true or false.")
+        details = [
+            dict(d)
+            for d in (inherited[1] if inherited else [])
+            if d["taxDetailsReference"] in references
+        ]
+        if "taxDetails" in body:
+            if not override:
+                raise NetSuiteError(
+                    400,
+                    "USER_ERROR",
+                    "The tax details can be changed only when Tax Details Override is checked.",
+                    "taxDetails",
+                )
+            given = [
+                self._tax_detail(entry, n, references, symbol)
+                for n, entry in enumerate(_sublist(body["taxDetails"], "taxDetails"))
+            ]
+            details = given if replace else [*details, *given]
+        if not override:
+            details = []
+        for line in lines:
+            line["taxAmount"] = sum(
+                (
+                    d["taxAmount"]
+                    for d in details
+                    if d["taxDetailsReference"] == line["taxDetailsReference"]
+                ),
+                Decimal(0),
+            )
+        return override, details
+
+    def _tax_detail(self, entry: Any, n: int, references: set[str], symbol: str) -> dict[str, Any]:
+        path = f"taxDetails.items[{n}]"
+        _check_fields(entry, _TAX_DETAIL_FIELDS, path)
+        labels = {
+            "taxDetailsReference": "Tax Details Reference",
+            "taxType": "Tax Type",
+            "taxCode": "Tax Code",
+            "taxBasis": "Tax Basis",
+            "taxRate": "Tax Rate",
+            "taxAmount": "Tax Amount",
+        }
+        missing = [label for key, label in labels.items() if entry.get(key) is None]
+        if missing:
+            raise NetSuiteError(
+                400, "USER_ERROR", f"Please enter value(s) for: {', '.join(missing)}", path
+            )
+        reference = entry["taxDetailsReference"]
+        if reference not in references:
+            raise _bad_value(
+                f"{path}.taxDetailsReference",
+                f"Tax details reference {reference!r} matches no item line of the transaction.",
+            )
+        type_id = _ref(entry["taxType"], f"{path}.taxType")
+        tax_type = self.tax_types.get(type_id)
+        if tax_type is None or tax_type["isinactive"]:
+            raise _bad_ref(f"{path}.taxType", f"Invalid taxType reference key {type_id}.")
+        code_id = _ref(entry["taxCode"], f"{path}.taxCode")
+        code = self.tax_codes.get(code_id)
+        if code is None or code["isinactive"]:
+            raise _bad_ref(f"{path}.taxCode", f"Invalid taxCode reference key {code_id}.")
+        if code["taxtype"] != type_id:
+            raise _bad_value(
+                f"{path}.taxCode",
+                f"Tax code {code['name']} is not of tax type {tax_type['name']}.",
+            )
+        return {
+            "taxDetailsReference": reference,
+            "taxType": type_id,
+            "taxCode": code_id,
+            "taxBasis": self._amount(entry["taxBasis"], f"{path}.taxBasis", symbol),
+            "taxRate": _number(entry["taxRate"], f"{path}.taxRate"),
+            "taxAmount": self._amount(entry["taxAmount"], f"{path}.taxAmount", symbol),
+        }
 
     def _apply_to_invoice(self, invoice: dict[str, Any], amount: Decimal) -> Decimal:
         """Apply up to ``amount`` to what the invoice still owes; returns what was applied."""
@@ -1352,14 +1592,25 @@ class NetSuiteStore:
         _check_fields(body, _CREDIT_MEMO_FIELDS)
         symbol = str(self.currencies[invoice["currency"]]["symbol"])
         external_id = self._new_external_id(body, self.credit_memos, "credit memo")
+        replace = replace or set()
         lines = [dict(line) for line in invoice["item"]]
         if "item" in body:
             given = self._invoice_lines(_sublist(body["item"], "item"), symbol)
-            lines = given if "item" in (replace or set()) else lines + given
+            lines = given if "item" in replace else lines + given
+            references = [line["taxDetailsReference"] for line in lines]
+            if len(set(references)) != len(references):
+                raise _bad_value("item", "Two lines have the same tax details reference.")
             for n, line in enumerate(lines):
                 line["line"] = n + 1
+        override, details = self._tax_details(
+            body,
+            lines,
+            symbol,
+            (invoice["taxDetailsOverride"], invoice["taxDetails"]),
+            "taxdetails" in replace,
+        )
         subtotal = sum((line["amount"] for line in lines), Decimal(0))
-        tax_total = sum((line["tax1Amt"] or Decimal(0) for line in lines), Decimal(0))
+        tax_total = sum((line["taxAmount"] for line in lines), Decimal(0))
         total = subtotal + tax_total
         if total <= 0:
             raise NetSuiteError(
@@ -1382,6 +1633,8 @@ class NetSuiteStore:
                 "createdFrom": invoice["id"],
                 "memo": memo,
                 "item": lines,
+                "taxDetailsOverride": override,
+                "taxDetails": details,
                 "subtotal": subtotal,
                 "taxTotal": tax_total,
                 "total": total,
@@ -1573,7 +1826,7 @@ class NetSuiteStore:
                 "amount": line["amount"],
             }
             for key in (
-                "tax1Amt",
+                "taxDetailsReference",
                 "description",
                 "revRecStartDate",
                 "revRecEndDate",
@@ -1586,6 +1839,20 @@ class NetSuiteStore:
 
     def _drop_none(self, record: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in record.items() if v is not None}
+
+    def _tax_detail_rows(self, details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {
+                "links": [],
+                "taxDetailsReference": d["taxDetailsReference"],
+                "taxType": self._refs(d["taxType"], self.tax_types[d["taxType"]]["name"]),
+                "taxCode": self._refs(d["taxCode"], self.tax_codes[d["taxCode"]]["name"]),
+                "taxBasis": d["taxBasis"],
+                "taxRate": d["taxRate"],
+                "taxAmount": d["taxAmount"],
+            }
+            for d in details
+        ]
 
     def render_invoice(self, invoice: dict[str, Any], self_url: str, expand: bool) -> Any:
         terms = invoice["terms"]
@@ -1616,6 +1883,12 @@ class NetSuiteStore:
                 "lastModifiedDate": invoice["lastModifiedDate"],
                 "item": self._sublist_out(
                     self_url, "item", self._item_rows(invoice["item"]) if expand else None
+                ),
+                "taxDetailsOverride": invoice["taxDetailsOverride"],
+                "taxDetails": self._sublist_out(
+                    self_url,
+                    "taxDetails",
+                    self._tax_detail_rows(invoice["taxDetails"]) if expand else None,
                 ),
             }
         )
@@ -1658,6 +1931,12 @@ class NetSuiteStore:
                 "lastModifiedDate": credit["lastModifiedDate"],
                 "item": self._sublist_out(
                     self_url, "item", self._item_rows(credit["item"]) if expand else None
+                ),
+                "taxDetailsOverride": credit["taxDetailsOverride"],
+                "taxDetails": self._sublist_out(
+                    self_url,
+                    "taxDetails",
+                    self._tax_detail_rows(credit["taxDetails"]) if expand else None,
                 ),
                 "apply": self._sublist_out(self_url, "apply", apply_rows if expand else None),
             }
@@ -1784,6 +2063,15 @@ class NetSuiteStore:
                 plain[key] = None if value is None else self.terms[value]["name"]
             elif key == "postingPeriod":
                 plain[key] = self.periods[value]["periodname"]
+            elif key == "taxDetails":
+                plain[key] = [
+                    {
+                        **detail,
+                        "taxType": self.tax_types[detail["taxType"]]["name"],
+                        "taxCode": self.tax_codes[detail["taxCode"]]["name"],
+                    }
+                    for detail in value
+                ]
             elif key == "line":
                 plain[key] = [
                     {**line, "account": self.accounts[line["account"]]["acctnumber"]}
@@ -1819,6 +2107,7 @@ class NetSuiteStore:
                 **customer,
                 "currency": self.currency_symbol(customer["currency"]),
                 "addressBook": [dict(a) for a in customer["addressBook"]],
+                "taxRegistration": [dict(r) for r in customer["taxRegistration"]],
             }
             for customer in self.customers.values()
         ]
@@ -1858,8 +2147,8 @@ _CUSTOMER_FIELDS = frozenset(
         "legalName",
         "email",
         "currency",
-        "vatRegNumber",
         "addressBook",
+        "taxRegistration",
         "phone",
         "comments",
     }
@@ -1891,30 +2180,53 @@ _INVOICE_FIELDS = frozenset(
         "memo",
         "otherRefNum",
         "item",
+        "taxDetailsOverride",
+        "taxDetails",
     }
 )
 _INVOICE_LINE_FIELDS = _LINE_FIELDS | {
-    "tax1Amt",
+    "taxDetailsReference",
     "revRecStartDate",
     "revRecEndDate",
     "custcol_revsync_line",
 }
-_CREDIT_MEMO_FIELDS = frozenset({"externalId", "tranDate", "postingPeriod", "memo", "item"})
+_CREDIT_MEMO_FIELDS = frozenset(
+    {"externalId", "tranDate", "postingPeriod", "memo", "item"}
+    | {"taxDetailsOverride", "taxDetails"}
+)
 _PAYMENT_FIELDS = frozenset({"externalId", "tranDate", "postingPeriod", "memo", "payment"})
 _JOURNAL_FIELDS = frozenset({"externalId", "currency", "tranDate", "postingPeriod", "memo", "line"})
 _JOURNAL_LINE_FIELDS = frozenset({"account", "debit", "credit", "entity", "memo"})
+_TAX_REGISTRATION_FIELDS = frozenset({"nexusCountry", "taxRegistrationNumber"})
+# Legacy tax fields: they exist only in accounts without SuiteTax, which REST web services do
+# not support (customer ``vatRegNumber``; item line ``tax1Amt``, ``taxRate1``, ``taxRate2``).
+LEGACY_TAX_FIELDS = frozenset({"vatRegNumber", "tax1Amt", "taxRate1", "taxRate2"})
+# SuiteTax tax details of a transaction (``taxDetails`` sublist, written with
+# ``taxDetailsOverride``): each line links to an item line by ``taxDetailsReference``.
+_TAX_DETAIL_FIELDS = frozenset(
+    {"taxDetailsReference", "taxType", "taxCode", "taxBasis", "taxRate", "taxAmount"}
+)
 _ADDRESS_FIELDS = frozenset(
     {"addressee", "addr1", "addr2", "addr3", "city", "state", "zip", "country"}
 )
 
 
 def _check_fields(body: Any, allowed: frozenset[str] | set[str], path: str | None = None) -> None:
+    """Refuse a field the record type does not have, as NetSuite refuses an unknown field name
+    (``NONEXISTENT_FIELD``, the error path naming it). A legacy tax field is one of them: the
+    account runs SuiteTax, the only tax model REST web services support."""
     if not isinstance(body, dict):
         raise NetSuiteError(400, "USER_ERROR", "Invalid content in the request body.", path)
     for key in body:
         if key not in allowed:
             where = f"{path}.{key}" if path else key
-            raise NetSuiteError(400, "USER_ERROR", f"Invalid field name {key!r}.", where)
+            detail = f"Unknown field name '{key}'. The field does not exist on this record type."
+            if key in LEGACY_TAX_FIELDS:
+                detail += (
+                    " It is a legacy tax field; REST web services support only SuiteTax "
+                    "(tax details on transactions, tax registrations on entities)."
+                )
+            raise NetSuiteError(400, "NONEXISTENT_FIELD", detail, where)
 
 
 def _ref(value: Any, path: str) -> str:
@@ -1960,6 +2272,25 @@ def _address(entry: Any, n: int) -> dict[str, Any]:
         **{k: v for k, v in address.items() if k != "country"},
         "country": country,
     }
+
+
+def _tax_registration(entry: Any, n: int) -> dict[str, Any]:
+    """One line of a customer's ``taxRegistration`` sublist (SuiteTax): the country and the
+    number (the nexus and address are optional and not kept here)."""
+    path = f"taxRegistration.items[{n}]"
+    _check_fields(entry, _TAX_REGISTRATION_FIELDS, path)
+    country = _ref(entry.get("nexusCountry"), f"{path}.nexusCountry")
+    if not re.fullmatch(r"[A-Z]{2}", country):
+        raise _bad_value(f"{path}.nexusCountry", f"Invalid country {country!r}.")
+    number = entry.get("taxRegistrationNumber")
+    if not isinstance(number, str) or not number.strip():
+        raise NetSuiteError(
+            400,
+            "USER_ERROR",
+            "Please enter value(s) for: Tax Reg. Number",
+            f"{path}.taxRegistrationNumber",
+        )
+    return {"nexusCountry": country, "taxRegistrationNumber": number}
 
 
 # -- the router ------------------------------------------------------------------------------
@@ -2119,7 +2450,8 @@ def build_router(state: SandboxState) -> APIRouter:
         if customer is None:
             raise NetSuiteError(404, "NONEXISTENT_ID", f"Record customer {ref} was not found.")
         url = _record_url(request, "customer", customer["id"])
-        return json_response(store().render_customer(customer, url))
+        expand = request.query_params.get("expandSubResources", "").lower() == "true"
+        return json_response(store().render_customer(customer, url, expand))
 
     @router.patch(f"{RECORD_ROOT}/customer/{{ref}}", name="update_customer")
     async def update_customer(ref: str, request: Request) -> Response:

@@ -14,16 +14,22 @@ Mapping (the sandbox emulator in ``sandbox/dynamics.py`` speaks the same shapes)
   lists are per currency; the prefix is ``REVSYNC_DYNAMICS_PRICE_LIST_PREFIX``, ``List
   Price`` by default). Currencies are ``transactioncurrencies`` by ``isocurrencycode``,
   read once and cached.
-- **Sales order**: ``salesorders`` keyed by ``revsync_externalkey``, created with
-  ``PATCH /salesorders(revsync_externalkey='...')``, ``If-None-Match: *`` (create only) and a
-  deep insert of the lines in ``order_details`` (collection-valued navigation property of
-  ``salesorderdetail``). A 412 means the key exists: an earlier attempt made it, which is read
-  and returned. Lines bind ``productid`` and ``uomid`` (the product's default unit), with
-  ``quantity``, ``priceperunit`` = the list price and ``manualdiscountamount`` = list amount
-  minus the net line amount, so Dataverse's ``extendedamount`` is exactly the line amount and
-  ``totalamount`` the order total. Payment terms go to ``paymenttermscode`` (Dataverse's
-  choices Net 30 = 1, Net 45 = 3, Net 60 = 4; revsync's solution adds Due on receipt, Net 15,
-  Net 90 as 100000000-100000002), the quote to ``revsync_quoteid``.
+- **Sales order**: ``salesorders`` keyed by ``revsync_externalkey``. Dataverse documents
+  deep insert (a record and its related records in one request) for ``POST`` only ("Create a
+  table row using the Web API"); an upsert ``PATCH`` carrying a collection-valued navigation
+  property is refused. So the order is looked up by its key first (``GET
+  /salesorders(revsync_externalkey='...')``) and, when absent, created with ``POST
+  /salesorders``, the key in the body and the lines deep-inserted in ``order_details`` (the
+  collection-valued navigation property of ``salesorderdetail``). A duplicate key answer
+  (412 ``0x80040237``: an earlier attempt, whose answer was lost, or a concurrent one made
+  it) is the "already exists" signal: that order is read by its key and returned. Updates
+  never carry nested collections. Lines bind ``productid`` and ``uomid`` (the product's
+  default unit), with ``quantity``, ``priceperunit`` = the list price and
+  ``manualdiscountamount`` = list amount minus the net line amount, so Dataverse's
+  ``extendedamount`` is exactly the line amount and ``totalamount`` the order total.
+  Payment terms go to ``paymenttermscode`` (Dataverse's choices Net 30 = 1, Net 45 = 3,
+  Net 60 = 4; revsync's solution adds Due on receipt, Net 15, Net 90 as
+  100000000-100000002), the quote to ``revsync_quoteid``.
 - **Cancel**: the unbound action ``POST /CancelSalesOrder`` with an ``OrderClose`` activity
   bound to the order and ``Status`` 4 (Canceled: "No Money"); the order is read first and
   returned as is when already canceled (``statecode`` 2), fulfilled (3) or invoiced (4).
@@ -45,9 +51,11 @@ integration carries to those journals (payment -> customer payment journal line 
 against the invoice; credit note -> free text credit note; revenue journal -> general journal
 line, ledger account 2400 against 4000):
 
-- **Receivable**: an ``invoice`` keyed by ``revsync_externalkey`` (create only, like the sales
-  order), lines in ``invoice_details``: the product, quantity 1, ``priceperunit`` = the net
-  line amount with ``ispriceoverridden`` (billing priced it), ``tax`` = the line's tax,
+- **Receivable**: an ``invoice`` keyed by ``revsync_externalkey``, looked up by its key and
+  created like the sales order (``POST /invoices``, deep insert of ``invoice_details``; a
+  duplicate key reads the existing one), lines in ``invoice_details``: the product,
+  quantity 1, ``priceperunit`` = the net line amount with ``ispriceoverridden`` (billing
+  priced it), ``tax`` = the line's tax,
   ``revsync_lineid`` = the billing line id, ``revsync_servicestart``/``revsync_serviceend``
   (end exclusive, as billing has it). ``revsync_invoiceid`` is the billing invoice,
   ``revsync_issuedate``/``duedate`` its dates. The solution keeps ``revsync_amountpaid``,
@@ -67,7 +75,8 @@ line, ledger account 2400 against 4000):
   period is read first from ``revsync_fiscalperiods`` (``revsync_status`` Open / Closed, kept
   in step with Finance's ledger calendar): closed is ``PERIOD_CLOSED``, missing ``NO_PERIOD``.
 - These keyed creates ``POST`` with the key in the body after a ``$filter`` look-up; a 412
-  (the alternate key exists: a lost answer's record) reads the first one and returns it.
+  ``0x80040237`` (the alternate key exists: a lost answer's record) reads the first one and
+  returns it.
 
 Errors are ``{"error": {"code": "0x8004....", "message": ...}}``: 429 (service protection,
 ``0x80072322``/``0x80072321``/``0x80072326``) is transient with ``Retry-After``; 401 (no body,
@@ -197,6 +206,12 @@ def classify_dynamics(operation: str, response: httpx.Response) -> VendorError:
         return vendor_error(VENDOR, operation, response, message, code, transient=True)
     transient = status >= 500 or status == 408
     return vendor_error(VENDOR, operation, response, message, code, transient=transient)
+
+
+def is_duplicate_key(error: RejectedError) -> bool:
+    """Whether Dataverse refused a create because a record with its alternate key exists
+    (412, ``0x80040237``): the "already exists" signal of a keyed create."""
+    return error.status == 412 or error.code == DUPLICATE_KEY
 
 
 def odata_string(value: str) -> str:
@@ -366,25 +381,27 @@ class DynamicsErp:
     async def _create(
         self,
         operation: str,
-        path: str,
+        entity_set: str,
         body: dict[str, Any],
         *,
-        method: str,
         again: str,
         again_params: Mapping[str, str] | None = None,
         by_filter: bool = False,
     ) -> dict[str, Any]:
-        """A keyed create answering the record; a 412 (the key exists) reads and returns
-        what an earlier attempt made."""
-        headers = {"Prefer": "return=representation"}
-        if method == "PATCH":
-            headers["If-None-Match"] = "*"
+        """A keyed create (``POST``, the key in the body, related records deep-inserted)
+        answering the record; a duplicate key (412 ``0x80040237``) means an earlier or
+        concurrent attempt made it: read (``again``) and returned."""
         try:
             response = await self._request(
-                operation, method, path, json_body=body, headers=headers, ok=(200, 201)
+                operation,
+                "POST",
+                entity_set,
+                json_body=body,
+                headers={"Prefer": "return=representation"},
+                ok=(200, 201),
             )
         except RejectedError as error:
-            if error.status != 412 and error.code != DUPLICATE_KEY:
+            if not is_duplicate_key(error):
                 raise
             found: dict[str, Any] | None
             if by_filter:
@@ -650,9 +667,15 @@ class DynamicsErp:
 
     async def create_sales_order(self, draft: SalesOrderDraft, customer_id: str) -> SalesOrder:
         operation = "create_sales_order"
-        body = await self._order_body(draft, customer_id)
+        existing = await self.find_sales_order(draft.external_id)
+        if existing is not None:
+            return existing
+        body = {
+            "revsync_externalkey": draft.external_id,
+            **await self._order_body(draft, customer_id),
+        }
         path = "salesorders" + key_segment("revsync_externalkey", draft.external_id)
-        record = await self._create(operation, path, body, method="PATCH", again=path)
+        record = await self._create(operation, "salesorders", body, again=path)
         return await self._to_sales_order(record, operation)
 
     async def cancel_sales_order(self, order_id: str, reason: str) -> SalesOrder:
@@ -879,8 +902,11 @@ class DynamicsErp:
         path = "invoices" + key_segment("revsync_externalkey", external_id)
         record = await self._find(operation, path)
         if record is None:
-            body = await self._receivable_body(invoice, customer_id)
-            record = await self._create(operation, path, body, method="PATCH", again=path)
+            body = {
+                "revsync_externalkey": external_id,
+                **await self._receivable_body(invoice, customer_id),
+            }
+            record = await self._create(operation, "invoices", body, again=path)
         receivable = await self._receivable(record, operation)
         enforce(VENDOR, operation, rules.other_invoice(receivable, invoice, external_id))
         return receivable
@@ -916,7 +942,6 @@ class DynamicsErp:
             operation,
             entity_set,
             body,
-            method="POST",
             again=entity_set,
             again_params=params,
             by_filter=True,

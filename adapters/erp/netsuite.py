@@ -25,16 +25,42 @@ the same ones):
   currencies and terms by internal id.
 - SuiteQL answers carry every value as a string (``"45.00"``, ``"T"``/``"F"``) and page with
   ``limit``/``offset``; the adapter follows ``hasMore``.
-- **Customers** are upserted with ``PUT /customer/eid:<external id>?replace=addressBook``
-  (the billing address replaces the address book instead of being appended on each upsert):
-  ``companyName``, ``legalName``, ``email``, ``vatRegNumber`` (tax id), ``currency`` and one
-  default-billing ``addressBook`` entry whose ``country`` is the ISO 3166 code.
+- **Customers** are upserted with
+  ``PUT /customer/eid:<external id>?replace=addressBook,taxRegistration`` (the billing address
+  and the tax registration replace the sublists instead of being appended on each upsert):
+  ``companyName``, ``legalName``, ``email``, ``currency``, one default-billing
+  ``addressBook`` entry whose ``country`` is the ISO 3166 code, and the tax id as the one line
+  of the ``taxRegistration`` sublist (``nexusCountry`` the billing country,
+  ``taxRegistrationNumber``).
+- **SuiteTax only.** NetSuite's REST web services do not support legacy tax ("REST Web
+  Services Supported Records"): an account used through them runs SuiteTax, and legacy tax
+  fields (a customer's ``vatRegNumber``, a line's ``tax1Amt``) do not exist there. Billing
+  computed every tax amount, and the ERP must record it as is, so a receivable or credit memo
+  never lets NetSuite's tax engine compute its tax: it is sent with ``taxDetailsOverride:
+  true`` and a ``taxDetails`` sublist holding, per taxed line, the line's
+  ``taxDetailsReference`` (the billing line id, also set on the item line), ``taxType`` and
+  ``taxCode`` (the tax code named ``REVSYNC_NETSUITE_TAX_CODE``, ``BILLED-TAX`` by default,
+  and its tax type, read with SuiteQL ``SELECT id, name, taxtype, isinactive FROM
+  salestaxitem WHERE name = ...``), ``taxBasis`` (the net line amount), ``taxRate`` (tax over
+  basis, as a percentage, informative) and ``taxAmount`` (billing's tax, exactly). The
+  override is set even when nothing is taxed, so the engine adds no tax billing did not
+  charge. A line's tax is read back as the sum of its ``taxDetails`` lines.
 - **Sales orders** reference their items by internal id, resolved from the SKUs with the item
   query above. Each line carries ``quantity``, ``rate`` and ``amount``; a discounted line's
   rate is its effective unit rate (amount / quantity, with as few decimals as reproduce the
   amount exactly) and its description names the list price and the discount.
 - Creates and upserts answer ``204 No Content`` with a ``Location`` header ending in the new
   record's internal id.
+- **Cancel** (a compensation) does what NetSuite allows for the order's status, read first
+  ("Closing a Sales Order", "Closing Line Items on Sales Orders"): an order Pending Approval
+  (A) is cancelled (``orderStatus`` C, the only order NetSuite cancels); an approved one,
+  Pending Fulfillment (B), whose status can no longer be set, is closed by a PATCH closing
+  every line (``item`` keyed by ``line``, ``isClosed: true``), which makes it Closed (H);
+  Cancelled or Closed is returned as is (closed reads as cancelled: nothing more will be
+  fulfilled or billed from it); partly or wholly fulfilled or billed (D, E, F, G) is refused
+  before anything is sent (``ORDER_FULFILLED``: finance decides), and the saga parks. A
+  refusal of the PATCH after which the order reads Cancelled or Closed (a concurrent cancel
+  won) counts as done.
 
 Invoice-to-revenue (the receivable and what follows it):
 
@@ -42,8 +68,8 @@ Invoice-to-revenue (the receivable and what follows it):
   (look it up by ``eid:`` first, create, and on ``DUP_RCRD`` return the one an earlier attempt
   made). One line per billing line: the item by SKU, quantity 1 and rate = amount (the
   canonical invoice carries line amounts net of discounts, not quantities), the billing
-  line's tax as ``tax1Amt`` (billing computed the tax; the ERP records it as is),
-  ``custcol_revsync_line`` = the billing line id, and for a subscription line
+  line's tax in the tax details override (above: billing computed the tax; the ERP records
+  it as is), ``custcol_revsync_line`` = the billing line id, and for a subscription line
   ``revRecStartDate``/``revRecEndDate`` (the service period, end inclusive). ``tranDate`` is
   the issue date, ``dueDate`` the due date, ``terms`` the standard term whose days match when
   there is one, ``otherRefNum`` the billing invoice id. Items revsync bills must post to the
@@ -68,17 +94,20 @@ Invoice-to-revenue (the receivable and what follows it):
   and a duplicate returns the first one. A receivable with nothing due is rejected
   (``RECEIVABLE_CLOSED``); a payment larger than what is due leaves the rest unapplied, which
   the result reports.
-- **Reversal**: ``POST invoice/<id>/!transform/creditMemo`` keyed by the saga's key: NetSuite
-  copies the invoice's lines and applies the credit to it. REST has no void, and a credit memo
+- **Reversal**: ``POST invoice/<id>/!transform/creditMemo?replace=item,taxDetails`` keyed by
+  the saga's key, crediting what is left of each invoice line (all of it when nothing was
+  credited yet), its tax in the tax details override: the lines are sent, never left to the
+  transform to copy, so the memo records billing's tax and never a full line again after a
+  credit note. NetSuite applies the credit to the invoice. REST has no void, and a credit memo
   keeps the audit trail. A receivable with payments applied is rejected
   (``RECEIVABLE_PAID``): NetSuite would accept the credit and leave it unapplied, owed back to
   the customer, which is a refund for finance to decide, not a reversal. A reversed receivable
-  is returned as is. A receivable partly credited already (credit notes) is reversed for what
-  is left of each line (``?replace=item``, below), never for its full lines again.
+  is returned as is.
 - **Partial credit** (a billing credit note): ``POST invoice/<id>/!transform/creditMemo
-  ?replace=item`` whose ``item`` sublist holds only the credited lines (same item, quantity 1,
-  rate = amount = the pre-tax credit, ``tax1Amt`` its tax, ``custcol_revsync_line`` the billing
-  line id), keyed by the credit note id as ``externalId``; looked up first, and a duplicate
+  ?replace=item,taxDetails`` whose ``item`` sublist holds only the credited lines (same item,
+  quantity 1, rate = amount = the pre-tax credit, ``custcol_revsync_line`` and
+  ``taxDetailsReference`` the billing line id) and whose tax details override holds their
+  tax, keyed by the credit note id as ``externalId``; looked up first, and a duplicate
   returns the first one (one posted with other lines or amounts is ``CREDIT_MISMATCH``).
   Checked before sending, from the invoice's lines and its earlier credit memos: an unknown
   line (``UNKNOWN_LINE``), more than is left of a line (``LINE_OVER_CREDITED``), and a credit
@@ -100,7 +129,9 @@ import httpx
 from adapters.erp.netsuite_fields import (
     CREDIT_LIMIT_FIELD,
     CURRENCY_FIELD,
+    TAX_REGISTRATIONS,
     customer_update,
+    tax_registrations,
 )
 from adapters.erp.netsuite_fields import SIMPLE_FIELDS as CUSTOMER_SIMPLE_FIELDS
 from adapters.erp.netsuite_fields import changes_from_customer as customer_changes
@@ -116,7 +147,7 @@ from adapters.http import VendorHttp, classify_by_status, decode_json, vendor_er
 from adapters.oauth import AuthorizedHttp, StaticToken, TokenSource
 from domain import receivable_rules as rules
 from domain.catalog import CatalogItem
-from domain.customer import Customer
+from domain.customer import Address, Customer
 from domain.customer_master import FieldValue, MasterField
 from domain.invoice import Invoice as FinalizedInvoice
 from domain.invoice import SubscriptionLine
@@ -157,9 +188,11 @@ SALES_ORDER_LISTING = (
     "FROM transaction WHERE type = 'SalesOrd' ORDER BY id"
 )
 # Every customer's golden fields, for reconciliation (column names as SuiteQL answers them).
+# The tax id is a tax registration (a sublist, like the billing address): not listed, not
+# compared.
 CUSTOMER_LISTING = (
     "SELECT id, externalid, companyname, custentity_revsync_owner, url, email, legalname, "
-    "vatregnumber, custentity_revsync_payment_state, creditlimit, currency "
+    "custentity_revsync_payment_state, creditlimit, currency "
     "FROM customer ORDER BY id"
 )
 # Every invoice (receivable), for reconciliation.
@@ -204,6 +237,9 @@ _TERM_NAMES: dict[PaymentTerms, str] = {
 # Default account numbers of revenue journals.
 DEFERRED_REVENUE_ACCOUNT = "2400"
 REVENUE_ACCOUNT = "4000"
+# Default name of the SuiteTax tax code billing's tax is recorded under (its tax type says which
+# tax accounts it posts to).
+TAX_CODE = "BILLED-TAX"
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 MAX_MEMO = 999
 MAX_OTHER_REF = 45
@@ -317,6 +353,35 @@ def _is_true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.upper() in ("T", "TRUE"))
 
 
+def tax_rate(tax: Decimal, basis: Decimal) -> Decimal:
+    """The percentage a tax details line shows for ``tax`` on ``basis`` (informative: the
+    override records the amount as given; zero on a zero basis)."""
+    if not basis:
+        return Decimal(0)
+    return (tax * 100 / basis).quantize(Decimal("0.0001"))
+
+
+def line_taxes(record: dict[str, Any], operation: str) -> dict[str, Decimal]:
+    """The tax of each item line of a transaction read with its sublists, by the line's
+    ``taxDetailsReference``: the sum of its ``taxDetails`` lines (SuiteTax)."""
+    taxes: dict[str, Decimal] = {}
+    for detail in (record.get("taxDetails") or {}).get("items") or []:
+        reference = str(detail.get("taxDetailsReference"))
+        amount = vendor_number(VENDOR, operation, detail.get("taxAmount", 0), "line tax amount")
+        taxes[reference] = taxes.get(reference, Decimal(0)) + amount
+    return taxes
+
+
+def _line_reference(row: dict[str, Any]) -> str:
+    """The ``taxDetailsReference`` of the credit memo line crediting the invoice line ``row``:
+    its billing line id, as on the invoice."""
+    return str(
+        row.get("custcol_revsync_line")
+        or row.get("taxDetailsReference")
+        or f"line{row.get('line')}"
+    )
+
+
 def line_rate(line: OrderLine, currency: str) -> Decimal:
     """The rate NetSuite gets for ``line``: the list price when the line is not discounted,
     else the shortest effective unit rate whose product with the quantity rounds to the
@@ -340,12 +405,27 @@ def _line_description(line: OrderLine) -> str:
 
 
 def order_status(code: str | None) -> SalesOrderStatus:
-    """revsync's reading of a NetSuite ``orderStatus`` code."""
-    if code == STATUS_CANCELLED:
+    """revsync's reading of a NetSuite ``orderStatus`` code. Closed (every line closed:
+    nothing more will be fulfilled or billed from it) reads as cancelled: it is how an
+    approved order is cancelled (revsync closes only orders nothing was fulfilled or billed
+    from). Billed reads as closed: the order is complete."""
+    if code in (STATUS_CANCELLED, STATUS_CLOSED):
         return SalesOrderStatus.CANCELLED
-    if code in (STATUS_CLOSED, STATUS_BILLED):
+    if code == STATUS_BILLED:
         return SalesOrderStatus.CLOSED
     return SalesOrderStatus.PENDING_FULFILLMENT
+
+
+STATUS_NAMES = {
+    STATUS_PENDING_APPROVAL: "Pending Approval",
+    STATUS_PENDING_FULFILLMENT: "Pending Fulfillment",
+    STATUS_CANCELLED: "Cancelled",
+    STATUS_PARTIALLY_FULFILLED: "Partially Fulfilled",
+    STATUS_PENDING_BILLING_PARTIALLY_FULFILLED: "Pending Billing/Partially Fulfilled",
+    STATUS_PENDING_BILLING: "Pending Billing",
+    STATUS_BILLED: "Billed",
+    STATUS_CLOSED: "Closed",
+}
 
 
 class NetSuiteErp:
@@ -362,9 +442,11 @@ class NetSuiteErp:
         tokens: TokenSource | None = None,
         deferred_revenue_account: str = DEFERRED_REVENUE_ACCOUNT,
         revenue_account: str = REVENUE_ACCOUNT,
+        tax_code: str = TAX_CODE,
     ) -> None:
         """``tokens`` (OAuth 2.0 client credentials, :mod:`adapters.oauth`) or a static
-        ``access_token``."""
+        ``access_token``; ``tax_code`` the name of the SuiteTax tax code billing's tax is
+        recorded under."""
         if tokens is None:
             if access_token is None:
                 raise ValueError("NetSuiteErp needs an access_token or a token source")
@@ -375,6 +457,8 @@ class NetSuiteErp:
         # Account numbers revenue journals move money between.
         self.deferred_revenue_account = deferred_revenue_account
         self.revenue_account = revenue_account
+        self.tax_code = tax_code
+        self._tax_code_ids: tuple[str, str] | None = None
         self._account_ids: dict[str, str] = {}
         root = base_url.rstrip("/")
         self._records = f"{root}/services/rest/record/v1"
@@ -617,8 +701,8 @@ class NetSuiteErp:
                 ]
             },
         }
-        if customer.tax_id:
-            body["vatRegNumber"] = customer.tax_id
+        # SuiteTax: the tax id is the customer's tax registration in its billing country.
+        body[TAX_REGISTRATIONS] = tax_registrations(customer.tax_id, address.country)
         if customer.currency:
             body["currency"] = {"id": await self._currency_id(customer.currency, operation)}
         response = await self._request(
@@ -626,7 +710,7 @@ class NetSuiteErp:
             "PUT",
             self._record_url("customer", self._eid(external_id)),
             json_body=body,
-            params={"replace": "addressBook"},
+            params={"replace": f"addressBook,{TAX_REGISTRATIONS}"},
         )
         return self._created_id(operation, response)
 
@@ -643,8 +727,13 @@ class NetSuiteErp:
         no idempotency key on a PATCH."""
         operation = "update_customer_fields"
         ref = self._internal_ref(customer_id, "customer", operation)
+        country: str | None = None
+        if changes.get(MasterField.TAX_ID) is not None and not isinstance(
+            changes.get(MasterField.BILLING_ADDRESS), Address
+        ):
+            country = await self._tax_country(ref, operation)
         try:
-            body, replace_addresses = customer_update(changes)
+            body, replace = customer_update(changes, country)
         except ValueError as error:
             raise RejectedError(VENDOR, operation, str(error), code="NOT_WRITABLE") from None
         await self._request(
@@ -652,13 +741,33 @@ class NetSuiteErp:
             "PATCH",
             self._record_url("customer", ref),
             json_body=body,
-            params={"replace": "addressBook"} if replace_addresses else None,
+            params={"replace": ",".join(replace)} if replace else None,
         )
+
+    async def _tax_country(self, ref: str, operation: str) -> str | None:
+        """The country a new tax id of the customer is registered in: that of its current tax
+        registration, else its default billing address's."""
+        record = await self._get("customer", ref, operation, expand=True)
+        for line in (record.get(TAX_REGISTRATIONS) or {}).get("items") or []:
+            country = _ref_id(line.get("nexusCountry"))
+            if country:
+                return country
+        for entry in (record.get("addressBook") or {}).get("items") or []:
+            if entry.get("defaultBilling"):
+                country = _ref_id((entry.get("addressBookAddress") or {}).get("country"))
+                if country:
+                    return country
+        return None
 
     # -- sales orders -----------------------------------------------------------------------
 
-    async def _get_order(self, ref: str, operation: str) -> dict[str, Any]:
-        response = await self._request(operation, "GET", self._record_url("salesOrder", ref))
+    async def _get_order(self, ref: str, operation: str, *, expand: bool = False) -> dict[str, Any]:
+        response = await self._request(
+            operation,
+            "GET",
+            self._record_url("salesOrder", ref),
+            params={"expandSubResources": "true"} if expand else None,
+        )
         record = decode_json(response)
         if not isinstance(record, dict):
             raise UnknownOutcomeError(VENDOR, operation, "sales order answer is not an object")
@@ -740,20 +849,49 @@ class NetSuiteErp:
         return await self._to_sales_order(await self._get_order(order_id, operation), operation)
 
     async def cancel_sales_order(self, order_id: str, reason: str) -> SalesOrder:
+        """Undo the order as NetSuite allows for its status, read first: Pending Approval is
+        cancelled (``orderStatus`` C, the one order NetSuite cancels); Pending Fulfillment
+        (approved: its status can no longer be set) is closed by closing every line
+        (``isClosed``), which makes it Closed; Cancelled or Closed is returned as it is. An
+        order partly or wholly fulfilled or billed is refused (``ORDER_FULFILLED``): what was
+        delivered or billed is for finance to settle, not for a compensation to close."""
         operation = "cancel_sales_order"
         ref = url_quote(order_id, safe="")
-        record = await self._get_order(ref, operation)
-        if _ref_id(record.get("orderStatus")) in (STATUS_CANCELLED, STATUS_CLOSED):
+        record = await self._get_order(ref, operation, expand=True)
+        status = _ref_id(record.get("orderStatus"))
+        if status in (STATUS_CANCELLED, STATUS_CLOSED):
             return await self._to_sales_order(record, operation)
-        await self._request(
-            operation,
-            "PATCH",
-            self._record_url("salesOrder", ref),
-            json_body={
+        if status == STATUS_PENDING_APPROVAL:
+            body: dict[str, Any] = {
                 "orderStatus": {"id": STATUS_CANCELLED},
-                "memo": f"Cancelled by revsync: {reason}"[:999],
-            },
-        )
+                "memo": f"Cancelled by revsync: {reason}"[:MAX_MEMO],
+            }
+        elif status == STATUS_PENDING_FULFILLMENT:
+            lines = (record.get("item") or {}).get("items") or []
+            body = {
+                "memo": f"Closed by revsync: {reason}"[:MAX_MEMO],
+                "item": {"items": [{"line": row["line"], "isClosed": True} for row in lines]},
+            }
+        else:
+            name = STATUS_NAMES.get(str(status), f"status {status}")
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"sales order {order_id} is {name} in NetSuite: part of it was fulfilled or "
+                "billed, so revsync neither cancels nor closes it; finance decides what to "
+                "do with it (close what is left, credit what was billed)",
+                code="ORDER_FULFILLED",
+            )
+        try:
+            await self._request(
+                operation, "PATCH", self._record_url("salesOrder", ref), json_body=body
+            )
+        except RejectedError:
+            # A concurrent cancel or close won the race: done. Anything else stands.
+            again = await self._get_order(ref, operation)
+            if _ref_id(again.get("orderStatus")) not in (STATUS_CANCELLED, STATUS_CLOSED):
+                raise
+            return await self._to_sales_order(again, operation)
         return await self._to_sales_order(await self._get_order(ref, operation), operation)
 
     # -- reconciliation -----------------------------------------------------------------------
@@ -945,6 +1083,50 @@ class NetSuiteErp:
             )
         return self._account_ids[number]
 
+    async def _billed_tax(self, operation: str) -> tuple[str, str]:
+        """The internal ids of the tax code billing's tax is recorded under and of its tax
+        type (SuiteQL on ``salestaxitem``), read once."""
+        if self._tax_code_ids is None:
+            rows = await self.suiteql(
+                operation,
+                "SELECT id, name, taxtype, isinactive FROM salestaxitem "
+                f"WHERE name = {sql_string(self.tax_code)} ORDER BY id",
+            )
+            active = [r for r in rows if not _is_true(r.get("isinactive")) and r.get("taxtype")]
+            if not active:
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"NetSuite has no active SuiteTax tax code named {self.tax_code!r} to record "
+                    "billing's tax under: set one up (or REVSYNC_NETSUITE_TAX_CODE)",
+                    code="UNKNOWN_TAX_CODE",
+                )
+            self._tax_code_ids = (str(active[0]["id"]), str(active[0]["taxtype"]))
+        return self._tax_code_ids
+
+    async def _tax_details(
+        self, taxed: list[tuple[str, Decimal, Decimal]], operation: str
+    ) -> dict[str, Any]:
+        """The tax details override of a transaction: ``taxDetailsOverride`` and one
+        ``taxDetails`` line per (item line reference, net amount, tax) with tax, recording
+        billing's tax exactly (billing computed it; NetSuite's tax engine must not)."""
+        lines: list[dict[str, Any]] = []
+        for reference, basis, tax in taxed:
+            if not tax:
+                continue
+            code_id, type_id = await self._billed_tax(operation)
+            lines.append(
+                {
+                    "taxDetailsReference": reference,
+                    "taxType": {"id": type_id},
+                    "taxCode": {"id": code_id},
+                    "taxBasis": basis,
+                    "taxRate": tax_rate(tax, basis),
+                    "taxAmount": tax,
+                }
+            )
+        return {"taxDetailsOverride": True, "taxDetails": {"items": lines}}
+
     async def _open_period(self, period: str, operation: str, what: str) -> str:
         """The internal id of the open monthly period ``YYYY-MM``; rejects a closed one."""
         name = period_name(period)
@@ -1062,9 +1244,8 @@ class NetSuiteErp:
                 "amount": line.amount,
                 "description": (line.description or line.sku)[:4000],
                 "custcol_revsync_line": line.line_id,
+                "taxDetailsReference": line.line_id,
             }
-            if line.tax_amount:
-                entry["tax1Amt"] = line.tax_amount
             if isinstance(line, SubscriptionLine):
                 entry["revRecStartDate"] = line.service_start.isoformat()
                 entry["revRecEndDate"] = (line.service_end - timedelta(days=1)).isoformat()
@@ -1078,6 +1259,10 @@ class NetSuiteErp:
             "otherRefNum": invoice.invoice_id[:MAX_OTHER_REF],
             "memo": f"revsync invoice {invoice.invoice_id}",
             "item": {"items": lines},
+            **await self._tax_details(
+                [(line.line_id, line.amount, line.tax_amount) for line in invoice.lines],
+                operation,
+            ),
         }
         terms = await self._terms_for((invoice.due_date - invoice.issue_date).days, operation)
         if terms is not None:
@@ -1253,22 +1438,29 @@ class NetSuiteErp:
         if receivable.state is ReceivableState.REVERSED:
             return receivable
         enforce(VENDOR, operation, rules.irreversible(receivable, ref, ERP))
+        # Credit what is left of each line, its tax as billing computed it: the lines and tax
+        # details are sent (never copied by the transform), so a credit memo records exactly
+        # what is left even when credit notes took part of it already (a copy would credit
+        # every line in full and leave the difference unapplied, owed to the customer).
+        left = [
+            (row, amount, tax)
+            for row, amount, tax in self._left_to_credit(invoice, memos, operation)
+            if amount or tax
+        ]
         body: dict[str, Any] = {
             "externalId": external_id,
             "memo": f"Reversed by revsync: {reason}"[:MAX_MEMO],
+            "item": {
+                "items": [
+                    {**self._memo_line(row), "amount": amount, "rate": amount}
+                    for row, amount, _ in left
+                ]
+            },
+            **await self._tax_details(
+                [(_line_reference(row), amount, tax) for row, amount, tax in left], operation
+            ),
         }
-        url = f"{self._record_url('invoice', ref)}/!transform/creditMemo"
-        if memos:
-            # Partly credited already (credit notes): the transform would copy every line in
-            # full and leave the part already credited unapplied, owed to the customer.
-            # Credit what is left of each line instead.
-            left = [
-                {**self._memo_line(row), "amount": amount, "rate": amount, "tax1Amt": tax}
-                for row, amount, tax in self._left_to_credit(invoice, memos, operation)
-                if amount or tax
-            ]
-            body["item"] = {"items": left}
-            url += "?replace=item"
+        url = f"{self._record_url('invoice', ref)}/!transform/creditMemo?replace=item,taxDetails"
         await self._create("creditMemo", url, body, external_id, operation)
         return await self._receivable(await self._get("invoice", ref, operation), operation)
 
@@ -1281,6 +1473,7 @@ class NetSuiteErp:
             "item": {"id": _ref_id(row.get("item"))},
             "quantity": 1,
             "custcol_revsync_line": row.get("custcol_revsync_line"),
+            "taxDetailsReference": _line_reference(row),
         }
         if row.get("description"):
             line["description"] = row["description"]
@@ -1288,14 +1481,16 @@ class NetSuiteErp:
 
     @staticmethod
     def _credit_lines(record: dict[str, Any], operation: str) -> list[CreditLine]:
-        """A credit memo's lines by billing line id (``custcol_revsync_line``)."""
+        """A credit memo's lines by billing line id (``custcol_revsync_line``), each with the
+        tax its tax details record."""
+        taxes = line_taxes(record, operation)
         lines: list[CreditLine] = []
         for row in (record.get("item") or {}).get("items") or []:
             lines.append(
                 CreditLine(
                     line_id=str(row.get("custcol_revsync_line") or f"line {row.get('line')}"),
                     amount=_decimal(row.get("amount", 0), "credit memo line amount", operation),
-                    tax=_decimal(row.get("tax1Amt", 0), "credit memo line tax", operation),
+                    tax=taxes.get(str(row.get("taxDetailsReference")), Decimal(0)),
                 )
             )
         return lines
@@ -1310,9 +1505,10 @@ class NetSuiteErp:
                 amount, tax = credited.get(line.line_id, (Decimal(0), Decimal(0)))
                 credited[line.line_id] = (amount + line.amount, tax + line.tax)
         left: list[tuple[dict[str, Any], Decimal, Decimal]] = []
+        taxes = line_taxes(invoice, operation)
         for row in (invoice.get("item") or {}).get("items") or []:
             amount = _decimal(row.get("amount", 0), "invoice line amount", operation)
-            tax = _decimal(row.get("tax1Amt", 0), "invoice line tax", operation)
+            tax = taxes.get(str(row.get("taxDetailsReference")), Decimal(0))
             done_amount, done_tax = credited.get(
                 str(row.get("custcol_revsync_line")), (Decimal(0), Decimal(0))
             )
@@ -1352,21 +1548,27 @@ class NetSuiteErp:
             }
             remaining = {line_id: (amount, tax) for line_id, (_, amount, tax) in left.items()}
             enforce(VENDOR, operation, rules.uncreditable(receivable, credit, remaining, what, ERP))
+            credited = [line for line in credit.lines if line.total]
             lines = [
                 {
                     **self._memo_line(left[line.line_id][0]),
                     "rate": line.amount,
                     "amount": line.amount,
-                    "tax1Amt": line.tax,
                 }
-                for line in credit.lines
-                if line.total
+                for line in credited
             ]
+            taxes = await self._tax_details(
+                [
+                    (_line_reference(left[line.line_id][0]), line.amount, line.tax)
+                    for line in credited
+                ],
+                operation,
+            )
             memo = f"revsync credit note {key}" + (f": {credit.reason}" if credit.reason else "")
             record = await self._create(
                 "creditMemo",
-                f"{self._record_url('invoice', ref)}/!transform/creditMemo?replace=item",
-                {"externalId": key, "memo": memo[:MAX_MEMO], "item": {"items": lines}},
+                f"{self._record_url('invoice', ref)}/!transform/creditMemo?replace=item,taxDetails",
+                {"externalId": key, "memo": memo[:MAX_MEMO], "item": {"items": lines}, **taxes},
                 key,
                 operation,
                 expand=True,

@@ -8,7 +8,10 @@ golden field                  customer field
 ``website``                   ``url``
 ``email``                     ``email``
 ``legal_entity``              ``legalName``
-``tax_id``                    ``vatRegNumber``
+``tax_id``                    the ``taxRegistration`` sublist (SuiteTax): one line, the
+                              ``taxRegistrationNumber`` in its ``nexusCountry`` (replaced
+                              whole). REST web services support no legacy tax, so the legacy
+                              ``vatRegNumber`` body field does not exist for them.
 ``credit_limit``              ``creditLimit`` in the customer's ``currency`` (read only: ERP
                               owns it)
 ``billing_address``           the default billing ``addressBook`` entry (replaced whole)
@@ -17,7 +20,9 @@ golden field                  customer field
 
 The ERP change webhook (``POST /v1/webhooks/erp/customer-changed``, see
 docs/customer-master.md) carries the same NetSuite field names, the billing address as
-``defaultBillingAddress`` with NetSuite's address field names.
+``defaultBillingAddress`` with NetSuite's address field names, and the tax id as
+``vatRegNumber`` (the webhook contract's name for the customer's tax registration number,
+which the user-event script reads from the ``taxregistration`` sublist).
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ SIMPLE_FIELDS: dict[MasterField, str] = {
     MasterField.WEBSITE: "url",
     MasterField.EMAIL: "email",
     MasterField.LEGAL_ENTITY: "legalName",
-    MasterField.TAX_ID: "vatRegNumber",
     MasterField.PAYMENT_METHOD_STATE: "custentity_revsync_payment_state",
 }
 ADDRESS_FIELD = "defaultBillingAddress"
+# The tax id in the ERP change webhook (its contract's name; not a record field).
+TAX_ID_FIELD = "vatRegNumber"
+TAX_REGISTRATIONS = "taxRegistration"
 CREDIT_LIMIT_FIELD = "creditLimit"
 CURRENCY_FIELD = "currency"
 
@@ -64,21 +71,43 @@ def address_entry(address: Address, addressee: str | None = None) -> dict[str, A
     }
 
 
-def customer_update(changes: Mapping[MasterField, FieldValue]) -> tuple[dict[str, Any], bool]:
-    """The customer PATCH body writing ``changes``, and whether it replaces the address book
-    (``?replace=addressBook``). Raises ValueError for the credit limit, which only ERP sets."""
+def tax_registrations(tax_id: str | None, country: str) -> dict[str, Any]:
+    """The ``taxRegistration`` sublist holding ``tax_id`` in ``country`` (none for no tax id):
+    sent with ``?replace=taxRegistration``, it replaces the customer's registrations."""
+    if not tax_id:
+        return {"items": []}
+    return {"items": [{"nexusCountry": {"id": country}, "taxRegistrationNumber": tax_id}]}
+
+
+def customer_update(
+    changes: Mapping[MasterField, FieldValue], tax_country: str | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """The customer PATCH body writing ``changes`` and the sublists it replaces (the
+    ``replace`` query parameter: ``addressBook``, ``taxRegistration``). A tax id is registered
+    in ``tax_country`` (the caller finds it when the changes carry no billing address).
+    Raises ValueError for the credit limit, which only ERP sets, and for a tax id with no
+    country."""
     body: dict[str, Any] = {}
-    replace_addresses = False
+    replace: list[str] = []
+    address = changes.get(MasterField.BILLING_ADDRESS)
     for field, value in changes.items():
         if field in SIMPLE_FIELDS:
             body[SIMPLE_FIELDS[field]] = None if value is None else str(value)
         elif field is MasterField.BILLING_ADDRESS:
             entries = [address_entry(value)] if isinstance(value, Address) else []
             body["addressBook"] = {"items": entries}
-            replace_addresses = True
+            replace.append("addressBook")
+        elif field is MasterField.TAX_ID:
+            country = address.country if isinstance(address, Address) else tax_country
+            if value is not None and country is None:
+                raise ValueError("a tax id needs the country to register it in")
+            body[TAX_REGISTRATIONS] = tax_registrations(
+                None if value is None else str(value), country or ""
+            )
+            replace.append(TAX_REGISTRATIONS)
         else:
             raise ValueError(f"{field.value} is set in the ERP, never by revsync")
-    return body, replace_addresses
+    return body, replace
 
 
 def _address(raw: Any) -> object:
@@ -106,6 +135,9 @@ def changes_from_customer(fields: Mapping[str, Any]) -> dict[str, object]:
         if name in fields:
             value = fields[name]
             raw[field.value] = value.strip() or None if isinstance(value, str) else value
+    if TAX_ID_FIELD in fields:
+        value = fields[TAX_ID_FIELD]
+        raw[MasterField.TAX_ID.value] = value.strip() or None if isinstance(value, str) else value
     if CREDIT_LIMIT_FIELD in fields:
         amount = fields[CREDIT_LIMIT_FIELD]
         raw[MasterField.CREDIT_LIMIT.value] = (

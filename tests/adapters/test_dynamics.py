@@ -15,6 +15,7 @@ import pytest
 from adapters import registry
 from adapters.erp.dynamics import DynamicsErp, classify_dynamics, key_segment
 from adapters.errors import NotFoundError, RejectedError, TransientError, UnknownOutcomeError
+from adapters.http import decode_json
 from adapters.oauth import ClientSecretGrant, OAuthTokens
 from adapters.ports import ErpPort
 from adapters.vendor_auth import dynamics_token_url, dynamics_tokens
@@ -47,6 +48,17 @@ class Rig:
     lossy: LossyTransport
     state: SandboxState
     customer_id: str
+    http: httpx.AsyncClient
+
+    def sent(self) -> list[httpx.Request]:
+        """Every request the adapter sends from now on."""
+        sent: list[httpx.Request] = []
+
+        async def record(request: httpx.Request) -> None:
+            sent.append(request)
+
+        self.http.event_hooks["request"].append(record)
+        return sent
 
     def inject(self, **rule: Any) -> None:
         self.state.faults.configure(FaultsRequest(faults=[FaultRule(vendor="dynamics", **rule)]))
@@ -66,7 +78,7 @@ async def rig(state: SandboxState) -> AsyncIterator[Rig]:
         port: ErpPort = erp  # mypy checks the adapter implements the port
         assert port.vendor == "dynamics"
         customer_id = await erp.upsert_customer(seeded_customer(), ACCOUNT_KEY)
-        yield Rig(erp, tokens, lossy, state, customer_id)
+        yield Rig(erp, tokens, lossy, state, customer_id, http)
 
 
 def draft(quote_id: str = "0Q0DYN0000001", currency: str = "EUR") -> Any:
@@ -138,12 +150,60 @@ async def test_a_sales_order_is_created_once_with_exact_money(rig: Rig) -> None:
 
 async def test_a_lost_answer_is_recovered_by_the_key(rig: Rig) -> None:
     order_draft = draft()
-    rig.lossy.lose("PATCH", f"salesorders(revsync_externalkey='{order_draft.external_id}')")
+    rig.lossy.lose("POST", "/api/data/v9.2/salesorders")
     with pytest.raises(UnknownOutcomeError):
         await rig.erp.create_sales_order(order_draft, rig.customer_id)
     again = await rig.erp.create_sales_order(order_draft, rig.customer_id)
     assert len(rig.rows("salesorders")) == 1
     assert again.external_id == order_draft.external_id
+
+
+async def test_the_order_is_looked_up_by_its_key_then_created_by_a_deep_insert_post(
+    rig: Rig,
+) -> None:
+    """Dataverse documents deep insert for POST only: the lines go with a POST, after a
+    look-up by the alternate key; no PATCH carries them."""
+    sent = rig.sent()
+    order_draft = draft()
+    await rig.erp.create_sales_order(order_draft, rig.customer_id)
+    writes = [r for r in sent if r.method in ("POST", "PATCH")]
+    assert [(r.method, r.url.path.rsplit("/", 1)[-1]) for r in writes] == [("POST", "salesorders")]
+    (post,) = writes
+    assert "if-none-match" not in post.headers
+    body = decode_json(httpx.Response(200, content=post.content))
+    assert body["revsync_externalkey"] == order_draft.external_id
+    assert len(body["order_details"]) == len(order_draft.lines)
+    lookups = [r for r in sent if r.method == "GET" and "salesorders(" in r.url.path]
+    assert lookups and sent.index(lookups[0]) < sent.index(post)
+
+
+async def test_a_duplicate_key_on_the_post_returns_the_existing_order(rig: Rig) -> None:
+    """The look-up missed it (a concurrent create, or a lost answer read too early): the
+    POST's duplicate key answer is the "already exists" signal."""
+    first = await rig.erp.create_sales_order(draft(), rig.customer_id)
+    rig.inject(operation="get_sales_order", status=404, code="0x80040217", times=1)
+    again = await rig.erp.create_sales_order(draft(), rig.customer_id)
+    assert again.order_id == first.order_id
+    assert len(rig.rows("salesorders")) == 1
+
+
+async def test_dataverse_refuses_related_rows_in_a_patch(
+    http: httpx.AsyncClient, state: SandboxState
+) -> None:
+    """What revsync used to send: an upsert PATCH with the lines nested in it."""
+    token = (await _token(http)).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    for entity_set, nav in (("salesorders", "order_details"), ("invoices", "invoice_details")):
+        url = f"{BASE_URL}/api/data/v9.2/{entity_set}(revsync_externalkey='k-1')"
+        answer = await http.patch(
+            url, json={"name": "X", nav: [{"quantity": 1}]}, headers={**auth, "If-None-Match": "*"}
+        )
+        assert answer.status_code == 400
+        error = answer.json()["error"]
+        assert error["code"] == "0x80048d19"
+        assert f"Entity :'{entity_set}'" in error["message"] and nav in error["message"]
+    snapshot = state.dynamics.snapshot()
+    assert snapshot["salesorders"] == [] and snapshot["invoices"] == []
 
 
 async def test_an_applied_create_whose_answer_failed_returns_the_first(rig: Rig) -> None:

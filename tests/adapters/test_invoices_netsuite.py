@@ -184,8 +184,20 @@ async def test_the_receivable_is_posted_once_with_lines_tax_currency_and_due_dat
         Decimal("756.00"),
         Decimal("756.00"),
     )
-    assert seats["tax1Amt"] == Decimal("143.64")
     assert seats["custcol_revsync_line"] == "il_seats"
+    # SuiteTax: billing's tax is recorded as is, in the tax details override, one detail per
+    # taxed line, linked to it by the billing line id.
+    assert seats["taxDetailsReference"] == "il_seats"
+    assert (seats["taxAmount"], onboarding["taxAmount"]) == (D("143.64"), D("437.00"))
+    assert record["taxDetailsOverride"] is True
+    assert [
+        (d["taxDetailsReference"], d["taxCode"], d["taxType"], d["taxBasis"], d["taxAmount"])
+        for d in record["taxDetails"]
+    ] == [
+        ("il_seats", "BILLED-TAX", "VAT", D("756.00"), D("143.64")),
+        ("il_onboard", "BILLED-TAX", "VAT", D("2300.00"), D("437.00")),
+    ]
+    assert [d["taxRate"] for d in record["taxDetails"]] == [D("19.0000"), D("19.0000")]
     # The service period, end inclusive as NetSuite counts it.
     assert (seats["revRecStartDate"], seats["revRecEndDate"]) == ("2026-01-15", "2026-02-14")
     assert onboarding["itemId"] == "ONBOARD-STD"
@@ -221,11 +233,115 @@ async def test_a_yen_receivable_keeps_whole_yen(rig: Rig) -> None:
     (record,) = rig.snapshot("invoices")
     assert record["currency"] == "JPY"
     assert record["terms"] == "Due on receipt"
-    assert record["item"][0]["tax1Amt"] is None  # no tax on the line, none sent
+    assert record["item"][0]["taxAmount"] == 0  # no tax on the line, none recorded
+    # The override is set all the same: NetSuite's tax engine must not add a tax billing did
+    # not charge.
+    assert (record["taxDetailsOverride"], record["taxDetails"]) == (True, [])
 
 
 async def test_an_unknown_receivable_is_none(rig: Rig) -> None:
     assert await rig.erp.find_receivable("i2r-nothing:erp-receivable") is None
+
+
+async def test_legacy_tax_is_refused_and_the_tax_details_override_is_checked(rig: Rig) -> None:
+    """NetSuite's REST web services support SuiteTax only: a line's legacy ``tax1Amt`` is a
+    field that does not exist; tax details are taken with the override only, each naming a
+    line, a tax type and a tax code of that type, every column given."""
+
+    def body(line: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return {
+            "externalId": "i2r-raw",
+            "entity": {"id": rig.customer_id},
+            "tranDate": "2026-01-15",
+            "item": {
+                "items": [
+                    {"item": {"id": "1101"}, "quantity": 1, "rate": 100, "amount": 100, **line}
+                ]
+            },
+            **extra,
+        }
+
+    def detail(**changes: Any) -> dict[str, Any]:
+        return {
+            "taxDetailsReference": "l1",
+            "taxType": {"id": "1"},
+            "taxCode": {"id": "11"},
+            "taxBasis": 100,
+            "taxRate": 19,
+            "taxAmount": D("19.00"),
+            **changes,
+        }
+
+    async def refused(payload: dict[str, Any]) -> dict[str, Any]:
+        response = await rig.http.post(
+            f"{RECORDS}/invoice", content=dumps_json(payload), headers=AUTH
+        )
+        assert response.status_code == 400, response.text
+        error = decode_json(response)
+        assert error["status"] == 400 and error["title"] == "Bad Request"
+        (first,) = error["o:errorDetails"]
+        return dict(first)
+
+    legacy = await refused(body({"tax1Amt": D("19.00")}))
+    assert (legacy["o:errorCode"], legacy["o:errorPath"]) == (
+        "NONEXISTENT_FIELD",
+        "item.items[0].tax1Amt",
+    )
+    assert "legacy tax" in legacy["detail"]
+    unlinked = body({"taxDetailsReference": "l1"}, taxDetails={"items": [detail()]})
+    assert (await refused(unlinked))["o:errorPath"] == "taxDetails"  # no override
+    override = {"taxDetailsOverride": True}
+    other_type = body(
+        {"taxDetailsReference": "l1"},
+        **override,
+        taxDetails={"items": [detail(taxType={"id": "2"})]},
+    )
+    assert (await refused(other_type))["o:errorPath"] == "taxDetails.items[0].taxCode"
+    elsewhere = body(
+        {"taxDetailsReference": "l1"},
+        **override,
+        taxDetails={"items": [detail(taxDetailsReference="l9")]},
+    )
+    assert (await refused(elsewhere))["o:errorPath"] == "taxDetails.items[0].taxDetailsReference"
+    partial = body(
+        {"taxDetailsReference": "l1"},
+        **override,
+        taxDetails={"items": [detail(taxRate=None)]},
+    )
+    assert (await refused(partial))["detail"] == "Please enter value(s) for: Tax Rate"
+    assert rig.snapshot("invoices") == []
+
+    taken = await rig.http.post(
+        f"{RECORDS}/invoice",
+        content=dumps_json(
+            body({"taxDetailsReference": "l1"}, **override, taxDetails={"items": [detail()]})
+        ),
+        headers=AUTH,
+    )
+    assert taken.status_code == 204, taken.text
+    (record,) = rig.snapshot("invoices")
+    assert (record["subtotal"], record["taxTotal"], record["total"]) == (
+        D(100),
+        D("19.00"),
+        D("119.00"),
+    )
+
+
+async def test_the_receivable_request_carries_no_legacy_tax(rig: Rig) -> None:
+    sent = rig.sent()
+    await posted(rig)
+    (create,) = [r for r in sent if r.method == "POST" and r.url.path.endswith("/invoice")]
+    payload = decode_json(httpx.Response(200, content=create.content))
+    assert all("tax1Amt" not in line for line in payload["item"]["items"])
+    assert payload["taxDetailsOverride"] is True
+    assert payload["taxDetails"]["items"][0] == {
+        "taxDetailsReference": "il_seats",
+        "taxType": {"id": "1"},
+        "taxCode": {"id": "11"},
+        "taxBasis": D("756.00"),
+        "taxRate": D("19.0000"),
+        "taxAmount": D("143.64"),
+    }
 
 
 async def test_a_sku_missing_from_the_catalog_is_rejected_before_posting(rig: Rig) -> None:
@@ -809,8 +925,12 @@ async def test_a_credit_note_credits_only_its_lines_once(rig: Rig) -> None:
     assert memo["id"] == posting.credit_memo_id
     assert (memo["externalId"], memo["createdFrom"]) == ("cn_1Seats", receivable.receivable_id)
     assert [
-        (x["itemId"], x["amount"], x["tax1Amt"], x["custcol_revsync_line"]) for x in memo["item"]
+        (x["itemId"], x["amount"], x["taxAmount"], x["custcol_revsync_line"]) for x in memo["item"]
     ] == [("PLAT-CORE", D("189.00"), D("35.91"), "il_seats")]
+    assert memo["taxDetailsOverride"] is True
+    assert [(d["taxDetailsReference"], d["taxAmount"]) for d in memo["taxDetails"]] == [
+        ("il_seats", D("35.91"))
+    ]
     assert memo["memo"] == "revsync credit note cn_1Seats: 5 seats removed"
     (ns_invoice,) = rig.snapshot("invoices")
     assert ns_invoice["amountRemaining"] == D("3636.64") - D("224.91")
@@ -920,7 +1040,7 @@ async def test_a_void_after_a_credit_note_reverses_only_what_is_left(rig: Rig) -
     assert reversed_.state is ReceivableState.REVERSED
     assert (reversed_.amount_due, reversed_.amount_credited) == (D("0.00"), D("3636.64"))
     partial, reversal = rig.snapshot("creditMemos")
-    assert [(x["custcol_revsync_line"], x["amount"], x["tax1Amt"]) for x in reversal["item"]] == [
+    assert [(x["custcol_revsync_line"], x["amount"], x["taxAmount"]) for x in reversal["item"]] == [
         ("il_seats", D("567.00"), D("107.73")),
         ("il_onboard", D("2300.00"), D("437.00")),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -209,7 +210,11 @@ async def test_customer_upsert_twice_keeps_one_customer(erp: NetSuiteErp, state:
     assert record["externalId"] == "acct-0015e00000NordDE1"
     assert record["companyName"] == "Nordlicht Logistik"
     assert record["legalName"] == "Nordlicht Logistik GmbH"
-    assert record["vatRegNumber"] == "DE811907980"
+    # SuiteTax: the tax id is a tax registration in the billing country, replaced on upsert.
+    assert record["taxRegistration"] == [
+        {"nexusCountry": "DE", "taxRegistrationNumber": "DE811907980"}
+    ]
+    assert "vatRegNumber" not in record
     assert record["email"] == "rechnung@nordlicht.example"  # the second upsert updated it
     assert record["currency"] == "EUR"
     (address,) = record["addressBook"]  # replaced, not appended
@@ -219,6 +224,37 @@ async def test_customer_upsert_twice_keeps_one_customer(erp: NetSuiteErp, state:
         "Hamburg",
         "20457",
         "DE",
+    )
+
+
+async def test_the_legacy_tax_field_is_refused_as_netsuite_refuses_an_unknown_field(
+    http: httpx.AsyncClient, state: SandboxState
+):
+    """REST web services support no legacy tax: ``vatRegNumber`` does not exist for them."""
+    response = await http.put(
+        f"{RECORDS}/customer/eid:acct-legacy",
+        json={"companyName": "Legacy GmbH", "vatRegNumber": "DE811907980"},
+        headers=AUTH,
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["title"], body["status"]) == ("Bad Request", 400)
+    (detail,) = body["o:errorDetails"]
+    assert (detail["o:errorCode"], detail["o:errorPath"]) == ("NONEXISTENT_FIELD", "vatRegNumber")
+    assert "legacy tax" in detail["detail"]
+    assert state.netsuite.customers == {}
+    # The SuiteTax shape is taken, and checked.
+    bad = await http.put(
+        f"{RECORDS}/customer/eid:acct-legacy",
+        json={
+            "companyName": "Legacy GmbH",
+            "taxRegistration": {"items": [{"nexusCountry": {"id": "DE"}}]},
+        },
+        headers=AUTH,
+    )
+    assert bad.status_code == 400
+    assert bad.json()["o:errorDetails"][0]["o:errorPath"] == (
+        "taxRegistration.items[0].taxRegistrationNumber"
     )
 
 
@@ -422,45 +458,137 @@ async def test_create_answers_204_with_an_absolute_location(
 # -- cancel ---------------------------------------------------------------------------------
 
 
-async def test_cancel_then_cancel_again_is_a_no_op(
+async def test_an_approved_order_is_closed_line_by_line_and_again_is_a_no_op(
     erp: NetSuiteErp, http: httpx.AsyncClient, state: SandboxState
 ):
+    """revsync books orders approved (Pending Fulfillment): NetSuite cancels only an order
+    Pending Approval, so the compensation closes every line, which makes the order Closed."""
     _, order_id = await booked(erp)
+    sent = sent_requests(http)
 
     cancelled = await erp.cancel_sales_order(order_id, "billing provisioning failed")
     assert cancelled.status is SalesOrderStatus.CANCELLED
     assert cancelled.order_id == order_id
     (record,) = orders(state)
-    assert record["orderStatus"] == "C"
+    assert record["orderStatus"] == "H"
+    assert [line["isClosed"] for line in record["item"]] == [True, True]
     assert "billing provisioning failed" in record["memo"]
+    (patch,) = [r for r in sent if r.method == "PATCH"]
+    body = json.loads(patch.content)
+    assert "orderStatus" not in body
+    assert body["item"] == {"items": [{"line": 1, "isClosed": True}, {"line": 2, "isClosed": True}]}
 
-    sent = sent_requests(http)
+    sent.clear()
     again = await erp.cancel_sales_order(order_id, "again")
     assert again == cancelled
     assert [r.method for r in sent] == ["GET"]
     assert "again" not in orders(state)[0]["memo"]
+    listed = (await erp.list_sales_orders(None, 10)).items
+    assert [(o.record_id, o.status, o.live) for o in listed] == [(order_id, "cancelled", False)]
 
 
-async def test_closed_order_is_returned_as_is(erp: NetSuiteErp, state: SandboxState):
+async def test_an_order_pending_approval_is_cancelled(erp: NetSuiteErp, state: SandboxState):
     _, order_id = await booked(erp)
-    state.netsuite.set_order_status(order_id, "H")
-    closed = await erp.cancel_sales_order(order_id, "too late")
-    assert closed.status is SalesOrderStatus.CLOSED
-    assert orders(state)[0]["orderStatus"] == "H"
+    state.netsuite.set_order_status(order_id, "A")
+    cancelled = await erp.cancel_sales_order(order_id, "quote withdrawn")
+    assert cancelled.status is SalesOrderStatus.CANCELLED
+    (record,) = orders(state)
+    assert record["orderStatus"] == "C"
+    assert [line["isClosed"] for line in record["item"]] == [False, False]
+    assert "quote withdrawn" in record["memo"]
 
 
-@pytest.mark.parametrize("status", ["F", "G"])  # pending billing (fulfilled), billed
-async def test_fulfilled_or_billed_order_cannot_be_cancelled(
-    erp: NetSuiteErp, state: SandboxState, status: str
+@pytest.mark.parametrize("status", ["C", "H"])
+async def test_a_cancelled_or_closed_order_is_returned_as_is(
+    erp: NetSuiteErp, http: httpx.AsyncClient, state: SandboxState, status: str
 ):
     _, order_id = await booked(erp)
     state.netsuite.set_order_status(order_id, status)
+    sent = sent_requests(http)
+    done = await erp.cancel_sales_order(order_id, "too late")
+    assert done.status is SalesOrderStatus.CANCELLED
+    assert [r.method for r in sent] == ["GET"]
+    assert orders(state)[0]["orderStatus"] == status
+
+
+@pytest.mark.parametrize("status", ["D", "E", "F", "G"])
+async def test_a_fulfilled_or_billed_order_is_refused_before_anything_is_sent(
+    erp: NetSuiteErp, http: httpx.AsyncClient, state: SandboxState, status: str
+):
+    _, order_id = await booked(erp)
+    state.netsuite.set_order_status(order_id, status)
+    sent = sent_requests(http)
     with pytest.raises(RejectedError) as caught:
         await erp.cancel_sales_order(order_id, "customer changed their mind")
-    assert caught.value.status == 400
-    assert caught.value.code == "USER_ERROR"
+    assert caught.value.code == "ORDER_FULFILLED"
     assert "fulfilled or billed" in caught.value.message
+    assert "finance decides" in caught.value.message
+    assert [r.method for r in sent] == ["GET"]
     assert orders(state)[0]["orderStatus"] == status
+
+
+async def test_a_close_that_lost_the_race_to_another_counts_as_done(
+    erp: NetSuiteErp, state: SandboxState
+):
+    _, order_id = await booked(erp)
+    # Applied (the other cancel got there first), then the answer is a refusal.
+    inject(state, operation="update_sales_order", phase="after", status=400, code="USER_ERROR")
+    cancelled = await erp.cancel_sales_order(order_id, "billing refused")
+    assert cancelled.status is SalesOrderStatus.CANCELLED
+    assert orders(state)[0]["orderStatus"] == "H"
+
+
+async def test_netsuite_refuses_to_cancel_an_approved_order_by_its_status(
+    erp: NetSuiteErp, http: httpx.AsyncClient, state: SandboxState
+):
+    """What revsync used to send: ``orderStatus`` C on an order Pending Fulfillment."""
+    _, order_id = await booked(erp)
+    for status in ("C", "H"):
+        response = await http.patch(
+            f"{RECORDS}/salesOrder/{order_id}",
+            json={"orderStatus": {"id": status}},
+            headers=AUTH,
+        )
+        assert response.status_code == 400
+        (detail,) = response.json()["o:errorDetails"]
+        assert (detail["o:errorCode"], detail["o:errorPath"]) == ("INVALID_CONTENT", "orderStatus")
+        assert (
+            f"Invalid Field Value {status} for the following field: orderStatus"
+            in (detail["detail"])
+        )
+    state.netsuite.set_order_status(order_id, "G")
+    closing = await http.patch(
+        f"{RECORDS}/salesOrder/{order_id}",
+        json={"item": {"items": [{"line": 1, "isClosed": True}]}},
+        headers=AUTH,
+    )
+    assert closing.status_code == 400
+    (detail,) = closing.json()["o:errorDetails"]
+    assert (detail["o:errorCode"], detail["o:errorPath"]) == (
+        "USER_ERROR",
+        "item.items[0].isClosed",
+    )
+    assert orders(state)[0]["orderStatus"] == "G"
+
+
+async def test_closing_some_lines_leaves_the_order_open_and_reopening_reopens_it(
+    erp: NetSuiteErp, http: httpx.AsyncClient, state: SandboxState
+):
+    _, order_id = await booked(erp)
+
+    async def close(*lines: tuple[int, bool]) -> None:
+        items = [{"line": line, "isClosed": closed} for line, closed in lines]
+        response = await http.patch(
+            f"{RECORDS}/salesOrder/{order_id}", json={"item": {"items": items}}, headers=AUTH
+        )
+        assert response.status_code == 204, response.text
+
+    await close((1, True))
+    assert orders(state)[0]["orderStatus"] == "B"
+    await close((2, True))
+    assert orders(state)[0]["orderStatus"] == "H"
+    await close((2, False))
+    assert orders(state)[0]["orderStatus"] == "B"
 
 
 async def test_cancel_unknown_order_is_not_found(erp: NetSuiteErp):

@@ -97,7 +97,8 @@ def clean_run() -> tuple[list[str], dict[str, SagaView | None], dict[str, Any]]:
     state = snapshot(
         erp_orders=[
             *records["erp_orders"],
-            erp_order("Q-COMP", "7002", status="C"),
+            # Compensated: the approved order's lines were closed (NetSuite's Closed).
+            erp_order("Q-COMP", "7002", status="H"),
             erp_order("Q-PARKED", "7003"),
         ],
         subscriptions=[
@@ -124,6 +125,14 @@ def kinds(violations: list[Violation]) -> list[Kind]:
 def test_a_clean_run_has_no_violation():
     sent, sagas, state = clean_run()
     assert check(sent, sagas, state) == []
+
+
+@pytest.mark.parametrize(("status", "live"), [("C", False), ("H", False), ("B", True), ("G", True)])
+def test_a_cancelled_or_closed_erp_order_is_not_live(status: str, live: bool):
+    sent, sagas, state = clean_run()
+    (order,) = [o for o in state["netsuite"]["salesOrders"] if o["otherRefNum"] == "Q-COMP"]
+    order["orderStatus"] = status
+    assert kinds(check(sent, sagas, state)) == ([Kind.LIVE_RECORDS] if live else [])
 
 
 def test_a_repeated_quote_id_in_sent_counts_once():

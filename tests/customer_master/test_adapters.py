@@ -131,3 +131,40 @@ async def test_netsuite_finds_the_customer_by_external_id_and_patches_it(
         await erp.update_customer_fields(customer_id, {MasterField.CREDIT_LIMIT: limit}, "k")
     with pytest.raises(NotFoundError):
         await erp.update_customer_fields("999999", {MasterField.NAME: "x"}, "k")
+
+
+async def test_netsuite_writes_the_tax_id_as_a_suitetax_registration(
+    http: httpx.AsyncClient, state: SandboxState
+) -> None:
+    """REST web services have no legacy ``vatRegNumber``: the golden tax id is the customer's
+    tax registration, in the country it already has one in (else its billing country), or in
+    the country of a billing address changed with it; clearing it removes the registration."""
+    erp: ErpPort = NetSuiteErp(
+        http, base_url="http://sandbox/netsuite", access_token="sandbox-netsuite-token"
+    )
+    customer_id = await erp.upsert_customer(CUSTOMER, f"acct-{ACCOUNT}")
+    record = state.netsuite.customers[customer_id]
+    assert record["taxRegistration"] == [
+        {"nexusCountry": "US", "taxRegistrationNumber": "94-1234567"}
+    ]
+
+    await erp.update_customer_fields(customer_id, {MasterField.TAX_ID: "94-7654321"}, "k1")
+    assert record["taxRegistration"] == [
+        {"nexusCountry": "US", "taxRegistrationNumber": "94-7654321"}
+    ]  # replaced, not appended
+    assert "vatRegNumber" not in record
+
+    berlin = Address(line1="Unter den Linden 1", city="Berlin", postal_code="10117", country="DE")
+    await erp.update_customer_fields(
+        customer_id, {MasterField.TAX_ID: "DE811907980", MasterField.BILLING_ADDRESS: berlin}, "k2"
+    )
+    assert record["taxRegistration"] == [
+        {"nexusCountry": "DE", "taxRegistrationNumber": "DE811907980"}
+    ]
+
+    await erp.update_customer_fields(customer_id, {MasterField.TAX_ID: None}, "k3")
+    assert record["taxRegistration"] == []
+    await erp.update_customer_fields(customer_id, {MasterField.TAX_ID: "DE999999999"}, "k4")
+    assert record["taxRegistration"] == [  # no registration left: the billing country
+        {"nexusCountry": "DE", "taxRegistrationNumber": "DE999999999"}
+    ]

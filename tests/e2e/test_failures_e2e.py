@@ -97,7 +97,9 @@ async def test_a_billing_rejection_cancels_the_erp_order(stack: Stack):
     assert "declined" in (status.reason or "")
     found = records(stack, payload["quote_id"])
     (order,) = found["erp_orders"]
-    assert order["orderStatus"] == "C"  # NetSuite's "Cancelled"
+    # Booked approved (Pending Fulfillment), so NetSuite closes it line by line: "Closed".
+    assert order["orderStatus"] == "H"
+    assert all(line["isClosed"] for line in order["item"])
     assert [s for s in found["subscriptions"] if s["status"] != "canceled"] == []
     (crm_quote,) = found["crm_quotes"]
     assert crm_quote["SBQQ__Status__c"] == "Rejected"

@@ -308,13 +308,13 @@ async def test_a_catch_up_invoice_is_posted_recognised_and_paid_once(stack: Stac
         D("1494.64"),
     )
     seats, analytics = receivable["item"]
-    assert (seats["itemId"], seats["amount"], seats["tax1Amt"]) == (
+    assert (seats["itemId"], seats["amount"], seats["taxAmount"]) == (
         "PLAT-CORE",
         D("756.00"),
         D("143.64"),
     )
     assert seats["custcol_revsync_line"] == seats_line
-    assert (analytics["itemId"], analytics["amount"], analytics["tax1Amt"]) == (
+    assert (analytics["itemId"], analytics["amount"], analytics["taxAmount"]) == (
         "PLAT-ANALYTICS",
         D("500.00"),
         D("95.00"),
@@ -691,7 +691,7 @@ async def test_a_partial_credit_note_credits_the_erp_receivable_for_its_line_onl
     assert (memo["externalId"], memo["createdFrom"]) == (note_id, receivable["id"])
     assert memo["currency"] == "EUR"
     assert [
-        (x["itemId"], x["amount"], x["tax1Amt"], x["custcol_revsync_line"]) for x in memo["item"]
+        (x["itemId"], x["amount"], x["taxAmount"], x["custcol_revsync_line"]) for x in memo["item"]
     ] == [("PLAT-CORE", D("210.00"), D("39.90"), seats_line)]
     assert (memo["total"], memo["applied"], memo["unapplied"]) == (
         D("249.90"),
@@ -716,7 +716,7 @@ async def test_a_partial_credit_note_credits_the_erp_receivable_for_its_line_onl
     assert first == memo
     assert reversal["externalId"] == f"i2r-{invoice_id}:void"
     assert sorted(
-        (x["custcol_revsync_line"], x["amount"], x["tax1Amt"]) for x in reversal["item"]
+        (x["custcol_revsync_line"], x["amount"], x["taxAmount"]) for x in reversal["item"]
     ) == sorted([(seats_line, D("630.00"), D("119.70")), (analytics_line, D("500.00"), D("95.00"))])
     assert (reversal["total"], reversal["unapplied"]) == (D("1344.70"), D("0.00"))
     (reversed_receivable,) = netsuite(stack, "invoices", invoice_id)

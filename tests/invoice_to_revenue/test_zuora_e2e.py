@@ -193,7 +193,7 @@ async def test_a_posted_zuora_invoice_is_posted_in_the_erp_and_its_payment_appli
     assert receivable["otherRefNum"] == number
     assert (receivable["currency"], receivable["total"]) == ("EUR", D("1494.64"))
     assert [
-        (x["itemId"], x["amount"], x["tax1Amt"], x["custcol_revsync_line"])
+        (x["itemId"], x["amount"], x["taxAmount"], x["custcol_revsync_line"])
         for x in receivable["item"]
     ] == [
         ("PLAT-CORE", D("756.00"), D("143.64"), seats_item),
@@ -301,7 +301,8 @@ async def test_callouts_out_of_order_a_credit_memo_and_a_cancellation(stack: Sta
     (credit,) = netsuite(stack, "creditMemos", number)
     assert (credit["externalId"], credit["createdFrom"]) == (memo["number"], receivable["id"])
     assert [
-        (x["itemId"], x["amount"], x["tax1Amt"], x["custcol_revsync_line"]) for x in credit["item"]
+        (x["itemId"], x["amount"], x["taxAmount"], x["custcol_revsync_line"])
+        for x in credit["item"]
     ] == [("PLAT-ANALYTICS", D("100.00"), D("20.00"), analytics_item)]
     assert D(str(crm_account(stack, account)["Revsync_AR_Amount_Due__c"])) == D("500.00")
 

@@ -178,7 +178,8 @@ ERP_EMULATORS: dict[str, Emulator] = {
         vendor="dynamics",
         records=lambda state: len(state.dynamics.snapshot()["salesorders"]),
         create_operation="create_sales_order",
-        create_request=lambda key: ("PATCH", f"salesorders(revsync_externalkey='{key}')"),
+        # Deep insert is POST only: looked up by the key first, then created.
+        create_request=lambda key: ("POST", "/api/data/v9.2/salesorders"),
         # InvalidArgument, Dataverse's validation error.
         validation_error=(400, "0x80040203"),
         expire_credentials=dynamics.revoke_credentials,
