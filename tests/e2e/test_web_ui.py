@@ -65,7 +65,7 @@ async def test_the_web_ui_lists_the_parked_order_under_needs_attention(stack: St
     inject(
         stack,
         FaultRule(
-            vendor="salesforce", operation="upsert", status=400, code="FIELD_INTEGRITY_EXCEPTION"
+            vendor="salesforce", operation="update", status=400, code="FIELD_INTEGRITY_EXCEPTION"
         ),
     )
     assert (await deliver(stack, parked)).status_code == 202
