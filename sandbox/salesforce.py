@@ -1792,6 +1792,9 @@ def seed_cpq_quote(
 # -- OAuth 2.0 ----------------------------------------------------------------------------
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# The JWT bearer flow's audience for a production org (a sandbox org's is
+# https://test.salesforce.com: set ``OAuthServer.audience`` to play one).
+LOGIN_AUDIENCE = "https://login.salesforce.com"
 _TOKEN_PATH = "/services/oauth2/token"
 
 
@@ -1820,9 +1823,9 @@ def _jwt_bearer(server: OAuthServer, form: dict[str, str], request: Request) -> 
     jwt = parse_jwt(form.get("assertion", ""))
     client = server.client(jwt.claims.get("iss"))
     verify_signature(jwt, client.public_key_pem, ("RS256",))
-    url = request.url
-    audience = server.audience or f"{url.scheme}://{url.netloc}"
-    if jwt.claims.get("aud") != audience:
+    # The login server's URL, whatever host the token request came to (the org's My Domain,
+    # here the emulator): an assertion naming that host is refused.
+    if jwt.claims.get("aud") != (server.audience or LOGIN_AUDIENCE):
         raise OAuthFailure("invalid_grant", "audience is invalid")
     check_times(jwt.claims, server.wall_clock(), max_lifetime=None)
     if client.username is None or jwt.claims.get("sub") != client.username:
@@ -1837,9 +1840,10 @@ def build_oauth_router(state: SandboxState) -> APIRouter:
       HTTP Basic; a wrong secret is 400 ``invalid_client``, an unknown client 400
       ``invalid_client_id``;
     - ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`` with an RS256 ``assertion``
-      (``iss`` a registered client, ``sub`` its username, ``aud`` the login URL: the origin
-      the request came to unless configured, ``exp`` not past); anything wrong is 400
-      ``invalid_grant``.
+      (``iss`` a registered client, ``sub`` its username, ``aud`` the login server,
+      ``https://login.salesforce.com`` unless the server plays a sandbox org, never the host
+      the request came to, ``exp`` not past); anything wrong is 400 ``invalid_grant`` (a
+      wrong audience: ``error_description`` "audience is invalid").
 
     The answer carries ``access_token`` and ``instance_url`` but no ``expires_in``, as
     Salesforce's does: the session times out by policy (the server's ``token_lifetime``),
