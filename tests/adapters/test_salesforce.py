@@ -180,6 +180,27 @@ async def test_query_follows_next_records_url_over_several_pages(
     assert (await crm.get_account("0015e00000SakuJP1")).currency == "JPY"
 
 
+async def test_every_call_names_the_api_version_and_a_path_without_one_is_not_found(
+    crm: SalesforceCrm, http: httpx.AsyncClient
+):
+    paths: list[str] = []
+
+    async def keep(request: httpx.Request) -> None:
+        paths.append(request.url.path)
+
+    http.event_hooks["request"].append(keep)
+    await crm.get_account("0015e00000AcmeUS1")
+    await record(crm, await new_quote(http))
+    assert paths and all(p.startswith("/salesforce/services/data/v61.0/") for p in paths)
+
+    for version in ("61.0", "v61", "latest-ish"):
+        missing = await http.get(
+            f"{BASE_URL}/services/data/{version}/sobjects/Account", headers=AUTH
+        )
+        assert missing.status_code == 404
+        assert missing.json()[0]["errorCode"] == "NOT_FOUND"
+
+
 async def test_unsupported_soql_is_rejected_as_malformed(crm: SalesforceCrm):
     with pytest.raises(RejectedError) as caught:
         await crm._query("test", "SELECT Id FROM Account WHERE Name LIKE 'Acme%'")
