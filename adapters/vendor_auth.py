@@ -57,12 +57,6 @@ def _private_key(settings: Settings, name: str, why: str) -> rsa.RSAPrivateKey:
         raise MissingSetting(name, f"{path} is {error}") from None
 
 
-def origin(url: str) -> str:
-    """``scheme://host[:port]`` of ``url``."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def salesforce_tokens(settings: Settings, http: httpx.AsyncClient) -> TokenSource:
     """Salesforce's token source for ``REVSYNC_SALESFORCE_AUTH``."""
     mode = settings.salesforce_auth
@@ -85,8 +79,9 @@ def salesforce_tokens(settings: Settings, http: httpx.AsyncClient) -> TokenSourc
     else:
         key = _private_key(settings, "salesforce_private_key_path", why)
         username = _text(settings, "salesforce_username", why)
-        audience = settings.salesforce_jwt_audience or origin(token_url)
-        grant = JwtBearerGrant(client_id, username, audience, key)
+        # The login server, never the token URL's host: the token request goes to the org's
+        # My Domain, the JWT names https://login.salesforce.com (test. for a sandbox org).
+        grant = JwtBearerGrant(client_id, username, settings.salesforce_jwt_audience, key)
         fix = ", ".join(
             map(
                 _env,

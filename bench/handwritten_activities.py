@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import quote as url_quote
+from urllib.parse import urlencode
 
 import httpx
 from temporalio import activity
@@ -158,34 +159,63 @@ class Crm:
         account: dict[str, Any] = records[0]
         return account
 
+    async def soql(self, soql: str) -> list[dict[str, Any]]:
+        response = await self.http.get(
+            f"{self.api}/query", params={"q": soql}, headers=self.headers
+        )
+        response.raise_for_status()
+        records: list[dict[str, Any]] = response.json()["records"]
+        return records
+
     @activity.defn(name=hw.UPDATE_CRM)
     async def update_crm(
         self, quote: dict[str, Any], key: str, erp: dict[str, Any], billing: dict[str, Any]
     ) -> str:
-        order = {
-            "AccountId": quote["account_id"],
-            "SBQQ__Quote__c": quote["quote_id"],
+        # Salesforce CPQ generates the Order when the quote is ordered; the ids go onto that
+        # Order, then it is activated (Status alone), all or none. Read first: a retry finds
+        # the order done.
+        quote_id = str(quote["quote_id"])
+        literal = "'" + quote_id.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        await self.soql(
+            "SELECT Id, SBQQ__Account__c, SBQQ__Ordered__c, SBQQ__Status__c FROM SBQQ__Quote__c"
+            f" WHERE Id = {literal}"
+        )
+        stamp = {
+            "Revsync_Key__c": f"{key}:crm-order",
             "ERP_Order_Id__c": erp["order_id"],
             "ERP_Customer_Id__c": erp["customer_id"],
+            "ERP_Order_Total__c": erp["total"],
             "Billing_Subscription_Id__c": billing["subscription_id"],
             "Billing_Customer_Id__c": billing["customer_id"],
-            "TotalAmount": erp["total"],
-            "CurrencyIsoCode": quote["currency"],
-            "Status": "Activated",
-            "EffectiveDate": datetime.now(UTC).date().isoformat(),
         }
-        order_url = f"{self.path}/sobjects/Order/Revsync_Key__c/" + url_quote(
-            f"{key}:crm-order", safe=""
+        found = await self.soql(
+            f"SELECT Id, Status, AccountId, {', '.join(stamp)} FROM Order"
+            f" WHERE SBQQ__Quote__c = {literal}"
         )
+        if found and found[0]["Status"] == "Activated":
+            return str(found[0]["Id"])
+        generated = f"SELECT Id FROM Order WHERE SBQQ__Quote__c = {literal}"
+        order_url = f"{self.path}/sobjects/Order/@{{generated.records[0].Id}}"
         body = {
             "allOrNone": True,
             "compositeRequest": [
-                {"method": "PATCH", "url": order_url, "referenceId": "order", "body": order},
                 {
                     "method": "PATCH",
-                    "url": f"{self.path}/sobjects/SBQQ__Quote__c/{quote['quote_id']}",
-                    "referenceId": "quote",
-                    "body": {"SBQQ__Status__c": "Ordered"},
+                    "url": f"{self.path}/sobjects/SBQQ__Quote__c/{quote_id}",
+                    "referenceId": "ordered",
+                    "body": {"SBQQ__Ordered__c": True, "SBQQ__Status__c": "Ordered"},
+                },
+                {
+                    "method": "GET",
+                    "url": f"{self.path}/query?{urlencode({'q': generated})}",
+                    "referenceId": "generated",
+                },
+                {"method": "PATCH", "url": order_url, "referenceId": "stamped", "body": stamp},
+                {
+                    "method": "PATCH",
+                    "url": order_url,
+                    "referenceId": "activated",
+                    "body": {"Status": "Activated"},
                 },
             ],
         }
@@ -195,7 +225,7 @@ class Crm:
         failed = [a for a in answers if a["httpStatusCode"] >= 300]
         if failed:
             raise ApplicationError(f"CRM write-back failed: {failed}")
-        return str(answers[0]["body"]["id"])
+        return str(answers[1]["body"]["records"][0]["Id"])
 
 
 class Erp:

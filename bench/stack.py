@@ -42,6 +42,7 @@ from temporalio.testing import WorkflowEnvironment
 from domain.contracts import TaskQueue
 from domain.quote import Quote
 from revsync.codec import KeyRing, encrypted_data_converter
+from revsync.demo import create_crm_quote
 from revsync.gateway.webhooks import start_quote_to_cash
 from revsync.settings import Settings
 from sandbox.app import SandboxState
@@ -355,23 +356,13 @@ async def bench_stack(sandbox: SandboxMode = "thread") -> AsyncIterator[BenchSta
 async def create_crm_quotes(
     settings: Settings, accounts: Sequence[str], concurrency: int = 16
 ) -> list[str]:
-    """One CRM quote record per account (as CPQ makes them before the webhook); their ids."""
-    url = (
-        f"{settings.salesforce_base_url}/services/data/{settings.salesforce_api_version}"
-        "/sobjects/SBQQ__Quote__c"
-    )
-    headers = {"Authorization": f"Bearer {settings.salesforce_access_token.get_secret_value()}"}
+    """One accepted CPQ quote with its lines per account (as CPQ makes them before the
+    webhook, :func:`revsync.demo.create_crm_quote`); their ids."""
     gate = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(timeout=30) as http:
 
         async def one(account_id: str) -> str:
             async with gate:
-                response = await http.post(
-                    url,
-                    json={"SBQQ__Account__c": account_id, "SBQQ__Status__c": "Accepted"},
-                    headers=headers,
-                )
-            response.raise_for_status()
-            return str(response.json()["id"])
+                return await create_crm_quote(http, settings, account_id)
 
         return list(await asyncio.gather(*(one(a) for a in accounts)))

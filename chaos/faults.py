@@ -30,16 +30,17 @@ KINDS = ("5xx", "timeout", "429", "rejection")
 VENDORS = ("salesforce", "stripe", "netsuite")
 
 # Operations that change something, per vendor (sandbox operation names), forward steps and
-# compensations alike.
+# compensations alike. Salesforce's writes are PATCHes of records (``update``), the CRM
+# write-back's inside one ``composite`` call.
 WRITES: dict[str, tuple[str, ...]] = {
-    "salesforce": ("upsert", "update"),
+    "salesforce": ("composite", "update"),
     "stripe": ("create_customer", "create_subscription", "cancel_subscription", "void_invoice"),
     "netsuite": ("upsert_customer", "create_sales_order", "update_sales_order"),
 }
 # The writes every booking makes (a billing customer is created once per account): where a
 # timeout after the change was applied is sure to be met.
 BOOKING_WRITES: dict[str, tuple[str, ...]] = {
-    "salesforce": ("upsert", "update"),
+    "salesforce": ("update",),
     "stripe": ("create_subscription",),
     "netsuite": ("upsert_customer", "create_sales_order"),
 }
@@ -62,7 +63,7 @@ REJECTIONS: tuple[dict[str, Any], ...] = (
     },
     {
         "vendor": "salesforce",
-        "operation": "upsert",
+        "operation": "update",
         "status": 400,
         "code": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
         "message": "chaos: a validation rule refused the order",

@@ -12,8 +12,10 @@ The rules, per sent quote:
 - no system holds two records of one kind for it (``duplicate``): ERP sales orders,
   subscriptions, CRM orders; nor two billing or ERP customers for one CRM account;
 - BOOKED: exactly one live ERP sales order, one live subscription and one CRM order
-  (``incomplete-booking``), agreeing with each other and with the saga, and the CRM quote
-  marked Ordered (``mismatch``);
+  (``incomplete-booking``), agreeing with each other and with the saga: the CRM order (the
+  one Salesforce CPQ generated from the quote) carries the ERP order and subscription ids
+  and is Activated, and the CRM quote is Ordered, its status and CPQ's ``SBQQ__Ordered__c``
+  (``mismatch``);
 - COMPENSATED, REJECTED, AWAITING_APPROVAL: no live ERP order, no live subscription, no CRM
   order (``live-records``); COMPENSATED and REJECTED leave the CRM quote Rejected
   (``mismatch``);
@@ -38,6 +40,7 @@ ERP_ENDED = frozenset({"C", "H"})
 SUBSCRIPTION_ENDED = frozenset({"canceled", "incomplete_expired"})
 CRM_ORDERED = "Ordered"
 CRM_REJECTED = "Rejected"
+CRM_ORDER_ACTIVATED = "Activated"
 
 TERMINAL = frozenset({"BOOKED", "COMPENSATED", "REJECTED"})
 PARKED = frozenset({"NEEDS_ATTENTION", "AWAITING_APPROVAL"})
@@ -222,7 +225,9 @@ def _check_booked(subject: str, saga: SagaView, held: QuoteRecords) -> list[Viol
             ("saga's CRM order", saga.crm_order_id, crm_order.get("Id")),
             ("CRM order's ERP order", crm_order.get("ERP_Order_Id__c"), order_id),
             ("CRM order's subscription", crm_order.get("Billing_Subscription_Id__c"), sub_id),
+            ("CRM order's status", crm_order.get("Status"), CRM_ORDER_ACTIVATED),
             ("CRM quote status", _crm_status(held), CRM_ORDERED),
+            ("CRM quote's Ordered", _crm_ordered(held), True),
         )
         if theirs != ours
     ]
@@ -255,3 +260,7 @@ def _check_nothing_booked(subject: str, saga: SagaView, held: QuoteRecords) -> l
 
 def _crm_status(held: QuoteRecords) -> str | None:
     return None if held.crm_quote is None else held.crm_quote.get("SBQQ__Status__c")
+
+
+def _crm_ordered(held: QuoteRecords) -> bool | None:
+    return None if held.crm_quote is None else held.crm_quote.get("SBQQ__Ordered__c")

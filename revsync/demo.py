@@ -14,11 +14,13 @@ import httpx
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from adapters.http import dumps_json
 from adapters.webhooks import cpq
 from domain.saga import QuoteToCashStatus
 from domain.stages import OrderStage
 from revsync.settings import Settings, secret_list
 from sandbox import hubspot
+from sandbox import salesforce as salesforce_sandbox
 from sandbox.quotes import account_currency, quote_payload, random_account
 from workflows import visibility
 from workflows.quote_to_cash import QuoteToCashWorkflow
@@ -42,19 +44,26 @@ class DemoRow:
 
 
 async def create_crm_quote(http: httpx.AsyncClient, settings: Settings, account_id: str) -> str:
-    """Create the quote record in Salesforce, as CPQ would; returns its id."""
-    url = (
-        f"{settings.salesforce_base_url}/services/data/{settings.salesforce_api_version}"
-        "/sobjects/SBQQ__Quote__c"
+    """Create an accepted primary Salesforce CPQ quote with its priced lines for the seeded
+    account ``account_id``, as a seller's CPQ session leaves it (one all-or-none composite
+    call, :func:`sandbox.salesforce.cpq_quote_composite`); returns its id. Ordering it later
+    makes CPQ generate the Order from those lines."""
+    api = f"/services/data/{settings.salesforce_api_version}"
+    body = salesforce_sandbox.cpq_quote_composite(
+        api, account_id=account_id, currency=account_currency(account_id)
     )
     token = settings.salesforce_access_token.get_secret_value()
     response = await http.post(
-        url,
-        json={"SBQQ__Account__c": account_id, "SBQQ__Status__c": "Accepted"},
-        headers={"Authorization": f"Bearer {token}"},
+        f"{settings.salesforce_base_url}{api}/composite",
+        content=dumps_json(body),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     response.raise_for_status()
-    return str(response.json()["id"])
+    answers = response.json()["compositeResponse"]
+    refused = [a for a in answers if a["httpStatusCode"] >= 300]
+    if refused:
+        raise RuntimeError(f"Salesforce refused the quote: {refused[0]['body']}")
+    return str(answers[0]["body"]["id"])
 
 
 async def accepted_quote(

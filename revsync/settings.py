@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,32 @@ DEV_SECRETS_FILE = Path(".revsync") / "dev-secrets.env"
 
 # Every vendor with an adapter; each has a `<vendor>_base_url` that follows the sandbox unless set.
 VENDORS = ("salesforce", "hubspot", "stripe", "zuora", "netsuite", "sap", "dynamics")
+
+
+# The audiences Salesforce's JWT bearer flow takes: the login server of production orgs, that
+# of sandbox orgs (an Experience Cloud site's URL is the other one).
+SALESFORCE_LOGIN = "https://login.salesforce.com"
+SALESFORCE_TEST_LOGIN = "https://test.salesforce.com"
+
+
+def salesforce_audience_problem(audience: str) -> str | None:
+    """Why ``audience`` cannot be a Salesforce JWT's ``aud``, or None. The token endpoint
+    refuses an org's own hosts (its My Domain, ``*.my.salesforce.com``, or an instance such
+    as ``na34.salesforce.com``) with ``invalid_grant`` "audience is invalid", even though the
+    token request itself goes to the My Domain."""
+    parts = urlsplit(audience.strip())
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or not host:
+        return "must be an https URL, e.g. https://login.salesforce.com"
+    login_servers = {urlsplit(u).hostname for u in (SALESFORCE_LOGIN, SALESFORCE_TEST_LOGIN)}
+    if host in login_servers:
+        return None if parts.path in ("", "/") else "names a login server with a path"
+    if host.endswith((".salesforce.com", ".lightning.force.com")):
+        return (
+            f"names the org's own host {host}: use https://login.salesforce.com "
+            "(https://test.salesforce.com for a sandbox org)"
+        )
+    return None  # an Experience Cloud site's URL
 
 
 class MissingSetting(Exception):
@@ -232,8 +259,10 @@ class Settings(BaseSettings):
     salesforce_token_url: str | None = Field(
         default=None, description="Token endpoint; unset: the base URL's /services/oauth2/token"
     )
-    salesforce_jwt_audience: str | None = Field(
-        default=None, description="JWT aud; unset: the token URL's origin (jwt)"
+    salesforce_jwt_audience: str = Field(
+        default=SALESFORCE_LOGIN,
+        description="JWT aud (jwt): https://login.salesforce.com, https://test.salesforce.com "
+        "for a sandbox org; never the My Domain or instance URL",
     )
     netsuite_auth: Literal["static", "client_credentials"] = Field(
         default="static", description="static, or client_credentials (OAuth 2.0 M2M)"
@@ -421,6 +450,14 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip().lower() in ("", "none", "unlimited"):
             return None
         return value
+
+    @field_validator("salesforce_jwt_audience")
+    @classmethod
+    def _salesforce_audience(cls, value: str) -> str:
+        problem = salesforce_audience_problem(value)
+        if problem is not None:
+            raise ValueError(f"the Salesforce JWT audience {problem}")
+        return value.strip().rstrip("/")
 
     @field_validator("crm", "billing", "erp", mode="before")
     @classmethod

@@ -153,7 +153,8 @@ class OAuthServer:
     clients: dict[str, OAuthClient] = field(default_factory=dict)
     # Where the Salesforce token endpoint says the API is (None: where the emulator is).
     instance_url: str | None = None
-    # The ``aud`` a Salesforce JWT must name (None: the origin the token request came to).
+    # The ``aud`` a Salesforce JWT must name (None: https://login.salesforce.com, a production
+    # org's; https://test.salesforce.com plays a sandbox org).
     audience: str | None = None
     token_requests: int = 0
     _issued: dict[str, float] = field(default_factory=dict)

@@ -16,14 +16,41 @@ Emulated, as a Salesforce org with Salesforce CPQ answers it (API path
   references resolved from earlier answers, ``allOrNone`` rolling every change back on the
   first failure (:func:`run_composite`); always 200, one result per subrequest.
 - Objects ``Account`` (seeded from :data:`sandbox.seed.ACCOUNTS`), ``Order``,
-  ``SBQQ__Quote__c`` and ``SBQQ__QuoteLine__c`` (the Salesforce CPQ fields revsync reads,
-  ``CreatedDate``/``LastModifiedDate`` kept by the org), with 18-character ids (key prefixes
-  001, 801, a0x, a0y), field-level
-  validation (unknown fields, required fields, text lengths, lookups that must point at an
-  existing record, restricted picklist, a unique external id, date-times with a zone) and
-  two validation rules: an Order's total cannot be negative, and an Account's
-  ``Revsync_AR_As_Of__c`` cannot move back in time (``Revsync_AR_Monotonic``: the
-  receivable fields revsync writes keep the newest status when an older one arrives late).
+  ``OrderItem``, ``Product2``, ``Pricebook2`` and ``PricebookEntry`` (the standard price book
+  with the seed catalog, one entry per product and currency, fixed ids:
+  :data:`PRODUCT_IDS`, :data:`PRICE_BOOK_ENTRY_IDS`), ``SBQQ__Quote__c`` and
+  ``SBQQ__QuoteLine__c`` (the Salesforce CPQ fields revsync reads, ``CreatedDate``/
+  ``LastModifiedDate`` kept by the org), with 18-character ids (key prefixes 001, 801, 802,
+  01t, 01s, 01u, a0x, a0y), field-level validation (unknown fields, required fields, text
+  lengths, lookups that must point at an existing record, restricted picklist, a unique
+  external id, date-times with a zone, read-only and create-only fields:
+  ``INVALID_FIELD_FOR_INSERT_UPDATE``) and an admin's validation rule: an Account's
+  ``Revsync_AR_As_Of__c`` cannot move back in time (``Revsync_AR_Monotonic``: the receivable
+  fields revsync writes keep the newest status when an older one arrives late).
+- The Order as the platform has it (Object Reference, "Order" and "OrderItem";
+  docs/vendor-fidelity.md has the sources): ``TotalAmount`` is read only, the sum of the
+  order products' ``TotalPrice`` (unit price times quantity), worked out when read; an order
+  is created ``Draft`` (400 ``FIELD_INTEGRITY_EXCEPTION`` otherwise) and activated by an
+  update of ``Status`` alone, only once it has order products (``FIELD_INTEGRITY_EXCEPTION``
+  on ``Status``); ``AccountId`` is refused on an order past Draft, even unchanged
+  (``FIELD_INTEGRITY_EXCEPTION``); an order product needs the order's price book and its
+  currency (``FIELD_INTEGRITY_EXCEPTION`` on ``PricebookEntryId``), takes ``Product2Id`` and
+  ``ListPrice`` from its entry, keeps ``OrderId`` and ``PricebookEntryId`` for life, and
+  cannot be added to or changed on an activated order (``ENTITY_IS_LOCKED``). Custom fields
+  stay writable on an activated order (the integration user is assumed to hold "Edit
+  Activated Orders").
+- Salesforce CPQ ordering: a quote save that makes ``SBQQ__Ordered__c`` true generates, in
+  the same save (synchronously, as Salesforce Billing's automation guide says CPQ does), a
+  Draft Order for the quote's account, price book (``SBQQ__PriceBook__c``, else the
+  standard one), currency and start date, with one order product per quote line not on an
+  order yet (``SBQQ__PricebookEntryId__c``, else the line product's entry in that price book
+  and currency; ``SBQQ__NetPrice__c`` as the unit price; ``SBQQ__QuoteLine__c``). Only a
+  primary quote can be ordered (``FIELD_CUSTOM_VALIDATION_EXCEPTION``); when one of the
+  generated records is refused, the quote's save is refused whole with
+  ``CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY`` naming the inner error, as a managed package's
+  trigger failure is. A quote without lines gives an Order without order products, which
+  cannot be activated. Every write, a trigger's included, goes through the store's journal:
+  an all-or-none composite that fails undoes the generated records too.
 - The Account's receivable fields revsync writes: ``Revsync_AR_Status__c`` (restricted
   picklist Current, Overdue, Paid, Void), ``Revsync_AR_Invoice__c``,
   ``Revsync_AR_Amount_Due__c`` (a number in ``Revsync_AR_Currency__c``, not in the account's
@@ -116,10 +143,14 @@ class FieldSpec:
     external_id: bool = False  # unique; usable for upsert
     values: frozenset[str] = frozenset()  # restricted picklist values
     system: bool = False  # maintained by the org (CreatedDate, LastModifiedDate)
+    # Computed by the org on every read (a roll-up summary, a formula): never written.
+    calculated: bool = False
+    # Set when the record is created, never changed by an update (OrderItem.OrderId).
+    create_only: bool = False
 
     @property
     def writable(self) -> bool:
-        return self.type not in ("id", "autonumber") and not self.system
+        return self.type not in ("id", "autonumber") and not self.system and not self.calculated
 
 
 # Audit fields the org sets on create and update; never written by a client.
@@ -181,6 +212,10 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
         "Revsync_Status_Reason__c": _text(255),
         # What a quote-accepted Outbound Message makes revsync read (adapters/crm/salesforce_cpq).
         "SBQQ__Primary__c": FieldSpec("boolean"),
+        # Checking it makes Salesforce CPQ generate the quote's Order with its order
+        # products, in the same transaction (SalesforceStore._order_quote).
+        "SBQQ__Ordered__c": FieldSpec("boolean"),
+        "SBQQ__PriceBook__c": FieldSpec("reference", references="Pricebook2"),
         # Lookups to Opportunity and User, objects the emulator does not hold: not checked.
         "SBQQ__Opportunity2__c": _text(18),
         "SBQQ__SalesRep__c": _text(18),
@@ -196,6 +231,8 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
         "Name": FieldSpec("autonumber"),
         "SBQQ__Quote__c": FieldSpec("reference", references="SBQQ__Quote__c", required=True),
         "SBQQ__Number__c": FieldSpec("number"),
+        "SBQQ__Product__c": FieldSpec("reference", references="Product2", required=True),
+        "SBQQ__PricebookEntryId__c": _text(18),
         "SBQQ__ProductCode__c": _text(255),
         "SBQQ__Description__c": _text(4000),
         "SBQQ__Quantity__c": FieldSpec("number", required=True),
@@ -214,17 +251,65 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
     "Order": {
         "Id": FieldSpec("id"),
         "OrderNumber": FieldSpec("autonumber"),
+        # Only changed while the order is Draft (SalesforceStore._order_rules).
         "AccountId": FieldSpec("reference", references="Account", required=True),
+        "Pricebook2Id": FieldSpec("reference", references="Pricebook2"),
         "SBQQ__Quote__c": FieldSpec("reference", references="SBQQ__Quote__c"),
         "Revsync_Key__c": _text(80, external_id=True),
         "ERP_Order_Id__c": _text(40),
         "ERP_Customer_Id__c": _text(40),
+        # The ERP sales order's total as revsync booked it (a custom currency field).
+        "ERP_Order_Total__c": FieldSpec("currency"),
         "Billing_Subscription_Id__c": _text(80),
         "Billing_Customer_Id__c": _text(80),
-        "TotalAmount": FieldSpec("currency"),
+        # Read only: the sum of the order products' TotalPrice.
+        "TotalAmount": FieldSpec("currency", calculated=True),
         "CurrencyIsoCode": _text(3),
         "Status": FieldSpec("picklist", required=True, values=frozenset({"Draft", "Activated"})),
         "EffectiveDate": FieldSpec("date", required=True),
+        **AUDIT_FIELDS,
+    },
+    "OrderItem": {
+        "Id": FieldSpec("id"),
+        "OrderItemNumber": FieldSpec("autonumber"),
+        "OrderId": FieldSpec("reference", references="Order", required=True, create_only=True),
+        "PricebookEntryId": FieldSpec(
+            "reference", references="PricebookEntry", required=True, create_only=True
+        ),
+        # Both from the price book entry when the order product is created.
+        "Product2Id": FieldSpec("reference", references="Product2", calculated=True),
+        "ListPrice": FieldSpec("currency", calculated=True),
+        "Quantity": FieldSpec("number", required=True),
+        "UnitPrice": FieldSpec("currency", required=True),
+        # Read only: UnitPrice times Quantity.
+        "TotalPrice": FieldSpec("currency", calculated=True),
+        "ServiceDate": FieldSpec("date"),
+        "SBQQ__QuoteLine__c": FieldSpec("reference", references="SBQQ__QuoteLine__c"),
+        **AUDIT_FIELDS,
+    },
+    "Product2": {
+        "Id": FieldSpec("id"),
+        "Name": _text(required=True),
+        "ProductCode": _text(255),
+        "IsActive": FieldSpec("boolean"),
+    },
+    "Pricebook2": {
+        "Id": FieldSpec("id"),
+        "Name": _text(required=True),
+        "IsStandard": FieldSpec("boolean", system=True),
+        "IsActive": FieldSpec("boolean"),
+    },
+    "PricebookEntry": {
+        "Id": FieldSpec("id"),
+        "Pricebook2Id": FieldSpec(
+            "reference", references="Pricebook2", required=True, create_only=True
+        ),
+        "Product2Id": FieldSpec(
+            "reference", references="Product2", required=True, create_only=True
+        ),
+        "UnitPrice": FieldSpec("currency", required=True),
+        "CurrencyIsoCode": _text(3, create_only=True),
+        "IsActive": FieldSpec("boolean"),
     },
 }
 # Sforce-Query-Options batchSize bounds.
@@ -233,12 +318,17 @@ MAX_BATCH_SIZE = 2000
 KEY_PREFIXES = {
     "Account": "001",
     "Order": "801",
+    "OrderItem": "802",
+    "Product2": "01t",
+    "Pricebook2": "01s",
+    "PricebookEntry": "01u",
     "SBQQ__Quote__c": "a0x",
     "SBQQ__QuoteLine__c": "a0y",
 }
 AUTONUMBER_FORMATS = {
     "SBQQ__Quote__c": "Q-{:05d}",
     "Order": "{:08d}",
+    "OrderItem": "{:010d}",
     "SBQQ__QuoteLine__c": "QL-{:07d}",
 }
 SNAPSHOT_KEYS = {
@@ -246,7 +336,10 @@ SNAPSHOT_KEYS = {
     "SBQQ__Quote__c": "quotes",
     "SBQQ__QuoteLine__c": "quote_lines",
     "Order": "orders",
+    "OrderItem": "order_items",
 }
+ORDER_DRAFT = "Draft"
+ORDER_ACTIVATED = "Activated"
 
 _ALNUM = string.ascii_letters + string.digits
 _CHECKSUM_CHARS = string.ascii_uppercase + "012345"
@@ -282,6 +375,16 @@ def error_response(
 
 def _not_found() -> SalesforceApiError:
     return SalesforceApiError(404, "NOT_FOUND", "The requested resource does not exist")
+
+
+def _integrity(message: str, field: str) -> SalesforceApiError:
+    """One of the platform's own data-integrity refusals (not an admin's validation rule)."""
+    return SalesforceApiError(400, "FIELD_INTEGRITY_EXCEPTION", f"{message}: {field}", [field])
+
+
+def _line_total(item: dict[str, Any]) -> Decimal:
+    """An order product's ``TotalPrice``: its unit price times its quantity."""
+    return Decimal(str(item.get("UnitPrice") or 0)) * Decimal(str(item.get("Quantity") or 0))
 
 
 def case_safe_id(id15: str) -> str:
@@ -432,10 +535,63 @@ def _in_list(
     return i + 1, tuple(values)
 
 
+# -- the price book ---------------------------------------------------------------------------
+
+# The org's standard price book and, for every catalog product (sandbox.seed.CATALOG), a
+# Product2 and one PricebookEntry per currency it is priced in: what CPQ's order products
+# point at. The ids are fixed so that dev tooling can name them (revsync.demo).
+STANDARD_PRICE_BOOK_ID = case_safe_id("01s5e000000Std1")
+PRODUCT_IDS: dict[str, str] = {
+    str(item["itemId"]): case_safe_id(f"01t5e{number:010d}")
+    for number, item in enumerate(seed.CATALOG, start=1)
+}
+PRICE_BOOK_ENTRY_IDS: dict[tuple[str, str], str] = {
+    (str(item["itemId"]), currency): case_safe_id(f"01u5e{number * 10 + index:010d}")
+    for number, item in enumerate(seed.CATALOG, start=1)
+    for index, currency in enumerate(sorted(item["prices"]))
+}
+
+
+def _price_book_records() -> dict[str, list[dict[str, Any]]]:
+    active = {str(item["itemId"]): not item.get("isInactive") for item in seed.CATALOG}
+    return {
+        "Pricebook2": [
+            {
+                "Id": STANDARD_PRICE_BOOK_ID,
+                "Name": "Standard Price Book",
+                "IsStandard": True,
+                "IsActive": True,
+            }
+        ],
+        "Product2": [
+            {
+                "Id": PRODUCT_IDS[str(item["itemId"])],
+                "Name": item["displayName"],
+                "ProductCode": item["itemId"],
+                "IsActive": active[str(item["itemId"])],
+            }
+            for item in seed.CATALOG
+        ],
+        "PricebookEntry": [
+            {
+                "Id": entry_id,
+                "Pricebook2Id": STANDARD_PRICE_BOOK_ID,
+                "Product2Id": PRODUCT_IDS[code],
+                "UnitPrice": next(
+                    Decimal(i["prices"][currency]) for i in seed.CATALOG if i["itemId"] == code
+                ),
+                "CurrencyIsoCode": currency,
+                "IsActive": active[code],
+            }
+            for (code, currency), entry_id in PRICE_BOOK_ENTRY_IDS.items()
+        ],
+    }
+
+
 # -- the store ----------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the store stacks and unstacks them
 class Transaction:
     """What one all-or-none composite wrote, so that its rollback undoes just that.
 
@@ -459,6 +615,18 @@ class Transaction:
                 fields[name] = (first_before, value)
 
 
+def _trigger_failure(error: SalesforceApiError) -> SalesforceApiError:
+    """How the platform answers when a managed package's trigger fails on a DML of its own:
+    the save is refused whole with the inner error in the message."""
+    return SalesforceApiError(
+        400,
+        "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
+        "SBQQ.QuoteAfter: execution of AfterUpdate caused by: System.DmlException: Insert "
+        f"failed. First exception on row 0; first error: {error.code}, {error.message}: "
+        f"[{', '.join(error.fields)}]",
+    )
+
+
 class SalesforceStore:
     """The org's records, in memory, with the validation a real org would enforce."""
 
@@ -470,16 +638,21 @@ class SalesforceStore:
         self._cursors: dict[str, list[dict[str, Any]]] = {}
         # The batch size each open query locator pages by.
         self._batch_sizes: dict[str, int] = {}
-        # The all-or-none transaction whose writes are being journalled (writing_for).
-        self._transaction: Transaction | None = None
+        # The transactions whose writes are being journalled: the all-or-none composite
+        # (writing_for) and, inside it, the save of one record with what its triggers wrote
+        # (_savepoint).
+        self._transactions: list[Transaction] = []
         # The org's rolling 24-hour API request allocation (sandbox.salesforce_limits).
         self.api_allocation = ApiAllocation()
         for account in seed.ACCOUNTS:
             self.records["Account"][account["Id"]] = copy.deepcopy(account)
+        for sobject, rows in _price_book_records().items():
+            for row in rows:
+                self.records[sobject][row["Id"]] = {**dict.fromkeys(SCHEMA[sobject]), **row}
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            key: [copy.deepcopy(r) for r in self.records[sobject].values()]
+            key: [copy.deepcopy(view) for view in self._views(sobject)]
             for sobject, key in SNAPSHOT_KEYS.items()
         }
 
@@ -510,11 +683,40 @@ class SalesforceStore:
             if record_id not in self.records[sobject]:
                 return record_id
 
+    def _views(self, sobject: str) -> Iterator[dict[str, Any]]:
+        """Every record of ``sobject`` as the org answers it: with its calculated fields
+        (an Order's ``TotalAmount`` rolled up from its order products, an order product's
+        ``TotalPrice``), worked out when read, as a roll-up summary is."""
+        totals: dict[str, Decimal] = {}
+        if sobject == "Order":
+            for item in self.records["OrderItem"].values():
+                order_id = str(item["OrderId"])
+                totals[order_id] = totals.get(order_id, Decimal(0)) + _line_total(item)
+        for record in self.records[sobject].values():
+            if sobject == "Order":
+                yield {**record, "TotalAmount": totals.get(str(record["Id"]), Decimal(0))}
+            elif sobject == "OrderItem":
+                yield {**record, "TotalPrice": _line_total(record)}
+            else:
+                yield record
+
+    def _view(self, sobject: str, record: dict[str, Any]) -> dict[str, Any]:
+        if sobject == "Order":
+            items = self._order_items(str(record["Id"]))
+            return {**record, "TotalAmount": sum((_line_total(i) for i in items), Decimal(0))}
+        if sobject == "OrderItem":
+            return {**record, "TotalPrice": _line_total(record)}
+        return record
+
+    def _order_items(self, order_id: str) -> list[dict[str, Any]]:
+        return [i for i in self.records["OrderItem"].values() if i["OrderId"] == order_id]
+
     def get(self, sobject: str, record_id: str) -> dict[str, Any]:
         record = self.records[sobject].get(record_id)
         if record is None:
             raise _not_found()
-        return {field: record.get(field) for field in SCHEMA[sobject]}
+        view = self._view(sobject, record)
+        return {field: view.get(field) for field in SCHEMA[sobject]}
 
     def find_by_external_id(self, sobject: str, field: str, value: str) -> dict[str, Any] | None:
         for record in self.records[sobject].values():
@@ -536,6 +738,7 @@ class SalesforceStore:
 
     def create(self, sobject: str, body: dict[str, Any]) -> str:
         fields = self._validated(sobject, body, existing=None)
+        fields |= self._set_on_create(sobject, fields)
         record_id = self._new_id(sobject)
         record: dict[str, Any] = dict.fromkeys(SCHEMA[sobject])
         record.update(fields)
@@ -547,19 +750,30 @@ class SalesforceStore:
             autonumber = next(n for n, s in SCHEMA[sobject].items() if s.type == "autonumber")
             record[autonumber] = number
         self.records[sobject][record_id] = record
-        if self._transaction is not None:
-            self._transaction.created.append((sobject, record_id))
+        for transaction in self._transactions:
+            transaction.created.append((sobject, record_id))
         return record_id
 
     def update(self, sobject: str, record_id: str, body: dict[str, Any]) -> None:
+        """Save ``body`` onto the record, and what the save triggers (Salesforce CPQ orders a
+        quote whose ``SBQQ__Ordered__c`` becomes true), as one save: if a trigger fails,
+        nothing of it stays."""
         record = self.records[sobject].get(record_id)
         if record is None:
             raise _not_found()
-        before = dict(record)
-        record.update(self._validated(sobject, body, existing=record))
-        self._touch(sobject, record, created=False)
-        if self._transaction is not None:
-            self._transaction.journal_update(sobject, record_id, before, record)
+        fields = self._validated(sobject, body, existing=record)
+        with self._savepoint():
+            before = dict(record)
+            record.update(fields)
+            self._touch(sobject, record, created=False)
+            for transaction in self._transactions:
+                transaction.journal_update(sobject, record_id, before, record)
+            if (
+                sobject == "SBQQ__Quote__c"
+                and record.get("SBQQ__Ordered__c") is True
+                and before.get("SBQQ__Ordered__c") is not True
+            ):
+                self._order_quote(record)
 
     @staticmethod
     def _touch(sobject: str, record: dict[str, Any], *, created: bool) -> None:
@@ -575,11 +789,24 @@ class SalesforceStore:
         """Journal every write made inside the block into ``transaction``, so that a rollback
         undoes those writes and nothing else. The block must not await: the journal is the
         store's, and another request's writes between two awaits belong to that request."""
-        self._transaction = transaction
+        self._transactions.append(transaction)
         try:
             yield
         finally:
-            self._transaction = None
+            self._transactions.remove(transaction)
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        """One save with what its triggers write: undone whole when any of it is refused."""
+        savepoint = Transaction()
+        self._transactions.append(savepoint)
+        try:
+            yield
+        except SalesforceApiError:
+            self.rollback(savepoint)
+            raise
+        finally:
+            self._transactions.remove(savepoint)
 
     def rollback(self, transaction: Transaction) -> None:
         """Undo what ``transaction`` wrote, and only that.
@@ -616,6 +843,98 @@ class SalesforceStore:
             return str(existing["Id"]), False
         return self.create(sobject, {**body, field: value}), True
 
+    # Salesforce CPQ: ordering a quote
+
+    def _order_quote(self, quote: dict[str, Any]) -> None:
+        """What Salesforce CPQ does, in the same transaction, when a quote's
+        ``SBQQ__Ordered__c`` becomes true: an Order in Draft for the quote's account, price
+        book, currency and start date, and one order product per quote line not ordered
+        yet (its price book entry, quantity and net unit price). Only a primary quote can
+        be ordered. A refusal of any of those saves refuses the quote's save."""
+        if quote.get("SBQQ__Primary__c") is not True:
+            raise SalesforceApiError(
+                400,
+                "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                "Only the primary quote of an opportunity can be ordered",
+                ["SBQQ__Ordered__c"],
+            )
+        quote_id = str(quote["Id"])
+        ordered_lines = {item["SBQQ__QuoteLine__c"] for item in self.records["OrderItem"].values()}
+        lines = sorted(
+            (
+                line
+                for line in self.records["SBQQ__QuoteLine__c"].values()
+                if line["SBQQ__Quote__c"] == quote_id and line["Id"] not in ordered_lines
+            ),
+            key=lambda line: (line["SBQQ__Number__c"] is not None, line["SBQQ__Number__c"] or 0),
+        )
+        price_book = quote.get("SBQQ__PriceBook__c") or STANDARD_PRICE_BOOK_ID
+        currency = quote.get("CurrencyIsoCode")
+        start = quote.get("SBQQ__StartDate__c") or datetime.now(UTC).date().isoformat()
+        try:
+            order_id = self.create(
+                "Order",
+                {
+                    "AccountId": quote.get("SBQQ__Account__c"),
+                    "SBQQ__Quote__c": quote_id,
+                    "Pricebook2Id": price_book,
+                    "CurrencyIsoCode": currency,
+                    "EffectiveDate": start,
+                    "Status": ORDER_DRAFT,
+                },
+            )
+            for line in lines:
+                entry = line.get("SBQQ__PricebookEntryId__c") or self._price_book_entry(
+                    line.get("SBQQ__Product__c"), price_book, currency
+                )
+                unit_price = next(
+                    (
+                        line[name]
+                        for name in (
+                            "SBQQ__NetPrice__c",
+                            "SBQQ__CustomerPrice__c",
+                            "SBQQ__ListPrice__c",
+                        )
+                        if line.get(name) is not None
+                    ),
+                    None,
+                )
+                self.create(
+                    "OrderItem",
+                    {
+                        "OrderId": order_id,
+                        "PricebookEntryId": entry,
+                        "Quantity": line.get("SBQQ__Quantity__c"),
+                        "UnitPrice": unit_price,
+                        "ServiceDate": start,
+                        "SBQQ__QuoteLine__c": line["Id"],
+                    },
+                )
+        except SalesforceApiError as error:
+            raise _trigger_failure(error) from None
+
+    def _price_book_entry(
+        self, product_id: object, price_book_id: str, currency: object
+    ) -> str | None:
+        for entry in self.records["PricebookEntry"].values():
+            if (
+                entry["Product2Id"] == product_id
+                and entry["Pricebook2Id"] == price_book_id
+                and entry["CurrencyIsoCode"] == currency
+                and entry["IsActive"]
+            ):
+                return str(entry["Id"])
+        return None
+
+    # validation
+
+    def _set_on_create(self, sobject: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """The fields the org fills in itself when a record is created."""
+        if sobject == "OrderItem":
+            entry = self.records["PricebookEntry"][fields["PricebookEntryId"]]
+            return {"Product2Id": entry["Product2Id"], "ListPrice": entry["UnitPrice"]}
+        return {}
+
     def _validated(
         self, sobject: str, body: dict[str, Any], existing: dict[str, Any] | None
     ) -> dict[str, Any]:
@@ -626,7 +945,7 @@ class SalesforceStore:
                 continue
             canonical = self.field_name(sobject, name)
             spec = schema[canonical]
-            if not spec.writable:
+            if not spec.writable or (existing is not None and spec.create_only):
                 raise SalesforceApiError(
                     400,
                     "INVALID_FIELD_FOR_INSERT_UPDATE",
@@ -656,6 +975,10 @@ class SalesforceStore:
                         f"{clash['Id']}",
                         [name],
                     )
+        if sobject == "Order":
+            self._order_rules(fields, existing)
+        elif sobject == "OrderItem":
+            self._order_item_rules(merged, existing)
         # Validation rules, as an admin would add them.
         as_of = fields.get("Revsync_AR_As_Of__c")
         prior = (existing or {}).get("Revsync_AR_As_Of__c")
@@ -672,15 +995,73 @@ class SalesforceStore:
                 f"(as of {prior}) than the one written (as of {as_of})",
                 ["Revsync_AR_As_Of__c"],
             )
-        total = merged.get("TotalAmount")
-        if sobject == "Order" and total is not None and total < 0:
+        return fields
+
+    def _order_rules(self, fields: dict[str, Any], existing: dict[str, Any] | None) -> None:
+        """The platform's own rules on an Order's life (Object Reference, Order):
+
+        - an order is created Draft;
+        - its account changes only while it is Draft: once activated, an update naming
+          ``AccountId`` is refused, even with the value it already has;
+        - it is activated by an update of ``Status`` alone, and only when it has order
+          products;
+        - its price book cannot change once it has order products."""
+        if existing is None:
+            if fields.get("Status", ORDER_DRAFT) != ORDER_DRAFT:
+                raise _integrity("An order is created in Draft; activate it afterwards", "Status")
+            return
+        prior = existing.get("Status")
+        if "AccountId" in fields and prior != ORDER_DRAFT:
+            raise _integrity(
+                "The account of an order can only be changed while the order is Draft",
+                "AccountId",
+            )
+        items = self._order_items(str(existing["Id"]))
+        if fields.get("Status") == ORDER_ACTIVATED and prior != ORDER_ACTIVATED:
+            others = sorted(set(fields) - {"Status"})
+            if others:
+                raise _integrity(
+                    "Activating an order updates its Status only; update "
+                    f"{', '.join(others)} before activating",
+                    "Status",
+                )
+            if not items:
+                raise _integrity("An order without order products cannot be activated", "Status")
+        if (
+            "Pricebook2Id" in fields
+            and fields["Pricebook2Id"] != existing.get("Pricebook2Id")
+            and items
+        ):
+            raise _integrity(
+                "The price book of an order with order products cannot change", "Pricebook2Id"
+            )
+
+    def _order_item_rules(self, item: dict[str, Any], existing: dict[str, Any] | None) -> None:
+        """An order product is added to (or changed on) a Draft order only, and its price
+        book entry must be in the order's price book and currency."""
+        order = self.records["Order"][item["OrderId"]]
+        if order.get("Status") != ORDER_DRAFT:
             raise SalesforceApiError(
                 400,
-                "FIELD_CUSTOM_VALIDATION_EXCEPTION",
-                "Order total cannot be negative",
-                ["TotalAmount"],
+                "ENTITY_IS_LOCKED",
+                "The order is activated: its order products cannot be added, changed or removed",
             )
-        return fields
+        if existing is not None:
+            return
+        entry = self.records["PricebookEntry"][item["PricebookEntryId"]]
+        if order.get("Pricebook2Id") is None or entry["Pricebook2Id"] != order["Pricebook2Id"]:
+            raise _integrity(
+                "The order product's price book entry is not in the order's price book (or "
+                "the order has none)",
+                "PricebookEntryId",
+            )
+        if entry["CurrencyIsoCode"] != order.get("CurrencyIsoCode"):
+            raise _integrity(
+                "The order product's price book entry is in another currency than the order",
+                "PricebookEntryId",
+            )
+        if not entry["IsActive"]:
+            raise _integrity("The price book entry is inactive", "PricebookEntryId")
 
     def _checked_value(self, name: str, spec: FieldSpec, value: Any) -> Any:
         if value is None:
@@ -775,7 +1156,7 @@ class SalesforceStore:
         where = [(self.field_name(sobject, f), values) for f, values in parsed.where]
         matches = [
             record
-            for record in self.records[sobject].values()
+            for record in self._views(sobject)
             if all(
                 any(self._equals(sobject, f, record.get(f), value) for value in values)
                 for f, values in where
@@ -1275,30 +1656,25 @@ def _cpq_options(body: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def seed_cpq_quote(
-    store: SalesforceStore,
+def cpq_quote_records(
     *,
-    account_id: str = "0015e00000AcmeUS1",
+    account_id: str,
+    currency: str,
     lines: list[CpqLine] | tuple[CpqLine, ...] = DEFAULT_CPQ_LINES,
     term_months: int = 12,
     payment_terms: str = "Net 30",
     start_date: date | None = None,
-    status: str = "Accepted",
-    primary: bool = True,
-) -> dict[str, Any]:
-    """Make a Salesforce CPQ quote with its lines the way a CPQ session does: the quote
-    (draft), each line priced by the calculator from the price book (the seed catalog, in
-    the account's currency), then the quote marked ``status`` (and primary). Prices follow
-    CPQ: a subscription's list, customer and net unit prices cover the whole term (the
-    per-period price times ``SBQQ__ProrateMultiplier__c``, the term over the product's
-    billing period); the additional discount lowers the customer price, and the net price
-    equals it (no partner discount). Returns the ids and the Outbound Message the org would
-    post for the accepted quote."""
-    from adapters.webhooks.salesforce import sample_outbound_message
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The fields of a Salesforce CPQ quote (draft) and of its lines as the calculator
+    prices them from the price book (the seed catalog, in ``currency``): what a CPQ session
+    saves. Prices follow CPQ: a subscription's list, customer and net unit prices cover the
+    whole term (the per-period price times ``SBQQ__ProrateMultiplier__c``, the term over
+    the product's billing period); the additional discount lowers the customer price, and
+    the net price equals it (no partner discount). Each line names its product and price
+    book entry (the standard price book's, in the quote's currency). The lines lack their
+    ``SBQQ__Quote__c``. Raises ValueError for a product without a price in ``currency``."""
     from sandbox.quotes import price
 
-    account = store.get("Account", account_id)
-    currency = str(account["CurrencyIsoCode"])
     items = {item["itemId"]: item for item in seed.CATALOG if currency in item["prices"]}
     for line in lines:  # checked before anything is written
         if line.product_code not in items:
@@ -1306,27 +1682,26 @@ def seed_cpq_quote(
         if line.billing_frequency not in _FREQUENCIES:
             raise ValueError("billing_frequency must be month or year")
     start = start_date or datetime.now(UTC).date()
-    quote_id = store.create(
-        "SBQQ__Quote__c",
-        {
-            "SBQQ__Account__c": account_id,
-            "SBQQ__Status__c": "Draft",
-            "SBQQ__SalesRep__c": SANDBOX_SALES_REP,
-            "OwnerId": SANDBOX_SALES_REP,
-            "CurrencyIsoCode": currency,
-            "SBQQ__StartDate__c": start.isoformat(),
-            "SBQQ__SubscriptionTerm__c": term_months,
-            "SBQQ__PaymentTerms__c": payment_terms,
-            "SBQQ__Opportunity2__c": case_safe_id("0065e" + secrets.token_hex(5)[:10]),
-        },
-    )
-    line_ids: list[str] = []
+    quote = {
+        "SBQQ__Account__c": account_id,
+        "SBQQ__Status__c": "Draft",
+        "SBQQ__SalesRep__c": SANDBOX_SALES_REP,
+        "OwnerId": SANDBOX_SALES_REP,
+        "CurrencyIsoCode": currency,
+        "SBQQ__PriceBook__c": STANDARD_PRICE_BOOK_ID,
+        "SBQQ__StartDate__c": start.isoformat(),
+        "SBQQ__SubscriptionTerm__c": term_months,
+        "SBQQ__PaymentTerms__c": payment_terms,
+        "SBQQ__Opportunity2__c": case_safe_id("0065e" + secrets.token_hex(5)[:10]),
+    }
+    line_fields: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
         item = items[line.product_code]
         per_period = price(line.product_code, currency)
         fields: dict[str, Any] = {
-            "SBQQ__Quote__c": quote_id,
             "SBQQ__Number__c": number,
+            "SBQQ__Product__c": PRODUCT_IDS[line.product_code],
+            "SBQQ__PricebookEntryId__c": PRICE_BOOK_ENTRY_IDS[(line.product_code, currency)],
             "SBQQ__ProductCode__c": line.product_code,
             "SBQQ__Description__c": item["displayName"],
             "SBQQ__Quantity__c": line.quantity,
@@ -1353,7 +1728,82 @@ def seed_cpq_quote(
             "SBQQ__CustomerPrice__c": customer,
             "SBQQ__NetPrice__c": customer,
         }
-        line_ids.append(store.create("SBQQ__QuoteLine__c", fields))
+        line_fields.append(fields)
+    return quote, line_fields
+
+
+def cpq_quote_composite(
+    api_path: str,
+    *,
+    account_id: str,
+    currency: str,
+    lines: list[CpqLine] | tuple[CpqLine, ...] = DEFAULT_CPQ_LINES,
+    status: str = "Accepted",
+) -> dict[str, Any]:
+    """The ``POST composite`` body (``api_path`` is ``/services/data/vNN.N``) that saves an
+    accepted primary CPQ quote with its priced lines in one all-or-none call, as a CPQ
+    session leaves it: the quote (draft), its lines (``@{quote.id}``), then the quote
+    marked ``status`` and primary. Its first subrequest's answer names the quote. Money and
+    quantities are ``Decimal``: send it with :func:`adapters.http.dumps_json`."""
+    quote, line_fields = cpq_quote_records(account_id=account_id, currency=currency, lines=lines)
+    subrequests: list[dict[str, Any]] = [
+        {
+            "method": "POST",
+            "url": f"{api_path}/sobjects/SBQQ__Quote__c",
+            "referenceId": "quote",
+            "body": quote,
+        }
+    ]
+    subrequests += [
+        {
+            "method": "POST",
+            "url": f"{api_path}/sobjects/SBQQ__QuoteLine__c",
+            "referenceId": f"line{number}",
+            "body": {**fields, "SBQQ__Quote__c": "@{quote.id}"},
+        }
+        for number, fields in enumerate(line_fields, start=1)
+    ]
+    subrequests.append(
+        {
+            "method": "PATCH",
+            "url": f"{api_path}/sobjects/SBQQ__Quote__c/@{{quote.id}}",
+            "referenceId": "accepted",
+            "body": {"SBQQ__Status__c": status, "SBQQ__Primary__c": True},
+        }
+    )
+    return {"allOrNone": True, "compositeRequest": subrequests}
+
+
+def seed_cpq_quote(
+    store: SalesforceStore,
+    *,
+    account_id: str = "0015e00000AcmeUS1",
+    lines: list[CpqLine] | tuple[CpqLine, ...] = DEFAULT_CPQ_LINES,
+    term_months: int = 12,
+    payment_terms: str = "Net 30",
+    start_date: date | None = None,
+    status: str = "Accepted",
+    primary: bool = True,
+) -> dict[str, Any]:
+    """Make a Salesforce CPQ quote with its lines the way a CPQ session does
+    (:func:`cpq_quote_records`), then mark the quote ``status`` (and primary). Returns the
+    ids and the Outbound Message the org would post for the accepted quote."""
+    from adapters.webhooks.salesforce import sample_outbound_message
+
+    account = store.get("Account", account_id)
+    quote_fields, line_fields = cpq_quote_records(
+        account_id=account_id,
+        currency=str(account["CurrencyIsoCode"]),
+        lines=lines,
+        term_months=term_months,
+        payment_terms=payment_terms,
+        start_date=start_date,
+    )
+    quote_id = store.create("SBQQ__Quote__c", quote_fields)
+    line_ids = [
+        store.create("SBQQ__QuoteLine__c", {**fields, "SBQQ__Quote__c": quote_id})
+        for fields in line_fields
+    ]
     store.update(
         "SBQQ__Quote__c", quote_id, {"SBQQ__Status__c": status, "SBQQ__Primary__c": primary}
     )
@@ -1371,7 +1821,7 @@ def seed_cpq_quote(
         "quote_id": quote_id,
         "name": quote["Name"],
         "line_ids": line_ids,
-        "currency": currency,
+        "currency": quote_fields["CurrencyIsoCode"],
         "outbound_message": envelope.decode(),
     }
 
@@ -1379,6 +1829,9 @@ def seed_cpq_quote(
 # -- OAuth 2.0 ----------------------------------------------------------------------------
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# The JWT bearer flow's audience for a production org (a sandbox org's is
+# https://test.salesforce.com: set ``OAuthServer.audience`` to play one).
+LOGIN_AUDIENCE = "https://login.salesforce.com"
 _TOKEN_PATH = "/services/oauth2/token"
 
 
@@ -1407,9 +1860,9 @@ def _jwt_bearer(server: OAuthServer, form: dict[str, str], request: Request) -> 
     jwt = parse_jwt(form.get("assertion", ""))
     client = server.client(jwt.claims.get("iss"))
     verify_signature(jwt, client.public_key_pem, ("RS256",))
-    url = request.url
-    audience = server.audience or f"{url.scheme}://{url.netloc}"
-    if jwt.claims.get("aud") != audience:
+    # The login server's URL, whatever host the token request came to (the org's My Domain,
+    # here the emulator): an assertion naming that host is refused.
+    if jwt.claims.get("aud") != (server.audience or LOGIN_AUDIENCE):
         raise OAuthFailure("invalid_grant", "audience is invalid")
     check_times(jwt.claims, server.wall_clock(), max_lifetime=None)
     if client.username is None or jwt.claims.get("sub") != client.username:
@@ -1424,9 +1877,10 @@ def build_oauth_router(state: SandboxState) -> APIRouter:
       HTTP Basic; a wrong secret is 400 ``invalid_client``, an unknown client 400
       ``invalid_client_id``;
     - ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`` with an RS256 ``assertion``
-      (``iss`` a registered client, ``sub`` its username, ``aud`` the login URL: the origin
-      the request came to unless configured, ``exp`` not past); anything wrong is 400
-      ``invalid_grant``.
+      (``iss`` a registered client, ``sub`` its username, ``aud`` the login server,
+      ``https://login.salesforce.com`` unless the server plays a sandbox org, never the host
+      the request came to, ``exp`` not past); anything wrong is 400 ``invalid_grant`` (a
+      wrong audience: ``error_description`` "audience is invalid").
 
     The answer carries ``access_token`` and ``instance_url`` but no ``expires_in``, as
     Salesforce's does: the session times out by policy (the server's ``token_lifetime``),

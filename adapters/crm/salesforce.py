@@ -3,12 +3,45 @@
 REST API at ``{instance}/services/data/{api_version}/``, bearer token auth (a static token,
 or OAuth 2.0 client credentials or JWT bearer through :mod:`adapters.oauth`; the instance is
 the token answer's ``instance_url``, else the configured base URL). Reads use SOQL
-(``query`` with ``nextRecordsUrl`` paging); the booked order is an upsert by the external id
-``Revsync_Key__c``, so a retried write finds the Order the first attempt made. Where a step
-needs several calls they go as one ``composite`` call (:meth:`SalesforceCrm.composite`):
-``record_order`` upserts the Order and marks the quote Ordered all or none, and
+(``query`` with ``nextRecordsUrl`` paging). Where a step needs several writes they go as one
+``composite`` call (:meth:`SalesforceCrm.composite`), all or none, and
 :meth:`SalesforceCrm.query_many` runs up to five SOQL queries in one call (the CPQ trigger's
 read, :mod:`adapters.crm.salesforce_cpq`).
+
+**The booked order goes through Salesforce CPQ** (``record_order``). revsync's quotes are
+CPQ quotes (``SBQQ__Quote__c``), and a CPQ org makes its orders from them: checking
+``SBQQ__Ordered__c`` on the primary quote makes CPQ create the Order (Draft, the quote's
+account, price book, currency and start date) and one order product per quote line (its
+price book entry, quantity and net unit price, linked by ``SBQQ__QuoteLine__c``) in the same
+transaction. That is the order a CPQ admin expects: contracting, renewals, amendments and
+reports all start from it. An Order revsync built itself would bypass CPQ (no quote-line
+links), and ordering the quote later would make a second one; it could not be written in one
+call either, since the platform creates an Order only as Draft, activates it only once it has
+order products (which need a price book on the order and price book entry ids), by an update
+of ``Status`` alone, and computes ``TotalAmount`` as a read-only roll-up of the order
+products. So ``record_order`` reads the quote (its account, ``SBQQ__Ordered__c``, status) and
+the quote's Orders, then writes what is missing in one all-or-none composite: the quote
+marked Ordered (``SBQQ__Ordered__c`` and ``SBQQ__Status__c``), the generated Order read back
+by ``SBQQ__Quote__c``, revsync's ids written onto it (``Revsync_Key__c``, the ERP order,
+customer and total, the billing subscription and customer) and its activation. It never
+sends ``AccountId`` (CPQ copied the quote's; Salesforce refuses it on an order past Draft,
+even unchanged) nor ``TotalAmount``. Salesforce Billing's automation guide states that CPQ
+creates the order synchronously when Ordered is checked, so the generated Order is there for
+the next subrequest to read; nothing waits.
+
+Idempotent by its reads: a retry, or one after a lost answer, finds the Order by
+``Revsync_Key__c`` (or, not stamped yet, as the quote's only Order: a person ordered the
+quote first) and writes only what it lacks; a done write-back writes nothing. A quote that
+is Ordered but has no Order (deleted, or never generated) is rejected for a person to
+re-order in Salesforce rather than ordered again: unchecking and checking Ordered may make a
+second order that revsync cannot see. Several Orders none of which carries the key, the
+quote's account differing from the booked one, a quote that is not primary, or an Order CPQ
+generated without order products (a quote without lines: its activation is refused) are
+rejected; the saga parks the CRM step, it never unwinds the booking.
+
+Reconciliation reads the Order's ``ERP_Order_Total__c`` as its amount: the Order's own
+``TotalAmount`` is CPQ's roll-up of the order products, priced for the whole subscription
+term, while the ERP order revsync books holds one billing period.
 
 Salesforce error bodies are a JSON list ``[{"message", "errorCode", "fields"}]``;
 :func:`classify_salesforce` reads them into the failure taxonomy. ``REQUEST_LIMIT_EXCEEDED``
@@ -38,7 +71,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote as url_quote
 from urllib.parse import urlencode
 
 import httpx
@@ -94,6 +126,18 @@ _NOT_FOUND_CODES = frozenset({"NOT_FOUND", "ENTITY_IS_DELETED"})
 
 ORDER_STATUS = "Activated"
 QUOTE_ORDERED = "Ordered"
+# What record_order reads before it writes: the quote's ordering state, and the quote's
+# Orders with revsync's fields.
+QUOTE_STATE_FIELDS = ("Id", "SBQQ__Account__c", "SBQQ__Ordered__c", "SBQQ__Status__c")
+STAMP_FIELDS = (
+    "Revsync_Key__c",
+    "ERP_Order_Id__c",
+    "ERP_Customer_Id__c",
+    "ERP_Order_Total__c",
+    "Billing_Subscription_Id__c",
+    "Billing_Customer_Id__c",
+)
+ORDER_STATE_FIELDS = ("Id", "Status", "AccountId", *STAMP_FIELDS)
 REASON_MAX_LENGTH = 255  # Revsync_Status_Reason__c is a Text(255) field
 
 # Revsync_AR_Status__c picklist values.
@@ -291,13 +335,15 @@ def _customer(record: dict[str, Any]) -> Customer:
     )
 
 
-# Reconciliation reads every Order page by page (``list_orders``).
+# Reconciliation reads every Order page by page (``list_orders``). The amount it compares
+# with the ERP order is the ERP total revsync wrote (``ERP_Order_Total__c``): the Order's
+# own ``TotalAmount`` is CPQ's roll-up of the order products, priced for the whole term.
 ORDER_FIELDS = (
     "Id",
     "Revsync_Key__c",
     "SBQQ__Quote__c",
     "AccountId",
-    "TotalAmount",
+    "ERP_Order_Total__c",
     "CurrencyIsoCode",
     "Status",
 )
@@ -308,7 +354,7 @@ _QUERY_CURSOR = re.compile(r"^/services/data/v\d+\.\d/query/[A-Za-z0-9-]+$")
 
 
 def _order_record(record: dict[str, Any]) -> OrderRecord:
-    amount = record.get("TotalAmount")
+    amount = record.get("ERP_Order_Total__c")
     return OrderRecord(
         system=System.CRM,
         record_id=str(record["Id"]),
@@ -319,6 +365,58 @@ def _order_record(record: dict[str, Any]) -> OrderRecord:
         currency=(_text(record, "CurrencyIsoCode") or "").upper() or None,
         status=_text(record, "Status") or "",
         live=True,  # an Order has no cancelled state; a cancelled one is deleted
+    )
+
+
+def _order_stamp(
+    order_key: str, sales_order: SalesOrder, subscription: Subscription
+) -> dict[str, Any]:
+    """revsync's fields on the booked Order: its key and the ERP and billing ids. Never
+    ``AccountId`` (CPQ copied the quote's, and Salesforce refuses it on an order past
+    Draft) and never ``TotalAmount`` (a read-only roll-up of the order products)."""
+    return {
+        "Revsync_Key__c": order_key,
+        "ERP_Order_Id__c": sales_order.order_id,
+        "ERP_Customer_Id__c": sales_order.customer_id,
+        "ERP_Order_Total__c": sales_order.total,
+        "Billing_Subscription_Id__c": subscription.subscription_id,
+        "Billing_Customer_Id__c": subscription.customer_id,
+    }
+
+
+def _same(record: dict[str, Any], field: str, value: Any) -> bool:
+    """Whether ``record`` already holds ``value`` in ``field`` (numbers compared exactly)."""
+    held = record.get(field)
+    if isinstance(value, Decimal):
+        try:
+            return held is not None and Decimal(str(held)) == value
+        except ArithmeticError:
+            return False
+    return bool(held == value)
+
+
+def _booked_order(
+    operation: str, quote_id: str, orders: list[dict[str, Any]], order_key: str
+) -> dict[str, Any] | None:
+    """The quote's Order revsync records the booking on: the one carrying ``order_key``,
+    else the quote's only Order while it carries no key (CPQ generated it; the write that
+    would have stamped it did not land, or a person ordered the quote). None when the quote
+    has no Order. Several Orders, none of them revsync's, or one stamped with another key,
+    are for a person to sort out: rejected."""
+    mine = [o for o in orders if o.get("Revsync_Key__c") == order_key]
+    if mine:
+        return mine[0]
+    if not orders:
+        return None
+    if len(orders) == 1 and not orders[0].get("Revsync_Key__c"):
+        return orders[0]
+    listed = ", ".join(f"{o.get('Id')} ({o.get('Revsync_Key__c') or 'no key'})" for o in orders)
+    raise RejectedError(
+        VENDOR,
+        operation,
+        f"quote {quote_id} has orders {listed} and none carries {order_key}: "
+        "choose the order in Salesforce",
+        code="AMBIGUOUS_ORDER",
     )
 
 
@@ -535,41 +633,105 @@ class SalesforceCrm:
         sales_order: SalesOrder,
         subscription: Subscription,
     ) -> str:
+        """The booked order through Salesforce CPQ (see the module docstring): the quote
+        marked Ordered makes CPQ generate its Order with order products, then revsync's ids
+        go onto that Order and it is activated. Reads first, then writes only what is
+        missing, all or none: a retry, or one after a lost answer, finds the order by its
+        key (or, before it carries one, by its quote) and creates nothing twice."""
         operation = "record_order"
         self._check_id(operation, "SBQQ__Quote__c", quote_id)
-        fields: dict[str, Any] = {
-            "AccountId": account_id,
-            "SBQQ__Quote__c": quote_id,
-            "ERP_Order_Id__c": sales_order.order_id,
-            "ERP_Customer_Id__c": sales_order.customer_id,
-            "Billing_Subscription_Id__c": subscription.subscription_id,
-            "Billing_Customer_Id__c": subscription.customer_id,
-            "TotalAmount": sales_order.total,
-            "CurrencyIsoCode": sales_order.currency,
-            "Status": ORDER_STATUS,
-            # The port carries no order date: the order takes effect the day it is recorded.
-            "EffectiveDate": datetime.now(UTC).date(),
-        }
-        key_url = f"{self._api}/sobjects/Order/Revsync_Key__c/{url_quote(order_key, safe='')}"
-        # One composite call, all or none: the keyed upsert of the Order and the quote marked
-        # Ordered commit together (two calls before; a retry repeats both harmlessly).
-        order, _ = await self.composite(
+        quote = await self._quote_state(operation, quote_id)
+        if quote.get("SBQQ__Account__c") != account_id:
+            raise RejectedError(
+                VENDOR,
+                operation,
+                f"quote {quote_id} is for account {quote.get('SBQQ__Account__c')}, but the "
+                f"order was booked for {account_id}",
+                code="ACCOUNT_MISMATCH",
+            )
+        orders = await self._query(
             operation,
-            [
-                Subrequest("PATCH", key_url, "order", fields),
+            f"SELECT {', '.join(ORDER_STATE_FIELDS)} FROM Order"
+            f" WHERE SBQQ__Quote__c = {soql_literal(quote_id)}",
+        )
+        order = _booked_order(operation, quote_id, orders, order_key)
+        stamp = _order_stamp(order_key, sales_order, subscription)
+        if order is None:
+            if quote.get("SBQQ__Ordered__c") is True:
+                raise RejectedError(
+                    VENDOR,
+                    operation,
+                    f"quote {quote_id} is Ordered but Salesforce holds no Order for it (CPQ "
+                    "generated none, or it was deleted): order the quote again in Salesforce "
+                    "(clear and check Ordered), then retry",
+                    code="ORDER_NOT_GENERATED",
+                )
+            return await self._order_through_cpq(operation, quote_id, stamp)
+        order_id = str(order["Id"])
+        subrequests: list[Subrequest] = []
+        order_url = f"{self._api}/sobjects/Order/{order_id}"
+        missing = {name: value for name, value in stamp.items() if not _same(order, name, value)}
+        if missing:
+            subrequests.append(Subrequest("PATCH", order_url, "stamped", missing))
+        if order.get("Status") != ORDER_STATUS:
+            subrequests.append(
+                Subrequest("PATCH", order_url, "activated", {"Status": ORDER_STATUS})
+            )
+        if quote.get("SBQQ__Status__c") != QUOTE_ORDERED:
+            subrequests.append(
                 Subrequest(
                     "PATCH",
                     f"{self._api}/sobjects/SBQQ__Quote__c/{quote_id}",
                     "quote",
                     {"SBQQ__Status__c": QUOTE_ORDERED},
+                )
+            )
+        if subrequests:
+            await self.composite(operation, subrequests, all_or_none=True)
+        return order_id
+
+    async def _quote_state(self, operation: str, quote_id: str) -> dict[str, Any]:
+        records = await self._query(
+            operation,
+            f"SELECT {', '.join(QUOTE_STATE_FIELDS)} FROM SBQQ__Quote__c"
+            f" WHERE Id = {soql_literal(quote_id)}",
+        )
+        if not records:
+            raise NotFoundError(
+                VENDOR, operation, f"SBQQ__Quote__c {quote_id} does not exist", code="NOT_FOUND"
+            )
+        return records[0]
+
+    async def _order_through_cpq(self, operation: str, quote_id: str, stamp: dict[str, Any]) -> str:
+        """One all-or-none composite: the quote marked Ordered (CPQ generates the Draft Order
+        and its order products in that save), the generated Order read by its quote,
+        revsync's ids written onto it, then its activation, an update of ``Status`` alone.
+        Any refusal leaves nothing: no order, the quote not ordered."""
+        generated = f"SELECT Id FROM Order WHERE SBQQ__Quote__c = {soql_literal(quote_id)}"
+        order_url = f"{self._api}/sobjects/Order/@{{generated.records[0].Id}}"
+        answers = await self.composite(
+            operation,
+            [
+                Subrequest(
+                    "PATCH",
+                    f"{self._api}/sobjects/SBQQ__Quote__c/{quote_id}",
+                    "ordered",
+                    {"SBQQ__Ordered__c": True, "SBQQ__Status__c": QUOTE_ORDERED},
                 ),
+                Subrequest("GET", f"{self._api}/query?{urlencode({'q': generated})}", "generated"),
+                Subrequest("PATCH", order_url, "stamped", stamp),
+                Subrequest("PATCH", order_url, "activated", {"Status": ORDER_STATUS}),
             ],
             all_or_none=True,
         )
-        if isinstance(order.body, dict) and isinstance(order.body.get("id"), str):
-            return str(order.body["id"])
-        # API versions before 46.0 answer an upsert that updated with an empty 204.
-        return await self._upserted_id(operation, order.response(), key_url)
+        body = answers[1].body
+        records = body.get("records") if isinstance(body, dict) else None
+        if not isinstance(records, list) or not records or not isinstance(records[0], dict):
+            raise _unexpected(operation, "the generated order's query answered no record")
+        order_id = records[0].get("Id")
+        if not isinstance(order_id, str):
+            raise _unexpected(operation, "the generated order has no Id")
+        return order_id
 
     async def set_quote_status(self, quote_id: str, status: str, reason: str | None) -> None:
         operation = "set_quote_status"
@@ -665,24 +827,6 @@ class SalesforceCrm:
             json_body=fields,
             headers=self._headers,
         )
-
-    async def _upserted_id(self, operation: str, response: httpx.Response, key_url: str) -> str:
-        """The record id of an upsert. API versions before 46.0 answer an update with an
-        empty 204; then the record is read back by its external id."""
-        body = decode_json(response)
-        if isinstance(body, dict) and isinstance(body.get("id"), str):
-            if body.get("success") is False:
-                raise RejectedError(VENDOR, operation, f"upsert not successful: {body}")
-            return str(body["id"])
-        if response.status_code != 204:
-            raise _unexpected(operation, "upsert answer without an id")
-        found = await self._http.request(
-            operation, "GET", key_url, ok=(200,), headers=self._headers
-        )
-        record = decode_json(found)
-        if not isinstance(record, dict) or not isinstance(record.get("Id"), str):
-            raise _unexpected(operation, "record read by external id has no Id")
-        return str(record["Id"])
 
     # -- composite and CPQ reads (vendor-specific, outside the port) --------------------------
 

@@ -14,10 +14,12 @@ from typing import Any
 import httpx
 import pytest
 import structlog
+from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
 from activities.classify import vendor_call
 from adapters.errors import TransientError
+from adapters.oauth import sign_jwt
 from adapters.registry import build_crm
 from revsync.logs import configure_logging
 from revsync.settings import MissingSetting, Settings
@@ -236,9 +238,74 @@ async def test_the_jwt_sent_is_rs256_signed_with_the_claims_salesforce_wants(
     assert header["alg"] == "RS256"
     assert claims["iss"] == CLIENT_ID
     assert claims["sub"] == USERNAME
-    assert claims["aud"] == "http://sandbox"  # the token URL's origin
+    # The login server, not the host the token request went to (the org's My Domain).
+    assert claims["aud"] == "https://login.salesforce.com"
     sent_at = state.oauth["salesforce"].wall_clock()
     assert sent_at < claims["exp"] <= sent_at + 300
+
+
+async def test_the_token_endpoint_refuses_an_assertion_addressed_to_the_orgs_own_host(
+    keys: KeyPair, state: SandboxState, client: tuple[httpx.AsyncClient, Recorder]
+) -> None:
+    http, _ = client
+    now = int(state.oauth["salesforce"].wall_clock())
+    for audience in ("http://sandbox", BASE_URL, "https://test.salesforce.com"):
+        assertion = sign_jwt(
+            {"iss": CLIENT_ID, "sub": USERNAME, "aud": audience, "exp": now + 180}, keys.key
+        )
+        refused = await http.post(
+            BASE_URL + TOKEN_PATH,
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "assertion": assertion,
+            },
+        )
+        assert refused.status_code == 400
+        assert refused.json() == {
+            "error": "invalid_grant",
+            "error_description": "audience is invalid",
+        }
+    assert state.oauth["salesforce"].issued() == []
+
+
+async def test_a_sandbox_org_takes_the_test_login_server_as_audience(
+    keys: KeyPair, state: SandboxState, client: tuple[httpx.AsyncClient, Recorder]
+) -> None:
+    http, _ = client
+    state.oauth["salesforce"].audience = "https://test.salesforce.com"  # a sandbox org
+    production = build_crm(settings_for("jwt", keys), http)
+    with pytest.raises(TransientError) as caught:
+        await production.get_account(ACCOUNT)
+    assert caught.value.code == "invalid_grant"
+    assert "audience is invalid" in caught.value.message
+    assert "REVSYNC_SALESFORCE_JWT_AUDIENCE" in caught.value.message
+
+    sandbox_org = build_crm(
+        settings_for("jwt", keys, salesforce_jwt_audience="https://test.salesforce.com/"), http
+    )
+    assert (await sandbox_org.get_account(ACCOUNT)).account_id == ACCOUNT
+
+
+@pytest.mark.parametrize(
+    "audience",
+    [
+        "https://acme.my.salesforce.com",  # the org's My Domain
+        "https://acme--uat.sandbox.my.salesforce.com",
+        "https://na34.salesforce.com",  # an instance URL
+        "https://acme.lightning.force.com",
+        "http://login.salesforce.com",
+        "login.salesforce.com",
+    ],
+)
+def test_the_audience_setting_refuses_the_orgs_own_hosts(audience: str) -> None:
+    with pytest.raises(ValidationError, match="Salesforce JWT audience"):
+        Settings(salesforce_jwt_audience=audience)
+
+
+def test_the_audience_defaults_to_the_login_server() -> None:
+    assert Settings().salesforce_jwt_audience == "https://login.salesforce.com"
+    site = Settings(salesforce_jwt_audience="https://acme.my.site.com/customers")
+    assert site.salesforce_jwt_audience == "https://acme.my.site.com/customers"  # Experience Cloud
 
 
 async def test_client_credentials_send_the_client_id_and_secret(

@@ -16,7 +16,7 @@ from domain.order import SalesOrder, SalesOrderStatus, Subscription, Subscriptio
 from revsync.demo import create_crm_quote
 from revsync.settings import Settings
 from sandbox.app import DEFAULT_TOKENS, SandboxState
-from sandbox.salesforce import case_safe_id
+from sandbox.salesforce import case_safe_id, seed_cpq_quote
 
 BASE_URL = "http://sandbox/salesforce"
 API = f"{BASE_URL}/services/data/v61.0"
@@ -180,6 +180,27 @@ async def test_query_follows_next_records_url_over_several_pages(
     assert (await crm.get_account("0015e00000SakuJP1")).currency == "JPY"
 
 
+async def test_every_call_names_the_api_version_and_a_path_without_one_is_not_found(
+    crm: SalesforceCrm, http: httpx.AsyncClient
+):
+    paths: list[str] = []
+
+    async def keep(request: httpx.Request) -> None:
+        paths.append(request.url.path)
+
+    http.event_hooks["request"].append(keep)
+    await crm.get_account("0015e00000AcmeUS1")
+    await record(crm, await new_quote(http))
+    assert paths and all(p.startswith("/salesforce/services/data/v61.0/") for p in paths)
+
+    for version in ("61.0", "v61", "latest-ish"):
+        missing = await http.get(
+            f"{BASE_URL}/services/data/{version}/sobjects/Account", headers=AUTH
+        )
+        assert missing.status_code == 404
+        assert missing.json()[0]["errorCode"] == "NOT_FOUND"
+
+
 async def test_unsupported_soql_is_rejected_as_malformed(crm: SalesforceCrm):
     with pytest.raises(RejectedError) as caught:
         await crm._query("test", "SELECT Id FROM Account WHERE Name LIKE 'Acme%'")
@@ -190,7 +211,7 @@ async def test_unsupported_soql_is_rejected_as_malformed(crm: SalesforceCrm):
 # -- orders and quotes ----------------------------------------------------------------------
 
 
-async def test_record_order_upserts_once_and_marks_the_quote_ordered(
+async def test_record_order_orders_the_quote_through_cpq_and_stamps_the_generated_order(
     crm: SalesforceCrm, http: httpx.AsyncClient, state: SandboxState
 ):
     quote_id = await new_quote(http)
@@ -205,23 +226,119 @@ async def test_record_order_upserts_once_and_marks_the_quote_ordered(
     assert order["Id"] == first
     assert order["Revsync_Key__c"] == key
     assert order["SBQQ__Quote__c"] == quote_id
-    assert order["AccountId"] == "0015e00000NordDE1"
+    assert order["AccountId"] == "0015e00000NordDE1"  # CPQ took the quote's account
     assert order["ERP_Order_Id__c"] == "5501"
     assert order["ERP_Customer_Id__c"] == "301"
+    assert order["ERP_Order_Total__c"] == Decimal("12345.67")
     assert order["Billing_Subscription_Id__c"] == "sub_1Q2c"
     assert order["Billing_Customer_Id__c"] == "cus_9Z"
-    assert order["TotalAmount"] == Decimal("12345.67")
     assert order["CurrencyIsoCode"] == "EUR"
     assert order["Status"] == "Activated"
-    assert quote_record(state, quote_id)["SBQQ__Status__c"] == "Ordered"
+    # The order products are CPQ's, one per quote line, and the amount is their roll-up.
+    items = [i for i in state.salesforce.snapshot()["order_items"] if i["OrderId"] == first]
+    lines = [
+        q for q in state.salesforce.snapshot()["quote_lines"] if q["SBQQ__Quote__c"] == quote_id
+    ]
+    assert sorted(i["SBQQ__QuoteLine__c"] for i in items) == sorted(line["Id"] for line in lines)
+    assert order["TotalAmount"] == sum(i["TotalPrice"] for i in items) > 0
+    quote = quote_record(state, quote_id)
+    assert (quote["SBQQ__Ordered__c"], quote["SBQQ__Status__c"]) == (True, "Ordered")
 
 
-async def test_order_total_stays_exact_on_the_wire(crm: SalesforceCrm, http: httpx.AsyncClient):
+async def test_record_order_never_writes_total_amount_nor_the_account(
+    crm: SalesforceCrm, http: httpx.AsyncClient
+):
+    quote_id = await new_quote(http)
+    bodies: list[bytes] = []
+
+    async def keep(request: httpx.Request) -> None:
+        bodies.append(request.content)
+
+    http.event_hooks["request"].append(keep)
+    await record(crm, quote_id)
+    await record(crm, quote_id)
+    sent = b"".join(bodies)
+    assert b"TotalAmount" not in sent
+    assert b"AccountId" not in sent
+
+
+async def test_erp_total_stays_exact_on_the_wire(crm: SalesforceCrm, http: httpx.AsyncClient):
     quote_id = await new_quote(http)
     total = "98765432109876.543210987"
     order_id = await record(crm, quote_id, total=total)
     response = await http.get(f"{API}/sobjects/Order/{order_id}", headers=AUTH)
-    assert f'"TotalAmount":{total}' in response.text
+    assert f'"ERP_Order_Total__c":{total}' in response.text
+
+
+async def test_an_order_a_person_generated_is_stamped_and_activated_not_made_again(
+    crm: SalesforceCrm, http: httpx.AsyncClient, state: SandboxState
+):
+    quote_id = await new_quote(http)
+    # A seller checks Ordered in Salesforce before revsync gets there: CPQ makes the order.
+    ordered = await http.patch(
+        f"{API}/sobjects/SBQQ__Quote__c/{quote_id}", json={"SBQQ__Ordered__c": True}, headers=AUTH
+    )
+    assert ordered.status_code == 204
+    (generated,) = orders(state)
+    assert (generated["Status"], generated["Revsync_Key__c"]) == ("Draft", None)
+
+    assert await record(crm, quote_id) == generated["Id"]
+    (order,) = orders(state)
+    assert (order["Status"], order["Revsync_Key__c"]) == ("Activated", f"q2c-{quote_id}:crm-order")
+    assert order["ERP_Order_Id__c"] == "5501"
+    assert quote_record(state, quote_id)["SBQQ__Status__c"] == "Ordered"
+
+
+async def test_an_order_already_activated_in_salesforce_only_gets_revsyncs_ids(
+    crm: SalesforceCrm, http: httpx.AsyncClient, state: SandboxState
+):
+    quote_id = await new_quote(http)
+    await http.patch(
+        f"{API}/sobjects/SBQQ__Quote__c/{quote_id}", json={"SBQQ__Ordered__c": True}, headers=AUTH
+    )
+    (generated,) = orders(state)
+    activated = await http.patch(
+        f"{API}/sobjects/Order/{generated['Id']}", json={"Status": "Activated"}, headers=AUTH
+    )
+    assert activated.status_code == 204  # an org's flow activates CPQ orders at once
+
+    assert await record(crm, quote_id) == generated["Id"]
+    (order,) = orders(state)
+    assert order["Revsync_Key__c"] == f"q2c-{quote_id}:crm-order"
+    assert order["Billing_Subscription_Id__c"] == "sub_1Q2c"
+
+
+async def test_an_ordered_quote_whose_order_is_gone_is_rejected_for_a_person(
+    crm: SalesforceCrm, http: httpx.AsyncClient, state: SandboxState
+):
+    quote_id = await new_quote(http)
+    order_id = await record(crm, quote_id)
+    store = state.salesforce
+    del store.records["Order"][order_id]  # deleted in Salesforce
+    for item in [i for i in store.records["OrderItem"].values() if i["OrderId"] == order_id]:
+        del store.records["OrderItem"][item["Id"]]
+
+    with pytest.raises(RejectedError) as caught:
+        await record(crm, quote_id)
+    assert caught.value.code == "ORDER_NOT_GENERATED"
+    assert "Ordered" in caught.value.message
+    assert orders(state) == []
+
+
+async def test_a_quote_without_lines_is_refused_whole(
+    crm: SalesforceCrm, http: httpx.AsyncClient, state: SandboxState
+):
+    """CPQ generates an order without order products, which cannot be activated: the
+    composite is refused whole, nothing is ordered."""
+    quote_id = seed_cpq_quote(state.salesforce, account_id="0015e00000NordDE1", lines=[])[
+        "quote_id"
+    ]
+    with pytest.raises(RejectedError) as caught:
+        await record(crm, quote_id)
+    assert (caught.value.status, caught.value.code) == (400, "FIELD_INTEGRITY_EXCEPTION")
+    assert orders(state) == []
+    quote = quote_record(state, quote_id)
+    assert (quote["SBQQ__Ordered__c"], quote["SBQQ__Status__c"]) == (None, "Accepted")
 
 
 async def test_set_quote_status_truncates_the_reason_and_clears_it(
@@ -279,7 +396,7 @@ async def test_row_lock_contention_is_transient(
     crm: SalesforceCrm, http: httpx.AsyncClient, state: SandboxState
 ):
     quote_id = await new_quote(http)
-    await inject(http, operation="upsert", status=400, code="UNABLE_TO_LOCK_ROW")
+    await inject(http, operation="update", status=400, code="UNABLE_TO_LOCK_ROW")
     with pytest.raises(TransientError) as caught:
         await record(crm, quote_id)
     assert caught.value.code == "UNABLE_TO_LOCK_ROW"
@@ -298,31 +415,28 @@ async def test_unavailable_with_retry_after_is_transient(
     assert caught.value.retry_after == 7
 
 
-async def test_order_for_an_unknown_account_is_rejected_with_the_code(
+async def test_an_order_booked_for_another_account_than_the_quotes_is_rejected(
     crm: SalesforceCrm, http: httpx.AsyncClient, state: SandboxState
 ):
     quote_id = await new_quote(http)
     with pytest.raises(RejectedError) as caught:
-        await record(crm, quote_id, account_id="001000000000000AAA")
+        await record(crm, quote_id, account_id="0015e00000AcmeUS1")
     assert not isinstance(caught.value, NotFoundError)
-    assert caught.value.code == "INVALID_CROSS_REFERENCE_KEY"
-    assert "AccountId" in caught.value.message
+    assert caught.value.code == "ACCOUNT_MISMATCH"
     assert orders(state) == []
     assert quote_record(state, quote_id)["SBQQ__Status__c"] == "Accepted"
 
 
-async def test_validation_rule_failure_is_rejected(crm: SalesforceCrm, http: httpx.AsyncClient):
-    quote_id = await new_quote(http)
-    with pytest.raises(RejectedError) as caught:
-        await record(crm, quote_id, total="-1.00")
-    assert caught.value.code == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+async def test_an_order_for_an_unknown_quote_is_not_found(crm: SalesforceCrm):
+    with pytest.raises(NotFoundError):
+        await record(crm, "a0x5e0000000000AAA")
 
 
-async def test_fault_after_the_upsert_applies_it_and_the_retry_finds_it(
+async def test_fault_after_the_write_back_applies_it_and_the_retry_finds_it(
     crm: SalesforceCrm, http: httpx.AsyncClient, state: SandboxState
 ):
     quote_id = await new_quote(http)
-    # The order is upserted inside one composite call: its answer is what gets lost.
+    # The order is ordered and stamped inside one composite call: its answer gets lost.
     await inject(http, operation="composite", status=500, phase="after")
 
     with pytest.raises(TransientError):

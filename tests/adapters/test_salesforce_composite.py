@@ -13,7 +13,7 @@ from adapters.crm.salesforce import SalesforceCrm, Subrequest
 from adapters.errors import RejectedError, TransientError
 from domain.order import SalesOrder, SalesOrderStatus, Subscription, SubscriptionStatus
 from sandbox.app import DEFAULT_TOKENS, SandboxState
-from sandbox.salesforce import seed_cpq_quote
+from sandbox.salesforce import PRODUCT_IDS, seed_cpq_quote
 
 BASE_URL = "http://sandbox/salesforce"
 API = "/services/data/v61.0"
@@ -83,39 +83,21 @@ async def inject(http: httpx.AsyncClient, **rule: Any) -> None:
 # -- fewer calls ------------------------------------------------------------------------------
 
 
-async def test_recording_an_order_is_one_call_where_it_was_two(
-    crm: SalesforceCrm, http: httpx.AsyncClient, state: SandboxState, calls: list[str]
+async def test_recording_an_order_reads_then_writes_in_one_all_or_none_call(
+    crm: SalesforceCrm, state: SandboxState, calls: list[str]
 ):
     quote_id = quote_of(state)
     key = f"q2c-{quote_id}:crm-order"
+    reads = [f"GET {API}/query", f"GET {API}/query"]  # the quote, then its orders
 
-    # Before: the keyed upsert of the Order, then the quote marked Ordered, one call each.
-    other = quote_of(state)
-    one_by_one = [
-        await http.patch(
-            f"/salesforce{API}/sobjects/Order/Revsync_Key__c/q2c-{other}:crm-order",
-            json={
-                "AccountId": "0015e00000NordDE1",
-                "Status": "Activated",
-                "EffectiveDate": "2026-11-24",
-            },
-            headers=AUTH,
-        ),
-        await http.patch(
-            f"/salesforce{API}/sobjects/SBQQ__Quote__c/{other}",
-            json={"SBQQ__Status__c": "Ordered"},
-            headers=AUTH,
-        ),
-    ]
-    assert [r.status_code for r in one_by_one] == [201, 204]
-    assert len(calls) == 2
-    calls.clear()
-
-    # After: one composite call does both; a retry is one more and creates nothing.
+    # Ordering the quote (CPQ generates the order), reading the generated order, stamping
+    # it and activating it: one composite call, all or none.
     order_id = await record(crm, quote_id)
-    assert calls == [f"POST {API}/composite"]
+    assert calls == [*reads, f"POST {API}/composite"]
+    calls.clear()
+    # A retry reads, finds the order stamped and activated, and writes nothing.
     assert await record(crm, quote_id) == order_id
-    assert calls == [f"POST {API}/composite"] * 2
+    assert calls == reads
     mine = [o for o in orders(state) if o["Revsync_Key__c"] == key]
     assert [o["Id"] for o in mine] == [order_id]
     assert quote_status(state, quote_id) == "Ordered"
@@ -134,7 +116,7 @@ async def test_a_failing_quote_update_rolls_the_order_back_and_is_transient(
         await record(crm, quote_id)
 
     assert (caught.value.status, caught.value.code) == (503, "SERVER_UNAVAILABLE")
-    assert orders(state) == []  # the upsert that succeeded was rolled back
+    assert orders(state) == []  # the quote was not ordered: CPQ generated nothing
     assert quote_status(state, quote_id) == "Accepted"
     assert await record(crm, quote_id)  # the retry books both
     assert quote_status(state, quote_id) == "Ordered"
@@ -143,19 +125,23 @@ async def test_a_failing_quote_update_rolls_the_order_back_and_is_transient(
 async def test_a_refused_order_is_rejected_with_its_own_code_not_the_halt(
     crm: SalesforceCrm, state: SandboxState
 ):
-    quote_id = quote_of(state)
+    # CPQ orders only a primary quote: the first subrequest is refused, the others halted.
+    quote_id = str(
+        seed_cpq_quote(state.salesforce, account_id="0015e00000NordDE1", primary=False)["quote_id"]
+    )
     with pytest.raises(RejectedError) as caught:
-        await record(crm, quote_id, total="-1.00")
+        await record(crm, quote_id)
     assert (caught.value.status, caught.value.code) == (400, "FIELD_CUSTOM_VALIDATION_EXCEPTION")
-    assert "negative" in caught.value.message
+    assert "primary" in caught.value.message
     assert quote_status(state, quote_id) == "Accepted"  # never marked Ordered
+    assert orders(state) == []
 
 
 async def test_a_throttled_subrequest_carries_retry_after(
     crm: SalesforceCrm, http: httpx.AsyncClient, state: SandboxState
 ):
     quote_id = quote_of(state)
-    await inject(http, operation="upsert", status=429, retry_after=9, code="REQUEST_LIMIT_EXCEEDED")
+    await inject(http, operation="update", status=429, retry_after=9, code="REQUEST_LIMIT_EXCEEDED")
     with pytest.raises(TransientError) as caught:
         await record(crm, quote_id)
     assert (caught.value.status, caught.value.retry_after) == (429, 9)
@@ -199,7 +185,11 @@ async def test_a_later_subrequest_reads_an_earlier_answer_by_reference(
                     "method": "POST",
                     "url": f"{API}/sobjects/SBQQ__QuoteLine__c",
                     "referenceId": "line",
-                    "body": {"SBQQ__Quote__c": "@{newQuote.id}", "SBQQ__Quantity__c": 3},
+                    "body": {
+                        "SBQQ__Quote__c": "@{newQuote.id}",
+                        "SBQQ__Product__c": PRODUCT_IDS["PLAT-CORE"],
+                        "SBQQ__Quantity__c": 3,
+                    },
                 },
                 {
                     "method": "GET",

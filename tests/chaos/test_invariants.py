@@ -35,11 +35,12 @@ def crm_order(quote: str, crm_id: str, order_id: str, sub_id: str) -> dict[str, 
         "Revsync_Key__c": f"q2c-{quote}:crm-order",
         "ERP_Order_Id__c": order_id,
         "Billing_Subscription_Id__c": sub_id,
+        "Status": "Activated",
     }
 
 
 def crm_quote(quote: str, status: str) -> dict[str, Any]:
-    return {"Id": quote, "SBQQ__Status__c": status}
+    return {"Id": quote, "SBQQ__Status__c": status, "SBQQ__Ordered__c": status == "Ordered"}
 
 
 def snapshot(
@@ -215,6 +216,22 @@ def test_a_crm_order_pointing_at_another_erp_order_is_a_mismatch():
     (violation,) = check(sent, sagas, state)
     assert violation.kind is Kind.MISMATCH
     assert "CRM order's ERP order '6999' != '7001'" in violation.detail
+
+
+def test_a_booked_quotes_crm_order_left_draft_is_a_mismatch():
+    sent, sagas, state = clean_run()
+    state["salesforce"]["orders"][0]["Status"] = "Draft"
+    (violation,) = check(sent, sagas, state)
+    assert (violation.kind, violation.subject) == (Kind.MISMATCH, "quote Q-BOOKED")
+    assert "CRM order's status 'Draft' != 'Activated'" in violation.detail
+
+
+def test_a_booked_quote_cpq_never_ordered_is_a_mismatch():
+    sent, sagas, state = clean_run()
+    state["salesforce"]["quotes"][0]["SBQQ__Ordered__c"] = False
+    (violation,) = check(sent, sagas, state)
+    assert (violation.kind, violation.subject) == (Kind.MISMATCH, "quote Q-BOOKED")
+    assert "CRM quote's Ordered False != True" in violation.detail
 
 
 def test_a_saga_whose_ids_differ_from_the_records_is_a_mismatch():

@@ -55,7 +55,7 @@ async def parked_at_crm_write_back(stack: Stack) -> str:
         stack,
         FaultRule(
             vendor="salesforce",
-            operation="upsert",
+            operation="update",
             status=400,
             code="FIELD_CUSTOM_VALIDATION_EXCEPTION",
             message="Order needs a signed contract",

@@ -68,7 +68,7 @@ async def test_the_web_ui_lists_the_parked_order_under_needs_attention(stack: St
     inject(
         stack,
         FaultRule(
-            vendor="salesforce", operation="upsert", status=400, code="FIELD_INTEGRITY_EXCEPTION"
+            vendor="salesforce", operation="update", status=400, code="FIELD_INTEGRITY_EXCEPTION"
         ),
     )
     assert (await deliver(stack, parked)).status_code == 202
@@ -144,7 +144,7 @@ async def test_a_parked_orders_page_renders_vendor_text_literally_and_lists_the_
         stack,
         FaultRule(
             vendor="salesforce",
-            operation="upsert",
+            operation="update",
             status=400,
             code="INVALID_CROSS_REFERENCE_KEY",
             message=reason,

@@ -94,7 +94,8 @@ CRM_EMULATORS: dict[str, CrmEmulator] = {
     "salesforce": CrmEmulator(
         vendor="salesforce",
         records=lambda state: len(state.salesforce.snapshot()["orders"]),
-        # One composite call upserts the Order and marks the quote (sandbox/salesforce.py).
+        # One all-or-none composite orders the quote (CPQ generates the Order) and stamps
+        # and activates the Order (adapters/crm/salesforce.py).
         create_operation="composite",
         create_request=lambda key: ("POST", "/composite"),
         validation_error=(400, "FIELD_CUSTOM_VALIDATION_EXCEPTION"),

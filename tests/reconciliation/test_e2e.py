@@ -170,13 +170,21 @@ async def test_seeded_drift_is_found_exactly_and_the_safe_ones_are_repaired(stac
     sf = stack.sandbox.state.salesforce
     lost = crm_order(stack, missing)
     assert lost is not None
+    # The CRM write-back never landed: no Order (nor its order products), the quote not
+    # ordered. Salesforce CPQ generates an order only when the quote becomes Ordered.
     del sf.records["Order"][lost["Id"]]
+    for item in [i for i in sf.records["OrderItem"].values() if i["OrderId"] == lost["Id"]]:
+        del sf.records["OrderItem"][item["Id"]]
+    sf.records["SBQQ__Quote__c"][missing].update(
+        {"SBQQ__Ordered__c": False, "SBQQ__Status__c": "Accepted"}
+    )
     original = erp_order(stack, duplicated)
     netsuite = stack.sandbox.state.netsuite
     netsuite.sales_orders["9901"] = {**original, "id": "9901", "externalId": None}
     changed = crm_order(stack, amount)
     assert changed is not None
-    changed["TotalAmount"] = Decimal(str(changed["TotalAmount"])) + 100
+    # The ERP total revsync wrote on the CRM order (its TotalAmount is CPQ's roll-up).
+    changed["ERP_Order_Total__c"] = Decimal(str(changed["ERP_Order_Total__c"])) + 100
     netsuite.set_order_status(erp_order(stack, status)["id"], "C")
     # A customer's ERP copy of the name (CRM owns it) edited by hand in NetSuite.
     golden_name = await start_golden_customer(stack, NORD)

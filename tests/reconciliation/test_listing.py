@@ -90,9 +90,9 @@ def seed_crm_orders(state: SandboxState, count: int) -> list[str]:
                     "AccountId": account,
                     "SBQQ__Quote__c": quote,
                     "Revsync_Key__c": f"q2c-{quote}:crm-order",
-                    "TotalAmount": Decimal(f"{100 + n}.50"),
+                    "ERP_Order_Total__c": Decimal(f"{100 + n}.50"),
                     "CurrencyIsoCode": "USD",
-                    "Status": "Activated",
+                    "Status": "Draft",
                     "EffectiveDate": "2026-03-01",
                 },
             )
