@@ -15,9 +15,11 @@ A rejection (non-retryable) of steps 1-5 unwinds: the done side effects are undo
 order (cancel subscription, void invoice, cancel ERP order), the CRM quote is marked Rejected
 with the reason, and the saga ends COMPENSATED (REJECTED when nothing had been booked).
 
-A step whose retry budget runs out, a rejected CRM write-back and a compensation that keeps
-failing do not fail the saga: it parks (NEEDS_ATTENTION, ``BlockedStep``) and waits for an
-operator's ``resolve`` update (retry, compensate or skip, as ``domain.saga`` allows).
+A step whose retry budget runs out, a step the vendor refuses for revsync's own credentials
+(``VendorMisconfigured``: parked at once, not retried, nothing compensated), a rejected CRM
+write-back and a compensation that keeps failing do not fail the saga: it parks
+(NEEDS_ATTENTION, ``BlockedStep``) and waits for an operator's ``resolve`` update (retry,
+compensate or skip, as ``domain.saga`` allows).
 
 Each ending (BOOKED, REJECTED, COMPENSATED) and each parking is published as a business event
 (``workflows.publishing``, patch ``publish-business-events``); the workflow ends once they
@@ -153,11 +155,29 @@ def failure_summary(error: ActivityError) -> str:
     return "; ".join(messages) or "failed"
 
 
+def configuration_refusal(error: ActivityError) -> str | None:
+    """The vendor's message if ``error`` is a refusal of revsync's own credentials or
+    configuration (``VendorMisconfigured``: not retried, nothing to compensate), else None."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == FailureType.VENDOR_MISCONFIGURED:
+        return cause.message
+    return None
+
+
 def step_failure(error: ActivityError, budget: timedelta) -> tuple[str | None, str]:
     """What ended a step's attempts: the vendor's refusal (None when the retry budget ran out
-    instead) and the reason an operator reads."""
+    instead, or when the vendor refused revsync's configuration, which parks the step at
+    once) and the reason an operator reads."""
     rejected = rejection_reason(error)
-    return rejected, rejected or f"gave up after retrying for {budget}: {failure_summary(error)}"
+    if rejected is not None:
+        return rejected, rejected
+    misconfigured = configuration_refusal(error)
+    if misconfigured is not None:
+        return None, (
+            "the vendor refused revsync's credentials or configuration (not retried; fix "
+            f"it, then retry the step): {misconfigured}"
+        )
+    return None, f"gave up after retrying for {budget}: {failure_summary(error)}"
 
 
 @workflow.defn(name="QuoteToCash")

@@ -94,7 +94,12 @@ from adapters.billing.stripe_fields import (
     changes_from_customer,
     customer_update_form,
 )
-from adapters.errors import NotFoundError, RejectedError, VendorError
+from adapters.errors import (
+    ConfigurationError,
+    NotFoundError,
+    RejectedError,
+    VendorError,
+)
 from adapters.http import VendorHttp, decode_json, vendor_error
 from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField
@@ -165,16 +170,21 @@ def _error_fields(response: httpx.Response) -> dict[str, Any]:
 
 
 def classify_stripe_error(operation: str, response: httpx.Response) -> VendorError:
-    """Stripe's reading of an error response.
+    """Stripe's reading of an error response ("Errors", https://docs.stripe.com/api/errors;
+    "Advanced error handling", https://docs.stripe.com/error-low-level).
 
-    ``Stripe-Should-Retry`` decides when present (``true``: transient, ``false``: not).
-    Otherwise 5xx, 409 (``idempotency_key_in_use``), 429 / ``rate_limit_error`` and
-    ``lock_timeout`` are transient (with ``Retry-After``); so are 401 and 403 (a revoked,
-    rotated or under-privileged API key is revsync's configuration, not the customer's
-    order: retrying, then parking the step, beats unwinding booked orders over it); 404 is
-    :class:`NotFoundError`; everything else (``invalid_request_error``, ``card_error``,
-    ``idempotency_error``) is rejected, with Stripe's code (or the error type when there is
-    no code).
+    - 401 (no valid API key) and 403 (the key lacks the permission) are
+      :class:`ConfigurationError`: revsync's own credentials, not the customer's order, so
+      neither a retry (the same key fails the same way) nor a rejection (which would unwind
+      the order) is right: the saga parks at once, saying so. Only ``Stripe-Should-Retry:
+      true`` makes them transient.
+    - ``Stripe-Should-Retry`` decides otherwise when present (``true``: transient,
+      ``false``: not).
+    - Without it, 5xx, 409 (``idempotency_key_in_use``), 429 / ``rate_limit_error`` and
+      ``lock_timeout`` are transient (with ``Retry-After``); 404 is :class:`NotFoundError`;
+      everything else (``invalid_request_error``, ``card_error`` with its
+      ``decline_code``, ``idempotency_error``) is rejected, with Stripe's code (or the
+      error type when there is no code).
     """
     status = response.status_code
     error = _error_fields(response)
@@ -188,10 +198,18 @@ def classify_stripe_error(operation: str, response: httpx.Response) -> VendorErr
     vendor_code = code or error_type or None
     should_retry = response.headers.get("stripe-should-retry", "").strip().lower()
 
+    if status in (401, 403) and should_retry != "true":
+        return ConfigurationError(
+            VENDOR,
+            operation,
+            f"{message} (check REVSYNC_STRIPE_API_KEY and the key's permissions)",
+            status=status,
+            code=vendor_code,
+        )
     transient = should_retry == "true" or (
         should_retry != "false"
         and (
-            status in (401, 403, 409, 429)
+            status in (409, 429)
             or status >= 500
             or error_type == "rate_limit_error"
             or code in _TRANSIENT_CODES

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from adapters.billing.stripe import StripeBilling, finalized_invoice
-from adapters.errors import NotFoundError, RejectedError, TransientError
+from adapters.errors import ConfigurationError, NotFoundError, RejectedError, TransientError
 from adapters.ports import BillingPort
 from domain.invoice import InvoiceStatus, LineKind, OneOffLine, SubscriptionLine
 from domain.revenue import build_schedule
@@ -474,10 +474,12 @@ async def test_a_made_draft_can_be_finalized_through_the_api(
     assert invoice.total == Decimal("2737.00")
 
 
-async def test_a_refused_api_key_is_retried_not_rejected(http: httpx.AsyncClient) -> None:
+async def test_a_refused_api_key_is_a_configuration_error_not_a_rejection(
+    http: httpx.AsyncClient,
+) -> None:
     made = await make_invoice(http, lines=[ONBOARDING])
     wrong = StripeBilling(http, base_url=BASE_URL, api_key="sk_test_revoked")
-    with pytest.raises(TransientError) as caught:
+    with pytest.raises(ConfigurationError) as caught:
         await wrong.get_invoice(made["id"])
     assert caught.value.status == 401
     assert "Invalid API Key" in caught.value.message

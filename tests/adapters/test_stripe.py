@@ -18,7 +18,7 @@ from adapters.billing.stripe import (
     stripe_tax_id,
     to_stripe_amount,
 )
-from adapters.errors import NotFoundError, RejectedError, TransientError
+from adapters.errors import ConfigurationError, NotFoundError, RejectedError, TransientError
 from adapters.ports import BillingPort
 from domain.customer import Address, Customer
 from domain.money import to_minor
@@ -740,16 +740,29 @@ def stripe_response(
             NotFoundError,
             "resource_missing",
         ),
-        # A revoked or rotated key is revsync's configuration, not the order: retry, then park.
+        # A wrong, revoked or under-privileged key is revsync's configuration, not the order:
+        # not retried, not a rejection (the saga parks at once).
         (
             stripe_response(401, {"type": "invalid_request_error", "message": "bad key"}),
-            TransientError,
+            ConfigurationError,
             "invalid_request_error",
         ),
         (
             stripe_response(403, {"type": "invalid_request_error", "message": "restricted"}),
-            TransientError,
+            ConfigurationError,
             "invalid_request_error",
+        ),
+        (
+            stripe_response(
+                401, {"type": "invalid_request_error"}, {"Stripe-Should-Retry": "false"}
+            ),
+            ConfigurationError,
+            "invalid_request_error",
+        ),
+        (
+            stripe_response(403, {"type": "api_error"}, {"Stripe-Should-Retry": "true"}),
+            TransientError,
+            "api_error",
         ),
     ],
 )
@@ -793,9 +806,11 @@ async def test_the_emulator_says_409_should_be_retried(http: httpx.AsyncClient) 
 # --- auth, search grammar, form parsing, reset ----------------------------------------------
 
 
-async def test_a_wrong_api_key_is_retried_not_a_rejected_order(http: httpx.AsyncClient) -> None:
+async def test_a_wrong_api_key_is_a_configuration_error_not_a_rejected_order(
+    http: httpx.AsyncClient,
+) -> None:
     wrong = StripeBilling(http, base_url=BASE_URL, api_key="sk_test_wrong_key_123")
-    with pytest.raises(TransientError) as caught:
+    with pytest.raises(ConfigurationError) as caught:
         await wrong.find_subscription("q2c-x:subscription")
     assert caught.value.status == 401
     assert "Invalid API Key" in caught.value.message
