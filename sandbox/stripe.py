@@ -8,12 +8,17 @@ What it keeps faithful:
   Stripe's ``{"error": {"type", "code", "message", "param"}}`` body; JSON answers.
 - **Auth**: ``Authorization: Bearer <key>`` or HTTP basic with the key as user; anything else
   is a 401 ``invalid_request_error``.
-- **Idempotency** (per API key, POST only): the first answer (status and body) to an
+- **Idempotency** (per API key, POST only; "Idempotent requests",
+  https://docs.stripe.com/api/idempotent_requests): the first answer (status and body) to an
   ``Idempotency-Key`` is stored and replayed for a repeat with the same parameters, with
   ``Idempotent-Replayed: true``; the same key with other parameters (or on another endpoint)
   is a 400 ``idempotency_error``; a repeat while the first is still executing is a 409
-  ``idempotency_key_in_use`` with ``Stripe-Should-Retry: true``. 5xx answers are not stored,
-  so a retry can succeed. A replayed answer skips the fault hooks: it is the stored response.
+  ``idempotency_key_in_use`` with ``Stripe-Should-Retry: true``. Stripe saves a result only
+  once the endpoint began to execute: a request refused in parameter validation (a 400
+  naming its ``param``) is not stored, nor is a 5xx (Stripe itself replays 500s; not
+  storing them lets a retry succeed, as a transient fault should), so a retry can succeed.
+  Stripe prunes keys after 24 hours: a test clears ``StripeStore.idempotency`` to model
+  that. A replayed answer skips the fault hooks: it is the stored response.
 - **Lists**: ``GET /v1/subscriptions`` pages newest first with ``limit`` (at most 100),
   ``starting_after`` and ``has_more``; ``status`` filters (canceled ones only with ``all``
   or ``canceled``), as Stripe's list endpoints do.
@@ -118,6 +123,12 @@ class StripeError(Exception):
         self.param = param
         self.decline_code = decline_code
         self.headers = dict(headers or {})
+
+    @property
+    def invalid_parameter(self) -> bool:
+        """A 400 naming the parameter it refuses: the request failed validation, before the
+        endpoint began to execute, so Stripe saves no idempotent result for it."""
+        return self.status == 400 and self.type == "invalid_request_error" and bool(self.param)
 
     def body(self) -> Json:
         error: Json = {"type": self.type, "message": self.message}
@@ -1431,15 +1442,17 @@ def build_router(state: SandboxState) -> APIRouter:
             if (injected := await faults.before(operation)) is not None:
                 release()
                 return injected
+            saved = True
             try:
                 status, body = 200, action(store, params)
             except StripeError as error:
                 status, body = error.status, error.body()
+                saved = not error.invalid_parameter
         except BaseException:
             release()
             raise
         if slot is not None:
-            if status < 500:
+            if status < 500 and saved:
                 slot.status, slot.body = status, body
             else:
                 release()

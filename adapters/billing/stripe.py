@@ -7,10 +7,21 @@ the API version pinned with ``Stripe-Version`` so object shapes do not move unde
 
 Keys and duplicates:
 
-- customer: looked up by ``metadata['revsync_account_id']`` (Stripe Search), created with the
-  caller's ``Idempotency-Key`` when absent. Stripe Search is eventually consistent (new objects
-  become searchable within about a minute); a retry of the same step within 24 hours is still
-  safe because the create replays under its ``Idempotency-Key``.
+- customer: one per CRM account. Looked up by ``metadata['revsync_account_id']`` (Stripe
+  Search), created when absent under an ``Idempotency-Key`` derived from the *account*
+  (:func:`customer_idempotency_key`), not from the saga: Stripe Search is eventually
+  consistent (new objects become searchable in under a minute, later during an outage), so
+  two sagas of one new account within that lag both miss the search, and their creates must
+  be one request to Stripe. The create's parameters come from the account alone
+  (:func:`customer_form`), so the second create replays the first one's answer (the same
+  customer); a create still running answers 409 ``idempotency_key_in_use`` (transient). If
+  the account changed in CRM between the two reads, the parameters differ and Stripe answers
+  400 ``idempotency_error``: then the first create made the customer, which the search finds
+  once indexed, so that answer is transient here (with ``Retry-After``) and the retried step
+  finds it. Stripe prunes keys after 24 hours: by then the customer is long searchable and no
+  create is sent; a customer deleted in Stripe is not found by the search, and a new one is
+  created once the key is pruned (within the 24 hours the create would replay the deleted
+  one, and the subscription create is then refused).
 - subscription: looked up by ``metadata['revsync_key']``, created with that key as
   ``Idempotency-Key``; the same two layers cover a retry after a lost answer.
 - products: one per SKU, with the SKU as the Stripe product id (``GET /v1/products/<sku>``,
@@ -98,6 +109,7 @@ from adapters.errors import (
     ConfigurationError,
     NotFoundError,
     RejectedError,
+    TransientError,
     VendorError,
 )
 from adapters.http import VendorHttp, decode_json, vendor_error
@@ -138,6 +150,9 @@ UNIT_AMOUNT_DECIMALS = 12
 MAX_COMMENT = 5000
 
 _TRANSIENT_CODES = frozenset({"idempotency_key_in_use", "lock_timeout", "rate_limit"})
+# How long a new object may take to appear in Stripe Search under normal conditions ("Search",
+# https://docs.stripe.com/search: searchable in under a minute).
+SEARCH_LAG_SECONDS = 60.0
 
 _SUBSCRIPTION_STATUS: dict[str, SubscriptionStatus] = {
     "active": SubscriptionStatus.ACTIVE,
@@ -267,6 +282,12 @@ def stripe_tax_id(country: str, tax_id: str) -> tuple[str, str] | None:
     if country == "AU" and re.fullmatch(r"\d{11}", value):
         return "au_abn", value
     return None
+
+
+def customer_idempotency_key(account_id: str) -> str:
+    """The ``Idempotency-Key`` of the customer create for a CRM account: the same for every
+    saga of the account, so two of them create one customer (module docstring)."""
+    return f"revsync:customer:{account_id}"
 
 
 def customer_form(customer: Customer) -> dict[str, str]:
@@ -810,18 +831,37 @@ class StripeBilling:
     # customers
 
     async def upsert_customer(self, customer: Customer, idempotency_key: str) -> str:
+        """The account's customer: found by the search, else created under the *account's*
+        key (:func:`customer_idempotency_key`; the caller's per-saga ``idempotency_key`` is
+        not used, see the module docstring)."""
         found = await self._search(
-            "search_customers", "customers", "revsync_account_id", customer.account_id
+            "search_customers", "customers", ACCOUNT_METADATA_KEY, customer.account_id
         )
         if found is not None:
             return str(found["id"])
-        created = await self._call(
-            "create_customer",
-            "POST",
-            self._url("customers"),
-            form=customer_form(customer),
-            idempotency_key=idempotency_key,
-        )
+        try:
+            created = await self._call(
+                "create_customer",
+                "POST",
+                self._url("customers"),
+                form=customer_form(customer),
+                idempotency_key=customer_idempotency_key(customer.account_id),
+            )
+        except RejectedError as error:
+            if error.code != "idempotency_error":
+                raise
+            # Another saga of this account created the customer with the account's data as
+            # it then was; the search finds it once Stripe has indexed it.
+            raise TransientError(
+                VENDOR,
+                "create_customer",
+                f"the customer of account {customer.account_id} was created by another "
+                "request with other data (idempotency_error); waiting for Stripe Search to "
+                f"index it: {error.message}",
+                status=error.status,
+                code=error.code,
+                retry_after=SEARCH_LAG_SECONDS,
+            ) from error
         return str(created["id"])
 
     async def find_customer(self, account_id: str) -> str | None:
