@@ -79,8 +79,6 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from adapters.billing.stripe import stripe_exponent
-from domain.money import MINOR_UNITS
 from sandbox.faults import VendorFaults
 from sandbox.wire import bearer_token, json_response
 
@@ -88,7 +86,39 @@ if TYPE_CHECKING:
     from sandbox.app import SandboxState
 
 VENDOR = "stripe"
-CURRENCIES = frozenset(code.lower() for code in MINOR_UNITS)
+# Stripe's presentment currencies and how many decimals its integer amounts carry, from
+# "Supported currencies" (https://docs.stripe.com/currencies): amounts are in the currency's
+# minor unit; the zero-decimal currencies carry none; the three-decimal ones three. ISK is a
+# special case there: zero-decimal in ISO 4217, but the API takes it with two decimals (which
+# must be zero), so it is a two-decimal currency here. The emulator's own table: it never
+# reads revsync's (domain.money, the adapter's exponents).
+CURRENCIES = frozenset(
+    """
+    usd aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob brl bsd
+    bwp byn bzd cad cdf chf clp cny cop crc cve czk djf dkk dop dzd egp etb eur fjd fkp gbp
+    gel gip gmd gnf gtq gyd hkd hnl htg huf idr ils inr isk jmd jod jpy kes kgs khr kmf krw
+    kwd kyd kzt lak lbp lkr lrd lsl mad mdl mga mkd mmk mnt mop mur mvr mwk mxn myr mzn nad
+    ngn nio nok npr nzd omr pab pen pgk php pkr pln pyg qar ron rsd rub rwf sar sbd scr sek
+    sgd shp sle sos srd std szl thb tjs tnd top try ttd twd tzs uah ugx uyu uzs vnd vuv wst
+    xaf xcd xof xpf yer zar zmw
+    """.split()  # noqa: SIM905 (the docs' list, as written there)
+)
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()  # noqa: SIM905
+)
+THREE_DECIMAL_CURRENCIES = frozenset(("bhd", "jod", "kwd", "omr", "tnd"))
+
+
+def currency_decimals(currency: str) -> int:
+    """Decimal places of Stripe's integer amounts in ``currency`` (either case)."""
+    code = currency.lower()
+    if code in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    if code in THREE_DECIMAL_CURRENCIES:
+        return 3
+    return 2
+
+
 INTERVALS = frozenset({"day", "week", "month", "year"})
 TAX_ID_TYPES = frozenset(
     {"eu_vat", "gb_vat", "us_ein", "jp_trn", "ca_bn", "ca_gst_hst", "au_abn", "ch_vat"}
@@ -924,9 +954,7 @@ class StripeStore:
         when the tax is inclusive), before discounts; ``discount_amounts`` and
         ``tax_amounts`` say what comes off and what tax it bears."""
         product = self.products[price["product"]]
-        code = price["currency"].upper()
-        exponent = stripe_exponent(code) if code in MINOR_UNITS else 2
-        unit = Decimal(price["unit_amount_decimal"]).scaleb(-exponent)
+        unit = Decimal(price["unit_amount_decimal"]).scaleb(-currency_decimals(price["currency"]))
         per = f" / {price['recurring']['interval']}" if price["recurring"] else ""
         amount = _line_amount(price["unit_amount_decimal"], quantity)
         inclusive_tax = tax if tax_inclusive else 0

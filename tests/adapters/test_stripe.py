@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ from adapters.billing.stripe import (
     StripeBilling,
     classify_stripe_error,
     customer_idempotency_key,
+    stripe_exponent,
     stripe_line_price,
     stripe_tax_id,
     to_stripe_amount,
@@ -22,9 +25,10 @@ from adapters.billing.stripe import (
 from adapters.errors import ConfigurationError, NotFoundError, RejectedError, TransientError
 from adapters.ports import BillingPort
 from domain.customer import Address, Customer
-from domain.money import to_minor
+from domain.money import MINOR_UNITS, to_minor
 from domain.order import InvoiceStatus, SubscriptionDraft, SubscriptionStatus, build_subscription
 from domain.quote import BillingInterval, BillingType, Quote, QuoteLine
+from sandbox import stripe as stripe_emulator
 from sandbox.app import DEFAULT_TOKENS, SandboxState
 from sandbox.seed import ACCOUNTS
 from sandbox.stripe import StripeError, StripeStore, parse_form
@@ -988,3 +992,27 @@ def test_isk_goes_to_stripe_with_two_zero_decimals() -> None:
     assert to_stripe_amount(Decimal(45000), "ISK") == 4_500_000
     assert to_stripe_amount(Decimal(45000), "JPY") == 45_000
     assert to_stripe_amount(Decimal("450.10"), "usd") == 45_010
+
+
+def test_the_emulator_has_its_own_currency_table_and_imports_no_adapter_code() -> None:
+    """The emulator is a second reading of Stripe's "Supported currencies", not a copy of the
+    adapter's: the two must agree on every currency revsync supports, and Stripe takes each."""
+    tree = ast.parse(Path(stripe_emulator.__file__).read_text(encoding="utf-8"))
+    imported = [
+        node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    ] + [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    ]
+    assert not [name for name in imported if name.split(".")[0] in ("adapters", "domain")]
+    for code in MINOR_UNITS:
+        assert code.lower() in stripe_emulator.CURRENCIES, code
+        assert stripe_emulator.currency_decimals(code) == stripe_exponent(code), code
+    assert [stripe_emulator.currency_decimals(c) for c in ("jpy", "isk", "kwd", "usd")] == [
+        0,
+        2,
+        3,
+        2,
+    ]
