@@ -38,7 +38,7 @@ What it keeps faithful:
   ``type`` and ``recurring``, ``amount`` before discounts (tax included when inclusive),
   ``discount_amounts``, ``tax_amounts`` (``inclusive``), ``subscription``; invoices carry
   ``subtotal`` (net of line discounts), ``tax``, ``total`` (plus exclusive tax),
-  ``effective_date``, ``due_date`` and ``status_transitions``.
+  ``effective_at``, ``due_date`` and ``status_transitions``.
 - **Sandbox-made invoices** (``POST /_sandbox/stripe/invoices``, not Stripe's API; no auth, no
   faults): an invoice with given lines (product = SKU, quantity, unit amount in minor units,
   recurring interval, period, discount, tax, inclusive or not), for a customer id or for a
@@ -432,7 +432,9 @@ class SandboxInvoice(BaseModel):
     currency: str = Field(pattern=r"^[A-Za-z]{3}$")
     status: Literal["draft", "open", "paid"] = "open"
     finalized_at: Timestamp | None = Field(default=None, description="Defaults to now")
-    effective_date: Timestamp | None = None
+    effective_at: Timestamp | None = Field(
+        default=None, description="Stripe's effective_at: the issue date when it differs"
+    )
     collection_method: Literal["send_invoice", "charge_automatically"] = "send_invoice"
     days_until_due: int = Field(default=30, ge=0, le=3650)
     due_date: Timestamp | None = Field(default=None, description="Overrides days_until_due")
@@ -883,7 +885,7 @@ class StripeStore:
             "tax": None,
             "total_tax_amounts": [],
             "total_discount_amounts": [],
-            "effective_date": None,
+            "effective_at": None,
             "due_date": None if days_until_due is None else now + days_until_due * 86400,
             "period_start": now,
             "period_end": now,
@@ -1318,7 +1320,7 @@ class StripeStore:
                 for t in taxes
             ],
             "total_discount_amounts": [dict(d) for d in discounts],
-            "effective_date": (None if spec.effective_date is None else epoch(spec.effective_date)),
+            "effective_at": None if spec.effective_at is None else epoch(spec.effective_at),
             "due_date": due_date,
             "period_start": anchor,
             "period_end": anchor,

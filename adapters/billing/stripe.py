@@ -79,7 +79,7 @@ CRM account id. Each line maps to one canonical line:
   domain wants); any other line is one-off, recognised on the issue date. A recurring line
   whose period is shorter than a day is one-off on its start date;
 - dates: timestamps become calendar dates in the accounting time zone (UTC unless the
-  adapter is given another). The issue date is ``effective_date`` when set, else
+  adapter is given another). The issue date is ``effective_at`` when set, else
   ``status_transitions.finalized_at``; without a ``due_date`` (charged automatically) the
   invoice is due on issue;
 - the SKU is the price's product id (quote-to-cash creates products with the SKU as id); a
@@ -677,7 +677,7 @@ def finalized_invoice(
             "revsync does not book an invoice it cannot account for line by line",
         )
     transitions = obj.get("status_transitions") or {}
-    issued = obj.get("effective_date") or transitions.get("finalized_at") or obj.get("created")
+    issued = obj.get("effective_at") or transitions.get("finalized_at") or obj.get("created")
     issue_date = _local_date(issued, zone)
     if issue_date is None:
         raise _unexpected(operation, f"invoice {invoice_id} has no finalization date")

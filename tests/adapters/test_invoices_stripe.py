@@ -270,10 +270,13 @@ async def test_the_effective_date_is_the_issue_date(
     made = await make_invoice(
         http,
         finalized_at="2026-03-02T10:00:00Z",
-        effective_date="2026-02-28T12:00:00Z",
+        effective_at="2026-02-28T12:00:00Z",
         due_date="2026-03-30T00:00:00Z",
         lines=[ONBOARDING],
     )
+    # Stripe (API 2024-06-20) names it effective_at; there is no effective_date.
+    assert made["effective_at"] == 1772280000
+    assert "effective_date" not in made
     invoice = await billing.get_invoice(made["id"])
     assert (invoice.issue_date, invoice.due_date) == (date(2026, 2, 28), date(2026, 3, 30))
 
