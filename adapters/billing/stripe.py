@@ -1012,6 +1012,29 @@ class StripeBilling:
             return objects, str(objects[-1]["id"])
         return objects, None
 
+    # quotes (read by the gateway for Stripe's quote.accepted)
+
+    async def quote_line_items(self, quote_id: str) -> list[dict[str, Any]]:
+        """Every line item of a quote, in order: ``GET /v1/quotes/<id>/line_items`` page by
+        page (``limit=100``, ``starting_after`` the last id while ``has_more``). A quote's
+        ``line_items`` are includable, so a webhook event's quote never carries them ("Retrieve
+        a quote's line items", https://docs.stripe.com/api/quotes/line_items/list)."""
+        operation = "list_quote_line_items"
+        url = self._url("quotes", quote_id, "line_items")
+        items: list[dict[str, Any]] = []
+        params = {"limit": str(MAX_LIST_LIMIT)}
+        while True:
+            page = await self._call(operation, "GET", url, params=params)
+            data = page.get("data")
+            if not isinstance(data, list) or not all(isinstance(i, dict) for i in data):
+                raise _unexpected(operation, "line item list answer without data")
+            items.extend(data)
+            if not page.get("has_more"):
+                return items
+            if not data or not data[-1].get("id"):
+                raise _unexpected(operation, "has_more without a last line item id")
+            params = {"limit": str(MAX_LIST_LIMIT), "starting_after": str(data[-1]["id"])}
+
     # invoices
 
     async def _invoice_lines(self, invoice: Mapping[str, Any]) -> list[Mapping[str, Any]]:
