@@ -60,7 +60,7 @@ subscription's, and a void invoice keeps the audit trail (at the cost of an invo
 A finalized zero-amount draft comes back paid and is returned as is.
 
 Reading an invoice for invoice-to-revenue (``get_invoice``): ``GET /v1/invoices/<id>`` with
-``expand[]=customer`` (one call brings the customer's ``metadata.revsync_account_id``, the CRM
+``expand[0]=customer`` (one call brings the customer's ``metadata.revsync_account_id``, the CRM
 account quote-to-cash stamped on it), then ``/v1/invoices/<id>/lines`` page by page past the
 embedded ones. A draft is rejected before the lines are read (revsync starts on
 ``invoice.finalized``), as is a currency outside ``domain.money`` and a customer without the
@@ -1060,7 +1060,7 @@ class StripeBilling:
     async def get_invoice(self, invoice_id: str) -> FinalizedInvoice:
         operation = "get_invoice"
         invoice = await self._call(
-            operation, "GET", self._url("invoices", invoice_id), params={"expand[]": "customer"}
+            operation, "GET", self._url("invoices", invoice_id), params={"expand[0]": "customer"}
         )
         check_finalized(invoice, operation)  # before reading more pages of a draft
         customer = invoice.get("customer")

@@ -205,7 +205,7 @@ async def test_lines_past_the_embedded_ten_are_paged_in(
         f"/stripe/v1/invoices/{made['id']}",
         f"/stripe/v1/invoices/{made['id']}/lines",
     ]
-    assert sent[0].url.params.get_list("expand[]") == ["customer"]
+    assert sent[0].url.params.get_list("expand[0]") == ["customer"]
     assert sent[1].url.params["starting_after"] == made["lines"]["data"][9]["id"]
 
 
