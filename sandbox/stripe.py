@@ -978,8 +978,8 @@ class StripeStore:
                 "quantity": quantity,
                 "metadata": item_metadata,
                 "created": now,
-                "current_period_start": now,
-                "current_period_end": period_end,
+                # In 2024-06-20 the current period is the subscription's; items carry it
+                # only from the 2025 (Basil) versions on.
             }
             for price, quantity, item_metadata in items
         ]
