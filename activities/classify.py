@@ -12,6 +12,9 @@
 - unknown outcome  → retryable ``VendorUnknownOutcome``; the retried activity looks the record
                      up by its key before creating anything, so retrying is safe
 - rejected         → non-retryable ``VendorRejected`` (the saga compensates)
+- configuration    → non-retryable ``VendorMisconfigured``: the vendor refused revsync's
+                     credentials (e.g. Stripe 401/403); the saga parks at once, compensating
+                     nothing
 
 The error's details carry ``vendor``, ``operation``, ``outcome``, ``status``, ``code`` and,
 for a throttled call, ``throttle`` (``rate`` or ``quota``) and ``limit`` (its name): the
@@ -29,7 +32,13 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from adapters.errors import RejectedError, TransientError, UnknownOutcomeError, VendorError
+from adapters.errors import (
+    ConfigurationError,
+    RejectedError,
+    TransientError,
+    UnknownOutcomeError,
+    VendorError,
+)
 from domain.saga import FailureType
 from revsync.metrics import VendorOutcome, record_quota_exhausted, record_vendor_call
 
@@ -91,6 +100,10 @@ def to_application_error(error: VendorError, attempt: int = 1) -> ApplicationErr
         return ApplicationError(
             message, _details(error), type=FailureType.VENDOR_REJECTED, non_retryable=True
         )
+    if isinstance(error, ConfigurationError):
+        return ApplicationError(
+            message, _details(error), type=FailureType.VENDOR_MISCONFIGURED, non_retryable=True
+        )
     # A VendorError of no known class: retry, as for a transient one, but say so.
     return ApplicationError(message, _details(error), type=FailureType.VENDOR_TRANSIENT)
 
@@ -102,6 +115,8 @@ def vendor_outcome(error: VendorError) -> VendorOutcome:
         return "unknown"
     if isinstance(error, RejectedError):
         return "rejected"
+    if isinstance(error, ConfigurationError):
+        return "configuration"
     return "transient"
 
 

@@ -117,6 +117,17 @@ class UnknownOutcomeError(VendorError):
     outcome = "unknown"
 
 
+class ConfigurationError(VendorError):
+    """The vendor refused revsync's own credentials or configuration, not the request's
+    content: a wrong, revoked or expired API key, a key without the permission the call
+    needs (Stripe's 401 and 403). Retrying the same call cannot help, and neither can
+    unwinding the customer's order, which nobody refused: the step is not retried and the
+    saga parks at once with this reason, for a person to fix the configuration and then
+    ``retry`` the step."""
+
+    outcome = "configuration"
+
+
 class NotFoundError(RejectedError):
     """The record asked for does not exist."""
 

@@ -469,7 +469,8 @@ class Billing:
                 if tax_type:
                     form["tax_id_data[0][type]"] = tax_type
                     form["tax_id_data[0][value]"] = tax_id
-            customer = await self.post("customers", form, f"{key}:billing-customer")
+            # One customer per account: the create is keyed by the account, as revsync's.
+            customer = await self.post("customers", form, f"revsync:customer:{account_id}")
         customer_id = str(customer["id"])
 
         sub_key = f"{key}:subscription"

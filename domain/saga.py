@@ -56,6 +56,9 @@ class FailureType:
     VENDOR_TRANSIENT = "VendorTransient"
     VENDOR_UNKNOWN_OUTCOME = "VendorUnknownOutcome"
     VENDOR_REJECTED = "VendorRejected"
+    # The vendor refused revsync's credentials or configuration (not the order): not
+    # retried, and the saga parks rather than compensates.
+    VENDOR_MISCONFIGURED = "VendorMisconfigured"
     ACCOUNT_NOT_FOUND = "AccountNotFound"
     ACCOUNT_INVALID = "AccountInvalid"
     CATALOG_MISMATCH = "CatalogMismatch"

@@ -47,8 +47,14 @@ if TYPE_CHECKING:
 CORE_LOGGER = "temporalio.core"
 
 MetricKind = Literal["counter", "histogram"]
-VendorOutcome = Literal["done", "transient", "rejected", "unknown"]
-VENDOR_OUTCOMES: tuple[VendorOutcome, ...] = ("done", "transient", "rejected", "unknown")
+VendorOutcome = Literal["done", "transient", "rejected", "unknown", "configuration"]
+VENDOR_OUTCOMES: tuple[VendorOutcome, ...] = (
+    "done",
+    "transient",
+    "rejected",
+    "unknown",
+    "configuration",
+)
 
 
 @dataclass(frozen=True)

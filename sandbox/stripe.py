@@ -1,26 +1,36 @@
-"""A Stripe API emulator (the v1 subset revsync uses), mounted by :mod:`sandbox.app` at
-``/stripe``, so the real adapter runs against it unchanged.
+"""A Stripe API emulator (the v1 subset revsync uses, in the object shapes of API version
+2024-06-20), mounted by :mod:`sandbox.app` at ``/stripe``, so the real adapter runs against it
+unchanged. Every rule below follows Stripe's public documentation (cited inline;
+docs/vendor-fidelity.md lists them with the tests that hold them); the emulator imports no
+adapter code.
 
 What it keeps faithful:
 
 - **Wire format**: form-encoded bodies in bracket notation (``items[0][price_data][currency]``,
   ``expand[]``) parsed into nested objects; unknown or malformed parameters are refused with
   Stripe's ``{"error": {"type", "code", "message", "param"}}`` body; JSON answers.
-- **Auth**: ``Authorization: Bearer <key>`` or HTTP basic with the key as user; anything else
-  is a 401 ``invalid_request_error``.
-- **Idempotency** (per API key, POST only): the first answer (status and body) to an
+- **Auth** ("Authentication", https://docs.stripe.com/api/authentication): ``Authorization:
+  Bearer <key>`` or HTTP basic with the key as user; anything else is a 401
+  ``invalid_request_error``.
+- **Idempotency** (per API key, POST only; "Idempotent requests",
+  https://docs.stripe.com/api/idempotent_requests): the first answer (status and body) to an
   ``Idempotency-Key`` is stored and replayed for a repeat with the same parameters, with
   ``Idempotent-Replayed: true``; the same key with other parameters (or on another endpoint)
   is a 400 ``idempotency_error``; a repeat while the first is still executing is a 409
-  ``idempotency_key_in_use`` with ``Stripe-Should-Retry: true``. 5xx answers are not stored,
-  so a retry can succeed. A replayed answer skips the fault hooks: it is the stored response.
+  ``idempotency_key_in_use`` with ``Stripe-Should-Retry: true``. Stripe saves a result only
+  once the endpoint began to execute: a request refused in parameter validation (a 400
+  naming its ``param``) is not stored, nor is a 5xx (Stripe itself replays 500s; not
+  storing them lets a retry succeed, as a transient fault should), so a retry can succeed.
+  Stripe prunes keys after 24 hours: a test clears ``StripeStore.idempotency`` to model
+  that. A replayed answer skips the fault hooks: it is the stored response.
 - **Lists**: ``GET /v1/subscriptions`` pages newest first with ``limit`` (at most 100),
   ``starting_after`` and ``has_more``; ``status`` filters (canceled ones only with ``all``
   or ``canceled``), as Stripe's list endpoints do.
-- **Search**: ``/v1/customers/search`` and ``/v1/subscriptions/search`` accept only
-  ``metadata['key']:'value'`` (quotes escaped with a backslash). Like Stripe's, search can
-  lag behind writes: set ``StripeStore.search_lag_seconds`` to hide new objects from search
-  for that long.
+- **Search** ("Search", https://docs.stripe.com/search): ``/v1/customers/search`` and
+  ``/v1/subscriptions/search`` accept only ``metadata['key']:'value'`` (quotes escaped with a
+  backslash). Like Stripe's, search can lag behind writes (under a minute normally, more in
+  an outage): set ``StripeStore.search_lag_seconds`` to hide new objects from search for
+  that long.
 - **Subscriptions**: all items must share one currency and one billing interval; creating one
   creates its first invoice (first period of every item plus the ``add_invoice_items``),
   open, or paid at once when it comes to zero. Amounts are integers in minor units;
@@ -33,7 +43,28 @@ What it keeps faithful:
   ``type`` and ``recurring``, ``amount`` before discounts (tax included when inclusive),
   ``discount_amounts``, ``tax_amounts`` (``inclusive``), ``subscription``; invoices carry
   ``subtotal`` (net of line discounts), ``tax``, ``total`` (plus exclusive tax),
-  ``effective_date``, ``due_date`` and ``status_transitions``.
+  ``effective_at``, ``due_date`` and ``status_transitions``.
+- **Quotes** ("The Quote object", "Retrieve a quote's line items",
+  https://docs.stripe.com/api/quotes/line_items/list; "Expanding responses",
+  https://docs.stripe.com/expand): ``GET /v1/quotes/<id>`` answers without the includable
+  ``line_items`` and ``computed.upfront.line_items`` unless ``expand[]`` asks for them (then
+  their first 10, ``has_more`` and the list ``url``); ``GET /v1/quotes/<id>/line_items`` (and
+  ``computed_upfront_line_items``) is a list (``object``, ``data``, ``has_more``, ``url``) in
+  quote order with ``limit`` (1 to 100, default 10), ``starting_after``, ``ending_before``,
+  each item's ``discounts`` and ``taxes`` only with ``expand[]=data.discounts`` /
+  ``data.taxes``. Line items (``object: item``) carry ``amount_subtotal`` (quantity times
+  unit amount), ``amount_discount``, ``amount_tax``, ``amount_total`` and the full ``price``.
+  Accepting a quote does not create its invoice and subscription here (Stripe does).
+- **Events** ("Receive Stripe events in your webhook endpoint",
+  https://docs.stripe.com/webhooks): :meth:`StripeStore.quote_event` renders the envelope
+  (``id``, ``object: event``, ``api_version``, ``created``, ``data.object``, ``livemode``,
+  ``pending_webhooks``, ``request``, ``type``) with the quote as the API renders it *without
+  expansion*: no event carries an includable property. :func:`sign_event` signs a payload
+  the way Stripe signs a delivery (``Stripe-Signature: t=<timestamp>,v1=<hex HMAC-SHA256 of
+  "<timestamp>.<payload>" keyed with the endpoint secret>``), with the emulator's own code.
+- **Sandbox-made quotes** (``POST /_sandbox/stripe/quotes``, and
+  ``POST /_sandbox/stripe/quotes/<id>/events`` for a signed delivery; not Stripe's API, no
+  auth, no faults): see :class:`SandboxQuote` and :class:`QuoteEventRequest`.
 - **Sandbox-made invoices** (``POST /_sandbox/stripe/invoices``, not Stripe's API; no auth, no
   faults): an invoice with given lines (product = SKU, quantity, unit amount in minor units,
   recurring interval, period, discount, tax, inclusive or not), for a customer id or for a
@@ -45,8 +76,9 @@ Operations, as named for fault injection (``POST /_sandbox/faults`` with vendor 
 ``get_product``,
 ``create_product``, ``search_subscriptions``, ``list_subscriptions``, ``get_subscription``,
 ``create_subscription``, ``update_subscription``, ``cancel_subscription``, ``get_invoice``,
-``list_invoice_lines``,
-``finalize_invoice``, ``void_invoice``, ``pay_invoice``. Injected faults answer in Stripe's
+``list_invoice_lines``, ``list_customers``, ``list_invoices``,
+``finalize_invoice``, ``void_invoice``, ``pay_invoice``, ``get_quote``,
+``list_quote_line_items``, ``list_quote_upfront_line_items``. Injected faults answer in Stripe's
 format: 402 is a ``card_error`` (``card_declined`` with ``decline_code`` ``generic_decline``
 unless another code is given), 409 carries ``Stripe-Should-Retry: true``, 429 is
 ``rate_limit``, 5xx is an ``api_error``.
@@ -58,12 +90,14 @@ import base64
 import binascii
 import calendar
 import copy
+import hashlib
 import hmac
+import json
 import re
 import secrets
 import string
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_start
@@ -74,8 +108,6 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from adapters.billing.stripe import stripe_exponent
-from domain.money import MINOR_UNITS
 from sandbox.faults import VendorFaults
 from sandbox.wire import bearer_token, json_response
 
@@ -83,12 +115,46 @@ if TYPE_CHECKING:
     from sandbox.app import SandboxState
 
 VENDOR = "stripe"
-CURRENCIES = frozenset(code.lower() for code in MINOR_UNITS)
+# Stripe's presentment currencies and how many decimals its integer amounts carry, from
+# "Supported currencies" (https://docs.stripe.com/currencies): amounts are in the currency's
+# minor unit; the zero-decimal currencies carry none; the three-decimal ones three. ISK is a
+# special case there: zero-decimal in ISO 4217, but the API takes it with two decimals (which
+# must be zero), so it is a two-decimal currency here. The emulator's own table: it never
+# reads revsync's (domain.money, the adapter's exponents).
+CURRENCIES = frozenset(
+    """
+    usd aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob brl bsd
+    bwp byn bzd cad cdf chf clp cny cop crc cve czk djf dkk dop dzd egp etb eur fjd fkp gbp
+    gel gip gmd gnf gtq gyd hkd hnl htg huf idr ils inr isk jmd jod jpy kes kgs khr kmf krw
+    kwd kyd kzt lak lbp lkr lrd lsl mad mdl mga mkd mmk mnt mop mur mvr mwk mxn myr mzn nad
+    ngn nio nok npr nzd omr pab pen pgk php pkr pln pyg qar ron rsd rub rwf sar sbd scr sek
+    sgd shp sle sos srd std szl thb tjs tnd top try ttd twd tzs uah ugx uyu uzs vnd vuv wst
+    xaf xcd xof xpf yer zar zmw
+    """.split()  # noqa: SIM905 (the docs' list, as written there)
+)
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()  # noqa: SIM905
+)
+THREE_DECIMAL_CURRENCIES = frozenset(("bhd", "jod", "kwd", "omr", "tnd"))
+
+
+def currency_decimals(currency: str) -> int:
+    """Decimal places of Stripe's integer amounts in ``currency`` (either case)."""
+    code = currency.lower()
+    if code in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    if code in THREE_DECIMAL_CURRENCIES:
+        return 3
+    return 2
+
+
 INTERVALS = frozenset({"day", "week", "month", "year"})
 TAX_ID_TYPES = frozenset(
     {"eu_vat", "gb_vat", "us_ein", "jp_trn", "ca_bn", "ca_gst_hst", "au_abn", "ch_vat"}
 )
 MAX_ITEMS = 20
+# The API version whose object shapes the emulator answers with (and stamps on events).
+API_VERSION = "2024-06-20"
 EMBEDDED_LINES = 10
 Json = dict[str, Any]
 
@@ -118,6 +184,12 @@ class StripeError(Exception):
         self.param = param
         self.decline_code = decline_code
         self.headers = dict(headers or {})
+
+    @property
+    def invalid_parameter(self) -> bool:
+        """A 400 naming the parameter it refuses: the request failed validation, before the
+        endpoint began to execute, so Stripe saves no idempotent result for it."""
+        return self.status == 400 and self.type == "invalid_request_error" and bool(self.param)
 
     def body(self) -> Json:
         error: Json = {"type": self.type, "message": self.message}
@@ -391,7 +463,9 @@ class SandboxInvoice(BaseModel):
     currency: str = Field(pattern=r"^[A-Za-z]{3}$")
     status: Literal["draft", "open", "paid"] = "open"
     finalized_at: Timestamp | None = Field(default=None, description="Defaults to now")
-    effective_date: Timestamp | None = None
+    effective_at: Timestamp | None = Field(
+        default=None, description="Stripe's effective_at: the issue date when it differs"
+    )
     collection_method: Literal["send_invoice", "charge_automatically"] = "send_invoice"
     days_until_due: int = Field(default=30, ge=0, le=3650)
     due_date: Timestamp | None = Field(default=None, description="Overrides days_until_due")
@@ -404,6 +478,100 @@ class SandboxInvoice(BaseModel):
         if (self.customer is None) == (self.account_id is None):
             raise ValueError("give exactly one of customer and account_id")
         return self
+
+
+# --- sandbox-made quotes ---------------------------------------------------------------------
+
+
+class SandboxQuoteLine(BaseModel):
+    """One line of a quote made through ``POST /_sandbox/stripe/quotes``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The price's lookup_key and metadata.sku (revsync reads the SKU there)",
+    )
+    description: str | None = Field(default=None, max_length=500)
+    quantity: int = Field(default=1, ge=1)
+    unit_amount: int = Field(ge=0, description="Unit price in Stripe's minor units")
+    recurring: Literal["day", "week", "month", "year"] | None = Field(
+        default=None, description="Billing interval of a recurring price; none for one-off"
+    )
+    interval_count: int = Field(default=1, ge=1, le=12)
+    discount: int = Field(default=0, ge=0, description="amount_discount, minor units")
+    tax: int = Field(default=0, ge=0, description="amount_tax (exclusive), minor units")
+
+
+class SandboxQuote(BaseModel):
+    """Body of ``POST /_sandbox/stripe/quotes``: a quote as a seller would build it in Stripe
+    with revsync's conventions (``metadata.crm_account_id``, ``metadata.owner``), accepted
+    unless ``status`` says otherwise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(
+        default=None, pattern=r"^qt_[A-Za-z0-9]{1,40}$", description="Defaults to a new id"
+    )
+    account_id: str | None = Field(default=None, description="metadata.crm_account_id")
+    owner: str | None = Field(default="Dana Seller", description="metadata.owner")
+    opportunity_id: str | None = Field(default=None, description="metadata.crm_opportunity_id")
+    term_months: str | None = Field(default=None, description="metadata.term_months")
+    metadata: dict[str, str] = Field(default_factory=dict, description="More metadata")
+    currency: str = Field(default="usd", pattern=r"^[A-Za-z]{3}$")
+    collection_method: Literal["send_invoice", "charge_automatically"] = "send_invoice"
+    days_until_due: int | None = Field(default=30, ge=0, le=3650)
+    status: Literal["draft", "open", "accepted", "canceled"] = "accepted"
+    accepted_at: Timestamp | None = Field(default=None, description="Defaults to now")
+    effective_date: Timestamp | None = Field(
+        default=None, description="subscription_data.effective_date"
+    )
+    customer: str | None = Field(
+        default=None, description="An existing customer id; one is created when absent"
+    )
+    lines: list[SandboxQuoteLine] = Field(min_length=1, max_length=250)
+
+
+def _quote_totals(lines: list[Json]) -> Json:
+    """``amount_subtotal``, ``amount_total`` and ``total_details`` of some quote lines."""
+    discount = sum(int(line["amount_discount"]) for line in lines)
+    tax = sum(int(line["amount_tax"]) for line in lines)
+    return {
+        "amount_subtotal": sum(int(line["amount_subtotal"]) for line in lines),
+        "amount_total": sum(int(line["amount_total"]) for line in lines),
+        "total_details": {"amount_discount": discount, "amount_shipping": 0, "amount_tax": tax},
+    }
+
+
+def _without_includables(line: Json, included: Sequence[str]) -> Json:
+    """A quote line item as a list renders it: ``discounts`` and ``taxes`` only when
+    included."""
+    return {
+        key: copy.deepcopy(value)
+        for key, value in line.items()
+        if key not in ("discounts", "taxes") or key in included
+    }
+
+
+def sign_event(secret: str, payload: bytes, timestamp: int) -> str:
+    """The ``Stripe-Signature`` header Stripe sends with ``payload``: ``t=<timestamp>`` and
+    ``v1=`` the hex HMAC-SHA256, keyed with the endpoint's signing secret (as is), of
+    ``"<timestamp>."`` followed by the payload ("Check the webhook signatures",
+    https://docs.stripe.com/webhooks#verify-manually)."""
+    signed = str(timestamp).encode() + b"." + payload
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+class QuoteEventRequest(BaseModel):
+    """Body of ``POST /_sandbox/stripe/quotes/<id>/events``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(default="quote.accepted", pattern=r"^quote\.[a-z_]+$")
+    secret: str = Field(min_length=1, description="The endpoint's signing secret (whsec_...)")
+    timestamp: int | None = Field(default=None, ge=0, description="Defaults to now")
 
 
 # --- the store ------------------------------------------------------------------------------
@@ -465,6 +633,10 @@ class StripeStore:
         self.prices: dict[str, Json] = {}
         self.subscriptions: dict[str, Json] = {}
         self.invoices: dict[str, Json] = {}
+        # Quotes as Stripe holds them, without their includable line item lists, which are
+        # kept apart (all of them, discounts and taxes included) and rendered on request.
+        self.quotes: dict[str, Json] = {}
+        self.quote_lines: dict[str, list[Json]] = {}
         self.idempotency: dict[tuple[str, str], IdempotentRequest] = {}
         # Stripe Search is eventually consistent: new objects appear after this many seconds.
         self.search_lag_seconds = 0.0
@@ -478,6 +650,10 @@ class StripeStore:
                 "products": list(self.products.values()),
                 "subscriptions": list(self.subscriptions.values()),
                 "invoices": list(self.invoices.values()),
+                "quotes": [
+                    {**quote, "line_items": {"object": "list", "data": self.quote_lines[key]}}
+                    for key, quote in self.quotes.items()
+                ],
             }
         )
 
@@ -802,8 +978,8 @@ class StripeStore:
                 "quantity": quantity,
                 "metadata": item_metadata,
                 "created": now,
-                "current_period_start": now,
-                "current_period_end": period_end,
+                # In 2024-06-20 the current period is the subscription's; items carry it
+                # only from the 2025 (Basil) versions on.
             }
             for price, quantity, item_metadata in items
         ]
@@ -842,7 +1018,7 @@ class StripeStore:
             "tax": None,
             "total_tax_amounts": [],
             "total_discount_amounts": [],
-            "effective_date": None,
+            "effective_at": None,
             "due_date": None if days_until_due is None else now + days_until_due * 86400,
             "period_start": now,
             "period_end": now,
@@ -913,9 +1089,7 @@ class StripeStore:
         when the tax is inclusive), before discounts; ``discount_amounts`` and
         ``tax_amounts`` say what comes off and what tax it bears."""
         product = self.products[price["product"]]
-        code = price["currency"].upper()
-        exponent = stripe_exponent(code) if code in MINOR_UNITS else 2
-        unit = Decimal(price["unit_amount_decimal"]).scaleb(-exponent)
+        unit = Decimal(price["unit_amount_decimal"]).scaleb(-currency_decimals(price["currency"]))
         per = f" / {price['recurring']['interval']}" if price["recurring"] else ""
         amount = _line_amount(price["unit_amount_decimal"], quantity)
         inclusive_tax = tax if tax_inclusive else 0
@@ -1279,7 +1453,7 @@ class StripeStore:
                 for t in taxes
             ],
             "total_discount_amounts": [dict(d) for d in discounts],
-            "effective_date": (None if spec.effective_date is None else epoch(spec.effective_date)),
+            "effective_at": None if spec.effective_at is None else epoch(spec.effective_at),
             "due_date": due_date,
             "period_start": anchor,
             "period_end": anchor,
@@ -1337,6 +1511,304 @@ class StripeStore:
         invoice["status_transitions"]["paid_at"] = self._now()
         return self._render_invoice(invoice)
 
+    # quotes
+
+    def _quote(self, quote_id: str) -> Json:
+        if quote_id not in self.quotes:
+            raise _missing("quote", quote_id)
+        return self.quotes[quote_id]
+
+    def create_sandbox_quote(self, spec: SandboxQuote) -> Json:
+        """A quote with the given lines, as the API shows it (without its includable lists).
+        Prices are made inline (a product per SKU); the amounts follow Stripe's line item:
+        ``amount_subtotal`` is quantity times unit amount, ``amount_total`` that less
+        ``amount_discount`` plus ``amount_tax``."""
+        currency = spec.currency.lower()
+        if currency not in CURRENCIES:
+            raise _invalid(f"Invalid currency: {currency}.", param="currency")
+        quote_id = spec.id or new_id("qt")
+        if quote_id in self.quotes:
+            raise _invalid(f"Quote already exists: '{quote_id}'", "id", "resource_already_exists")
+        if spec.customer is not None:
+            if spec.customer not in self.customers:
+                raise _missing("customer", spec.customer, "customer", status=400)
+            customer_id = spec.customer
+        else:
+            metadata = {} if spec.account_id is None else {"crm_account_id": spec.account_id}
+            name = f"Account {spec.account_id or quote_id}"
+            customer_id = str(self.create_customer({"name": name, "metadata": metadata})["id"])
+        now = self._now()
+        accepted = epoch(spec.accepted_at) if spec.accepted_at is not None else now
+        created = min(accepted, now) - 7 * 86400
+        lines = [self._quote_line(line, currency, created) for line in spec.lines]
+        metadata = dict(spec.metadata)
+        for key, value in (
+            ("crm_account_id", spec.account_id),
+            ("crm_opportunity_id", spec.opportunity_id),
+            ("owner", spec.owner),
+            ("term_months", spec.term_months),
+        ):
+            if value is not None:
+                metadata[key] = value
+        recurring = [line for line in lines if line["price"]["recurring"] is not None]
+        computed_recurring: Json | None = None
+        if recurring:
+            first = recurring[0]["price"]["recurring"]
+            same = [
+                line
+                for line in recurring
+                if line["price"]["recurring"]["interval"] == first["interval"]
+                and line["price"]["recurring"]["interval_count"] == first["interval_count"]
+            ]
+            computed_recurring = {
+                **_quote_totals(same),
+                "interval": first["interval"],
+                "interval_count": first["interval_count"],
+            }
+        accepted_at = accepted if spec.status == "accepted" else None
+        quote: Json = {
+            "id": quote_id,
+            "object": "quote",
+            **_quote_totals(lines),
+            "application": None,
+            "application_fee_amount": None,
+            "application_fee_percent": None,
+            "automatic_tax": {"enabled": False, "liability": None, "status": None},
+            "collection_method": spec.collection_method,
+            "computed": {"recurring": computed_recurring, "upfront": _quote_totals(lines)},
+            "created": created,
+            "currency": currency,
+            "customer": customer_id,
+            "default_tax_rates": [],
+            "description": None,
+            "discounts": [],
+            "expires_at": created + 30 * 86400,
+            "footer": None,
+            "from_quote": None,
+            "header": None,
+            # Accepting a quote makes Stripe create its invoice (and subscription); the
+            # emulator does not make them.
+            "invoice": None,
+            "invoice_settings": {
+                "days_until_due": (
+                    spec.days_until_due if spec.collection_method == "send_invoice" else None
+                ),
+                "issuer": {"type": "self"},
+            },
+            "livemode": False,
+            "metadata": metadata,
+            "number": None if spec.status == "draft" else f"QT-{quote_id[3:11].upper()}-0001",
+            "on_behalf_of": None,
+            "status": spec.status,
+            "status_transitions": {
+                "accepted_at": accepted_at,
+                "canceled_at": now if spec.status == "canceled" else None,
+                "finalized_at": None if spec.status == "draft" else created + 3600,
+            },
+            "subscription": None,
+            "subscription_data": {
+                "description": None,
+                "effective_date": (
+                    None if spec.effective_date is None else epoch(spec.effective_date)
+                ),
+                "metadata": None,
+                "trial_period_days": None,
+            },
+            "subscription_schedule": None,
+            "test_clock": None,
+            "transfer_data": None,
+        }
+        self.quotes[quote_id] = quote
+        self.quote_lines[quote_id] = lines
+        return self._render_quote(quote_id, [])
+
+    def _quote_line(self, line: SandboxQuoteLine, currency: str, created: int) -> Json:
+        sku = line.sku
+        product_id = sku or new_id("prod")
+        if product_id not in self.products:
+            self.create_product({"id": product_id, "name": line.description or product_id})
+        recurrence = (
+            None
+            if line.recurring is None
+            else {
+                "aggregate_usage": None,
+                "interval": line.recurring,
+                "interval_count": line.interval_count,
+                "meter": None,
+                "trial_period_days": None,
+                "usage_type": "licensed",
+            }
+        )
+        price: Json = {
+            "id": new_id("price"),
+            "object": "price",
+            "active": True,
+            "billing_scheme": "per_unit",
+            "created": created,
+            "currency": currency,
+            "custom_unit_amount": None,
+            "livemode": False,
+            "lookup_key": None if sku is None else sku.lower(),
+            "metadata": {} if sku is None else {"sku": sku},
+            "nickname": None,
+            "product": product_id,
+            "recurring": recurrence,
+            "tax_behavior": "exclusive",
+            "tiers_mode": None,
+            "transform_quantity": None,
+            "type": "one_time" if recurrence is None else "recurring",
+            "unit_amount": line.unit_amount,
+            "unit_amount_decimal": str(line.unit_amount),
+        }
+        self.prices[price["id"]] = price
+        subtotal = line.quantity * line.unit_amount
+        discounts = (
+            [
+                {
+                    "amount": line.discount,
+                    "discount": {"id": new_id("di"), "object": "discount", "coupon": None},
+                }
+            ]
+            if line.discount
+            else []
+        )
+        taxes = (
+            [
+                {
+                    "amount": line.tax,
+                    "rate": {"id": new_id("txr"), "object": "tax_rate", "inclusive": False},
+                    "taxability_reason": None,
+                    "taxable_amount": subtotal - line.discount,
+                }
+            ]
+            if line.tax
+            else []
+        )
+        return {
+            "id": new_id("li"),
+            "object": "item",
+            "amount_discount": line.discount,
+            "amount_subtotal": subtotal,
+            "amount_tax": line.tax,
+            "amount_total": subtotal - line.discount + line.tax,
+            "currency": currency,
+            "description": line.description or self.products[product_id]["name"],
+            "discounts": discounts,
+            "price": price,
+            "quantity": line.quantity,
+            "taxes": taxes,
+        }
+
+    def _render_quote(self, quote_id: str, expand: list[Any]) -> Json:
+        """The quote as the API answers it: ``line_items`` and
+        ``computed.upfront.line_items`` are includable, so they appear only when asked for
+        with ``expand[]`` (their first page, as a list object)."""
+        rendered = copy.deepcopy(self._quote(quote_id))
+        for index, path in enumerate(expand):
+            if path == "line_items":
+                rendered["line_items"] = self._embedded_lines(quote_id, "line_items")
+            elif path == "computed.upfront.line_items":
+                rendered["computed"]["upfront"]["line_items"] = self._embedded_lines(
+                    quote_id, "computed_upfront_line_items"
+                )
+            elif path == "customer":
+                customer_id = rendered["customer"]
+                if customer_id in self.customers:
+                    rendered["customer"] = copy.deepcopy(self.customers[customer_id])
+            else:
+                raise _invalid(
+                    f"This property cannot be expanded ({path}).", param=f"expand[{index}]"
+                )
+        return rendered
+
+    def _embedded_lines(self, quote_id: str, path: str) -> Json:
+        lines = self.quote_lines[quote_id]
+        return {
+            "object": "list",
+            "data": [_without_includables(line, ()) for line in lines[:EMBEDDED_LINES]],
+            "has_more": len(lines) > EMBEDDED_LINES,
+            "url": f"/v1/quotes/{quote_id}/{path}",
+        }
+
+    def get_quote(self, quote_id: str, params: Json) -> Json:
+        """``GET /v1/quotes/{id}``: the quote; ``expand[]`` includes ``line_items``,
+        ``computed.upfront.line_items`` or expands ``customer``."""
+        _known(params, {"expand"})
+        return self._render_quote(quote_id, _list(params.get("expand"), "expand"))
+
+    def list_quote_line_items(self, quote_id: str, params: Json, *, upfront: bool) -> Json:
+        """``GET /v1/quotes/{id}/line_items`` (and ``computed_upfront_line_items``): a list
+        of the quote's line items in quote order, ``limit`` (1 to 100, default 10) after
+        ``starting_after`` or before ``ending_before``; each item's ``discounts`` and
+        ``taxes`` are includable (``expand[]=data.discounts``, ``data.taxes``)."""
+        self._quote(quote_id)
+        _known(params, {"limit", "starting_after", "ending_before", "expand"})
+        limit = _int(params.get("limit"), "limit", minimum=1, default=10)
+        if limit > 100:
+            raise _invalid("Invalid limit: must be at most 100", param="limit")
+        included: list[str] = []
+        for index, path in enumerate(_list(params.get("expand"), "expand")):
+            if path not in ("data.discounts", "data.taxes"):
+                raise _invalid(
+                    f"This property cannot be expanded ({path}).", param=f"expand[{index}]"
+                )
+            included.append(str(path).removeprefix("data."))
+        lines = self.quote_lines[quote_id]
+        ids = [line["id"] for line in lines]
+        after = _str(params.get("starting_after"), "starting_after")
+        before = _str(params.get("ending_before"), "ending_before")
+        if after is not None and before is not None:
+            raise _invalid(
+                "You may only specify one of these parameters: starting_after, ending_before."
+            )
+        start, stop = 0, len(lines)
+        if after is not None:
+            if after not in ids:
+                raise _missing("line item", after, "starting_after", status=400)
+            start = ids.index(after) + 1
+            stop = min(start + limit, len(lines))
+        elif before is not None:
+            if before not in ids:
+                raise _missing("line item", before, "ending_before", status=400)
+            stop = ids.index(before)
+            start = max(stop - limit, 0)
+        else:
+            stop = min(limit, len(lines))
+        page = lines[start:stop]
+        more = start > 0 if before is not None else stop < len(lines)
+        path = "computed_upfront_line_items" if upfront else "line_items"
+        return {
+            "object": "list",
+            "data": [_without_includables(line, included) for line in page],
+            "has_more": more,
+            "url": f"/v1/quotes/{quote_id}/{path}",
+        }
+
+    def quote_event(
+        self,
+        quote_id: str,
+        type: str = "quote.accepted",
+        *,
+        event_id: str | None = None,
+        created: int | None = None,
+    ) -> Json:
+        """The event Stripe would deliver about the quote: the envelope with the quote in
+        ``data.object`` as its API renders it *without expansion*, so without
+        ``line_items`` or ``computed.upfront.line_items`` (an event never carries
+        includable properties)."""
+        quote = self._render_quote(quote_id, [])
+        return {
+            "id": event_id or new_id("evt"),
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": self._now() if created is None else created,
+            "data": {"object": quote},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": type,
+        }
+
 
 # --- HTTP -----------------------------------------------------------------------------------
 
@@ -1391,6 +1863,34 @@ def build_control_router(state: SandboxState) -> APIRouter:
         except StripeError as error:
             return error.response()
 
+    @router.post("/quotes")
+    async def create_quote(spec: SandboxQuote) -> Response:
+        try:
+            return json_response(state.stripe.create_sandbox_quote(spec))
+        except StripeError as error:
+            return error.response()
+
+    @router.post("/quotes/{quote_id}/events")
+    async def quote_event(quote_id: str, request: QuoteEventRequest) -> Response:
+        """The event Stripe would send about the quote, signed with ``secret`` as Stripe
+        signs a delivery to an endpoint: the raw ``payload`` to post and its headers."""
+        try:
+            event = state.stripe.quote_event(quote_id, request.type)
+        except StripeError as error:
+            return error.response()
+        payload = json.dumps(event, indent=2).encode()
+        timestamp = int(time.time()) if request.timestamp is None else request.timestamp
+        return json_response(
+            {
+                "event": event,
+                "payload": payload.decode(),
+                "headers": {
+                    "Content-Type": "application/json; charset=utf-8",
+                    "Stripe-Signature": sign_event(request.secret, payload, timestamp),
+                },
+            }
+        )
+
     return router
 
 
@@ -1431,15 +1931,17 @@ def build_router(state: SandboxState) -> APIRouter:
             if (injected := await faults.before(operation)) is not None:
                 release()
                 return injected
+            saved = True
             try:
                 status, body = 200, action(store, params)
             except StripeError as error:
                 status, body = error.status, error.body()
+                saved = not error.invalid_parameter
         except BaseException:
             release()
             raise
         if slot is not None:
-            if status < 500:
+            if status < 500 and saved:
                 slot.status, slot.body = status, body
             else:
                 release()
@@ -1547,6 +2049,27 @@ def build_router(state: SandboxState) -> APIRouter:
             request,
             "cancel_subscription",
             lambda s, p: s.cancel_subscription(subscription_id, p),
+        )
+
+    # quotes
+    @router.get("/v1/quotes/{quote_id}")
+    async def get_quote(request: Request, quote_id: str) -> Response:
+        return await serve(request, "get_quote", lambda s, p: s.get_quote(quote_id, p))
+
+    @router.get("/v1/quotes/{quote_id}/line_items")
+    async def list_quote_line_items(request: Request, quote_id: str) -> Response:
+        return await serve(
+            request,
+            "list_quote_line_items",
+            lambda s, p: s.list_quote_line_items(quote_id, p, upfront=False),
+        )
+
+    @router.get("/v1/quotes/{quote_id}/computed_upfront_line_items")
+    async def list_quote_upfront_line_items(request: Request, quote_id: str) -> Response:
+        return await serve(
+            request,
+            "list_quote_upfront_line_items",
+            lambda s, p: s.list_quote_line_items(quote_id, p, upfront=True),
         )
 
     # invoices

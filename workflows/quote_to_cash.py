@@ -15,9 +15,11 @@ A rejection (non-retryable) of steps 1-5 unwinds: the done side effects are undo
 order (cancel subscription, void invoice, cancel ERP order), the CRM quote is marked Rejected
 with the reason, and the saga ends COMPENSATED (REJECTED when nothing had been booked).
 
-A step whose retry budget runs out, a rejected CRM write-back and a compensation that keeps
-failing do not fail the saga: it parks (NEEDS_ATTENTION, ``BlockedStep``) and waits for an
-operator's ``resolve`` update (retry, compensate or skip, as ``domain.saga`` allows).
+A step whose retry budget runs out, a step the vendor refuses for revsync's own credentials
+(``VendorMisconfigured``: parked at once, not retried, nothing compensated), a rejected CRM
+write-back and a compensation that keeps failing do not fail the saga: it parks
+(NEEDS_ATTENTION, ``BlockedStep``) and waits for an operator's ``resolve`` update (retry,
+compensate or skip, as ``domain.saga`` allows).
 
 Each ending (BOOKED, REJECTED, COMPENSATED) and each parking is published as a business event
 (``workflows.publishing``, patch ``publish-business-events``); the workflow ends once they
@@ -172,15 +174,31 @@ def spent_quota(error: ActivityError) -> dict[str, Any] | None:
     return None
 
 
+def configuration_refusal(error: ActivityError) -> str | None:
+    """The vendor's message if ``error`` is a refusal of revsync's own credentials or
+    configuration (``VendorMisconfigured``: not retried, nothing to compensate), else None."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == FailureType.VENDOR_MISCONFIGURED:
+        return cause.message
+    return None
+
+
 def step_failure(error: ActivityError, budget: timedelta) -> tuple[str | None, str]:
     """What ended a step's attempts: the vendor's refusal (None when the retry budget ran out
-    instead) and the reason an operator reads. A budget spent waiting on a vendor's daily
+    instead, or when the vendor refused revsync's configuration, which parks the step at
+    once) and the reason an operator reads. A budget spent waiting on a vendor's daily
     quota says so: the step is not failing, the vendor's allowance is used up, and a retry
     helps once it has recovered (Salesforce: once the org's last 24 hours of calls are under
     its limit)."""
     rejected = rejection_reason(error)
     if rejected is not None:
         return rejected, rejected
+    misconfigured = configuration_refusal(error)
+    if misconfigured is not None:
+        return None, (
+            "the vendor refused revsync's credentials or configuration (not retried; fix "
+            f"it, then retry the step): {misconfigured}"
+        )
     quota = spent_quota(error)
     if quota is not None:
         limit = str(quota.get("limit") or "the vendor's daily API request limit")

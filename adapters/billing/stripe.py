@@ -7,10 +7,21 @@ the API version pinned with ``Stripe-Version`` so object shapes do not move unde
 
 Keys and duplicates:
 
-- customer: looked up by ``metadata['revsync_account_id']`` (Stripe Search), created with the
-  caller's ``Idempotency-Key`` when absent. Stripe Search is eventually consistent (new objects
-  become searchable within about a minute); a retry of the same step within 24 hours is still
-  safe because the create replays under its ``Idempotency-Key``.
+- customer: one per CRM account. Looked up by ``metadata['revsync_account_id']`` (Stripe
+  Search), created when absent under an ``Idempotency-Key`` derived from the *account*
+  (:func:`customer_idempotency_key`), not from the saga: Stripe Search is eventually
+  consistent (new objects become searchable in under a minute, later during an outage), so
+  two sagas of one new account within that lag both miss the search, and their creates must
+  be one request to Stripe. The create's parameters come from the account alone
+  (:func:`customer_form`), so the second create replays the first one's answer (the same
+  customer); a create still running answers 409 ``idempotency_key_in_use`` (transient). If
+  the account changed in CRM between the two reads, the parameters differ and Stripe answers
+  400 ``idempotency_error``: then the first create made the customer, which the search finds
+  once indexed, so that answer is transient here (with ``Retry-After``) and the retried step
+  finds it. Stripe prunes keys after 24 hours: by then the customer is long searchable and no
+  create is sent; a customer deleted in Stripe is not found by the search, and a new one is
+  created once the key is pruned (within the 24 hours the create would replay the deleted
+  one, and the subscription create is then refused).
 - subscription: looked up by ``metadata['revsync_key']``, created with that key as
   ``Idempotency-Key``; the same two layers cover a retry after a lost answer.
 - products: one per SKU, with the SKU as the Stripe product id (``GET /v1/products/<sku>``,
@@ -49,7 +60,7 @@ subscription's, and a void invoice keeps the audit trail (at the cost of an invo
 A finalized zero-amount draft comes back paid and is returned as is.
 
 Reading an invoice for invoice-to-revenue (``get_invoice``): ``GET /v1/invoices/<id>`` with
-``expand[]=customer`` (one call brings the customer's ``metadata.revsync_account_id``, the CRM
+``expand[0]=customer`` (one call brings the customer's ``metadata.revsync_account_id``, the CRM
 account quote-to-cash stamped on it), then ``/v1/invoices/<id>/lines`` page by page past the
 embedded ones. A draft is rejected before the lines are read (revsync starts on
 ``invoice.finalized``), as is a currency outside ``domain.money`` and a customer without the
@@ -68,7 +79,7 @@ CRM account id. Each line maps to one canonical line:
   domain wants); any other line is one-off, recognised on the issue date. A recurring line
   whose period is shorter than a day is one-off on its start date;
 - dates: timestamps become calendar dates in the accounting time zone (UTC unless the
-  adapter is given another). The issue date is ``effective_date`` when set, else
+  adapter is given another). The issue date is ``effective_at`` when set, else
   ``status_transitions.finalized_at``; without a ``due_date`` (charged automatically) the
   invoice is due on issue;
 - the SKU is the price's product id (quote-to-cash creates products with the SKU as id); a
@@ -94,7 +105,13 @@ from adapters.billing.stripe_fields import (
     changes_from_customer,
     customer_update_form,
 )
-from adapters.errors import NotFoundError, RejectedError, VendorError
+from adapters.errors import (
+    ConfigurationError,
+    NotFoundError,
+    RejectedError,
+    TransientError,
+    VendorError,
+)
 from adapters.http import VendorHttp, decode_json, vendor_error
 from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField
@@ -133,6 +150,9 @@ UNIT_AMOUNT_DECIMALS = 12
 MAX_COMMENT = 5000
 
 _TRANSIENT_CODES = frozenset({"idempotency_key_in_use", "lock_timeout", "rate_limit"})
+# How long a new object may take to appear in Stripe Search under normal conditions ("Search",
+# https://docs.stripe.com/search: searchable in under a minute).
+SEARCH_LAG_SECONDS = 60.0
 
 _SUBSCRIPTION_STATUS: dict[str, SubscriptionStatus] = {
     "active": SubscriptionStatus.ACTIVE,
@@ -165,16 +185,21 @@ def _error_fields(response: httpx.Response) -> dict[str, Any]:
 
 
 def classify_stripe_error(operation: str, response: httpx.Response) -> VendorError:
-    """Stripe's reading of an error response.
+    """Stripe's reading of an error response ("Errors", https://docs.stripe.com/api/errors;
+    "Advanced error handling", https://docs.stripe.com/error-low-level).
 
-    ``Stripe-Should-Retry`` decides when present (``true``: transient, ``false``: not).
-    Otherwise 5xx, 409 (``idempotency_key_in_use``), 429 / ``rate_limit_error`` and
-    ``lock_timeout`` are transient (with ``Retry-After``); so are 401 and 403 (a revoked,
-    rotated or under-privileged API key is revsync's configuration, not the customer's
-    order: retrying, then parking the step, beats unwinding booked orders over it); 404 is
-    :class:`NotFoundError`; everything else (``invalid_request_error``, ``card_error``,
-    ``idempotency_error``) is rejected, with Stripe's code (or the error type when there is
-    no code).
+    - 401 (no valid API key) and 403 (the key lacks the permission) are
+      :class:`ConfigurationError`: revsync's own credentials, not the customer's order, so
+      neither a retry (the same key fails the same way) nor a rejection (which would unwind
+      the order) is right: the saga parks at once, saying so. Only ``Stripe-Should-Retry:
+      true`` makes them transient.
+    - ``Stripe-Should-Retry`` decides otherwise when present (``true``: transient,
+      ``false``: not).
+    - Without it, 5xx, 409 (``idempotency_key_in_use``), 429 / ``rate_limit_error`` and
+      ``lock_timeout`` are transient (with ``Retry-After``); 404 is :class:`NotFoundError`;
+      everything else (``invalid_request_error``, ``card_error`` with its
+      ``decline_code``, ``idempotency_error``) is rejected, with Stripe's code (or the
+      error type when there is no code).
     """
     status = response.status_code
     error = _error_fields(response)
@@ -188,10 +213,18 @@ def classify_stripe_error(operation: str, response: httpx.Response) -> VendorErr
     vendor_code = code or error_type or None
     should_retry = response.headers.get("stripe-should-retry", "").strip().lower()
 
+    if status in (401, 403) and should_retry != "true":
+        return ConfigurationError(
+            VENDOR,
+            operation,
+            f"{message} (check REVSYNC_STRIPE_API_KEY and the key's permissions)",
+            status=status,
+            code=vendor_code,
+        )
     transient = should_retry == "true" or (
         should_retry != "false"
         and (
-            status in (401, 403, 409, 429)
+            status in (409, 429)
             or status >= 500
             or error_type == "rate_limit_error"
             or code in _TRANSIENT_CODES
@@ -249,6 +282,12 @@ def stripe_tax_id(country: str, tax_id: str) -> tuple[str, str] | None:
     if country == "AU" and re.fullmatch(r"\d{11}", value):
         return "au_abn", value
     return None
+
+
+def customer_idempotency_key(account_id: str) -> str:
+    """The ``Idempotency-Key`` of the customer create for a CRM account: the same for every
+    saga of the account, so two of them create one customer (module docstring)."""
+    return f"revsync:customer:{account_id}"
 
 
 def customer_form(customer: Customer) -> dict[str, str]:
@@ -638,7 +677,7 @@ def finalized_invoice(
             "revsync does not book an invoice it cannot account for line by line",
         )
     transitions = obj.get("status_transitions") or {}
-    issued = obj.get("effective_date") or transitions.get("finalized_at") or obj.get("created")
+    issued = obj.get("effective_at") or transitions.get("finalized_at") or obj.get("created")
     issue_date = _local_date(issued, zone)
     if issue_date is None:
         raise _unexpected(operation, f"invoice {invoice_id} has no finalization date")
@@ -792,18 +831,37 @@ class StripeBilling:
     # customers
 
     async def upsert_customer(self, customer: Customer, idempotency_key: str) -> str:
+        """The account's customer: found by the search, else created under the *account's*
+        key (:func:`customer_idempotency_key`; the caller's per-saga ``idempotency_key`` is
+        not used, see the module docstring)."""
         found = await self._search(
-            "search_customers", "customers", "revsync_account_id", customer.account_id
+            "search_customers", "customers", ACCOUNT_METADATA_KEY, customer.account_id
         )
         if found is not None:
             return str(found["id"])
-        created = await self._call(
-            "create_customer",
-            "POST",
-            self._url("customers"),
-            form=customer_form(customer),
-            idempotency_key=idempotency_key,
-        )
+        try:
+            created = await self._call(
+                "create_customer",
+                "POST",
+                self._url("customers"),
+                form=customer_form(customer),
+                idempotency_key=customer_idempotency_key(customer.account_id),
+            )
+        except RejectedError as error:
+            if error.code != "idempotency_error":
+                raise
+            # Another saga of this account created the customer with the account's data as
+            # it then was; the search finds it once Stripe has indexed it.
+            raise TransientError(
+                VENDOR,
+                "create_customer",
+                f"the customer of account {customer.account_id} was created by another "
+                "request with other data (idempotency_error); waiting for Stripe Search to "
+                f"index it: {error.message}",
+                status=error.status,
+                code=error.code,
+                retry_after=SEARCH_LAG_SECONDS,
+            ) from error
         return str(created["id"])
 
     async def find_customer(self, account_id: str) -> str | None:
@@ -954,6 +1012,29 @@ class StripeBilling:
             return objects, str(objects[-1]["id"])
         return objects, None
 
+    # quotes (read by the gateway for Stripe's quote.accepted)
+
+    async def quote_line_items(self, quote_id: str) -> list[dict[str, Any]]:
+        """Every line item of a quote, in order: ``GET /v1/quotes/<id>/line_items`` page by
+        page (``limit=100``, ``starting_after`` the last id while ``has_more``). A quote's
+        ``line_items`` are includable, so a webhook event's quote never carries them ("Retrieve
+        a quote's line items", https://docs.stripe.com/api/quotes/line_items/list)."""
+        operation = "list_quote_line_items"
+        url = self._url("quotes", quote_id, "line_items")
+        items: list[dict[str, Any]] = []
+        params = {"limit": str(MAX_LIST_LIMIT)}
+        while True:
+            page = await self._call(operation, "GET", url, params=params)
+            data = page.get("data")
+            if not isinstance(data, list) or not all(isinstance(i, dict) for i in data):
+                raise _unexpected(operation, "line item list answer without data")
+            items.extend(data)
+            if not page.get("has_more"):
+                return items
+            if not data or not data[-1].get("id"):
+                raise _unexpected(operation, "has_more without a last line item id")
+            params = {"limit": str(MAX_LIST_LIMIT), "starting_after": str(data[-1]["id"])}
+
     # invoices
 
     async def _invoice_lines(self, invoice: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -979,7 +1060,7 @@ class StripeBilling:
     async def get_invoice(self, invoice_id: str) -> FinalizedInvoice:
         operation = "get_invoice"
         invoice = await self._call(
-            operation, "GET", self._url("invoices", invoice_id), params={"expand[]": "customer"}
+            operation, "GET", self._url("invoices", invoice_id), params={"expand[0]": "customer"}
         )
         check_finalized(invoice, operation)  # before reading more pages of a draft
         customer = invoice.get("customer")

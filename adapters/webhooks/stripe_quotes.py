@@ -1,8 +1,14 @@
 """Stripe quotes: an accepted Stripe Quote object as revsync's canonical :class:`Quote`.
 
-The ``quote.accepted`` event carries the Quote in ``data.object``; revsync reads it with
-``line_items`` included (``{"object": "list", "data": [...]}``), since Stripe leaves that
-list out unless asked. Conventions the sales team follows when building a quote in Stripe:
+The ``quote.accepted`` event carries the Quote in ``data.object`` *without* its lines: a
+quote's ``line_items`` (and ``computed.upfront.line_items``) are includable, returned only
+when a request asks for them, never in an event ("Expanding responses",
+https://docs.stripe.com/expand). The gateway reads them with
+``GET /v1/quotes/<id>/line_items`` (:mod:`revsync.gateway.stripe_quotes`) and puts them in
+the quote's ``line_items`` (:func:`with_line_items`), as an expanded retrieval would show
+them; :func:`quote_from_stripe` maps that whole, and its field paths name the quote's
+``line_items`` property (``data.object.line_items.data.0.price.lookup_key``). Conventions
+the sales team follows when building a quote in Stripe:
 
 * ``metadata.crm_account_id`` (required): the CRM account the quote belongs to;
   ``metadata.crm_opportunity_id`` (optional); ``metadata.owner`` (required): the seller;
@@ -44,6 +50,7 @@ __all__ = [
     "quote_from_stripe",
     "sample_event",
     "sample_stripe_quote",
+    "with_line_items",
 ]
 
 API_VERSION = "2024-06-20"
@@ -155,6 +162,20 @@ class _Reader(FieldErrors):
             return None
 
 
+def with_line_items(quote: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``quote`` (an event's ``data.object``) with ``items``, every line item read from
+    ``GET /v1/quotes/<id>/line_items``, as its complete ``line_items`` list."""
+    return {
+        **quote,
+        "line_items": {
+            "object": "list",
+            "data": items,
+            "has_more": False,
+            "url": f"/v1/quotes/{quote.get('id')}/line_items",
+        },
+    }
+
+
 def quote_from_stripe(quote: dict[str, Any]) -> Quote:
     """The canonical quote for a Stripe Quote object with ``line_items`` included.
 
@@ -264,7 +285,7 @@ def _lines(
     """The QuoteLine inputs, and per line where each field was read (relative paths)."""
     line_items = quote.get("line_items")
     if line_items is None:
-        read.error("line_items", "is required: retrieve the quote with line_items included")
+        read.error("line_items", "is required: read with GET /v1/quotes/<id>/line_items")
         return [], []
     if not isinstance(line_items, dict):
         read.error("line_items", "must be a list object")
@@ -629,10 +650,23 @@ def sample_stripe_quote(
     }
 
 
+def without_includables(quote_obj: dict[str, Any]) -> dict[str, Any]:
+    """``quote_obj`` as an event or an unexpanded retrieval renders it: no ``line_items``,
+    no ``computed.upfront.line_items``."""
+    rendered = {key: value for key, value in quote_obj.items() if key != "line_items"}
+    computed = rendered.get("computed")
+    if isinstance(computed, dict) and isinstance(computed.get("upfront"), dict):
+        upfront = {k: v for k, v in computed["upfront"].items() if k != "line_items"}
+        rendered["computed"] = {**computed, "upfront": upfront}
+    return rendered
+
+
 def sample_event(
     quote_obj: dict[str, Any], event_id: str | None = None, type: str = "quote.accepted"
 ) -> dict[str, Any]:
-    """The event envelope Stripe would deliver for ``quote_obj``.
+    """The event envelope Stripe would deliver for ``quote_obj``: its ``data.object`` is the
+    quote without the includable ``line_items`` and ``computed.upfront.line_items``, which
+    no event carries (read them with ``GET /v1/quotes/<id>/line_items``).
 
     Without ``event_id`` the id is derived from the quote id and ``type``, so building the
     same event twice gives a redelivery, as Stripe's retries are.
@@ -644,7 +678,7 @@ def sample_event(
         "object": "event",
         "api_version": API_VERSION,
         "created": created if isinstance(created, int) else int(time.time()),
-        "data": {"object": quote_obj},
+        "data": {"object": without_includables(quote_obj)},
         "livemode": bool(quote_obj.get("livemode", False)),
         "pending_webhooks": 1,
         "request": {"id": None, "idempotency_key": None},

@@ -34,6 +34,7 @@ from revsync.gateway.hubspot_trigger import build_reader
 from revsync.gateway.ops import ops_router
 from revsync.gateway.refusals import Refused, refused_handler
 from revsync.gateway.salesforce_quotes import quote_reader
+from revsync.gateway.stripe_quotes import quote_reader as stripe_quote_reader
 from revsync.gateway.webhooks import webhooks_router
 from revsync.settings import Settings, get_settings
 from revsync.telemetry import ServerSpanMiddleware, instrument_http_client
@@ -61,7 +62,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.client = client or await connect(settings, keys, runtime=runtime)
-        # Vendor reads the gateway makes itself (HubSpot's closed-won deals): one client,
+        # Vendor reads the gateway makes itself (HubSpot's closed-won deals, Salesforce CPQ
+        # quotes, the lines of Stripe's accepted quotes): one client,
         # closed at shutdown unless the caller gave its own.
         own = http is None
         # Each vendor call a client span, as in the workers (revsync.telemetry).
@@ -71,6 +73,7 @@ def create_app(
         try:
             app.state.hubspot = build_reader(settings, vendor_http)
             app.state.salesforce_quotes = quote_reader(settings, vendor_http)
+            app.state.stripe_quotes = stripe_quote_reader(settings, vendor_http)
             log.info("gateway ready", temporal=settings.temporal_address, staff=len(tokens))
             yield
         finally:

@@ -206,7 +206,9 @@ WEBHOOK_DOCS: dict[str, WebhookDocs] = {
     "/stripe": WebhookDocs(
         operation="stripe_event",
         summary="A Stripe event: quote.accepted starts a saga, other types are acknowledged",
-        description="Signed with `Stripe-Signature` (the endpoint's signing secret).",
+        description="Signed with `Stripe-Signature` (the endpoint's signing secret). The "
+        "event's quote carries no lines (an includable property): the gateway reads them with "
+        "`GET /v1/quotes/<id>/line_items` before mapping it (docs/api.md#stripe-quotes).",
         openapi_extra=_json_body(
             _component("StripeEvent"),
             "A Stripe event envelope (schemas/webhooks/stripe.event.v1.json)",
@@ -225,7 +227,11 @@ WEBHOOK_DOCS: dict[str, WebhookDocs] = {
                 },
             },
             **REFUSALS,
-            **UNAVAILABLE,
+            503: {
+                "description": "Temporal is unreachable, or the quote's lines could not be "
+                "read from Stripe (Stripe away or throttled, the gateway's key refused): "
+                "nothing started; Stripe delivers again"
+            },
         },
         status_code=202,
     ),

@@ -13,7 +13,9 @@ One pipeline for every source, in this order:
 
 Sources, under ``/v1/webhooks`` (and, deprecated, the unversioned ``/webhooks``: see
 :mod:`revsync.gateway.versioning`): ``/cpq/quote-accepted`` (revsync's HMAC scheme),
-``/stripe``, ``/stripe/customers`` and ``/stripe/invoices`` (``Stripe-Signature``),
+``/stripe`` (``quote.accepted``, its lines read from Stripe:
+:mod:`revsync.gateway.stripe_quotes`), ``/stripe/customers`` and ``/stripe/invoices``
+(``Stripe-Signature``),
 ``/zuora/invoices`` (Zuora callouts: a shared secret in ``X-Revsync-Callout-Secret``;
 invoice-to-revenue, :mod:`revsync.gateway.invoice_webhooks`), ``/hubspot``
 (``X-HubSpot-Signature-v3``),
@@ -54,12 +56,11 @@ from adapters.webhooks import (
     zuora_invoices,
 )
 from adapters.webhooks.signatures import MalformedPayload, SignatureError
-from adapters.webhooks.stripe_quotes import MappingError, quote_from_stripe
 from domain.contracts import TaskQueue
 from domain.quote import Quote
 from domain.saga import QuoteToCashInput, SagaPolicy
 from revsync import metrics
-from revsync.gateway import hubspot_trigger
+from revsync.gateway import hubspot_trigger, stripe_quotes
 from revsync.gateway.customer_changes import apply_customer_changes, customer_change_response
 from revsync.gateway.invoice_webhooks import act, from_zuora, invoice_event
 from revsync.gateway.refusals import Refused, read_body
@@ -280,10 +281,14 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
         event = await verified_stripe_event(request, ("quote.accepted",), "event")
         if isinstance(event, JSONResponse):
             return event
-        try:
-            quote = quote_from_stripe(event.data.object)
-        except MappingError as error:
-            raise Refused(422, "invalid quote", fields=error.fields) from None
+        # The event's quote has no lines (includable): they are read from Stripe
+        # (revsync.gateway.stripe_quotes); a read that fails answers 503 so Stripe redelivers.
+        quote = await stripe_quotes.accepted_quote(
+            getattr(request.app.state, "stripe_quotes", None), event.data.object
+        )
+        if isinstance(quote, JSONResponse):
+            delivered(meter, "stripe", "unavailable")
+            return quote
         return await start_quote_to_cash(
             request.app.state.client, quote, settings.saga_policy, source="stripe", meter=meter
         )

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from adapters.billing.stripe import StripeBilling, finalized_invoice
-from adapters.errors import NotFoundError, RejectedError, TransientError
+from adapters.errors import ConfigurationError, NotFoundError, RejectedError, TransientError
 from adapters.ports import BillingPort
 from domain.invoice import InvoiceStatus, LineKind, OneOffLine, SubscriptionLine
 from domain.revenue import build_schedule
@@ -205,7 +205,7 @@ async def test_lines_past_the_embedded_ten_are_paged_in(
         f"/stripe/v1/invoices/{made['id']}",
         f"/stripe/v1/invoices/{made['id']}/lines",
     ]
-    assert sent[0].url.params.get_list("expand[]") == ["customer"]
+    assert sent[0].url.params.get_list("expand[0]") == ["customer"]
     assert sent[1].url.params["starting_after"] == made["lines"]["data"][9]["id"]
 
 
@@ -270,10 +270,13 @@ async def test_the_effective_date_is_the_issue_date(
     made = await make_invoice(
         http,
         finalized_at="2026-03-02T10:00:00Z",
-        effective_date="2026-02-28T12:00:00Z",
+        effective_at="2026-02-28T12:00:00Z",
         due_date="2026-03-30T00:00:00Z",
         lines=[ONBOARDING],
     )
+    # Stripe (API 2024-06-20) names it effective_at; there is no effective_date.
+    assert made["effective_at"] == 1772280000
+    assert "effective_date" not in made
     invoice = await billing.get_invoice(made["id"])
     assert (invoice.issue_date, invoice.due_date) == (date(2026, 2, 28), date(2026, 3, 30))
 
@@ -474,10 +477,12 @@ async def test_a_made_draft_can_be_finalized_through_the_api(
     assert invoice.total == Decimal("2737.00")
 
 
-async def test_a_refused_api_key_is_retried_not_rejected(http: httpx.AsyncClient) -> None:
+async def test_a_refused_api_key_is_a_configuration_error_not_a_rejection(
+    http: httpx.AsyncClient,
+) -> None:
     made = await make_invoice(http, lines=[ONBOARDING])
     wrong = StripeBilling(http, base_url=BASE_URL, api_key="sk_test_revoked")
-    with pytest.raises(TransientError) as caught:
+    with pytest.raises(ConfigurationError) as caught:
         await wrong.get_invoice(made["id"])
     assert caught.value.status == 401
     assert "Invalid API Key" in caught.value.message

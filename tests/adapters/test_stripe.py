@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,16 +16,19 @@ import pytest
 from adapters.billing.stripe import (
     StripeBilling,
     classify_stripe_error,
+    customer_idempotency_key,
+    stripe_exponent,
     stripe_line_price,
     stripe_tax_id,
     to_stripe_amount,
 )
-from adapters.errors import NotFoundError, RejectedError, TransientError
+from adapters.errors import ConfigurationError, NotFoundError, RejectedError, TransientError
 from adapters.ports import BillingPort
 from domain.customer import Address, Customer
-from domain.money import to_minor
+from domain.money import MINOR_UNITS, to_minor
 from domain.order import InvoiceStatus, SubscriptionDraft, SubscriptionStatus, build_subscription
 from domain.quote import BillingInterval, BillingType, Quote, QuoteLine
+from sandbox import stripe as stripe_emulator
 from sandbox.app import DEFAULT_TOKENS, SandboxState
 from sandbox.seed import ACCOUNTS
 from sandbox.stripe import StripeError, StripeStore, parse_form
@@ -186,15 +191,96 @@ async def test_a_customer_with_an_untyped_tax_id_keeps_it_in_metadata(
     assert stored["address"]["state"] == "ON"
 
 
-async def test_same_key_with_other_customer_data_is_an_idempotency_error(
+async def test_two_sagas_of_a_new_account_within_the_search_lag_create_one_customer(
     billing: StripeBilling, state: SandboxState
 ) -> None:
-    await billing.upsert_customer(seed_customer(), "reused-key")
-    with pytest.raises(RejectedError) as caught:
-        await billing.upsert_customer(seed_customer("0015e00000AcmeUS1"), "reused-key")
-    assert caught.value.code == "idempotency_error"
-    assert caught.value.status == 400
-    assert not isinstance(caught.value, TransientError)
+    # Stripe Search is eventually consistent: neither saga's search sees the other's customer.
+    state.stripe.search_lag_seconds = 60
+    customer = seed_customer()
+
+    conflicts: list[str | None] = []
+
+    async def provision(saga_key: str) -> str:
+        try:
+            return await billing.upsert_customer(customer, saga_key)
+        except TransientError as error:  # 409: the other saga's create is still running
+            conflicts.append(error.code)
+            return await billing.upsert_customer(customer, saga_key)  # the activity's retry
+
+    first, second = await asyncio.gather(
+        provision("q2c-Q1:billing-customer"), provision("q2c-Q2:billing-customer")
+    )
+    # And a third, later, still inside the lag: the create replays the first answer.
+    third = await billing.upsert_customer(customer, "q2c-Q3:billing-customer")
+
+    assert first == second == third
+    assert set(conflicts) <= {"idempotency_key_in_use"}
+    (stored,) = snapshot(state)["customers"]
+    assert stored["id"] == first
+    assert [key for _, key in state.stripe.idempotency] == [
+        customer_idempotency_key(customer.account_id)
+    ]
+
+
+async def test_the_customer_create_is_keyed_by_the_account_not_by_the_saga(
+    billing: StripeBilling, http: httpx.AsyncClient
+) -> None:
+    sent: list[httpx.Request] = []
+    http.event_hooks["request"].append(lambda request: _record(sent, request))
+    await billing.upsert_customer(seed_customer(), "q2c-Q9:billing-customer")
+    (create,) = [r for r in sent if r.method == "POST"]
+    assert create.headers["idempotency-key"] == "revsync:customer:0015e00000NordDE1"
+    assert customer_idempotency_key("0015e00000NordDE1") == "revsync:customer:0015e00000NordDE1"
+
+
+async def _record(sent: list[httpx.Request], request: httpx.Request) -> None:
+    sent.append(request)
+
+
+async def test_an_account_changed_between_two_sagas_waits_for_the_search_not_a_second_customer(
+    billing: StripeBilling, state: SandboxState
+) -> None:
+    state.stripe.search_lag_seconds = 60
+    before = seed_customer()
+    after = before.model_copy(update={"email": "billing@nordlicht.example"})
+    first = await billing.upsert_customer(before, "q2c-Q1:billing-customer")
+
+    # Same account key, other parameters: Stripe's 400 idempotency_error. The customer
+    # exists: the step is retried (after the search lag), not rejected and not duplicated.
+    with pytest.raises(TransientError) as caught:
+        await billing.upsert_customer(after, "q2c-Q2:billing-customer")
+    assert (caught.value.status, caught.value.code) == (400, "idempotency_error")
+    assert caught.value.retry_after == 60
+    assert len(snapshot(state)["customers"]) == 1
+
+    state.stripe.search_lag_seconds = 0  # indexed now
+    state.stripe._searchable_at.clear()
+    assert await billing.upsert_customer(after, "q2c-Q2:billing-customer") == first
+    assert len(snapshot(state)["customers"]) == 1
+
+
+async def test_after_stripe_pruned_the_customer_key_the_search_finds_the_customer(
+    billing: StripeBilling, state: SandboxState
+) -> None:
+    first = await billing.upsert_customer(seed_customer(), "q2c-Q1:billing-customer")
+    state.stripe.idempotency.clear()  # Stripe forgets idempotency keys after 24 hours
+    changed = seed_customer().model_copy(update={"email": "new@nordlicht.example"})
+    assert await billing.upsert_customer(changed, "q2c-Q2:billing-customer") == first
+    assert len(snapshot(state)["customers"]) == 1
+
+
+async def test_a_create_refused_in_validation_stores_no_answer_for_its_key(
+    http: httpx.AsyncClient, state: SandboxState
+) -> None:
+    # Stripe saves an idempotent result only once the endpoint began to execute.
+    headers = AUTH | {"Idempotency-Key": "k-validation"}
+    bad = await http.post("/stripe/v1/customers", data={"email": "not-an-email"}, headers=headers)
+    assert (bad.status_code, bad.json()["error"]["param"]) == (400, "email")
+    good = await http.post(
+        "/stripe/v1/customers", data={"email": "ap@nordlicht.example"}, headers=headers
+    )
+    assert good.status_code == 200, good.text
+    assert "idempotent-replayed" not in good.headers
     assert len(snapshot(state)["customers"]) == 1
 
 
@@ -740,16 +826,29 @@ def stripe_response(
             NotFoundError,
             "resource_missing",
         ),
-        # A revoked or rotated key is revsync's configuration, not the order: retry, then park.
+        # A wrong, revoked or under-privileged key is revsync's configuration, not the order:
+        # not retried, not a rejection (the saga parks at once).
         (
             stripe_response(401, {"type": "invalid_request_error", "message": "bad key"}),
-            TransientError,
+            ConfigurationError,
             "invalid_request_error",
         ),
         (
             stripe_response(403, {"type": "invalid_request_error", "message": "restricted"}),
-            TransientError,
+            ConfigurationError,
             "invalid_request_error",
+        ),
+        (
+            stripe_response(
+                401, {"type": "invalid_request_error"}, {"Stripe-Should-Retry": "false"}
+            ),
+            ConfigurationError,
+            "invalid_request_error",
+        ),
+        (
+            stripe_response(403, {"type": "api_error"}, {"Stripe-Should-Retry": "true"}),
+            TransientError,
+            "api_error",
         ),
     ],
 )
@@ -793,9 +892,11 @@ async def test_the_emulator_says_409_should_be_retried(http: httpx.AsyncClient) 
 # --- auth, search grammar, form parsing, reset ----------------------------------------------
 
 
-async def test_a_wrong_api_key_is_retried_not_a_rejected_order(http: httpx.AsyncClient) -> None:
+async def test_a_wrong_api_key_is_a_configuration_error_not_a_rejected_order(
+    http: httpx.AsyncClient,
+) -> None:
     wrong = StripeBilling(http, base_url=BASE_URL, api_key="sk_test_wrong_key_123")
-    with pytest.raises(TransientError) as caught:
+    with pytest.raises(ConfigurationError) as caught:
         await wrong.find_subscription("q2c-x:subscription")
     assert caught.value.status == 401
     assert "Invalid API Key" in caught.value.message
@@ -891,3 +992,27 @@ def test_isk_goes_to_stripe_with_two_zero_decimals() -> None:
     assert to_stripe_amount(Decimal(45000), "ISK") == 4_500_000
     assert to_stripe_amount(Decimal(45000), "JPY") == 45_000
     assert to_stripe_amount(Decimal("450.10"), "usd") == 45_010
+
+
+def test_the_emulator_has_its_own_currency_table_and_imports_no_adapter_code() -> None:
+    """The emulator is a second reading of Stripe's "Supported currencies", not a copy of the
+    adapter's: the two must agree on every currency revsync supports, and Stripe takes each."""
+    tree = ast.parse(Path(stripe_emulator.__file__).read_text(encoding="utf-8"))
+    imported = [
+        node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    ] + [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    ]
+    assert not [name for name in imported if name.split(".")[0] in ("adapters", "domain")]
+    for code in MINOR_UNITS:
+        assert code.lower() in stripe_emulator.CURRENCIES, code
+        assert stripe_emulator.currency_decimals(code) == stripe_exponent(code), code
+    assert [stripe_emulator.currency_decimals(c) for c in ("jpy", "isk", "kwd", "usd")] == [
+        0,
+        2,
+        3,
+        2,
+    ]

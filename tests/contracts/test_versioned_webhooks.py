@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from adapters.webhooks import cpq, salesforce, stripe
-from adapters.webhooks.stripe_quotes import sample_event, sample_stripe_quote
 from revsync.gateway.versioning import (
     UNVERSIONED_DEPRECATED_AT,
     EventIgnored,
@@ -18,7 +17,9 @@ from revsync.gateway.versioning import (
     SagaAccepted,
 )
 from revsync.settings import Settings
+from sandbox.app import SandboxState
 from sandbox.quotes import quote_payload
+from tests.gateway import stripe_sandbox
 from tests.gateway.test_intake import RecordingClient
 from tests.gateway.test_webhook_sources import (
     ORG,
@@ -89,11 +90,17 @@ async def test_one_quote_on_both_paths_starts_one_saga(settings: Settings, clien
 async def test_a_signed_stripe_event_is_verified_on_either_path(
     prefix: str, settings: Settings, client: RecordingClient
 ):
-    quote = sample_stripe_quote("qt_1Paths", "0015e00000AcmeUS1")
-    async with await gateway_for(settings, client) as http:
-        accepted = await post_stripe(http, prefix, settings, sample_event(quote))
+    state = SandboxState()
+    stripe_sandbox.accepted_quote(state, "qt_1Paths")
+    async with await gateway_for(settings, client, state) as http:
+        accepted = await post_stripe(
+            http, prefix, settings, stripe_sandbox.quote_event(state, "qt_1Paths")
+        )
         other = await post_stripe(
-            http, prefix, settings, sample_event(quote, type="invoice.finalized")
+            http,
+            prefix,
+            settings,
+            stripe_sandbox.quote_event(state, "qt_1Paths", "invoice.finalized"),
         )
     assert accepted.status_code == 202
     assert SagaAccepted.model_validate(accepted.json()).workflow_id == "q2c-qt_1Paths"

@@ -17,10 +17,12 @@ from adapters.webhooks.stripe_quotes import (
     quote_from_stripe,
     sample_event,
     sample_stripe_quote,
+    with_line_items,
 )
 from domain.quote import BillingInterval, BillingType, PaymentTerms, Quote
 
 FIXTURE = Path(__file__).parent / "fixtures" / "stripe_quote_accepted.json"
+LINE_ITEMS = Path(__file__).parent / "fixtures" / "stripe_quote_line_items.json"
 ACCEPTED = 1_718_893_927  # 2024-06-20T14:32:07Z
 LINE0 = "data.object.line_items.data.0"
 
@@ -30,8 +32,15 @@ def fixture_event() -> dict[str, Any]:
     return event
 
 
+def fixture_line_items() -> list[dict[str, Any]]:
+    """The quote's lines, as ``GET /v1/quotes/<id>/line_items`` answers."""
+    answer: dict[str, Any] = json.loads(LINE_ITEMS.read_text())
+    return list(answer["data"])
+
+
 def fixture_quote() -> dict[str, Any]:
-    return copy.deepcopy(fixture_event()["data"]["object"])
+    """The event's quote with its lines put back, as the gateway maps it."""
+    return with_line_items(copy.deepcopy(fixture_event()["data"]["object"]), fixture_line_items())
 
 
 def mapping_error(quote: dict[str, Any]) -> MappingError:
@@ -59,6 +68,12 @@ def test_fixture_is_a_stripe_quote_accepted_event():
     assert raw["type"] == "quote.accepted"
     assert raw["data"]["object"]["object"] == "quote"
     assert raw["data"]["object"]["status"] == "accepted"
+    # Includable properties never come in an event: the lines are a separate list answer.
+    assert "line_items" not in raw["data"]["object"]
+    assert "line_items" not in raw["data"]["object"]["computed"]["upfront"]
+    lines = json.loads(LINE_ITEMS.read_text())
+    assert (lines["object"], lines["has_more"]) == ("list", False)
+    assert lines["url"] == f"/v1/quotes/{raw['data']['object']['id']}/line_items"
     event = stripe.parse_event(FIXTURE.read_bytes())
     assert event.id == "evt_1PTk9sRvQ3nYw8ZfK2cLx7Hd"
     assert event.livemode is False
@@ -120,7 +135,8 @@ def test_fixture_total_matches_stripe_amount_total():
 
 def test_fixture_maps_the_same_from_raw_json_and_parsed_envelope():
     raw = json.loads(FIXTURE.read_text())["data"]["object"]
-    assert quote_from_stripe(raw) == quote_from_stripe(fixture_quote())
+    lines = json.loads(LINE_ITEMS.read_text())["data"]
+    assert quote_from_stripe(with_line_items(raw, lines)) == quote_from_stripe(fixture_quote())
 
 
 def test_mapping_does_not_modify_the_payload():
@@ -531,7 +547,11 @@ def test_sample_quote_round_trips_through_a_signed_event():
     assert parsed.type == "quote.accepted"
     assert parsed.id.startswith("evt_")
     assert parsed.created == ACCEPTED
-    quote = quote_from_stripe(parsed.data.object)
+    # No event carries a quote's includable lines: they are read and put back.
+    assert "line_items" not in parsed.data.object
+    with pytest.raises(MappingError):
+        quote_from_stripe(parsed.data.object)
+    quote = quote_from_stripe(with_line_items(parsed.data.object, quote_obj["line_items"]["data"]))
     assert isinstance(quote, Quote)
     assert quote.quote_id == "qt_1SampleQuote1"
     assert quote.owner == "Dana Seller"
@@ -586,7 +606,8 @@ def test_sample_event_envelope():
         "type",
     }
     assert event["object"] == "event"
-    assert event["data"]["object"] is quote_obj
+    assert event["data"]["object"] == {k: v for k, v in quote_obj.items() if k != "line_items"}
+    assert "line_items" in quote_obj  # the quote given is left as it was
     assert event["livemode"] is False
     assert event["type"] == "quote.accepted"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -12,9 +13,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from adapters.webhooks import hubspot, salesforce, stripe
-from adapters.webhooks.stripe_quotes import sample_event, sample_stripe_quote
 from revsync.gateway.app import create_app
 from revsync.settings import Settings
+from sandbox.app import SandboxState
+from sandbox.faults import FaultRule, FaultsRequest
+from tests.gateway import stripe_sandbox
 from tests.gateway.test_intake import RecordingClient
 from tests.staff import secret_settings
 
@@ -32,9 +35,13 @@ def client() -> RecordingClient:
     return RecordingClient()
 
 
-async def gateway_for(settings: Settings, client: RecordingClient) -> httpx.AsyncClient:
+async def gateway_for(
+    settings: Settings, client: RecordingClient, stripe_state: SandboxState | None = None
+) -> httpx.AsyncClient:
     app = create_app(settings, client)  # type: ignore[arg-type]
     app.state.client = client
+    if stripe_state is not None:  # the Stripe the gateway reads quote lines from
+        app.state.stripe_quotes = stripe_sandbox.reader(stripe_state)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
 
 
@@ -58,8 +65,11 @@ async def post_stripe(
 async def test_a_stripe_quote_accepted_starts_one_saga_and_a_replay_starts_nothing(
     settings: Settings, client: RecordingClient
 ):
-    event = sample_event(sample_stripe_quote("qt_1Replay", "0015e00000AcmeUS1"))
-    async with await gateway_for(settings, client) as http:
+    state = SandboxState()
+    stripe_sandbox.accepted_quote(state, "qt_1Replay")
+    event = stripe_sandbox.quote_event(state, "qt_1Replay")
+    assert "line_items" not in event["data"]["object"]  # Stripe never sends them
+    async with await gateway_for(settings, client, state) as http:
         first = await post_stripe(http, settings, event)
         replay = await post_stripe(http, settings, event)
         redelivered = await post_stripe(http, settings, event | {"id": "evt_1Other"})
@@ -70,18 +80,107 @@ async def test_a_stripe_quote_accepted_starts_one_saga_and_a_replay_starts_nothi
     assert list(client.started) == ["q2c-qt_1Replay"]
     started = client.started["q2c-qt_1Replay"]["arg"].quote
     assert started.account_id == "0015e00000AcmeUS1"
+    # The lines were read from Stripe (GET /v1/quotes/qt_1Replay/line_items).
+    (lines,) = [state.stripe.quote_lines["qt_1Replay"]]
+    assert [line.line_id for line in started.lines] == [line["id"] for line in lines]
+    assert [line.sku for line in started.lines] == ["PLAT-CORE", "SUPPORT-PREMIUM", "ONBOARD-STD"]
+    assert started.total == Decimal("3899.00")
+
+
+async def test_a_failed_read_of_the_lines_answers_503_so_stripe_delivers_again(
+    settings: Settings, client: RecordingClient
+):
+    state = SandboxState()
+    stripe_sandbox.accepted_quote(state, "qt_1Later")
+    event = stripe_sandbox.quote_event(state, "qt_1Later")
+    state.faults.configure(
+        FaultsRequest(
+            faults=[
+                FaultRule(vendor="stripe", operation="list_quote_line_items", status=503),
+                FaultRule(vendor="stripe", operation="list_quote_line_items", status=429),
+                FaultRule(vendor="stripe", operation="list_quote_line_items", status=403),
+            ]
+        )
+    )
+    async with await gateway_for(settings, client, state) as http:
+        answers = [await post_stripe(http, settings, event) for _ in range(4)]
+    # Stripe away, throttled, a key without the Quotes permission: delivered again later.
+    assert [a.status_code for a in answers] == [503, 503, 503, 202]
+    assert all(a.headers["retry-after"] == "30" for a in answers[:3])
+    assert answers[0].json() == {"error": "stripe could not be read, retry later"}
+    assert list(client.started) == ["q2c-qt_1Later"]
+
+
+async def test_a_gateway_whose_stripe_key_is_refused_answers_503_not_a_refusal(
+    settings: Settings, client: RecordingClient
+):
+    state = SandboxState()
+    stripe_sandbox.accepted_quote(state, "qt_1WrongKey")
+    event = stripe_sandbox.quote_event(state, "qt_1WrongKey")
+    app = create_app(settings, client)  # type: ignore[arg-type]
+    app.state.client = client
+    app.state.stripe_quotes = stripe_sandbox.reader(state, api_key="sk_test_not_this_one")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        with capture_logs() as logs:
+            answer = await post_stripe(http, settings, event)
+    assert answer.status_code == 503
+    (logged,) = [e for e in logs if e["event"] == "stripe quote lines not read"]
+    assert (logged["status"], logged["outcome"], logged["log_level"]) == (
+        401,
+        "configuration",
+        "error",
+    )
+    assert client.started == {}
+
+
+async def test_a_quote_the_key_cannot_see_answers_503_not_a_refusal(
+    settings: Settings, client: RecordingClient
+):
+    # An event from an endpoint of another account (or mode) than the gateway's key: 404 at
+    # Stripe. Fixing the key makes the redelivery work, so it is not refused.
+    elsewhere = SandboxState()
+    stripe_sandbox.accepted_quote(elsewhere, "qt_1Elsewhere")
+    event = stripe_sandbox.quote_event(elsewhere, "qt_1Elsewhere")
+    async with await gateway_for(settings, client, SandboxState()) as http:
+        answer = await post_stripe(http, settings, event)
+    assert answer.status_code == 503
+    assert client.started == {}
+
+
+async def test_without_a_stripe_client_the_gateway_cannot_read_lines_and_answers_503(
+    settings: Settings, client: RecordingClient
+):
+    state = SandboxState()
+    stripe_sandbox.accepted_quote(state, "qt_1NoReader")
+    async with await gateway_for(settings, client) as http:  # lifespan not run: no reader
+        answer = await post_stripe(
+            http, settings, stripe_sandbox.quote_event(state, "qt_1NoReader")
+        )
+    assert answer.status_code == 503
+    assert client.started == {}
 
 
 async def test_stripe_refusals(settings: Settings, client: RecordingClient):
-    quote = sample_stripe_quote("qt_1Refused", "0015e00000AcmeUS1")
+    state = SandboxState()
+    stripe_sandbox.accepted_quote(state, "qt_1Refused")
+    event = stripe_sandbox.quote_event(state, "qt_1Refused")
+    quote = event["data"]["object"]
     stale = int(time.time()) - settings.webhook_tolerance_seconds - 5
-    async with await gateway_for(settings, client) as http:
-        wrong = await post_stripe(http, settings, sample_event(quote), secret="whsec_other")
-        old = await post_stripe(http, settings, sample_event(quote), timestamp=stale)
+    async with await gateway_for(settings, client, state) as http:
+        wrong = await post_stripe(http, settings, event, secret="whsec_other")
+        old = await post_stripe(http, settings, event, timestamp=stale)
         other_type = await post_stripe(
-            http, settings, sample_event(quote, type="invoice.finalized")
+            http, settings, stripe_sandbox.quote_event(state, "qt_1Refused", "invoice.finalized")
         )
-        unmappable = await post_stripe(http, settings, sample_event(quote | {"metadata": {}}))
+        unmappable = await post_stripe(
+            http, settings, event | {"data": {"object": quote | {"metadata": {}}}}
+        )
+        no_id = await post_stripe(
+            http,
+            settings,
+            event | {"data": {"object": {k: v for k, v in quote.items() if k != "id"}}},
+        )
     assert (wrong.status_code, wrong.json()) == (401, {"error": "signature does not match"})
     assert old.status_code == 401
     assert "tolerance" in old.json()["error"]
@@ -90,9 +189,14 @@ async def test_stripe_refusals(settings: Settings, client: RecordingClient):
         "event_id": other_type.json()["event_id"],
         "type": "invoice.finalized",
     }
+    # The lines were read, the quote still cannot be booked: a refusal, not a redelivery.
     assert unmappable.status_code == 422
     fields = {f["field"] for f in unmappable.json()["fields"]}
     assert "data.object.metadata.crm_account_id" in fields
+    assert (no_id.status_code, no_id.json()["fields"]) == (
+        422,
+        [{"field": "data.object.id", "message": "is required"}],
+    )
     assert client.started == {}
 
 
