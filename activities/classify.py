@@ -18,7 +18,7 @@
 
 The error's details carry ``vendor``, ``operation``, ``outcome``, ``status``, ``code`` and,
 for a throttled call, ``throttle`` (``rate`` or ``quota``) and ``limit`` (its name): the
-workflows read them to say why a step parked (:func:`workflows.quote_to_cash.step_failure`).
+workflows read them to say why a step parked (:func:`workflows.kernel.step_failure`).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
-from workflows.quote_to_cash import (
+from workflows.kernel import (
     ATTEMPT_TIMEOUT,
     HEARTBEAT_TIMEOUT,
     failure_summary,

@@ -102,7 +102,7 @@ with workflow.unsafe.imports_passed_through():
     from revsync import metrics
     from workflows import visibility
     from workflows.publishing import business_event, publish
-    from workflows.quote_to_cash import (
+    from workflows.kernel import (
         ATTEMPT_TIMEOUT,
         HEARTBEAT_TIMEOUT,
         retry_policy,

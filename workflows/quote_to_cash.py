@@ -34,8 +34,8 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from domain.approval import (
@@ -83,7 +83,6 @@ with workflow.unsafe.imports_passed_through():
         COMPENSATION_STEPS,
         ApprovalState,
         ApproveRequest,
-        FailureType,
         OperatorDecision,
         ParkedState,
         QuoteToCashInput,
@@ -102,29 +101,20 @@ with workflow.unsafe.imports_passed_through():
     from domain.stages import OrderStage
     from revsync import metrics
     from workflows import visibility
+    from workflows.kernel import (
+        ATTEMPT_TIMEOUT,
+        HEARTBEAT_TIMEOUT,
+        retry_policy,
+        step_failure,
+    )
     from workflows.publishing import business_event, publish
     from workflows.visibility import md
 
 T = TypeVar("T")
 
-# Attempts run at most this long each; the step's retry budget bounds all attempts together.
-ATTEMPT_TIMEOUT = timedelta(minutes=2)
-# Activities heartbeat (workers.attempts): an attempt whose worker died is retried elsewhere
-# after this long, not after ATTEMPT_TIMEOUT.
-HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 # Business events (quote.booked, quote.rejected, order.compensated, order.parked) came with
 # this patch; histories recorded before it replay without them.
 PUBLISH_EVENTS_PATCH = "publish-business-events"
-
-
-def retry_policy(maximum_interval: timedelta = timedelta(minutes=1)) -> RetryPolicy:
-    """Transient failures back off from 1 s; business rejections are final."""
-    return RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=maximum_interval,
-        non_retryable_error_types=list(FailureType.NON_RETRYABLE),
-    )
 
 
 class SagaRejected(Exception):
@@ -134,92 +124,6 @@ class SagaRejected(Exception):
         super().__init__(reason)
         self.step = step
         self.reason = reason
-
-
-def rejection_reason(error: ActivityError) -> str | None:
-    """The business reason if ``error`` is a non-retryable rejection, else None."""
-    cause = error.cause
-    if isinstance(cause, ApplicationError) and cause.type in FailureType.NON_RETRYABLE:
-        return cause.message
-    return None
-
-
-def failure_summary(error: ActivityError) -> str:
-    """A readable reason for an activity that ran out of its retry budget."""
-    cause: BaseException | None = error.cause
-    messages: list[str] = []
-    while cause is not None and len(messages) < 3:
-        text = getattr(cause, "message", None) or str(cause)
-        if text and text not in messages:
-            messages.append(text)
-        cause = cause.__cause__
-    return "; ".join(messages) or "failed"
-
-
-def spent_quota(error: ActivityError) -> dict[str, Any] | None:
-    """The details of the last failure if it was a spent daily quota (``throttle`` ``quota``,
-    set by :mod:`activities.classify`), else None."""
-    cause: BaseException | None = error.cause
-    while cause is not None:
-        # The vendor's last answer, or the budget it spent (which carries that answer's
-        # details, workers/attempts.py).
-        if isinstance(cause, ApplicationError) and cause.type in (
-            FailureType.VENDOR_TRANSIENT,
-            FailureType.RETRY_BUDGET_EXHAUSTED,
-        ):
-            details = cause.details[0] if cause.details else None
-            if isinstance(details, dict) and details.get("throttle") == "quota":
-                return details
-        cause = cause.__cause__
-    return None
-
-
-def configuration_refusal(error: ActivityError) -> str | None:
-    """The vendor's message if ``error`` is a refusal of revsync's own credentials or
-    configuration (``VendorMisconfigured``: not retried, nothing to compensate), else None."""
-    cause = error.cause
-    if isinstance(cause, ApplicationError) and cause.type == FailureType.VENDOR_MISCONFIGURED:
-        return cause.message
-    return None
-
-
-def step_failure(error: ActivityError, budget: timedelta) -> tuple[str | None, str]:
-    """What ended a step's attempts: the vendor's refusal (None when the retry budget ran out
-    instead, or when the vendor refused revsync's configuration, which parks the step at
-    once) and the reason an operator reads. A budget spent waiting on a vendor's daily
-    quota says so: the step is not failing, the vendor's allowance is used up, and a retry
-    helps once it has recovered (Salesforce: once the org's last 24 hours of calls are under
-    its limit)."""
-    rejected = rejection_reason(error)
-    if rejected is not None:
-        return rejected, rejected
-    misconfigured = configuration_refusal(error)
-    if misconfigured is not None:
-        return None, (
-            "the vendor refused revsync's credentials or configuration (not retried; fix "
-            f"it, then retry the step): {misconfigured}"
-        )
-    quota = spent_quota(error)
-    if quota is not None:
-        limit = str(quota.get("limit") or "the vendor's daily API request limit")
-        call = " ".join(
-            str(part)
-            for part in (
-                quota.get("vendor"),
-                quota.get("operation"),
-                None if quota.get("status") is None else f"HTTP {quota['status']}",
-                quota.get("code"),
-            )
-            if part
-        )
-        return None, (
-            f"{limit} exhausted (quota, not an outage: {call}); gave up after retrying for "
-            f"{budget}: retry once the quota has recovered"
-        )
-    cause = error.cause
-    if isinstance(cause, ApplicationError) and cause.type == FailureType.RETRY_BUDGET_EXHAUSTED:
-        return None, cause.message  # the worker says what failed last (workers/attempts.py)
-    return None, f"gave up after retrying for {budget}: {failure_summary(error)}"
 
 
 @workflow.defn(name="QuoteToCash")

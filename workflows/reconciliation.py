@@ -72,7 +72,7 @@ with workflow.unsafe.imports_passed_through():
         repair_failed,
         repaired,
     )
-    from workflows.quote_to_cash import (
+    from workflows.kernel import (
         ATTEMPT_TIMEOUT,
         HEARTBEAT_TIMEOUT,
         failure_summary,

@@ -23,7 +23,7 @@ from temporalio.worker import Interceptor, Worker
 from domain.saga import FailureType
 from tests.conftest import installed_binary
 from workers.attempts import AttemptInterceptor, AttemptLog
-from workflows.quote_to_cash import step_failure
+from workflows.kernel import step_failure
 
 BUDGET = timedelta(seconds=2)
 
