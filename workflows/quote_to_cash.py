@@ -205,7 +205,11 @@ class QuoteToCashWorkflow:
             raise ValueError(problem)
 
     def _pending_requirement(self) -> ApprovalRequirement:
-        if self._requirement is None or self._approval_decision is not None:
+        """The approval being waited for; refused once decided or expired (the window is
+        closed then, even while the saga goes on rejecting the quote)."""
+        approval = self._status.approval
+        closed = approval is not None and approval.decided is not None
+        if self._requirement is None or self._approval_decision is not None or closed:
             raise ValueError(
                 f"quote {self._quote.quote_id} is not awaiting approval "
                 f"(stage {self._status.stage.value})"

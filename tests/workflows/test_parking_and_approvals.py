@@ -320,6 +320,39 @@ async def test_an_undecided_approval_escalates_then_expires_as_rejected(
     assert fakes.called(Activity.ERP_BOOK_SALES_ORDER) == []
 
 
+async def test_an_approval_after_it_expired_is_refused(time_skipping_env: WorkflowEnvironment):
+    """Once the approval window closed (expired: the quote is being rejected), an approve or
+    a reject is refused, even while the saga is still running (here parked marking the CRM
+    quote rejected)."""
+    fakes = FakeSystems()
+    fakes.fail_with(Activity.CRM_MARK_QUOTE_REJECTED, rejected("CRM is read-only today"))
+    policy = SagaPolicy(
+        approval=ApprovalPolicy(escalate_after=timedelta(hours=1), expire_after=timedelta(hours=2))
+    )
+    async with running_workers(time_skipping_env.client, fakes):
+        handle = await start(time_skipping_env.client, discounted_quote("50"), policy)
+        await reach(handle, OrderStage.AWAITING_APPROVAL)
+        await time_skipping_env.sleep(timedelta(hours=3))
+        parked = await reach(handle, OrderStage.NEEDS_ATTENTION)
+        assert parked.parked is not None and parked.parked.step is Step.MARK_CRM_REJECTED
+
+        late = await refused(
+            handle,
+            QuoteToCashWorkflow.approve,
+            ApproveRequest(approver=approver(ApproverRole.FINANCE, "late.approver")),
+        )
+        assert "not awaiting approval" in late
+        late_reject = await refused(
+            handle,
+            QuoteToCashWorkflow.reject,
+            RejectRequest(approver=approver(ApproverRole.FINANCE, "late.approver"), reason="no"),
+        )
+        assert "not awaiting approval" in late_reject
+        status = await handle.query(QuoteToCashWorkflow.status)
+        assert [d.action for d in status.decisions] == ["expire"]
+        await handle.terminate("test over")
+
+
 async def test_a_new_customer_without_credit_check_needs_finance(
     time_skipping_env: WorkflowEnvironment,
 ):
