@@ -33,6 +33,7 @@ from revsync.operations import (
     Verb,
     decide_via_gateway,
     humanize,
+    new_idempotency_key,
     stuck_orders,
 )
 from revsync.settings import MissingSetting, Settings, get_settings
@@ -434,9 +435,21 @@ def _print_invoices(parked: list[ParkedInvoice], as_json: bool) -> None:
     )
 
 
-def _send_decision(quote_id: str, verb: Verb, body: dict[str, object]) -> None:
+IdempotencyKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Send the decision under this key (a new one each command otherwise); running "
+        "the command again with the same key answers the first result"
+    ),
+]
+
+
+def _send_decision(
+    quote_id: str, verb: Verb, body: dict[str, object], idempotency_key: str | None
+) -> None:
     """Send a decision through the gateway's ops API with the configured staff token: the
-    gateway, not this command, says who you are."""
+    gateway, not this command, says who you are. The command's key makes a retry (of a
+    lost answer) return the first result instead of a refusal."""
     settings = get_settings()
     token = settings.require_secret(
         "operator_token",
@@ -446,7 +459,9 @@ def _send_decision(quote_id: str, verb: Verb, body: dict[str, object]) -> None:
 
     async def go() -> OperatorDecision:
         async with httpx.AsyncClient(base_url=settings.gateway_url, timeout=30) as http:
-            return await decide_via_gateway(http, token, quote_id, verb, body)
+            return await decide_via_gateway(
+                http, token, quote_id, verb, body, idempotency_key or new_idempotency_key()
+            )
 
     try:
         decision = asyncio.run(go())
@@ -471,10 +486,11 @@ def resolve(
     quote_id: Annotated[str, typer.Argument(help="The CPQ quote id")],
     action: Annotated[ResolveAction, typer.Option(help="What to do with the parked step")],
     note: Annotated[str, typer.Option(help="Why (kept in the audit trail)")],
+    idempotency_key: IdempotencyKeyOption = None,
 ) -> None:
     """Decide on a parked saga: retry the blocked step, compensate, or skip it.
     Needs a staff token with the operator role (REVSYNC_OPERATOR_TOKEN)."""
-    _send_decision(quote_id, "resolve", {"action": action.value, "note": note})
+    _send_decision(quote_id, "resolve", {"action": action.value, "note": note}, idempotency_key)
 
 
 @app.command()
@@ -484,10 +500,13 @@ def approve(
         ApproverRole | None, typer.Option(help="Approver role to act in; your highest if unset")
     ] = None,
     note: Annotated[str | None, typer.Option(help="Optional note")] = None,
+    idempotency_key: IdempotencyKeyOption = None,
 ) -> None:
     """Approve a quote that awaits approval; booking goes on at once.
     Needs a staff token with an approver role (REVSYNC_OPERATOR_TOKEN)."""
-    _send_decision(quote_id, "approve", {"role": role.value if role else None, "note": note})
+    _send_decision(
+        quote_id, "approve", {"role": role.value if role else None, "note": note}, idempotency_key
+    )
 
 
 @app.command()
@@ -497,10 +516,16 @@ def reject(
     role: Annotated[
         ApproverRole | None, typer.Option(help="Approver role to act in; your highest if unset")
     ] = None,
+    idempotency_key: IdempotencyKeyOption = None,
 ) -> None:
     """Reject a quote that awaits approval: nothing is booked, the CRM quote is Rejected.
     Needs a staff token with an approver role (REVSYNC_OPERATOR_TOKEN)."""
-    _send_decision(quote_id, "reject", {"role": role.value if role else None, "reason": reason})
+    _send_decision(
+        quote_id,
+        "reject",
+        {"role": role.value if role else None, "reason": reason},
+        idempotency_key,
+    )
 
 
 @app.command()

@@ -51,7 +51,13 @@ from domain.master_contracts import (
     RepropagateResult,
     ResolvePropagation,
 )
-from revsync.operations import DecisionRefused, refusal
+from revsync.operations import (
+    DecisionRefused,
+    decision_update_id,
+    new_idempotency_key,
+    post_decision,
+    refusal,
+)
 from workflows import visibility
 from workflows.customer_master import MERGED_ERROR, CustomerMasterWorkflow
 
@@ -159,20 +165,25 @@ async def decide_customer(
     client: Client,
     golden_id: str,
     request: StewardDecision | ReviewDecision | ResolvePropagation,
+    *,
+    idempotency_key: str | None = None,
 ) -> MasterDecision:
-    """Send a steward's or operator's decision to the golden customer; what it recorded."""
-    handle = client.get_workflow_handle_for(
-        CustomerMasterWorkflow.run, master_workflow_id(golden_id)
-    )
+    """Send a steward's or operator's decision to the golden customer; what it recorded.
+    Sent again with the same ``idempotency_key``, it returns the first answer."""
+    workflow_id = master_workflow_id(golden_id)
+    handle = client.get_workflow_handle_for(CustomerMasterWorkflow.run, workflow_id)
     try:
         if isinstance(request, StewardDecision):
+            update_id = decision_update_id(workflow_id, "decide", request, idempotency_key)
             decision: MasterDecision = await handle.execute_update(
-                "decide", request, result_type=MasterDecision
+                "decide", request, result_type=MasterDecision, id=update_id
             )
             return decision
         if isinstance(request, ReviewDecision):
-            return await handle.execute_update(CustomerMasterWorkflow.review, request)
-        return await handle.execute_update(CustomerMasterWorkflow.resolve, request)
+            update_id = decision_update_id(workflow_id, "review", request, idempotency_key)
+            return await handle.execute_update(CustomerMasterWorkflow.review, request, id=update_id)
+        update_id = decision_update_id(workflow_id, "resolve", request, idempotency_key)
+        return await handle.execute_update(CustomerMasterWorkflow.resolve, request, id=update_id)
     except WorkflowUpdateFailedError as error:
         raise DecisionRefused(refusal(error)) from error
 
@@ -271,15 +282,22 @@ async def repropagate(
 
 
 async def decide_customer_via_gateway(
-    http: httpx.AsyncClient, token: str, golden_id: str, verb: str, body: dict[str, Any]
+    http: httpx.AsyncClient,
+    token: str,
+    golden_id: str,
+    verb: str,
+    body: dict[str, Any],
+    idempotency_key: str | None = None,
 ) -> MasterDecision:
     """Send a decision through the gateway's ops API as the holder of ``token``
     (``verb``: merge, keep-separate, review or resolve). Raises :class:`DecisionRefused`
     with the gateway's reason, :class:`CustomerNotFound` on 404."""
-    response = await http.post(
+    response = await post_decision(
+        http,
         f"/v1/ops/customers/{golden_id}/{verb}",
-        json=body,
-        headers={"Authorization": f"Bearer {token}"},
+        token,
+        body,
+        idempotency_key or new_idempotency_key(),
     )
     if response.status_code == 200:
         return MasterDecision.model_validate(response.json())

@@ -18,22 +18,28 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from domain.invoice_contracts import InvoiceDecision, InvoiceStage, invoice_workflow_id
 from domain.money import MINOR_UNITS, quantize
 from domain.saga import ResolveRequest
-from revsync.operations import DecisionRefused, refusal
+from revsync.operations import DecisionRefused, decision_update_id, refusal
 from workflows import visibility
 
 WORKFLOW_TYPE = "InvoiceToRevenue"
 
 
 async def resolve_invoice(
-    client: Client, invoice_id: str, request: ResolveRequest
+    client: Client,
+    invoice_id: str,
+    request: ResolveRequest,
+    *,
+    idempotency_key: str | None = None,
 ) -> InvoiceDecision:
     """Send an operator's decision on a parked step to the invoice's saga; returns what it
     recorded. Raises :class:`DecisionRefused` with the saga's reason (nothing parked, an
     action the step does not allow), and ``RPCError`` NOT_FOUND when no such saga runs."""
-    handle = client.get_workflow_handle(invoice_workflow_id(invoice_id))
+    workflow_id = invoice_workflow_id(invoice_id)
+    handle = client.get_workflow_handle(workflow_id)
+    update_id = decision_update_id(workflow_id, "resolve", request, idempotency_key)
     try:
         decision: InvoiceDecision = await handle.execute_update(
-            "resolve", request, result_type=InvoiceDecision
+            "resolve", request, result_type=InvoiceDecision, id=update_id
         )
     except WorkflowUpdateFailedError as error:
         raise DecisionRefused(refusal(error)) from error

@@ -7,12 +7,15 @@ docs/runbook-engineering.md).
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
 import httpx
+from pydantic import BaseModel
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from domain.saga import ApproveRequest, OperatorDecision, RejectRequest, ResolveRequest
@@ -75,6 +78,26 @@ async def stuck_orders(
     return sorted(found, key=lambda o: o.waited or timedelta(0), reverse=True)
 
 
+def decision_update_id(
+    workflow_id: str, verb: str, request: BaseModel, idempotency_key: str | None
+) -> str | None:
+    """The Temporal update id of a decision sent with ``idempotency_key`` (None without one).
+
+    Temporal answers an update whose id it has already run with that first run's result, so
+    a decision retried with the same key (a lost HTTP answer, the CLI trying again) gets its
+    first answer instead of a refusal. The id also covers the decision itself: the same key
+    with another decision is another update, judged on its own."""
+    if idempotency_key is None:
+        return None
+    material = "\n".join((workflow_id, verb, idempotency_key, request.model_dump_json()))
+    return f"{verb}-{hashlib.sha256(material.encode()).hexdigest()[:40]}"
+
+
+def new_idempotency_key() -> str:
+    """A fresh key for one decision a person makes (the CLI sends one per command)."""
+    return uuid.uuid4().hex
+
+
 class DecisionRefused(Exception):
     """A saga refused an operator's or steward's decision (its update validator said why)."""
 
@@ -86,18 +109,25 @@ def refusal(error: WorkflowUpdateFailedError) -> str:
 
 
 async def decide(
-    client: Client, quote_id: str, request: ResolveRequest | ApproveRequest | RejectRequest
+    client: Client,
+    quote_id: str,
+    request: ResolveRequest | ApproveRequest | RejectRequest,
+    *,
+    idempotency_key: str | None = None,
 ) -> OperatorDecision:
-    """Send an operator decision to the quote's saga and return what it recorded."""
-    handle = client.get_workflow_handle_for(
-        QuoteToCashWorkflow.run, visibility.workflow_id_for_quote(quote_id)
-    )
+    """Send an operator decision to the quote's saga and return what it recorded; sent again
+    with the same ``idempotency_key``, it returns the first answer (:func:`decision_update_id`)."""
+    workflow_id = visibility.workflow_id_for_quote(quote_id)
+    handle = client.get_workflow_handle_for(QuoteToCashWorkflow.run, workflow_id)
     try:
         if isinstance(request, ResolveRequest):
-            return await handle.execute_update(QuoteToCashWorkflow.resolve, request)
+            update_id = decision_update_id(workflow_id, "resolve", request, idempotency_key)
+            return await handle.execute_update(QuoteToCashWorkflow.resolve, request, id=update_id)
         if isinstance(request, ApproveRequest):
-            return await handle.execute_update(QuoteToCashWorkflow.approve, request)
-        return await handle.execute_update(QuoteToCashWorkflow.reject, request)
+            update_id = decision_update_id(workflow_id, "approve", request, idempotency_key)
+            return await handle.execute_update(QuoteToCashWorkflow.approve, request, id=update_id)
+        update_id = decision_update_id(workflow_id, "reject", request, idempotency_key)
+        return await handle.execute_update(QuoteToCashWorkflow.reject, request, id=update_id)
     except WorkflowUpdateFailedError as error:
         raise DecisionRefused(refusal(error)) from error
 
@@ -109,17 +139,41 @@ class SagaNotFound(Exception):
 Verb = Literal["approve", "reject", "resolve"]
 
 
+async def post_decision(
+    http: httpx.AsyncClient, path: str, token: str, body: dict[str, Any], idempotency_key: str
+) -> httpx.Response:
+    """POST one decision to the ops API with its ``Idempotency-Key``; a transport failure or a
+    5xx is tried once more with the same key, so a decision whose answer was lost is not
+    refused as already made (nor made twice)."""
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": idempotency_key}
+    try:
+        response = await http.post(path, json=body, headers=headers)
+    except httpx.TransportError:
+        return await http.post(path, json=body, headers=headers)
+    if response.status_code >= 500:
+        return await http.post(path, json=body, headers=headers)
+    return response
+
+
 async def decide_via_gateway(
-    http: httpx.AsyncClient, token: str, quote_id: str, verb: Verb, body: dict[str, Any]
+    http: httpx.AsyncClient,
+    token: str,
+    quote_id: str,
+    verb: Verb,
+    body: dict[str, Any],
+    idempotency_key: str | None = None,
 ) -> OperatorDecision:
-    """Send a decision through the gateway's ops API, as the holder of ``token``.
+    """Send a decision through the gateway's ops API, as the holder of ``token``, with an
+    ``Idempotency-Key`` (a fresh one unless given).
 
     Raises :class:`DecisionRefused` with the gateway's reason (401, 403, 409, 422) and
     :class:`SagaNotFound` on 404."""
-    response = await http.post(
+    response = await post_decision(
+        http,
         f"/v1/ops/quotes/{quote_id}/{verb}",
-        json=body,
-        headers={"Authorization": f"Bearer {token}"},
+        token,
+        body,
+        idempotency_key or new_idempotency_key(),
     )
     if response.status_code == 200:
         return OperatorDecision.model_validate(response.json())

@@ -38,7 +38,7 @@ from domain.master_contracts import ResolvePropagation
 from domain.saga import ResolveAction
 from revsync.auth import Staff, StaffRole
 from revsync.customer_master import customer_status, decide_customer
-from revsync.gateway.ops import OPS_PREFIX, StaffDep, require_role
+from revsync.gateway.ops import OPS_PREFIX, IdempotencyKey, StaffDep, require_role
 from revsync.gateway.refusals import problem
 from revsync.operations import DecisionRefused
 
@@ -86,9 +86,12 @@ async def _send(
     golden_id: str,
     decision: StewardDecision | ReviewDecision | ResolvePropagation,
     staff: Staff,
+    idempotency_key: str | None,
 ) -> JSONResponse:
     try:
-        recorded = await decide_customer(request.app.state.client, golden_id, decision)
+        recorded = await decide_customer(
+            request.app.state.client, golden_id, decision, idempotency_key=idempotency_key
+        )
     except DecisionRefused as refused:
         log.info("decision refused", customer_id=golden_id, actor=staff.name, reason=str(refused))
         return problem(409, str(refused))
@@ -117,7 +120,11 @@ def customer_ops_router() -> APIRouter:
 
     @router.post("/{golden_id}/merge")
     async def merge(
-        golden_id: str, body: MergeBody, staff: StaffDep, request: Request
+        golden_id: str,
+        body: MergeBody,
+        staff: StaffDep,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.DATA_STEWARD)
         decision = StewardDecision(
@@ -127,11 +134,15 @@ def customer_ops_router() -> APIRouter:
             steward=staff.name,
             note=body.note,
         )
-        return await _send(request, golden_id, decision, staff)
+        return await _send(request, golden_id, decision, staff, idempotency_key)
 
     @router.post("/{golden_id}/keep-separate")
     async def keep_separate(
-        golden_id: str, body: KeepSeparateBody, staff: StaffDep, request: Request
+        golden_id: str,
+        body: KeepSeparateBody,
+        staff: StaffDep,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.DATA_STEWARD)
         decision = StewardDecision(
@@ -140,11 +151,15 @@ def customer_ops_router() -> APIRouter:
             steward=staff.name,
             note=body.note,
         )
-        return await _send(request, golden_id, decision, staff)
+        return await _send(request, golden_id, decision, staff, idempotency_key)
 
     @router.post("/{golden_id}/review")
     async def review(
-        golden_id: str, body: ReviewBody, staff: StaffDep, request: Request
+        golden_id: str,
+        body: ReviewBody,
+        staff: StaffDep,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.DATA_STEWARD)
         decision = ReviewDecision(
@@ -154,16 +169,20 @@ def customer_ops_router() -> APIRouter:
             steward=staff.name,
             note=body.note,
         )
-        return await _send(request, golden_id, decision, staff)
+        return await _send(request, golden_id, decision, staff, idempotency_key)
 
     @router.post("/{golden_id}/resolve")
     async def resolve(
-        golden_id: str, body: ResolveBody, staff: StaffDep, request: Request
+        golden_id: str,
+        body: ResolveBody,
+        staff: StaffDep,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.OPERATOR)
         decision = ResolvePropagation(
             action=body.action, operator=staff.name, note=body.note, key=body.key
         )
-        return await _send(request, golden_id, decision, staff)
+        return await _send(request, golden_id, decision, staff, idempotency_key)
 
     return router

@@ -19,7 +19,7 @@ from collections.abc import Awaitable
 from typing import Annotated, Any, Protocol
 
 import structlog
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
@@ -37,6 +37,20 @@ from workflows import visibility
 log = structlog.get_logger("revsync.gateway.ops")
 
 OPS_PREFIX = "/v1/ops"
+
+# A decision's Idempotency-Key: sent again with the same key and body (a lost answer), the
+# decision answers what it recorded the first time instead of 409 (revsync.operations).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any string of 1 to 255 visible ASCII characters, new for each decision; "
+        "repeating the request with the same key answers the first result",
+    ),
+]
 
 
 class ApproveBody(BaseModel):
@@ -134,9 +148,10 @@ async def _send(
     quote_id: str,
     request: ApproveRequest | RejectRequest | ResolveRequest,
     staff: Staff,
+    idempotency_key: str | None,
 ) -> JSONResponse:
     workflow_id = visibility.workflow_id_for_quote(quote_id)
-    sending = decide(client, quote_id, request)
+    sending = decide(client, quote_id, request, idempotency_key=idempotency_key)
     return await _answer(client, sending, ("quote", quote_id), workflow_id, staff)
 
 
@@ -161,7 +176,11 @@ def ops_router() -> APIRouter:
 
     @router.post("/quotes/{quote_id}/approve")
     async def approve(
-        quote_id: str, body: ApproveBody, staff: StaffDep, request: Request
+        quote_id: str,
+        body: ApproveBody,
+        staff: StaffDep,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         approver = _approver(staff, body.role)
         return await _send(
@@ -169,11 +188,16 @@ def ops_router() -> APIRouter:
             quote_id,
             ApproveRequest(approver=approver, note=body.note),
             staff,
+            idempotency_key,
         )
 
     @router.post("/quotes/{quote_id}/reject")
     async def reject(
-        quote_id: str, body: RejectBody, staff: StaffDep, request: Request
+        quote_id: str,
+        body: RejectBody,
+        staff: StaffDep,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         approver = _approver(staff, body.role)
         return await _send(
@@ -181,11 +205,16 @@ def ops_router() -> APIRouter:
             quote_id,
             RejectRequest(approver=approver, reason=body.reason),
             staff,
+            idempotency_key,
         )
 
     @router.post("/quotes/{quote_id}/resolve")
     async def resolve(
-        quote_id: str, body: ResolveBody, staff: StaffDep, request: Request
+        quote_id: str,
+        body: ResolveBody,
+        staff: StaffDep,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.OPERATOR)
         return await _send(
@@ -193,16 +222,21 @@ def ops_router() -> APIRouter:
             quote_id,
             ResolveRequest(action=body.action, operator=staff.name, note=body.note),
             staff,
+            idempotency_key,
         )
 
     @router.post("/invoices/{invoice_id}/resolve")
     async def resolve_invoice_step(
-        invoice_id: str, body: ResolveBody, staff: StaffDep, request: Request
+        invoice_id: str,
+        body: ResolveBody,
+        staff: StaffDep,
+        request: Request,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.OPERATOR)
         client = request.app.state.client
         decision = ResolveRequest(action=body.action, operator=staff.name, note=body.note)
-        sending = resolve_invoice(client, invoice_id, decision)
+        sending = resolve_invoice(client, invoice_id, decision, idempotency_key=idempotency_key)
         workflow_id = invoice_workflow_id(invoice_id)
         return await _answer(client, sending, ("invoice", invoice_id), workflow_id, staff)
 

@@ -145,3 +145,30 @@ def payloads_in(message: Message) -> list[Payload]:
             elif isinstance(item, Message):
                 found += payloads_in(item)
     return found
+
+
+async def test_a_decision_retried_with_its_idempotency_key_answers_its_first_result(stack: Stack):
+    """A lost answer: the operator (or the CLI) sends the same decision again with the same
+    key and gets what was recorded, not a 409; the saga records it once."""
+    quote_id = await parked_at_crm_write_back(stack)
+    body = {"action": "retry", "note": "contract signed"}
+    headers = {"Authorization": f"Bearer {token_of('Oscar')}", "Idempotency-Key": "op-7f3a"}
+    path = f"/v1/ops/quotes/{quote_id}/resolve"
+
+    first = await stack.gateway.post(path, json=body, headers=headers)
+    again = await stack.gateway.post(path, json=body, headers=headers)
+
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.json() == first.json()
+    status = await finished(stack, quote_id)
+    assert status.stage is OrderStage.BOOKED
+    assert [d.action for d in status.decisions] == ["retry"]
+    late = await stack.gateway.post(path, json=body, headers=headers)  # the saga has ended
+    assert (late.status_code, late.json()) == (200, first.json())
+    # Without the key the same request is a new decision, which the booked saga refuses.
+    unkeyed = await call(stack, quote_id, "resolve", body, token_of("Oscar"))
+    assert unkeyed.status_code == 409
+    bad_key = await stack.gateway.post(
+        path, json=body, headers={**headers, "Idempotency-Key": "has space"}
+    )
+    assert bad_key.status_code == 422
