@@ -378,7 +378,9 @@ def error_response(
     }
     if status == 429:
         policy = category or "TEN_SECONDLY_ROLLING"
-        body.update({"errorType": "RATE_LIMIT", "policyName": policy, "groupName": "publicapi:app"})
+        # HubSpot's API usage guidelines: errorType RATE_LIMIT and the policy hit
+        # (the example's requestId was dropped in 2020; category RATE_LIMITS replaced it).
+        body.update({"errorType": "RATE_LIMIT", "policyName": policy})
         body["category"] = "RATE_LIMITS"
     else:
         body["category"] = category or DEFAULT_CATEGORIES.get(status, "INTERNAL_ERROR")
