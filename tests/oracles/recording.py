@@ -20,6 +20,7 @@ class Exchange:
     request: bytes
     status: int
     response: bytes
+    headers: dict[str, str]
 
     def request_json(self) -> Any:
         return json.loads(self.request) if self.request else None
@@ -50,6 +51,7 @@ class Recording(httpx.AsyncBaseTransport):
                 sent,
                 answer.status_code,
                 content,
+                {k.lower(): v for k, v in request.headers.items()},
             )
         )
         return httpx.Response(
