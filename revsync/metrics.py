@@ -164,6 +164,14 @@ WEBHOOK_DELIVERIES = Metric(
     ("source", "outcome"),
 )
 
+WEBHOOK_EVENTS_IGNORED = Metric(
+    "revsync_webhook_events_ignored",
+    "counter",
+    "Verified webhook events acknowledged and handed on to nothing, by source and reason "
+    "(own_write: revsync's own write, echoed back by the vendor)",
+    ("source", "reason"),
+)
+
 EVENT_DELIVERIES = Metric(
     "revsync_event_deliveries",
     "counter",
@@ -189,6 +197,7 @@ ALL_METRICS: tuple[Metric, ...] = (
     VENDOR_CALLS,
     VENDOR_QUOTA_EXHAUSTED,
     WEBHOOK_DELIVERIES,
+    WEBHOOK_EVENTS_IGNORED,
     EVENT_DELIVERIES,
     INVOICES,
 )

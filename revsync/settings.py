@@ -341,6 +341,13 @@ class Settings(BaseSettings):
         default=SecretStr("sandbox-hubspot-token"), description="Private app access token"
     )
     hubspot_client_id: str | None = Field(default=None, description="The app's client id (oauth)")
+    hubspot_app_id: int | None = Field(
+        default=None,
+        gt=0,
+        description="The app's id (the webhooks' appId): HubSpot sends revsync's own writes "
+        "back as changes with changeSource INTEGRATION and sourceId this id; the gateway "
+        "ignores those. Unset: none is recognised",
+    )
     hubspot_refresh_token: SecretStr | None = Field(
         default=None, description="Refresh token of the app's install in the account (oauth)"
     )

@@ -17,6 +17,8 @@ fired so far; ``/_sandbox/oauth/<vendor>`` registers OAuth clients and expires i
 (``sandbox/oauth.py``); ``POST /_sandbox/reset`` clears state and rules.
 ``POST /_sandbox/stripe/invoices`` makes a finalized invoice with given lines and
 ``POST /_sandbox/netsuite/periods`` closes or reopens an accounting period.
+``PATCH /_sandbox/hubspot/objects/<type>/<id>`` edits a record as a HubSpot user and
+``POST /_sandbox/hubspot/webhooks/render`` renders the webhooks HubSpot would send.
 ``POST /events/<subscriber>`` receives business events (``sandbox/subscriber.py``);
 ``GET /_sandbox/events`` shows what arrived.
 """
@@ -118,6 +120,7 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     app.include_router(sap.build_control_router(state), prefix="/_sandbox/sap")
     app.include_router(dynamics.build_control_router(state), prefix="/_sandbox/dynamics")
     app.include_router(zuora.build_control_router(state), prefix="/_sandbox/zuora")
+    app.include_router(hubspot.build_control_router(state), prefix="/_sandbox/hubspot")
     # A business-event subscriber (revsync's signed CloudEvents webhooks) and what it received.
     app.include_router(subscriber.build_router(state), prefix="/events")
     app.include_router(subscriber.build_control_router(state), prefix="/_sandbox/events")

@@ -53,13 +53,51 @@ What else it reproduces:
   refusals are 400 ``{"status": "BAD_REFRESH_TOKEN" | "BAD_CLIENT_ID" |
   "BAD_CLIENT_SECRET", "message", "correlationId"}``.
 
+Webhooks (what HubSpot would send the app's target URL; nothing is sent: a test or a
+developer renders a delivery and posts it):
+
+- every change to a company or a deal is journalled as the event HubSpot sends subscribers
+  of its legacy subscription types: ``company.creation`` / ``deal.creation`` (with
+  ``changeFlag`` ``CREATED``) for a record made, and one ``company.propertyChange`` /
+  ``deal.propertyChange`` per property whose value a write changed (``propertyName``, the
+  new ``propertyValue``, ``""`` when cleared). Each event has ``eventId``,
+  ``subscriptionId``, ``portalId`` (:data:`SANDBOX_PORTAL_ID`), ``appId`` (the app
+  subscribed: :data:`SANDBOX_APP_ID`), ``occurredAt`` (milliseconds), ``attemptNumber`` 0
+  and ``objectId`` (a number);
+- who made the change, as HubSpot reports it: a write through the API with the app's
+  credentials (the sandbox token, an OAuth token issued to the app) is ``changeSource``
+  ``INTEGRATION`` with ``sourceId`` the app's id (as a string); a user's edit in HubSpot
+  (``PATCH /_sandbox/hubspot/objects/<type>/<id>`` with ``userId``) is ``CRM_UI`` with
+  ``sourceId`` ``userId:<id>``;
+- ``POST /_sandbox/hubspot/webhooks/render`` with ``{"url", "client_secret", "after",
+  "object_id"?}`` renders the journalled events after ``after`` (at most 100, HubSpot's
+  batch) as one delivery: the JSON array body and the headers HubSpot signs it with,
+  ``X-HubSpot-Request-Timestamp`` (milliseconds) and ``X-HubSpot-Signature-v3`` (base64
+  HMAC-SHA256 keyed by the client secret over ``POST`` + the URL, with HubSpot's few
+  percent-escapes decoded, + the body + the timestamp); ``GET /_sandbox/hubspot/webhooks``
+  lists the journal.
+
 Fault-injection operation names: those in the table. A rule's ``code`` becomes the error's
 ``category`` (or, for 429, its ``policyName``).
+
+Sources (docs/vendor-fidelity.md, "HubSpot", lists them per rule): HubSpot's "Webhooks"
+guide (https://developers.hubspot.com/docs/api/webhooks) and "Create generic webhook
+subscriptions" (https://developers.hubspot.com/docs/guides/apps/public-apps/create-generic-
+webhook-subscriptions) for the batches and the event fields (``changeSource``: who made the
+change); the form of ``sourceId`` (the app's id for an app's API write, ``userId:<id>`` for
+a user) is what HubSpot sends in public captured payloads, not a documented table (*doc
+only*). "Validating Requests" (https://developers.hubspot.com/docs/apps/developer-platform/
+build-apps/authentication/request-validation) for the v3 signature and the decoded escapes.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import hmac
+import json
+import re
 import secrets
 import time
 import uuid
@@ -71,6 +109,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
 
 from domain.money import MINOR_UNITS
 from sandbox import seed
@@ -92,6 +131,38 @@ COMPANY_IDS: dict[str, str] = {
 }
 OBJECT_TYPE_IDS = {"0-2": "companies", "0-3": "deals", "0-8": "line_items", "0-123": "orders"}
 
+# The sandbox's HubSpot account (portal) and the app whose credentials revsync uses: its
+# API writes are reported with this app's id, and it receives the webhooks.
+SANDBOX_PORTAL_ID = 62515
+SANDBOX_APP_ID = 1160452
+# Object types with legacy webhook subscriptions, as named in subscriptionType.
+WEBHOOK_OBJECTS = {"companies": "company", "deals": "deal"}
+SUBSCRIPTION_IDS = {
+    "company.creation": 2840518,
+    "company.propertyChange": 2840520,
+    "deal.creation": 2840510,
+    "deal.propertyChange": 2840512,
+}
+MAX_WEBHOOK_EVENTS = 100
+INTEGRATION = "INTEGRATION"
+CRM_UI = "CRM_UI"
+# Percent-escapes HubSpot decodes in the URL before signing it (v3).
+_SIGNED_ESCAPES = {
+    "3A": ":",
+    "2F": "/",
+    "3F": "?",
+    "40": "@",
+    "21": "!",
+    "24": "$",
+    "27": "'",
+    "28": "(",
+    "29": ")",
+    "2A": "*",
+    "2C": ",",
+    "3B": ";",
+}
+_ESCAPE = re.compile("%(" + "|".join(_SIGNED_ESCAPES) + ")", re.IGNORECASE)
+
 PropertyType = Literal["string", "number", "enumeration", "datetime", "date"]
 
 
@@ -100,6 +171,24 @@ class Prop:
     type: PropertyType = "string"
     options: frozenset[str] = frozenset()
     unique: bool = False
+
+
+@dataclass(frozen=True)
+class ChangeSource:
+    """Who made a change, as webhook events report it (``changeSource``, ``sourceId``)."""
+
+    change_source: str
+    source_id: str
+
+    @classmethod
+    def app(cls, app_id: int) -> ChangeSource:
+        """A write through the API with the credentials of the app ``app_id``."""
+        return cls(INTEGRATION, str(app_id))
+
+    @classmethod
+    def user(cls, user_id: int) -> ChangeSource:
+        """A user's edit in HubSpot's UI."""
+        return cls(CRM_UI, f"userId:{user_id}")
 
 
 # The account's enabled currencies: every currency revsync books.
@@ -289,7 +378,9 @@ def error_response(
     }
     if status == 429:
         policy = category or "TEN_SECONDLY_ROLLING"
-        body.update({"errorType": "RATE_LIMIT", "policyName": policy, "groupName": "publicapi:app"})
+        # HubSpot's API usage guidelines: errorType RATE_LIMIT and the policy hit
+        # (the example's requestId was dropped in 2020; category RATE_LIMITS replaced it).
+        body.update({"errorType": "RATE_LIMIT", "policyName": policy})
         body["category"] = "RATE_LIMITS"
     else:
         body["category"] = category or DEFAULT_CATEGORIES.get(status, "INTERNAL_ERROR")
@@ -345,6 +436,11 @@ class HubSpotStore:
         self.daily_remaining: int | None = None
         self.page_cap: int = MAX_LIMIT
         self.throttled = 0
+        # Webhook events HubSpot would send the app, in order (see the module docstring).
+        self.portal_id = SANDBOX_PORTAL_ID
+        self.app_id = SANDBOX_APP_ID
+        self.webhook_events: list[dict[str, Any]] = []
+        self._next_event_id = 3_816_279_001
         self._clock = clock
         self._recent: deque[float] = deque()
         for account in seed.ACCOUNTS:
@@ -378,6 +474,7 @@ class HubSpotStore:
             for dst, types in targets.items()
         ]
         state["throttled"] = self.throttled
+        state["webhooks"] = copy.deepcopy(self.webhook_events)
         return state
 
     # throttling
@@ -516,18 +613,73 @@ class HubSpotStore:
             )
         return values
 
-    def create(self, object_type: str, properties: object) -> dict[str, Any]:
+    def create(
+        self, object_type: str, properties: object, source: ChangeSource | None = None
+    ) -> dict[str, Any]:
+        """A new record; ``source`` made it (default: the app, through the API)."""
         values = self.validated(object_type, properties, record_id=None)
         record_id = self._new_id()
         self._insert(object_type, record_id, values)
+        self._journal(object_type, record_id, "creation", source, changeFlag="CREATED")
         return self.records[object_type][record_id]
 
-    def update(self, record: dict[str, Any], object_type: str, properties: object) -> None:
+    def update(
+        self,
+        record: dict[str, Any],
+        object_type: str,
+        properties: object,
+        source: ChangeSource | None = None,
+    ) -> None:
+        """Write ``properties`` onto ``record``; ``source`` made the change (default: the
+        app, through the API). Each property whose value changes is a webhook event."""
         values = self.validated(object_type, properties, record_id=record["id"])
+        changed = {k: v for k, v in values.items() if record["properties"].get(k, "") != v}
         record["properties"].update(values)
         stamp = _now_iso()
         record["properties"]["hs_lastmodifieddate"] = stamp
         record["updatedAt"] = stamp
+        for name, value in changed.items():
+            self._journal(
+                object_type,
+                record["id"],
+                "propertyChange",
+                source,
+                propertyName=name,
+                propertyValue=value,
+            )
+
+    # webhooks
+
+    def _journal(
+        self,
+        object_type: str,
+        record_id: str,
+        kind: str,
+        source: ChangeSource | None,
+        **fields: str,
+    ) -> None:
+        """Record the event HubSpot sends for a change (companies and deals only)."""
+        name = WEBHOOK_OBJECTS.get(object_type)
+        if name is None:
+            return
+        made_by = source or ChangeSource.app(self.app_id)
+        subscription = f"{name}.{kind}"
+        self._next_event_id += 1
+        self.webhook_events.append(
+            {
+                "eventId": self._next_event_id,
+                "subscriptionId": SUBSCRIPTION_IDS[subscription],
+                "portalId": self.portal_id,
+                "appId": self.app_id,
+                "occurredAt": int(time.time() * 1000),
+                "subscriptionType": subscription,
+                "attemptNumber": 0,
+                "objectId": int(record_id),
+                **fields,
+                "changeSource": made_by.change_source,
+                "sourceId": made_by.source_id,
+            }
+        )
 
     def associate(self, src: tuple[str, str], dst: tuple[str, str], type_id: int) -> None:
         for from_type, to_type in ((src[0], dst[0]), (dst[0], src[0])):
@@ -638,6 +790,35 @@ def _normalized(spec: Prop, text: str) -> str:
 
 def _names(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def signed_uri(url: str) -> str:
+    """``url`` as HubSpot signs it: the percent-escapes it decodes first, decoded."""
+    return _ESCAPE.sub(lambda m: _SIGNED_ESCAPES[m.group(1).upper()], url)
+
+
+def v3_signature(client_secret: str, method: str, url: str, body: bytes, timestamp: str) -> str:
+    """The ``X-HubSpot-Signature-v3`` HubSpot sends: base64 HMAC-SHA256, keyed by the app's
+    client secret, over method + URL + body + timestamp."""
+    message = method.upper().encode() + signed_uri(url).encode() + body + timestamp.encode()
+    digest = hmac.new(client_secret.encode(), message, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def render_delivery(
+    events: list[dict[str, Any]], *, url: str, client_secret: str, timestamp_ms: int
+) -> dict[str, Any]:
+    """One webhook delivery of ``events`` to ``url``: the body HubSpot posts and its headers."""
+    body = json.dumps(events, separators=(",", ":")).encode()
+    stamp = str(timestamp_ms)
+    return {
+        "body": body.decode(),
+        "headers": {
+            "Content-Type": "application/json",
+            "X-HubSpot-Request-Timestamp": stamp,
+            "X-HubSpot-Signature-v3": v3_signature(client_secret, "POST", url, body, stamp),
+        },
+    }
 
 
 # -- HTTP -------------------------------------------------------------------------------------
@@ -940,6 +1121,67 @@ def build_oauth_router(state: SandboxState) -> APIRouter:
                 "expires_in": int(server.token_lifetime),
             }
         )
+
+    return router
+
+
+# -- sandbox controls: a user's edit, the webhooks HubSpot would send ------------------------
+
+
+class UserEdit(BaseModel):
+    """A user's edit of a record in HubSpot's UI."""
+
+    properties: dict[str, Any]
+    userId: int = Field(default=73125491, gt=0)
+
+
+class RenderWebhooks(BaseModel):
+    """Which journalled events to render as one delivery, and where to."""
+
+    url: str = Field(min_length=1, description="The app's target URL, as HubSpot calls it")
+    client_secret: str = Field(min_length=1, description="The app's client secret")
+    after: int = Field(default=0, ge=0, description="Skip the journal's first events")
+    object_id: str | None = Field(default=None, description="Only this record's events")
+
+
+def build_control_router(state: SandboxState) -> APIRouter:
+    """``/_sandbox/hubspot``: edits as a user makes them, and the webhooks they cause."""
+    router = APIRouter()
+
+    @router.patch("/objects/{object_type}/{record_id}")
+    async def user_edit(object_type: str, record_id: str, edit: UserEdit) -> Response:
+        store = state.hubspot
+        try:
+            kind = object_type_name(object_type)
+            record = store.find(kind, record_id, None)
+            store.update(record, kind, edit.properties, ChangeSource.user(edit.userId))
+        except HubSpotApiError as error:
+            return error_response(error.status, error.category, error.message, error.errors)
+        return json_response(store.answer(kind, record, list(record["properties"])))
+
+    @router.get("/webhooks")
+    async def webhooks(after: int = 0) -> Response:
+        events = state.hubspot.webhook_events
+        return json_response({"events": events[after:], "next": len(events)})
+
+    @router.post("/webhooks/render")
+    async def render(request: RenderWebhooks) -> Response:
+        journal = state.hubspot.webhook_events
+        pending = [
+            (index, event)
+            for index, event in enumerate(journal)
+            if index >= request.after
+            and (request.object_id is None or str(event["objectId"]) == request.object_id)
+        ][:MAX_WEBHOOK_EVENTS]
+        if not pending:
+            return json_response({"events": 0, "next": len(journal)})
+        delivery = render_delivery(
+            [event for _, event in pending],
+            url=request.url,
+            client_secret=request.client_secret,
+            timestamp_ms=int(time.time() * 1000),
+        )
+        return json_response({"events": len(pending), "next": pending[-1][0] + 1, **delivery})
 
     return router
 

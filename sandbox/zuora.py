@@ -22,11 +22,14 @@ What it keeps faithful:
   succeed. A replayed answer skips the fault hooks.
 - **Accounts** (``POST/GET/PUT /v1/accounts``): ``name``, ``currency`` and ``billToContact``
   (``firstName``, ``lastName``, ``country``) are required; ``crmId``, ``taxInfo.VATId``,
-  ``soldToContact`` (the bill-to when absent), custom fields ``CrmAccountName__c``. Numbers
-  ``A00000001``; keys are the id or the number. ``GET`` nests ``basicInfo``,
-  ``billToContact``, ``soldToContact``, ``taxInfo``, ``billingAndPayment``.
+  ``soldToContact`` (the bill-to when absent), custom fields ``CrmAccountName__c``. A
+  contact's fields are ``firstName``, ``lastName``, ``workEmail``, ``address1``,
+  ``address2``, ``city``, ``state``, ``zipCode``, ``country``: any other is an unknown field
+  (category 21). Numbers ``A00000001``; keys are the id or the number. ``GET`` nests
+  ``basicInfo`` (custom fields at its top level), ``billToContact``, ``soldToContact``,
+  ``taxInfo``, ``billingAndPayment`` (``currency``) and ``metrics`` (``balance``).
 - **Catalog**: one product per ``sandbox.seed.CATALOG`` SKU (``GET
-  /v1/catalog/products/<id or SKU>``) with one rate plan (``Expired`` for inactive items) and
+  /v1/catalog/product/<id or SKU>``) with one rate plan (``Expired`` for inactive items) and
   one per-unit charge, ``Recurring`` monthly or ``OneTime``, priced in the catalog's
   currencies.
 - **Orders** (``POST /v1/orders``): ``CreateSubscription`` (for ``existingAccountNumber``;
@@ -39,19 +42,26 @@ What it keeps faithful:
   ``quantity * listPrice`` rounded half up to the currency. The tenant posts invoices it
   generates. The answer names ``subscriptionNumbers`` and ``invoiceNumbers``.
 - **Subscriptions** (``GET /v1/subscriptions/<number or id>``): ``status`` Active or
-  Cancelled, ``currency``, ``contractEffectiveDate``, custom fields at the top level. One
-  version per subscription is kept (a cancellation updates it in place).
-- **Invoices**: ``GET /v1/invoices/<id or number>`` and ``/items`` (``page``, ``pageSize``
-  at most 2000, ``nextPage`` while more remain); ``PUT .../cancel`` (Draft only). Unposting
-  is the CRUD Invoice object: ``PUT /v1/object/invoice/<id>`` with ``{"Status": "Draft"}``
-  (Posted to Draft; refused once anything is applied: the balance differs from the amount),
-  answering ``{"Success", "Id"}`` or ``{"Success": false, "Errors": [{"Code", "Message"}]}``
-  with CRUD's named codes (``INVALID_ID``, ``INVALID_VALUE``).
+  Cancelled (then ``subscriptionEndDate`` is the cancellation date), ``currency``,
+  ``contractEffectiveDate``, custom fields at the top level. One version per subscription is
+  kept (a cancellation updates it in place).
+- **Invoices**: ``GET /v1/invoices/<id or number>`` (the account named by ``accountId``
+  only) and ``/items`` (``page``, ``pageSize`` at most 40, ``nextPage`` while more remain;
+  an item names its subscription ``subscriptionName``); ``PUT .../unpost`` (Posted to Draft;
+  refused, category 30, once anything is applied: the balance differs from the amount) and
+  ``PUT .../cancel`` (Draft only).
 - **Object Query** (``GET /object-query/<accounts|subscriptions|invoices|invoice-items>``):
-  ``filter[]=<field>.<EQ|NE|GT|LT>:<value>``, ``sort[]=<field>.<ASC|DESC>``, ``expand[]``
-  (``billto``/``soldto`` on accounts, ``account`` on subscriptions and invoices, ``invoice``
-  on invoice items), ``pageSize`` 1 to 99 and ``cursor`` from the answer's ``nextPage``.
-  An unknown field is an error.
+  ``filter[]=<field>.<EQ|NE|GT|LT>:<value>``, ``sort[]=<field>.<ASC|DESC>`` (field names
+  match case-insensitively), ``expand[]`` (``billto``/``soldto`` on accounts, ``account``
+  on subscriptions and invoices, ``invoice`` on invoice items), ``pageSize`` 1 to 99 and
+  ``cursor`` from the answer's ``nextPage``. An unknown field is an error. Records are flat
+  and their fields are named as Object Query names them: a lower-case first letter, custom
+  fields too (``revsyncKey__c``, ``crmAccountName__c``), the tax id ``vATId``, the
+  subscription number the subscription's ``name``, an invoice item's SKU ``sKU``, a
+  contact's postal code ``postalCode``; an invoice names its account by ``accountId``.
+- **The SDK as judge**: ``tests/oracles/test_zuora_oracle.py`` loads every request the
+  adapter sends and every answer here into Zuora's own SDK models (``zuora-sdk``); the
+  shapes above are what it accepts (docs/vendor-fidelity.md, "Zuora").
 - **Limits**: ``ZuoraStore.requests_per_minute`` caps API calls per minute; past it a call is
   a 429 (code ``50000070``) with ``Retry-After`` the seconds left in the minute.
 - **Sandbox controls** (``/_sandbox/zuora``, not Zuora's API; no auth, no faults):
@@ -107,7 +117,7 @@ VENDOR = "zuora"
 SANDBOX_CLIENT_ID = "sandbox-zuora-client"
 TOKEN_LIFETIME = 3600.0
 MAX_QUERY_PAGE = 99
-MAX_ITEMS_PAGE = 2000
+MAX_ITEMS_PAGE = 40
 CUSTOM_FIELDS = {
     "account": frozenset({"CrmAccountName__c"}),
     "subscription": frozenset({"RevsyncKey__c", "QuoteId__c", "CrmAccountId__c"}),
@@ -150,20 +160,6 @@ class ZuoraError(Exception):
 
     def response(self) -> Response:
         return error_response(self.status, self.code, self.message)
-
-
-class CrudError(ZuoraError):
-    """A failure of a CRUD (``/v1/object``) call: HTTP 200 with a named code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__("00", message)
-        self.code = code
-
-    def body(self) -> Json:
-        return {"Success": False, "Errors": [{"Code": self.code, "Message": self.message}]}
-
-    def response(self) -> Response:
-        return json_response(self.body(), self.status)
 
 
 def error_body(code: str | None, message: str) -> Json:
@@ -351,6 +347,9 @@ class ZuoraStore:
     def _contact(self, raw: Any, where: str) -> Json:
         if not isinstance(raw, dict):
             raise ZuoraError(MISSING, f"'{where}' is required")
+        unknown = sorted(set(raw) - set(CONTACT_FIELDS))
+        if unknown:
+            raise ZuoraError(UNKNOWN_FIELD, f"unknown field {unknown[0]!r} on {where}")
         for name in ("firstName", "lastName", "country"):
             _required(raw, name, where)
         return {
@@ -401,10 +400,10 @@ class ZuoraStore:
         }
 
     def account_view(self, account: Json) -> Json:
-        basic = {
-            k: account.get(k)
-            for k in ("id", "accountNumber", "name", "crmId", "status", "currency")
-        }
+        """``GET /v1/accounts/<key>``: ``basicInfo`` (custom fields at its top level),
+        ``billingAndPayment`` (the currency), ``metrics`` (the balance), the contacts and
+        ``taxInfo``."""
+        basic = {k: account.get(k) for k in ("id", "accountNumber", "name", "crmId", "status")}
         basic["defaultPaymentMethodId"] = account.get("defaultPaymentMethodId")
         basic.update({k: v for k, v in account.items() if k.endswith("__c")})
         balance = sum(
@@ -415,7 +414,6 @@ class ZuoraStore:
             ),
             Decimal(0),
         )
-        basic["balance"] = balance
         return {
             "success": True,
             "basicInfo": basic,
@@ -425,6 +423,7 @@ class ZuoraStore:
                 "paymentTerm": account["paymentTerm"],
                 "autoPay": account["autoPay"],
             },
+            "metrics": {"balance": balance, "currency": account["currency"]},
             "billToContact": copy.deepcopy(account["billTo"]),
             "soldToContact": copy.deepcopy(account["soldTo"]),
             "taxInfo": copy.deepcopy(account["taxInfo"]),
@@ -462,7 +461,7 @@ class ZuoraStore:
     def product(self, key: str) -> Json:
         for product in self.products.values():
             if key in (product["id"], product["sku"]):
-                return {"success": True, **copy.deepcopy(product)}
+                return copy.deepcopy(product)
         raise ZuoraError(NOT_FOUND, f"Cannot find entity by key: '{key}'.", resource="500100")
 
     def _charge(self, plan_id: Any, charge_id: Any) -> tuple[Json, Json]:
@@ -780,35 +779,53 @@ class ZuoraStore:
     def _invoice_view(self, invoice: Json) -> Json:
         return copy.deepcopy(invoice)
 
+    def invoice_view(self, invoice: Json) -> Json:
+        """``GET /v1/invoices/<key>``: the invoice names its account by ``accountId`` only."""
+        return {"success": True, **{k: v for k, v in invoice.items() if k != "accountNumber"}}
+
+    def subscription_view(self, subscription: Json) -> Json:
+        """``GET /v1/subscriptions/<key>``: custom fields at the top level; a cancelled
+        subscription ends (``subscriptionEndDate``) on its cancellation date."""
+        hidden = ("cancelledDate", "createdDate", "ratePlanCharges")
+        view = {k: copy.deepcopy(v) for k, v in subscription.items() if k not in hidden}
+        if subscription.get("cancelledDate"):
+            view["subscriptionEndDate"] = subscription["cancelledDate"]
+        return {**view, "success": True}
+
+    @staticmethod
+    def item_view(item: Json) -> Json:
+        """An item of ``GET /v1/invoices/<key>/items``: its subscription is
+        ``subscriptionName`` (the number) and ``subscriptionId``."""
+        hidden = ("invoiceId", "createdDate", "subscriptionNumber")
+        view = {k: copy.deepcopy(v) for k, v in item.items() if k not in hidden}
+        if item.get("subscriptionNumber"):
+            view["subscriptionName"] = item["subscriptionNumber"]
+        return view
+
     def invoice_items(self, key: str, page: int, size: int) -> Json:
         invoice = self.invoice(key)
         items = [i for i in self.items if i["invoiceId"] == invoice["id"]]
         chunk = items[(page - 1) * size : page * size]
-        answer: Json = {"success": True, "invoiceItems": copy.deepcopy(chunk)}
+        answer: Json = {"success": True, "invoiceItems": [self.item_view(i) for i in chunk]}
         if page * size < len(items):
             answer["nextPage"] = (
                 f"/v1/invoices/{invoice['invoiceNumber']}/items?page={page + 1}&pageSize={size}"
             )
         return answer
 
-    def unpost(self, invoice_id: str, body: Any) -> Json:
-        """The CRUD Invoice update ``{"Status": "Draft"}`` (the only one the sandbox takes)."""
-        if not isinstance(body, dict) or body != {"Status": "Draft"}:
-            raise CrudError(
-                "INVALID_VALUE", "the sandbox updates an invoice's Status to Draft only"
-            )
-        invoice = self.invoices.get(invoice_id)
-        if invoice is None:
-            raise CrudError("INVALID_ID", "invalid id for update")
+    def unpost(self, key: str) -> Json:
+        """``PUT /v1/invoices/<key>/unpost``: a posted invoice with nothing applied back to
+        draft (synchronously: the sandbox's invoices are small)."""
+        invoice = self.invoice(key)
         if invoice["status"] != "Posted":
-            raise CrudError("INVALID_VALUE", "only a posted invoice can be unposted")
+            raise ZuoraError(RULE, f"only a posted invoice can be unposted ({invoice['status']})")
         if invoice["balance"] != invoice["amount"]:
-            raise CrudError(
-                "INVALID_VALUE",
+            raise ZuoraError(
+                RULE,
                 "an invoice with payments, adjustments or credit memos applied cannot be unposted",
             )
         invoice["status"] = "Draft"
-        return {"Success": True, "Id": invoice["id"]}
+        return {"success": True}
 
     def cancel_invoice(self, key: str) -> Json:
         invoice = self.invoice(key)
@@ -927,7 +944,8 @@ class ZuoraStore:
         if source is None:
             raise ZuoraError(NOT_FOUND, f"unknown object {resource!r}", status=404)
         records = [self._flat(resource, r) for r in source(self)]
-        fields = QUERY_FIELDS[resource]
+        # Field names in filter[] and sort[] match case-insensitively.
+        fields = {name.lower(): name for name in QUERY_FIELDS[resource]}
         size = MAX_QUERY_PAGE
         offset = 0
         expands: list[str] = []
@@ -936,8 +954,9 @@ class ZuoraStore:
                 check = _filter(value, fields)
                 records = [r for r in records if check(r)]
             elif name == "sort[]":
-                field, _, direction = value.rpartition(".")
-                if field not in fields or direction.upper() not in ("ASC", "DESC"):
+                given, _, direction = value.rpartition(".")
+                field = fields.get(given.lower(), "")
+                if not field or direction.upper() not in ("ASC", "DESC"):
                     raise ZuoraError(INVALID, f"invalid sort {value!r}", status=400)
                 records.sort(
                     key=lambda r: str(r.get(field) or ""), reverse=direction.upper() == "DESC"
@@ -962,27 +981,45 @@ class ZuoraStore:
         return answer
 
     def _flat(self, resource: str, record: Json) -> Json:
-        flat = {k: v for k, v in record.items() if k not in ("billTo", "soldTo", "ratePlanCharges")}
+        """A record as Object Query answers it: its own fields flat, named as Object Query
+        names them (the first letter lower case, custom fields too: ``revsyncKey__c``)."""
+        renamed = QUERY_RENAMES[resource]
+        flat: Json = {}
+        for key, value in record.items():
+            if key in QUERY_HIDDEN[resource]:
+                continue
+            name = renamed.get(key, key)
+            flat[name[:1].lower() + name[1:]] = copy.deepcopy(value)
         if resource == "accounts":
             flat["billToId"] = record["billTo"]["id"]
             flat["soldToId"] = record["soldTo"]["id"]
+            vat = (record.get("taxInfo") or {}).get("VATId")
+            if vat:
+                flat["vATId"] = vat
         return flat
+
+    def _contact_view(self, account: Json, contact: Json) -> Json:
+        """A contact as Object Query expands it (``postalCode``, the account's id)."""
+        view = {CONTACT_QUERY_NAMES.get(k, k): copy.deepcopy(v) for k, v in contact.items()}
+        return {**view, "accountId": account["id"]}
 
     def _expand(self, resource: str, record: Json, expands: list[str]) -> Json:
         out = copy.deepcopy(record)
         if resource == "accounts":
             account = self.accounts[record["id"]]
             if "billto" in expands:
-                out["billTo"] = copy.deepcopy(account["billTo"])
+                out["billTo"] = self._contact_view(account, account["billTo"])
             if "soldto" in expands:
-                out["soldTo"] = copy.deepcopy(account["soldTo"])
+                out["soldTo"] = self._contact_view(account, account["soldTo"])
         elif "account" in expands:
             out["account"] = self._flat("accounts", self.accounts[record["accountId"]])
         elif "invoice" in expands:
-            out["invoice"] = copy.deepcopy(self.invoices[record["invoiceId"]])
+            out["invoice"] = self._flat("invoices", self.invoices[record["invoiceId"]])
         return out
 
 
+# The contact fields of the v1 account operations (Zuora's ``zipCode``); Object Query's
+# expanded contact names the postal code ``postalCode``.
 CONTACT_FIELDS = (
     "firstName",
     "lastName",
@@ -991,9 +1028,10 @@ CONTACT_FIELDS = (
     "address2",
     "city",
     "state",
-    "postalCode",
+    "zipCode",
     "country",
 )
+CONTACT_QUERY_NAMES = {"zipCode": "postalCode"}
 
 
 def _list_price(charge: Json, currency: str) -> Decimal:
@@ -1006,27 +1044,47 @@ QUERY_SOURCES: dict[str, Callable[[ZuoraStore], list[Json]]] = {
     "invoices": lambda store: list(store.invoices.values()),
     "invoice-items": lambda store: list(store.items),
 }
+# What Object Query leaves out of a record (kept elsewhere, or a v1-only field) and the
+# fields it names otherwise (the subscription number is the subscription's ``name``).
+QUERY_HIDDEN: dict[str, frozenset[str]] = {
+    "accounts": frozenset({"billTo", "soldTo", "taxInfo"}),
+    "subscriptions": frozenset({"accountNumber", "ratePlanCharges"}),
+    "invoices": frozenset({"accountNumber"}),
+    "invoice-items": frozenset({"chargeType"}),
+}
+QUERY_RENAMES: dict[str, dict[str, str]] = {
+    "accounts": {},
+    "subscriptions": {"subscriptionNumber": "name"},
+    "invoices": {},
+    "invoice-items": {"sku": "sKU", "chargeDescription": "description"},
+}
+
+
+def _query_name(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
 QUERY_FIELDS: dict[str, frozenset[str]] = {
     "accounts": frozenset(
         {"id", "accountNumber", "name", "crmId", "currency", "status", "billCycleDay"}
         | {"autoPay", "paymentTerm", "defaultPaymentMethodId", "billToId", "soldToId"}
-        | {"createdDate", "taxInfo"}
-        | CUSTOM_FIELDS["account"]
+        | {"createdDate", "vATId"}
+        | {_query_name(f) for f in CUSTOM_FIELDS["account"]}
     ),
     "subscriptions": frozenset(
-        {"id", "subscriptionNumber", "version", "accountId", "accountNumber", "currency"}
+        {"id", "name", "version", "accountId", "currency"}
         | {"status", "termType", "initialTerm", "contractEffectiveDate", "termStartDate"}
         | {"paymentTerm", "notes", "autoRenew", "cancelledDate", "createdDate"}
-        | CUSTOM_FIELDS["subscription"]
+        | {_query_name(f) for f in CUSTOM_FIELDS["subscription"]}
     ),
     "invoices": frozenset(
-        {"id", "invoiceNumber", "accountId", "accountNumber", "currency", "status"}
+        {"id", "invoiceNumber", "accountId", "currency", "status"}
         | {"invoiceDate", "dueDate", "amountWithoutTax", "taxAmount", "amount", "balance"}
         | {"createdDate"}
     ),
     "invoice-items": frozenset(
-        {"id", "invoiceId", "subscriptionId", "subscriptionNumber", "sku", "chargeName"}
-        | {"chargeDescription", "chargeType", "quantity", "unitPrice", "chargeAmount"}
+        {"id", "invoiceId", "subscriptionId", "subscriptionNumber", "sKU", "chargeName"}
+        | {"description", "quantity", "unitPrice", "chargeAmount"}
         | {"taxAmount", "serviceStartDate", "serviceEndDate", "createdDate"}
     ),
 }
@@ -1038,12 +1096,13 @@ QUERY_EXPANDS: dict[str, frozenset[str]] = {
 }
 
 
-def _filter(expression: str, fields: frozenset[str]) -> Callable[[Json], bool]:
+def _filter(expression: str, fields: dict[str, str]) -> Callable[[Json], bool]:
     """The test of one ``filter[]`` expression ``<field>.<operator>:<value>``; an unknown
     field or operator is an error whether or not any record exists."""
     left, sep, value = expression.partition(":")
-    field, _, operator = left.rpartition(".")
-    if not sep or field not in fields or operator not in ("EQ", "NE", "GT", "LT"):
+    given, _, operator = left.rpartition(".")
+    field = fields.get(given.lower(), "")
+    if not sep or not field or operator not in ("EQ", "NE", "GT", "LT"):
         raise ZuoraError(INVALID, f"invalid filter {expression!r}", status=400)
 
     def check(record: Json) -> bool:
@@ -1252,7 +1311,7 @@ def build_router(state: SandboxState) -> APIRouter:
             request, "update_account", lambda s, b: s.update_account(key, b), body=body
         )
 
-    @router.get("/v1/catalog/products/{key}")
+    @router.get("/v1/catalog/product/{key}")
     async def get_product(request: Request, key: str) -> Response:
         return await serve(request, "get_product", lambda s, _: s.product(key))
 
@@ -1276,18 +1335,14 @@ def build_router(state: SandboxState) -> APIRouter:
         def read(store: ZuoraStore, _: Any) -> Json:
             for subscription in store.subscriptions.values():
                 if key in (subscription["id"], subscription["subscriptionNumber"]):
-                    view = copy.deepcopy(subscription)
-                    view["success"] = True
-                    return view
+                    return store.subscription_view(subscription)
             raise ZuoraError(NOT_FOUND, f"Cannot find entity by key: '{key}'.")
 
         return await serve(request, "get_subscription", read)
 
     @router.get("/v1/invoices/{key}")
     async def get_invoice(request: Request, key: str) -> Response:
-        return await serve(
-            request, "get_invoice", lambda s, _: {"success": True, **copy.deepcopy(s.invoice(key))}
-        )
+        return await serve(request, "get_invoice", lambda s, _: s.invoice_view(s.invoice(key)))
 
     @router.get("/v1/invoices/{key}/items")
     async def list_invoice_items(request: Request, key: str) -> Response:
@@ -1302,12 +1357,9 @@ def build_router(state: SandboxState) -> APIRouter:
             request, "list_invoice_items", lambda s, _: s.invoice_items(key, page, size)
         )
 
-    @router.put("/v1/object/invoice/{invoice_id}")
-    async def unpost_invoice(request: Request, invoice_id: str) -> Response:
-        body = await json_body(request)
-        return await serve(
-            request, "unpost_invoice", lambda s, b: s.unpost(invoice_id, b), body=body
-        )
+    @router.put("/v1/invoices/{key}/unpost")
+    async def unpost_invoice(request: Request, key: str) -> Response:
+        return await serve(request, "unpost_invoice", lambda s, _: s.unpost(key))
 
     @router.put("/v1/invoices/{key}/cancel")
     async def cancel_invoice(request: Request, key: str) -> Response:

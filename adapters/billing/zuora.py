@@ -24,7 +24,8 @@ Zuora reports there counts as the same error status would.
 Mapping and keys:
 
 - **customer** = a Zuora Account (``POST /v1/accounts``): ``crmId`` holds the CRM account id;
-  ``name`` the legal entity; one contact as bill-to and sold-to; ``taxInfo.VATId``; the
+  ``name`` the legal entity; one contact as bill-to and sold-to (the postal code is the
+  contact's ``zipCode``); ``taxInfo.VATId``; the
   account's ``currency`` (Zuora bills an account in one currency: a customer without a
   preferred currency is rejected); ``billCycleDay`` 0 (set by the first subscription). The
   billing id revsync uses is the ``accountNumber``. Found again by Object Query
@@ -41,9 +42,12 @@ Mapping and keys:
   ``idempotency-key`` for 24 hours only, so ``create_subscription`` first looks the key up
   (``GET /object-query/subscriptions?filter[]=RevsyncKey__c.EQ:<key>``); the same key and
   the same body replay the first answer. The subscription id revsync uses is the
-  ``subscriptionNumber``; its latest invoice is found through its invoice items
+  ``subscriptionNumber`` (Object Query names it the subscription's ``name``, and names
+  custom fields with a lower-case first letter: ``revsyncKey__c``); its latest invoice is
+  found through its invoice items
   (``/object-query/invoice-items?filter[]=subscriptionNumber.EQ:<n>&expand[]=invoice``).
-- **rate plans**: each SKU is a Zuora product (``GET /v1/catalog/products/<sku>``, the SKU
+  The account's currency is ``billingAndPayment.currency`` of ``GET /v1/accounts/<key>``.
+- **rate plans**: each SKU is a Zuora product (``GET /v1/catalog/product/<sku>``, the SKU
   being a product key); a line uses the product's first active rate plan with a per-unit
   charge of its kind (``Recurring`` for recurring lines, billed ``Month`` or ``Annual``;
   ``OneTime`` otherwise) priced in the quote's currency. An unknown SKU, or one without
@@ -58,25 +62,29 @@ Mapping and keys:
   ``revsync-cancel:<subscription number>:<hash of the reason>`` (a cancel with another reason
   is another request, not a reused key). A ``Cancelled`` subscription is returned as is.
 - **invoices**: ``invoice_id`` is the Zuora invoice number (any invoice key works in the
-  API). ``get_invoice`` reads ``GET /v1/invoices/<key>``, the account (for ``crmId``) and
-  ``/v1/invoices/<key>/items`` page by page. Zuora's ``serviceEndDate`` is the *last* day of
+  API). ``get_invoice`` reads ``GET /v1/invoices/<key>`` (which names its account by
+  ``accountId`` only), the account (for ``crmId`` and ``accountNumber``) and
+  ``/v1/invoices/<key>/items`` page by page (40 a page, Zuora's largest; an item names its
+  subscription's number as ``subscriptionName``). Zuora's ``serviceEndDate`` is the *last* day of
   service; the domain's ``service_end`` is the day after. A ``OneTime`` item (or one without
   a period) is a one-off line; the item ``sku`` is the line's SKU; ``chargeAmount`` is net of
   tax, ``taxAmount`` the tax; the items must add up to the invoice ``amount``
   (``amount_mismatch`` otherwise). Status: ``Draft`` is rejected; ``Posted`` is ``open``
   while a balance is due and ``paid`` once none is; ``Canceled`` is ``void``.
   ``void_invoice`` cancels (``PUT /v1/invoices/<key>/cancel``), which Zuora does for a draft
-  only, so a posted invoice is first unposted back to draft. The v1 invoice resource has no
-  unpost operation: the adapter sets ``Status`` to ``Draft`` on the CRUD Invoice object
-  (``PUT /v1/object/invoice/<invoice id>``), which Zuora refuses once a payment, adjustment
-  or credit is applied. A paid invoice is rejected (``invoice_paid``), a partly paid one too
-  (``invoice_partially_paid``); a zero one is returned as is, a cancelled one too. CRUD
-  calls answer failures as ``{"Success": false, "Errors": [{"Code", "Message"}]}`` with
-  named codes (``INVALID_VALUE``...): ``INVALID_ID`` is not found; ``LOCK_COMPETITION``,
-  ``TEMPORARY_ERROR``, ``SERVER_UNAVAILABLE``, ``UNKNOWN_ERROR``, ``TRANSACTION_TIMEOUT``,
-  ``REQUEST_EXCEEDED_LIMIT``, ``REQUEST_EXCEEDED_RATE`` and ``INVALID_SESSION`` are
-  transient; the rest rejected.
-- **listings** use Object Query throughout (``pageSize`` at most 99, ``cursor`` =
+  only, so a posted invoice is first unposted back to draft (``PUT
+  /v1/invoices/<key>/unpost``), which Zuora refuses once a payment, adjustment or credit is
+  applied. A large invoice is unposted by a job (the answer names ``jobId`` and a
+  ``jobStatus`` not yet ``Completed``): that is transient, and the retry finds a draft. A
+  paid invoice is rejected (``invoice_paid``), a partly paid one too
+  (``invoice_partially_paid``); a zero one is returned as is, a cancelled one too. The
+  classifier also reads the CRUD form of failures (``{"Success": false, "Errors":
+  [{"Code", "Message"}]}`` with named codes: ``INVALID_ID`` is not found;
+  ``LOCK_COMPETITION``, ``TEMPORARY_ERROR``, ``SERVER_UNAVAILABLE``, ``UNKNOWN_ERROR``,
+  ``TRANSACTION_TIMEOUT``, ``REQUEST_EXCEEDED_LIMIT``, ``REQUEST_EXCEEDED_RATE`` and
+  ``INVALID_SESSION`` are transient; the rest rejected), though revsync makes no CRUD call.
+- **listings** use Object Query throughout (``pageSize`` at most 99: Zuora's limit for
+  Object Query, where the SDK's generated bound says 50, the v1 pagination one; ``cursor`` =
   ``nextPage``): every subscription (the latest version of each), every account, and every
   invoice but drafts (``filter[]=status.NE:Draft``): posted ones (open or paid) and cancelled
   ones (void), so reconciliation sees an invoice voided in billing whose receivable is open.
@@ -147,8 +155,8 @@ VENDOR = "zuora"
 TOKEN_PATH = "/oauth/token"
 # Object Query's largest page.
 MAX_PAGE_SIZE = 99
-# Invoice items read per request.
-ITEMS_PAGE_SIZE = 100
+# Invoice items read per request (``GET /v1/invoices/{key}/items`` takes at most 40).
+ITEMS_PAGE_SIZE = 40
 # listPrice decimals revsync sends (Zuora stores prices with more places than currencies).
 PRICE_DECIMALS = 9
 MAX_DESCRIPTION = 500
@@ -338,7 +346,7 @@ def account_body(customer: Customer) -> dict[str, Any]:
         "workEmail": customer.email,
         "address1": address.line1,
         "city": address.city,
-        "postalCode": address.postal_code,
+        "zipCode": address.postal_code,
         "country": address.country,
     }
     if address.line2:
@@ -585,11 +593,17 @@ def _service_end(item: Mapping[str, Any], operation: str) -> date | None:
 
 
 def to_invoice(
-    obj: Mapping[str, Any], items: Sequence[Mapping[str, Any]], operation: str
+    obj: Mapping[str, Any],
+    items: Sequence[Mapping[str, Any]],
+    operation: str,
+    account_number: str | None = None,
 ) -> Invoice:
+    """The invoice (``GET /v1/invoices/{key}``, which names its account by ``accountId``
+    only) with its items; ``account_number`` is the account's number, revsync's billing
+    customer id."""
     currency = str(obj.get("currency") or "").upper()
     number = obj.get("invoiceNumber")
-    account = obj.get("accountNumber") or obj.get("accountId")
+    account = account_number or obj.get("accountNumber") or obj.get("accountId")
     if not number or not account or currency not in MINOR_UNITS:
         raise _unexpected(operation, "invoice without number, account or currency")
     lines = [
@@ -601,7 +615,8 @@ def to_invoice(
         )
         for item in items
     ]
-    subscriptions = {str(i["subscriptionNumber"]) for i in items if i.get("subscriptionNumber")}
+    # An item names its subscription's number as ``subscriptionName``.
+    subscriptions = {str(i["subscriptionName"]) for i in items if i.get("subscriptionName")}
     return Invoice(
         invoice_id=str(number),
         customer_id=str(account),
@@ -741,20 +756,27 @@ def finalized_invoice(
         ) from None
 
 
+def query_field(obj: Mapping[str, Any], name: str) -> Any:
+    """Field ``name`` of an Object Query record, which names fields with a lower-case first
+    letter (``RevsyncKey__c`` answers as ``revsyncKey__c``, ``VATId`` as ``vATId``)."""
+    lowered = name[:1].lower() + name[1:]
+    return obj.get(lowered, obj.get(name))
+
+
 def subscription_record(obj: Mapping[str, Any]) -> OrderRecord:
-    """A listed subscription (Object Query, ``account`` expanded) as reconciliation reads
-    it: keyed by ``RevsyncKey__c``, naming its quote and CRM account; live unless
-    cancelled or expired."""
+    """A listed subscription (Object Query, ``account`` expanded: the number is its
+    ``name``) as reconciliation reads it: keyed by ``RevsyncKey__c``, naming its quote and
+    CRM account; live unless cancelled or expired."""
     account = _dict(obj.get("account"))
     raw = str(obj.get("status"))
     status = _SUBSCRIPTION_STATUS.get(raw)
     currency = str(obj.get("currency") or account.get("currency") or "").upper()
     return OrderRecord(
         system=System.BILLING,
-        record_id=str(obj.get("subscriptionNumber")),
-        key=obj.get(KEY_FIELD) or None,
-        quote_ref=obj.get(QUOTE_FIELD) or None,
-        account_id=obj.get(ACCOUNT_FIELD) or account.get("crmId") or None,
+        record_id=str(obj.get("name")),
+        key=query_field(obj, KEY_FIELD) or None,
+        quote_ref=query_field(obj, QUOTE_FIELD) or None,
+        account_id=query_field(obj, ACCOUNT_FIELD) or account.get("crmId") or None,
         customer_id=account.get("accountNumber") or None,
         currency=currency or None,
         status=status.value if status is not None else raw,
@@ -797,11 +819,12 @@ def invoice_record(obj: Mapping[str, Any], operation: str) -> InvoiceRecord:
 
 
 def latest_versions(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One subscription per number, its highest ``version`` (Zuora versions a subscription
-    on every amendment; Object Query can return several), in the order first seen."""
+    """One subscription per number (its ``name``), its highest ``version`` (Zuora versions a
+    subscription on every amendment; Object Query can return several), in the order first
+    seen."""
     best: dict[str, dict[str, Any]] = {}
     for obj in objects:
-        number = str(obj.get("subscriptionNumber"))
+        number = str(obj.get("name"))
         kept = best.get(number)
         if kept is None or int(obj.get("version") or 0) > int(kept.get("version") or 0):
             best[number] = obj
@@ -980,7 +1003,7 @@ class ZuoraBilling:
         )
         if not found:
             return None
-        number = str(found[0]["subscriptionNumber"])
+        number = str(found[0]["name"])  # Object Query's subscription number
         current = await self._get_subscription(number)
         return to_subscription(current, "get_subscription", await self._latest_invoice(number))
 
@@ -989,7 +1012,7 @@ class ZuoraBilling:
         retired since would make Zuora refuse the order)."""
         try:
             return await self._call(
-                "get_product", "GET", self._path("v1", "catalog", "products", sku)
+                "get_product", "GET", self._path("v1", "catalog", "product", sku)
             )
         except NotFoundError:
             raise _reject(
@@ -1003,9 +1026,7 @@ class ZuoraBilling:
         if existing is not None:
             return existing
         account = await self._call("get_account", "GET", self._path("v1", "accounts", customer_id))
-        currency = _dict(account.get("basicInfo")).get("currency") or _dict(
-            account.get("billingAndPayment")
-        ).get("currency")
+        currency = _dict(account.get("billingAndPayment")).get("currency")
         if currency != draft.currency:
             raise _reject(
                 "create_subscription",
@@ -1116,7 +1137,14 @@ class ZuoraBilling:
             page += 1
 
     async def _to_invoice(self, obj: Mapping[str, Any], operation: str) -> Invoice:
-        return to_invoice(obj, await self._items(str(obj.get("invoiceNumber"))), operation)
+        """The invoice with its items and its account's number (read: the invoice names
+        its account by id only)."""
+        account = await self._call(
+            "get_account", "GET", self._path("v1", "accounts", str(obj.get("accountId") or ""))
+        )
+        number = _dict(account.get("basicInfo")).get("accountNumber")
+        items = await self._items(str(obj.get("invoiceNumber")))
+        return to_invoice(obj, items, operation, str(number) if number else None)
 
     async def get_invoice(self, invoice_id: str) -> FinalizedInvoice:
         operation = "get_invoice"
@@ -1153,12 +1181,17 @@ class ZuoraBilling:
         number = str(invoice.get("invoiceNumber") or invoice_id)
         try:
             if status is InvoiceStatus.OPEN:
-                await self._call(
-                    "unpost_invoice",
-                    "PUT",
-                    self._path("v1", "object", "invoice", str(invoice.get("id") or invoice_id)),
-                    json_body={"Status": "Draft"},
+                unposted = await self._call(
+                    "unpost_invoice", "PUT", self._path("v1", "invoices", number, "unpost")
                 )
+                if unposted.get("jobId") and unposted.get("jobStatus") != "Completed":
+                    # A large invoice is unposted by a job: cancel it once it is a draft (the
+                    # retry reads it again, and a draft goes straight to the cancel).
+                    raise TransientError(
+                        VENDOR,
+                        "unpost_invoice",
+                        f"invoice {number} is being unposted by job {unposted['jobId']}",
+                    )
             await self._call(
                 "cancel_invoice", "PUT", self._path("v1", "invoices", number, "cancel")
             )

@@ -14,10 +14,14 @@ golden field                  Account attribute
 ``legal_entity``              ``name``
 ``tax_id``                    ``taxInfo.VATId``
 ``billing_address``           ``billToContact`` ``address1``, ``address2``, ``city``,
-                              ``state``, ``postalCode``, ``country`` (ISO alpha-2)
+                              ``state``, ``zipCode``, ``country`` (ISO alpha-2)
 ``payment_method_state``      ``defaultPaymentMethodId``: set is ``valid``, none is
                               ``missing`` (read only: billing owns it)
 ============================  ================================================================
+
+The v1 account operations name the postal code ``zipCode``; Object Query's expanded
+contact (``billTo``) names it ``postalCode``, and names the account's own fields with a
+lower-case first letter (``vATId``, ``crmAccountName__c``): both are read.
 
 Owner, website and credit limit are not held in billing. Zuora clears a text field written
 as an empty string; a contact's ``country`` cannot be cleared (Zuora requires it), so
@@ -33,12 +37,13 @@ from domain.customer import Address
 from domain.customer_master import FieldValue, MasterField
 
 NAME_FIELD = "CrmAccountName__c"
+_QUERY_NAME_FIELD = "crmAccountName__c"  # as Object Query names it
 _ADDRESS_PARTS = {
     "line1": "address1",
     "line2": "address2",
     "city": "city",
     "region": "state",
-    "postal_code": "postalCode",
+    "postal_code": "zipCode",
     "country": "country",
 }
 
@@ -81,12 +86,16 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _address(contact: Mapping[str, Any]) -> object:
-    if not any(contact.get(name) for name in ("address1", "city", "postalCode")):
+    # zipCode in the v1 account operations, postalCode in Object Query's contact.
+    postal = contact.get("zipCode") or contact.get("postalCode")
+    if not (contact.get("address1") or contact.get("city") or postal):
         return None
-    return {
+    parts = {
         attribute: contact.get(zuora_name) or None
         for attribute, zuora_name in _ADDRESS_PARTS.items()
     }
+    parts["postal_code"] = postal or None
+    return parts
 
 
 def fields_from_account(account: Mapping[str, Any]) -> dict[str, object]:
@@ -98,8 +107,9 @@ def fields_from_account(account: Mapping[str, Any]) -> dict[str, object]:
     tax = _dict(account.get("taxInfo"))
     vat = tax.get("VATId") if tax else account.get("vATId") or account.get("VATId")
     method = basic.get("defaultPaymentMethodId") or account.get("defaultPaymentMethodId")
+    name = basic.get(NAME_FIELD) or account.get(NAME_FIELD) or account.get(_QUERY_NAME_FIELD)
     return {
-        MasterField.NAME.value: basic.get(NAME_FIELD) or account.get(NAME_FIELD) or None,
+        MasterField.NAME.value: name or None,
         MasterField.EMAIL.value: contact.get("workEmail") or None,
         MasterField.LEGAL_ENTITY.value: basic.get("name") or None,
         MasterField.TAX_ID.value: vat or None,

@@ -22,6 +22,16 @@ configured while one is rotated.
 The body is a JSON array of 1 to 100 events; :func:`parse_events` reads it. Events carry ids
 only: :mod:`revsync.gateway.hubspot_trigger` reads the deal of a ``deal.propertyChange`` to
 the closed-won stage back from HubSpot and starts quote-to-cash with it.
+
+Who made a change: each event names its ``changeSource`` (``CRM_UI`` for a user in HubSpot,
+``INTEGRATION`` for an app through the API, ``IMPORT``, ``WORKFLOWS``...) and its
+``sourceId`` (``userId:<id>`` for a user; for an app's API write, the app's id, the same
+number as the ``appId`` of the events that app receives). HubSpot sends every change of a
+subscribed property, revsync's own writes included, so a property revsync wrote (a golden
+field propagated to the company, the order written back to the deal) comes back as a change:
+:func:`is_own_write` recognises it by ``changeSource`` ``INTEGRATION`` and ``sourceId`` the
+configured app id (``REVSYNC_HUBSPOT_APP_ID``), and the gateway acknowledges it without
+handing it on (docs/vendor-fidelity.md, "HubSpot").
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from adapters.webhooks.signatures import (
 )
 
 __all__ = [
+    "INTEGRATION",
     "MAX_EVENTS",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
@@ -51,12 +62,15 @@ __all__ = [
     "MalformedPayload",
     "SignatureError",
     "canonical_uri",
+    "is_own_write",
     "parse_events",
     "sign",
     "verify",
 ]
 
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
+# The changeSource of a change an app made through the API.
+INTEGRATION = "INTEGRATION"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
 MAX_EVENTS = 100
 
@@ -141,6 +155,16 @@ class HubSpotEvent(BaseModel):
     propertyName: str | None = None
     propertyValue: str | None = None
     changeSource: str | None = None
+    # "userId:<id>" for a user, the app's id for an app (a string; a number is taken too).
+    sourceId: str | int | None = None
+
+
+def is_own_write(event: HubSpotEvent, app_id: int | None) -> bool:
+    """Whether ``event`` reports a change the app ``app_id`` made through the API (revsync's
+    own write echoed back). Nothing is, without an app id."""
+    if app_id is None or event.changeSource != INTEGRATION or event.sourceId is None:
+        return False
+    return str(event.sourceId).strip() == str(app_id)
 
 
 _BATCH: TypeAdapter[list[HubSpotEvent]] = TypeAdapter(

@@ -27,6 +27,13 @@ day; every event of the batch comes back, which is harmless: starts are keyed):
   with its fields) and HubSpot stops; moving the deal out of closed-won and back in sends a
   new event.
 
+revsync's own writes come back too: a deal or company property revsync wrote is sent as a
+change made by the app (``changeSource`` ``INTEGRATION``, ``sourceId`` the app's id).
+:func:`without_own_writes` takes them out of the batch before anything else reads it, counts
+each in ``revsync_webhook_events_ignored`` (``reason="own_write"``) and the batch is answered
+as usual (200 when nothing else is in it): the customer master would otherwise take its own
+propagation for a change from the CRM and could send it round again.
+
 Company events of the same batches (``company.propertyChange`` of a golden property,
 ``company.creation``, ``company.merge``) go to the customer master: :func:`company_changes`
 maps them (:mod:`adapters.webhooks.hubspot_companies`) and delivers them as the Salesforce
@@ -52,7 +59,7 @@ from adapters.crm.hubspot_deals import DealMappingError
 from adapters.errors import NotFoundError, VendorError
 from adapters.webhooks import hubspot_companies
 from adapters.webhooks.customer_changes import RoutedChange, RoutingError
-from adapters.webhooks.hubspot import HubSpotEvent
+from adapters.webhooks.hubspot import HubSpotEvent, is_own_write
 from domain.master_contracts import MasterPolicy
 from domain.quote import Quote
 from revsync import metrics
@@ -78,6 +85,32 @@ def build_reader(settings: Settings, http: httpx.AsyncClient) -> HubSpotCrm | No
     from adapters import registry  # the registry imports every adapter: only when needed
 
     return registry.hubspot_crm(settings, http)
+
+
+def without_own_writes(
+    events: list[HubSpotEvent], raw: list[Any], *, app_id: int | None, meter: MetricMeter
+) -> tuple[list[HubSpotEvent], list[Any]]:
+    """The batch's events, and their JSON (``raw``, in the same order), without the changes
+    revsync itself made (:func:`~adapters.webhooks.hubspot.is_own_write` with the app id
+    ``REVSYNC_HUBSPOT_APP_ID``); each one left out is logged and counted."""
+    kept: list[HubSpotEvent] = []
+    kept_raw: list[Any] = []
+    for index, event in enumerate(events):
+        if is_own_write(event, app_id):
+            log.info(
+                "hubspot own write ignored",
+                event_id=event.eventId,
+                subscription=event.subscriptionType,
+                object_id=event.objectId,
+                property=event.propertyName,
+            )
+            metrics.count(
+                meter, metrics.WEBHOOK_EVENTS_IGNORED, source="hubspot", reason="own_write"
+            )
+            continue
+        kept.append(event)
+        kept_raw.append(raw[index] if index < len(raw) else None)
+    return kept, kept_raw
 
 
 def closed_won_deals(events: list[HubSpotEvent], stage: str) -> dict[str, int]:
@@ -106,9 +139,11 @@ async def closed_won(
     client: Client,
     start: StartSaga,
     meter: MetricMeter,
+    received: int | None = None,
 ) -> Response | None:
     """The answer to a verified batch with closed-won events; None when it has none (or the
-    CRM is not HubSpot): the caller acknowledges it."""
+    CRM is not HubSpot): the caller acknowledges it. ``received``: the number of events the
+    batch held (default ``len(events)``)."""
     deals = closed_won_deals(events, settings.hubspot_closed_won_stage)
     if not deals:
         return None
@@ -162,7 +197,11 @@ async def closed_won(
     # when a saga started, else EventsReceived with the deals listed.
     started = any(o["status"] == "started" for o in outcomes)
     return JSONResponse(
-        {"status": "started" if started else "received", "events": len(events), "deals": outcomes},
+        {
+            "status": "started" if started else "received",
+            "events": len(events) if received is None else received,
+            "deals": outcomes,
+        },
         status_code=202 if started else 200,
     )
 

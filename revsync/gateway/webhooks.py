@@ -213,6 +213,11 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
     erp_secrets = secret_list(settings.erp_webhook_secret)
     zuora_secrets = secret_list(settings.zuora_callout_secret)
     master_policy = settings.customer_master_policy
+    if settings.crm == "hubspot" and settings.hubspot_app_id is None:
+        log.warning(
+            "REVSYNC_HUBSPOT_APP_ID is not set: revsync's own HubSpot writes will come back "
+            "as changes from the CRM"
+        )
 
     async def verified_body(
         request: Request, source: str, secrets: list[str], verify: Callable[[bytes], None]
@@ -367,25 +372,34 @@ def webhooks_router(settings: Settings, meter: MetricMeter = MetricMeter.noop) -
                 subscription=event.subscriptionType,
                 object_id=event.objectId,
             )
-        # Deals moved to closed-won start quote-to-cash, company changes go to their golden
-        # customers (revsync.gateway.hubspot_trigger); a batch may hold both.
+        # revsync's own writes come back as changes: left out. Deals moved to closed-won
+        # start quote-to-cash, company changes go to their golden customers
+        # (revsync.gateway.hubspot_trigger); a batch may hold both.
+        document = json_body(body)
+        changes, raw = hubspot_trigger.without_own_writes(
+            events,
+            document if isinstance(document, list) else [],
+            app_id=settings.hubspot_app_id,
+            meter=meter,
+        )
         reader = getattr(request.app.state, "hubspot", None)
         answer: Response | None = None
         deals_refused: Refused | None = None
         try:
             answer = await hubspot_trigger.closed_won(
-                events,
+                changes,
                 settings=settings,
                 reader=reader,
                 client=request.app.state.client,
                 start=start_quote_to_cash,
                 meter=meter,
+                received=len(events),
             )
         except Refused as refused:
             deals_refused = refused
         companies = await hubspot_trigger.company_changes(
-            events,
-            json_body(body),
+            changes,
+            raw,
             reader=reader,
             client=request.app.state.client,
             policy=master_policy,

@@ -395,6 +395,8 @@ async def test_voiding_an_open_invoice_then_again_is_a_no_op(
     assert voided.status is InvoiceStatus.VOID
     assert voided.total == Decimal("3056.00")
     assert voided.subscription_id == created.subscription_id
+    # the invoice names its account by id; the customer is its number, as everywhere else
+    assert voided.customer_id == created.customer_id
     again = await billing.void_invoice(created.latest_invoice_id)
     assert again.status is InvoiceStatus.VOID
     (invoice,) = state.zuora.snapshot()["invoices"]
@@ -505,11 +507,8 @@ async def test_an_invoice_with_tax_and_many_items_is_read_page_by_page(
     training = invoice.lines[-1]
     assert isinstance(training, OneOffLine) and training.delivery_date == date(2026, 1, 15)
     pages = [p for p in paths if p.split("?")[0].endswith("/items")]
-    assert [p.split("?")[1] for p in pages] == [
-        "page=1&pageSize=100",
-        "page=2&pageSize=100",
-        "page=3&pageSize=100",
-    ]
+    # Zuora serves at most 40 items a page (zuora-sdk: get_invoice_items pageSize <= 40).
+    assert [p.split("?")[1] for p in pages] == [f"page={n}&pageSize=40" for n in range(1, 7)]
     await counting.aclose()
 
 
@@ -518,21 +517,30 @@ async def test_voiding_an_unknown_invoice_is_not_found(billing: ZuoraBilling) ->
         await billing.void_invoice("INV99999999")
 
 
-async def test_unposting_answers_in_the_crud_format(
+async def test_unposting_is_the_v1_unpost_operation_refused_once_anything_is_applied(
     billing: ZuoraBilling, http: httpx.AsyncClient, state: SandboxState
 ) -> None:
     made = await _invoice(http)
+    paid = await _invoice(http)
+    await http.post(
+        f"/_sandbox/zuora/invoices/{paid['invoiceNumber']}/payments", json={"amount": "1"}
+    )
     token = (await billing.tokens.get()).value
     auth = {"Authorization": f"Bearer {token}"}
-    unknown = await http.put(
-        f"{BASE_URL}/v1/object/invoice/0000", json={"Status": "Draft"}, headers=auth
-    )
+    unknown = await http.put(f"{BASE_URL}/v1/invoices/INV99999999/unpost", headers=auth)
     assert isinstance(classify_zuora_error("unpost_invoice", unknown), NotFoundError)
-    ok = await http.put(
-        f"{BASE_URL}/v1/object/invoice/{made['id']}", json={"Status": "Draft"}, headers=auth
-    )
-    assert ok.json() == {"Success": True, "Id": made["id"]}
+    refused = await http.put(f"{BASE_URL}/v1/invoices/{paid['invoiceNumber']}/unpost", headers=auth)
+    assert refused.status_code == 200
+    assert isinstance(classify_zuora_error("unpost_invoice", refused), RejectedError)
+    assert state.zuora.invoice(paid["id"])["status"] == "Posted"
+    ok = await http.put(f"{BASE_URL}/v1/invoices/{made['invoiceNumber']}/unpost", headers=auth)
+    assert ok.json() == {"success": True}
     assert state.zuora.invoice(made["id"])["status"] == "Draft"
+    # the CRUD update of the invoice object is not how revsync unposts
+    crud = await http.put(
+        f"{BASE_URL}/v1/object/invoice/{made['id']}", json={"Status": "Posted"}, headers=auth
+    )
+    assert crud.status_code == 404
 
 
 def test_an_invoice_whose_items_do_not_add_up_is_rejected() -> None:

@@ -109,11 +109,12 @@ def stack_settings(sandbox_url: str, temporal_address: str) -> Settings:
 
 @asynccontextmanager
 async def running_stack(
-    runtime: Runtime | None = None, vendors: Mapping[str, str] | None = None
+    runtime: Runtime | None = None, vendors: Mapping[str, object] | None = None
 ) -> AsyncIterator[Stack]:
     """The stack; with ``runtime`` (metrics), every worker and the gateway connect through
     it, as each process does in production through its own. ``vendors`` chooses the vendor
-    of some ports (``{"crm": "hubspot"}``), as ``REVSYNC_CRM`` and the others do."""
+    of some ports (``{"crm": "hubspot"}``), as ``REVSYNC_CRM`` and the others do (and may set
+    a vendor's other settings, e.g. ``hubspot_app_id``)."""
     ui_port, gateway_port = free_port(), free_port()
     sandbox = SandboxServer()
     settings = stack_settings(sandbox.url, "pending").model_copy(

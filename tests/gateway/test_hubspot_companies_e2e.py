@@ -6,7 +6,9 @@ A company rename in HubSpot becomes golden and is written to billing and ERP; a 
 batch is a duplicate; an address (ERP owns it) is held for a data steward, and written to
 the ERP once accepted; an older rename arriving late changes nothing; a batch mixing a
 closed-won deal and a company change answers both; a failed company read asks HubSpot to
-deliver again; an invalid value is 422 until the last attempt, then acknowledged."""
+deliver again; an invalid value is 422 until the last attempt, then acknowledged; a golden
+value revsync propagates to HubSpot comes back from HubSpot (the emulator renders the webhook
+as HubSpot does: made by the app) and is not taken for a change: no ping-pong."""
 
 from __future__ import annotations
 
@@ -21,14 +23,15 @@ import httpx
 import pytest
 
 from adapters.webhooks import hubspot as signatures
+from adapters.webhooks import stripe
 from domain.customer import Address
 from domain.customer_master import MasterField, MasterState, System, master_workflow_id
 from revsync.customer_master import customer_status
 from revsync.gateway.hubspot_trigger import MAX_MAPPING_ATTEMPTS
 from revsync.gateway.versioning import DealsAccepted, EventsReceived
 from revsync.settings import secret_list
-from sandbox.hubspot import COMPANY_IDS, create_deal
-from tests.customer_master.test_e2e import link_customer
+from sandbox.hubspot import COMPANY_IDS, SANDBOX_APP_ID, create_deal
+from tests.customer_master.test_e2e import customer_updated, link_customer
 from tests.e2e.stack import Stack, running_stack
 from tests.staff import token_of
 from workflows import visibility
@@ -39,6 +42,7 @@ NORD = COMPANY_IDS["0015e00000NordDE1"]
 THAM = COMPANY_IDS["0015e00000ThamGB1"]
 SAKU = COMPANY_IDS["0015e00000SakuJP1"]
 MAPLE = COMPANY_IDS["0015e00000MapleCA"]
+ACME = COMPANY_IDS["0015e00000AcmeUS1"]
 PORTAL = 62515
 
 _event_ids = itertools.count(2_114_900_000)
@@ -46,7 +50,10 @@ _event_ids = itertools.count(2_114_900_000)
 
 @pytest.fixture(scope="module")
 async def stack() -> AsyncIterator[Stack]:
-    async with running_stack(vendors={"crm": "hubspot"}) as running:
+    # The gateway knows the app revsync writes to HubSpot through (the sandbox's app).
+    async with running_stack(
+        vendors={"crm": "hubspot", "hubspot_app_id": SANDBOX_APP_ID}
+    ) as running:
         yield running
 
 
@@ -90,15 +97,49 @@ async def deliver(stack: Stack, events: list[dict[str, Any]]) -> httpx.Response:
 
 
 async def edit_company(stack: Stack, company_id: str, **properties: str) -> None:
-    """What a rep does in HubSpot before HubSpot sends the events."""
-    token = stack.settings.hubspot_access_token.get_secret_value()
+    """What a rep does in HubSpot before HubSpot sends the events (an edit in HubSpot's UI)."""
     async with httpx.AsyncClient() as http:
         answer = await http.patch(
-            f"{stack.settings.hubspot_base_url}/crm/v3/objects/companies/{company_id}",
-            json={"properties": properties},
-            headers={"Authorization": f"Bearer {token}"},
+            f"{stack.sandbox.url}/_sandbox/hubspot/objects/companies/{company_id}",
+            json={"properties": properties, "userId": 73125491},
         )
     answer.raise_for_status()
+
+
+async def hubspot_sends(stack: Stack, company_id: str, after: int) -> httpx.Response:
+    """HubSpot's webhook delivery of the company's changes since ``after`` (the emulator's
+    journal position), rendered and signed by the emulator and posted to the gateway."""
+    url = f"{stack.gateway_url}/v1/webhooks/hubspot"
+    secret = secret_list(stack.settings.hubspot_client_secret)[0]
+    async with httpx.AsyncClient() as http:
+        rendered = await http.post(
+            f"{stack.sandbox.url}/_sandbox/hubspot/webhooks/render",
+            json={"url": url, "client_secret": secret, "after": after, "object_id": company_id},
+        )
+    rendered.raise_for_status()
+    delivery = rendered.json()
+    assert delivery["events"] > 0, "HubSpot has nothing to send"
+    return await stack.gateway.post(
+        "/v1/webhooks/hubspot", content=delivery["body"].encode(), headers=delivery["headers"]
+    )
+
+
+async def propagated(stack: Stack, golden_id: str, systems: set[System]) -> Any:
+    """The golden customer's status once its propagations to ``systems`` are done
+    (polled; bounded by the number of tries)."""
+    for _ in range(300):
+        status = await customer_status(stack.client, golden_id)
+        if {r.system for r in status.recent if r.status == "done"} >= systems:
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never propagated to {systems}")
+
+
+async def journal_position(stack: Stack) -> int:
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(f"{stack.sandbox.url}/_sandbox/hubspot/webhooks")
+    position: int = answer.json()["next"]
+    return position
 
 
 async def until(check: Callable[[], bool], what: str, tries: int = 300) -> None:
@@ -300,3 +341,61 @@ async def test_an_invalid_value_is_422_until_the_last_attempt(stack: Stack) -> N
     (outcome,) = last.json()["customers"]
     assert outcome["status"] == "unmappable"
     assert outcome["fields"] == [field]
+
+
+async def test_a_golden_value_propagated_to_hubspot_does_not_come_back_as_a_change(
+    stack: Stack,
+) -> None:
+    billing_id, _ = await link_customer(stack, ACME)
+    before = await journal_position(stack)
+    # billing owns the invoice e-mail: the customer changes it in the billing portal
+    stripe_key = stack.settings.stripe_api_key.get_secret_value()
+    async with httpx.AsyncClient() as http:
+        updated = await http.post(
+            f"{stack.settings.stripe_base_url}/v1/customers/{billing_id}",
+            data={"email": "invoices@acme-robotics.example"},
+            headers={"Authorization": f"Bearer {stripe_key}"},
+        )
+    event = customer_updated(updated.json(), {"email": "ap@acme-robotics.example"})
+    body = json.dumps(event).encode()
+    stripe_secret = secret_list(stack.settings.stripe_webhook_secret)[0]
+    applied = await stack.gateway.post(
+        "/v1/webhooks/stripe/customers",
+        content=body,
+        headers={
+            "content-type": "application/json",
+            stripe.SIGNATURE_HEADER: stripe.sign(stripe_secret, body),
+        },
+    )
+    assert applied.status_code == 200, applied.text
+    assert applied.json()["propagating_to"] == ["crm", "erp"]
+    companies = stack.sandbox.state.hubspot.records["companies"]
+    await until(
+        lambda: (
+            companies[ACME]["properties"]["revsync_billing_email"]
+            == "invoices@acme-robotics.example"
+        ),
+        "the e-mail propagated to the HubSpot company",
+    )
+    await until(
+        lambda: bool(stack.sandbox.state.hubspot.webhook_events[before:]), "HubSpot's event"
+    )
+    settled = await propagated(stack, ACME, {System.CRM, System.ERP})
+
+    # HubSpot sends the change revsync made, as made by the app: acknowledged, nothing more
+    echo = await hubspot_sends(stack, ACME, before)
+    assert echo.status_code == 200, echo.text
+    assert echo.json() == {"status": "received", "events": 1}
+    status = await customer_status(stack.client, ACME)
+    assert status.events_applied == settled.events_applied
+    assert (status.state, status.open_reviews) == (MasterState.ACTIVE, ())
+    assert status.record.fields[MasterField.EMAIL].source is System.BILLING
+    assert len(status.recent) == len(settled.recent)  # nothing propagated again
+
+    # a rep's edit in HubSpot, sent the same way, is a change from the CRM
+    after_echo = await journal_position(stack)
+    await edit_company(stack, ACME, website="https://acme-robotics.example")
+    edit = await hubspot_sends(stack, ACME, after_echo)
+    assert edit.status_code == 200, edit.text
+    (outcome,) = edit.json()["customers"]
+    assert (outcome["status"], outcome["verdicts"]) == ("applied", {"website": "applied"})

@@ -317,12 +317,13 @@ def test_parse_events_reads_the_batch():
     assert first.propertyName == "dealstage"
     assert first.propertyValue == "closedwon"
     assert first.changeSource == "CRM_UI"
-    assert not hasattr(first, "sourceId")
+    assert first.sourceId == "userId:123"  # who made the change (revsync's own writes)
     assert second.appId is None
     assert second.attemptNumber == 0
     assert second.propertyName is None
     assert second.propertyValue is None
     assert second.changeSource is None
+    assert second.sourceId is None
 
 
 def test_a_hundred_events_are_accepted():
