@@ -11,6 +11,7 @@ billing, as a void or a credit note).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -169,6 +170,23 @@ class InvoicePolicy(BaseModel):
         le=120,
         description="Periods one workflow run posts before it continues as new",
     )
+    wake_spread: timedelta = Field(
+        default=timedelta(hours=4),
+        ge=timedelta(0),
+        lt=timedelta(days=1),
+        description="Open invoices wake for a period close or an overdue day at a moment of "
+        "this window after midnight, fixed per invoice, not all at once",
+    )
+
+
+def wake_offset(key: str, spread: timedelta) -> timedelta:
+    """Where in ``spread`` the saga keyed ``key`` wakes: the same every time for one key
+    (a hash, so replays agree), evenly spread over many keys, whole seconds."""
+    seconds = int(spread.total_seconds())
+    if seconds <= 0:
+        return timedelta(0)
+    digest = hashlib.sha256(key.encode()).digest()
+    return timedelta(seconds=int.from_bytes(digest[:8], "big") % seconds)
 
 
 def local_date(moment: datetime, zone: str) -> date:

@@ -76,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
         local_date,
         overdue_on,
         start_of,
+        wake_offset,
     )
     from domain.receivable import (
         CreditLine,
@@ -101,18 +102,23 @@ with workflow.unsafe.imports_passed_through():
     from domain.saga import ResolveAction, ResolveRequest
     from revsync import metrics
     from workflows import visibility
-    from workflows.publishing import business_event, publish
     from workflows.kernel import (
         ATTEMPT_TIMEOUT,
         HEARTBEAT_TIMEOUT,
         retry_policy,
         step_failure,
     )
+    from workflows.publishing import business_event, publish
     from workflows.visibility import md
 
 T = TypeVar("T")
 
 RUNNING, DONE, FAILED, SKIPPED = "running", "done", "failed", "skipped"
+# Period closes and overdue days wake each saga at its own moment after midnight
+# (InvoicePolicy.wake_spread); runs recorded before the patch wake at midnight.
+SPREAD_WAKE_UPS_PATCH = "spread-wake-ups"
+# What is due is kept current in visibility within a stage (after a payment or credit note).
+STANDING_PATCH = "keep-standing-current"
 
 
 class VoidedWhileParked(Exception):
@@ -221,6 +227,9 @@ class InvoiceToRevenueWorkflow:
 
     @workflow.run
     async def run(self, request: InvoiceToRevenueInput) -> InvoiceToRevenueStatus:
+        if request.carry is not None:
+            # A continued run: the Web UI's details are the run's own, blank until set.
+            workflow.set_current_details(self._details())
         try:
             if self._receivable is None:
                 await self._open(request.invoice_id)
@@ -516,6 +525,7 @@ class InvoiceToRevenueWorkflow:
     async def _settle(self) -> None:
         """Move to PAID once nothing is due, and show the new standing in CRM."""
         s = self._status
+        self._show_standing()
         if (s.amount_due or Decimal(0)) > 0:
             await self._notify_crm(s.receivable_status or ReceivableStatus.CURRENT)
             return
@@ -649,6 +659,9 @@ class InvoiceToRevenueWorkflow:
             await workflow.wait_condition(self._has_work)
             return
         until = start_of(min(wake), self._zone)
+        if workflow.patched(SPREAD_WAKE_UPS_PATCH):
+            # Not every open invoice at midnight: each at its own moment of the spread.
+            until += wake_offset(s.workflow_id, self._policy.wake_spread)
         delay = until - workflow.now()
         if delay <= timedelta(0):
             return
@@ -820,6 +833,18 @@ class InvoiceToRevenueWorkflow:
 
     def _indexed(self) -> bool:
         return workflow.info().typed_search_attributes.get(visibility.INVOICE_ID) is not None
+
+    def _show_standing(self) -> None:
+        """Keep what is due current in visibility and in the Web UI's details when it changes
+        within a stage (a partial payment, a credit note), not only at the next stage."""
+        s = self._status
+        if not workflow.patched(STANDING_PATCH):
+            return
+        if self._indexed() and s.amount_due is not None:
+            due = float(s.amount_due)
+            if workflow.info().typed_search_attributes.get(visibility.INVOICE_AMOUNT_DUE) != due:
+                workflow.upsert_search_attributes([visibility.INVOICE_AMOUNT_DUE.value_set(due)])
+        workflow.set_current_details(self._details())
 
     def _enter(self, stage: InvoiceStage, *, blocked: InvoiceStep | None = None) -> None:
         """Move to ``stage``: fresh details for the Web UI and one search-attribute upsert."""

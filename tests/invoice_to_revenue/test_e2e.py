@@ -683,6 +683,9 @@ async def test_a_partial_credit_note_credits_the_erp_receivable_for_its_line_onl
     assert status.credit_notes == [note_id]
     assert status.amount_credited == D("249.90")
     assert status.scheduled_revenue == D("1130.00")  # the seats' month shrank by 210.00
+    # What is due is current in visibility at once, not at the next stage change.
+    described = await handle.describe()
+    assert described.typed_search_attributes.get(visibility.INVOICE_AMOUNT_DUE) == 1344.70
     redelivered = await send(stack, event)
     assert redelivered.status_code == 200, redelivered.text
 

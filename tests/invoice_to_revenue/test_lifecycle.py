@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -508,6 +509,31 @@ async def test_a_36_month_schedule_continues_as_new_with_small_histories_and_exa
     assert [p.payment_id for p in status.payments] == ["pi_1"]
     assert len(vendors.called("post_receivable")) == 1
     assert_posted_at_close(vendors)
+
+
+async def test_a_continued_run_shows_its_details_before_its_first_stage_change(
+    time_skipping_env: WorkflowEnvironment,
+):
+    """The Web UI's current details belong to a run: a run continued as new that sleeps until
+    its next close showed nothing until then."""
+    env = time_skipping_env
+    day = await today(env)
+    first = first_of_next_month(day)
+    invoice = make_invoice(day, first, 3, amount="3000.00")
+    vendors = vendors_with(invoice)
+    policy = InvoicePolicy(periods_per_run=1, grace=timedelta(days=200))
+    async with running_workers(env.client, vendors):
+        handle = await start(env.client, invoice, policy)
+        await reach(handle, InvoiceStage.AWAITING_PAYMENT)
+        await env.sleep(closes_on(period_of(first)) - day + timedelta(days=1))
+        status = await until(handle, lambda s: s.run == 2)  # asleep until the next close
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        await handle.terminate("test over")
+    assert status.periods_posted == 1
+    assert metadata.current_details.startswith("**Stage:** AWAITING_PAYMENT")
+    assert f"**Revenue recognised:** {status.recognised_revenue} of 3000.00" in (
+        metadata.current_details
+    )
 
 
 async def test_a_journal_refused_for_a_closed_period_parks_and_resolve_retry_posts_it(
