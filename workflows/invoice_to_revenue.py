@@ -38,7 +38,12 @@ from decimal import Decimal
 from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, SearchAttributeUpdate, TypedSearchAttributes
+from temporalio.common import (
+    Priority,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -105,6 +110,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.kernel import (
         ATTEMPT_TIMEOUT,
         HEARTBEAT_TIMEOUT,
+        LEDGER_PRIORITY,
         retry_policy,
         step_failure,
     )
@@ -117,6 +123,8 @@ RUNNING, DONE, FAILED, SKIPPED = "running", "done", "failed", "skipped"
 # Period closes and overdue days wake each saga at its own moment after midnight
 # (InvoicePolicy.wake_spread); runs recorded before the patch wake at midnight.
 SPREAD_WAKE_UPS_PATCH = "spread-wake-ups"
+# Revenue journals wait behind bookings and receivables where the ERP queue has a backlog.
+REVENUE_STEPS = frozenset({InvoiceStep.POST_JOURNAL, InvoiceStep.REVERSE_REVENUE})
 # What is due is kept current in visibility within a stage (after a payment or credit note).
 STANDING_PATCH = "keep-standing-current"
 
@@ -749,6 +757,7 @@ class InvoiceToRevenueWorkflow:
                     schedule_to_close_timeout=budget,
                     retry_policy=retry_policy(),
                     summary=step.value if key is None else f"{step.value} {key}",
+                    priority=LEDGER_PRIORITY if step in REVENUE_STEPS else Priority(),
                 )
             except ActivityError as error:
                 rejected, reason = step_failure(error, budget)

@@ -9,6 +9,8 @@ reason an operator reads when it parks.
 - A step's retry budget bounds retrying, not queue wait (``workers/attempts.py``).
 - :func:`retry_policy`: transient failures back off from 1 s; refusals are final.
 - :func:`step_failure`: what ended a step's attempts.
+- Priorities: bookings before revenue journals before reconciliation's reads, where a task
+  queue has a backlog (Temporal 1.28+ honours them; an older server ignores them).
 """
 
 from __future__ import annotations
@@ -17,11 +19,18 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.saga import FailureType
+
+# Task priorities where a queue has a backlog (lower runs first; Temporal's default is 3): a
+# customer's order is booked before a month's revenue journals are posted, and both before
+# reconciliation's reads.
+BOOKING_PRIORITY = Priority(priority_key=2)
+LEDGER_PRIORITY = Priority(priority_key=4)
+LISTING_PRIORITY = Priority(priority_key=5)
 
 # Attempts run at most this long each; the step's retry budget bounds all attempts together.
 ATTEMPT_TIMEOUT = timedelta(minutes=2)

@@ -103,6 +103,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import visibility
     from workflows.kernel import (
         ATTEMPT_TIMEOUT,
+        BOOKING_PRIORITY,
         HEARTBEAT_TIMEOUT,
         retry_policy,
         step_failure,
@@ -539,6 +540,7 @@ class QuoteToCashWorkflow:
                     heartbeat_timeout=HEARTBEAT_TIMEOUT,
                     schedule_to_close_timeout=budget,
                     retry_policy=retry_policy(),
+                    priority=BOOKING_PRIORITY,
                 )
             except ActivityError as error:
                 rejected, reason = step_failure(error, budget)

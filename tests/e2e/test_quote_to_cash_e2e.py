@@ -148,3 +148,20 @@ async def test_varied_quotes_all_book_with_exact_totals(stack: Stack):
         assert status.stage is OrderStage.BOOKED, status
         (erp_order,) = records(stack, payload["quote_id"])["erp_orders"]
         assert Decimal(str(erp_order["total"])) == status.amount
+
+
+async def test_a_bookings_steps_go_first_in_a_backlogged_queue(stack: Stack):
+    """Every step of a booking is scheduled with the booking priority (2), ahead of revenue
+    journals (4) and reconciliation reads (5) where a vendor's queue has a backlog."""
+    payload = await new_quote(stack, "0015e00000AcmeUS1")
+    assert (await deliver(stack, payload)).status_code == 202
+    assert (await finished(stack, payload["quote_id"])).stage is OrderStage.BOOKED
+    history = await stack.client.get_workflow_handle(f"q2c-{payload['quote_id']}").fetch_history()
+    scheduled = [
+        event.activity_task_scheduled_event_attributes
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    steps = [s for s in scheduled if s.task_queue.name in ("crm", "erp", "billing")]
+    assert len(steps) >= 5
+    assert {s.priority.priority_key for s in steps} == {2}

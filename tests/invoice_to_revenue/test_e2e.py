@@ -288,6 +288,16 @@ async def test_a_catch_up_invoice_is_posted_recognised_and_paid_once(stack: Stac
     assert status.recognised_revenue == status.scheduled_revenue == D("1256.00")
     assert status.next_close is None  # nothing left to recognise
 
+    # Revenue journals queue behind bookings and receivables (task priority 4).
+    history = await handle.fetch_history()
+    priorities = {
+        (a.activity_type.name, a.priority.priority_key)
+        for e in history.events
+        if (a := e.activity_task_scheduled_event_attributes).HasField("activity_type")
+    }
+    assert ("erp.post_revenue_journal", 4) in priorities
+    assert ("erp.post_receivable", 0) in priorities  # Temporal's default (3)
+
     # A redelivery of invoice.finalized (same event or a new one) starts nothing.
     again = await send(stack, stripe_event("invoice.finalized", invoice))
     assert (again.status_code, again.json()["status"]) == (200, "duplicate")
