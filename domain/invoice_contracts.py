@@ -15,7 +15,7 @@ import hashlib
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -375,6 +375,11 @@ class InvoiceCarry(BaseModel):
     void: VoidReceived | None = None
     seen_payments: list[str] = Field(default_factory=list)
     seen_credit_notes: list[str] = Field(default_factory=list)
+    undelivered_events: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Business events still on their way when the run continued as new "
+        "(CloudEvents, ids unchanged): the next run sends them again",
+    )
 
 
 class InvoiceToRevenueInput(BaseModel):

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -284,6 +284,11 @@ class CustomerMasterInput(BaseModel):
     policy: MasterPolicy = Field(default_factory=MasterPolicy)
     repropagations: list[RepropagateResult] = Field(
         default_factory=list, description="Recent re-propagation answers, oldest first"
+    )
+    undelivered_events: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Business events still on their way when the run continued as new "
+        "(CloudEvents, ids unchanged): the next run sends them again",
     )
 
 

@@ -108,7 +108,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.saga import ResolveAction
     from workflows import visibility
-    from workflows.publishing import business_event, publish
+    from workflows.publishing import Outbox, business_event
     from workflows.visibility import md
 
 MERGED_ERROR = "CustomerMerged"
@@ -116,6 +116,8 @@ MERGED_ERROR = "CustomerMerged"
 first detail is the survivor's golden id (the gateway sends the change there)."""
 REFUSED_ERROR = "DecisionRefused"
 PUBLISH_EVENTS_PATCH = "publish-customer-events"
+CARRY_EVENTS_PATCH = "carry-undelivered-events"
+"""A run continues as new without waiting for its publications; the next run sends them."""
 """Runs started before ``customer.updated`` existed publish nothing (their histories replay)."""
 
 
@@ -154,7 +156,7 @@ class CustomerMasterWorkflow:
         self._stopping = False
         self._indexed_values: dict[str, Any] = {}
         # customer.updated publications under way; a run ends only once they are delivered.
-        self._publishing: list[asyncio.Task[None]] = []
+        self._outbox = Outbox()
 
     # -- queries --------------------------------------------------------------------------
 
@@ -175,7 +177,7 @@ class CustomerMasterWorkflow:
             decisions=list(self._decisions),
             events_applied=self._events_applied,
             runs=self._runs,
-            publishing=sum(not task.done() for task in self._publishing),
+            publishing=self._outbox.pending(),
             repropagations=list(self._repropagations),
         )
 
@@ -441,6 +443,7 @@ class CustomerMasterWorkflow:
 
     @workflow.run
     async def run(self, request: CustomerMasterInput) -> CustomerMasterStatus:
+        self._outbox.resend(request.undelivered_events)
         self._changed()
         lanes = [asyncio.create_task(self._lane(system)) for system in System]
         while True:
@@ -452,25 +455,33 @@ class CustomerMasterWorkflow:
             await self._check_duplicates()
         self._stopping = True
         await asyncio.gather(*lanes)
-        await self._delivered()
+        carry_events = not self._merged_away() and workflow.patched(CARRY_EVENTS_PATCH)
+        if carry_events:
+            # Never held open by a subscriber that is down: the next run sends them again.
+            await workflow.wait_condition(workflow.all_handlers_finished)
+        else:
+            await self._delivered()
         if self._merged_away():
             self._changed()
             return self.status()
+        undelivered = await self._outbox.hand_over() if carry_events else []
         workflow.logger.info(
             "continuing as new",
             extra=self._log(
-                history=workflow.info().get_current_history_length(), queued=len(self._queue)
+                history=workflow.info().get_current_history_length(),
+                queued=len(self._queue),
+                undelivered=len(undelivered),
             ),
         )
-        workflow.continue_as_new(self._carry_over())
+        workflow.continue_as_new(self._carry_over(undelivered))
 
     async def _delivered(self) -> None:
         """Return once no handler runs and every publication is delivered (a handler that
         applies a change publishes, so wait for both until neither has anything left)."""
         while True:
-            await asyncio.gather(*self._publishing)
+            await self._outbox.drain()
             await workflow.wait_condition(workflow.all_handlers_finished)
-            if all(task.done() for task in self._publishing):
+            if not self._outbox.pending():
                 return
 
     def _merged_away(self) -> bool:
@@ -486,7 +497,7 @@ class CustomerMasterWorkflow:
             or info.get_current_history_length() >= self._policy.history_limit
         )
 
-    def _carry_over(self) -> CustomerMasterInput:
+    def _carry_over(self, undelivered: list[dict[str, Any]]) -> CustomerMasterInput:
         return CustomerMasterInput(
             golden_id=self._golden_id,
             record=self._record,
@@ -500,6 +511,7 @@ class CustomerMasterWorkflow:
             runs=self._runs + 1,
             policy=self._policy,
             repropagations=self._repropagations,
+            undelivered_events=undelivered,
         )
 
     # -- propagation ----------------------------------------------------------------------
@@ -659,8 +671,8 @@ class CustomerMasterWorkflow:
 
     def _publish_update(self, event: ChangeEvent, applied: list[MasterField]) -> None:
         """Publish ``customer.updated`` for the fields ``event`` made golden, in the
-        background: the update answers without waiting for subscribers, and the run does
-        not end or continue as new before it is delivered."""
+        background: the update answers without waiting for subscribers; a run that ends
+        waits for it, one that continues as new hands it to the next (workflows/publishing.py)."""
         if not workflow.patched(PUBLISH_EVENTS_PATCH):
             return
         record = self._record
@@ -677,13 +689,7 @@ class CustomerMasterWorkflow:
             state=record.state,
             records={system: list(ids) for system, ids in record.xref.items()},
         )
-        # Drop the delivered ones (an entity lives long); a failed one stays for gather.
-        self._publishing = [
-            task
-            for task in self._publishing
-            if not task.done() or task.cancelled() or task.exception() is not None
-        ]
-        self._publishing.append(asyncio.create_task(publish(business_event(fact))))
+        self._outbox.send(business_event(fact))
 
     # -- audit, search attributes, Web UI -------------------------------------------------
 

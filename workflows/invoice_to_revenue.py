@@ -31,7 +31,6 @@ signals not yet handled.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -114,7 +113,7 @@ with workflow.unsafe.imports_passed_through():
         retry_policy,
         step_failure,
     )
-    from workflows.publishing import business_event, publish
+    from workflows.publishing import Outbox, business_event
     from workflows.visibility import md
 
 T = TypeVar("T")
@@ -127,6 +126,8 @@ SPREAD_WAKE_UPS_PATCH = "spread-wake-ups"
 REVENUE_STEPS = frozenset({InvoiceStep.POST_JOURNAL, InvoiceStep.REVERSE_REVENUE})
 # What is due is kept current in visibility within a stage (after a payment or credit note).
 STANDING_PATCH = "keep-standing-current"
+# A run continues as new without waiting for its publications; the next run sends them.
+CARRY_EVENTS_PATCH = "carry-undelivered-events"
 
 
 class VoidedWhileParked(Exception):
@@ -166,7 +167,7 @@ class InvoiceToRevenueWorkflow:
             self._seen_payments = set(carry.seen_payments)
             self._seen_credit_notes = set(carry.seen_credit_notes)
         self._resolution: ResolveRequest | None = None
-        self._publishing: list[asyncio.Task[None]] = []
+        self._outbox = Outbox()
         self._periods_this_run = 0
 
     # -- what billing (through the gateway) and operators send ----------------------------
@@ -238,6 +239,7 @@ class InvoiceToRevenueWorkflow:
         if request.carry is not None:
             # A continued run: the Web UI's details are the run's own, blank until set.
             workflow.set_current_details(self._details())
+            self._outbox.resend(request.carry.undelivered_events)
         try:
             if self._receivable is None:
                 await self._open(request.invoice_id)
@@ -260,7 +262,7 @@ class InvoiceToRevenueWorkflow:
             self._status.voided_at = self._void.voided_at if self._void else workflow.now()
             self._status.amount_due = Decimal(0)
             self._enter(InvoiceStage.VOIDED)
-        await asyncio.gather(*self._publishing)
+        await self._outbox.drain()
         return self._status
 
     async def _open(self, invoice_id: str) -> None:
@@ -685,7 +687,12 @@ class InvoiceToRevenueWorkflow:
         )
 
     async def _continue_as_new(self, request: InvoiceToRevenueInput) -> NoReturn:
-        await asyncio.gather(*self._publishing)
+        undelivered: list[dict[str, Any]] = []
+        if workflow.patched(CARRY_EVENTS_PATCH):
+            # Never held open by a subscriber that is down: the next run sends them again.
+            undelivered = await self._outbox.hand_over()
+        else:
+            await self._outbox.drain()
         await workflow.wait_condition(workflow.all_handlers_finished)
         s = self._status
         s.steps = s.steps[-MAX_STEP_RECORDS:]
@@ -710,6 +717,7 @@ class InvoiceToRevenueWorkflow:
                         void=self._void,
                         seen_payments=sorted(self._seen_payments),
                         seen_credit_notes=sorted(self._seen_credit_notes),
+                        undelivered_events=undelivered,
                     )
                 }
             )
@@ -828,10 +836,10 @@ class InvoiceToRevenueWorkflow:
         return {"invoice_id": s.invoice_id, "account_id": s.account_id, "currency": s.currency}
 
     def _publish(self, fact: EventData) -> None:
-        """Publish ``fact`` in the background; the saga ends (or continues as new) only once
-        every publication is delivered (workflows/publishing.py)."""
-        event = business_event(fact)
-        self._publishing.append(asyncio.create_task(publish(event)))
+        """Publish ``fact`` in the background (workflows/publishing.py): the saga never waits
+        for a subscriber; a run that ends waits for its publications, one that continues as
+        new hands the undelivered ones to the next."""
+        self._outbox.send(business_event(fact))
 
     def _log(self, **fields: Any) -> dict[str, Any]:
         return {

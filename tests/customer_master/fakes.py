@@ -84,6 +84,8 @@ class FakeMasterSystems:
         self.profiles: dict[str, CustomerProfile] = {}
         # every events.publish call, as the CloudEvent document it carried
         self.published: list[dict[str, Any]] = []
+        # (workflow run id, delivered) of every events.publish attempt
+        self.publish_attempts: list[tuple[str, bool]] = []
 
     def fail_with(self, activity_name: str, *errors: Exception) -> None:
         self.failures.setdefault(activity_name, []).extend(errors)
@@ -139,7 +141,13 @@ class FakeMasterSystems:
 
         @activity.defn(name=Activity.EVENTS_PUBLISH)
         async def publish_event(request: PublishEvent) -> PublishResult:
-            self._failure(Activity.EVENTS_PUBLISH)
+            run = activity.info().workflow_run_id or ""
+            try:
+                self._failure(Activity.EVENTS_PUBLISH)
+            except Exception:
+                self.publish_attempts.append((run, False))
+                raise
+            self.publish_attempts.append((run, True))
             self.published.append(dict(request.event))
             return PublishResult(
                 event_id=str(request.event["id"]),

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.invoices import BillingInvoiceActivities, CrmInvoiceActivities, ErpInvoiceActivities
@@ -48,6 +49,7 @@ from domain.receivable import (
     RevenueJournal,
 )
 from domain.reconciliation import CustomerRecord, InvoiceRecord, OrderRecord, Page
+from domain.saga import FailureType
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 
 
@@ -76,6 +78,13 @@ class FakeVendors:
     closed_periods: set[str] = field(default_factory=set)
     crm_statuses: list[tuple[ReceivableStatus, Decimal, datetime]] = field(default_factory=list)
     published: list[dict[str, Any]] = field(default_factory=list)
+    # The event subscriber answers 503 (asking to come back in 12 hours) until this moment.
+    subscriber_down_until: datetime | None = None
+    delivery_attempts: int = 0
+    delivered_by: list[str] = field(default_factory=list)  # the run of each delivery
+    # The subscriber fails this many more attempts (backing off as the retry policy says).
+    subscriber_failures: int = 0
+    failed_in: list[str] = field(default_factory=list)  # the run of each failed attempt
     calls: list[Call] = field(default_factory=list)
     failures: dict[str, list[VendorError]] = field(default_factory=dict)
 
@@ -372,7 +381,20 @@ def queues(vendors: FakeVendors) -> dict[str, list[Callable[..., Any]]]:
 
     @activity.defn(name=Activity.EVENTS_PUBLISH)
     async def publish_event(req: PublishEvent) -> PublishResult:
+        vendors.delivery_attempts += 1
+        if vendors.subscriber_failures > 0:
+            vendors.subscriber_failures -= 1
+            vendors.failed_in.append(activity.info().workflow_run_id or "")
+            raise ApplicationError("subscriber answered 503", type=FailureType.VENDOR_TRANSIENT)
+        down_until = vendors.subscriber_down_until
+        if down_until is not None and now_in_activity() < down_until:
+            raise ApplicationError(
+                "subscriber answered 503",
+                type=FailureType.VENDOR_TRANSIENT,
+                next_retry_delay=timedelta(hours=12),
+            )
         vendors.published.append(dict(req.event))
+        vendors.delivered_by.append(activity.info().workflow_run_id or "")
         return PublishResult(
             event_id=str(req.event["id"]), event_type=str(req.event["type"]), deliveries=[]
         )
