@@ -189,8 +189,9 @@ class SagaDirectory:
 
     @activity.defn(name=ReconcileActivity.REPROPAGATE_CUSTOMER)
     async def repropagate_customer(self, request: RepropagateCustomer) -> RepropagateOutcome:
-        """Ask ``customer-<golden id>`` to send the golden values of the fields again. The
-        request is identified by its reason and fields, so a retry schedules nothing twice.
+        """Ask ``customer-<golden id>`` to send the golden values of the fields again, under
+        the run's request id (``request.request_id``): a retry of this activity schedules
+        nothing twice, a later run asks anew. A ``repeated`` answer sent nothing now.
         A customer without a customer-master workflow (or one refusing the request) is
         answered, not raised: reconciliation then leaves the drift for review."""
         try:
@@ -200,6 +201,7 @@ class SagaDirectory:
                 [f.value for f in request.fields],
                 request.reason,
                 requested_by="reconciliation",
+                request_id=request.request_id,
             )
         except CustomerNotFound as error:
             return RepropagateOutcome(
@@ -210,7 +212,12 @@ class SagaDirectory:
         sent = ", ".join(sorted({s.system.value for s in result.scheduled})) or "nothing"
         detail = f"re-propagation {result.request_key} sent to {sent}"
         if result.repeated:
-            detail += " (asked before)"
+            # The customer master answered a request it had seen: nothing was sent now.
+            detail = f"re-propagation {result.request_key} asked before (sent to {sent} then)"
         if result.unset:
             detail += "; no golden value for " + ", ".join(f.value for f in result.unset)
-        return RepropagateOutcome(scheduled=bool(result.scheduled), detail=detail)
+        return RepropagateOutcome(
+            scheduled=bool(result.scheduled) and not result.repeated,
+            detail=detail,
+            repeated=result.repeated,
+        )

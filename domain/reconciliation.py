@@ -258,13 +258,16 @@ class RepropagateCustomer(BaseModel):
 
 
 class RepropagateOutcome(BaseModel):
-    """What the customer master answered: ``scheduled`` False means there was nothing to
-    ask (no golden customer, or the request was refused), ``detail`` says why."""
+    """What the customer master answered: ``scheduled`` False means nothing was sent now (no
+    golden customer, the request was refused, or it was asked before), ``detail`` says why.
+    ``repeated``: the customer master had this request id already and answered its first
+    answer; nothing new was sent, so it is not a repair."""
 
     model_config = ConfigDict(frozen=True)
 
     scheduled: bool
     detail: str
+    repeated: bool = False
 
 
 class Repair(BaseModel):
@@ -283,6 +286,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # the repair failed: the item is now for review
     DEFERRED = "deferred"  # more repairs than one run makes: the next run does it
     POINTED = "pointed"  # resume_saga: the parked saga is where to act
+    REPEATED = "repeated"  # the customer master had this request already: nothing was sent
 
 
 class DriftItem(BaseModel):
