@@ -288,12 +288,21 @@ def _now() -> str:
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)|(?P<op>[(),=]))"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)"
+    r"|(?P<op><>|!=|>=|<=|[(),=<>]))"
 )
 _KEYWORDS = frozenset(
     {"select", "from", "inner", "join", "on", "where", "and", "in", "order", "by", "as"}
-    | {"asc", "desc"}
+    | {"asc", "desc", "to_timestamp"}
 )
+_COMPARISONS = ("=", "<>", "!=", "<", "<=", ">", ">=")
+# The one timestamp format TO_TIMESTAMP takes here (Oracle's format model, as SuiteQL's).
+TIMESTAMP_FORMAT = "YYYY-MM-DD HH24:MI:SS"
+# Date-time columns (answered, stored and compared as UTC ``2026-03-01T10:00:00Z`` text).
+_DATETIME_COLUMNS = frozenset({"createddate", "lastmodifieddate", "datecreated"})
+# SuiteQL over REST pages through at most 100,000 results of a query ("Collection Paging"
+# and "Executing SuiteQL Queries Through REST Web Services", NetSuite Help Center).
+MAX_QUERY_RESULTS = 100_000
 _TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "item": ("id", "itemid", "displayname", "isinactive", "itemtype", "custitem_revsync_billing"),
     "pricing": ("item", "pricelevel", "currency", "unitprice"),
@@ -334,6 +343,8 @@ _TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "otherrefnum",
         "status",
         "foreignamountremaining",
+        "createddate",
+        "lastmodifieddate",
     ),
     "customer": (
         "id",
@@ -347,6 +358,7 @@ _TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "creditlimit",
         "currency",
         "datecreated",
+        "lastmodifieddate",
     ),
 }
 
@@ -410,11 +422,27 @@ class _Query:
     columns: list[tuple[str, str]] = field(default_factory=list)  # (table.col, output name)
     tables: list[str] = field(default_factory=list)
     join: tuple[str, str] | None = None
-    conditions: list[tuple[str, list[str]]] = field(default_factory=list)
+    # (table.col, operator, literals): ``IN`` holds every literal, the others one.
+    conditions: list[tuple[str, str, list[str]]] = field(default_factory=list)
     order: list[tuple[str, bool]] = field(default_factory=list)  # (table.col, descending)
+    # Output names of TO_CHAR(col, 'YYYY-MM-DD HH24:MI:SS') columns.
+    formatted: set[str] = field(default_factory=set)
 
 
 def _literal(tokens: _Tokens) -> str:
+    if tokens.keyword("to_timestamp"):
+        tokens.expect("op", "(")
+        text = tokens.expect("str")
+        tokens.expect("op", ",")
+        model = tokens.expect("str")
+        tokens.expect("op", ")")
+        if model != TIMESTAMP_FORMAT:
+            raise SuiteQLError(f"unsupported timestamp format {model!r}")
+        try:
+            moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            raise SuiteQLError(f"{text!r} does not match {model!r}") from None
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     kind, value = tokens.next()
     if kind not in ("str", "num"):
         raise SuiteQLError(f"expected a literal, found {value!r}")
@@ -426,9 +454,24 @@ def _parse(query: str) -> _Query:
     parsed = _Query()
     raw_columns: list[tuple[str, str | None]] = []
     tokens.expect("name", "select")
+    formatted: set[str] = set()
     while True:
         ref = tokens.expect("name")
-        alias = tokens.expect("name") if tokens.keyword("as") else None
+        if ref == "to_char" and tokens.peek() == ("op", "("):
+            # TO_CHAR(datetime column, 'YYYY-MM-DD HH24:MI:SS') AS alias: the full time.
+            tokens.next()
+            ref = tokens.expect("name")
+            tokens.expect("op", ",")
+            model = tokens.expect("str")
+            tokens.expect("op", ")")
+            if model != TIMESTAMP_FORMAT:
+                raise SuiteQLError(f"unsupported format {model!r}")
+            if not tokens.keyword("as"):
+                raise SuiteQLError("TO_CHAR(...) needs an alias here")
+            alias: str | None = tokens.expect("name")
+            formatted.add(alias or ref)
+        else:
+            alias = tokens.expect("name") if tokens.keyword("as") else None
         raw_columns.append((ref, alias))
         if tokens.peek() != ("op", ","):
             break
@@ -463,6 +506,7 @@ def _parse(query: str) -> _Query:
         return f"{owners[0]}.{column}"
 
     parsed.columns = [(resolve(ref), alias or ref.rpartition(".")[2]) for ref, alias in raw_columns]
+    parsed.formatted = formatted
     if raw_join is not None:
         parsed.join = (resolve(raw_join[0]), resolve(raw_join[1]))
     if tokens.keyword("where"):
@@ -475,10 +519,13 @@ def _parse(query: str) -> _Query:
                     tokens.next()
                     values.append(_literal(tokens))
                 tokens.expect("op", ")")
+                operator = "IN"
             else:
-                tokens.expect("op", "=")
+                operator = tokens.expect("op")
+                if operator not in _COMPARISONS:
+                    raise SuiteQLError(f"unexpected operator {operator!r}")
                 values = [_literal(tokens)]
-            parsed.conditions.append((column, values))
+            parsed.conditions.append((column, operator, values))
             if not tokens.keyword("and"):
                 break
     if tokens.keyword("order"):
@@ -496,6 +543,36 @@ def _parse(query: str) -> _Query:
     if leftover is not None:
         raise SuiteQLError(f"unexpected {leftover[1]!r}")
     return parsed
+
+
+def _condition(column: str, operator: str, values: list[str]) -> Callable[[Any], bool]:
+    """One WHERE condition as a test of a column's value: ``IN`` and ``=`` compare text,
+    the orderings numbers as numbers and date-times as times (UTC text compares as time)."""
+    if operator == "IN":
+        wanted = set(values)
+        return lambda value: _text(value) in wanted
+    (literal,) = values
+    if operator == "=":
+        return lambda value: _text(value) == literal
+    if operator in ("<>", "!="):
+        return lambda value: value is not None and _text(value) != literal
+    target = _sort_key(literal)
+    compare: Callable[[Any, Any], bool] = {
+        "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b,
+        ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b,
+    }[operator]
+    return lambda value: value is not None and compare(_sort_key(_text(value)), target)
+
+
+def _datetime_text(value: str, *, full: bool) -> str:
+    """A stored UTC date-time as SuiteQL answers it: ``2026-03-01 10:00:00`` through
+    TO_CHAR, else the date in the account's default format (``3/1/2026``)."""
+    moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+    if full:
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{moment.month}/{moment.day}/{moment.year}"
 
 
 def _text(value: Any) -> str | None:
@@ -752,18 +829,42 @@ class NetSuiteStore:
                 "creditlimit": c.get("creditLimit"),
                 "currency": c.get("currency"),
                 "datecreated": c.get("dateCreated"),
+                "lastmodifieddate": c.get("lastModifiedDate") or c.get("dateCreated"),
             }
             for c in self.customers.values()
         ]
 
     def suiteql(self, query: str) -> list[dict[str, str]]:
-        """Rows of ``query``, every value as text and nulls left out. Raises SuiteQLError."""
+        """Rows of ``query``, every value as text and nulls left out. Raises SuiteQLError.
+
+        A date-time column answers its date in the account's default format (``3/1/2026``)
+        unless selected as ``TO_CHAR(col, 'YYYY-MM-DD HH24:MI:SS')``; in a condition it
+        compares as a time (``TO_TIMESTAMP('2026-03-01 10:00:00', 'YYYY-MM-DD HH24:MI:SS')``).
+        """
         parsed = _parse(query)
-        rows: list[dict[str, Any]] = [
-            {f"{parsed.tables[0]}.{k}": v for k, v in row.items()}
-            for row in self._table(parsed.tables[0])
+        first = parsed.tables[0]
+        tests = [
+            (column, _condition(column, op, values)) for column, op, values in parsed.conditions
         ]
-        if len(parsed.tables) == 2:
+        if len(parsed.tables) == 1:
+            # One table: test the rows as they are (no copies), those of the asked
+            # transaction types only.
+            types = next(
+                (
+                    set(v)
+                    for c, op, v in parsed.conditions
+                    if c == "transaction.type" and op in ("=", "IN")
+                ),
+                None,
+            )
+            source = self._transaction_rows(types) if first == "transaction" else self._table(first)
+            plain = [(column.rpartition(".")[2], test) for column, test in tests]
+            rows: list[dict[str, Any]] = [
+                row for row in source if all(test(row.get(c)) for c, test in plain)
+            ]
+            names = {f"{first}.{k}": k for k in _TABLE_COLUMNS[first]}
+        else:
+            rows = [{f"{first}.{k}": v for k, v in row.items()} for row in self._table(first)]
             assert parsed.join is not None
             right_name = parsed.tables[1]
             joined: list[dict[str, Any]] = []
@@ -773,12 +874,12 @@ class NetSuiteStore:
                     a, b = parsed.join
                     if _text(both.get(a)) is not None and _text(both.get(a)) == _text(both.get(b)):
                         joined.append(both)
-            rows = joined
-        for column, values in parsed.conditions:
-            rows = [row for row in rows if _text(row.get(column)) in values]
+            rows = [row for row in joined if all(test(row.get(c)) for c, test in tests)]
+            names = {}
         for column, descending in reversed(parsed.order):
+            lookup = names.get(column, column)
 
-            def key(row: dict[str, Any], column: str = column) -> tuple[int, Decimal, str]:
+            def key(row: dict[str, Any], column: str = lookup) -> tuple[int, Decimal, str]:
                 return _sort_key(_text(row.get(column)))
 
             rows.sort(key=key, reverse=descending)
@@ -786,9 +887,12 @@ class NetSuiteStore:
         for row in rows:
             out: dict[str, str] = {}
             for column, name in parsed.columns:
-                value = _text(row.get(column))
-                if value is not None:
-                    out[name] = value
+                value = _text(row.get(names.get(column, column)))
+                if value is None:
+                    continue
+                if column.rpartition(".")[2] in _DATETIME_COLUMNS:
+                    value = _datetime_text(value, full=name in parsed.formatted)
+                out[name] = value
             result.append(out)
         return result
 
@@ -1999,12 +2103,15 @@ class NetSuiteStore:
             }
         )
 
-    def _transaction_rows(self) -> list[dict[str, Any]]:
-        """SuiteQL's ``transaction`` table over every transaction the emulator keeps.
-        ``foreigntotal`` is in the transaction currency, negative for a credit memo."""
+    def _transaction_rows(self, types: set[str] | None = None) -> list[dict[str, Any]]:
+        """SuiteQL's ``transaction`` table over every transaction the emulator keeps (of
+        ``types`` only, when given). ``foreigntotal`` is in the transaction currency,
+        negative for a credit memo."""
         rows: list[dict[str, Any]] = []
 
         def row(record: dict[str, Any], kind: str, recordtype: str, **extra: Any) -> None:
+            if types is not None and kind not in types:
+                return
             rows.append(
                 {
                     "id": record["id"],
@@ -2022,13 +2129,16 @@ class NetSuiteStore:
                     "otherrefnum": record.get("otherRefNum"),
                     # SuiteQL answers a transaction's status as its one-letter code.
                     "status": None,
+                    "createddate": record.get("createdDate"),
+                    "lastmodifieddate": record.get("lastModifiedDate"),
                     **extra,
                 }
             )
 
-        for order in self.sales_orders.values():
+        wanted = types or {"SalesOrd", "CustInvc", "CustCred", "CustPymt", "Journal"}
+        for order in self.sales_orders.values() if "SalesOrd" in wanted else ():
             row(order, "SalesOrd", "salesorder", postingperiod=None, status=order["orderStatus"])
-        for invoice in self.invoices.values():
+        for invoice in self.invoices.values() if "CustInvc" in wanted else ():
             row(
                 invoice,
                 "CustInvc",
@@ -2335,13 +2445,21 @@ def _page_params(request: Request) -> tuple[int, int]:
         raise NetSuiteError(
             400, "INVALID_PARAMETER", "offset must be a multiple of limit.", "offset"
         )
+    if offset >= MAX_QUERY_RESULTS:
+        raise NetSuiteError(
+            400,
+            "INVALID_PARAMETER",
+            f"offset must be below {MAX_QUERY_RESULTS}: no more results of this query can be "
+            "paged through.",
+            "offset",
+        )
     return limit, offset
 
 
 def _page(request: Request, rows: list[Any]) -> dict[str, Any]:
     limit, offset = _page_params(request)
     chunk = rows[offset : offset + limit]
-    has_more = offset + limit < len(rows)
+    has_more = offset + limit < min(len(rows), MAX_QUERY_RESULTS)
     links = [{"rel": "self", "href": str(request.url)}]
     if has_more:
         links.append(
