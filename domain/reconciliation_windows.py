@@ -58,6 +58,7 @@ from domain.reconciliation import (
 )
 
 RUN_WORKFLOW_TYPE = "ReconcileRun"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WINDOW_WORKFLOW_TYPE = "ReconcileWindow"
 
 Record = OrderRecord | CustomerRecord | InvoiceRecord
@@ -119,14 +120,21 @@ class WindowRecords:
     # -- reading --------------------------------------------------------------------------
 
     def add_listed(self, system: System, records: Iterable[Record]) -> int:
-        """Keep the records naming a subject; how many were kept."""
+        """Keep the records naming a subject; how many were kept. A record listed twice
+        (a vendor listing changes may list an object once per change) is kept once, as its
+        latest change shows it."""
         kept = 0
         for record in records:
             subject = subject_of(self.entity, record)
             if subject is None:
                 continue
-            self.listed[system][subject].append(record)
-            kept += 1
+            held = self.listed[system][subject]
+            twin = next((i for i, r in enumerate(held) if r.record_id == record.record_id), None)
+            if twin is None:
+                held.append(record)
+                kept += 1
+            elif (record.changed_at or _EPOCH) > (held[twin].changed_at or _EPOCH):
+                held[twin] = record
         return kept
 
     def add_found(self, system: System, asked: Iterable[str], records: Iterable[Record]) -> None:

@@ -48,10 +48,13 @@ What it keeps faithful:
   answering ``{"Success", "Id"}`` or ``{"Success": false, "Errors": [{"Code", "Message"}]}``
   with CRUD's named codes (``INVALID_ID``, ``INVALID_VALUE``).
 - **Object Query** (``GET /object-query/<accounts|subscriptions|invoices|invoice-items>``):
-  ``filter[]=<field>.<EQ|NE|GT|LT>:<value>``, ``sort[]=<field>.<ASC|DESC>``, ``expand[]``
+  ``filter[]=<field>.<EQ|NE|GT|LT|GE|LE>:<value>`` and ``<field>.IN:[a,b]`` ("Expand,
+  filter, fields, and sort", Zuora developer docs), ``sort[]=<field>.<ASC|DESC>``,
+  ``expand[]``
   (``billto``/``soldto`` on accounts, ``account`` on subscriptions and invoices, ``invoice``
   on invoice items), ``pageSize`` 1 to 99 and ``cursor`` from the answer's ``nextPage``.
-  An unknown field is an error.
+  An unknown field is an error. Accounts, subscriptions and invoices carry ``createdTime``
+  and ``updatedTime`` (UTC, ISO 8601; set when made and on every change here).
 - **Limits**: ``ZuoraStore.requests_per_minute`` caps API calls per minute; past it a call is
   a 429 (code ``50000070``) with ``Retry-After`` the seconds left in the minute.
 - **Sandbox controls** (``/_sandbox/zuora``, not Zuora's API; no auth, no faults):
@@ -297,6 +300,7 @@ class ZuoraStore:
         # The tenant's request limit: at most this many API calls per minute (None: no limit).
         self.requests_per_minute: int | None = None
         self.clock: Callable[[], float] = time.monotonic
+        self.wall_clock: Callable[[], float] = time.time
         self._window: tuple[float, int] = (0.0, 0)
 
     def throttle(self) -> int | None:
@@ -333,6 +337,14 @@ class ZuoraStore:
         count = self._numbers.get(prefix, 0) + 1
         self._numbers[prefix] = count
         return f"{prefix}{count:0{width}d}"
+
+    def _times(self, record: Json, *, created: bool = False) -> None:
+        """``createdTime`` and ``updatedTime`` (Object Query's audit fields: UTC, ISO 8601),
+        set when a record is made and whenever it changes."""
+        now = datetime.fromtimestamp(self.wall_clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if created:
+            record["createdTime"] = now
+        record["updatedTime"] = now
 
     def _created(self) -> str:
         self._seq += 1
@@ -391,6 +403,7 @@ class ZuoraStore:
             "createdDate": self._created(),
             **custom,
         }
+        self._times(account, created=True)
         self.accounts[account["id"]] = account
         return {
             "success": True,
@@ -455,6 +468,7 @@ class ZuoraStore:
         for name in ("name", "crmId", "autoPay", *custom):
             if name in body:
                 account[name] = body[name] if body[name] != "" else None
+        self._times(account)
         return {"success": True}
 
     # catalog
@@ -640,6 +654,7 @@ class ZuoraStore:
                 "ratePlanCharges": charges,
                 **custom,
             }
+            self._times(self.subscriptions[number], created=True)
             return number
 
         return apply
@@ -674,6 +689,7 @@ class ZuoraStore:
         def apply() -> str:
             subscription["status"] = "Cancelled"
             subscription["cancelledDate"] = effective.isoformat()
+            self._times(subscription)
             return number
 
         return apply
@@ -736,6 +752,7 @@ class ZuoraStore:
             "balance": subtotal + tax,
             "createdDate": created,
         }
+        self._times(invoice, created=True)
         self.invoices[invoice_id] = invoice
         for item in items:
             self.items.append(
@@ -808,6 +825,7 @@ class ZuoraStore:
                 "an invoice with payments, adjustments or credit memos applied cannot be unposted",
             )
         invoice["status"] = "Draft"
+        self._times(invoice)
         return {"Success": True, "Id": invoice["id"]}
 
     def cancel_invoice(self, key: str) -> Json:
@@ -815,6 +833,7 @@ class ZuoraStore:
         if invoice["status"] != "Draft":
             raise ZuoraError(RULE, f"only a draft invoice can be cancelled ({invoice['status']})")
         invoice["status"] = "Canceled"
+        self._times(invoice)
         self._callout(
             "invoice.canceled",
             {"updatedDate": datetime.now(UTC).isoformat(timespec="seconds")},
@@ -829,6 +848,7 @@ class ZuoraStore:
         if invoice["status"] != "Posted" or not 0 < amount <= invoice["balance"]:
             raise ZuoraError(RULE, "a payment must not exceed the balance of a posted invoice")
         invoice["balance"] -= amount
+        self._times(invoice)
         day = effective or datetime.now(UTC).date()
         payment = {
             "id": self._id(),
@@ -1010,19 +1030,20 @@ QUERY_FIELDS: dict[str, frozenset[str]] = {
     "accounts": frozenset(
         {"id", "accountNumber", "name", "crmId", "currency", "status", "billCycleDay"}
         | {"autoPay", "paymentTerm", "defaultPaymentMethodId", "billToId", "soldToId"}
-        | {"createdDate", "taxInfo"}
+        | {"createdDate", "taxInfo", "createdTime", "updatedTime"}
         | CUSTOM_FIELDS["account"]
     ),
     "subscriptions": frozenset(
         {"id", "subscriptionNumber", "version", "accountId", "accountNumber", "currency"}
         | {"status", "termType", "initialTerm", "contractEffectiveDate", "termStartDate"}
         | {"paymentTerm", "notes", "autoRenew", "cancelledDate", "createdDate"}
+        | {"createdTime", "updatedTime"}
         | CUSTOM_FIELDS["subscription"]
     ),
     "invoices": frozenset(
         {"id", "invoiceNumber", "accountId", "accountNumber", "currency", "status"}
         | {"invoiceDate", "dueDate", "amountWithoutTax", "taxAmount", "amount", "balance"}
-        | {"createdDate"}
+        | {"createdDate", "createdTime", "updatedTime"}
     ),
     "invoice-items": frozenset(
         {"id", "invoiceId", "subscriptionId", "subscriptionNumber", "sku", "chargeName"}
@@ -1043,8 +1064,13 @@ def _filter(expression: str, fields: frozenset[str]) -> Callable[[Json], bool]:
     field or operator is an error whether or not any record exists."""
     left, sep, value = expression.partition(":")
     field, _, operator = left.rpartition(".")
-    if not sep or field not in fields or operator not in ("EQ", "NE", "GT", "LT"):
+    if not sep or field not in fields or operator not in ("EQ", "NE", "GT", "LT", "GE", "LE", "IN"):
         raise ZuoraError(INVALID, f"invalid filter {expression!r}", status=400)
+    if operator == "IN":
+        if not (value.startswith("[") and value.endswith("]")):
+            raise ZuoraError(INVALID, f"IN takes [a,b,...]: {expression!r}", status=400)
+        wanted = {v.strip() for v in value[1:-1].split(",") if v.strip()}
+        return lambda record: str(record.get(field) or "") in wanted
 
     def check(record: Json) -> bool:
         actual = record.get(field)
@@ -1058,11 +1084,18 @@ def _filter(expression: str, fields: frozenset[str]) -> Callable[[Json], bool]:
             return text == value
         if operator == "NE":
             return text != value
+        if actual is None:
+            return False
+        compare: Callable[[Any, Any], bool] = {
+            "GT": lambda a, b: a > b,
+            "LT": lambda a, b: a < b,
+            "GE": lambda a, b: a >= b,
+            "LE": lambda a, b: a <= b,
+        }[operator]
         try:
-            number, bound = Decimal(text), Decimal(value)
+            return bool(compare(Decimal(text), Decimal(value)))
         except InvalidOperation:
-            return text > value if operator == "GT" else text < value
-        return number > bound if operator == "GT" else number < bound
+            return bool(compare(text, value))
 
     return check
 

@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
@@ -111,7 +112,7 @@ def run_input(**kw: object) -> RunInput:
     return RunInput.model_validate(fields)
 
 
-async def start(env: WorkflowEnvironment, request: RunInput) -> WorkflowHandle:
+async def start(env: WorkflowEnvironment, request: RunInput) -> WorkflowHandle[Any, Any]:
     return await env.client.start_workflow(
         ReconcileRunWorkflow.run,
         request,
