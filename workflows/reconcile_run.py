@@ -6,9 +6,9 @@ entity and basis, the marks, counters and the first items of each kind:
 
 1. it loads the marks from the report store (``reconcile.load_marks``);
 2. per entity (orders, customers, invoices, walked side by side): an incremental walk of
-   ``changed`` windows from the entity's mark to the run's start less ``settle_seconds``, and,
+   ``changed`` windows from the entity's mark to the run's start less ``settle_seconds``, or,
    when one is due or in progress, a full pass of ``created`` windows from ``full_since`` (or
-   where the pass stopped);
+   where the pass stopped) instead, which sets the mark when it completes;
 3. each window runs as a ``ReconcileWindow`` child; a window that listed more than
    ``window_records`` in one system comes back ``too_big`` and is split; the next window's
    span aims at half of that;
@@ -195,16 +195,18 @@ class ReconcileRunWorkflow:
         notes: list[str] = []
         for entity in request.entities:
             mark = marks.of(entity).model_copy()
-            if mark.changed is not None and mark.changed < end:
+            wants_full = request.mode is RunMode.FULL or (
+                request.mode is RunMode.AUTO and full_due(mark, as_of, every)
+            )
+            # A full pass compares every record as of its start and then sets the mark to
+            # it: walking the changes as well would judge a changed record twice.
+            if not wants_full and mark.changed is not None and mark.changed < end:
                 progress[progress_key(entity, Basis.CHANGED)] = Progress(
                     basis=Basis.CHANGED,
                     cursor=mark.changed,
                     end=end,
                     span_seconds=max(1, int((end - mark.changed).total_seconds())),
                 )
-            wants_full = request.mode is RunMode.FULL or (
-                request.mode is RunMode.AUTO and full_due(mark, as_of, every)
-            )
             if wants_full:
                 if request.mode is RunMode.FULL or mark.full_started is None:
                     mark.full_started = as_of
