@@ -324,6 +324,11 @@ class WindowInput(BaseModel):
         default=False, description="Read past max_records (a window that cannot be split)"
     )
     max_items_per_kind: int = Field(default=50, ge=1)
+    item_room: dict[str, int] = Field(
+        default_factory=dict,
+        description="Items of each kind the run still keeps (absent: max_items_per_kind): a "
+        "window returns no more, so the run's history stays small whatever the drift",
+    )
     max_repairs: int = Field(default=100, ge=0, description="Repairs left to the run")
     read_budget_seconds: float = Field(
         default=1800, gt=0, description="How long one read retries before the window gives up"
@@ -647,7 +652,8 @@ def scanned_name(entity: Entity, system: System) -> str:
 
 
 class SaveProgress(BaseModel):
-    """The run's marks and its report so far, written after every window."""
+    """The run's marks and its report so far, written after every window (its items only
+    at the end: the rows are in the store already, and the run's history stays small)."""
 
     run_id: str
     marks: Marks

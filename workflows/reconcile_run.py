@@ -329,6 +329,7 @@ class ReconcileRunWorkflow:
             max_records=request.window_records,
             read_whole=span_seconds <= 1,
             max_items_per_kind=request.max_items_per_kind,
+            item_room=self._item_room(request),
             max_repairs=max(0, request.max_repairs - carry.repairs),
             read_budget_seconds=request.read_budget_seconds,
         )
@@ -358,11 +359,18 @@ class ReconcileRunWorkflow:
             )
         return result
 
-    async def _save(self, carry: RunCarry) -> None:
+    def _item_room(self, request: RunInput) -> dict[str, int]:
+        kept: dict[str, int] = {}
+        for item in self._report.items:
+            kept[item.kind.value] = kept.get(item.kind.value, 0) + 1
+        return {kind: max(0, request.max_items_per_kind - n) for kind, n in kept.items()}
+
+    async def _save(self, carry: RunCarry, *, final: bool = False) -> None:
         self._report.marks = _marks_view(carry.marks)
+        report = self._report if final else self._report.model_copy(update={"items": []})
         await _call(
             WindowActivity.SAVE_PROGRESS,
-            SaveProgress(run_id=carry.run_id, marks=carry.marks, report=self._report),
+            SaveProgress(run_id=carry.run_id, marks=carry.marks, report=report),
             int,
             TaskQueue.ORCHESTRATION,
             STORE_BUDGET,
@@ -374,7 +382,7 @@ class ReconcileRunWorkflow:
         report.error = "; ".join(report.problems) or None
         report.finished_at = workflow.now()
         report.marks = _marks_view(carry.marks)
-        await self._save(carry)
+        await self._save(carry, final=True)
         lines = [
             f"**Reconciliation** {report.status.value} ({report.mode}), "
             f"started {report.started_at:%Y-%m-%d %H:%M}",
@@ -483,6 +491,16 @@ class ReconcileWindowWorkflow:
         items, repairs = await self._repair_all(request, judgement.items)
         rows = await self._write_rows(request, items)
         report.record(items, request.max_items_per_kind)
+        # Only as many items of each kind as the run still keeps travel back to it.
+        room = dict(request.item_room)
+        kept: list[DriftItem] = []
+        for item in report.items:
+            left = room.get(item.kind.value, request.max_items_per_kind)
+            if left > 0:
+                kept.append(item)
+                room[item.kind.value] = left - 1
+        report.items = kept
+        report.omitted = report.total - len(kept)
         report.status = ReportStatus.DONE
         report.finished_at = workflow.now()
         return WindowResult(

@@ -290,3 +290,17 @@ async def test_every_read_runs_below_the_bookings_priority(
     assert children and activities
     assert {c.priority.priority_key for c in children} == {5}
     assert {a.priority.priority_key for a in activities} == {5}
+
+
+async def test_the_run_keeps_the_first_items_of_each_kind_and_the_store_every_row(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path
+):
+    estate = seeded()
+    report, run_id = await run(time_skipping_env, estate, tmp_path, run_input(max_items_per_kind=1))
+    kinds = [i.kind for i in report.items]
+    assert len(kinds) == len(set(kinds)) == len(report.counts)
+    assert report.counts[DriftKind.MISSING_IN_ERP] == 3
+    assert report.total == len(EXPECTED) and report.omitted == len(EXPECTED) - len(kinds)
+    async with workers(time_skipping_env.client, estate, tmp_path) as store:
+        rows = {(r.kind.value, r.subject) for r in store.rows(run_id)}
+    assert rows == EXPECTED
