@@ -40,7 +40,16 @@ from typing import Any
 import psutil
 
 from adapters.reports import LocalReportStore
-from bench.common import banner, percentile, print_table, quiet_logging, rnd, write_results
+from bench.common import (
+    banner,
+    cpu_seconds,
+    percentile,
+    print_table,
+    quiet_logging,
+    rnd,
+    thread_cpu_seconds,
+    write_results,
+)
 from bench.stack import BenchStack, ChildProcess, bench_stack, child_env, create_crm_quotes
 from bench.stack import revsync_command as command
 from domain.contracts import TaskQueue
@@ -158,6 +167,36 @@ async def reconcile(
     return report, time.monotonic() - started
 
 
+async def window_time(stack: BenchStack) -> dict[str, Any]:
+    """Where the windows' time goes: per activity, how many, and their seconds from being
+    scheduled to completing (queue wait included), summed over every window."""
+    spent: dict[str, list[float]] = {}
+    windows = 0
+    async for execution in stack.client.list_workflows('WorkflowType = "ReconcileWindow"'):
+        windows += 1
+        scheduled: dict[int, tuple[str, float]] = {}
+        history = await stack.client.get_workflow_handle(
+            execution.id, run_id=execution.run_id
+        ).fetch_history()
+        for event in history.events:
+            at = event.event_time.ToDatetime().timestamp()
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                name = event.activity_task_scheduled_event_attributes.activity_type.name
+                scheduled[event.event_id] = (name, at)
+            elif event.HasField("activity_task_completed_event_attributes"):
+                name, began = scheduled[
+                    event.activity_task_completed_event_attributes.scheduled_event_id
+                ]
+                spent.setdefault(name, []).append(at - began)
+    return {
+        "windows": windows,
+        "activities": {
+            name: {"calls": len(times), "seconds": rnd(sum(times), 1)}
+            for name, times in sorted(spent.items(), key=lambda kv: -sum(kv[1]))
+        },
+    }
+
+
 async def histories(stack: BenchStack) -> dict[str, Any]:
     """The longest history of any ReconcileRun run and of any ReconcileWindow."""
     found: dict[str, list[int]] = {"ReconcileRun": [], "ReconcileWindow": []}
@@ -168,6 +207,16 @@ async def histories(stack: BenchStack) -> dict[str, Any]:
         kind: {"runs": len(lengths), "max_events": max(lengths, default=0)}
         for kind, lengths in found.items()
     }
+
+
+def cpu_now(stack: BenchStack, workers: dict[str, ChildProcess]) -> dict[str, float]:
+    """CPU seconds so far: the Temporal server, each worker, the sandbox's thread."""
+    found = {f"worker {q}": cpu_seconds(c.process) for q, c in workers.items()}
+    if stack.server is not None:
+        found["temporal server"] = cpu_seconds(stack.server)
+    if stack.sandbox_thread_id is not None:
+        found["sandbox"] = thread_cpu_seconds().get(stack.sandbox_thread_id, 0.0)
+    return found
 
 
 def compare(expected: set[tuple[str, str]], rows: set[tuple[str, str]]) -> dict[str, Any]:
@@ -212,12 +261,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             idle, idle_quotes = await book(stack, args.sagas, spacing=0.5)
             print(f"idle bookings: p95 {stats(idle)['p95_s']} s", flush=True)
 
+            cpu_before = cpu_now(stack, workers)
             stop = asyncio.Event()
             watcher = asyncio.create_task(rss.watch(stop))
             full_task = asyncio.create_task(reconcile(stack, RunMode.FULL, "bench-full", args))
             await asyncio.sleep(5)  # the run is reading
             during, during_quotes = await book(stack, args.sagas, spacing=args.saga_spacing)
             full_report, full_seconds = await full_task
+            cpu_after = cpu_now(stack, workers)
             print(
                 f"full run: {full_report.status.value} in {full_seconds:.0f} s, "
                 f"{full_report.windows} windows",
@@ -234,6 +285,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await watcher
             inc_rows = {(r.kind.value, r.subject) for r in store.rows("bench-incremental")}
             history = await histories(stack)
+            time_spent = await window_time(stack)
         figures: dict[str, Any] = {
             "seed_seconds": rnd(seed_seconds, 1),
             "full": {
@@ -253,7 +305,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "problems": inc_report.problems,
             },
             "worker_peak_rss_mb": {q: rnd(v, 1) for q, v in rss.peak.items()},
+            "full_run_cpu_seconds": {
+                k: rnd(cpu_after[k] - cpu_before.get(k, 0.0), 1) for k in cpu_after
+            },
             "history": history,
+            "window_activities": time_spent,
             "sagas": {"idle": stats(idle), "during_full_run": stats(during)},
         }
         idle_p95 = figures["sagas"]["idle"]["p95_s"]

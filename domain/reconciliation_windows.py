@@ -90,6 +90,17 @@ def sources(entity: Entity, basis: Basis) -> tuple[System, ...]:
     return SYSTEMS_OF[entity]
 
 
+# The order a window reads its sources in (ownership still follows the walk order): the
+# ERP and the CRM first, as their listings say how many records the window holds on the
+# first page (SuiteQL totalResults, SOQL totalSize, HubSpot total, OData counts) while
+# Stripe's and Zuora's do not, so a window too big is found before billing is read at all.
+_READ_FIRST = {System.ERP: 0, System.CRM: 1, System.BILLING: 2}
+
+
+def read_order(entity: Entity, basis: Basis) -> tuple[System, ...]:
+    return tuple(sorted(sources(entity, basis), key=_READ_FIRST.__getitem__))
+
+
 def subject_of(entity: Entity, record: Record) -> str | None:
     """The quote, CRM account or invoice ``record`` is about; None: not revsync's."""
     if isinstance(record, OrderRecord):
@@ -546,6 +557,7 @@ __all__ = [
     "latest_saga",
     "merge",
     "next_span",
+    "read_order",
     "sources",
     "split_span",
     "subject_of",

@@ -556,6 +556,19 @@ def _condition(column: str, operator: str, values: list[str]) -> Callable[[Any],
         return lambda value: _text(value) == literal
     if operator in ("<>", "!="):
         return lambda value: value is not None and _text(value) != literal
+    name = column.rpartition(".")[2]
+    orderings: dict[str, Callable[[Any, Any], bool]] = {
+        "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b,
+        ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b,
+    }
+    if name in _DATETIME_COLUMNS:  # UTC text compares as time
+        by_text = orderings[operator]
+        return lambda value: value is not None and by_text(str(value), literal)
+    if name == "id" and literal.isdigit():
+        by_number, bound = orderings[operator], int(literal)
+        return lambda value: value is not None and by_number(int(value), bound)
     target = _sort_key(literal)
     compare: Callable[[Any, Any], bool] = {
         "<": lambda a, b: a < b,
@@ -657,6 +670,69 @@ def _fiscal_calendar(years: range) -> dict[str, dict[str, Any]]:
 
 
 # -- the store -------------------------------------------------------------------------------
+
+
+Column = Callable[[dict[str, Any]], Any]
+# How each ``transaction`` column reads a transaction record.
+_TXN_COLUMNS: dict[str, Column] = {
+    "id": lambda r: r["id"],
+    "tranid": lambda r: r.get("tranId"),
+    "externalid": lambda r: r.get("externalId"),
+    "createdfrom": lambda r: None,
+    "entity": lambda r: r.get("entity") or r.get("customer"),
+    "currency": lambda r: r.get("currency"),
+    "foreigntotal": lambda r: r.get("total"),
+    "trandate": lambda r: r.get("tranDate"),
+    "postingperiod": lambda r: r.get("postingPeriod"),
+    "memo": lambda r: r.get("memo"),
+    "otherrefnum": lambda r: r.get("otherRefNum"),
+    # SuiteQL answers a transaction's status as its one-letter code.
+    "status": lambda r: None,
+    "foreignamountremaining": lambda r: None,
+    "createddate": lambda r: r.get("createdDate"),
+    "lastmodifieddate": lambda r: r.get("lastModifiedDate"),
+}
+# What differs by type.
+_ORDER: dict[str, Column] = {
+    "postingperiod": lambda r: None,
+    "status": lambda r: r["orderStatus"],
+}
+_INVOICE: dict[str, Column] = {
+    "status": lambda r: r.get("status"),
+    "foreignamountremaining": lambda r: r.get("amountRemaining"),
+}
+_CREDIT: dict[str, Column] = {
+    "createdfrom": lambda r: r["createdFrom"],
+    "foreigntotal": lambda r: -r["total"],
+}
+_PAYMENT: dict[str, Column] = {"foreigntotal": lambda r: r["payment"]}
+
+
+class _TxnRow:
+    """One row of SuiteQL's ``transaction`` table, read from its record when asked."""
+
+    __slots__ = ("kind", "overrides", "record", "recordtype")
+
+    def __init__(
+        self, record: dict[str, Any], kind: str, recordtype: str, overrides: dict[str, Column]
+    ) -> None:
+        self.record, self.kind, self.recordtype, self.overrides = (
+            record,
+            kind,
+            recordtype,
+            overrides,
+        )
+
+    def get(self, column: str, default: Any = None) -> Any:
+        if column == "type":
+            return self.kind
+        if column == "recordtype":
+            return self.recordtype
+        read = self.overrides.get(column) or _TXN_COLUMNS.get(column)
+        return default if read is None else read(self.record)
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(c, self.get(c)) for c in ("type", "recordtype", *_TXN_COLUMNS)]
 
 
 class NetSuiteStore:
@@ -2103,61 +2179,32 @@ class NetSuiteStore:
             }
         )
 
-    def _transaction_rows(self, types: set[str] | None = None) -> list[dict[str, Any]]:
+    def _transaction_rows(self, types: set[str] | None = None) -> list[Any]:
         """SuiteQL's ``transaction`` table over every transaction the emulator keeps (of
         ``types`` only, when given). ``foreigntotal`` is in the transaction currency,
-        negative for a credit memo."""
-        rows: list[dict[str, Any]] = []
-
-        def row(record: dict[str, Any], kind: str, recordtype: str, **extra: Any) -> None:
-            if types is not None and kind not in types:
-                return
-            rows.append(
-                {
-                    "id": record["id"],
-                    "tranid": record.get("tranId"),
-                    "type": kind,
-                    "recordtype": recordtype,
-                    "externalid": record.get("externalId"),
-                    "createdfrom": None,
-                    "entity": record.get("entity") or record.get("customer"),
-                    "currency": record.get("currency"),
-                    "foreigntotal": record.get("total"),
-                    "trandate": record.get("tranDate"),
-                    "postingperiod": record.get("postingPeriod"),
-                    "memo": record.get("memo"),
-                    "otherrefnum": record.get("otherRefNum"),
-                    # SuiteQL answers a transaction's status as its one-letter code.
-                    "status": None,
-                    "createddate": record.get("createdDate"),
-                    "lastmodifieddate": record.get("lastModifiedDate"),
-                    **extra,
-                }
-            )
-
+        negative for a credit memo. Rows read their record when asked (:class:`_TxnRow`):
+        a query over many transactions builds nothing for the rows it does not keep."""
         wanted = types or {"SalesOrd", "CustInvc", "CustCred", "CustPymt", "Journal"}
-        for order in self.sales_orders.values() if "SalesOrd" in wanted else ():
-            row(order, "SalesOrd", "salesorder", postingperiod=None, status=order["orderStatus"])
-        for invoice in self.invoices.values() if "CustInvc" in wanted else ():
-            row(
-                invoice,
-                "CustInvc",
-                "invoice",
-                status=invoice.get("status"),
-                foreignamountremaining=invoice.get("amountRemaining"),
-            )
-        for credit in self.credit_memos.values():
-            row(
-                credit,
-                "CustCred",
-                "creditmemo",
-                createdfrom=credit["createdFrom"],
-                foreigntotal=-credit["total"],
-            )
-        for payment in self.customer_payments.values():
-            row(payment, "CustPymt", "customerpayment", foreigntotal=payment["payment"])
-        for journal in self.journal_entries.values():
-            row(journal, "Journal", "journalentry")
+        rows: list[Any] = []
+        if "SalesOrd" in wanted:
+            rows += [
+                _TxnRow(o, "SalesOrd", "salesorder", _ORDER) for o in self.sales_orders.values()
+            ]
+        if "CustInvc" in wanted:
+            rows += [_TxnRow(i, "CustInvc", "invoice", _INVOICE) for i in self.invoices.values()]
+        if "CustCred" in wanted:
+            rows += [
+                _TxnRow(c, "CustCred", "creditmemo", _CREDIT) for c in self.credit_memos.values()
+            ]
+        if "CustPymt" in wanted:
+            rows += [
+                _TxnRow(p, "CustPymt", "customerpayment", _PAYMENT)
+                for p in self.customer_payments.values()
+            ]
+        if "Journal" in wanted:
+            rows += [
+                _TxnRow(j, "Journal", "journalentry", {}) for j in self.journal_entries.values()
+            ]
         return rows
 
     # inspection

@@ -91,9 +91,9 @@ with workflow.unsafe.imports_passed_through():
         merge,
         next_span,
         progress_key,
+        read_order,
         reads,
         scanned_name,
-        sources,
         split_span,
     )
     from workflows.kernel import (
@@ -435,7 +435,7 @@ class ReconcileWindowWorkflow:
         invoice_sagas: dict[str, InvoiceSagaState] = {}
         listed_most = 0
         try:
-            for system in sources(entity, window.basis):
+            for system in read_order(entity, window.basis):
                 held = await self._list(request, records, system, report, budget)
                 listed_most = max(listed_most, held)
                 if held > request.max_records and not request.read_whole:
