@@ -1223,15 +1223,22 @@ class SalesforceStore:
                 400, "INVALID_TYPE", f"sObject type '{parsed.sobject}' is not supported."
             ) from None
         fields = [self.field_name(sobject, f) for f in parsed.fields]
-        tests = [self._predicate(sobject, condition) for condition in parsed.where]
-        calculated = any(SCHEMA[sobject][f].calculated for f in fields) or any(
-            SCHEMA[sobject][self.field_name(sobject, c.field)].calculated for c in parsed.where
-        )
+
+        def on_calculated(condition: Condition) -> bool:
+            return SCHEMA[sobject][self.field_name(sobject, condition.field)].calculated
+
+        stored = [self._predicate(sobject, c) for c in parsed.where if not on_calculated(c)]
+        worked_out = [self._predicate(sobject, c) for c in parsed.where if on_calculated(c)]
+        calculated = bool(worked_out) or any(SCHEMA[sobject][f].calculated for f in fields)
+        # Stored fields first: calculated ones are worked out for those records only.
         matches = [
             record
-            for record in self._views(sobject, calculated=calculated)
-            if all(test(record) for test in tests)
+            for record in self.records[sobject].values()
+            if all(test(record) for test in stored)
         ]
+        if calculated:
+            matches = [self._view(sobject, record) for record in matches]
+            matches = [r for r in matches if all(test(r) for test in worked_out)]
         if parsed.order_by is not None:
             order_field, descending = parsed.order_by
             order_field = self.field_name(sobject, order_field)
