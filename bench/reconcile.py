@@ -131,6 +131,41 @@ async def book(stack: BenchStack, count: int, spacing: float) -> tuple[list[floa
     return list(await asyncio.gather(*(one(n, q) for n, q in enumerate(quotes)))), quotes
 
 
+async def saga_waits(stack: BenchStack, quotes: list[str]) -> dict[str, float]:
+    """Where the sagas' time went, in seconds per saga on average: waiting for a worker
+    (activity tasks per queue, and workflow tasks) and running their activities."""
+    totals: dict[str, float] = {}
+    for quote in quotes:
+        history = await stack.client.get_workflow_handle(f"q2c-{quote}").fetch_history()
+        pending: dict[int, tuple[str, float]] = {}
+        started: dict[int, float] = {}
+        task_scheduled = 0.0
+        for event in history.events:
+            at = event.event_time.ToDatetime().timestamp()
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                queue = event.activity_task_scheduled_event_attributes.task_queue.name
+                pending[event.event_id] = (queue, at)
+            elif event.HasField("activity_task_started_event_attributes"):
+                queue, scheduled = pending[
+                    event.activity_task_started_event_attributes.scheduled_event_id
+                ]
+                key = f"queue wait {queue}"
+                totals[key] = totals.get(key, 0.0) + at - scheduled
+                started[event.activity_task_started_event_attributes.scheduled_event_id] = at
+            elif event.HasField("activity_task_completed_event_attributes"):
+                scheduled_id = event.activity_task_completed_event_attributes.scheduled_event_id
+                queue, _ = pending[scheduled_id]
+                key = f"run {queue}"
+                totals[key] = totals.get(key, 0.0) + at - started.get(scheduled_id, at)
+            elif event.HasField("workflow_task_scheduled_event_attributes"):
+                task_scheduled = at
+            elif event.HasField("workflow_task_started_event_attributes"):
+                totals["workflow task wait"] = (
+                    totals.get("workflow task wait", 0.0) + at - task_scheduled
+                )
+    return {k: rnd(v / max(len(quotes), 1), 2) for k, v in sorted(totals.items())}
+
+
 def unposted_invoices(stack: BenchStack, quotes: list[str]) -> set[tuple[str, str]]:
     """The sandbox sends no Stripe webhooks: the first invoice of each booked quote's
     subscription never reaches invoice-to-revenue, so it has no receivable, which is drift
@@ -285,6 +320,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await watcher
             inc_rows = {(r.kind.value, r.subject) for r in store.rows("bench-incremental")}
             history = await histories(stack)
+            waits = {
+                "idle": await saga_waits(stack, idle_quotes),
+                "during_full_run": await saga_waits(stack, during_quotes),
+            }
             time_spent = await window_time(stack)
         figures: dict[str, Any] = {
             "seed_seconds": rnd(seed_seconds, 1),
@@ -310,7 +349,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             },
             "history": history,
             "window_activities": time_spent,
-            "sagas": {"idle": stats(idle), "during_full_run": stats(during)},
+            "sagas": {"idle": stats(idle), "during_full_run": stats(during), "per_saga": waits},
         }
         idle_p95 = figures["sagas"]["idle"]["p95_s"]
         figures["sagas"]["ratio_p95_during_over_idle"] = rnd(

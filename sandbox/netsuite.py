@@ -111,13 +111,14 @@ What it reproduces:
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
@@ -579,6 +580,52 @@ def _condition(column: str, operator: str, values: list[str]) -> Callable[[Any],
     return lambda value: value is not None and compare(_sort_key(_text(value)), target)
 
 
+class _Answer(Sequence[dict[str, str]]):
+    """The rows of a SuiteQL answer, each formatted as SuiteQL writes it when read."""
+
+    def __init__(self, parsed: _Query, rows: list[Any], names: dict[str, str]) -> None:
+        self.parsed, self.rows, self.names = parsed, rows, names
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _format(self, row: Any) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for column, name in self.parsed.columns:
+            value = _text(row.get(self.names.get(column, column)))
+            if value is None:
+                continue
+            if column.rpartition(".")[2] in _DATETIME_COLUMNS:
+                value = _datetime_text(value, full=name in self.parsed.formatted)
+            out[name] = value
+        return out
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, str]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, str]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, str] | list[dict[str, str]]:
+        if isinstance(index, slice):
+            return [self._format(row) for row in self.rows[index]]
+        return self._format(self.rows[index])
+
+
+def _created_bounds(parsed: _Query) -> tuple[str | None, str | None] | None:
+    """The bounds a query puts on ``createddate`` (for the creation index), if any."""
+    low: str | None = None
+    high: str | None = None
+    for column, operator, values in parsed.conditions:
+        if column != "transaction.createddate" or operator not in (">=", ">", "<", "<="):
+            continue
+        if operator in (">=", ">"):
+            low = values[0] if low is None else max(low, values[0])
+        else:
+            high = values[0] if high is None else min(high, values[0])
+    return None if low is None and high is None else (low, high)
+
+
 def _datetime_text(value: str, *, full: bool) -> str:
     """A stored UTC date-time as SuiteQL answers it: ``2026-03-01 10:00:00`` through
     TO_CHAR, else the date in the account's default format (``3/1/2026``)."""
@@ -708,6 +755,13 @@ _CREDIT: dict[str, Column] = {
 _PAYMENT: dict[str, Column] = {"foreigntotal": lambda r: r["payment"]}
 
 
+def _constant(value: Any) -> Column:
+    def read(record: dict[str, Any]) -> Any:
+        return value
+
+    return read
+
+
 class _TxnRow:
     """One row of SuiteQL's ``transaction`` table, read from its record when asked."""
 
@@ -794,6 +848,7 @@ class NetSuiteStore:
         self.customer_payments: dict[str, dict[str, Any]] = {}
         self.journal_entries: dict[str, dict[str, Any]] = {}
         self._transaction_ids = itertools.count(20001)
+        self._created_index: dict[str, tuple[int, list[tuple[str, str]]]] = {}
         self.accounts: dict[str, dict[str, Any]] = {
             aid: {
                 "id": aid,
@@ -910,8 +965,9 @@ class NetSuiteStore:
             for c in self.customers.values()
         ]
 
-    def suiteql(self, query: str) -> list[dict[str, str]]:
-        """Rows of ``query``, every value as text and nulls left out. Raises SuiteQLError.
+    def suiteql(self, query: str) -> Sequence[dict[str, str]]:
+        """Rows of ``query``, every value as text and nulls left out (each row made when it
+        is read: a page of a large answer formats that page only). Raises SuiteQLError.
 
         A date-time column answers its date in the account's default format (``3/1/2026``)
         unless selected as ``TO_CHAR(col, 'YYYY-MM-DD HH24:MI:SS')``; in a condition it
@@ -933,11 +989,14 @@ class NetSuiteStore:
                 ),
                 None,
             )
-            source = self._transaction_rows(types) if first == "transaction" else self._table(first)
             plain = [(column.rpartition(".")[2], test) for column, test in tests]
-            rows: list[dict[str, Any]] = [
-                row for row in source if all(test(row.get(c)) for c, test in plain)
-            ]
+            rows: list[Any]
+            if first == "transaction":
+                rows = self._transactions_where(types, plain, _created_bounds(parsed))
+            else:
+                rows = [
+                    row for row in self._table(first) if all(test(row.get(c)) for c, test in plain)
+                ]
             names = {f"{first}.{k}": k for k in _TABLE_COLUMNS[first]}
         else:
             rows = [{f"{first}.{k}": v for k, v in row.items()} for row in self._table(first)]
@@ -959,18 +1018,7 @@ class NetSuiteStore:
                 return _sort_key(_text(row.get(column)))
 
             rows.sort(key=key, reverse=descending)
-        result: list[dict[str, str]] = []
-        for row in rows:
-            out: dict[str, str] = {}
-            for column, name in parsed.columns:
-                value = _text(row.get(names.get(column, column)))
-                if value is None:
-                    continue
-                if column.rpartition(".")[2] in _DATETIME_COLUMNS:
-                    value = _datetime_text(value, full=name in parsed.formatted)
-                out[name] = value
-            result.append(out)
-        return result
+        return _Answer(parsed, rows, names)
 
     # customers
 
@@ -2179,6 +2227,67 @@ class NetSuiteStore:
             }
         )
 
+    def _created_between(
+        self, name: str, records: dict[str, dict[str, Any]], low: str | None, high: str | None
+    ) -> Iterable[dict[str, Any]]:
+        """The records created in ``[low, high]`` (a superset of a creation window), from an
+        index by creation time kept per transaction type (a transaction's creation time
+        never changes; the index is rebuilt when records were added)."""
+        count, keys = self._created_index.get(name, (-1, []))
+        if count != len(records):
+            keys = sorted((str(r.get("createdDate") or ""), k) for k, r in records.items())
+            self._created_index[name] = (len(records), keys)
+        lo = 0 if low is None else bisect.bisect_left(keys, (low, ""))
+        hi = len(keys) if high is None else bisect.bisect_right(keys, (high, "\uffff"))
+        return (records[key] for _, key in keys[lo:hi] if key in records)
+
+    def _transactions_where(
+        self,
+        types: set[str] | None,
+        tests: list[tuple[str, Callable[[Any], bool]]],
+        created: tuple[str | None, str | None] | None = None,
+    ) -> list[Any]:
+        """The ``transaction`` rows passing every test, tested on the records themselves: a
+        row is made only for a record that passes (a query over many transactions reads each
+        one's few tested fields, nothing more)."""
+        wanted = types or {"SalesOrd", "CustInvc", "CustCred", "CustPymt", "Journal"}
+        groups: list[tuple[str, str, dict[str, Column], Any]] = [
+            ("SalesOrd", "salesorder", _ORDER, self.sales_orders),
+            ("CustInvc", "invoice", _INVOICE, self.invoices),
+            ("CustCred", "creditmemo", _CREDIT, self.credit_memos),
+            ("CustPymt", "customerpayment", _PAYMENT, self.customer_payments),
+            ("Journal", "journalentry", {}, self.journal_entries),
+        ]
+        rows: list[Any] = []
+        for kind, recordtype, overrides, records in groups:
+            if kind not in wanted:
+                continue
+            fixed: dict[str, Column] = {
+                "type": _constant(kind),
+                "recordtype": _constant(recordtype),
+            }
+            bound: list[tuple[Column, Callable[[Any], bool]]] = [
+                (
+                    fixed.get(column)
+                    or overrides.get(column)
+                    or _TXN_COLUMNS.get(column)
+                    or _constant(None),
+                    test,
+                )
+                for column, test in tests
+            ]
+            source = (
+                records.values()
+                if created is None
+                else self._created_between(kind, records, *created)
+            )
+            rows.extend(
+                _TxnRow(record, kind, recordtype, overrides)
+                for record in source
+                if all(test(read(record)) for read, test in bound)
+            )
+        return rows
+
     def _transaction_rows(self, types: set[str] | None = None) -> list[Any]:
         """SuiteQL's ``transaction`` table over every transaction the emulator keeps (of
         ``types`` only, when given). ``foreigntotal`` is in the transaction currency,
@@ -2503,7 +2612,7 @@ def _page_params(request: Request) -> tuple[int, int]:
     return limit, offset
 
 
-def _page(request: Request, rows: list[Any]) -> dict[str, Any]:
+def _page(request: Request, rows: Sequence[Any]) -> dict[str, Any]:
     limit, offset = _page_params(request)
     chunk = rows[offset : offset + limit]
     has_more = offset + limit < min(len(rows), MAX_QUERY_RESULTS)
@@ -2596,7 +2705,8 @@ def build_router(state: SandboxState) -> APIRouter:
                 f"Search error occurred: {error}",
                 "q",
             ) from None
-        page = _page(request, [{"links": [], **row} for row in rows])
+        page = _page(request, rows)
+        page["items"] = [{"links": [], **row} for row in page["items"]]
         return json_response(page)
 
     @router.put(f"{RECORD_ROOT}/customer/{{ref}}", name="upsert_customer")

@@ -88,6 +88,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import bisect
 import copy
 import dataclasses
 import json
@@ -95,7 +96,7 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -584,6 +585,11 @@ def _in_list(
     return i + 1, tuple(values)
 
 
+def _answer(value: Any) -> Any:
+    """A field's value as a query answers it: scalars as they are, containers copied."""
+    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+
+
 # -- the price book ---------------------------------------------------------------------------
 
 # The org's standard price book and, for every catalog product (sandbox.seed.CATALOG), a
@@ -696,6 +702,8 @@ class SalesforceStore:
         # expires, and past MAX_OPEN_LOCATORS the oldest is released ("QueryLocator", SOAP
         # API Developer Guide); either is then INVALID_QUERY_LOCATOR.
         self._cursor_used: dict[str, float] = {}
+        # Records by CreatedDate, per object: (records indexed, sorted (CreatedDate, Id)).
+        self._created_index: dict[str, tuple[int, list[tuple[str, str]]]] = {}
         self.clock: Callable[[], float] = time.monotonic
         # The batch size each open query locator pages by.
         self._batch_sizes: dict[str, int] = {}
@@ -1233,7 +1241,7 @@ class SalesforceStore:
         # Stored fields first: calculated ones are worked out for those records only.
         matches = [
             record
-            for record in self.records[sobject].values()
+            for record in self._created_candidates(sobject, parsed.where)
             if all(test(record) for test in stored)
         ]
         if calculated:
@@ -1258,7 +1266,7 @@ class SalesforceStore:
                     "type": sobject,
                     "url": f"/services/data/{version}/sobjects/{sobject}/{record['Id']}",
                 },
-                **{f: copy.deepcopy(record.get(f)) for f in fields},
+                **{f: _answer(record.get(f)) for f in fields},
             }
             for record in matches
         ]
@@ -1308,6 +1316,28 @@ class SalesforceStore:
         self._cursors.pop(locator, None)
         self._batch_sizes.pop(locator, None)
         self._cursor_used.pop(locator, None)
+
+    def _created_candidates(self, sobject: str, where: list[Condition]) -> Iterable[dict[str, Any]]:
+        """The records a query's ``CreatedDate`` bounds allow (a superset; every condition is
+        still tested), from an index by creation time (``CreatedDate`` never changes; the
+        index is rebuilt when records were added or removed); all records without bounds."""
+        records = self.records[sobject]
+        bounds = [
+            c
+            for c in where
+            if c.field.lower() == "createddate" and c.op in (">=", ">", "<", "<=") and c.values[0]
+        ]
+        if not bounds or "CreatedDate" not in SCHEMA[sobject]:
+            return records.values()
+        count, keys = self._created_index.get(sobject, (-1, []))
+        if count != len(records):
+            keys = sorted((str(r.get("CreatedDate") or ""), k) for k, r in records.items())
+            self._created_index[sobject] = (len(records), keys)
+        low = max((str(c.values[0]) for c in bounds if c.op in (">=", ">")), default=None)
+        high = min((str(c.values[0]) for c in bounds if c.op in ("<", "<=")), default=None)
+        lo = 0 if low is None else bisect.bisect_left(keys, (low, ""))
+        hi = len(keys) if high is None else bisect.bisect_right(keys, (high, "\uffff"))
+        return (records[k] for _, k in keys[lo:hi] if k in records)
 
     def _predicate(self, sobject: str, condition: Condition) -> Callable[[dict[str, Any]], bool]:
         """``condition`` as a test of one record. Text compares case-insensitively (SOQL
