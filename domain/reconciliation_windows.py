@@ -58,8 +58,8 @@ from domain.reconciliation import (
 )
 
 RUN_WORKFLOW_TYPE = "ReconcileRun"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WINDOW_WORKFLOW_TYPE = "ReconcileWindow"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Record = OrderRecord | CustomerRecord | InvoiceRecord
 
@@ -393,14 +393,6 @@ class RunMode(StrEnum):
     FULL = "full"  # a new full pass now (and the incremental part)
 
 
-class WindowProblem(BaseModel):
-    """A window that could not be compared: the mark stays before it."""
-
-    entity: Entity
-    window: Window
-    error: str
-
-
 class RunInput(BaseModel):
     """What a ``ReconcileRun`` is started with (the Schedule's action holds one)."""
 
@@ -476,8 +468,6 @@ RunInput.model_rebuild()
 
 # -- sizing windows ---------------------------------------------------------------------
 
-MIN_SPAN = timedelta(seconds=1)
-
 
 def next_span(span_seconds: int, listed: int, target: int) -> int:
     """The next window's span after one that listed ``listed`` records: aimed at ``target``
@@ -549,7 +539,6 @@ __all__ = [
     "RunMode",
     "WindowInput",
     "WindowOutcome",
-    "WindowProblem",
     "WindowRecords",
     "WindowResult",
     "judge",
