@@ -38,6 +38,8 @@ RUN groupadd --system --gid 10001 revsync \
        --home-dir /nonexistent --shell /usr/sbin/nologin revsync
 
 COPY --from=build /opt/revsync /opt/revsync
+# Reconciliation's report store: a volume mounted here starts owned by revsync.
+RUN mkdir -p /var/lib/revsync/reconciliation && chown -R revsync:revsync /var/lib/revsync
 
 ENV PATH=/opt/revsync/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -1,5 +1,14 @@
 """Ports: what the sagas need from each kind of system. One adapter per vendor implements
-each port; activities depend only on these protocols."""
+each port; activities depend only on these protocols.
+
+Reconciliation's reads (docs/reconciliation.md): every ``list_*`` pages through one kind of
+record. With a ``window`` it answers only the records whose last-modified time
+(``Basis.CHANGED``) or creation time (``Basis.CREATED``) is in ``[window.start,
+window.end)``, each with its ``created_at`` and ``changed_at``, in the vendor's own query
+shape (a filter, never a client-side scan of everything); ``Page.total`` carries the count
+when the vendor gives one. Every ``lookup_*`` is a keyed batch read: every record naming one
+of the given subjects (quote, CRM account or invoice ids), in as few calls as the vendor's
+query limits allow; a subject it holds nothing of is simply absent. Both only read."""
 
 from __future__ import annotations
 
@@ -23,7 +32,7 @@ from domain.receivable import (
     ReceivableStatus,
     RevenueJournal,
 )
-from domain.reconciliation import CustomerRecord, InvoiceRecord, OrderRecord, Page
+from domain.reconciliation import CustomerRecord, InvoiceRecord, OrderRecord, Page, Window
 
 
 class CrmPort(Protocol):
@@ -57,13 +66,26 @@ class CrmPort(Protocol):
         """Set the quote's status (e.g. ``Rejected`` with the reason). Idempotent."""
         ...
 
-    async def list_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
-        """One page of the CRM's order records (about ``page_size``; the vendor may page
-        otherwise), from ``cursor`` (None: the first page). Reads only."""
+    async def list_orders(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[OrderRecord]:
+        """One page of the CRM's order records naming a quote (about ``page_size``; the
+        vendor may page otherwise), from ``cursor`` (None: the first page), in ``window``
+        when given. Reads only."""
         ...
 
-    async def list_accounts(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+    async def lookup_orders(self, quote_ids: list[str]) -> list[OrderRecord]:
+        """Every order record naming one of these quotes (by revsync's key or the quote)."""
+        ...
+
+    async def list_accounts(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[CustomerRecord]:
         """One page of the CRM's accounts with the golden fields they hold. Reads only."""
+        ...
+
+    async def lookup_accounts(self, account_ids: list[str]) -> list[CustomerRecord]:
+        """These accounts (golden ids), with their golden fields."""
         ...
 
     async def set_receivable_status(
@@ -116,16 +138,34 @@ class ErpPort(Protocol):
         """Cancel (or close) the sales order. Cancelling a cancelled order is a no-op."""
         ...
 
-    async def list_sales_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+    async def list_sales_orders(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[OrderRecord]:
         """One page of every sales order, cancelled ones included. Reads only."""
         ...
 
-    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+    async def lookup_sales_orders(self, quote_ids: list[str]) -> list[OrderRecord]:
+        """Every sales order naming one of these quotes (external id or quote reference)."""
+        ...
+
+    async def list_customers(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[CustomerRecord]:
         """One page of every ERP customer with the golden fields it holds. Reads only."""
         ...
 
-    async def list_receivables(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+    async def lookup_customers(self, account_ids: list[str]) -> list[CustomerRecord]:
+        """The ERP customers of these CRM accounts."""
+        ...
+
+    async def list_receivables(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[InvoiceRecord]:
         """One page of the receivables that mirror billing invoices. Reads only."""
+        ...
+
+    async def lookup_receivables(self, invoice_ids: list[str]) -> list[InvoiceRecord]:
+        """The receivables mirroring these billing invoices."""
         ...
 
     async def post_receivable(
@@ -187,16 +227,34 @@ class BillingPort(Protocol):
 
     async def find_subscription(self, idempotency_key: str) -> Subscription | None: ...
 
-    async def list_subscriptions(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+    async def list_subscriptions(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[OrderRecord]:
         """One page of every subscription, canceled ones included. Reads only."""
         ...
 
-    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+    async def lookup_subscriptions(self, quote_ids: list[str]) -> list[OrderRecord]:
+        """Every subscription naming one of these quotes."""
+        ...
+
+    async def list_customers(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[CustomerRecord]:
         """One page of every billing customer with the golden fields it holds. Reads only."""
         ...
 
-    async def list_invoices(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+    async def lookup_customers(self, account_ids: list[str]) -> list[CustomerRecord]:
+        """The billing customers of these CRM accounts."""
+        ...
+
+    async def list_invoices(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[InvoiceRecord]:
         """One page of every finalized invoice (drafts left out). Reads only."""
+        ...
+
+    async def lookup_invoices(self, invoice_ids: list[str]) -> list[InvoiceRecord]:
+        """These finalized invoices."""
         ...
 
     async def cancel_subscription(self, subscription_id: str, reason: str) -> Subscription:

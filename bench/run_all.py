@@ -31,6 +31,13 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "intake": (["--requests", "1000", "--rounds", "2"], ["--requests", "200", "--rounds", "1"]),
     "governance": (["--orders", "500"], ["--orders", "40"]),
     "burst": (["--quotes", "1000"], ["--quotes", "100", "--parked", "50"]),
+    "reconcile": (
+        [],  # 100,000 quotes and invoices, 20,000 customers, 1,000 changes
+        [
+            *("--quotes", "2000", "--invoices", "2000", "--customers", "400"),
+            *("--sagas", "3", "--changes", "100"),
+        ],
+    ),
 }
 
 
@@ -108,6 +115,20 @@ def summary(names: list[str], quick: bool, results: Path) -> list[str]:
                 f"{parked['response_to_stage_left_ms']['p50']}/"
                 f"{parked['response_to_stage_left_ms']['p99']} ms"
             )
+    if "reconcile" in names and (f := load("reconcile")):
+        full, inc = f["full"], f["incremental"]
+
+        def drift(part: dict[str, Any]) -> str:
+            d = part["drift"]
+            return "exact" if d["exact"] else f"missed {d['missed']}, unexpected {d['unexpected']}"
+
+        lines.append(
+            f"reconcile      full run {full['seconds']} s ({drift(full)}), incremental after "
+            f"{inc['changed_subjects']} changes {inc['seconds']} s ({drift(inc)}); peak worker "
+            f"RSS {max(f['worker_peak_rss_mb'].values())} MB; most events a run "
+            f"{max(v['max_events'] for v in f['history'].values())}; saga p95 during/idle "
+            f"{f['sagas']['ratio_p95_during_over_idle']}x"
+        )
     return lines
 
 

@@ -136,12 +136,42 @@ def quote_of_key(key: str | None) -> str | None:
 
 class Page(BaseModel, Generic[T]):
     """One page of a listing. ``cursor`` is opaque (only the adapter that made it reads
-    it); None means this was the last page."""
+    it); None means this was the last page. ``total``: how many records the whole listing
+    holds, when the vendor says so on the page (SuiteQL ``totalResults``, SOQL
+    ``totalSize``, HubSpot search ``total``, OData counts); None when it does not."""
 
     model_config = ConfigDict(frozen=True)
 
     items: list[T]
     cursor: str | None = None
+    total: int | None = None
+
+
+class Basis(StrEnum):
+    """What a listing window filters on: the vendor's last-modified time (``changed``:
+    Salesforce ``SystemModstamp``, HubSpot ``hs_lastmodifieddate``, NetSuite
+    ``lastModifiedDate``, SAP ``LastChangeDateTime``, Dataverse ``modifiedon``, Zuora
+    ``updatedDate``, Stripe's events) or its creation time (``created``)."""
+
+    CHANGED = "changed"
+    CREATED = "created"
+
+
+class Window(BaseModel):
+    """Records whose ``basis`` time is in ``[start, end)``: whole seconds, UTC."""
+
+    model_config = ConfigDict(frozen=True)
+
+    basis: Basis
+    start: datetime
+    end: datetime
+
+    def contains(self, moment: datetime | None) -> bool:
+        return moment is not None and self.start <= moment < self.end
+
+    @property
+    def label(self) -> str:
+        return f"{self.basis.value}-{self.start:%Y%m%dT%H%M%SZ}-{self.end:%Y%m%dT%H%M%SZ}"
 
 
 class ListPage(BaseModel):
@@ -168,6 +198,12 @@ class OrderRecord(BaseModel):
     currency: str | None = None
     status: str = Field(description="The status as revsync reads it")
     live: bool = Field(description="Not cancelled")
+    created_at: datetime | None = Field(
+        default=None, description="When the vendor created it (None: not read)"
+    )
+    changed_at: datetime | None = Field(
+        default=None, description="When the vendor last changed it (None: not read)"
+    )
 
     @property
     def quote_id(self) -> str | None:
@@ -258,13 +294,16 @@ class RepropagateCustomer(BaseModel):
 
 
 class RepropagateOutcome(BaseModel):
-    """What the customer master answered: ``scheduled`` False means there was nothing to
-    ask (no golden customer, or the request was refused), ``detail`` says why."""
+    """What the customer master answered: ``scheduled`` False means nothing was sent now (no
+    golden customer, the request was refused, or it was asked before), ``detail`` says why.
+    ``repeated``: the customer master had this request id already and answered its first
+    answer; nothing new was sent, so it is not a repair."""
 
     model_config = ConfigDict(frozen=True)
 
     scheduled: bool
     detail: str
+    repeated: bool = False
 
 
 class Repair(BaseModel):
@@ -283,6 +322,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # the repair failed: the item is now for review
     DEFERRED = "deferred"  # more repairs than one run makes: the next run does it
     POINTED = "pointed"  # resume_saga: the parked saga is where to act
+    REPEATED = "repeated"  # the customer master had this request already: nothing was sent
 
 
 class DriftItem(BaseModel):
@@ -647,6 +687,12 @@ class CustomerRecord(BaseModel):
     fields: dict[MasterField, str] = Field(
         default_factory=dict, description="Fingerprint of each golden field the system holds"
     )
+    created_at: datetime | None = Field(
+        default=None, description="When the vendor created it (None: not read)"
+    )
+    changed_at: datetime | None = Field(
+        default=None, description="When the vendor last changed it (None: not read)"
+    )
 
 
 def _system(system: MasterSystem) -> System:
@@ -796,6 +842,12 @@ class InvoiceRecord(BaseModel):
     currency: str
     amount_due: Decimal = Field(description="What is still owed")
     status: str = Field(description="billing: open, paid, void, uncollectible; ERP: open, closed")
+    created_at: datetime | None = Field(
+        default=None, description="When the vendor created it (None: not read)"
+    )
+    changed_at: datetime | None = Field(
+        default=None, description="When the vendor last changed it (None: not read)"
+    )
 
 
 _RECEIVABLE_KEY = re.compile(r"^i2r-(?P<invoice>.+):receivable$")
@@ -955,7 +1007,7 @@ class ReportStatus(StrEnum):
     SCANNING = "scanning"
     REPAIRING = "repairing"
     DONE = "done"
-    INCOMPLETE = "incomplete"  # a listing failed: nothing was compared
+    INCOMPLETE = "incomplete"  # a listing failed: (that window) was not compared
 
 
 class ReconciliationReport(BaseModel):
@@ -980,6 +1032,18 @@ class ReconciliationReport(BaseModel):
     outcomes: dict[Outcome, int] = Field(default_factory=dict)
     items: list[DriftItem] = Field(default_factory=list)
     omitted: int = 0
+    run_id: str | None = Field(default=None, description="The run's name in the report store")
+    mode: str | None = Field(default=None, description="incremental, full or both (a run)")
+    windows: int = Field(default=0, description="Windows compared")
+    rows: int = Field(default=0, description="Report rows written to the report store")
+    problems: list[str] = Field(
+        default_factory=list,
+        description="Windows that could not be compared, and why (their marks stayed)",
+    )
+    notes: list[str] = Field(default_factory=list, description="What the run did not do, and why")
+    marks: dict[str, datetime | None] = Field(
+        default_factory=dict, description="Each entity's marks after the run"
+    )
 
     @property
     def total(self) -> int:

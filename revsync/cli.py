@@ -641,27 +641,54 @@ def schedules_apply() -> None:
 @app.command()
 def reconcile(
     now: Annotated[bool, typer.Option("--now", help="Run reconciliation now and wait")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="With --now: a new full pass over every record")
+    ] = False,
     report: Annotated[bool, typer.Option("--report", help="Print the latest run's report")] = False,
+    run: Annotated[
+        str | None, typer.Option("--run", help="With --report: this run's report")
+    ] = None,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="With --report: every row of the run, as CSV")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Compare CRM, billing and ERP and repair what is safe (docs/reconciliation.md).
-    --now runs it at once; --report shows the running or last completed run's report."""
-    from revsync.schedules import latest_report, render_report, run_now
+    --now runs it at once (incremental, and a full pass when due; --full for one now);
+    --report shows the latest run's report from the report store (--run for another,
+    --csv for every row)."""
+    from adapters.reports import csv_lines
+    from revsync.schedules import (
+        latest_report,
+        render_report,
+        report_store,
+        run_now,
+        stored_report,
+    )
 
     if now == report:
         typer.echo("give exactly one of --now or --report", err=True)
         raise typer.Exit(2)
+    if (full and not now) or ((as_csv or run) and not report):
+        typer.echo("--full goes with --now; --csv and --run with --report", err=True)
+        raise typer.Exit(2)
     settings = get_settings()
     if now:
-        found = _client_call(settings, lambda c: run_now(c, settings))
+        found = _client_call(settings, lambda c: run_now(c, settings, full=full))
     else:
-        latest = _client_call(settings, latest_report)
-        if latest is None:
-            typer.echo("no reconciliation has run yet (`revsync reconcile --now`)", err=True)
+        stored = asyncio.run(stored_report(settings, run))
+        if stored is None and run is None:
+            stored = _client_call(settings, latest_report)  # a run of the replaced workflow
+        if stored is None:
+            what = f"no report of run {run}" if run else "no reconciliation has run yet"
+            typer.echo(f"{what} (`revsync reconcile --now`)", err=True)
             raise typer.Exit(1)
-        found = latest
+        found = stored
     workflow_id, result = found
-    if as_json:
+    if as_csv:
+        for line in csv_lines(report_store(settings).rows(workflow_id)):
+            typer.echo(line, nl=False)
+    elif as_json:
         body = {"workflow_id": workflow_id, **result.model_dump(mode="json")}
         typer.echo(json.dumps(body, indent=2))
     else:

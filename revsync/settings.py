@@ -6,6 +6,7 @@ Defaults run the local stack: the dev server on 7233, the sandbox emulating ever
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
@@ -444,6 +445,34 @@ class Settings(BaseSettings):
     reconcile_max_repairs: int = Field(
         default=100, ge=0, description="Repairs one run makes; the rest wait for the next run"
     )
+    reconcile_window_records: int = Field(
+        default=5_000,
+        ge=2,
+        description="Records one system may list in one reconciliation window (the worker "
+        "holds a window's records); windows are sized to half of it",
+    )
+    reconcile_settle_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="Windows end this long before a run starts (records still being written "
+        "and search indexes settle)",
+    )
+    reconcile_full_every_hours: float = Field(
+        default=168, gt=0, description="A full pass starts when the last one is this old"
+    )
+    reconcile_full_since: datetime = Field(
+        default=datetime(2000, 1, 1, tzinfo=UTC),
+        description="A full pass walks every record created from then on",
+    )
+    reconcile_report_dir: Path | None = Field(
+        default=None,
+        description="The reconciliation report store (marks, reports, rows); default "
+        "<data dir>/reconciliation. The orchestration worker and the gateway must share it",
+    )
+
+    @property
+    def reconcile_store_dir(self) -> Path:
+        return self.reconcile_report_dir or self.data_dir / "reconciliation"
 
     @field_validator(
         "crm_max_task_queue_activities_per_second",

@@ -20,7 +20,10 @@ fired so far; ``/_sandbox/oauth/<vendor>`` registers OAuth clients and expires i
 ``PATCH /_sandbox/hubspot/objects/<type>/<id>`` edits a record as a HubSpot user and
 ``POST /_sandbox/hubspot/webhooks/render`` renders the webhooks HubSpot would send.
 ``POST /events/<subscriber>`` receives business events (``sandbox/subscriber.py``);
-``GET /_sandbox/events`` shows what arrived.
+``GET /_sandbox/events`` shows what arrived. ``POST /_sandbox/bulk`` seeds a company's worth
+of Salesforce, NetSuite and Stripe records at once with known drift (``sandbox/bulk.py``,
+body :class:`~sandbox.bulk.BulkSpec`, answers the drift), ``POST /_sandbox/bulk/changes``
+``{"count": 1000}`` changes some of them (answers the drift of the changed subjects).
 """
 
 from __future__ import annotations
@@ -28,8 +31,20 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Response
+from pydantic import BaseModel, Field
 
-from sandbox import dynamics, hubspot, netsuite, oauth, salesforce, sap, stripe, subscriber, zuora
+from sandbox import (
+    bulk,
+    dynamics,
+    hubspot,
+    netsuite,
+    oauth,
+    salesforce,
+    sap,
+    stripe,
+    subscriber,
+    zuora,
+)
 from sandbox.faults import FaultInjector, FaultsRequest
 from sandbox.wire import json_response
 
@@ -69,6 +84,7 @@ class SandboxState:
         self.sap = sap.SapStore()
         self.oauth["zuora"] = zuora.oauth_server()
         self.zuora = zuora.ZuoraStore()
+        self.bulk: bulk.Seeded | None = None  # what POST /_sandbox/bulk seeded last
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -92,6 +108,16 @@ class SandboxState:
         self.sap = sap.SapStore()
         self.zuora = zuora.ZuoraStore()
         self.events = subscriber.EventSubscriberStore(self.events.secrets)
+        self.bulk = None
+
+
+class BulkChanges(BaseModel):
+    count: int = Field(default=1000, ge=1, le=100_000)
+    seed: int = 2
+
+
+def _drift(found: set[bulk.Drift]) -> list[dict[str, str]]:
+    return [{"kind": kind, "subject": subject} for kind, subject in sorted(found)]
 
 
 def create_app(state: SandboxState | None = None) -> FastAPI:
@@ -140,6 +166,23 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
             "pending": [rule.model_dump() for rule in state.faults.pending()],
             "fired": list(state.faults.fired),
         }
+
+    @app.post("/_sandbox/bulk")
+    async def bulk_seed(spec: bulk.BulkSpec) -> dict[str, Any]:
+        state.bulk = bulk.seed_estate(state, spec)
+        return {
+            "quotes": len(state.bulk.quotes),
+            "invoices": len(state.bulk.invoices),
+            "customers": len(state.bulk.accounts),
+            "drift": _drift(state.bulk.drift),
+        }
+
+    @app.post("/_sandbox/bulk/changes")
+    async def bulk_changes(request: BulkChanges) -> Response:
+        if state.bulk is None:
+            return json_response({"error": "seed first: POST /_sandbox/bulk"}, status=409)
+        changed = bulk.change_estate(state, state.bulk, request.count, request.seed)
+        return json_response({"subjects": sorted(changed.subjects), "drift": _drift(changed.drift)})
 
     @app.post("/_sandbox/reset")
     async def reset() -> dict[str, str]:

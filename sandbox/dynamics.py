@@ -33,9 +33,11 @@ singular: ``account``, ``sales_order``, ``invoice``, ``payment``, ``credit_note`
 ``revenue_journal``, ``product``, ...):
 
 - ``GET /<set>`` (``list_<set>``): ``$select`` (only those columns and the primary id are
-  answered, on single reads too), ``$filter`` (``col eq literal`` joined by ``and``, and
-  ``Microsoft.Dynamics.CRM.In(PropertyName='col',PropertyValues=[...])``), ``$expand`` of the
-  line collections (``$orderby`` is accepted; rows come in creation order),
+  answered, on single reads too), ``$filter`` (``col eq|ne|gt|ge|lt|le literal`` joined by
+  ``and``, a date-time literal such as ``2026-03-01T10:00:00Z`` for ``createdon`` and
+  ``modifiedon``, and ``Microsoft.Dynamics.CRM.In(PropertyName='col',PropertyValues=[...])``;
+  "Filter rows", Dataverse Web API), ``$count=true`` (``@odata.count``, at most 5,000),
+  ``$expand`` of the line collections (``$orderby`` is accepted; rows come in creation order),
   ``Prefer: odata.maxpagesize=N`` paging with ``@odata.nextLink`` (``$skiptoken``) and
   ``Preference-Applied``;
 - ``GET /<set>(<guid>)`` or ``/<set>(<key>='<value>')`` (``get_<one>``): 404 ``0x80040217``
@@ -224,10 +226,13 @@ _IN = re.compile(
     r"^Microsoft\.Dynamics\.CRM\.In\(PropertyName='(?P<col>[a-z0-9_]+)',"
     r"PropertyValues=\[(?P<values>.*)\]\)$"
 )
-_EQ = re.compile(r"^(?P<col>[a-z0-9_]+) eq (?P<value>.+)$")
+_COMPARE = re.compile(r"^(?P<col>[a-z0-9_]+) (?P<op>eq|ne|gt|ge|lt|le) (?P<value>.+)$")
 _LITERAL = re.compile(
-    r"'((?:[^']|'')*)'|(-?[0-9]+(?:\.[0-9]+)?)|(null|true|false)|([0-9a-fA-F-]{36})"
+    r"'((?:[^']|'')*)'|(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z)"
+    r"|(-?[0-9]+(?:\.[0-9]+)?)|(null|true|false)|([0-9a-fA-F-]{36})"
 )
+# Dataverse counts a collection up to 5,000 rows ("$count": a larger count answers 5000).
+MAX_COUNT = 5000
 
 
 def _literal(text: str) -> Any:
@@ -236,12 +241,14 @@ def _literal(text: str) -> Any:
         raise DataverseError(400, INVALID_ARGUMENT, f"Syntax error: unsupported literal {text!r}.")
     if match.group(1) is not None:
         return match.group(1).replace("''", "'")
-    if match.group(2) is not None:
-        number = match.group(2)
-        return Decimal(number) if "." in number else int(number)
+    if match.group(2) is not None:  # Edm.DateTimeOffset, UTC: compares as text
+        return match.group(2).split(".")[0].rstrip("Z") + "Z"
     if match.group(3) is not None:
-        return {"null": None, "true": True, "false": False}[match.group(3)]
-    return match.group(4).lower()
+        number = match.group(3)
+        return Decimal(number) if "." in number else int(number)
+    if match.group(4) is not None:
+        return {"null": None, "true": True, "false": False}[match.group(4)]
+    return match.group(5).lower()
 
 
 def _split_and(text: str) -> list[str]:
@@ -261,17 +268,24 @@ def _split_and(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def parse_filter(text: str) -> list[tuple[str, list[Any]]]:
-    """``$filter`` as (column, accepted values) conditions, all of which must hold."""
-    conditions: list[tuple[str, list[Any]]] = []
+Condition = tuple[str, str, list[Any]]
+
+
+def parse_filter(text: str) -> list[Condition]:
+    """``$filter`` as (column, operator, literals) conditions, all of which must hold:
+    ``eq`` and ``In`` hold any of the literals; ``ne``, ``gt``, ``ge``, ``lt``, ``le`` compare
+    with one (date-times as UTC text, numbers as numbers)."""
+    conditions: list[Condition] = []
     for part in _split_and(text):
         if (match := _IN.match(part)) is not None:
             values = [
                 _literal(v.group(0)) for v in re.finditer(r"'(?:[^']|'')*'", match.group("values"))
             ]
-            conditions.append((match.group("col"), values))
-        elif (match := _EQ.match(part)) is not None:
-            conditions.append((match.group("col"), [_literal(match.group("value"))]))
+            conditions.append((match.group("col"), "eq", values))
+        elif (match := _COMPARE.match(part)) is not None:
+            conditions.append(
+                (match.group("col"), match.group("op"), [_literal(match.group("value"))])
+            )
         else:
             raise DataverseError(
                 400, INVALID_ARGUMENT, f"The emulator cannot evaluate the filter {part!r}."
@@ -279,14 +293,33 @@ def parse_filter(text: str) -> list[tuple[str, list[Any]]]:
     return conditions
 
 
-def _matches(record: dict[str, Any], conditions: list[tuple[str, list[Any]]]) -> bool:
-    for column, values in conditions:
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+}
+
+
+def _matches(record: dict[str, Any], conditions: list[Condition]) -> bool:
+    for column, op, values in conditions:
         value = record.get(column, record.get(f"_{column}_value"))
         if isinstance(value, str):
             value = value.lower() if _GUID.match(value) else value
-        if value not in values and not (
+        if op in _ORDER:
+            (literal,) = values
+            if value is None or literal is None:
+                return False
+            try:
+                if not _ORDER[op](value, literal):
+                    return False
+            except TypeError:
+                return False
+            continue
+        equal = value in values or (
             isinstance(value, str) and value.lower() in [str(v).lower() for v in values]
-        ):
+        )
+        if equal == (op == "ne"):
             return False
     return True
 
@@ -967,8 +1000,10 @@ def build_router(state: SandboxState) -> APIRouter:
         chunk = rows[skip : skip + size]
         body: dict[str, Any] = {
             "@odata.context": f"{_environment(request)}{API_ROOT}/$metadata#{entity_set}",
-            "value": [store().render(entity_set, r, expand, _select(request)) for r in chunk],
         }
+        if request.query_params.get("$count", "").lower() == "true":
+            body["@odata.count"] = min(len(rows), MAX_COUNT)
+        body["value"] = [store().render(entity_set, r, expand, _select(request)) for r in chunk]
         if skip + size < len(rows):
             page = skip // size + 2
             cookie = f'<cookie pagenumber="{page}" skip="{skip + size}" />'

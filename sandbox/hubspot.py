@@ -11,6 +11,7 @@ GET         /crm/v3/objects/<type>                                     ``list``
 POST        /crm/v3/objects/<type>                                     ``create``
 GET         /crm/v3/objects/<type>/<id>[?idProperty=]                  ``get``
 PATCH       /crm/v3/objects/<type>/<id>[?idProperty=]                  ``update``
+POST        /crm/v3/objects/<type>/search                              ``search``
 POST        /crm/v3/objects/<type>/batch/read                          ``batch_read``
 POST        /crm/v3/objects/<type>/batch/upsert                        ``batch_upsert``
 PUT         /crm/v4/objects/<type>/<id>/associations/default/<to>/<id> ``associate``
@@ -35,6 +36,10 @@ What else it reproduces:
   ``deal_to_line_item``);
 - listings page with ``limit`` (1 to 100, else 400) and ``after``, answering
   ``paging.next.after`` until the last page; ``HubSpotStore.page_cap`` pages smaller (tests);
+- search (:meth:`HubSpotStore.search`, "Search the CRM"): filter groups (5, of 10 filters,
+  25 in all), ``EQ``/``NEQ``/``LT``/``LTE``/``GT``/``GTE``/``IN``/``HAS_PROPERTY``
+  operators (date-times as epoch milliseconds or ISO 8601), one sort, ``limit`` up to 200,
+  ``total``, and at most 10,000 results paged through per query;
 - batch answers: 200 ``{"status": "COMPLETE", "results"}`` when every input worked, 207
   with ``errors`` (``{"status": "error", "category", "message", "context"}``) when some did,
   the input's error status when none did;
@@ -393,6 +398,75 @@ def _fault_response(status: int, code: str | None, message: str) -> Response:
     return error_response(status, code, message)
 
 
+# When the seeded companies were made (their createdate and hs_lastmodifieddate).
+SEEDED_AT = "2024-01-02T09:00:00.000Z"
+# Search limits ("Search the CRM"; filter limits raised in August 2024, developer changelog).
+MAX_FILTER_GROUPS = 5
+MAX_GROUP_FILTERS = 10
+MAX_FILTERS = 25
+MAX_SEARCH_LIMIT = 200
+MAX_SEARCH_RESULTS = 10_000
+MAX_IN_VALUES = 100
+
+
+def _sortable(value: Any) -> tuple[int, Decimal, str]:
+    """A property value (always text) ordered as a number, a date-time, else as text."""
+    text = "" if value is None else str(value)
+    try:
+        return (0, Decimal(text), "")
+    except InvalidOperation:
+        pass
+    try:
+        return (0, Decimal(int(_parse_datetime(text).timestamp() * 1000)), "")
+    except ValueError:
+        return (1, Decimal(0), text)
+
+
+def _search_filter(object_type: str, spec: Any) -> Callable[[dict[str, Any]], bool]:
+    """One search filter as a test of a record: ``EQ``, ``NEQ``, ``LT``, ``LTE``, ``GT``,
+    ``GTE`` (numbers and date-times, given as epoch milliseconds or ISO 8601, compare as
+    such), ``IN`` (``values``, at most 100), ``HAS_PROPERTY``, ``NOT_HAS_PROPERTY``."""
+    if not isinstance(spec, dict):
+        raise HubSpotApiError(400, "VALIDATION_ERROR", "a filter must be an object")
+    name = str(spec.get("propertyName") or "")
+    known = set(SCHEMA[object_type]) | {"hs_object_id", "createdate", "hs_lastmodifieddate"}
+    if name not in known:
+        raise HubSpotApiError(400, "VALIDATION_ERROR", f"Property {name!r} does not exist")
+    operator = str(spec.get("operator") or "")
+
+    def held(record: dict[str, Any]) -> Any:
+        value = record["properties"].get(name)
+        return None if value in (None, "") else value
+
+    if operator == "HAS_PROPERTY":
+        return lambda r: held(r) is not None
+    if operator == "NOT_HAS_PROPERTY":
+        return lambda r: held(r) is None
+    if operator == "IN":
+        values = spec.get("values")
+        if not isinstance(values, list) or len(values) > MAX_IN_VALUES:
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", f"IN takes a list of at most {MAX_IN_VALUES} values"
+            )
+        wanted = {str(v).lower() for v in values}
+        return lambda r: held(r) is not None and str(held(r)).lower() in wanted
+    compare: dict[str, Callable[[Any, Any], bool]] = {
+        "EQ": lambda a, b: a == b,
+        "NEQ": lambda a, b: a != b,
+        "LT": lambda a, b: a < b,
+        "LTE": lambda a, b: a <= b,
+        "GT": lambda a, b: a > b,
+        "GTE": lambda a, b: a >= b,
+    }
+    if operator not in compare:
+        raise HubSpotApiError(400, "VALIDATION_ERROR", f"Unsupported operator {operator!r}")
+    target = _sortable(spec.get("value"))
+    test = compare[operator]
+    if operator == "NEQ":
+        return lambda r: held(r) is None or test(_sortable(held(r)), target)
+    return lambda r: held(r) is not None and test(_sortable(held(r)), target)
+
+
 def _now_iso() -> str:
     moment = datetime.now(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -461,7 +535,7 @@ class HubSpotStore:
                 else "opportunity",
                 "revsync_credit_check_status": account["Credit_Check_Status__c"],
             }
-            self._insert("companies", company_id, properties)
+            self._insert("companies", company_id, properties, SEEDED_AT)
 
     def snapshot(self) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -515,8 +589,14 @@ class HubSpotStore:
         self._next_id += 1
         return record_id
 
-    def _insert(self, object_type: str, record_id: str, properties: dict[str, Any]) -> None:
-        stamp = _now_iso()
+    def _insert(
+        self,
+        object_type: str,
+        record_id: str,
+        properties: dict[str, Any],
+        stamp: str | None = None,
+    ) -> None:
+        stamp = stamp or _now_iso()
         values = {k: ("" if v is None else str(v)) for k, v in properties.items()}
         self.records[object_type][record_id] = {
             "id": record_id,
@@ -622,6 +702,68 @@ class HubSpotStore:
         self._insert(object_type, record_id, values)
         self._journal(object_type, record_id, "creation", source, changeFlag="CREATED")
         return self.records[object_type][record_id]
+
+    def search(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /crm/v3/objects/<type>/search`` ("Search the CRM"): ``filterGroups`` (at
+        most 5, joined by OR; each at most 10 filters joined by AND; 25 filters in all),
+        ``sorts`` (one), ``properties``, ``limit`` (at most 200) and ``after`` (the offset
+        ``paging.next.after`` gave). A query pages through at most 10,000 results: an
+        ``after`` past that is 400 ``VALIDATION_ERROR``."""
+        groups = body.get("filterGroups") or []
+        if not isinstance(groups, list) or len(groups) > MAX_FILTER_GROUPS:
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", f"at most {MAX_FILTER_GROUPS} filterGroups"
+            )
+        tests: list[list[Callable[[dict[str, Any]], bool]]] = []
+        count = 0
+        for group in groups:
+            filters = (group or {}).get("filters") or []
+            if not isinstance(filters, list) or len(filters) > MAX_GROUP_FILTERS:
+                raise HubSpotApiError(
+                    400, "VALIDATION_ERROR", f"at most {MAX_GROUP_FILTERS} filters a group"
+                )
+            count += len(filters)
+            tests.append([_search_filter(object_type, f) for f in filters])
+        if count > MAX_FILTERS:
+            raise HubSpotApiError(400, "VALIDATION_ERROR", f"at most {MAX_FILTERS} filters")
+        limit = body.get("limit", 10)
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", f"limit must be between 1 and {MAX_SEARCH_LIMIT}"
+            )
+        after_text = str(body.get("after") or "0")
+        if not after_text.isdigit():
+            raise HubSpotApiError(400, "VALIDATION_ERROR", "after is not a valid cursor")
+        after = int(after_text)
+        if after + limit > MAX_SEARCH_RESULTS:
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"The search API returns at most {MAX_SEARCH_RESULTS} results of a query",
+            )
+        rows = [
+            r
+            for r in self.records[object_type].values()
+            if not r["archived"] and (not tests or any(all(t(r) for t in g) for g in tests))
+        ]
+        sorts = body.get("sorts") or [{"propertyName": "hs_object_id", "direction": "ASCENDING"}]
+        if not isinstance(sorts, list) or len(sorts) > 1:
+            raise HubSpotApiError(400, "VALIDATION_ERROR", "one sort at most")
+        sort = sorts[0] if isinstance(sorts[0], dict) else {}
+        name = str(sort.get("propertyName") or "hs_object_id")
+        rows.sort(
+            key=lambda r: _sortable(r["properties"].get(name)),
+            reverse=str(sort.get("direction", "ASCENDING")).upper() == "DESCENDING",
+        )
+        page = rows[after : after + limit]
+        properties = [str(p) for p in body.get("properties") or []]
+        answer: dict[str, Any] = {
+            "total": len(rows),
+            "results": [self.answer(object_type, r, properties) for r in page],
+        }
+        if after + limit < len(rows):
+            answer["paging"] = {"next": {"after": str(after + limit)}}
+        return answer
 
     def update(
         self,
@@ -985,6 +1127,15 @@ def build_router(state: SandboxState) -> APIRouter:
             return json_response(store.answer(kind, record, list(record["properties"])))
 
         return await run(request, "update", action)
+
+    @router.post(base + "/search")
+    async def search(object_type: str, request: Request) -> Response:
+        async def action(store: HubSpotStore) -> Response:
+            kind = object_type_name(object_type)
+            body = await body_of(request)
+            return json_response(store.search(kind, body))
+
+        return await run(request, "search", action)
 
     @router.post(base + "/batch/read")
     async def batch_read(object_type: str, request: Request) -> Response:

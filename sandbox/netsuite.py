@@ -111,13 +111,14 @@ What it reproduces:
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
@@ -288,12 +289,21 @@ def _now() -> str:
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)|(?P<op>[(),=]))"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)"
+    r"|(?P<op><>|!=|>=|<=|[(),=<>]))"
 )
 _KEYWORDS = frozenset(
     {"select", "from", "inner", "join", "on", "where", "and", "in", "order", "by", "as"}
-    | {"asc", "desc"}
+    | {"asc", "desc", "to_timestamp"}
 )
+_COMPARISONS = ("=", "<>", "!=", "<", "<=", ">", ">=")
+# The one timestamp format TO_TIMESTAMP takes here (Oracle's format model, as SuiteQL's).
+TIMESTAMP_FORMAT = "YYYY-MM-DD HH24:MI:SS"
+# Date-time columns (answered, stored and compared as UTC ``2026-03-01T10:00:00Z`` text).
+_DATETIME_COLUMNS = frozenset({"createddate", "lastmodifieddate", "datecreated"})
+# SuiteQL over REST pages through at most 100,000 results of a query ("Collection Paging"
+# and "Executing SuiteQL Queries Through REST Web Services", NetSuite Help Center).
+MAX_QUERY_RESULTS = 100_000
 _TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "item": ("id", "itemid", "displayname", "isinactive", "itemtype", "custitem_revsync_billing"),
     "pricing": ("item", "pricelevel", "currency", "unitprice"),
@@ -334,6 +344,8 @@ _TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "otherrefnum",
         "status",
         "foreignamountremaining",
+        "createddate",
+        "lastmodifieddate",
     ),
     "customer": (
         "id",
@@ -347,6 +359,7 @@ _TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "creditlimit",
         "currency",
         "datecreated",
+        "lastmodifieddate",
     ),
 }
 
@@ -410,11 +423,27 @@ class _Query:
     columns: list[tuple[str, str]] = field(default_factory=list)  # (table.col, output name)
     tables: list[str] = field(default_factory=list)
     join: tuple[str, str] | None = None
-    conditions: list[tuple[str, list[str]]] = field(default_factory=list)
+    # (table.col, operator, literals): ``IN`` holds every literal, the others one.
+    conditions: list[tuple[str, str, list[str]]] = field(default_factory=list)
     order: list[tuple[str, bool]] = field(default_factory=list)  # (table.col, descending)
+    # Output names of TO_CHAR(col, 'YYYY-MM-DD HH24:MI:SS') columns.
+    formatted: set[str] = field(default_factory=set)
 
 
 def _literal(tokens: _Tokens) -> str:
+    if tokens.keyword("to_timestamp"):
+        tokens.expect("op", "(")
+        text = tokens.expect("str")
+        tokens.expect("op", ",")
+        model = tokens.expect("str")
+        tokens.expect("op", ")")
+        if model != TIMESTAMP_FORMAT:
+            raise SuiteQLError(f"unsupported timestamp format {model!r}")
+        try:
+            moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            raise SuiteQLError(f"{text!r} does not match {model!r}") from None
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     kind, value = tokens.next()
     if kind not in ("str", "num"):
         raise SuiteQLError(f"expected a literal, found {value!r}")
@@ -426,9 +455,24 @@ def _parse(query: str) -> _Query:
     parsed = _Query()
     raw_columns: list[tuple[str, str | None]] = []
     tokens.expect("name", "select")
+    formatted: set[str] = set()
     while True:
         ref = tokens.expect("name")
-        alias = tokens.expect("name") if tokens.keyword("as") else None
+        if ref == "to_char" and tokens.peek() == ("op", "("):
+            # TO_CHAR(datetime column, 'YYYY-MM-DD HH24:MI:SS') AS alias: the full time.
+            tokens.next()
+            ref = tokens.expect("name")
+            tokens.expect("op", ",")
+            model = tokens.expect("str")
+            tokens.expect("op", ")")
+            if model != TIMESTAMP_FORMAT:
+                raise SuiteQLError(f"unsupported format {model!r}")
+            if not tokens.keyword("as"):
+                raise SuiteQLError("TO_CHAR(...) needs an alias here")
+            alias: str | None = tokens.expect("name")
+            formatted.add(alias or ref)
+        else:
+            alias = tokens.expect("name") if tokens.keyword("as") else None
         raw_columns.append((ref, alias))
         if tokens.peek() != ("op", ","):
             break
@@ -463,6 +507,7 @@ def _parse(query: str) -> _Query:
         return f"{owners[0]}.{column}"
 
     parsed.columns = [(resolve(ref), alias or ref.rpartition(".")[2]) for ref, alias in raw_columns]
+    parsed.formatted = formatted
     if raw_join is not None:
         parsed.join = (resolve(raw_join[0]), resolve(raw_join[1]))
     if tokens.keyword("where"):
@@ -475,10 +520,13 @@ def _parse(query: str) -> _Query:
                     tokens.next()
                     values.append(_literal(tokens))
                 tokens.expect("op", ")")
+                operator = "IN"
             else:
-                tokens.expect("op", "=")
+                operator = tokens.expect("op")
+                if operator not in _COMPARISONS:
+                    raise SuiteQLError(f"unexpected operator {operator!r}")
                 values = [_literal(tokens)]
-            parsed.conditions.append((column, values))
+            parsed.conditions.append((column, operator, values))
             if not tokens.keyword("and"):
                 break
     if tokens.keyword("order"):
@@ -496,6 +544,95 @@ def _parse(query: str) -> _Query:
     if leftover is not None:
         raise SuiteQLError(f"unexpected {leftover[1]!r}")
     return parsed
+
+
+def _condition(column: str, operator: str, values: list[str]) -> Callable[[Any], bool]:
+    """One WHERE condition as a test of a column's value: ``IN`` and ``=`` compare text,
+    the orderings numbers as numbers and date-times as times (UTC text compares as time)."""
+    if operator == "IN":
+        wanted = set(values)
+        return lambda value: _text(value) in wanted
+    (literal,) = values
+    if operator == "=":
+        return lambda value: _text(value) == literal
+    if operator in ("<>", "!="):
+        return lambda value: value is not None and _text(value) != literal
+    name = column.rpartition(".")[2]
+    orderings: dict[str, Callable[[Any, Any], bool]] = {
+        "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b,
+        ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b,
+    }
+    if name in _DATETIME_COLUMNS:  # UTC text compares as time
+        by_text = orderings[operator]
+        return lambda value: value is not None and by_text(str(value), literal)
+    if name == "id" and literal.isdigit():
+        by_number, bound = orderings[operator], int(literal)
+        return lambda value: value is not None and by_number(int(value), bound)
+    target = _sort_key(literal)
+    compare: Callable[[Any, Any], bool] = {
+        "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b,
+        ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b,
+    }[operator]
+    return lambda value: value is not None and compare(_sort_key(_text(value)), target)
+
+
+class _Answer(Sequence[dict[str, str]]):
+    """The rows of a SuiteQL answer, each formatted as SuiteQL writes it when read."""
+
+    def __init__(self, parsed: _Query, rows: list[Any], names: dict[str, str]) -> None:
+        self.parsed, self.rows, self.names = parsed, rows, names
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _format(self, row: Any) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for column, name in self.parsed.columns:
+            value = _text(row.get(self.names.get(column, column)))
+            if value is None:
+                continue
+            if column.rpartition(".")[2] in _DATETIME_COLUMNS:
+                value = _datetime_text(value, full=name in self.parsed.formatted)
+            out[name] = value
+        return out
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, str]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, str]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, str] | list[dict[str, str]]:
+        if isinstance(index, slice):
+            return [self._format(row) for row in self.rows[index]]
+        return self._format(self.rows[index])
+
+
+def _created_bounds(parsed: _Query) -> tuple[str | None, str | None] | None:
+    """The bounds a query puts on ``createddate`` (for the creation index), if any."""
+    low: str | None = None
+    high: str | None = None
+    for column, operator, values in parsed.conditions:
+        if column != "transaction.createddate" or operator not in (">=", ">", "<", "<="):
+            continue
+        if operator in (">=", ">"):
+            low = values[0] if low is None else max(low, values[0])
+        else:
+            high = values[0] if high is None else min(high, values[0])
+    return None if low is None and high is None else (low, high)
+
+
+def _datetime_text(value: str, *, full: bool) -> str:
+    """A stored UTC date-time as SuiteQL answers it: ``2026-03-01 10:00:00`` through
+    TO_CHAR, else the date in the account's default format (``3/1/2026``)."""
+    moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+    if full:
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{moment.month}/{moment.day}/{moment.year}"
 
 
 def _text(value: Any) -> str | None:
@@ -582,6 +719,76 @@ def _fiscal_calendar(years: range) -> dict[str, dict[str, Any]]:
 # -- the store -------------------------------------------------------------------------------
 
 
+Column = Callable[[dict[str, Any]], Any]
+# How each ``transaction`` column reads a transaction record.
+_TXN_COLUMNS: dict[str, Column] = {
+    "id": lambda r: r["id"],
+    "tranid": lambda r: r.get("tranId"),
+    "externalid": lambda r: r.get("externalId"),
+    "createdfrom": lambda r: None,
+    "entity": lambda r: r.get("entity") or r.get("customer"),
+    "currency": lambda r: r.get("currency"),
+    "foreigntotal": lambda r: r.get("total"),
+    "trandate": lambda r: r.get("tranDate"),
+    "postingperiod": lambda r: r.get("postingPeriod"),
+    "memo": lambda r: r.get("memo"),
+    "otherrefnum": lambda r: r.get("otherRefNum"),
+    # SuiteQL answers a transaction's status as its one-letter code.
+    "status": lambda r: None,
+    "foreignamountremaining": lambda r: None,
+    "createddate": lambda r: r.get("createdDate"),
+    "lastmodifieddate": lambda r: r.get("lastModifiedDate"),
+}
+# What differs by type.
+_ORDER: dict[str, Column] = {
+    "postingperiod": lambda r: None,
+    "status": lambda r: r["orderStatus"],
+}
+_INVOICE: dict[str, Column] = {
+    "status": lambda r: r.get("status"),
+    "foreignamountremaining": lambda r: r.get("amountRemaining"),
+}
+_CREDIT: dict[str, Column] = {
+    "createdfrom": lambda r: r["createdFrom"],
+    "foreigntotal": lambda r: -r["total"],
+}
+_PAYMENT: dict[str, Column] = {"foreigntotal": lambda r: r["payment"]}
+
+
+def _constant(value: Any) -> Column:
+    def read(record: dict[str, Any]) -> Any:
+        return value
+
+    return read
+
+
+class _TxnRow:
+    """One row of SuiteQL's ``transaction`` table, read from its record when asked."""
+
+    __slots__ = ("kind", "overrides", "record", "recordtype")
+
+    def __init__(
+        self, record: dict[str, Any], kind: str, recordtype: str, overrides: dict[str, Column]
+    ) -> None:
+        self.record, self.kind, self.recordtype, self.overrides = (
+            record,
+            kind,
+            recordtype,
+            overrides,
+        )
+
+    def get(self, column: str, default: Any = None) -> Any:
+        if column == "type":
+            return self.kind
+        if column == "recordtype":
+            return self.recordtype
+        read = self.overrides.get(column) or _TXN_COLUMNS.get(column)
+        return default if read is None else read(self.record)
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(c, self.get(c)) for c in ("type", "recordtype", *_TXN_COLUMNS)]
+
+
 class NetSuiteStore:
     """One NetSuite account, in memory."""
 
@@ -641,6 +848,7 @@ class NetSuiteStore:
         self.customer_payments: dict[str, dict[str, Any]] = {}
         self.journal_entries: dict[str, dict[str, Any]] = {}
         self._transaction_ids = itertools.count(20001)
+        self._created_index: dict[str, tuple[int, list[tuple[str, str]]]] = {}
         self.accounts: dict[str, dict[str, Any]] = {
             aid: {
                 "id": aid,
@@ -752,18 +960,46 @@ class NetSuiteStore:
                 "creditlimit": c.get("creditLimit"),
                 "currency": c.get("currency"),
                 "datecreated": c.get("dateCreated"),
+                "lastmodifieddate": c.get("lastModifiedDate") or c.get("dateCreated"),
             }
             for c in self.customers.values()
         ]
 
-    def suiteql(self, query: str) -> list[dict[str, str]]:
-        """Rows of ``query``, every value as text and nulls left out. Raises SuiteQLError."""
+    def suiteql(self, query: str) -> Sequence[dict[str, str]]:
+        """Rows of ``query``, every value as text and nulls left out (each row made when it
+        is read: a page of a large answer formats that page only). Raises SuiteQLError.
+
+        A date-time column answers its date in the account's default format (``3/1/2026``)
+        unless selected as ``TO_CHAR(col, 'YYYY-MM-DD HH24:MI:SS')``; in a condition it
+        compares as a time (``TO_TIMESTAMP('2026-03-01 10:00:00', 'YYYY-MM-DD HH24:MI:SS')``).
+        """
         parsed = _parse(query)
-        rows: list[dict[str, Any]] = [
-            {f"{parsed.tables[0]}.{k}": v for k, v in row.items()}
-            for row in self._table(parsed.tables[0])
+        first = parsed.tables[0]
+        tests = [
+            (column, _condition(column, op, values)) for column, op, values in parsed.conditions
         ]
-        if len(parsed.tables) == 2:
+        if len(parsed.tables) == 1:
+            # One table: test the rows as they are (no copies), those of the asked
+            # transaction types only.
+            types = next(
+                (
+                    set(v)
+                    for c, op, v in parsed.conditions
+                    if c == "transaction.type" and op in ("=", "IN")
+                ),
+                None,
+            )
+            plain = [(column.rpartition(".")[2], test) for column, test in tests]
+            rows: list[Any]
+            if first == "transaction":
+                rows = self._transactions_where(types, plain, _created_bounds(parsed))
+            else:
+                rows = [
+                    row for row in self._table(first) if all(test(row.get(c)) for c, test in plain)
+                ]
+            names = {f"{first}.{k}": k for k in _TABLE_COLUMNS[first]}
+        else:
+            rows = [{f"{first}.{k}": v for k, v in row.items()} for row in self._table(first)]
             assert parsed.join is not None
             right_name = parsed.tables[1]
             joined: list[dict[str, Any]] = []
@@ -773,24 +1009,16 @@ class NetSuiteStore:
                     a, b = parsed.join
                     if _text(both.get(a)) is not None and _text(both.get(a)) == _text(both.get(b)):
                         joined.append(both)
-            rows = joined
-        for column, values in parsed.conditions:
-            rows = [row for row in rows if _text(row.get(column)) in values]
+            rows = [row for row in joined if all(test(row.get(c)) for c, test in tests)]
+            names = {}
         for column, descending in reversed(parsed.order):
+            lookup = names.get(column, column)
 
-            def key(row: dict[str, Any], column: str = column) -> tuple[int, Decimal, str]:
+            def key(row: dict[str, Any], column: str = lookup) -> tuple[int, Decimal, str]:
                 return _sort_key(_text(row.get(column)))
 
             rows.sort(key=key, reverse=descending)
-        result: list[dict[str, str]] = []
-        for row in rows:
-            out: dict[str, str] = {}
-            for column, name in parsed.columns:
-                value = _text(row.get(column))
-                if value is not None:
-                    out[name] = value
-            result.append(out)
-        return result
+        return _Answer(parsed, rows, names)
 
     # customers
 
@@ -1999,55 +2227,93 @@ class NetSuiteStore:
             }
         )
 
-    def _transaction_rows(self) -> list[dict[str, Any]]:
-        """SuiteQL's ``transaction`` table over every transaction the emulator keeps.
-        ``foreigntotal`` is in the transaction currency, negative for a credit memo."""
-        rows: list[dict[str, Any]] = []
+    def _created_between(
+        self, name: str, records: dict[str, dict[str, Any]], low: str | None, high: str | None
+    ) -> Iterable[dict[str, Any]]:
+        """The records created in ``[low, high]`` (a superset of a creation window), from an
+        index by creation time kept per transaction type (a transaction's creation time
+        never changes; the index is rebuilt when records were added)."""
+        count, keys = self._created_index.get(name, (-1, []))
+        if count != len(records):
+            keys = sorted((str(r.get("createdDate") or ""), k) for k, r in records.items())
+            self._created_index[name] = (len(records), keys)
+        lo = 0 if low is None else bisect.bisect_left(keys, (low, ""))
+        hi = len(keys) if high is None else bisect.bisect_right(keys, (high, "\uffff"))
+        return (records[key] for _, key in keys[lo:hi] if key in records)
 
-        def row(record: dict[str, Any], kind: str, recordtype: str, **extra: Any) -> None:
-            rows.append(
-                {
-                    "id": record["id"],
-                    "tranid": record.get("tranId"),
-                    "type": kind,
-                    "recordtype": recordtype,
-                    "externalid": record.get("externalId"),
-                    "createdfrom": None,
-                    "entity": record.get("entity") or record.get("customer"),
-                    "currency": record.get("currency"),
-                    "foreigntotal": record.get("total"),
-                    "trandate": record.get("tranDate"),
-                    "postingperiod": record.get("postingPeriod"),
-                    "memo": record.get("memo"),
-                    "otherrefnum": record.get("otherRefNum"),
-                    # SuiteQL answers a transaction's status as its one-letter code.
-                    "status": None,
-                    **extra,
-                }
+    def _transactions_where(
+        self,
+        types: set[str] | None,
+        tests: list[tuple[str, Callable[[Any], bool]]],
+        created: tuple[str | None, str | None] | None = None,
+    ) -> list[Any]:
+        """The ``transaction`` rows passing every test, tested on the records themselves: a
+        row is made only for a record that passes (a query over many transactions reads each
+        one's few tested fields, nothing more)."""
+        wanted = types or {"SalesOrd", "CustInvc", "CustCred", "CustPymt", "Journal"}
+        groups: list[tuple[str, str, dict[str, Column], Any]] = [
+            ("SalesOrd", "salesorder", _ORDER, self.sales_orders),
+            ("CustInvc", "invoice", _INVOICE, self.invoices),
+            ("CustCred", "creditmemo", _CREDIT, self.credit_memos),
+            ("CustPymt", "customerpayment", _PAYMENT, self.customer_payments),
+            ("Journal", "journalentry", {}, self.journal_entries),
+        ]
+        rows: list[Any] = []
+        for kind, recordtype, overrides, records in groups:
+            if kind not in wanted:
+                continue
+            fixed: dict[str, Column] = {
+                "type": _constant(kind),
+                "recordtype": _constant(recordtype),
+            }
+            bound: list[tuple[Column, Callable[[Any], bool]]] = [
+                (
+                    fixed.get(column)
+                    or overrides.get(column)
+                    or _TXN_COLUMNS.get(column)
+                    or _constant(None),
+                    test,
+                )
+                for column, test in tests
+            ]
+            source = (
+                records.values()
+                if created is None
+                else self._created_between(kind, records, *created)
             )
+            rows.extend(
+                _TxnRow(record, kind, recordtype, overrides)
+                for record in source
+                if all(test(read(record)) for read, test in bound)
+            )
+        return rows
 
-        for order in self.sales_orders.values():
-            row(order, "SalesOrd", "salesorder", postingperiod=None, status=order["orderStatus"])
-        for invoice in self.invoices.values():
-            row(
-                invoice,
-                "CustInvc",
-                "invoice",
-                status=invoice.get("status"),
-                foreignamountremaining=invoice.get("amountRemaining"),
-            )
-        for credit in self.credit_memos.values():
-            row(
-                credit,
-                "CustCred",
-                "creditmemo",
-                createdfrom=credit["createdFrom"],
-                foreigntotal=-credit["total"],
-            )
-        for payment in self.customer_payments.values():
-            row(payment, "CustPymt", "customerpayment", foreigntotal=payment["payment"])
-        for journal in self.journal_entries.values():
-            row(journal, "Journal", "journalentry")
+    def _transaction_rows(self, types: set[str] | None = None) -> list[Any]:
+        """SuiteQL's ``transaction`` table over every transaction the emulator keeps (of
+        ``types`` only, when given). ``foreigntotal`` is in the transaction currency,
+        negative for a credit memo. Rows read their record when asked (:class:`_TxnRow`):
+        a query over many transactions builds nothing for the rows it does not keep."""
+        wanted = types or {"SalesOrd", "CustInvc", "CustCred", "CustPymt", "Journal"}
+        rows: list[Any] = []
+        if "SalesOrd" in wanted:
+            rows += [
+                _TxnRow(o, "SalesOrd", "salesorder", _ORDER) for o in self.sales_orders.values()
+            ]
+        if "CustInvc" in wanted:
+            rows += [_TxnRow(i, "CustInvc", "invoice", _INVOICE) for i in self.invoices.values()]
+        if "CustCred" in wanted:
+            rows += [
+                _TxnRow(c, "CustCred", "creditmemo", _CREDIT) for c in self.credit_memos.values()
+            ]
+        if "CustPymt" in wanted:
+            rows += [
+                _TxnRow(p, "CustPymt", "customerpayment", _PAYMENT)
+                for p in self.customer_payments.values()
+            ]
+        if "Journal" in wanted:
+            rows += [
+                _TxnRow(j, "Journal", "journalentry", {}) for j in self.journal_entries.values()
+            ]
         return rows
 
     # inspection
@@ -2335,13 +2601,21 @@ def _page_params(request: Request) -> tuple[int, int]:
         raise NetSuiteError(
             400, "INVALID_PARAMETER", "offset must be a multiple of limit.", "offset"
         )
+    if offset >= MAX_QUERY_RESULTS:
+        raise NetSuiteError(
+            400,
+            "INVALID_PARAMETER",
+            f"offset must be below {MAX_QUERY_RESULTS}: no more results of this query can be "
+            "paged through.",
+            "offset",
+        )
     return limit, offset
 
 
-def _page(request: Request, rows: list[Any]) -> dict[str, Any]:
+def _page(request: Request, rows: Sequence[Any]) -> dict[str, Any]:
     limit, offset = _page_params(request)
     chunk = rows[offset : offset + limit]
-    has_more = offset + limit < len(rows)
+    has_more = offset + limit < min(len(rows), MAX_QUERY_RESULTS)
     links = [{"rel": "self", "href": str(request.url)}]
     if has_more:
         links.append(
@@ -2431,7 +2705,8 @@ def build_router(state: SandboxState) -> APIRouter:
                 f"Search error occurred: {error}",
                 "q",
             ) from None
-        page = _page(request, [{"links": [], **row} for row in rows])
+        page = _page(request, rows)
+        page["items"] = [{"links": [], **row} for row in page["items"]]
         return json_response(page)
 
     @router.put(f"{RECORD_ROOT}/customer/{{ref}}", name="upsert_customer")

@@ -4,11 +4,18 @@ Emulated, as a Salesforce org with Salesforce CPQ answers it (API path
 ``/services/data/vNN.N/``, mounted under ``/salesforce`` by :mod:`sandbox.app`):
 
 - ``GET query?q=SOQL`` and ``GET query/<locator>``: a SOQL subset,
-  ``SELECT f1, f2 FROM Obj [WHERE f = 'lit' | f IN ('a', 'b') [AND ...]] [ORDER BY f
-  [ASC|DESC]] [LIMIT n]``, paged by
-  ``SalesforceStore.query_batch_size`` with ``nextRecordsUrl``; anything else is
+  ``SELECT f1, f2 FROM Obj [WHERE cond [AND cond ...]] [ORDER BY f [ASC|DESC]] [LIMIT n]``
+  where ``cond`` is ``f op literal`` (``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=``; a string,
+  number, dateTime literal such as ``2026-03-01T10:00:00Z``, or ``null`` with ``=``/``!=``)
+  or ``f IN ('a', 'b')`` ("Comparison Operators", "Date Formats and Date Literals", SOQL and
+  SOSL Reference: text compares case-insensitively, a null field is ``!=`` any value),
+  paged by ``SalesforceStore.query_batch_size`` with ``nextRecordsUrl``; anything else is
   400 ``MALFORMED_QUERY``. ``Sforce-Query-Options: batchSize=N`` is honoured between
-  200 and 2000, never above ``query_batch_size`` (tests set that low to page small).
+  200 and 2000, never above ``query_batch_size`` (tests set that low to page small). A
+  query locator expires after 15 idle minutes and at most ten are open (the oldest is
+  released): using one then is 400 ``INVALID_QUERY_LOCATOR`` ("QueryLocator", SOAP API
+  Developer Guide). ``CreatedDate``, ``LastModifiedDate`` and ``SystemModstamp`` are set
+  by every save.
 - ``POST sobjects/Obj`` (201), ``GET sobjects/Obj/Id``, ``PATCH sobjects/Obj/Id`` (204),
   ``GET``/``PATCH sobjects/Obj/ExtField/value`` (read / upsert by external id: 201 created,
   200 updated, both with ``created``).
@@ -81,17 +88,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import bisect
 import copy
 import dataclasses
 import json
 import re
 import secrets
 import string
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, unquote
 
@@ -157,6 +166,9 @@ class FieldSpec:
 AUDIT_FIELDS = {
     "CreatedDate": FieldSpec("datetime", system=True),
     "LastModifiedDate": FieldSpec("datetime", system=True),
+    # Changed by every save, the user's and the system's ("System Fields", Object
+    # Reference): what an incremental read filters on.
+    "SystemModstamp": FieldSpec("datetime", system=True),
 }
 
 
@@ -203,6 +215,7 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
         "Credit_Limit__c": FieldSpec("number"),
         "Credit_Limit_Currency__c": _text(3),
         "Payment_Method_Status__c": _text(20),
+        **AUDIT_FIELDS,
     },
     "SBQQ__Quote__c": {
         "Id": FieldSpec("id"),
@@ -411,18 +424,32 @@ def format_datetime(moment: datetime) -> str:
 # -- SOQL subset --------------------------------------------------------------------------
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<string>'(?:[^'\\]|\\.)*')|(?P<number>\d+)(?![A-Za-z_])"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[,=()]))"
+    r"\s*(?:(?P<string>'(?:[^'\\]|\\.)*')"
+    r"|(?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}:?\d{2}))"
+    r"|(?P<number>\d+)(?![A-Za-z_])"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>!=|<=|>=|[,=()<>]))"
 )
 _UNESCAPE = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
+_COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``field op value`` (``value`` None is SOQL's ``null``; a date-time literal is kept
+    as Salesforce answers date-times, so that they compare as text), or ``field IN (...)``
+    (``op`` "IN", ``values`` every literal)."""
+
+    field: str
+    op: str
+    values: tuple[str | None, ...]
 
 
 @dataclass(frozen=True)
 class Soql:
     fields: list[str]
     sobject: str
-    # field = 'a' is (field, ("a",)); field IN ('a', 'b') is (field, ("a", "b")).
-    where: list[tuple[str, tuple[str, ...]]]
+    # Conditions joined by AND (SOQL's OR, NOT and parentheses are not emulated).
+    where: list[Condition]
     limit: int | None
     order_by: tuple[str, bool] | None = None  # (field, descending)
 
@@ -443,6 +470,15 @@ def _unescape(literal: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def _datetime_literal(text: str) -> str:
+    """A SOQL dateTime literal ("Date Formats and Date Literals": ``YYYY-MM-DDThh:mm:ssZ``
+    or with an offset ``+hh:mm``) as the org answers date-times (UTC, milliseconds)."""
+    normalised = text.replace("Z", "+00:00")
+    if re.search(r"[+-]\d{4}$", normalised):
+        normalised = normalised[:-2] + ":" + normalised[-2:]
+    return format_datetime(datetime.fromisoformat(normalised))
 
 
 def parse_soql(soql: str) -> Soql:
@@ -470,6 +506,16 @@ def parse_soql(soql: str) -> Soql:
             raise _malformed(f"unexpected token: {got!r}")
         return tokens[index][1]
 
+    def value(index: int) -> str | None:
+        if keyword(index, "NULL"):
+            return None
+        kind = tokens[index][0] if index < len(tokens) else ""
+        if kind == "datetime":
+            return _datetime_literal(tokens[index][1])
+        if kind == "number":
+            return tokens[index][1]
+        return _unescape(expect(index, "string"))
+
     i = 0
     if not keyword(i, "SELECT"):
         raise _malformed("query must start with SELECT")
@@ -483,18 +529,22 @@ def parse_soql(soql: str) -> Soql:
         raise _malformed("expected FROM")
     sobject = expect(i + 1, "name")
     i += 2
-    where: list[tuple[str, tuple[str, ...]]] = []
+    where: list[Condition] = []
     if keyword(i, "WHERE"):
         i += 1
         while True:
             field = expect(i, "name")
             if keyword(i + 1, "IN"):
                 i, values = _in_list(tokens, i + 2, expect)
-                where.append((field, values))
+                where.append(Condition(field, "IN", values))
             else:
-                if expect(i + 1, "punct") != "=":
-                    raise _malformed("only field = 'value' and field IN (...) are supported")
-                where.append((field, (_unescape(expect(i + 2, "string")),)))
+                op = expect(i + 1, "punct")
+                if op not in _COMPARISONS:
+                    raise _malformed(f"unexpected operator {op!r}")
+                literal = value(i + 2)
+                if literal is None and op not in ("=", "!="):
+                    raise _malformed(f"null can only be compared with = or != (got {op})")
+                where.append(Condition(field, op, (literal,)))
                 i += 3
             if not keyword(i, "AND"):
                 break
@@ -520,12 +570,12 @@ def parse_soql(soql: str) -> Soql:
 
 def _in_list(
     tokens: list[tuple[str, str]], i: int, expect: Callable[[int, str], str]
-) -> tuple[int, tuple[str, ...]]:
+) -> tuple[int, tuple[str | None, ...]]:
     """The string literals of ``IN ('a', 'b')`` starting at the ``(`` at ``i``, and the
     index after the ``)``."""
     if expect(i, "punct") != "(":
         raise _malformed("expected ( after IN")
-    values = [_unescape(expect(i + 1, "string"))]
+    values: list[str | None] = [_unescape(expect(i + 1, "string"))]
     i += 2
     while i < len(tokens) and tokens[i] == ("punct", ","):
         values.append(_unescape(expect(i + 1, "string")))
@@ -533,6 +583,11 @@ def _in_list(
     if expect(i, "punct") != ")":
         raise _malformed("expected ) to close IN")
     return i + 1, tuple(values)
+
+
+def _answer(value: Any) -> Any:
+    """A field's value as a query answers it: scalars as they are, containers copied."""
+    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
 
 
 # -- the price book ---------------------------------------------------------------------------
@@ -627,6 +682,13 @@ def _trigger_failure(error: SalesforceApiError) -> SalesforceApiError:
     )
 
 
+# Query locators: expired after 15 idle minutes; ten open per user, the oldest released.
+LOCATOR_IDLE_SECONDS = 15 * 60
+MAX_OPEN_LOCATORS = 10
+# When the seeded accounts were made (their audit fields).
+SEEDED_AT = "2024-01-02T09:00:00.000+0000"
+
+
 class SalesforceStore:
     """The org's records, in memory, with the validation a real org would enforce."""
 
@@ -636,6 +698,13 @@ class SalesforceStore:
         self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SCHEMA}
         self._autonumbers: dict[str, int] = dict.fromkeys(SCHEMA, 0)
         self._cursors: dict[str, list[dict[str, Any]]] = {}
+        # When each open query locator was last used: one idle for LOCATOR_IDLE_SECONDS
+        # expires, and past MAX_OPEN_LOCATORS the oldest is released ("QueryLocator", SOAP
+        # API Developer Guide); either is then INVALID_QUERY_LOCATOR.
+        self._cursor_used: dict[str, float] = {}
+        # Records by CreatedDate, per object: (records indexed, sorted (CreatedDate, Id)).
+        self._created_index: dict[str, tuple[int, list[tuple[str, str]]]] = {}
+        self.clock: Callable[[], float] = time.monotonic
         # The batch size each open query locator pages by.
         self._batch_sizes: dict[str, int] = {}
         # The transactions whose writes are being journalled: the all-or-none composite
@@ -645,7 +714,10 @@ class SalesforceStore:
         # The org's rolling 24-hour API request allocation (sandbox.salesforce_limits).
         self.api_allocation = ApiAllocation()
         for account in seed.ACCOUNTS:
-            self.records["Account"][account["Id"]] = copy.deepcopy(account)
+            self.records["Account"][account["Id"]] = {
+                **copy.deepcopy(account),
+                **dict.fromkeys(AUDIT_FIELDS, SEEDED_AT),
+            }
         for sobject, rows in _price_book_records().items():
             for row in rows:
                 self.records[sobject][row["Id"]] = {**dict.fromkeys(SCHEMA[sobject]), **row}
@@ -683,10 +755,14 @@ class SalesforceStore:
             if record_id not in self.records[sobject]:
                 return record_id
 
-    def _views(self, sobject: str) -> Iterator[dict[str, Any]]:
+    def _views(self, sobject: str, *, calculated: bool = True) -> Iterator[dict[str, Any]]:
         """Every record of ``sobject`` as the org answers it: with its calculated fields
         (an Order's ``TotalAmount`` rolled up from its order products, an order product's
-        ``TotalPrice``), worked out when read, as a roll-up summary is."""
+        ``TotalPrice``), worked out when read, as a roll-up summary is. ``calculated``
+        False: the stored fields only (a query that neither selects nor filters on one)."""
+        if not calculated:
+            yield from self.records[sobject].values()
+            return
         totals: dict[str, Decimal] = {}
         if sobject == "Order":
             for item in self.records["OrderItem"].values():
@@ -783,6 +859,8 @@ class SalesforceStore:
             record["CreatedDate"] = now
         if "LastModifiedDate" in SCHEMA[sobject]:
             record["LastModifiedDate"] = now
+        if "SystemModstamp" in SCHEMA[sobject]:
+            record["SystemModstamp"] = now
 
     @contextmanager
     def writing_for(self, transaction: Transaction) -> Iterator[None]:
@@ -1153,15 +1231,22 @@ class SalesforceStore:
                 400, "INVALID_TYPE", f"sObject type '{parsed.sobject}' is not supported."
             ) from None
         fields = [self.field_name(sobject, f) for f in parsed.fields]
-        where = [(self.field_name(sobject, f), values) for f, values in parsed.where]
+
+        def on_calculated(condition: Condition) -> bool:
+            return SCHEMA[sobject][self.field_name(sobject, condition.field)].calculated
+
+        stored = [self._predicate(sobject, c) for c in parsed.where if not on_calculated(c)]
+        worked_out = [self._predicate(sobject, c) for c in parsed.where if on_calculated(c)]
+        calculated = bool(worked_out) or any(SCHEMA[sobject][f].calculated for f in fields)
+        # Stored fields first: calculated ones are worked out for those records only.
         matches = [
             record
-            for record in self._views(sobject)
-            if all(
-                any(self._equals(sobject, f, record.get(f), value) for value in values)
-                for f, values in where
-            )
+            for record in self._created_candidates(sobject, parsed.where)
+            if all(test(record) for test in stored)
         ]
+        if calculated:
+            matches = [self._view(sobject, record) for record in matches]
+            matches = [r for r in matches if all(test(r) for test in worked_out)]
         if parsed.order_by is not None:
             order_field, descending = parsed.order_by
             order_field = self.field_name(sobject, order_field)
@@ -1181,7 +1266,7 @@ class SalesforceStore:
                     "type": sobject,
                     "url": f"/services/data/{version}/sobjects/{sobject}/{record['Id']}",
                 },
-                **{f: copy.deepcopy(record.get(f)) for f in fields},
+                **{f: _answer(record.get(f)) for f in fields},
             }
             for record in matches
         ]
@@ -1190,6 +1275,9 @@ class SalesforceStore:
 
     def query_more(self, cursor: str, version: str) -> dict[str, Any]:
         locator, _, offset = cursor.rpartition("-")
+        used = self._cursor_used.get(locator)
+        if used is not None and self.clock() - used > LOCATOR_IDLE_SECONDS:
+            self._release(locator)
         rows = self._cursors.get(locator)
         if rows is None or not offset.isdigit() or int(offset) > len(rows):
             raise SalesforceApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
@@ -1216,20 +1304,80 @@ class SalesforceStore:
                 locator = "01g5e" + "".join(secrets.choice(_ALNUM) for _ in range(13))
                 self._cursors[locator] = rows
                 self._batch_sizes[locator] = batch
+                while len(self._cursors) > MAX_OPEN_LOCATORS:
+                    self._release(min(self._cursor_used, key=self._cursor_used.__getitem__))
+            self._cursor_used[locator] = self.clock()
             page["nextRecordsUrl"] = f"/services/data/{version}/query/{locator}-{end}"
         elif locator is not None:
-            self._cursors.pop(locator, None)
-            self._batch_sizes.pop(locator, None)
+            self._release(locator)
         return page
 
-    @staticmethod
-    def _equals(sobject: str, field: str, actual: Any, literal: str) -> bool:
-        if actual is None:
-            return False
-        if SCHEMA[sobject][field].type in ("id", "reference"):
-            return str(actual) == literal
-        # SOQL compares text case-insensitively.
-        return str(actual).casefold() == literal.casefold()
+    def _release(self, locator: str) -> None:
+        self._cursors.pop(locator, None)
+        self._batch_sizes.pop(locator, None)
+        self._cursor_used.pop(locator, None)
+
+    def _created_candidates(self, sobject: str, where: list[Condition]) -> Iterable[dict[str, Any]]:
+        """The records a query's ``CreatedDate`` bounds allow (a superset; every condition is
+        still tested), from an index by creation time (``CreatedDate`` never changes; the
+        index is rebuilt when records were added or removed); all records without bounds."""
+        records = self.records[sobject]
+        bounds = [
+            c
+            for c in where
+            if c.field.lower() == "createddate" and c.op in (">=", ">", "<", "<=") and c.values[0]
+        ]
+        if not bounds or "CreatedDate" not in SCHEMA[sobject]:
+            return records.values()
+        count, keys = self._created_index.get(sobject, (-1, []))
+        if count != len(records):
+            keys = sorted((str(r.get("CreatedDate") or ""), k) for k, r in records.items())
+            self._created_index[sobject] = (len(records), keys)
+        low = max((str(c.values[0]) for c in bounds if c.op in (">=", ">")), default=None)
+        high = min((str(c.values[0]) for c in bounds if c.op in ("<", "<=")), default=None)
+        lo = 0 if low is None else bisect.bisect_left(keys, (low, ""))
+        hi = len(keys) if high is None else bisect.bisect_right(keys, (high, "\uffff"))
+        return (records[k] for _, k in keys[lo:hi] if k in records)
+
+    def _predicate(self, sobject: str, condition: Condition) -> Callable[[dict[str, Any]], bool]:
+        """``condition`` as a test of one record. Text compares case-insensitively (SOQL
+        does), ids and references exactly, numbers as numbers, date-times as the org writes
+        them (UTC, so as text); ``null`` only with ``=`` and ``!=``."""
+        field = self.field_name(sobject, condition.field)
+        kind = SCHEMA[sobject][field].type
+        numeric = kind in ("number", "currency")
+
+        def norm(value: Any) -> Any:
+            if numeric:
+                try:
+                    return Decimal(str(value))
+                except InvalidOperation:
+                    raise _malformed(f"{value!r} is not a number for {field}") from None
+            if kind in ("id", "reference", "datetime", "date", "boolean"):
+                return str(value).lower() if kind == "boolean" else str(value)
+            return str(value).casefold()
+
+        if condition.op == "IN":
+            wanted = {norm(v) for v in condition.values if v is not None}
+            return lambda r: r.get(field) is not None and norm(r.get(field)) in wanted
+        (literal,) = condition.values
+        if literal is None:
+            if condition.op == "=":
+                return lambda r: r.get(field) is None
+            return lambda r: r.get(field) is not None
+        target = norm(literal)
+        compare: Callable[[Any, Any], bool] = {
+            "=": lambda a, b: a == b,
+            "!=": lambda a, b: a != b,
+            "<": lambda a, b: a < b,
+            "<=": lambda a, b: a <= b,
+            ">": lambda a, b: a > b,
+            ">=": lambda a, b: a >= b,
+        }[condition.op]
+        if condition.op == "!=":
+            # SOQL: a null field is "not equal" to every value.
+            return lambda r: r.get(field) is None or compare(norm(r.get(field)), target)
+        return lambda r: r.get(field) is not None and compare(norm(r.get(field)), target)
 
 
 # -- HTTP ---------------------------------------------------------------------------------

@@ -46,10 +46,12 @@ What it reproduces:
   "__next"}}`` for a collection; ``__metadata`` with ``uri``, ``type`` and ``etag``; dates as
   ``/Date(ms)/``; every decimal as a string.
 - **Query options**: ``$filter`` (``eq``/``ne`` on string fields joined by ``and``/``or``,
-  parentheses), ``$top``, ``$skip``, ``$inlinecount=allpages``, ``$expand`` (navigation
-  properties are always returned inline), ``$orderby`` ignored (key order). Server-driven
-  paging: a page holds at most ``SapStore.max_page_size`` entries and carries ``__next`` with a
-  ``$skiptoken``.
+  parentheses; ``eq``/``ne``/``gt``/``ge``/``lt``/``le`` with a typed literal,
+  ``datetime'2026-03-01T00:00:00'``, ``datetimeoffset'2026-03-01T10:00:00Z'`` or
+  ``time'PT10H00M00S'``, "URI Conventions" of OData v2), ``$top``, ``$skip``,
+  ``$inlinecount=allpages``, ``$expand`` (navigation properties are always returned
+  inline), ``$orderby`` ignored (key order). Server-driven paging: a page holds at most
+  ``SapStore.max_page_size`` entries and carries ``__next`` with a ``$skiptoken``.
 - **Errors** in SAP's OData v2 shape: ``{"error": {"code", "message": {"lang", "value"},
   "innererror": {"application", "transactionid", "timestamp", "errordetails": [...]}}}``.
 - **Optimistic locking**: sales order items answer an ``ETag`` (also in ``__metadata``); a
@@ -63,6 +65,10 @@ What it reproduces:
   ``V1/033`` beyond) and, as in S/4HANA, nothing stops a second order with the same one: the
   adapter must look before it creates. Rejecting every item (``SalesDocumentRjcnReason``)
   sets ``OverallSDDocumentRejectionSts`` to ``C``; an unknown reason is 400 ``V1/207``.
+- **Change times**: a sales order carries ``CreationDate`` and ``LastChangeDateTime``
+  (``Edm.DateTimeOffset``, set by every change); a business partner ``CreationDate``,
+  ``LastChangeDate`` and ``LastChangeTime`` (set by a change to it, its address, e-mail or
+  tax numbers), as the APIs' entity types have them.
 - **Business partners**: organisations (``BusinessPartnerCategory`` 2) with roles, one
   address with its e-mail, tax numbers and the customer with its sales areas;
   ``BusinessPartnerIDByExtSystem`` holds at most 20 characters and ``SearchTerm1`` 20
@@ -121,11 +127,58 @@ def odata_date(day: date) -> str:
     return f"/Date({int(moment.timestamp() * 1000)})/"
 
 
+def odata_datetime(moment: datetime) -> str:
+    """``/Date(ms+0000)/``: an ``Edm.DateTimeOffset`` in UTC, as OData v2 JSON writes it."""
+    return f"/Date({int(moment.timestamp() * 1000)}+0000)/"
+
+
+def odata_time(moment: datetime) -> str:
+    """``PT10H05M00S``: an ``Edm.Time`` (time of day), as OData v2 JSON writes it."""
+    return f"PT{moment.hour:02d}H{moment.minute:02d}M{moment.second:02d}S"
+
+
+def _comparable(value: Any) -> Any:
+    """A stored value in the form a typed literal compares with: ``/Date(ms)/`` as
+    milliseconds, ``PT..H..M..S`` as seconds, anything else as text."""
+    text = str(value or "")
+    if (match := re.fullmatch(r"/Date\((-?\d+)(?:[+-]\d+)?\)/", text)) is not None:
+        return int(match.group(1))
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+    if (match := re.fullmatch(r"PT(\d+)H(\d+)M(\d+)S", text)) is not None:
+        return int(match.group(1)) * 3600 + int(match.group(2)) * 60 + int(match.group(3))
+    return text
+
+
+def _typed_literal(kind: str, quoted: str) -> Any:
+    """``datetime'2026-03-01T10:00:00'`` and ``datetimeoffset'2026-03-01T10:00:00Z'`` as
+    milliseconds (UTC), ``time'PT10H00M00S'`` as seconds ("URI Conventions", OData v2)."""
+    text = quoted[1:-1]
+    if kind == "time":
+        seconds = _comparable(text)
+        if not isinstance(seconds, int):
+            raise SapError(400, "/IWBEP/CM_MGW_RT/004", f"Invalid time literal {text!r}")
+        return seconds
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SapError(400, "/IWBEP/CM_MGW_RT/004", f"Invalid {kind} literal {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
 def parse_odata_date(value: Any) -> date | None:
     match = re.fullmatch(r"/Date\((-?\d+)(?:[+-]\d+)?\)/", str(value or ""))
     if match is None:
         return None
     return datetime.fromtimestamp(int(match.group(1)) / 1000, tz=UTC).date()
+
+
+def _changed_now() -> dict[str, str]:
+    """A business partner's ``LastChangeDate`` and ``LastChangeTime``, now (UTC)."""
+    now = datetime.now(UTC)
+    return {"LastChangeDate": odata_date(now.date()), "LastChangeTime": odata_time(now)}
 
 
 def error_response(
@@ -239,8 +292,26 @@ def parse_filter(expression: str) -> Predicate:
                 raise SapError(400, "/IWBEP/CM_MGW_RT/004", "Invalid filter: ) expected")
             return inner
         name, operator, literal = take(), take(), take()
-        if operator not in ("eq", "ne"):
+        if operator not in ("eq", "ne", "gt", "ge", "lt", "le"):
             raise SapError(400, "/IWBEP/CM_MGW_RT/004", f"Invalid filter operator {operator}")
+        if literal in ("datetime", "datetimeoffset", "time") and (peek() or "").startswith("'"):
+            typed = _typed_literal(literal, take())
+            compare: Callable[[Any, Any], bool] = {
+                "eq": lambda a, b: a == b,
+                "ne": lambda a, b: a != b,
+                "gt": lambda a, b: a > b,
+                "ge": lambda a, b: a >= b,
+                "lt": lambda a, b: a < b,
+                "le": lambda a, b: a <= b,
+            }[operator]
+
+            def typed_test(row: dict[str, Any]) -> bool:
+                held = _comparable(row.get(name))
+                return isinstance(held, int) and compare(held, typed)
+
+            return typed_test
+        if operator not in ("eq", "ne"):
+            raise SapError(400, "/IWBEP/CM_MGW_RT/004", f"{operator} needs a typed literal")
         value = literal[1:-1].replace("''", "'") if literal.startswith("'") else literal
         if operator == "eq":
             return lambda row: str(row.get(name, "")) == value
@@ -478,6 +549,7 @@ class SapStore:
             "Customer": partner_id if customer else "",
             "BusinessPartnerFullName": name,
             "CreationDate": odata_date(date.today()),
+            **_changed_now(),
             "to_BusinessPartnerAddress": {"results": addresses},
             "to_BusinessPartnerTax": {"results": taxes},
             "to_BusinessPartnerRole": {"results": roles},
@@ -596,6 +668,8 @@ class SapStore:
             "TotalNetAmount": text(total),
             "OverallSDProcessStatus": "A",
             "OverallSDDocumentRejectionSts": "A",
+            "CreationDate": odata_date(date.today()),
+            "LastChangeDateTime": odata_datetime(datetime.now(UTC)),
             "__etag": self.new_etag(),
             "to_Item": {"results": items},
             "to_Text": {
@@ -645,6 +719,7 @@ class SapStore:
         )
         if len(rejected) == len(items):
             order["OverallSDProcessStatus"] = "C"
+        order["LastChangeDateTime"] = odata_datetime(datetime.now(UTC))
         order["__etag"] = self.new_etag()
 
 
@@ -1002,6 +1077,7 @@ async def update_partner(
             )
     partner.update({k: v for k, v in body.items() if not k.startswith("to_")})
     partner["BusinessPartnerFullName"] = partner.get("OrganizationBPName1", "")
+    partner.update(_changed_now())
     return Response(status_code=204)
 
 
@@ -1045,6 +1121,7 @@ async def update_email(state: SandboxState, request: Request, match: Match, root
             for email in address["to_EmailAddress"]["results"]:
                 if email["OrdinalNumber"] == match.keys.get("OrdinalNumber"):
                     email["EmailAddress"] = str(body.get("EmailAddress") or "")
+                    partner.update(_changed_now())
                     return Response(status_code=204)
     raise SapError(
         404, "/IWBEP/CM_MGW_RT/020", "Resource not found for segment 'A_AddressEmailAddressType'"
@@ -1068,6 +1145,7 @@ async def create_tax_number(
         "BPTaxNumber": str(body.get("BPTaxNumber") or ""),
     }
     taxes.append(entry)
+    partner.update(_changed_now())
     return json_response({"d": entry}, 201)
 
 
@@ -1080,6 +1158,7 @@ async def update_tax_number(
     for entry in partner["to_BusinessPartnerTax"]["results"]:
         if entry["BPTaxType"] == match.keys.get("BPTaxType"):
             entry["BPTaxNumber"] = str(body.get("BPTaxNumber") or "")
+            partner.update(_changed_now())
             return Response(status_code=204)
     raise SapError(
         404,

@@ -42,6 +42,9 @@ Injected faults (``/_sandbox/faults``, operation ``post_journal``) are answered 
 faults too (:func:`fault_response`): ``Server`` from 500 up, ``Client`` below, the rule's
 ``code`` as the ``faultDetail`` id of SAP's ``StandardMessageFault``.
 
+Each item also answers ``AccountingDocumentCreationDate`` (the day the entry was made, as
+``/Date(ms)/``; the posting date may be another day), as the item cube's entity type has it.
+
 ``POST /_sandbox/sap/periods`` (``{"period": "2026-03", "closed": true}``) closes or reopens
 a posting period of every company code.
 """
@@ -224,6 +227,8 @@ class FinanceBooks:
                 "DocumentItemText": str(raw.get("DocumentItemText") or "")[:50],
                 "PostingDate": entry.get("PostingDate"),
                 "DocumentDate": entry.get("DocumentDate") or entry.get("PostingDate"),
+                # The day it was entered (the system date, not the posting date).
+                "AccountingDocumentCreationDate": _entry_date(),
                 "Customer": "",
                 "GLAccount": "",
                 "NetDueDate": None,
@@ -277,6 +282,13 @@ class FinanceBooks:
             )
             self.items.append(row)
         return {"AccountingDocument": document, "CompanyCode": company, "FiscalYear": year}, []
+
+
+def _entry_date() -> str:
+    """Today (UTC) as ``/Date(ms)/`` of its midnight: the item's entry date."""
+    today = datetime.now(UTC).date()
+    midnight = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    return f"/Date({int(midnight.timestamp() * 1000)})/"
 
 
 def _date(value: Any) -> date | None:

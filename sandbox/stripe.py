@@ -23,14 +23,26 @@ What it keeps faithful:
   storing them lets a retry succeed, as a transient fault should), so a retry can succeed.
   Stripe prunes keys after 24 hours: a test clears ``StripeStore.idempotency`` to model
   that. A replayed answer skips the fault hooks: it is the stored response.
-- **Lists**: ``GET /v1/subscriptions`` pages newest first with ``limit`` (at most 100),
-  ``starting_after`` and ``has_more``; ``status`` filters (canceled ones only with ``all``
-  or ``canceled``), as Stripe's list endpoints do.
-- **Search** ("Search", https://docs.stripe.com/search): ``/v1/customers/search`` and
-  ``/v1/subscriptions/search`` accept only ``metadata['key']:'value'`` (quotes escaped with a
-  backslash). Like Stripe's, search can lag behind writes (under a minute normally, more in
-  an outage): set ``StripeStore.search_lag_seconds`` to hide new objects from search for
-  that long.
+- **Lists**: ``GET /v1/subscriptions``, ``/v1/customers`` and ``/v1/invoices`` page newest
+  first with ``limit`` (at most 100), ``starting_after`` and ``has_more``; ``created``
+  (``created[gte]``, ``[gt]``, ``[lt]``, ``[lte]``) filters ("List all subscriptions" and
+  the like); a subscription's ``status`` filters (canceled ones only with ``all`` or
+  ``canceled``), as Stripe's list endpoints do. Objects are kept ordered by creation, so a
+  page costs what it returns, not what the account holds.
+- **Events** ("The Event object", "List all events", https://docs.stripe.com/api/events):
+  every write records its event (``customer.created``/``updated``,
+  ``customer.subscription.created``/``updated``/``deleted``, ``invoice.created``,
+  ``invoice.finalized``, ``invoice.paid``, ``invoice.voided``) with the object as the write
+  left it; ``GET /v1/events`` lists them newest first with ``limit``, ``starting_after``,
+  ``type`` (``*`` as a wildcard: ``invoice.*``) or ``types`` (up to 20), and ``created``
+  filters, going back 30 days (older events are gone). Objects seeded in bulk
+  (``StripeStore.bulk_add``) carry no events: they are older than that.
+- **Search** ("Search", https://docs.stripe.com/search; "Search query language"):
+  ``/v1/customers/search`` and ``/v1/subscriptions/search`` accept only
+  ``metadata['key']:'value'`` clauses (quotes escaped with a backslash), up to ten joined by
+  ``OR``; ``limit`` up to 100 and ``page`` (``next_page``) page the results. Like
+  Stripe's, search can lag behind writes (under a minute normally, more in an outage):
+  set ``StripeStore.search_lag_seconds`` to hide new objects from search for that long.
 - **Subscriptions**: all items must share one currency and one billing interval; creating one
   creates its first invoice (first period of every item plus the ``add_invoice_items``),
   open, or paid at once when it comes to zero. Amounts are integers in minor units;
@@ -75,6 +87,7 @@ Operations, as named for fault injection (``POST /_sandbox/faults`` with vendor 
 ``search_customers``, ``get_customer``, ``create_customer``, ``update_customer``,
 ``get_product``,
 ``create_product``, ``search_subscriptions``, ``list_subscriptions``, ``get_subscription``,
+``list_events``,
 ``create_subscription``, ``update_subscription``, ``cancel_subscription``, ``get_invoice``,
 ``list_invoice_lines``, ``list_customers``, ``list_invoices``,
 ``finalize_invoice``, ``void_invoice``, ``pay_invoice``, ``get_quote``,
@@ -88,6 +101,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import calendar
 import copy
 import hashlib
@@ -97,7 +111,7 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_start
@@ -615,6 +629,99 @@ def parse_search(query: str) -> tuple[str, str]:
     return match.group(1), re.sub(r"\\(.)", r"\1", match.group(2))
 
 
+_CLAUSE = re.compile(r"\s*metadata\['[A-Za-z0-9_.\-]+'\]\s*:\s*'(?:[^'\\]|\\.)*'\s*")
+# "Search query language": at most ten clauses, joined by AND or OR (not both).
+MAX_SEARCH_CLAUSES = 10
+
+
+def parse_search_clauses(query: str) -> list[tuple[str, str]]:
+    """``metadata['k']:'v' OR metadata['k']:'w' ...`` (up to ten clauses) → the pairs any of
+    which an object must hold. ``AND`` is not emulated."""
+    clauses: list[tuple[str, str]] = []
+    position = 0
+    while True:
+        match = _CLAUSE.match(query, position)
+        if match is None:
+            raise _invalid(
+                f"Invalid search query: {query!r}. This sandbox supports "
+                "metadata['key']:'value' clauses joined by OR.",
+                param="query",
+            )
+        clauses.append(parse_search(match.group(0)))
+        position = match.end()
+        if position == len(query):
+            break
+        joiner = re.match(r"OR(?=\s)", query[position:])
+        if joiner is None:
+            raise _invalid(f"Invalid search query: {query!r}: expected OR.", param="query")
+        position += joiner.end()
+    if len(clauses) > MAX_SEARCH_CLAUSES:
+        raise _invalid(f"Search queries take at most {MAX_SEARCH_CLAUSES} clauses.", param="query")
+    return clauses
+
+
+class CreatedIndex:
+    """One kind's objects ordered by ``created`` (then by when they were added): what the
+    list endpoints page through, newest first, and filter with ``created[gte]`` and the
+    like, without sorting every object on every call."""
+
+    def __init__(self) -> None:
+        self._keys: list[tuple[int, int, str]] = []
+        self._key_of: dict[str, tuple[int, int, str]] = {}
+        self._seq = 0
+
+    def add(self, object_id: str, created: int) -> None:
+        if object_id in self._key_of:
+            return
+        self._seq += 1
+        key = (created, self._seq, object_id)
+        self._key_of[object_id] = key
+        if not self._keys or key > self._keys[-1]:
+            self._keys.append(key)
+        else:
+            bisect.insort(self._keys, key)
+
+    def __contains__(self, object_id: object) -> bool:
+        return object_id in self._key_of
+
+    def __len__(self) -> int:
+        return len(self._key_of)
+
+    def newest_first(self, gte: int | None, lt: int | None, after: str | None) -> Iterator[str]:
+        """Ids with ``gte <= created < lt``, newest first, after the object ``after``."""
+        lo = 0 if gte is None else bisect.bisect_left(self._keys, (gte,))
+        hi = len(self._keys) if lt is None else bisect.bisect_left(self._keys, (lt,))
+        if after is not None:
+            hi = min(hi, bisect.bisect_left(self._keys, self._key_of[after]))
+        for index in range(hi - 1, lo - 1, -1):
+            yield self._keys[index][2]
+
+
+def _created_range(params: Json) -> tuple[int | None, int | None]:
+    """A list's ``created`` filter (``created[gte]``, ``[gt]``, ``[lt]``, ``[lte]``, or an
+    exact ``created``) as a half-open ``[gte, lt)`` range of whole seconds."""
+    created = params.get("created")
+    if created is None:
+        return None, None
+    if not isinstance(created, dict):
+        exact = _int(created, "created")
+        return exact, exact + 1
+    _known(created, {"gte", "gt", "lt", "lte"}, "created")
+    gte = _int(created["gte"], "created[gte]") if "gte" in created else None
+    if "gt" in created:
+        gt = _int(created["gt"], "created[gt]") + 1
+        gte = gt if gte is None else max(gte, gt)
+    lt = _int(created["lt"], "created[lt]") if "lt" in created else None
+    if "lte" in created:
+        lte = _int(created["lte"], "created[lte]") + 1
+        lt = lte if lt is None else min(lt, lte)
+    return gte, lt
+
+
+# Events are kept for 30 days ("List all events": "going back up to 30 days").
+EVENTS_KEPT_SECONDS = 30 * 86_400
+
+
 @dataclass
 class IdempotentRequest:
     """One ``Idempotency-Key``: what the first request sent, and its answer once it has one."""
@@ -642,6 +749,18 @@ class StripeStore:
         self.search_lag_seconds = 0.0
         self._searchable_at: dict[str, float] = {}
         self.clock: Callable[[], float] = time.time
+        # Lists by creation time, and search by metadata, without scanning every object.
+        self._created: dict[str, CreatedIndex] = {
+            kind: CreatedIndex() for kind in ("customers", "subscriptions", "invoices")
+        }
+        self._metadata_index: dict[str, dict[tuple[str, str], set[str]]] = {
+            "customers": {},
+            "subscriptions": {},
+        }
+        self._metadata_of: dict[str, set[tuple[str, str]]] = {}
+        # Events, oldest first ("The Event object"): what changed, with the object as the
+        # change left it (``GET /v1/events``).
+        self.events: list[Json] = []
 
     def snapshot(self) -> dict[str, Any]:
         return copy.deepcopy(
@@ -663,26 +782,136 @@ class StripeStore:
     def _indexed(self, object_id: str) -> None:
         self._searchable_at[object_id] = time.monotonic() + self.search_lag_seconds
 
+    def _track(self, kind: str, obj: Json) -> None:
+        """Index a created or updated object: its creation time, its metadata (search)."""
+        self._created[kind].add(str(obj["id"]), int(obj["created"]))
+        if kind not in self._metadata_index:
+            return
+        index = self._metadata_index[kind]
+        pairs = {(k, str(v)) for k, v in (obj.get("metadata") or {}).items()}
+        for pair in self._metadata_of.get(obj["id"], set()) - pairs:
+            index.get(pair, set()).discard(obj["id"])
+        for pair in pairs:
+            index.setdefault(pair, set()).add(obj["id"])
+        self._metadata_of[obj["id"]] = pairs
+
+    def _emit(self, event_type: str, obj: Json) -> None:
+        """Record the event Stripe creates for a change, with the object as it is now."""
+        now = self._now()
+        while self.events and self.events[0]["created"] < now - EVENTS_KEPT_SECONDS:
+            self.events.pop(0)
+        self.events.append(
+            {
+                "id": new_id("evt"),
+                "object": "event",
+                "api_version": API_VERSION,
+                "created": now,
+                "data": {"object": copy.deepcopy(obj)},
+                "livemode": False,
+                "pending_webhooks": 0,
+                "request": {"id": None, "idempotency_key": None},
+                "type": event_type,
+            }
+        )
+
+    def _invoice_events(self, invoice: Json, *, created: bool) -> None:
+        rendered = self._render_invoice(invoice)
+        if created:
+            self._emit("invoice.created", rendered)
+        if invoice["status"] in ("open", "paid"):
+            self._emit("invoice.finalized", rendered)
+        if invoice["status"] == "paid":
+            self._emit("invoice.paid", rendered)
+
+    def list_events(self, params: Json) -> Json:
+        """``GET /v1/events``: newest first, ``limit`` (1 to 100) after ``starting_after``;
+        ``type`` (one type, or a group with ``*``: ``invoice.*``) or ``types`` (up to 20);
+        ``created`` filters. Events older than 30 days are gone."""
+        _known(params, {"limit", "starting_after", "ending_before", "type", "types", "created"})
+        limit = _int(params.get("limit"), "limit", minimum=1, default=10)
+        if limit > 100:
+            raise _invalid("Invalid limit: must be at most 100", param="limit")
+        one = _str(params.get("type"), "type")
+        many = [str(t) for t in _list(params.get("types"), "types")] if "types" in params else []
+        if one is not None and many:
+            raise _invalid("You may only specify one of these parameters: type, types.", "types")
+        if len(many) > 20:
+            raise _invalid("types may contain at most 20 event types.", "types")
+        patterns = [one] if one is not None else many
+
+        def wanted(event_type: str) -> bool:
+            if not patterns:
+                return True
+            return any(
+                event_type == p or (p.endswith("*") and event_type.startswith(p[:-1]))
+                for p in patterns
+            )
+
+        gte, lt = _created_range(params)
+        after = _str(params.get("starting_after"), "starting_after")
+        oldest = self._now() - EVENTS_KEPT_SECONDS
+        start = len(self.events) - 1
+        if after is not None:
+            position = next((i for i, e in enumerate(self.events) if e["id"] == after), None)
+            if position is None:
+                raise _missing("event", after, "starting_after", status=400)
+            start = position - 1
+        found: list[Json] = []
+        for index in range(start, -1, -1):
+            event = self.events[index]
+            if event["created"] < oldest or (gte is not None and event["created"] < gte):
+                break
+            if lt is not None and event["created"] >= lt:
+                continue
+            if wanted(event["type"]):
+                found.append(event)
+                if len(found) > limit:
+                    break
+        return {
+            "object": "list",
+            "data": copy.deepcopy(found[:limit]),
+            "has_more": len(found) > limit,
+            "url": "/v1/events",
+        }
+
+    def bulk_add(self, kind: str, objects: Sequence[Json]) -> None:
+        """Objects made long ago (a sandbox seed): stored and indexed as they are, no events
+        (Stripe would have dropped them after 30 days)."""
+        pool = {"customers": self.customers, "subscriptions": self.subscriptions}.get(
+            kind, self.invoices
+        )
+        for obj in objects:
+            pool[str(obj["id"])] = obj
+            self._track(kind, obj)
+
     # search
 
     def search(self, kind: str, params: Json) -> Json:
         _known(params, {"query", "limit", "page", "expand"})
-        key, value = parse_search(_str(params.get("query"), "query", required=True) or "")
+        clauses = parse_search_clauses(_str(params.get("query"), "query", required=True) or "")
         limit = _int(params.get("limit"), "limit", minimum=1, default=10)
         if limit > 100:
             raise _invalid("Invalid limit: must be at most 100", param="limit")
         pool = self.customers if kind == "customers" else self.subscriptions
+        index = self._metadata_index[kind]
+        ids: set[str] = set()
+        for clause in clauses:
+            ids |= index.get(clause, set())
         now = time.monotonic()
-        found = [
-            obj
-            for obj in reversed(pool.values())
-            if obj["metadata"].get(key) == value and self._searchable_at.get(obj["id"], 0) <= now
-        ]
+        ordered = sorted(
+            (i for i in ids if self._searchable_at.get(i, 0) <= now),
+            key=lambda i: (pool[i]["created"], i),
+            reverse=True,
+        )
+        page = _str(params.get("page"), "page")
+        start = int(page) if page and page.isdigit() else 0
+        found = [pool[i] for i in ordered[start : start + limit]]
+        more = start + limit < len(ordered)
         return {
             "object": "search_result",
-            "data": copy.deepcopy(found[:limit]),
-            "has_more": len(found) > limit,
-            "next_page": None,
+            "data": copy.deepcopy(found),
+            "has_more": more,
+            "next_page": str(start + limit) if more else None,
             "url": f"/v1/{kind}/search",
         }
 
@@ -749,6 +978,8 @@ class StripeStore:
         }
         self.customers[customer_id] = customer
         self._indexed(customer_id)
+        self._track("customers", customer)
+        self._emit("customer.created", customer)
         return copy.deepcopy(customer)
 
     def get_customer(self, customer_id: str) -> Json:
@@ -789,6 +1020,8 @@ class StripeStore:
             merged = {**staged["metadata"], **_metadata(params["metadata"])}
             staged["metadata"] = {k: v for k, v in merged.items() if v != ""}
         self.customers[customer_id] = staged
+        self._track("customers", staged)
+        self._emit("customer.updated", staged)
         return copy.deepcopy(staged)
 
     # products
@@ -1070,6 +1303,10 @@ class StripeStore:
         self.invoices[invoice_id] = invoice
         self.subscriptions[subscription_id] = subscription
         self._indexed(subscription_id)
+        self._track("subscriptions", subscription)
+        self._track("invoices", invoice)
+        self._emit("customer.subscription.created", subscription)
+        self._invoice_events(invoice, created=True)
         return copy.deepcopy(subscription)
 
     def _invoice_line(
@@ -1184,66 +1421,74 @@ class StripeStore:
             updated["days_until_due"] = _int(params["days_until_due"], "days_until_due")
         self._cancellation_details(updated, params)
         self.subscriptions[subscription_id] = updated
+        self._track("subscriptions", updated)
+        self._emit("customer.subscription.updated", updated)
         return copy.deepcopy(updated)
 
     def list_subscriptions(self, params: Json) -> Json:
         """``GET /v1/subscriptions``: newest first, ``limit`` (1 to 100, default 10) after
-        ``starting_after``; ``status`` filters (default: all but canceled; ``all``)."""
-        _known(params, {"limit", "starting_after", "ending_before", "status", "customer", "expand"})
-        limit = _int(params.get("limit"), "limit", minimum=1, default=10)
-        if limit > 100:
-            raise _invalid("Invalid limit: must be at most 100", param="limit")
+        ``starting_after``; ``status`` filters (default: all but canceled; ``all``);
+        ``customer`` and ``created`` (``created[gte]`` and the like) filter."""
+        _known(
+            params,
+            {"limit", "starting_after", "ending_before", "status", "customer", "created", "expand"},
+        )
         status = _str(params.get("status"), "status")
         customer = _str(params.get("customer"), "customer")
-        found = [
-            sub
-            for sub in sorted(
-                self.subscriptions.values(), key=lambda sub: sub["created"], reverse=True
-            )
-            if (status == "all" or sub["status"] == (status or sub["status"]))
-            and (status is not None or sub["status"] != "canceled")
-            and (customer is None or sub["customer"] == customer)
-        ]
-        after = _str(params.get("starting_after"), "starting_after")
-        start = 0
-        if after is not None:
-            ids = [sub["id"] for sub in found]
-            if after not in ids:
-                raise _missing("subscription", after, "starting_after", status=400)
-            start = ids.index(after) + 1
-        return {
-            "object": "list",
-            "data": copy.deepcopy(found[start : start + limit]),
-            "has_more": start + limit < len(found),
-            "url": "/v1/subscriptions",
-        }
 
-    def list_objects(self, kind: str, params: Json) -> Json:
-        """``GET /v1/customers`` and ``GET /v1/invoices``: newest first, ``limit`` (1 to 100,
-        default 10) after ``starting_after``; invoices of every status."""
-        _known(params, {"limit", "starting_after", "ending_before", "expand"})
+        def keep(sub: Json) -> bool:
+            return (
+                (status == "all" or sub["status"] == (status or sub["status"]))
+                and (status is not None or sub["status"] != "canceled")
+                and (customer is None or sub["customer"] == customer)
+            )
+
+        return self._list("subscriptions", "subscription", params, keep)
+
+    def _list(
+        self, kind: str, singular: str, params: Json, keep: Callable[[Json], bool] | None = None
+    ) -> Json:
+        """One page of a list endpoint: newest first, ``created`` filtered, after
+        ``starting_after`` (an object of that list, else 400)."""
         limit = _int(params.get("limit"), "limit", minimum=1, default=10)
         if limit > 100:
             raise _invalid("Invalid limit: must be at most 100", param="limit")
-        pool = self.customers if kind == "customers" else self.invoices
-        found = sorted(pool.values(), key=lambda o: o["created"], reverse=True)
+        pool = {"customers": self.customers, "subscriptions": self.subscriptions}.get(
+            kind, self.invoices
+        )
+        index = self._created[kind]
+        if len(index) != len(pool):  # objects a test stored without going through _track
+            for obj_id, obj in pool.items():
+                if obj_id not in index:
+                    index.add(obj_id, int(obj["created"]))
+        gte, lt = _created_range(params)
         after = _str(params.get("starting_after"), "starting_after")
-        start = 0
-        if after is not None:
-            ids = [o["id"] for o in found]
-            if after not in ids:
-                raise _missing(kind.rstrip("s"), after, "starting_after", status=400)
-            start = ids.index(after) + 1
-        page = found[start : start + limit]
+        if after is not None and after not in pool:
+            raise _missing(singular, after, "starting_after", status=400)
+        found: list[Json] = []
+        for obj_id in index.newest_first(gte, lt, after):
+            obj = pool[obj_id]
+            if keep is None or keep(obj):
+                found.append(obj)
+                if len(found) > limit:
+                    break
+        page = found[:limit]
         data = (
-            copy.deepcopy(page) if kind == "customers" else [self._render_invoice(i) for i in page]
+            [self._render_invoice(i) for i in page] if kind == "invoices" else copy.deepcopy(page)
         )
         return {
             "object": "list",
             "data": data,
-            "has_more": start + limit < len(found),
+            "has_more": len(found) > limit,
             "url": f"/v1/{kind}",
         }
+
+    def list_objects(self, kind: str, params: Json) -> Json:
+        """``GET /v1/customers`` and ``GET /v1/invoices``: newest first, ``limit`` (1 to 100,
+        default 10) after ``starting_after``, ``created`` filtered; invoices of every
+        status."""
+        _known(params, {"limit", "starting_after", "ending_before", "created", "expand"})
+        return self._list(kind, kind.rstrip("s"), params)
 
     def cancel_subscription(self, subscription_id: str, params: Json) -> Json:
         subscription = self._subscription(subscription_id)
@@ -1258,6 +1503,7 @@ class StripeStore:
         updated.update(status="canceled", canceled_at=now, ended_at=now)
         updated["cancellation_details"]["reason"] = "cancellation_requested"
         self.subscriptions[subscription_id] = updated
+        self._emit("customer.subscription.deleted", updated)
         return copy.deepcopy(updated)
 
     # invoices
@@ -1327,6 +1573,7 @@ class StripeStore:
             invoice["status_transitions"]["paid_at"] = now
         else:
             invoice["status"] = "open"
+        self._invoice_events(invoice, created=False)
         return self._render_invoice(invoice)
 
     def _customer_for_account(self, account_id: str) -> str:
@@ -1474,6 +1721,8 @@ class StripeStore:
             },
         }
         self.invoices[invoice_id] = invoice
+        self._track("invoices", invoice)
+        self._invoice_events(invoice, created=True)
         return self._render_invoice(invoice)
 
     def void_invoice(self, invoice_id: str, params: Json) -> Json:
@@ -1488,6 +1737,7 @@ class StripeStore:
         invoice["status"] = "void"
         invoice["amount_remaining"] = 0
         invoice["status_transitions"]["voided_at"] = self._now()
+        self._emit("invoice.voided", self._render_invoice(invoice))
         return self._render_invoice(invoice)
 
     def pay_invoice(self, invoice_id: str, params: Json) -> Json:
@@ -1509,6 +1759,7 @@ class StripeStore:
         invoice["amount_paid"] = invoice["amount_due"]
         invoice["amount_remaining"] = 0
         invoice["status_transitions"]["paid_at"] = self._now()
+        self._emit("invoice.paid", self._render_invoice(invoice))
         return self._render_invoice(invoice)
 
     # quotes
@@ -2076,6 +2327,10 @@ def build_router(state: SandboxState) -> APIRouter:
     @router.get("/v1/invoices")
     async def list_invoices(request: Request) -> Response:
         return await serve(request, "list_invoices", lambda s, p: s.list_objects("invoices", p))
+
+    @router.get("/v1/events")
+    async def list_events(request: Request) -> Response:
+        return await serve(request, "list_events", lambda s, p: s.list_events(p))
 
     @router.get("/v1/invoices/{invoice_id}")
     async def get_invoice(request: Request, invoice_id: str) -> Response:

@@ -51,7 +51,8 @@ What it keeps faithful:
   refused, category 30, once anything is applied: the balance differs from the amount) and
   ``PUT .../cancel`` (Draft only).
 - **Object Query** (``GET /object-query/<accounts|subscriptions|invoices|invoice-items>``):
-  ``filter[]=<field>.<EQ|NE|GT|LT>:<value>``, ``sort[]=<field>.<ASC|DESC>`` (field names
+  ``filter[]=<field>.<EQ|NE|GT|LT|GE|LE>:<value>`` and ``<field>.IN:[a,b]`` ("Expand,
+  filter, fields, and sort", Zuora developer docs), ``sort[]=<field>.<ASC|DESC>`` (field names
   match case-insensitively), ``expand[]`` (``billto``/``soldto`` on accounts, ``account``
   on subscriptions and invoices, ``invoice`` on invoice items), ``pageSize`` 1 to 99 and
   ``cursor`` from the answer's ``nextPage``. An unknown field is an error. Records are flat
@@ -59,6 +60,9 @@ What it keeps faithful:
   fields too (``revsyncKey__c``, ``crmAccountName__c``), the tax id ``vATId``, the
   subscription number the subscription's ``name``, an invoice item's SKU ``sKU``, a
   contact's postal code ``postalCode``; an invoice names its account by ``accountId``.
+  Accounts, subscriptions and invoices carry ``createdDate`` and ``updatedDate`` (the names
+  of Zuora's SDK models; ISO 8601 with an offset, to the millisecond, on the tenant's wall
+  clock), compared as moments by ``GE``/``LT`` filters.
 - **The SDK as judge**: ``tests/oracles/test_zuora_oracle.py`` loads every request the
   adapter sends and every answer here into Zuora's own SDK models (``zuora-sdk``); the
   shapes above are what it accepts (docs/vendor-fidelity.md, "Zuora").
@@ -288,11 +292,12 @@ class ZuoraStore:
         self.products = _catalog_products()
         # idempotency-key -> (request fingerprint, stored status and body, or None in flight)
         self.keys: dict[str, tuple[str, tuple[int, Json] | None]] = {}
-        self._seq = 0
+        self._last_ms = 0
         self._numbers: dict[str, int] = {}
         # The tenant's request limit: at most this many API calls per minute (None: no limit).
         self.requests_per_minute: int | None = None
         self.clock: Callable[[], float] = time.monotonic
+        self.wall_clock: Callable[[], float] = time.time
         self._window: tuple[float, int] = (0.0, 0)
 
     def throttle(self) -> int | None:
@@ -330,11 +335,22 @@ class ZuoraStore:
         self._numbers[prefix] = count
         return f"{prefix}{count:0{width}d}"
 
+    def _times(self, record: Json, *, created: bool = False) -> None:
+        """``updatedDate`` (Zuora's audit field, as its SDK's models name it next to
+        ``createdDate``; ISO 8601 with an offset), set whenever a record changes; a new record
+        is updated when it is created."""
+        if created:
+            record["updatedDate"] = record["createdDate"]
+        else:
+            record["updatedDate"] = self._created()
+
     def _created(self) -> str:
-        self._seq += 1
-        minutes, seconds = divmod(self._seq, 60)
-        hours, minutes = divmod(minutes, 60)
-        return f"2026-01-01T{hours % 24:02d}:{minutes:02d}:{seconds:02d}.000+00:00"
+        """Now on the tenant's wall clock, to the millisecond, and later than any moment this
+        tenant gave before: records made in one millisecond still sort in the order made."""
+        moment = max(int(self.wall_clock() * 1000), self._last_ms + 1)
+        self._last_ms = moment
+        stamp = datetime.fromtimestamp(moment / 1000, UTC)
+        return stamp.isoformat(timespec="milliseconds")
 
     # accounts
 
@@ -390,6 +406,7 @@ class ZuoraStore:
             "createdDate": self._created(),
             **custom,
         }
+        self._times(account, created=True)
         self.accounts[account["id"]] = account
         return {
             "success": True,
@@ -431,6 +448,7 @@ class ZuoraStore:
 
     def update_account(self, key: str, body: Json) -> Json:
         account = self.account(key)
+        before = copy.deepcopy(account)
         custom = _custom(body, "account")
         unknown = set(body) - set(custom) - {"name", "crmId", "billToContact", "taxInfo", "autoPay"}
         if unknown:
@@ -454,6 +472,8 @@ class ZuoraStore:
         for name in ("name", "crmId", "autoPay", *custom):
             if name in body:
                 account[name] = body[name] if body[name] != "" else None
+        if account != before:
+            self._times(account)
         return {"success": True}
 
     # catalog
@@ -639,6 +659,7 @@ class ZuoraStore:
                 "ratePlanCharges": charges,
                 **custom,
             }
+            self._times(self.subscriptions[number], created=True)
             return number
 
         return apply
@@ -673,6 +694,7 @@ class ZuoraStore:
         def apply() -> str:
             subscription["status"] = "Cancelled"
             subscription["cancelledDate"] = effective.isoformat()
+            self._times(subscription)
             return number
 
         return apply
@@ -735,6 +757,7 @@ class ZuoraStore:
             "balance": subtotal + tax,
             "createdDate": created,
         }
+        self._times(invoice, created=True)
         self.invoices[invoice_id] = invoice
         for item in items:
             self.items.append(
@@ -786,7 +809,7 @@ class ZuoraStore:
     def subscription_view(self, subscription: Json) -> Json:
         """``GET /v1/subscriptions/<key>``: custom fields at the top level; a cancelled
         subscription ends (``subscriptionEndDate``) on its cancellation date."""
-        hidden = ("cancelledDate", "createdDate", "ratePlanCharges")
+        hidden = ("cancelledDate", "createdDate", "updatedDate", "ratePlanCharges")
         view = {k: copy.deepcopy(v) for k, v in subscription.items() if k not in hidden}
         if subscription.get("cancelledDate"):
             view["subscriptionEndDate"] = subscription["cancelledDate"]
@@ -825,6 +848,7 @@ class ZuoraStore:
                 "an invoice with payments, adjustments or credit memos applied cannot be unposted",
             )
         invoice["status"] = "Draft"
+        self._times(invoice)
         return {"success": True}
 
     def cancel_invoice(self, key: str) -> Json:
@@ -832,6 +856,7 @@ class ZuoraStore:
         if invoice["status"] != "Draft":
             raise ZuoraError(RULE, f"only a draft invoice can be cancelled ({invoice['status']})")
         invoice["status"] = "Canceled"
+        self._times(invoice)
         self._callout(
             "invoice.canceled",
             {"updatedDate": datetime.now(UTC).isoformat(timespec="seconds")},
@@ -846,6 +871,7 @@ class ZuoraStore:
         if invoice["status"] != "Posted" or not 0 < amount <= invoice["balance"]:
             raise ZuoraError(RULE, "a payment must not exceed the balance of a posted invoice")
         invoice["balance"] -= amount
+        self._times(invoice)
         day = effective or datetime.now(UTC).date()
         payment = {
             "id": self._id(),
@@ -1068,19 +1094,20 @@ QUERY_FIELDS: dict[str, frozenset[str]] = {
     "accounts": frozenset(
         {"id", "accountNumber", "name", "crmId", "currency", "status", "billCycleDay"}
         | {"autoPay", "paymentTerm", "defaultPaymentMethodId", "billToId", "soldToId"}
-        | {"createdDate", "vATId"}
+        | {"createdDate", "updatedDate", "vATId"}
         | {_query_name(f) for f in CUSTOM_FIELDS["account"]}
     ),
     "subscriptions": frozenset(
         {"id", "name", "version", "accountId", "currency"}
         | {"status", "termType", "initialTerm", "contractEffectiveDate", "termStartDate"}
         | {"paymentTerm", "notes", "autoRenew", "cancelledDate", "createdDate"}
+        | {"updatedDate"}
         | {_query_name(f) for f in CUSTOM_FIELDS["subscription"]}
     ),
     "invoices": frozenset(
         {"id", "invoiceNumber", "accountId", "currency", "status"}
         | {"invoiceDate", "dueDate", "amountWithoutTax", "taxAmount", "amount", "balance"}
-        | {"createdDate"}
+        | {"createdDate", "updatedDate"}
     ),
     "invoice-items": frozenset(
         {"id", "invoiceId", "subscriptionId", "subscriptionNumber", "sKU", "chargeName"}
@@ -1102,8 +1129,13 @@ def _filter(expression: str, fields: dict[str, str]) -> Callable[[Json], bool]:
     left, sep, value = expression.partition(":")
     given, _, operator = left.rpartition(".")
     field = fields.get(given.lower(), "")
-    if not sep or not field or operator not in ("EQ", "NE", "GT", "LT"):
+    if not sep or not field or operator not in ("EQ", "NE", "GT", "LT", "GE", "LE", "IN"):
         raise ZuoraError(INVALID, f"invalid filter {expression!r}", status=400)
+    if operator == "IN":
+        if not (value.startswith("[") and value.endswith("]")):
+            raise ZuoraError(INVALID, f"IN takes [a,b,...]: {expression!r}", status=400)
+        wanted = {v.strip() for v in value[1:-1].split(",") if v.strip()}
+        return lambda record: str(record.get(field) or "") in wanted
 
     def check(record: Json) -> bool:
         actual = record.get(field)
@@ -1117,13 +1149,35 @@ def _filter(expression: str, fields: dict[str, str]) -> Callable[[Json], bool]:
             return text == value
         if operator == "NE":
             return text != value
+        if actual is None:
+            return False
+        compare: Callable[[Any, Any], bool] = {
+            "GT": lambda a, b: a > b,
+            "LT": lambda a, b: a < b,
+            "GE": lambda a, b: a >= b,
+            "LE": lambda a, b: a <= b,
+        }[operator]
         try:
-            number, bound = Decimal(text), Decimal(value)
+            return bool(compare(Decimal(text), Decimal(value)))
         except InvalidOperation:
-            return text > value if operator == "GT" else text < value
-        return number > bound if operator == "GT" else number < bound
+            pass
+        moments = _moment(text), _moment(value)
+        if moments[0] is not None and moments[1] is not None:
+            return bool(compare(*moments))
+        return bool(compare(text, value))
 
     return check
+
+
+def _moment(text: str) -> datetime | None:
+    """``text`` as a moment if it is an ISO 8601 date-time (UTC when it names no offset)."""
+    if "T" not in text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _cursor(offset: int) -> str:

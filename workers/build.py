@@ -29,11 +29,13 @@ from activities.reconciliation import (
     ReconcileBillingActivities,
     ReconcileCrmActivities,
     ReconcileErpActivities,
+    ReportActivities,
     SagaDirectory,
 )
 from adapters.events.webhooks import WebhookEvents
 from adapters.registry import Port, build_billing, build_crm, build_erp
 from adapters.registry import check as check_vendors
+from adapters.reports import LocalReportStore
 from domain.contracts import TaskQueue
 from revsync.settings import Settings
 from revsync.telemetry import instrument_http_client
@@ -41,10 +43,14 @@ from workers.attempts import MAX_HEARTBEAT_THROTTLE, AttemptInterceptor
 from workflows.customer_master import CustomerMasterWorkflow
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 from workflows.quote_to_cash import QuoteToCashWorkflow
+from workflows.reconcile_run import ReconcileRunWorkflow, ReconcileWindowWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 
 WORKFLOWS: Sequence[type] = (
     QuoteToCashWorkflow,
+    ReconcileRunWorkflow,
+    ReconcileWindowWorkflow,
+    # Replaced by ReconcileRun; kept so that runs started before the upgrade finish.
     ReconciliationWorkflow,
     CustomerMasterWorkflow,
     InvoiceToRevenueWorkflow,
@@ -63,6 +69,10 @@ def crm_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
         acts.mark_quote_rejected,
         listing.list_orders,
         listing.list_accounts,
+        listing.list_orders_in,
+        listing.lookup_orders,
+        listing.list_accounts_in,
+        listing.lookup_accounts,
         master.update_account_fields,
         invoices.set_receivable_status,
     ]
@@ -80,6 +90,12 @@ def erp_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
         listing.list_sales_orders,
         listing.list_customers,
         listing.list_receivables,
+        listing.list_sales_orders_in,
+        listing.lookup_sales_orders,
+        listing.list_customers_in,
+        listing.lookup_customers,
+        listing.list_receivables_in,
+        listing.lookup_receivables,
         master.update_customer_fields,
         master.find_customer,
         invoices.post_receivable,
@@ -102,6 +118,12 @@ def billing_activities(settings: Settings, http: httpx.AsyncClient) -> list[Call
         listing.list_subscriptions,
         listing.list_customers,
         listing.list_invoices,
+        listing.list_subscriptions_in,
+        listing.lookup_subscriptions,
+        listing.list_customers_in,
+        listing.lookup_customers,
+        listing.list_invoices_in,
+        listing.lookup_invoices,
         master.update_customer_fields,
         master.find_customer,
         invoices.get_invoice,
@@ -137,15 +159,24 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
     """The worker for ``queue``. Raises ValueError for a queue revsync does not have."""
     grace = timedelta(seconds=settings.worker_shutdown_grace_seconds)
     if queue == TaskQueue.ORCHESTRATION:
+        directory = SagaDirectory(client)
+        reports = ReportActivities(LocalReportStore(settings.reconcile_store_dir))
         return Worker(
             client,
             task_queue=queue,
             workflows=list(WORKFLOWS),
             # Reads of Temporal itself (reconciliation's saga directory), no vendor calls.
             activities=[
-                SagaDirectory(client).list_sagas,
-                SagaDirectory(client).list_invoice_sagas,
-                SagaDirectory(client).repropagate_customer,
+                directory.list_sagas,
+                directory.list_invoice_sagas,
+                directory.repropagate_customer,
+                directory.list_sagas_in,
+                directory.lookup_sagas,
+                directory.list_invoice_sagas_in,
+                directory.lookup_invoice_sagas,
+                reports.load_marks,
+                reports.save_progress,
+                reports.write_rows,
                 DuplicateSearch(client).find_duplicates,
             ],
             max_concurrent_workflow_tasks=settings.orchestration_max_concurrent_workflow_tasks,

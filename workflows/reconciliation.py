@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         ListSagas,
         OrderPage,
         OrderRecord,
+        Outcome,
         Page,
         Phase,
         ReconcileActivity,
@@ -280,6 +281,13 @@ class ReconciliationWorkflow:
                 outcome = asked[golden_id]
                 if isinstance(outcome, str):
                     done.append(repair_failed(item, outcome))
+                elif outcome.repeated:
+                    # Asked before: nothing was sent now, so nothing was repaired.
+                    done.append(
+                        item.model_copy(
+                            update={"outcome": Outcome.REPEATED, "outcome_detail": outcome.detail}
+                        )
+                    )
                 elif not outcome.scheduled:
                     done.append(repair_failed(item, outcome.detail))
                 else:

@@ -91,7 +91,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote as url_quote
@@ -129,11 +129,13 @@ from domain.order import (
 )
 from domain.quote import BillingInterval
 from domain.reconciliation import (
+    Basis,
     CustomerRecord,
     InvoiceRecord,
     OrderRecord,
     Page,
     System,
+    Window,
     fingerprints,
 )
 
@@ -398,6 +400,27 @@ def search_query(field: str, value: str) -> str:
     """A Stripe Search query ``metadata['field']:'value'`` with the value's quotes escaped."""
     escaped = value.replace("\\", "\\\\").replace("'", "\\'")
     return f"metadata['{field}']:'{escaped}'"
+
+
+# Stripe Search takes at most ten clauses in one query ("Search query language").
+MAX_SEARCH_CLAUSES = 10
+# Stripe keeps events for 30 days ("List all events": "going back up to 30 days").
+EVENTS_KEPT = timedelta(days=30)
+# The events that change each object reconciliation reads (``type`` takes a ``*`` wildcard).
+CHANGE_EVENTS: dict[str, dict[str, str]] = {
+    "subscriptions": {"type": "customer.subscription.*"},
+    "invoices": {"type": "invoice.*"},
+    "customers": {
+        "types[0]": "customer.created",
+        "types[1]": "customer.updated",
+        "types[2]": "customer.deleted",
+    },
+}
+
+
+def any_of_query(field: str, values: list[str]) -> str:
+    """``metadata['field']:'a' OR metadata['field']:'b' ...`` (at most ten values)."""
+    return " OR ".join(search_query(field, v) for v in values)
 
 
 # --- response mapping (pure) ----------------------------------------------------------------
@@ -708,7 +731,11 @@ MAX_LIST_LIMIT = 100
 _OBJECT_ID = re.compile(r"^[A-Za-z]+_[A-Za-z0-9]+$")
 
 
-def subscription_record(obj: Mapping[str, Any]) -> OrderRecord:
+def _epoch(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(value), UTC) if isinstance(value, int) else None
+
+
+def subscription_record(obj: Mapping[str, Any], changed_at: datetime | None = None) -> OrderRecord:
     """A listed subscription as reconciliation reads it: keyed by ``metadata.revsync_key``,
     naming its quote and CRM account in ``metadata``; live unless canceled."""
     metadata = obj.get("metadata") or {}
@@ -724,10 +751,12 @@ def subscription_record(obj: Mapping[str, Any]) -> OrderRecord:
         currency=str(obj.get("currency") or "").upper() or None,
         status=status.value if status is not None else raw,
         live=status is not SubscriptionStatus.CANCELED,
+        created_at=_epoch(obj.get("created")),
+        changed_at=changed_at,
     )
 
 
-def customer_record(obj: Mapping[str, Any]) -> CustomerRecord:
+def customer_record(obj: Mapping[str, Any], changed_at: datetime | None = None) -> CustomerRecord:
     """A listed customer as reconciliation reads it: linked to the CRM account in
     ``metadata.revsync_account_id``, with the golden fields billing holds."""
     metadata = obj.get("metadata") or {}
@@ -736,6 +765,8 @@ def customer_record(obj: Mapping[str, Any]) -> CustomerRecord:
         record_id=str(obj["id"]),
         account_id=metadata.get(ACCOUNT_METADATA_KEY) or None,
         fields=fingerprints(changes_from_customer(obj, None)),
+        created_at=_epoch(obj.get("created")),
+        changed_at=changed_at,
     )
 
 
@@ -743,7 +774,9 @@ def customer_record(obj: Mapping[str, Any]) -> CustomerRecord:
 FINALIZED_INVOICE_STATUSES = frozenset({"open", "paid", "void", "uncollectible"})
 
 
-def invoice_record(obj: Mapping[str, Any], operation: str) -> InvoiceRecord:
+def invoice_record(
+    obj: Mapping[str, Any], operation: str, changed_at: datetime | None = None
+) -> InvoiceRecord:
     """A listed (finalized) invoice as reconciliation reads it, amounts in major units."""
     currency = str(obj.get("currency") or "").upper()
     return InvoiceRecord(
@@ -756,11 +789,23 @@ def invoice_record(obj: Mapping[str, Any], operation: str) -> InvoiceRecord:
             obj.get("amount_remaining"), currency, "amount remaining", operation
         ),
         status=str(obj.get("status")),
+        created_at=_epoch(obj.get("created")),
+        changed_at=changed_at,
     )
 
 
 def _oldest(objects: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(objects, key=lambda o: int(o.get("created") or 0)) if objects else None
+
+
+def _created_in(window: Window | None) -> dict[str, str]:
+    """A list's ``created[gte]``/``created[lt]`` filter (Stripe's times are whole seconds)."""
+    if window is None:
+        return {}
+    return {
+        "created[gte]": str(int(window.start.timestamp())),
+        "created[lt]": str(int(window.end.timestamp())),
+    }
 
 
 # --- the adapter ----------------------------------------------------------------------------
@@ -963,30 +1008,174 @@ class StripeBilling:
             raise
         return to_subscription(canceled, "cancel_subscription")
 
-    async def list_subscriptions(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+    async def list_subscriptions(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[OrderRecord]:
         """One page of every subscription, canceled ones included (``status=all``), newest
-        first; the cursor is the last subscription id (``starting_after``)."""
+        first; the cursor is the last subscription id (``starting_after``). In a ``created``
+        window: ``created[gte]``/``created[lt]``; in a ``changed`` one: the objects of the
+        window's ``customer.subscription.*`` events (:meth:`_changes`)."""
         operation = "list_subscriptions"
+        if window is not None and window.basis is Basis.CHANGED:
+            changes, after = await self._changes(
+                operation, "subscriptions", window, cursor, page_size
+            )
+            return Page(
+                items=[subscription_record(o, changed_at=at) for o, at in changes], cursor=after
+            )
         data, after = await self._list_page(
-            operation, "subscriptions", cursor, page_size, {"status": "all"}
+            operation,
+            "subscriptions",
+            cursor,
+            page_size,
+            {"status": "all", **_created_in(window)},
         )
         return Page(items=[subscription_record(o) for o in data], cursor=after)
 
-    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
-        """One page of every customer, newest first (``starting_after`` as the cursor)."""
-        data, after = await self._list_page("list_customers", "customers", cursor, page_size)
+    async def lookup_subscriptions(self, quote_ids: list[str]) -> list[OrderRecord]:
+        """Every subscription naming one of these quotes (``metadata.quote_id``), by Stripe
+        Search, ten quotes a query. Search lags writes (under a minute normally): a window
+        ends ``settle_seconds`` before its run started for that."""
+        found = await self._search_all(
+            "search_subscriptions", "subscriptions", "quote_id", quote_ids
+        )
+        return [subscription_record(o) for o in found]
+
+    async def list_customers(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[CustomerRecord]:
+        """One page of every customer, newest first (``starting_after`` as the cursor); in a
+        window as :meth:`list_subscriptions` (``customer.created``/``updated``/``deleted``)."""
+        operation = "list_customers"
+        if window is not None and window.basis is Basis.CHANGED:
+            changes, after = await self._changes(operation, "customers", window, cursor, page_size)
+            return Page(
+                items=[customer_record(o, changed_at=at) for o, at in changes], cursor=after
+            )
+        data, after = await self._list_page(
+            operation, "customers", cursor, page_size, _created_in(window)
+        )
         return Page(items=[customer_record(o) for o in data], cursor=after)
 
-    async def list_invoices(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
-        """One page of every invoice, newest first; drafts are read past, not returned."""
+    async def lookup_customers(self, account_ids: list[str]) -> list[CustomerRecord]:
+        """The customers of these CRM accounts (``metadata.revsync_account_id``), by
+        Stripe Search, ten accounts a query."""
+        found = await self._search_all(
+            "search_customers", "customers", ACCOUNT_METADATA_KEY, account_ids
+        )
+        return [customer_record(o) for o in found]
+
+    async def list_invoices(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[InvoiceRecord]:
+        """One page of every invoice, newest first; drafts are read past, not returned. In
+        a window as :meth:`list_subscriptions` (``invoice.*`` events)."""
         operation = "list_invoices"
-        data, after = await self._list_page(operation, "invoices", cursor, page_size)
+        if window is not None and window.basis is Basis.CHANGED:
+            changes, after = await self._changes(operation, "invoices", window, cursor, page_size)
+            return Page(
+                items=[
+                    invoice_record(o, operation, changed_at=at)
+                    for o, at in changes
+                    if o.get("status") in FINALIZED_INVOICE_STATUSES
+                ],
+                cursor=after,
+            )
+        data, after = await self._list_page(
+            operation, "invoices", cursor, page_size, _created_in(window)
+        )
         items = [
             invoice_record(o, operation)
             for o in data
             if o.get("status") in FINALIZED_INVOICE_STATUSES
         ]
         return Page(items=items, cursor=after)
+
+    async def lookup_invoices(self, invoice_ids: list[str]) -> list[InvoiceRecord]:
+        """These invoices, finalized ones only: ``GET /v1/invoices/<id>`` each (Stripe has
+        no batch read, and Search has no id field); one Stripe does not know is absent."""
+        operation = "lookup_invoices"
+        found: list[InvoiceRecord] = []
+        for invoice_id in invoice_ids:
+            if not _OBJECT_ID.fullmatch(invoice_id):
+                continue
+            try:
+                invoice = await self._call(operation, "GET", self._url("invoices", invoice_id))
+            except NotFoundError:
+                continue
+            if invoice.get("status") in FINALIZED_INVOICE_STATUSES:
+                found.append(invoice_record(invoice, operation))
+        return found
+
+    async def _search_all(
+        self, operation: str, resource: str, field: str, values: list[str]
+    ) -> list[dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(values), MAX_SEARCH_CLAUSES):
+            batch = values[start : start + MAX_SEARCH_CLAUSES]
+            params: dict[str, str] = {"query": any_of_query(field, batch), "limit": "100"}
+            while True:
+                body = await self._call(
+                    operation, "GET", self._url(resource, "search"), params=params
+                )
+                data = body.get("data")
+                if not isinstance(data, list):
+                    raise _unexpected(operation, "search answer without data")
+                for obj in data:
+                    if isinstance(obj, dict) and obj.get("id"):
+                        found[str(obj["id"])] = obj
+                following = body.get("next_page")
+                if not body.get("has_more") or not isinstance(following, str):
+                    break
+                params = {**params, "page": following}
+        return list(found.values())
+
+    async def _changes(
+        self,
+        operation: str,
+        resource: str,
+        window: Window,
+        cursor: str | None,
+        page_size: int,
+    ) -> tuple[list[tuple[dict[str, Any], datetime]], str | None]:
+        """One page of the events about ``resource`` created in the window (``GET
+        /v1/events``, newest first, ``created[gte]``/``created[lt]``), as the objects they
+        carry, each with its event's time: the object as that event left it (the newest in
+        the page for an object changed twice). Stripe objects carry no update time, and
+        Stripe keeps events 30 days: a window starting earlier cannot be read, and says so."""
+        now = datetime.now(UTC)
+        if window.start < now - EVENTS_KEPT:
+            raise _reject(
+                operation,
+                "events_expired",
+                f"Stripe keeps events for 30 days; changes since {window.start:%Y-%m-%d} "
+                "cannot be listed: run a full reconciliation (revsync reconcile --now --full)",
+            )
+        params = {
+            "limit": str(min(max(page_size, 1), MAX_LIST_LIMIT)),
+            **CHANGE_EVENTS[resource],
+            **_created_in(window),
+        }
+        if cursor is not None:
+            if not _OBJECT_ID.fullmatch(cursor):
+                raise _reject(operation, "invalid_cursor", f"{cursor!r} is not a Stripe id")
+            params["starting_after"] = cursor
+        body = await self._call(operation, "GET", self._url("events"), params=params)
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise _unexpected(operation, "event list answer without data")
+        events = [e for e in data if isinstance(e, dict) and e.get("id")]
+        seen: dict[str, tuple[dict[str, Any], datetime]] = {}
+        for event in events:
+            obj = (event.get("data") or {}).get("object")
+            if not isinstance(obj, dict) or not obj.get("id") or obj["id"] in seen:
+                continue
+            at = _epoch(event.get("created"))
+            if at is None:
+                raise _unexpected(operation, "event without its created time")
+            seen[str(obj["id"])] = (obj, at)
+        after = str(events[-1]["id"]) if body.get("has_more") and events else None
+        return list(seen.values()), after
 
     async def _list_page(
         self,

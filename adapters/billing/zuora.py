@@ -88,6 +88,11 @@ Mapping and keys:
   ``nextPage``): every subscription (the latest version of each), every account, and every
   invoice but drafts (``filter[]=status.NE:Draft``): posted ones (open or paid) and cancelled
   ones (void), so reconciliation sees an invoice voided in billing whose receivable is open.
+  A reconciliation window adds ``filter[]=updatedDate.GE:<start>`` and ``updatedDate.LT:<end>``
+  (``createdDate`` for a created window; UTC ISO 8601; the audit fields as Zuora's SDK
+  models name them); keyed lookups are ``IN`` filters
+  (``filter[]=RevsyncKey__c.IN:[...]``, ``crmId.IN:[...]``, ``invoiceNumber.IN:[...]``, 50
+  values a query) ("Expand, filter, fields, and sort", Zuora developer documentation).
 
 Updates (``PUT /v1/accounts/<key>``) carry no ``idempotency-key`` (Zuora takes it on POST and
 PATCH only): writing the same values again changes nothing. A quote in another currency than
@@ -108,7 +113,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 from urllib.parse import quote as url_quote
@@ -143,11 +148,13 @@ from domain.order import (
 )
 from domain.quote import BillingInterval, PaymentTerms
 from domain.reconciliation import (
+    Basis,
     CustomerRecord,
     InvoiceRecord,
     OrderRecord,
     Page,
     System,
+    Window,
     fingerprints,
 )
 
@@ -763,6 +770,27 @@ def query_field(obj: Mapping[str, Any], name: str) -> Any:
     return obj.get(lowered, obj.get(name))
 
 
+def _when(obj: Mapping[str, Any], name: str) -> datetime | None:
+    text = obj.get(name)
+    if not isinstance(text, str) or not text:
+        return None
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def window_filters(window: Window | None) -> list[str]:
+    if window is None:
+        return []
+    field = "updatedDate" if window.basis is Basis.CHANGED else "createdDate"
+    start = window.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    end = window.end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [f"{field}.GE:{start}", f"{field}.LT:{end}"]
+
+
+# Values of one IN filter.
+LOOKUP_BATCH = 50
+
+
 def subscription_record(obj: Mapping[str, Any]) -> OrderRecord:
     """A listed subscription (Object Query, ``account`` expanded: the number is its
     ``name``) as reconciliation reads it: keyed by ``RevsyncKey__c``, naming its quote and
@@ -781,6 +809,8 @@ def subscription_record(obj: Mapping[str, Any]) -> OrderRecord:
         currency=currency or None,
         status=status.value if status is not None else raw,
         live=status is not SubscriptionStatus.CANCELED,
+        created_at=_when(obj, "createdDate"),
+        changed_at=_when(obj, "updatedDate"),
     )
 
 
@@ -791,6 +821,8 @@ def customer_record(obj: Mapping[str, Any]) -> CustomerRecord:
         record_id=str(obj.get("accountNumber")),
         account_id=obj.get("crmId") or None,
         fields=fingerprints(fields_from_account(obj)),
+        created_at=_when(obj, "createdDate"),
+        changed_at=_when(obj, "updatedDate"),
     )
 
 
@@ -815,6 +847,8 @@ def invoice_record(obj: Mapping[str, Any], operation: str) -> InvoiceRecord:
         if status is InvoiceStatus.VOID
         else zuora_amount(obj.get("balance"), currency, "invoice balance", operation),
         status=status.value,
+        created_at=_when(obj, "createdDate"),
+        changed_at=_when(obj, "updatedDate"),
     )
 
 
@@ -1079,37 +1113,95 @@ class ZuoraBilling:
             raise
         return to_subscription(await self._get_subscription(subscription_id), "get_subscription")
 
-    async def list_subscriptions(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+    async def list_subscriptions(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[OrderRecord]:
         """One Object Query page of every subscription, cancelled ones included."""
         found, after = await self._query(
             "query_subscriptions",
             "subscriptions",
+            filters=window_filters(window),
             expand=["account"],
             page_size=page_size,
             cursor=cursor,
         )
         return Page(items=[subscription_record(o) for o in latest_versions(found)], cursor=after)
 
-    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+    async def lookup_subscriptions(self, quote_ids: list[str]) -> list[OrderRecord]:
+        """The subscriptions keyed ``q2c-<quote>:subscription`` (``RevsyncKey__c`` is
+        filterable; ``QuoteId__c`` is not)."""
+        keys = [f"q2c-{q}:subscription" for q in quote_ids]
+        found = await self._lookup(
+            "query_subscriptions", "subscriptions", KEY_FIELD, keys, ["account"]
+        )
+        return [subscription_record(o) for o in latest_versions(found)]
+
+    async def list_customers(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[CustomerRecord]:
         """One Object Query page of every account, with its bill-to contact."""
         found, after = await self._query(
-            "query_accounts", "accounts", expand=["billto"], page_size=page_size, cursor=cursor
+            "query_accounts",
+            "accounts",
+            filters=window_filters(window),
+            expand=["billto"],
+            page_size=page_size,
+            cursor=cursor,
         )
         return Page(items=[customer_record(o) for o in found], cursor=after)
 
-    async def list_invoices(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+    async def lookup_customers(self, account_ids: list[str]) -> list[CustomerRecord]:
+        found = await self._lookup("query_accounts", "accounts", "crmId", account_ids, ["billto"])
+        return [customer_record(o) for o in found]
+
+    async def list_invoices(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[InvoiceRecord]:
         """One Object Query page of every invoice but drafts: posted (open, paid) and
         cancelled (void) ones; an ``Error`` invoice (a failed posting) is read past."""
         operation = "query_invoices"
         found, after = await self._query(
             operation,
             "invoices",
-            filters=["status.NE:Draft"],
+            filters=["status.NE:Draft", *window_filters(window)],
             page_size=page_size,
             cursor=cursor,
         )
         items = [invoice_record(o, operation) for o in found if o.get("status") in LISTED_INVOICES]
         return Page(items=items, cursor=after)
+
+    async def lookup_invoices(self, invoice_ids: list[str]) -> list[InvoiceRecord]:
+        operation = "query_invoices"
+        found = await self._lookup(operation, "invoices", "invoiceNumber", invoice_ids, [])
+        return [invoice_record(o, operation) for o in found if o.get("status") in LISTED_INVOICES]
+
+    async def _lookup(
+        self,
+        operation: str,
+        resource: str,
+        field: str,
+        values: list[str],
+        expand: list[str],
+    ) -> list[dict[str, Any]]:
+        """Every record whose ``field`` is one of ``values`` (``IN``, 50 a query)."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(values), LOOKUP_BATCH):
+            batch = [v for v in values[start : start + LOOKUP_BATCH] if "," not in v]
+            if not batch:
+                continue
+            cursor: str | None = None
+            while True:
+                page, cursor = await self._query(
+                    operation,
+                    resource,
+                    filters=[f"{field}.IN:[{','.join(batch)}]"],
+                    expand=expand,
+                    cursor=cursor,
+                )
+                found.extend(page)
+                if cursor is None:
+                    break
+        return found
 
     # invoices
 

@@ -24,7 +24,13 @@ as its exact decimal text, never through float):
   the next status written corrects it).
 
 Listings page with ``limit`` (HubSpot caps it at 100) and ``after``; the cursor is
-``paging.next.after``.
+``paging.next.after``. Reconciliation's windows and keyed lookups use the CRM search API
+(``POST /crm/v3/objects/<type>/search``, "Search the CRM"): a window is two filters on
+``hs_lastmodifieddate`` (or ``createdate``), ``GTE`` and ``LT`` in epoch milliseconds;
+lookups are ``IN`` filters (100 values). Search answers at most 10,000 results of one query,
+so every page sorts by ``hs_object_id`` and asks again past the last id read (a ``GT``
+filter) instead of paging with ``after``: a window of any size is read whole. The first
+page's ``total`` sizes the window. Accounts are looked up with ``batch/read`` (100 ids).
 
 Errors: ``{"status": "error", "message", "correlationId", "category", "errors": [...]}``.
 :func:`classify_hubspot` reads the category: ``VALIDATION_ERROR``, ``CONFLICT`` and other
@@ -86,7 +92,15 @@ from domain.order import SalesOrder, Subscription
 from domain.quote import Quote
 from domain.receivable import ReceivableStatus
 from domain.receivable_rules import unshowable_status
-from domain.reconciliation import CustomerRecord, OrderRecord, Page, System, fingerprints
+from domain.reconciliation import (
+    Basis,
+    CustomerRecord,
+    OrderRecord,
+    Page,
+    System,
+    Window,
+    fingerprints,
+)
 
 VENDOR = "hubspot"
 DEFAULT_CLOSED_WON_STAGE = "closedwon"
@@ -96,6 +110,21 @@ ORDER_STATUS = "Activated"
 QUOTE_ORDERED = "Ordered"
 REASON_MAX_LENGTH = 1000
 MAX_PAGE_SIZE = 100  # HubSpot's cap on `limit` for object listings
+SEARCH_LIMIT = 200  # HubSpot's cap on `limit` for a search page
+SEARCH_IN_VALUES = 100  # values of one IN filter
+
+
+def _window_filters(window: Window) -> list[dict[str, Any]]:
+    name = "hs_lastmodifieddate" if window.basis is Basis.CHANGED else "createdate"
+    return [
+        {
+            "propertyName": name,
+            "operator": "GTE",
+            "value": str(int(window.start.timestamp() * 1000)),
+        },
+        {"propertyName": name, "operator": "LT", "value": str(int(window.end.timestamp() * 1000))},
+    ]
+
 
 _RECORD_ID = re.compile(r"^[0-9]{1,20}$")
 _CURSOR = re.compile(r"^[A-Za-z0-9_=-]{1,200}$")
@@ -315,6 +344,13 @@ def _decimal(value: str | None) -> Decimal | None:
         return None
 
 
+def _stamp(record: Mapping[str, Any], name: str) -> datetime | None:
+    text = record.get(name)
+    if not isinstance(text, str) or not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def order_record(record: Mapping[str, Any]) -> OrderRecord:
     properties = record.get("properties") or {}
     return OrderRecord(
@@ -327,6 +363,8 @@ def order_record(record: Mapping[str, Any]) -> OrderRecord:
         currency=(_text(properties, "hs_currency_code") or "").upper() or None,
         status=_text(properties, "revsync_status") or "",
         live=not record.get("archived", False),
+        created_at=_stamp(record, "createdAt"),
+        changed_at=_stamp(record, "updatedAt"),
     )
 
 
@@ -339,6 +377,8 @@ def account_record(record: Mapping[str, Any]) -> CustomerRecord:
         record_id=company_id,
         account_id=company_id,
         fields=fingerprints(changes_from_company(present)),
+        created_at=_stamp(record, "createdAt"),
+        changed_at=_stamp(record, "updatedAt"),
     )
 
 
@@ -646,19 +686,128 @@ class HubSpotCrm:
 
     # -- reconciliation ---------------------------------------------------------------------
 
-    async def list_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
-        """One page of the order object's records (``limit`` at most 100, ``after``)."""
+    async def list_orders(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[OrderRecord]:
+        """One page of the order object's records (``limit`` at most 100, ``after``); in a
+        window, by search (module docstring)."""
+        if window is not None:
+            records, after, total = await self._search_page(
+                "list_orders",
+                self._orders,
+                ORDER_PROPERTIES,
+                _window_filters(window),
+                cursor,
+                page_size,
+            )
+            return Page(items=[order_record(r) for r in records], cursor=after, total=total)
         records, after = await self._list(
             "list_orders", self._orders, ORDER_PROPERTIES, cursor, page_size
         )
         return Page(items=[order_record(r) for r in records], cursor=after)
 
-    async def list_accounts(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+    async def lookup_orders(self, quote_ids: list[str]) -> list[OrderRecord]:
+        """The order records naming these quotes (``revsync_quote_id IN``)."""
+        found: list[OrderRecord] = []
+        for start in range(0, len(quote_ids), SEARCH_IN_VALUES):
+            batch = quote_ids[start : start + SEARCH_IN_VALUES]
+            filters = [{"propertyName": "revsync_quote_id", "operator": "IN", "values": batch}]
+            cursor: str | None = None
+            while True:
+                records, cursor, _ = await self._search_page(
+                    "lookup_orders", self._orders, ORDER_PROPERTIES, filters, cursor, SEARCH_LIMIT
+                )
+                found.extend(order_record(r) for r in records)
+                if cursor is None:
+                    break
+        return found
+
+    async def list_accounts(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[CustomerRecord]:
         """One page of companies with their golden fields; each company is its own golden id."""
+        if window is not None:
+            records, after, total = await self._search_page(
+                "list_accounts",
+                "companies",
+                GOLDEN_PROPERTIES,
+                _window_filters(window),
+                cursor,
+                page_size,
+            )
+            return Page(items=[account_record(r) for r in records], cursor=after, total=total)
         records, after = await self._list(
             "list_accounts", "companies", GOLDEN_PROPERTIES, cursor, page_size
         )
         return Page(items=[account_record(r) for r in records], cursor=after)
+
+    async def lookup_accounts(self, account_ids: list[str]) -> list[CustomerRecord]:
+        """These companies (``batch/read``, 100 ids a call); an id HubSpot does not know is
+        absent (a 207 answer's errors name them)."""
+        operation = "lookup_accounts"
+        found: list[CustomerRecord] = []
+        ids = [a for a in account_ids if _RECORD_ID.fullmatch(a)]
+        for start in range(0, len(ids), 100):
+            response = await self._http.request(
+                operation,
+                "POST",
+                "/crm/v3/objects/companies/batch/read",
+                ok=(200, 207, 404),
+                json_body={
+                    "inputs": [{"id": i} for i in ids[start : start + 100]],
+                    "properties": list(GOLDEN_PROPERTIES),
+                },
+                headers=self._headers,
+            )
+            if response.status_code == 404:
+                continue
+            body = decode_json(response)
+            results = body.get("results") if isinstance(body, dict) else None
+            if not isinstance(results, list):
+                raise _unexpected(operation, "batch read without results")
+            found.extend(account_record(r) for r in results if isinstance(r, dict) and r.get("id"))
+        return found
+
+    async def _search_page(
+        self,
+        operation: str,
+        object_type: str,
+        properties: tuple[str, ...],
+        filters: list[dict[str, Any]],
+        cursor: str | None,
+        page_size: int,
+    ) -> tuple[list[dict[str, Any]], str | None, int | None]:
+        """One search page sorted by ``hs_object_id``, past the id ``cursor`` (the last one
+        read); the query's ``total`` on the first page."""
+        conditions = list(filters)
+        if cursor is not None:
+            if not _RECORD_ID.fullmatch(cursor):
+                raise RejectedError(
+                    VENDOR, operation, f"{cursor!r} is not a search cursor", code="INVALID_CURSOR"
+                )
+            conditions.append({"propertyName": "hs_object_id", "operator": "GT", "value": cursor})
+        limit = min(max(page_size, 1), SEARCH_LIMIT)
+        response = await self._http.request(
+            operation,
+            "POST",
+            f"/crm/v3/objects/{object_type}/search",
+            ok=(200,),
+            json_body={
+                "filterGroups": [{"filters": conditions}],
+                "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                "properties": list(properties),
+                "limit": limit,
+            },
+            headers=self._headers,
+        )
+        body = decode_json(response)
+        if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+            raise _unexpected(operation, "search answer without results")
+        records = [r for r in body["results"] if isinstance(r, dict) and r.get("id") is not None]
+        more = isinstance(body.get("paging"), dict) and bool(body["paging"].get("next"))
+        after = str(records[-1]["id"]) if more and records else None
+        total = body.get("total") if cursor is None and isinstance(body.get("total"), int) else None
+        return records, after, total
 
     async def _list(
         self,

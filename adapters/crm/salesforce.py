@@ -41,7 +41,17 @@ rejected; the saga parks the CRM step, it never unwinds the booking.
 
 Reconciliation reads the Order's ``ERP_Order_Total__c`` as its amount: the Order's own
 ``TotalAmount`` is CPQ's roll-up of the order products, priced for the whole subscription
-term, while the ERP order revsync books holds one billing period.
+term, while the ERP order revsync books holds one billing period. It reads only Orders that
+name a CPQ quote (``WHERE SBQQ__Quote__c != null``). A window is a SOQL ``WHERE`` on
+``SystemModstamp`` (changed by every save, the system's included; "System Fields", Object
+Reference) or ``CreatedDate`` with dateTime literals (``2026-03-01T10:00:00Z``; "Date Formats
+and Date Literals", SOQL and SOSL Reference), ``ORDER BY Id``. Its pages follow
+``nextRecordsUrl``; a query locator expires after 15 minutes of inactivity ("QueryLocator",
+SOAP API Developer Guide) and is then refused ``INVALID_QUERY_LOCATOR``: the cursor also
+carries the last Id read, and the listing resumes with the query again ``AND Id > 'last'``
+instead of failing. Keyed lookups are ``WHERE SBQQ__Quote__c IN (...)`` (orders) and
+``WHERE Id IN (...)`` (accounts), 100 ids a query, so the GET stays far below the 16,384
+bytes Salesforce takes in a URI.
 
 Salesforce error bodies are a JSON list ``[{"message", "errorCode", "fields"}]``;
 :func:`classify_salesforce` reads them into the failure taxonomy. ``REQUEST_LIMIT_EXCEEDED``
@@ -106,7 +116,15 @@ from domain.customer_master import FieldValue, MasterField
 from domain.order import SalesOrder, Subscription
 from domain.receivable import ReceivableStatus
 from domain.receivable_rules import unshowable_status
-from domain.reconciliation import CustomerRecord, OrderRecord, Page, System, fingerprints
+from domain.reconciliation import (
+    Basis,
+    CustomerRecord,
+    OrderRecord,
+    Page,
+    System,
+    Window,
+    fingerprints,
+)
 
 VENDOR = "salesforce"
 
@@ -347,10 +365,47 @@ ORDER_FIELDS = (
     "CurrencyIsoCode",
     "Status",
 )
+# When the record was made, and last saved by anyone (the system too): windows filter on them.
+AUDIT_FIELDS = ("CreatedDate", "SystemModstamp")
 # Sforce-Query-Options batchSize: Salesforce takes 200 to 2000, as a wish, not a promise.
 MIN_BATCH_SIZE = 200
 MAX_BATCH_SIZE = 2000
 _QUERY_CURSOR = re.compile(r"^/services/data/v\d+\.\d/query/[A-Za-z0-9-]+$")
+# A window listing's cursor: the next page's locator, then the last Id read.
+_WINDOW_CURSOR = re.compile(
+    r"^(?P<url>/services/data/v\d+\.\d/query/[A-Za-z0-9-]+)#(?P<last>[A-Za-z0-9]{15,18})$"
+)
+# Ids per keyed lookup query.
+LOOKUP_BATCH = 100
+INVALID_QUERY_LOCATOR = "INVALID_QUERY_LOCATOR"
+
+
+def _when(record: dict[str, Any], field: str) -> datetime | None:
+    """A Salesforce date-time (``2026-03-01T10:00:00.000+0000``), aware; None if absent."""
+    text = record.get(field)
+    if not isinstance(text, str) or not text:
+        return None
+    if re.search(r"[+-]\d{4}$", text):
+        text = text[:-2] + ":" + text[-2:]
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def soql_datetime(moment: datetime) -> str:
+    """A SOQL dateTime literal, UTC."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def window_filter(window: Window) -> str:
+    field = "SystemModstamp" if window.basis is Basis.CHANGED else "CreatedDate"
+    return f"{field} >= {soql_datetime(window.start)} AND {field} < {soql_datetime(window.end)}"
+
+
+def soql_in(values: Sequence[str]) -> str:
+    return (
+        "("
+        + ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
+        + ")"
+    )
 
 
 def _order_record(record: dict[str, Any]) -> OrderRecord:
@@ -365,6 +420,8 @@ def _order_record(record: dict[str, Any]) -> OrderRecord:
         currency=(_text(record, "CurrencyIsoCode") or "").upper() or None,
         status=_text(record, "Status") or "",
         live=True,  # an Order has no cancelled state; a cancelled one is deleted
+        created_at=_when(record, "CreatedDate"),
+        changed_at=_when(record, "SystemModstamp"),
     )
 
 
@@ -438,6 +495,8 @@ def _account_record(record: dict[str, Any]) -> CustomerRecord:
         record_id=account_id,
         account_id=account_id,
         fields=fingerprints(changes_from_account(fields)),
+        created_at=_when(record, "CreatedDate"),
+        changed_at=_when(record, "SystemModstamp"),
     )
 
 
@@ -873,42 +932,120 @@ class SalesforceCrm:
 
     # -- reconciliation ---------------------------------------------------------------------
 
-    async def list_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
-        """One page of the org's Orders: a SOQL query, then ``nextRecordsUrl`` (the
-        cursor) page by page. ``page_size`` goes as ``Sforce-Query-Options: batchSize``,
-        clamped to what Salesforce accepts; the org may page smaller. A cursor is a query
-        locator, which Salesforce expires after about 15 idle minutes."""
-        soql = f"SELECT {', '.join(ORDER_FIELDS)} FROM Order"
-        records, after = await self._soql_page("list_orders", soql, cursor, page_size)
-        return Page(items=[_order_record(r) for r in records], cursor=after)
+    async def list_orders(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[OrderRecord]:
+        """One page of the org's Orders naming a CPQ quote: a SOQL query, then
+        ``nextRecordsUrl`` (the cursor) page by page. ``page_size`` goes as
+        ``Sforce-Query-Options: batchSize``, clamped to what Salesforce accepts; the org may
+        page smaller. In a ``window``: those saved (or made) in it, by Id."""
+        fields = ", ".join((*ORDER_FIELDS, *AUDIT_FIELDS))
+        base = f"SELECT {fields} FROM Order WHERE SBQQ__Quote__c != null"
+        if window is None:
+            records, after = await self._soql_page("list_orders", base, cursor, page_size)
+            return Page(items=[_order_record(r) for r in records], cursor=after)
+        records, after, total = await self._window_page(
+            "list_orders", f"{base} AND {window_filter(window)}", cursor, page_size
+        )
+        return Page(items=[_order_record(r) for r in records], cursor=after, total=total)
 
-    async def list_accounts(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+    async def lookup_orders(self, quote_ids: list[str]) -> list[OrderRecord]:
+        """Every Order of these CPQ quotes (``SBQQ__Quote__c IN``), 100 quotes a query."""
+        found: list[OrderRecord] = []
+        for start in range(0, len(quote_ids), LOOKUP_BATCH):
+            ids = [q for q in quote_ids[start : start + LOOKUP_BATCH] if _RECORD_ID.fullmatch(q)]
+            if not ids:
+                continue
+            soql = (
+                f"SELECT {', '.join((*ORDER_FIELDS, *AUDIT_FIELDS))} FROM Order "
+                f"WHERE SBQQ__Quote__c IN {soql_in(ids)}"
+            )
+            found.extend(_order_record(r) for r in await self._query_all("lookup_orders", soql))
+        return found
+
+    async def list_accounts(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[CustomerRecord]:
         """One page of the org's Accounts with the golden fields they hold (paged as
         :meth:`list_orders`); each account is its own golden id."""
-        soql = f"SELECT {', '.join(ACCOUNT_LISTING_FIELDS)} FROM Account"
-        records, after = await self._soql_page("list_accounts", soql, cursor, page_size)
-        return Page(items=[_account_record(r) for r in records], cursor=after)
+        base = f"SELECT {', '.join((*ACCOUNT_LISTING_FIELDS, *AUDIT_FIELDS))} FROM Account"
+        if window is None:
+            records, after = await self._soql_page("list_accounts", base, cursor, page_size)
+            return Page(items=[_account_record(r) for r in records], cursor=after)
+        records, after, total = await self._window_page(
+            "list_accounts", f"{base} WHERE {window_filter(window)}", cursor, page_size
+        )
+        return Page(items=[_account_record(r) for r in records], cursor=after, total=total)
 
-    async def _soql_page(
+    async def lookup_accounts(self, account_ids: list[str]) -> list[CustomerRecord]:
+        """These Accounts (``Id IN``), 100 a query."""
+        found: list[CustomerRecord] = []
+        for start in range(0, len(account_ids), LOOKUP_BATCH):
+            ids = [a for a in account_ids[start : start + LOOKUP_BATCH] if _RECORD_ID.fullmatch(a)]
+            if not ids:
+                continue
+            soql = (
+                f"SELECT {', '.join((*ACCOUNT_LISTING_FIELDS, *AUDIT_FIELDS))} FROM Account "
+                f"WHERE Id IN {soql_in(ids)}"
+            )
+            found.extend(_account_record(r) for r in await self._query_all("lookup_accounts", soql))
+        return found
+
+    async def _query_all(self, operation: str, soql: str) -> list[dict[str, Any]]:
+        records, after = await self._soql_page(operation, soql, None, MAX_BATCH_SIZE)
+        while after is not None:
+            more, after = await self._soql_page(operation, soql, after, MAX_BATCH_SIZE)
+            records.extend(more)
+        return records
+
+    async def _window_page(
         self, operation: str, soql: str, cursor: str | None, page_size: int
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of ``soql`` (from its first page when ``cursor`` is None) and the
-        ``nextRecordsUrl`` of the next one, None after the last."""
+    ) -> tuple[list[dict[str, Any]], str | None, int | None]:
+        """One page of a window query ordered by Id, with the query's ``totalSize`` on the
+        first page. A locator Salesforce no longer knows (expired after 15 idle minutes, or
+        released: ``INVALID_QUERY_LOCATOR``) is replaced by the query again past the last Id
+        read."""
+        ordered = f"{soql} ORDER BY Id"
+        total: int | None = None
+        if cursor is None:
+            body = await self._soql_body(operation, ordered, None, page_size)
+            total = body.get("totalSize") if isinstance(body.get("totalSize"), int) else None
+        else:
+            match = _WINDOW_CURSOR.fullmatch(cursor)
+            if match is None:
+                raise RejectedError(
+                    VENDOR, operation, f"{cursor!r} is not a query cursor", code="INVALID_CURSOR"
+                )
+            try:
+                body = await self._soql_body(operation, ordered, match.group("url"), page_size)
+            except RejectedError as error:
+                if error.code != INVALID_QUERY_LOCATOR:
+                    raise
+                again = f"{soql} AND Id > '{match.group('last')}' ORDER BY Id"
+                body = await self._soql_body(operation, again, None, page_size)
+        records, after = self._read_page(operation, body)
+        if after is not None and records:
+            after = f"{after}#{records[-1]['Id']}"
+        return records, after, total
+
+    async def _soql_body(
+        self, operation: str, soql: str, next_url: str | None, page_size: int
+    ) -> dict[str, Any]:
         batch = min(max(page_size, MIN_BATCH_SIZE), MAX_BATCH_SIZE)
         headers = {**self._headers, "Sforce-Query-Options": f"batchSize={batch}"}
-        if cursor is None:
+        if next_url is None:
             response = await self._http.request(
                 operation, "GET", f"{self._api}/query", params={"q": soql}, headers=headers
             )
         else:
-            if not _QUERY_CURSOR.fullmatch(cursor):
-                raise RejectedError(
-                    VENDOR, operation, f"{cursor!r} is not a query cursor", code="INVALID_CURSOR"
-                )
-            response = await self._http.request(operation, "GET", cursor, headers=headers)
+            response = await self._http.request(operation, "GET", next_url, headers=headers)
         body = decode_json(response)
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
             raise _unexpected(operation, "query answer without records")
+        return body
+
+    @staticmethod
+    def _read_page(operation: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
         records = [r for r in body["records"] if isinstance(r, dict) and r.get("Id")]
         if body.get("done", True):
             return records, None
@@ -916,6 +1053,18 @@ class SalesforceCrm:
         if not isinstance(next_url, str) or not _QUERY_CURSOR.fullmatch(next_url):
             raise _unexpected(operation, "query not done but no usable nextRecordsUrl")
         return records, next_url
+
+    async def _soql_page(
+        self, operation: str, soql: str, cursor: str | None, page_size: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``soql`` (from its first page when ``cursor`` is None) and the
+        ``nextRecordsUrl`` of the next one, None after the last."""
+        if cursor is not None and not _QUERY_CURSOR.fullmatch(cursor):
+            raise RejectedError(
+                VENDOR, operation, f"{cursor!r} is not a query cursor", code="INVALID_CURSOR"
+            )
+        body = await self._soql_body(operation, soql, cursor, page_size)
+        return self._read_page(operation, body)
 
     @staticmethod
     def _check_id(operation: str, sobject: str, record_id: str) -> None:

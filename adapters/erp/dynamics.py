@@ -34,7 +34,13 @@ Mapping (the sandbox emulator in ``sandbox/dynamics.py`` speaks the same shapes)
   bound to the order and ``Status`` 4 (Canceled: "No Money"); the order is read first and
   returned as is when already canceled (``statecode`` 2), fulfilled (3) or invoiced (4).
 - **Listings** page with ``Prefer: odata.maxpagesize=N`` and follow ``@odata.nextLink``
-  (the cursor is that link: Dataverse's paging cookie).
+  (the cursor is that link: Dataverse's paging cookie). Reconciliation's windows add
+  ``$filter=modifiedon ge <start> and modifiedon lt <end>`` (or ``createdon``) with
+  ``Edm.DateTimeOffset`` literals and ``$count=true`` on the first page (Dataverse counts up
+  to 5,000 rows: a count of 5,000 means at least that many); keyed lookups use
+  ``Microsoft.Dynamics.CRM.In(PropertyName=...,PropertyValues=[...])`` on the alternate
+  key and on the quote or invoice column, 100 values a query ("Filter rows", "Query
+  functions", Dataverse Web API).
 - **Money** is ``Edm.Decimal``: parsed as :class:`~decimal.Decimal` (never float), sent as
   exact JSON numbers; Dataverse refuses more decimals than the currency's precision.
 
@@ -88,7 +94,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -136,19 +142,48 @@ from domain.receivable import (
     RevenueJournal,
 )
 from domain.reconciliation import (
+    Basis,
     CustomerRecord,
     InvoiceRecord,
     OrderRecord,
     Page,
     System,
+    Window,
     fingerprints,
     invoice_of_key,
+    receivable_key,
 )
 
 VENDOR = "dynamics"
 ERP = "Dynamics"  # how messages name it
 API_PATH = "/api/data/v9.2"
 MAX_PAGE_SIZE = 5000
+# Values per In(...) lookup, and the most Dataverse counts.
+LOOKUP_BATCH = 100
+MAX_COUNT = 5000
+SALES_ORDER_SELECT = (
+    "salesorderid,revsync_externalkey,revsync_quoteid,_customerid_value,"
+    "totalamount,_transactioncurrencyid_value,statecode,createdon,modifiedon"
+)
+RECEIVABLE_SELECT = (
+    "invoiceid,revsync_externalkey,revsync_invoiceid,totalamount,"
+    "revsync_amountdue,_transactioncurrencyid_value,createdon,modifiedon"
+)
+
+
+def _window_filter(window: Window) -> str:
+    column = "modifiedon" if window.basis is Basis.CHANGED else "createdon"
+    start = window.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    end = window.end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{column} ge {start} and {column} lt {end}"
+
+
+def _stamp(row: Mapping[str, Any], column: str) -> datetime | None:
+    text = row.get(column)
+    if not isinstance(text, str) or not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
 
 # Service protection limits: number of requests, execution time, concurrent requests.
 THROTTLE_CODES = frozenset({"0x80072322", "0x80072321", "0x80072326"})
@@ -704,19 +739,82 @@ class DynamicsErp:
 
     # -- reconciliation listings ------------------------------------------------------------
 
-    async def list_sales_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+    async def _window_listing(
+        self,
+        operation: str,
+        entity_set: str,
+        select: str,
+        order: str,
+        cursor: str | None,
+        page_size: int,
+        window: Window | None,
+    ) -> tuple[list[dict[str, Any]], str | None, int | None]:
+        params = {"$select": select, "$orderby": order}
+        if window is not None:
+            params["$filter"] = _window_filter(window)
+            params["$count"] = "true"
+        path = entity_set if cursor is None else self._cursor(cursor, operation)
+        size = min(max(page_size, 1), MAX_PAGE_SIZE)
+        response = await self._request(
+            operation,
+            "GET",
+            path,
+            params=None if cursor is not None else params,
+            headers={"Prefer": f"odata.maxpagesize={size}"},
+        )
+        body = decode_json(response)
+        if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+            raise UnknownOutcomeError(VENDOR, operation, "a collection answer without value")
+        rows = [row for row in body["value"] if isinstance(row, dict)]
+        link = body.get("@odata.nextLink")
+        count = body.get("@odata.count") if cursor is None else None
+        total = None if not isinstance(count, int) else (count if count < MAX_COUNT else count + 1)
+        return rows, (str(link) if link else None), total
+
+    async def _lookup(
+        self, operation: str, entity_set: str, select: str, keys: dict[str, list[str]]
+    ) -> list[dict[str, Any]]:
+        """Rows whose column holds one of its values (``In``, 100 values a query)."""
+        id_column = entity_set.removesuffix("s") + "id"
+        found: dict[str, dict[str, Any]] = {}
+        for column, values in keys.items():
+            for start in range(0, len(values), LOOKUP_BATCH):
+                batch = values[start : start + LOOKUP_BATCH]
+                if batch:
+                    params = {"$select": select, "$filter": _in(column, batch)}
+                    for row in await self._all(operation, entity_set, params):
+                        found[str(row.get(id_column))] = row
+        return list(found.values())
+
+    async def list_sales_orders(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[OrderRecord]:
         operation = "list_sales_orders"
-        rows, link = await self._listing(
+        rows, link, total = await self._window_listing(
             operation,
             "salesorders",
-            {
-                "$select": "salesorderid,revsync_externalkey,revsync_quoteid,_customerid_value,"
-                "totalamount,_transactioncurrencyid_value,statecode",
-                "$orderby": "createdon asc,salesorderid asc",
-            },
+            SALES_ORDER_SELECT,
+            "createdon asc,salesorderid asc",
             cursor,
             page_size,
+            window,
         )
+        return Page(items=await self._order_records(rows, operation), cursor=link, total=total)
+
+    async def lookup_sales_orders(self, quote_ids: list[str]) -> list[OrderRecord]:
+        operation = "lookup_sales_orders"
+        rows = await self._lookup(
+            operation,
+            "salesorders",
+            SALES_ORDER_SELECT,
+            {
+                "revsync_externalkey": [f"q2c-{q}:erp-order" for q in quote_ids],
+                "revsync_quoteid": list(quote_ids),
+            },
+        )
+        return await self._order_records(rows, operation)
+
+    async def _order_records(self, rows: list[dict[str, Any]], operation: str) -> list[OrderRecord]:
         items = []
         for row in rows:
             status = order_status(row.get("statecode"))
@@ -736,19 +834,40 @@ class DynamicsErp:
                     else await self._currency_code(currency, operation),
                     status=status.value,
                     live=status is not SalesOrderStatus.CANCELLED,
+                    created_at=_stamp(row, "createdon"),
+                    changed_at=_stamp(row, "modifiedon"),
                 )
             )
-        return Page(items=items, cursor=link)
+        return items
 
-    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+    async def list_customers(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[CustomerRecord]:
         operation = "list_customers"
-        rows, link = await self._listing(
+        rows, link, total = await self._window_listing(
             operation,
             "accounts",
-            {"$select": ",".join(SELECT), "$orderby": "createdon asc,accountid asc"},
+            ",".join((*SELECT, "createdon", "modifiedon")),
+            "createdon asc,accountid asc",
             cursor,
             page_size,
+            window,
         )
+        return Page(items=await self._customer_records(rows, operation), cursor=link, total=total)
+
+    async def lookup_customers(self, account_ids: list[str]) -> list[CustomerRecord]:
+        operation = "lookup_customers"
+        rows = await self._lookup(
+            operation,
+            "accounts",
+            ",".join((*SELECT, "createdon", "modifiedon")),
+            {"revsync_externalkey": [f"acct-{a}" for a in account_ids]},
+        )
+        return await self._customer_records(rows, operation)
+
+    async def _customer_records(
+        self, rows: list[dict[str, Any]], operation: str
+    ) -> list[CustomerRecord]:
         items = []
         for row in rows:
             currency_id = row.get(CURRENCY_COLUMN)
@@ -764,23 +883,43 @@ class DynamicsErp:
                     record_id=str(row["accountid"]),
                     account_id=golden_id_from_erp(key) if key else None,
                     fields=fingerprints(changes_from_account(row, currency)),
+                    created_at=_stamp(row, "createdon"),
+                    changed_at=_stamp(row, "modifiedon"),
                 )
             )
-        return Page(items=items, cursor=link)
+        return items
 
-    async def list_receivables(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+    async def list_receivables(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[InvoiceRecord]:
         operation = "list_receivables"
-        rows, link = await self._listing(
+        rows, link, total = await self._window_listing(
             operation,
             "invoices",
-            {
-                "$select": "invoiceid,revsync_externalkey,revsync_invoiceid,totalamount,"
-                "revsync_amountdue,_transactioncurrencyid_value",
-                "$orderby": "createdon asc,invoiceid asc",
-            },
+            RECEIVABLE_SELECT,
+            "createdon asc,invoiceid asc",
             cursor,
             page_size,
+            window,
         )
+        return Page(items=await self._receivable_records(rows, operation), cursor=link, total=total)
+
+    async def lookup_receivables(self, invoice_ids: list[str]) -> list[InvoiceRecord]:
+        operation = "lookup_receivables"
+        rows = await self._lookup(
+            operation,
+            "invoices",
+            RECEIVABLE_SELECT,
+            {
+                "revsync_externalkey": [receivable_key(i) for i in invoice_ids],
+                "revsync_invoiceid": list(invoice_ids),
+            },
+        )
+        return await self._receivable_records(rows, operation)
+
+    async def _receivable_records(
+        self, rows: list[dict[str, Any]], operation: str
+    ) -> list[InvoiceRecord]:
         items = []
         for row in rows:
             key = row.get("revsync_externalkey") or None
@@ -798,9 +937,11 @@ class DynamicsErp:
                     currency=await self._currency_code(row[CURRENCY_COLUMN], operation),
                     amount_due=due,
                     status="open" if due > 0 else "closed",
+                    created_at=_stamp(row, "createdon"),
+                    changed_at=_stamp(row, "modifiedon"),
                 )
             )
-        return Page(items=items, cursor=link)
+        return items
 
     # -- receivables ------------------------------------------------------------------------
 

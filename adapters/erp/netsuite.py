@@ -25,6 +25,19 @@ the same ones):
   currencies and terms by internal id.
 - SuiteQL answers carry every value as a string (``"45.00"``, ``"T"``/``"F"``) and page with
   ``limit``/``offset``; the adapter follows ``hasMore``.
+- **Reconciliation's reads** are SuiteQL on ``transaction`` (sales orders ``SalesOrd``,
+  receivables ``CustInvc``) and ``customer``. A window filters on ``lastmodifieddate`` (or
+  ``createddate``/``datecreated``) between ``TO_TIMESTAMP('2026-03-01 10:00:00',
+  'YYYY-MM-DD HH24:MI:SS')`` literals, and reads both times back with ``TO_CHAR(...,
+  'YYYY-MM-DD HH24:MI:SS')`` (a date-time column answers only its date otherwise). SuiteQL
+  over REST pages through at most 100,000 results of one query ("Collection Paging":
+  offsets stop there), so window listings and lookups page by key instead of offset: each
+  page is the query again ``AND id > <last id read> ORDER BY id`` at offset 0, which reads
+  any number of rows. The first page's ``totalResults`` is the window's size. Keyed lookups
+  are ``externalid IN (...)`` and ``otherrefnum IN (...)`` (a record made by hand names its
+  quote or invoice only there), 500 keys a query. SuiteQL compares date-times in the
+  integration user's time zone preference: revsync's windows are UTC, so that user's time
+  zone must be GMT/UTC (docs/reconciliation.md).
 - **Customers** are upserted with
   ``PUT /customer/eid:<external id>?replace=addressBook,taxRegistration`` (the billing address
   and the tax registration replace the sublists instead of being appended on each upsert):
@@ -119,7 +132,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote as url_quote
@@ -167,13 +180,16 @@ from domain.receivable import (
     RevenueJournal,
 )
 from domain.reconciliation import (
+    Basis,
     CustomerRecord,
     InvoiceRecord,
     OrderRecord,
     Page,
     System,
+    Window,
     fingerprints,
     invoice_of_key,
+    receivable_key,
 )
 from domain.revenue import closes_on, period_of, period_start
 
@@ -182,6 +198,13 @@ ERP = "NetSuite"  # how messages name it
 
 # NetSuite's largest SuiteQL page.
 SUITEQL_PAGE_SIZE = 1000
+# The record's creation and last change, read back with the time (not just the date).
+TIMES = (
+    "TO_CHAR({created}, 'YYYY-MM-DD HH24:MI:SS') AS created_at, "
+    "TO_CHAR(lastmodifieddate, 'YYYY-MM-DD HH24:MI:SS') AS changed_at"
+)
+# Keys per keyed lookup query.
+LOOKUP_BATCH = 500
 # Every sales order, for reconciliation (``status`` is the one-letter order status code).
 SALES_ORDER_LISTING = (
     "SELECT id, externalid, otherrefnum, entity, currency, foreigntotal, status "
@@ -190,15 +213,15 @@ SALES_ORDER_LISTING = (
 # Every customer's golden fields, for reconciliation (column names as SuiteQL answers them).
 # The tax id is a tax registration (a sublist, like the billing address): not listed, not
 # compared.
-CUSTOMER_LISTING = (
-    "SELECT id, externalid, companyname, custentity_revsync_owner, url, email, legalname, "
-    "custentity_revsync_payment_state, creditlimit, currency "
-    "FROM customer ORDER BY id"
+CUSTOMER_COLUMNS = (
+    "id, externalid, companyname, custentity_revsync_owner, url, email, legalname, "
+    "custentity_revsync_payment_state, creditlimit, currency"
 )
+CUSTOMER_LISTING = f"SELECT {CUSTOMER_COLUMNS} FROM customer ORDER BY id"
 # Every invoice (receivable), for reconciliation.
+RECEIVABLE_COLUMNS = "id, externalid, otherrefnum, currency, foreigntotal, foreignamountremaining"
 RECEIVABLE_LISTING = (
-    "SELECT id, externalid, otherrefnum, currency, foreigntotal, foreignamountremaining "
-    "FROM transaction WHERE type = 'CustInvc' ORDER BY id"
+    f"SELECT {RECEIVABLE_COLUMNS} FROM transaction WHERE type = 'CustInvc' ORDER BY id"
 )
 # Price level 1 is "Base Price", the list price every account has.
 BASE_PRICE_LEVEL = 1
@@ -426,6 +449,31 @@ STATUS_NAMES = {
     STATUS_BILLED: "Billed",
     STATUS_CLOSED: "Closed",
 }
+
+
+def _suiteql_text(value: str) -> str:
+    """A SuiteQL string literal (quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _suiteql_timestamp(moment: datetime) -> str:
+    utc = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"TO_TIMESTAMP('{utc}', 'YYYY-MM-DD HH24:MI:SS')"
+
+
+def _window_filter(window: Window, created: str) -> str:
+    column = "lastmodifieddate" if window.basis is Basis.CHANGED else created
+    return (
+        f"{column} >= {_suiteql_timestamp(window.start)} "
+        f"AND {column} < {_suiteql_timestamp(window.end)}"
+    )
+
+
+def _suiteql_time(text: Any) -> datetime | None:
+    """``2026-03-01 10:00:00`` (TO_CHAR's answer), read as UTC."""
+    if not isinstance(text, str) or not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
 
 
 class NetSuiteErp:
@@ -896,10 +944,49 @@ class NetSuiteErp:
 
     # -- reconciliation -----------------------------------------------------------------------
 
-    async def list_sales_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
-        """One page of every sales order (SuiteQL on ``transaction``, by internal id)."""
+    async def list_sales_orders(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[OrderRecord]:
+        """One page of every sales order (SuiteQL on ``transaction``, by internal id); in a
+        ``window``, those changed (or made) in it."""
         operation = "list_sales_orders"
-        rows, after = await self._suiteql_page(operation, SALES_ORDER_LISTING, cursor, page_size)
+        if window is None:
+            rows, after = await self._suiteql_page(
+                operation, SALES_ORDER_LISTING, cursor, page_size
+            )
+            return Page(items=await self._sales_order_records(rows, operation), cursor=after)
+        columns = "id, externalid, otherrefnum, entity, currency, foreigntotal, status"
+        rows, after, total = await self._keyset_page(
+            operation,
+            f"{columns}, {TIMES.format(created='createddate')}",
+            "transaction",
+            f"type = 'SalesOrd' AND {_window_filter(window, 'createddate')}",
+            cursor,
+            page_size,
+        )
+        items = await self._sales_order_records(rows, operation)
+        return Page(items=items, cursor=after, total=total)
+
+    async def lookup_sales_orders(self, quote_ids: list[str]) -> list[OrderRecord]:
+        """The sales orders of these quotes: keyed ``q2c-<quote>:erp-order``, or naming the
+        quote in ``otherrefnum``."""
+        operation = "lookup_sales_orders"
+        columns = "id, externalid, otherrefnum, entity, currency, foreigntotal, status"
+        rows = await self._lookup_rows(
+            operation,
+            f"{columns}, {TIMES.format(created='createddate')}",
+            "transaction",
+            "type = 'SalesOrd'",
+            {
+                "externalid": [f"q2c-{q}:erp-order" for q in quote_ids],
+                "otherrefnum": list(quote_ids),
+            },
+        )
+        return await self._sales_order_records(rows, operation)
+
+    async def _sales_order_records(
+        self, rows: list[dict[str, Any]], operation: str
+    ) -> list[OrderRecord]:
         items: list[OrderRecord] = []
         for row in rows:
             currency_id = row.get("currency")
@@ -920,16 +1007,47 @@ class NetSuiteErp:
                     currency=currency,
                     status=status.value,
                     live=status is not SalesOrderStatus.CANCELLED,
+                    created_at=_suiteql_time(row.get("created_at")),
+                    changed_at=_suiteql_time(row.get("changed_at")),
                 )
             )
-        return Page(items=items, cursor=after)
+        return items
 
-    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+    async def list_customers(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[CustomerRecord]:
         """One page of every customer (SuiteQL on ``customer``, by internal id), linked to
         the CRM account its external id names (``acct-<account id>``; others: None). The
         billing address (an address book sublist) is not read: not compared."""
         operation = "list_customers"
-        rows, after = await self._suiteql_page(operation, CUSTOMER_LISTING, cursor, page_size)
+        if window is None:
+            rows, after = await self._suiteql_page(operation, CUSTOMER_LISTING, cursor, page_size)
+            return Page(items=await self._customer_records(rows, operation), cursor=after)
+        rows, after, total = await self._keyset_page(
+            operation,
+            f"{CUSTOMER_COLUMNS}, {TIMES.format(created='datecreated')}",
+            "customer",
+            _window_filter(window, "datecreated"),
+            cursor,
+            page_size,
+        )
+        return Page(items=await self._customer_records(rows, operation), cursor=after, total=total)
+
+    async def lookup_customers(self, account_ids: list[str]) -> list[CustomerRecord]:
+        """The customers of these CRM accounts (external id ``acct-<account id>``)."""
+        operation = "lookup_customers"
+        rows = await self._lookup_rows(
+            operation,
+            f"{CUSTOMER_COLUMNS}, {TIMES.format(created='datecreated')}",
+            "customer",
+            None,
+            {"externalid": [f"acct-{a}" for a in account_ids]},
+        )
+        return await self._customer_records(rows, operation)
+
+    async def _customer_records(
+        self, rows: list[dict[str, Any]], operation: str
+    ) -> list[CustomerRecord]:
         items: list[CustomerRecord] = []
         for row in rows:
             fields: dict[str, Any] = {
@@ -945,16 +1063,52 @@ class NetSuiteErp:
                     record_id=str(row["id"]),
                     account_id=golden_id_from_erp(external_id) if external_id else None,
                     fields=fingerprints(customer_changes(fields)),
+                    created_at=_suiteql_time(row.get("created_at")),
+                    changed_at=_suiteql_time(row.get("changed_at")),
                 )
             )
-        return Page(items=items, cursor=after)
+        return items
 
-    async def list_receivables(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+    async def list_receivables(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[InvoiceRecord]:
         """One page of the receivables invoice-to-revenue posts (SuiteQL on ``transaction``,
         type ``CustInvc``), named by their billing invoice (the external id
         ``i2r-<invoice>:receivable``, else ``otherrefnum``); others are read past."""
         operation = "list_receivables"
-        rows, after = await self._suiteql_page(operation, RECEIVABLE_LISTING, cursor, page_size)
+        if window is None:
+            rows, after = await self._suiteql_page(operation, RECEIVABLE_LISTING, cursor, page_size)
+            return Page(items=await self._receivable_records(rows, operation), cursor=after)
+        rows, after, total = await self._keyset_page(
+            operation,
+            f"{RECEIVABLE_COLUMNS}, {TIMES.format(created='createddate')}",
+            "transaction",
+            f"type = 'CustInvc' AND {_window_filter(window, 'createddate')}",
+            cursor,
+            page_size,
+        )
+        items = await self._receivable_records(rows, operation)
+        return Page(items=items, cursor=after, total=total)
+
+    async def lookup_receivables(self, invoice_ids: list[str]) -> list[InvoiceRecord]:
+        """The receivables of these billing invoices: keyed ``i2r-<invoice>:receivable``,
+        or naming the invoice in ``otherrefnum``."""
+        operation = "lookup_receivables"
+        rows = await self._lookup_rows(
+            operation,
+            f"{RECEIVABLE_COLUMNS}, {TIMES.format(created='createddate')}",
+            "transaction",
+            "type = 'CustInvc'",
+            {
+                "externalid": [receivable_key(i) for i in invoice_ids],
+                "otherrefnum": list(invoice_ids),
+            },
+        )
+        return await self._receivable_records(rows, operation)
+
+    async def _receivable_records(
+        self, rows: list[dict[str, Any]], operation: str
+    ) -> list[InvoiceRecord]:
         items: list[InvoiceRecord] = []
         for row in rows:
             key = row.get("externalid") or None
@@ -972,24 +1126,75 @@ class NetSuiteErp:
                     currency=await self._currency_code(row["currency"], operation),
                     amount_due=due,
                     status="open" if due > 0 else "closed",
+                    created_at=_suiteql_time(row.get("created_at")),
+                    changed_at=_suiteql_time(row.get("changed_at")),
                 )
             )
-        return Page(items=items, cursor=after)
+        return items
 
-    async def _suiteql_page(
-        self, operation: str, query: str, cursor: str | None, page_size: int
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of ``query`` and the cursor of the next, None after the last. The cursor
-        is ``<offset>:<limit>``: NetSuite wants every page of a query the same size, with the
-        offset a multiple of it. SuiteQL over REST reads at most 100,000 rows."""
-        offset, limit = 0, min(max(page_size, 1), SUITEQL_PAGE_SIZE)
+    async def _keyset_page(
+        self,
+        operation: str,
+        columns: str,
+        table: str,
+        where: str | None,
+        cursor: str | None,
+        page_size: int,
+    ) -> tuple[list[dict[str, Any]], str | None, int | None]:
+        """One page of ``SELECT columns FROM table WHERE where`` by internal id: the query
+        again past the last id read (the cursor), at offset 0, so no offset ever reaches
+        SuiteQL's 100,000-result limit. The first page carries ``totalResults``."""
+        conditions = [where] if where else []
         if cursor is not None:
-            parts = cursor.split(":")
-            if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[1]) < 1:
+            if not cursor.isdigit():
                 raise RejectedError(
                     VENDOR, operation, f"{cursor!r} is not a SuiteQL cursor", code="INVALID_CURSOR"
                 )
-            offset, limit = int(parts[0]), int(parts[1])
+            conditions.append(f"id > {cursor}")
+        query = f"SELECT {columns} FROM {table}"
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
+        query += " ORDER BY id"
+        page = await self._suiteql_request(
+            operation, query, 0, min(max(page_size, 1), SUITEQL_PAGE_SIZE)
+        )
+        rows = [r for r in page["items"] if isinstance(r, dict) and r.get("id") is not None]
+        total = page.get("totalResults") if cursor is None else None
+        after = str(rows[-1]["id"]) if page.get("hasMore") and rows else None
+        return rows, after, total if isinstance(total, int) else None
+
+    async def _lookup_rows(
+        self,
+        operation: str,
+        columns: str,
+        table: str,
+        where: str | None,
+        keys: dict[str, list[str]],
+    ) -> list[dict[str, Any]]:
+        """Rows whose column holds one of its keys (``column IN (...)``, 500 a query, each
+        read to its end by id); a row found by two columns once."""
+        found: dict[str, dict[str, Any]] = {}
+        for column, values in keys.items():
+            for start in range(0, len(values), LOOKUP_BATCH):
+                batch = values[start : start + LOOKUP_BATCH]
+                if not batch:
+                    continue
+                condition = f"{column} IN ({', '.join(_suiteql_text(v) for v in batch)})"
+                scope = f"{where} AND {condition}" if where else condition
+                cursor: str | None = None
+                while True:
+                    rows, cursor, _ = await self._keyset_page(
+                        operation, columns, table, scope, cursor, SUITEQL_PAGE_SIZE
+                    )
+                    for row in rows:
+                        found[str(row["id"])] = row
+                    if cursor is None:
+                        break
+        return [found[k] for k in sorted(found, key=int)]
+
+    async def _suiteql_request(
+        self, operation: str, query: str, offset: int, limit: int
+    ) -> dict[str, Any]:
         response = await self._request(
             operation,
             "POST",
@@ -1001,6 +1206,24 @@ class NetSuiteErp:
         page = decode_json(response)
         if not isinstance(page, dict) or not isinstance(page.get("items"), list):
             raise UnknownOutcomeError(VENDOR, operation, "SuiteQL answer without an items list")
+        return page
+
+    async def _suiteql_page(
+        self, operation: str, query: str, cursor: str | None, page_size: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``query`` and the cursor of the next, None after the last. The cursor
+        is ``<offset>:<limit>``: NetSuite wants every page of a query the same size, with the
+        offset a multiple of it. SuiteQL over REST reads at most 100,000 rows this way (the
+        window listings page by id instead)."""
+        offset, limit = 0, min(max(page_size, 1), SUITEQL_PAGE_SIZE)
+        if cursor is not None:
+            parts = cursor.split(":")
+            if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[1]) < 1:
+                raise RejectedError(
+                    VENDOR, operation, f"{cursor!r} is not a SuiteQL cursor", code="INVALID_CURSOR"
+                )
+            offset, limit = int(parts[0]), int(parts[1])
+        page = await self._suiteql_request(operation, query, offset, limit)
         rows = [r for r in page["items"] if isinstance(r, dict) and r.get("id") is not None]
         if not page.get("hasMore") or not page["items"]:
             return rows, None

@@ -63,6 +63,13 @@ Protocol:
   code (``V1/390``...).
 - **Paging**: listings send ``$top``/``$skip`` with ``$inlinecount=allpages``; the cursor is
   the next ``$skip``. Internal reads follow ``__next`` (server-driven paging).
+- **Reconciliation's windows**: a sales order's ``changed`` window is ``$filter`` on
+  ``LastChangeDateTime`` (``Edm.DateTimeOffset``: ``datetimeoffset'2026-03-01T10:00:00Z'``);
+  a business partner's on ``LastChangeDate`` with ``LastChangeTime`` (a date and an
+  ``Edm.Time``: ``time'PT10H00M00S'``). Creation is only a date there (``CreationDate``):
+  a record's creation time is midnight UTC of that date, and a ``created`` window holds the
+  records whose creation date's midnight falls in it. Keyed lookups are ``eq`` terms joined
+  by ``or``, 20 a query (Gateway's URLs stay short).
 
 Invoice-to-revenue methods: see :mod:`adapters.erp.sap_finance`.
 """
@@ -72,8 +79,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -100,10 +108,12 @@ from domain.master_contracts import golden_id_from_erp
 from domain.order import SalesOrder, SalesOrderDraft, SalesOrderStatus
 from domain.quote import BillingType, PaymentTerms
 from domain.reconciliation import (
+    Basis,
     CustomerRecord,
     OrderRecord,
     Page,
     System,
+    Window,
     fingerprints,
 )
 
@@ -187,6 +197,71 @@ def parse_date(value: Any) -> date | None:
 
 def decimal(value: Any, what: str, operation: str) -> Decimal:
     return vendor_number(VENDOR, operation, value, what)
+
+
+def _next_midnight(moment: datetime) -> datetime:
+    """The first midnight (UTC) at or after ``moment``."""
+    utc = moment.astimezone(UTC)
+    day = datetime(utc.year, utc.month, utc.day, tzinfo=UTC)
+    return day if day == utc else day + timedelta(days=1)
+
+
+def _odata_timestamp(moment: datetime, kind: str) -> str:
+    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"datetimeoffset'{text}Z'" if kind == "offset" else f"datetime'{text}'"
+
+
+def _odata_time(moment: datetime) -> str:
+    utc = moment.astimezone(UTC)
+    return f"time'PT{utc.hour:02d}H{utc.minute:02d}M{utc.second:02d}S'"
+
+
+def created_filter(window: Window, column: str = "CreationDate") -> str | None:
+    """Records whose creation date's midnight is in the window; None: no midnight is."""
+    first, end = _next_midnight(window.start), _next_midnight(window.end)
+    if first >= end:
+        return None
+    return (
+        f"{column} ge {_odata_timestamp(first, 'date')} and "
+        f"{column} lt {_odata_timestamp(end, 'date')}"
+    )
+
+
+def date_time_filter(window: Window, date_column: str, time_column: str) -> str:
+    """A date column and a time column together in ``[start, end)``."""
+    start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+    start_day = _odata_timestamp(datetime(start.year, start.month, start.day), "date")
+    end_day = _odata_timestamp(datetime(end.year, end.month, end.day), "date")
+    return (
+        f"({date_column} gt {start_day} or ({date_column} eq {start_day} and "
+        f"{time_column} ge {_odata_time(start)})) and ({date_column} lt {end_day} or "
+        f"({date_column} eq {end_day} and {time_column} lt {_odata_time(end)}))"
+    )
+
+
+def parse_time_of_day(value: Any) -> timedelta | None:
+    match = re.fullmatch(r"PT(\d+)H(\d+)M(\d+)S", str(value or ""))
+    if match is None:
+        return None
+    hours, minutes, seconds = (int(g) for g in match.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """``/Date(ms)/`` or ``/Date(ms+0000)/`` as an aware UTC time."""
+    match = re.fullmatch(r"/Date\((-?\d+)(?:[+-]\d+)?\)/", str(value or ""))
+    if match is None:
+        return None
+    return datetime.fromtimestamp(int(match.group(1)) / 1000, tz=UTC)
+
+
+def _midnight(value: Any) -> datetime | None:
+    day = parse_date(value)
+    return None if day is None else datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+# Keys per lookup query (``eq`` terms joined by ``or``).
+LOOKUP_BATCH = 20
 
 
 def results(value: Any) -> list[dict[str, Any]]:
@@ -461,6 +536,20 @@ def _collection(response: httpx.Response, operation: str) -> dict[str, Any]:
     return data
 
 
+def _customer_record(row: dict[str, Any]) -> CustomerRecord:
+    key = customer_key(str(row.get("BusinessPartnerIDByExtSystem") or ""))
+    changed_day = _midnight(row.get("LastChangeDate"))
+    time_of_day = parse_time_of_day(row.get("LastChangeTime"))
+    return CustomerRecord(
+        system=System.ERP,
+        record_id=str(row.get("Customer") or row["BusinessPartner"]),
+        account_id=golden_id_from_erp(key) if key else None,
+        fields=fingerprints(sap_fields.golden_fields(row)),
+        created_at=_midnight(row.get("CreationDate")),
+        changed_at=None if changed_day is None else changed_day + (time_of_day or timedelta(0)),
+    )
+
+
 class SapErp(SapFinanceMixin):
     """:class:`adapters.ports.ErpPort` on SAP S/4HANA Cloud's OData APIs."""
 
@@ -583,6 +672,21 @@ class SapErp(SapFinanceMixin):
         page_size: int,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page at ``$skip`` = ``cursor`` and the cursor of the next (None: the last)."""
+        rows, after, _ = await self.read_counted_page(
+            operation, service, entity_set, params, cursor, page_size
+        )
+        return rows, after
+
+    async def read_counted_page(
+        self,
+        operation: str,
+        service: str,
+        entity_set: str,
+        params: Mapping[str, str],
+        cursor: str | None,
+        page_size: int,
+    ) -> tuple[list[dict[str, Any]], str | None, int | None]:
+        """:meth:`read_page` and the listing's ``__count`` (None if SAP sent none)."""
         if cursor is not None and not cursor.isdigit():
             raise RejectedError(
                 VENDOR, operation, f"{cursor!r} is not a SAP listing cursor", code="INVALID_CURSOR"
@@ -600,12 +704,15 @@ class SapErp(SapFinanceMixin):
             operation,
         )
         rows = [row for row in page["results"] if isinstance(row, dict)]
+        total: int | None
         try:
-            count = int(str(page.get("__count")))
+            total = int(str(page.get("__count")))
+            count = total
         except ValueError:
+            total = None
             count = skip + len(rows) + (1 if len(rows) == top else 0)
         after = skip + len(rows)
-        return rows, (str(after) if rows and after < count else None)
+        return rows, (str(after) if rows and after < count else None), total
 
     # -- catalog ----------------------------------------------------------------------------
 
@@ -1031,58 +1138,118 @@ class SapErp(SapFinanceMixin):
 
     # -- reconciliation ---------------------------------------------------------------------
 
-    async def list_sales_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+    async def list_sales_orders(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[OrderRecord]:
         operation = "list_sales_orders"
-        rows, after = await self.read_page(
-            operation,
-            SO,
-            "A_SalesOrder",
-            {"$expand": "to_Text", "$orderby": "SalesOrder"},
-            cursor,
-            page_size,
-        )
-        items: list[OrderRecord] = []
-        for row in rows:
-            status = order_status(row)
-            items.append(
-                OrderRecord(
-                    system=System.ERP,
-                    record_id=str(row["SalesOrder"]),
-                    key=self._order_key(row),
-                    customer_id=str(row.get("SoldToParty") or "") or None,
-                    amount=decimal(row.get("TotalNetAmount"), "TotalNetAmount", operation),
-                    currency=str(row.get("TransactionCurrency") or "") or None,
-                    status=status.value,
-                    live=status is not SalesOrderStatus.CANCELLED,
+        params = {"$expand": "to_Text", "$orderby": "SalesOrder"}
+        if window is not None:
+            if window.basis is Basis.CHANGED:
+                params["$filter"] = (
+                    f"LastChangeDateTime ge {_odata_timestamp(window.start, 'offset')} and "
+                    f"LastChangeDateTime lt {_odata_timestamp(window.end, 'offset')}"
                 )
-            )
-        return Page(items=items, cursor=after)
+            else:
+                created = created_filter(window)
+                if created is None:
+                    return Page(items=[], total=0)
+                params["$filter"] = created
+        rows, after, total = await self._counted_page(
+            operation, SO, "A_SalesOrder", params, cursor, page_size
+        )
+        return Page(
+            items=[self._order_record(r, operation) for r in rows], cursor=after, total=total
+        )
 
-    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+    async def lookup_sales_orders(self, quote_ids: list[str]) -> list[OrderRecord]:
+        """The orders of these quotes, by their ``PurchaseOrderByCustomer`` reference."""
+        operation = "lookup_sales_orders"
+        references = [order_reference(f"q2c-{q}:erp-order") for q in quote_ids]
+        found: list[OrderRecord] = []
+        for start in range(0, len(references), LOOKUP_BATCH):
+            batch = references[start : start + LOOKUP_BATCH]
+            either = " or ".join(f"PurchaseOrderByCustomer eq {literal(r)}" for r in batch)
+            rows = await self.read_all(
+                operation, SO, "A_SalesOrder", {"$filter": either, "$expand": "to_Text"}
+            )
+            found.extend(self._order_record(r, operation) for r in rows)
+        return found
+
+    def _order_record(self, row: dict[str, Any], operation: str) -> OrderRecord:
+        status = order_status(row)
+        return OrderRecord(
+            system=System.ERP,
+            record_id=str(row["SalesOrder"]),
+            key=self._order_key(row),
+            customer_id=str(row.get("SoldToParty") or "") or None,
+            amount=decimal(row.get("TotalNetAmount"), "TotalNetAmount", operation),
+            currency=str(row.get("TransactionCurrency") or "") or None,
+            status=status.value,
+            live=status is not SalesOrderStatus.CANCELLED,
+            created_at=_midnight(row.get("CreationDate")),
+            changed_at=parse_timestamp(row.get("LastChangeDateTime")),
+        )
+
+    async def _counted_page(
+        self,
+        operation: str,
+        service: str,
+        entity_set: str,
+        params: Mapping[str, str],
+        cursor: str | None,
+        page_size: int,
+    ) -> tuple[list[dict[str, Any]], str | None, int | None]:
+        """A page, and the listing's ``__count`` on the first one."""
+        rows, after, total = await self.read_counted_page(
+            operation, service, entity_set, params, cursor, page_size
+        )
+        return rows, after, total if cursor is None else None
+
+    async def list_customers(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[CustomerRecord]:
         """One page of every business partner that is a customer, linked to the CRM account
         its plain reference names. The credit limit (Credit Management) is not read."""
         operation = "list_customers"
-        rows, after = await self.read_page(
+        scope = "Customer ne ''"
+        if window is not None:
+            if window.basis is Basis.CHANGED:
+                scope += " and " + date_time_filter(window, "LastChangeDate", "LastChangeTime")
+            else:
+                created = created_filter(window)
+                if created is None:
+                    return Page(items=[], total=0)
+                scope += " and " + created
+        rows, after, total = await self._counted_page(
             operation,
             BP,
             "A_BusinessPartner",
             {
-                "$filter": "Customer ne ''",
+                "$filter": scope,
                 "$expand": "to_BusinessPartnerAddress/to_EmailAddress,to_BusinessPartnerTax",
                 "$orderby": "BusinessPartner",
             },
             cursor,
             page_size,
         )
-        items: list[CustomerRecord] = []
-        for row in rows:
-            key = customer_key(str(row.get("BusinessPartnerIDByExtSystem") or ""))
-            items.append(
-                CustomerRecord(
-                    system=System.ERP,
-                    record_id=str(row.get("Customer") or row["BusinessPartner"]),
-                    account_id=golden_id_from_erp(key) if key else None,
-                    fields=fingerprints(sap_fields.golden_fields(row)),
-                )
+        return Page(items=[_customer_record(r) for r in rows], cursor=after, total=total)
+
+    async def lookup_customers(self, account_ids: list[str]) -> list[CustomerRecord]:
+        """The customers of these CRM accounts, by ``BusinessPartnerIDByExtSystem``."""
+        operation = "lookup_customers"
+        references = [customer_reference(f"acct-{a}") for a in account_ids]
+        found: list[CustomerRecord] = []
+        for start in range(0, len(references), LOOKUP_BATCH):
+            batch = references[start : start + LOOKUP_BATCH]
+            either = " or ".join(f"BusinessPartnerIDByExtSystem eq {literal(r)}" for r in batch)
+            rows = await self.read_all(
+                operation,
+                BP,
+                "A_BusinessPartner",
+                {
+                    "$filter": f"Customer ne '' and ({either})",
+                    "$expand": "to_BusinessPartnerAddress/to_EmailAddress,to_BusinessPartnerTax",
+                },
             )
-        return Page(items=items, cursor=after)
+            found.extend(_customer_record(r) for r in rows)
+        return found

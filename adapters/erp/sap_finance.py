@@ -75,7 +75,14 @@ from domain.receivable import (
     ReceivableState,
     RevenueJournal,
 )
-from domain.reconciliation import InvoiceRecord, Page, System, invoice_of_key
+from domain.reconciliation import (
+    InvoiceRecord,
+    Page,
+    System,
+    Window,
+    invoice_of_key,
+    receivable_key,
+)
 from domain.revenue import closes_on, period_of
 
 VENDOR = "sap"
@@ -100,6 +107,16 @@ def document_reference(key: str) -> str:
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _days_touched(window: Window) -> str:
+    """Items entered on a day ``[start, end)`` touches (their entry date is only a day)."""
+    first = window.start.astimezone(UTC).date()
+    last = (window.end - timedelta(seconds=1)).astimezone(UTC).date()
+    return (
+        f"AccountingDocumentCreationDate ge datetime'{first.isoformat()}T00:00:00' and "
+        f"AccountingDocumentCreationDate le datetime'{last.isoformat()}T00:00:00'"
+    )
 
 
 def _side(amount: Decimal, currency: str, debit_credit: str) -> dict[str, Any]:
@@ -133,6 +150,16 @@ class _Host(Protocol):
         cursor: str | None,
         page_size: int,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    async def read_counted_page(
+        self,
+        operation: str,
+        service: str,
+        entity_set: str,
+        params: Mapping[str, str],
+        cursor: str | None,
+        page_size: int,
+    ) -> tuple[list[dict[str, Any]], str | None, int | None]: ...
 
     async def post_soap(
         self, operation: str, path: str, envelope: bytes, action: str
@@ -446,46 +473,115 @@ class SapFinanceMixin:
         enforce(VENDOR, operation, rules.other_invoice(receivable, invoice, external_id))
         return receivable
 
-    async def list_receivables(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+    async def list_receivables(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[InvoiceRecord]:
         """One page of the customer items of customer invoice documents (type ``DR``), named
-        by their billing invoice (the key in the item text); others are read past."""
+        by their billing invoice (the key in the item text); others are read past.
+
+        Windows read ``AccountingDocumentCreationDate``, a date (the day the entry was
+        made): a ``created`` window holds the invoices entered on a day whose midnight is in
+        it; a ``changed`` one the invoices entered, paid or credited (``DZ``/``DG`` items
+        naming them) on any day the window touches, without a change time (a receivable's
+        change is a document posted against it; SAP keeps no change time on the item)."""
+        from adapters.erp.sap import created_filter
+
         operation = "list_receivables"
         host = self._host()
-        rows, after = await host.read_page(
-            operation,
-            ITEMS_SERVICE,
-            ITEMS,
-            {
-                "$filter": f"CompanyCode eq {_literal(host.company_code)} and "
-                "AccountingDocumentType eq 'DR' and FinancialAccountType eq 'D'",
-            },
-            cursor,
-            page_size,
+        scope = f"CompanyCode eq {_literal(host.company_code)} and FinancialAccountType eq 'D'"
+        changed = window is not None and window.basis.value == "changed"
+        if window is None:
+            scope += " and AccountingDocumentType eq 'DR'"
+        elif not changed:
+            created = created_filter(window, "AccountingDocumentCreationDate")
+            if created is None:
+                return Page(items=[], total=0)
+            scope += f" and AccountingDocumentType eq 'DR' and {created}"
+        else:
+            assert window is not None
+            scope += (
+                " and (AccountingDocumentType eq 'DR' or AccountingDocumentType eq 'DZ' or "
+                "AccountingDocumentType eq 'DG') and " + _days_touched(window)
+            )
+        rows, after, total = await host.read_counted_page(
+            operation, ITEMS_SERVICE, ITEMS, {"$filter": scope}, cursor, page_size
         )
-        items: list[InvoiceRecord] = []
+        numbers: list[str] = []
         for row in rows:
-            key = str(row.get("DocumentItemText") or "")
-            invoice_id = invoice_of_key(key)
-            if invoice_id is None:
-                continue
-            document = await self._document(
-                f"{row['CompanyCode']}-{row['AccountingDocument']}-{row['FiscalYear']}",
-                operation,
-            )
-            receivable = await self._receivable(document, operation)
-            items.append(
-                InvoiceRecord(
-                    system=System.ERP,
-                    record_id=receivable.receivable_id,
-                    invoice_id=invoice_id,
-                    key=key,
-                    amount=receivable.total,
-                    currency=receivable.currency,
-                    amount_due=receivable.amount_due,
-                    status="open" if receivable.amount_due > 0 else "closed",
+            if row.get("AccountingDocumentType") == "DR":
+                number = f"{row['CompanyCode']}-{row['AccountingDocument']}-{row['FiscalYear']}"
+            elif row.get("InvoiceReference"):
+                number = (
+                    f"{row['CompanyCode']}-{row['InvoiceReference']}-"
+                    f"{row.get('InvoiceReferenceFiscalYear') or row['FiscalYear']}"
                 )
+            else:
+                continue
+            if number not in numbers:
+                numbers.append(number)
+        items: list[InvoiceRecord] = []
+        for number in numbers:
+            record = await self._receivable_record(number, operation, changed=changed)
+            if record is not None:
+                items.append(record)
+        return Page(items=items, cursor=after, total=None if changed else total)
+
+    async def lookup_receivables(self, invoice_ids: list[str]) -> list[InvoiceRecord]:
+        """The receivables of these billing invoices: customer invoice documents whose
+        customer item carries the key ``i2r-<invoice>:receivable``."""
+        operation = "lookup_receivables"
+        host = self._host()
+        found: list[InvoiceRecord] = []
+        for start in range(0, len(invoice_ids), 20):
+            batch = invoice_ids[start : start + 20]
+            either = " or ".join(
+                f"DocumentItemText eq {_literal(receivable_key(i))}" for i in batch
             )
-        return Page(items=items, cursor=after)
+            rows = await host.read_all(
+                operation,
+                ITEMS_SERVICE,
+                ITEMS,
+                {
+                    "$filter": f"CompanyCode eq {_literal(host.company_code)} and "
+                    f"AccountingDocumentType eq 'DR' and FinancialAccountType eq 'D' and ({either})"
+                },
+            )
+            numbers = sorted(
+                {f"{r['CompanyCode']}-{r['AccountingDocument']}-{r['FiscalYear']}" for r in rows}
+            )
+            for number in numbers:
+                record = await self._receivable_record(number, operation, changed=False)
+                if record is not None:
+                    found.append(record)
+        return found
+
+    async def _receivable_record(
+        self, number: str, operation: str, *, changed: bool
+    ) -> InvoiceRecord | None:
+        from adapters.erp.sap import parse_timestamp
+
+        try:
+            document = await self._document(number, operation)
+        except NotFoundError:
+            return None
+        key = document.key_text()
+        invoice_id = invoice_of_key(key)
+        if invoice_id is None:
+            return None
+        receivable = await self._receivable(document, operation)
+        created = parse_timestamp(document.items[0].get("AccountingDocumentCreationDate"))
+        return InvoiceRecord(
+            system=System.ERP,
+            record_id=receivable.receivable_id,
+            invoice_id=invoice_id,
+            key=key,
+            amount=receivable.total,
+            currency=receivable.currency,
+            amount_due=receivable.amount_due,
+            status="open" if receivable.amount_due > 0 else "closed",
+            created_at=created,
+            changed_at=None,
+        )
 
     # -- revenue journals -------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from temporalio.client import Client
 from temporalio.common import MetricMeter
 from temporalio.runtime import Runtime
 
+from adapters.reports import LocalReportStore
 from revsync.auth import TokenRegistry
 from revsync.codec import AesGcmCodec, KeyRing
 from revsync.gateway import openapi
@@ -32,6 +33,7 @@ from revsync.gateway.codec_server import create_codec_app
 from revsync.gateway.customer_ops import customer_ops_router
 from revsync.gateway.hubspot_trigger import build_reader
 from revsync.gateway.ops import ops_router
+from revsync.gateway.reconciliation_ops import reconciliation_router
 from revsync.gateway.refusals import Refused, refused_handler
 from revsync.gateway.salesforce_quotes import quote_reader
 from revsync.gateway.stripe_quotes import quote_reader as stripe_quote_reader
@@ -88,6 +90,8 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.tokens = tokens
+    # Reconciliation's reports, read from the store the orchestration worker writes.
+    app.state.reports = LocalReportStore(settings.reconcile_store_dir)
     app.add_exception_handler(Refused, refused_handler)
     # A server span per request: a webhook's saga start is its child (revsync.telemetry).
     app.add_middleware(ServerSpanMiddleware)
@@ -100,6 +104,7 @@ def create_app(
     app.include_router(webhooks_router(settings, meter))
     app.include_router(ops_router())
     app.include_router(customer_ops_router())
+    app.include_router(reconciliation_router())
     openapi.install(app)
     app.mount("/codec", create_codec_app(AesGcmCodec(keys), tokens, settings.temporal_ui_origins))
     return app

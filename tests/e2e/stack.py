@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -96,6 +98,8 @@ def stack_settings(sandbox_url: str, temporal_address: str) -> Settings:
         sandbox_host=urlsplit(sandbox_url).hostname or "127.0.0.1",
         sandbox_port=urlsplit(sandbox_url).port or 80,
         http_timeout_seconds=5,
+        # Each stack its own reconciliation report store (marks included).
+        reconcile_report_dir=Path(tempfile.mkdtemp(prefix="revsync-reports-")),
         event_subscribers=[
             EventSubscriber(
                 name=EVENT_SUBSCRIBER,

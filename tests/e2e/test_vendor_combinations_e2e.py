@@ -20,7 +20,6 @@ from domain.order import SalesOrderStatus, SubscriptionStatus
 from domain.reconciliation import DriftKind, ReportStatus
 from domain.stages import OrderStage
 from revsync.demo import accepted_quote
-from revsync.schedules import run_now
 from sandbox.faults import FaultRule
 from sandbox.quotes import account_currency, quote_payload
 from tests.e2e.stack import Stack, running_stack
@@ -28,7 +27,7 @@ from tests.e2e.test_failures_e2e import inject
 from tests.e2e.test_quote_to_cash_e2e import deliver, finished
 from tests.ports.emulators import BILLING_EMULATORS, CRM_EMULATORS, ERP_EMULATORS
 from tests.ports.test_crm_contract import find_order
-from tests.reconciliation.test_e2e import visible
+from tests.reconciliation.test_e2e import reconcile_now, visible
 
 pytestmark = pytest.mark.e2e
 
@@ -151,7 +150,7 @@ async def test_reconciliation_finds_every_system_in_agreement(vendors: Vendors) 
     assert (await finished(stack, quote_id)).stage is OrderStage.BOOKED
     await visible(stack, {quote_id: OrderStage.BOOKED})
 
-    _, report = await run_now(stack.client, stack.settings)
+    _, report = await reconcile_now(stack)
     assert report.status is ReportStatus.DONE, report.error
     drift = [item.model_dump(mode="json") for item in report.items if item.invoice_id is None]
     assert drift == []

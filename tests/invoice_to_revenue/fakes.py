@@ -48,7 +48,7 @@ from domain.receivable import (
     ReceivableStatus,
     RevenueJournal,
 )
-from domain.reconciliation import CustomerRecord, InvoiceRecord, OrderRecord, Page
+from domain.reconciliation import CustomerRecord, InvoiceRecord, OrderRecord, Page, Window
 from domain.saga import FailureType
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 
@@ -134,13 +134,28 @@ class FakeBilling:
     async def find_subscription(self, idempotency_key: str) -> Subscription | None:
         raise NotImplementedError
 
-    async def list_subscriptions(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+    async def lookup_subscriptions(self, keys: list[str]) -> list[OrderRecord]:
         raise NotImplementedError
 
-    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+    async def list_subscriptions(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[OrderRecord]:
         raise NotImplementedError
 
-    async def list_invoices(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+    async def lookup_customers(self, keys: list[str]) -> list[CustomerRecord]:
+        raise NotImplementedError
+
+    async def list_customers(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[CustomerRecord]:
+        raise NotImplementedError
+
+    async def lookup_invoices(self, keys: list[str]) -> list[InvoiceRecord]:
+        raise NotImplementedError
+
+    async def list_invoices(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[InvoiceRecord]:
         raise NotImplementedError
 
     async def cancel_subscription(self, subscription_id: str, reason: str) -> Subscription:
@@ -311,13 +326,28 @@ class FakeErp:
     async def cancel_sales_order(self, order_id: str, reason: str) -> SalesOrder:
         raise NotImplementedError
 
-    async def list_sales_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+    async def lookup_sales_orders(self, keys: list[str]) -> list[OrderRecord]:
         raise NotImplementedError
 
-    async def list_customers(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+    async def list_sales_orders(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[OrderRecord]:
         raise NotImplementedError
 
-    async def list_receivables(self, cursor: str | None, page_size: int) -> Page[InvoiceRecord]:
+    async def lookup_customers(self, keys: list[str]) -> list[CustomerRecord]:
+        raise NotImplementedError
+
+    async def list_customers(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[CustomerRecord]:
+        raise NotImplementedError
+
+    async def lookup_receivables(self, keys: list[str]) -> list[InvoiceRecord]:
+        raise NotImplementedError
+
+    async def list_receivables(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[InvoiceRecord]:
         raise NotImplementedError
 
 
@@ -363,10 +393,20 @@ class FakeCrm:
     async def set_quote_status(self, quote_id: str, status: str, reason: str | None) -> None:
         raise NotImplementedError
 
-    async def list_orders(self, cursor: str | None, page_size: int) -> Page[OrderRecord]:
+    async def lookup_orders(self, keys: list[str]) -> list[OrderRecord]:
         raise NotImplementedError
 
-    async def list_accounts(self, cursor: str | None, page_size: int) -> Page[CustomerRecord]:
+    async def list_orders(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[OrderRecord]:
+        raise NotImplementedError
+
+    async def lookup_accounts(self, keys: list[str]) -> list[CustomerRecord]:
+        raise NotImplementedError
+
+    async def list_accounts(
+        self, cursor: str | None, page_size: int, *, window: Window | None = None
+    ) -> Page[CustomerRecord]:
         raise NotImplementedError
 
 

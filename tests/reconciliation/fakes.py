@@ -142,6 +142,7 @@ class Fakes:
         self.refuse: set[str] = set()
         self.broken: set[str] = set()
         self.no_master: set[str] = set()  # golden ids without a customer-master workflow
+        self.repeated: set[str] = set()  # golden ids whose request the master saw before
 
     @staticmethod
     def _slice(items: list[Any], cursor: str | None, size: int) -> tuple[list[Any], str | None]:
@@ -200,6 +201,8 @@ class Fakes:
             self.calls.append((ReconcileActivity.REPROPAGATE_CUSTOMER, request))
             if request.golden_id in self.no_master:
                 return RepropagateOutcome(scheduled=False, detail="no customer-master workflow")
+            if request.golden_id in self.repeated:
+                return RepropagateOutcome(scheduled=False, detail="asked before", repeated=True)
             return RepropagateOutcome(scheduled=True, detail="sent")
 
         @activity.defn(name=Activity.BILLING_CANCEL_SUBSCRIPTION)

@@ -13,6 +13,7 @@ from tests.reconciliation.record import (
     HISTORY,
     WORKFLOW_ID,
 )
+from tests.reconciliation.record_windows import RUN_HISTORY, RUN_ID, WINDOW_HISTORY
 from workers.build import WORKFLOWS
 
 
@@ -41,3 +42,27 @@ async def test_the_customers_and_invoices_history_replays():
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+async def test_the_reconcile_run_and_window_histories_replay():
+    """ReconcileRun (windows as children, marks and progress saved) and the ReconcileWindow
+    that repaired (listings, lookups, a compensation, rows written) replay against the
+    current code (re-record: ``python -m tests.reconciliation.record_windows``)."""
+    run_text = RUN_HISTORY.read_text()
+    assert '"ReconcileRun"' in run_text and "reconcile.save_progress" in run_text
+    assert "ReconcileWindow" in run_text
+    window_text = WINDOW_HISTORY.read_text()
+    for activity in ("erp.list_sales_orders_in", "billing.cancel_subscription"):
+        assert activity in window_text
+    assert "reconcile.write_rows" in window_text
+    window_id = (WINDOW_HISTORY.parent / "reconcile_window.id").read_text().strip()
+    replayer = Replayer(
+        workflows=list(WORKFLOWS),
+        data_converter=encrypted_data_converter(KeyRing.parse(generate_key_entry("replay"))),
+    )
+    for history in (
+        WorkflowHistory.from_json(RUN_ID, run_text),
+        WorkflowHistory.from_json(window_id, window_text),
+    ):
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+        assert result.replay_failure is None

@@ -214,6 +214,22 @@ async def test_customers_and_invoices_are_compared_and_drifted_customers_repropa
     assert lost.remediation is Remediation.REVIEW  # its saga ended: nothing to resume
 
 
+async def test_a_repropagation_the_customer_master_saw_before_is_not_a_repair(
+    time_skipping_env: WorkflowEnvironment,
+):
+    customers = [
+        customer(System.CRM, "A", "A", name="Acme GmbH"),
+        customer(System.ERP, "A", "acctA", name="Acme Old"),
+    ]
+    fakes = Fakes([], [], customers)
+    fakes.repeated.add("A")
+    report, _ = await run(time_skipping_env, fakes, ReconciliationInput())
+    (item,) = report.items
+    assert item.kind is DriftKind.FIELD_MISMATCH
+    assert item.outcome is Outcome.REPEATED
+    assert report.outcomes == {Outcome.REPEATED: 1}
+
+
 async def test_a_run_holding_more_than_it_may_carry_ends_incomplete(
     time_skipping_env: WorkflowEnvironment,
 ):
