@@ -39,6 +39,7 @@ from revsync.settings import Settings
 from revsync.telemetry import instrument_http_client
 from workers.attempts import MAX_HEARTBEAT_THROTTLE, AttemptInterceptor
 from workflows.customer_master import CustomerMasterWorkflow
+from workflows.invoice_adjustment import InvoiceAdjustmentWorkflow
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 from workflows.quote_to_cash import QuoteToCashWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
@@ -48,6 +49,7 @@ WORKFLOWS: Sequence[type] = (
     ReconciliationWorkflow,
     CustomerMasterWorkflow,
     InvoiceToRevenueWorkflow,
+    InvoiceAdjustmentWorkflow,
 )
 
 

@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         RevenueRecognized,
     )
     from domain.invoice import Invoice, InvoiceStatus
+    from domain.invoice_adjustment import InvoiceAdjustmentBase
     from domain.invoice_contracts import (
         MAX_STEP_RECORDS,
         CreditNoteReceived,
@@ -101,13 +102,13 @@ with workflow.unsafe.imports_passed_through():
     from domain.saga import ResolveAction, ResolveRequest
     from revsync import metrics
     from workflows import visibility
-    from workflows.publishing import business_event, publish
     from workflows.kernel import (
         ATTEMPT_TIMEOUT,
         HEARTBEAT_TIMEOUT,
         retry_policy,
         step_failure,
     )
+    from workflows.publishing import business_event, publish
     from workflows.visibility import md
 
 T = TypeVar("T")
@@ -160,6 +161,22 @@ class InvoiceToRevenueWorkflow:
     @workflow.query(name="status")
     def status(self) -> InvoiceToRevenueStatus:
         return self._status
+
+    @workflow.query(name="adjustment_base")
+    def adjustment_base(self) -> InvoiceAdjustmentBase:
+        """What a late event's adjustment stands on once this saga has ended (read from the
+        closed run by the gateway, docs/invoice-to-revenue.md#late-events): the status, the
+        schedule, the receivable, and the payments and credit notes handled (a signal that
+        arrived as the saga ended, never handled, is not among them)."""
+        pending_payments = {p.payment_id for p in self._payments}
+        pending_notes = {n.credit_note_id for n in self._credit_notes}
+        return InvoiceAdjustmentBase(
+            status=self._status,
+            schedule=self._schedule,
+            receivable=self._receivable,
+            handled_payments=sorted(self._seen_payments - pending_payments),
+            handled_credit_notes=sorted(self._seen_credit_notes - pending_notes),
+        )
 
     @workflow.signal(name="payment_received")
     def payment_received(self, payment: PaymentReceived) -> None:

@@ -48,6 +48,7 @@ from domain.receivable import (
     RevenueJournal,
 )
 from domain.reconciliation import CustomerRecord, InvoiceRecord, OrderRecord, Page
+from workflows.invoice_adjustment import InvoiceAdjustmentWorkflow
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 
 
@@ -395,7 +396,11 @@ def queues(vendors: FakeVendors) -> dict[str, list[Callable[..., Any]]]:
 async def running_workers(client: Client, vendors: FakeVendors) -> AsyncIterator[None]:
     """Workers for every queue: the real workflow and activities, the fake vendors."""
     workers = [
-        Worker(client, task_queue=TaskQueue.ORCHESTRATION, workflows=[InvoiceToRevenueWorkflow])
+        Worker(
+            client,
+            task_queue=TaskQueue.ORCHESTRATION,
+            workflows=[InvoiceToRevenueWorkflow, InvoiceAdjustmentWorkflow],
+        )
     ]
     workers += [
         Worker(client, task_queue=queue, activities=acts) for queue, acts in queues(vendors).items()
