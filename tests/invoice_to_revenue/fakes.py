@@ -8,6 +8,7 @@ vendors are fakes. Each call is recorded with the server time its attempt was sc
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -79,6 +80,11 @@ class FakeVendors:
     published: list[dict[str, Any]] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     failures: dict[str, list[VendorError]] = field(default_factory=dict)
+    # Set: business events are delivered; cleared, every publication waits for it.
+    subscribers_up: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.subscribers_up.set()
 
     def fail_with(self, method: str, *errors: VendorError) -> None:
         self.failures.setdefault(method, []).extend(errors)
@@ -373,6 +379,7 @@ def queues(vendors: FakeVendors) -> dict[str, list[Callable[..., Any]]]:
 
     @activity.defn(name=Activity.EVENTS_PUBLISH)
     async def publish_event(req: PublishEvent) -> PublishResult:
+        await vendors.subscribers_up.wait()
         vendors.published.append(dict(req.event))
         return PublishResult(
             event_id=str(req.event["id"]), event_type=str(req.event["type"]), deliveries=[]
