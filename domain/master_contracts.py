@@ -330,13 +330,71 @@ class AbsorbRequest(BaseModel):
 
 
 class HandOverRequest(BaseModel):
-    """Signal ``hand_over`` to the absorbed record: merge yourself into ``into``."""
+    """Signal ``hand_over`` to the absorbed record: hand yourself over to ``into``.
+
+    With ``merge_id`` (the acknowledged merge): answer ``handed_over`` with the record, or
+    ``hand_over_refused``, and end MERGED only once ``into`` confirms. Without it, the request
+    of a survivor that ran the earlier protocol (which expects an ``absorb`` signal): the
+    record asks it to drive an acknowledged merge instead (``merge_request``)."""
 
     model_config = ConfigDict(frozen=True)
 
     into: GoldenId
     steward: str
     note: str
+    merge_id: str | None = None
+
+
+class MergeRequest(BaseModel):
+    """Signal ``merge_request`` to the survivor: a steward merged ``candidate`` into you;
+    drive the merge (ask it to hand over)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    merge_id: str
+    candidate: GoldenId
+    steward: str
+    note: str
+
+
+class HandedOver(BaseModel):
+    """Signal ``handed_over`` to the survivor: the absorbed record, whole, as it stands while
+    it takes no other change."""
+
+    model_config = ConfigDict(frozen=True)
+
+    merge_id: str
+    record: GoldenRecord
+
+
+class MergeAnswer(BaseModel):
+    """The other signals of a merge between two records: ``hand_over_refused`` and
+    ``merge_cancelled`` (with the ``reason``), ``merge_confirmed``, and ``merge_check`` (an
+    absorbed record asking how its hand-over went)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    merge_id: str
+    sender: GoldenId
+    reason: str | None = None
+
+
+class MergeRole(StrEnum):
+    ABSORBING = "absorbing"  # the survivor, driving the merge
+    REQUESTED = "requested"  # a steward merged this record into the partner, which drives
+    HANDING_OVER = "handing_over"  # handed over, waiting for the survivor's confirmation
+
+
+class MergeInProgress(BaseModel):
+    """The merge a golden customer takes part in, for the status: it refuses other merges
+    meanwhile, and while handing over it takes no change (they wait for the outcome)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    merge_id: str
+    role: MergeRole
+    partner: str
+    since: datetime
 
 
 class CustomerMasterStatus(BaseModel):
@@ -358,6 +416,9 @@ class CustomerMasterStatus(BaseModel):
     publishing: int = Field(default=0, description="customer.updated events not delivered yet")
     repropagations: list[RepropagateResult] = Field(
         default_factory=list, description="Recent re-propagation requests, oldest first"
+    )
+    merging: MergeInProgress | None = Field(
+        default=None, description="A merge with another golden customer under way"
     )
 
 

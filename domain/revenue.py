@@ -105,6 +105,13 @@ def void_journal_id(invoice_id: str, line_id: str, period: str) -> str:
     return f"{entry_id(invoice_id, line_id, period)}/void"
 
 
+def credit_journal_id(invoice_id: str, line_id: str, period: str, credit_note_id: str) -> str:
+    """Id of the journal that takes a late credit note's amount back from a line's recognised
+    revenue in ``period`` (:func:`take_back`): one per credit note, so that two credit notes
+    in one period are two journals."""
+    return f"{entry_id(invoice_id, line_id, period)}/credit/{credit_note_id}"
+
+
 def _by_line(entries: Iterable[RevenueEntry]) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = {}
     for entry in entries:
@@ -403,4 +410,42 @@ def apply_credit(
                 entries.items(), key=lambda item: (item[0][1], item[0][0])
             )
         ),
+    )
+
+
+def take_back(
+    schedule: RevenueSchedule,
+    credit: Mapping[str, Decimal],
+    recognised_through: str | None,
+    current_period: str,
+    credit_note_id: str,
+) -> tuple[RevenueEntry, ...]:
+    """A credit note on an invoice whose every period is recognised already (its saga has
+    ended): the journals that take the credit back from recognised revenue.
+
+    Nothing is left unrecognised to shrink, so, as :func:`apply_credit` does with the excess
+    of a credit over what is left, the whole credit on each line comes back from recognised
+    revenue: one negative entry per credited line in ``current_period``, keyed by the credit
+    note (:func:`credit_journal_id`). They are posted at once, like a void's reversal
+    journals (:func:`reverse`): the invoice has no later close left to wait for. The credit
+    is checked as :func:`apply_credit` checks it (known lines, positive amounts in the
+    currency's minor unit, no more than the line's revenue); a schedule with periods still
+    to recognise is refused (its saga applies the credit note itself).
+    """
+    pending = _unrecognised_periods(schedule, recognised_through)
+    if pending:
+        raise RevenueError(
+            f"invoice {schedule.invoice_id} still has periods to recognise "
+            f"({', '.join(pending)}): its saga applies the credit note"
+        )
+    apply_credit(schedule, credit, recognised_through, current_period)  # the same checks
+    return tuple(
+        RevenueEntry(
+            id=credit_journal_id(schedule.invoice_id, line_id, current_period, credit_note_id),
+            line_id=line_id,
+            period=current_period,
+            amount=-amount,
+        )
+        for line_id, amount in sorted(credit.items())
+        if amount != 0
     )

@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from adapters.registry import Port, available, unavailable
 from domain.approval import ApproverRole
 from domain.contracts import TaskQueue
+from domain.invoice_contracts import invoice_workflow_id
 from domain.saga import OperatorDecision, QuoteToCashStatus, ResolveAction
 from revsync.auth import StaffRole, StaffToken, digest, new_token
 from revsync.codec import generate_key_entry
@@ -424,7 +425,16 @@ def _print_invoices(parked: list[ParkedInvoice], as_json: bool) -> None:
         return
     headers = ["invoice (parked)", "blocked step", "waited", "amount due", "customer"]
     cells = [
-        [i.invoice_id, i.blocked_step or "-", humanize(i.waited), i.amount_due, i.customer_id]
+        [
+            # An adjustment of an ended saga (a late event) is decided on by its own id.
+            i.invoice_id
+            if i.workflow_id == invoice_workflow_id(i.invoice_id)
+            else f"{i.invoice_id} ({i.workflow_id})",
+            i.blocked_step or "-",
+            humanize(i.waited),
+            i.amount_due,
+            i.customer_id,
+        ]
         for i in parked
     ]
     typer.echo(table(headers, cells))

@@ -41,6 +41,7 @@ from revsync.settings import Settings
 from revsync.telemetry import instrument_http_client
 from workers.attempts import MAX_HEARTBEAT_THROTTLE, AttemptInterceptor
 from workflows.customer_master import CustomerMasterWorkflow
+from workflows.invoice_adjustment import InvoiceAdjustmentWorkflow
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 from workflows.quote_to_cash import QuoteToCashWorkflow
 from workflows.reconcile_run import ReconcileRunWorkflow, ReconcileWindowWorkflow
@@ -54,6 +55,7 @@ WORKFLOWS: Sequence[type] = (
     ReconciliationWorkflow,
     CustomerMasterWorkflow,
     InvoiceToRevenueWorkflow,
+    InvoiceAdjustmentWorkflow,
 )
 
 

@@ -20,8 +20,9 @@ queue ``orchestration``), keeping CRM, billing and ERP agreeing on the customer'
 - **Duplicates**: when the record is created or an identifying field changes, a search of
   visibility (``MasterTaxIdHash``, ``MasterDomains``) compares candidates with
   :func:`domain.customer_master.match`; a suspicion holds the record (``MasterState=
-  NEEDS_REVIEW``) until a steward's ``decide`` update: keep separate, or merge (the absorbed
-  record hands itself to the survivor with the ``absorb`` signal and ends MERGED).
+  NEEDS_REVIEW``) until a steward's ``decide`` update: keep separate, or merge. The survivor
+  drives a merge with an acknowledgement (``workflows/customer_merge.py``): the absorbed
+  record hands itself over and ends MERGED only once the survivor has taken it.
 - **Continue-as-new** when Temporal suggests it or the history passes the policy's
   ``history_limit``, after every handler finished, carrying the golden record, queued and
   parked propagations and the recent audit trail.
@@ -36,8 +37,14 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.customer_merge import (
+    MERGE_PROTOCOL_PATCH,
+    REFUSED_ERROR,
+    Merge,
+    MergeHandlers,
+)
 from workflows.kernel import (
     ATTEMPT_TIMEOUT,
     HEARTBEAT_TIMEOUT,
@@ -63,11 +70,7 @@ with workflow.unsafe.imports_passed_through():
         apply,
         decision_problem,
         hold,
-        mark_merged,
-        mark_merged_problem,
         master_workflow_id,
-        merge,
-        merge_problem,
         profile_of,
         review_problem,
         settle,
@@ -114,7 +117,6 @@ with workflow.unsafe.imports_passed_through():
 MERGED_ERROR = "CustomerMerged"
 """``ApplicationError.type`` of a change refused because the record was merged away; its
 first detail is the survivor's golden id (the gateway sends the change there)."""
-REFUSED_ERROR = "DecisionRefused"
 PUBLISH_EVENTS_PATCH = "publish-customer-events"
 CARRY_EVENTS_PATCH = "carry-undelivered-events"
 """A run continues as new without waiting for its publications; the next run sends them."""
@@ -133,7 +135,7 @@ def _merged(record: GoldenRecord) -> ApplicationError:
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class CustomerMasterWorkflow:
+class CustomerMasterWorkflow(MergeHandlers):
     @workflow.init
     def __init__(self, request: CustomerMasterInput) -> None:
         golden_id = request.golden_id
@@ -155,8 +157,10 @@ class CustomerMasterWorkflow:
         self._lock = asyncio.Lock()
         self._stopping = False
         self._indexed_values: dict[str, Any] = {}
-        # customer.updated publications under way; a run ends only once they are delivered.
+        # customer.updated publications under way; a run continuing as new hands on the rest.
         self._outbox = Outbox()
+        # The merge with another golden customer under way (workflows/customer_merge.py).
+        self._merge: Merge | None = None
 
     # -- queries --------------------------------------------------------------------------
 
@@ -170,7 +174,7 @@ class CustomerMasterWorkflow:
             record=record,
             open_reviews=record.open_reviews(),
             suspicions=record.suspicions,
-            allowed_decisions=allowed_decisions(record),
+            allowed_decisions=[] if self._merge is not None else allowed_decisions(record),
             queued=list(self._queue),
             parked=list(self._parked),
             recent=list(self._recent),
@@ -179,6 +183,7 @@ class CustomerMasterWorkflow:
             runs=self._runs,
             publishing=self._outbox.pending(),
             repropagations=list(self._repropagations),
+            merging=self._merging(),
         )
 
     @workflow.query(name="profile")
@@ -242,12 +247,16 @@ class CustomerMasterWorkflow:
 
     @workflow.update(name="decide")
     async def decide(self, decision: StewardDecision) -> MasterDecision:
-        """Settle a held duplicate suspicion: keep separate, or merge (into either)."""
+        """Settle a held duplicate suspicion: keep separate, or merge (into either; the
+        survivor drives the merge, workflows/customer_merge.py)."""
+        if decision.action is StewardAction.MERGE and workflow.patched(MERGE_PROTOCOL_PATCH):
+            return await self._decide_merge(decision)
         async with self._lock:
             if problem := decision_problem(self._record, decision):
                 raise ApplicationError(problem, type=REFUSED_ERROR, non_retryable=True)
             if decision.action is StewardAction.KEEP_SEPARATE:
                 self._record = settle(self._record, decision)
+            # Earlier protocol: replays of merges decided before the acknowledged one.
             elif decision.into == decision.candidate:
                 absorbed = settle(self._record, decision)
                 await self._signal(
@@ -276,6 +285,8 @@ class CustomerMasterWorkflow:
     def _validate_decide(self, decision: StewardDecision) -> None:
         if problem := decision_problem(self._record, decision):
             raise ValueError(problem)
+        if decision.action is StewardAction.MERGE and (problem := self._merge_busy()):
+            raise ValueError(problem)
 
     @workflow.update(name="review")
     def review(self, decision: ReviewDecision) -> MasterDecision:
@@ -293,6 +304,12 @@ class CustomerMasterWorkflow:
     def _validate_review(self, decision: ReviewDecision) -> None:
         if problem := review_problem(self._record, decision):
             raise ValueError(problem)
+        if self._handing_over():
+            partner = self._merging()
+            raise ValueError(
+                f"{self._golden_id} is being merged into "
+                f"{partner.partner if partner else '?'}: review there once it is done"
+            )
 
     @workflow.update(name="resolve")
     def resolve(self, request: ResolvePropagation) -> MasterDecision:
@@ -385,59 +402,6 @@ class CustomerMasterWorkflow:
             if parked.update.idempotency_key == key:
                 return parked
         raise ValueError(f"no parked propagation has key {key}; parked: {keys}")
-
-    # -- merging, between two entity workflows --------------------------------------------
-
-    @workflow.signal(name="hand_over")
-    async def hand_over(self, request: HandOverRequest) -> None:
-        """A steward merged this record into ``request.into``: hand it over and end."""
-        async with self._lock:
-            if problem := mark_merged_problem(self._record, request.into):
-                workflow.logger.warning("hand over refused", extra=self._log(reason=problem))
-                self._decide("revsync", "hand over refused", request.into, problem)
-                return
-            absorbed = mark_merged(self._record, request.into)
-            try:
-                await self._signal(
-                    request.into,
-                    "absorb",
-                    AbsorbRequest(record=absorbed, steward=request.steward, note=request.note),
-                )
-            except ApplicationError as error:
-                self._decide("revsync", "hand over failed", request.into, error.message)
-                return
-            self._record = absorbed
-            self._decide(request.steward, f"merged into {request.into}", request.into, request.note)
-            self._changed()
-
-    @workflow.signal(name="absorb")
-    def absorb(self, request: AbsorbRequest) -> None:
-        """Merge another golden record, handed over whole, into this one."""
-        absorbed = request.record
-        if problem := merge_problem(self._record, absorbed):
-            workflow.logger.warning("absorb refused", extra=self._log(reason=problem))
-            self._decide("revsync", "absorb refused", absorbed.golden_id, problem)
-            return
-        before = self._record
-        self._record = merge(before, absorbed)
-        changed = [f for f in MasterField if before.fields.get(f) != self._record.fields.get(f)]
-        self._enqueue(sync_plan(self._record, list(System), changed))
-        self._sync_new_links(before)
-        self._duplicates_due = True
-        self._decide(request.steward, "absorbed", absorbed.golden_id, request.note)
-        self._changed()
-
-    async def _signal(self, golden_id: str, signal: str, arg: Any) -> None:
-        handle = workflow.get_external_workflow_handle(master_workflow_id(golden_id))
-        try:
-            await handle.signal(signal, arg)
-        except FailureError as error:
-            raise ApplicationError(
-                f"{master_workflow_id(golden_id)} did not take the {signal} ({error}): it is "
-                "not running (merged or never started); nothing was merged",
-                type=REFUSED_ERROR,
-                non_retryable=True,
-            ) from error
 
     # -- the entity's life ----------------------------------------------------------------
 
@@ -658,8 +622,8 @@ class CustomerMasterWorkflow:
                 "duplicate search failed", extra=self._log(reason=failure_summary(error))
             )
             return
-        if self._merged_away() or not found.suspicions:
-            return
+        if self._merged_away() or self._handing_over() or not found.suspicions:
+            return  # a record handing over changes no more: its survivor searches again
         self._record = hold(self._record, found.suspicions)
         workflow.logger.info(
             "suspected duplicates held",
@@ -753,6 +717,11 @@ class CustomerMasterWorkflow:
         ]
         if record.merged_into:
             lines.append(f"**Merged into:** {md(record.merged_into)}")
+        if (merging := self._merging()) is not None:
+            lines.append(
+                f"**Merging:** {merging.role.value.replace('_', ' ')} "
+                f"{md(merging.partner)} since {merging.since:%Y-%m-%d %H:%M} UTC"
+            )
         for suspicion in record.suspicions:
             reasons = "; ".join(md(r.detail) for r in suspicion.reasons)
             lines.append(

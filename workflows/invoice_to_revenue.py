@@ -42,8 +42,10 @@ from temporalio.common import (
     SearchAttributePair,
     SearchAttributeUpdate,
     TypedSearchAttributes,
+    WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import TaskQueue
@@ -55,6 +57,11 @@ with workflow.unsafe.imports_passed_through():
         RevenueRecognized,
     )
     from domain.invoice import Invoice, InvoiceStatus
+    from domain.invoice_adjustment import (
+        ADJUSTMENT_WORKFLOW_TYPE,
+        InvoiceAdjustmentBase,
+        InvoiceAdjustmentInput,
+    )
     from domain.invoice_contracts import (
         MAX_STEP_RECORDS,
         CreditNoteReceived,
@@ -106,6 +113,8 @@ with workflow.unsafe.imports_passed_through():
     from domain.saga import ResolveAction, ResolveRequest
     from revsync import metrics
     from workflows import visibility
+    from workflows.invoice_adjustment import start_attributes as adjustment_attributes
+    from workflows.invoice_adjustment import static_summary as adjustment_summary
     from workflows.kernel import (
         ATTEMPT_TIMEOUT,
         HEARTBEAT_TIMEOUT,
@@ -128,6 +137,8 @@ REVENUE_STEPS = frozenset({InvoiceStep.POST_JOURNAL, InvoiceStep.REVERSE_REVENUE
 STANDING_PATCH = "keep-standing-current"
 # A run continues as new without waiting for its publications; the next run sends them.
 CARRY_EVENTS_PATCH = "carry-undelivered-events"
+LATE_EVENTS_PATCH = "late-events-to-adjustments"
+"""Sagas that ended before adjustments existed dropped the signals that came as they ended."""
 
 
 class VoidedWhileParked(Exception):
@@ -175,6 +186,22 @@ class InvoiceToRevenueWorkflow:
     @workflow.query(name="status")
     def status(self) -> InvoiceToRevenueStatus:
         return self._status
+
+    @workflow.query(name="adjustment_base")
+    def adjustment_base(self) -> InvoiceAdjustmentBase:
+        """What a late event's adjustment stands on once this saga has ended (read from the
+        closed run by the gateway, docs/invoice-to-revenue.md#late-events): the status, the
+        schedule, the receivable, and the payments and credit notes handled (a signal that
+        arrived as the saga ended, never handled, is not among them)."""
+        pending_payments = {p.payment_id for p in self._payments}
+        pending_notes = {n.credit_note_id for n in self._credit_notes}
+        return InvoiceAdjustmentBase(
+            status=self._status,
+            schedule=self._schedule,
+            receivable=self._receivable,
+            handled_payments=sorted(self._seen_payments - pending_payments),
+            handled_credit_notes=sorted(self._seen_credit_notes - pending_notes),
+        )
 
     @workflow.signal(name="payment_received")
     def payment_received(self, payment: PaymentReceived) -> None:
@@ -263,7 +290,59 @@ class InvoiceToRevenueWorkflow:
             self._status.amount_due = Decimal(0)
             self._enter(InvoiceStage.VOIDED)
         await self._outbox.drain()
+        await self._hand_on_late_events(request)
         return self._status
+
+    async def _hand_on_late_events(self, request: InvoiceToRevenueInput) -> None:
+        """A payment, credit note or void that arrived as the saga ended (CLOSED or VOIDED)
+        is not dropped: each starts its adjustment, as the gateway does for a later one
+        (workflows/invoice_adjustment.py, docs/invoice-to-revenue.md#late-events)."""
+        handed: set[str] = set()
+        while late := [(k, e) for k, e in self._late_events() if k not in handed]:
+            if not workflow.patched(LATE_EVENTS_PATCH):
+                return  # sagas that ended before adjustments existed replay as they ran
+            for key, event in late:
+                handed.add(key)
+                adjustment = InvoiceAdjustmentInput(
+                    invoice_id=request.invoice_id,
+                    base=self.adjustment_base(),
+                    payment=event if isinstance(event, PaymentReceived) else None,
+                    credit_note=event if isinstance(event, CreditNoteReceived) else None,
+                    void=event if isinstance(event, VoidReceived) else None,
+                    accounting_timezone=self._zone,
+                    policy=self._policy,
+                    event_id=event.event_id,
+                )
+                # Started already: the gateway started it for a redelivery.
+                with contextlib.suppress(WorkflowAlreadyStartedError):
+                    await workflow.start_child_workflow(
+                        ADJUSTMENT_WORKFLOW_TYPE,
+                        adjustment,
+                        id=adjustment.workflow_id,
+                        task_queue=TaskQueue.ORCHESTRATION,
+                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                        parent_close_policy=ParentClosePolicy.ABANDON,
+                        search_attributes=adjustment_attributes(adjustment, workflow.now())
+                        if self._indexed()
+                        else None,
+                        static_summary=adjustment_summary(adjustment),
+                    )
+                workflow.logger.warning(
+                    "late invoice event handed to an adjustment",
+                    extra=self._log(adjustment=adjustment.workflow_id),
+                )
+            await workflow.wait_condition(workflow.all_handlers_finished)
+
+    def _late_events(self) -> list[tuple[str, PaymentReceived | CreditNoteReceived | VoidReceived]]:
+        """The signals the ended saga has not handled: payments and credit notes still queued,
+        and a void that came after it closed."""
+        late: list[tuple[str, PaymentReceived | CreditNoteReceived | VoidReceived]] = [
+            (f"payment {p.payment_id}", p) for p in self._payments
+        ]
+        late += [(f"credit note {n.credit_note_id}", n) for n in self._credit_notes]
+        if self._void is not None and self._status.stage is InvoiceStage.CLOSED:
+            late.append(("void", self._void))
+        return late
 
     async def _open(self, invoice_id: str) -> None:
         """Read the invoice, build its schedule, post the receivable, tell CRM."""

@@ -41,7 +41,9 @@ MASTER_TAX_ID_HASH = SearchAttributeKey.for_keyword("MasterTaxIdHash")
 MASTER_DOMAINS = SearchAttributeKey.for_keyword_list("MasterDomains")
 # Invoice-to-revenue (workflow type InvoiceToRevenue, id i2r-<invoice id>; CustomerId is the
 # CRM account, Currency and BlockedStep as for quotes): the billing invoice id, its stage
-# (domain.invoice_contracts.InvoiceStage) and what is still owed (for filtering only).
+# (domain.invoice_contracts.InvoiceStage) and what is still owed (for filtering only). The
+# adjustments of ended invoice sagas (workflow type InvoiceAdjustment) carry them too, with
+# stages of their own (domain.invoice_adjustment.AdjustmentStage).
 INVOICE_ID = SearchAttributeKey.for_keyword("InvoiceId")
 INVOICE_STAGE = SearchAttributeKey.for_keyword("InvoiceStage")
 INVOICE_AMOUNT_DUE = SearchAttributeKey.for_float("InvoiceAmountDue")

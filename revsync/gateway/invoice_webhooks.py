@@ -17,8 +17,11 @@ vendor. One saga per invoice, workflow id ``i2r-<invoice id>``:
   payment that overtakes the invoice's start lands once the saga exists. It is not a
   signal-with-start: only the "final" event says the invoice is revsync's to post; a payment
   alone never posts a receivable;
-- a signal for a saga that has ended (CLOSED or VOIDED) answers 200 ``closed`` and logs a
-  warning: there is nothing left to apply it to, and a redelivery would not change that;
+- a signal for a saga that has ended (CLOSED or VOIDED) starts an adjustment saga that books
+  it against what the saga left (:mod:`revsync.late_invoice_events`): 200 ``started`` with
+  ``adjustment``, and 200 ``duplicate`` for a redelivery, or for an event the ended saga had
+  handled itself. A saga an operator terminated (or that failed) answers 200 ``closed`` and
+  logs a warning: nothing revsync ran stands behind it any more;
 - Temporal unreachable: 503 with ``Retry-After``.
 
 ``started`` is a 202 for Stripe and a 200 for Zuora: Zuora counts any callout answer but 200
@@ -34,7 +37,7 @@ from typing import Any
 import structlog
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.common import MetricMeter, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -44,6 +47,7 @@ from adapters.webhooks.stripe import StripeEvent
 from domain.contracts import TaskQueue
 from domain.invoice_contracts import InvoiceToRevenueInput, invoice_workflow_id
 from revsync import metrics
+from revsync.late_invoice_events import start_adjustment
 from revsync.settings import Settings
 from workflows.invoice_to_revenue import (
     InvoiceToRevenueWorkflow,
@@ -135,7 +139,7 @@ async def act(
     if event.signal is None:
         return await _start(client, event, settings, meter)
     assert event.payload is not None, "a signal carries its payload"
-    return await _signal(client, event, event.signal, event.payload, meter)
+    return await _signal(client, event, event.signal, event.payload, settings, meter)
 
 
 def _delivered(meter: MetricMeter, event: InvoiceEvent, outcome: str) -> None:
@@ -197,7 +201,12 @@ async def _start(
 
 
 async def _signal(
-    client: Client, event: InvoiceEvent, signal: str, payload: BaseModel, meter: MetricMeter
+    client: Client,
+    event: InvoiceEvent,
+    signal: str,
+    payload: BaseModel,
+    settings: Settings,
+    meter: MetricMeter,
 ) -> JSONResponse:
     invoice_id = event.invoice_id
     workflow_id = invoice_workflow_id(invoice_id)
@@ -216,7 +225,7 @@ async def _signal(
         return JSONResponse({"status": "delivered", "signal": signal, **body})
     # Not running: ended, or never started (yet).
     try:
-        await handle.describe()
+        described = await handle.describe()
     except RPCError as error:
         if error.status in UNAVAILABLE:
             return _unavailable(meter, event)
@@ -231,12 +240,71 @@ async def _signal(
         )
         _delivered(meter, event, "unknown")
         return JSONResponse({"status": "unknown invoice", **body}, status_code=409)
+    if described.status is WorkflowExecutionStatus.COMPLETED:
+        return await _adjust(client, event, payload, settings, meter)
     log.warning(
-        "invoice event for an ended saga",
+        "invoice event for a saga that did not complete: nothing applies it",
         source=event.source,
         event_id=event.event_id,
         type=event.type,
         invoice_id=invoice_id,
+        saga_status=described.status.name if described.status else None,
     )
     _delivered(meter, event, "closed")
     return JSONResponse({"status": "closed", **body})
+
+
+async def _adjust(
+    client: Client,
+    event: InvoiceEvent,
+    payload: BaseModel,
+    settings: Settings,
+    meter: MetricMeter,
+) -> JSONResponse:
+    """The saga ended CLOSED or VOIDED: start the adjustment that books the late event."""
+    invoice_id = event.invoice_id
+    try:
+        outcome = await start_adjustment(
+            client,
+            invoice_id,
+            payload,
+            accounting_timezone=settings.accounting_timezone,
+            policy=settings.invoice_policy,
+            event_id=event.event_id,
+        )
+    except RPCError as error:
+        if error.status in UNAVAILABLE:
+            return _unavailable(meter, event)
+        raise
+    except WorkflowQueryFailedError as error:
+        # The ended saga could not be read (its history did not replay): the sender delivers
+        # again, and the error log says which saga to look at.
+        log.error(
+            "cannot read the ended saga for a late invoice event",
+            source=event.source,
+            event_id=event.event_id,
+            invoice_id=invoice_id,
+            error=str(error),
+        )
+        return _unavailable(meter, event)
+    log.info(
+        "late invoice event: adjustment " + outcome.status,
+        source=event.source,
+        event_id=event.event_id,
+        type=event.type,
+        invoice_id=invoice_id,
+        workflow_id=outcome.workflow_id,
+        reason=outcome.reason,
+    )
+    _delivered(meter, event, "adjusting" if outcome.status == "started" else "duplicate")
+    answer: dict[str, Any] = {
+        "status": outcome.status,
+        "workflow_id": outcome.workflow_id,
+        "invoice_id": invoice_id,
+        "adjustment": outcome.kind,
+    }
+    if outcome.run_id is not None:
+        answer["run_id"] = outcome.run_id
+    if outcome.reason is not None:
+        answer["reason"] = outcome.reason
+    return JSONResponse(answer)

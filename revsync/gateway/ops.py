@@ -1,7 +1,8 @@
 """The ops API: operator decisions on running sagas, by people holding a staff token.
 
 ``POST /v1/ops/quotes/{quote_id}/approve | reject | resolve`` and
-``POST /v1/ops/invoices/{invoice_id}/resolve`` with ``Authorization: Bearer <token>``.
+``POST /v1/ops/invoices/{invoice_id}/resolve`` (``?workflow_id=`` names the parked adjustment
+of an ended invoice saga) with ``Authorization: Bearer <token>``.
 *Who* decides comes from the token (``REVSYNC_OPERATOR_TOKENS``), never from the body: the
 body only says what and why. The saga's update validators then apply the business rules
 (role rank, self-approval, what a parked step allows) and record the decision, with who,
@@ -19,7 +20,7 @@ from collections.abc import Awaitable
 from typing import Annotated, Any, Protocol
 
 import structlog
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
@@ -49,6 +50,18 @@ IdempotencyKey = Annotated[
         pattern=r"^[\x21-\x7e]+$",
         description="Any string of 1 to 255 visible ASCII characters, new for each decision; "
         "repeating the request with the same key answers the first result",
+    ),
+]
+
+# Which adjustment of an invoice whose saga has ended to decide on, when several are parked
+# (docs/invoice-to-revenue.md#late-events); without it, the saga, else its one parked
+# adjustment.
+AdjustmentId = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=1000,
+        description="i2r-adj-<invoice id>-<kind>-<key>: the parked adjustment to decide on",
     ),
 ]
 
@@ -232,11 +245,18 @@ def ops_router() -> APIRouter:
         staff: StaffDep,
         request: Request,
         idempotency_key: IdempotencyKey = None,
+        workflow_id: AdjustmentId = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.OPERATOR)
         client = request.app.state.client
         decision = ResolveRequest(action=body.action, operator=staff.name, note=body.note)
-        sending = resolve_invoice(client, invoice_id, decision, idempotency_key=idempotency_key)
+        sending = resolve_invoice(
+            client,
+            invoice_id,
+            decision,
+            idempotency_key=idempotency_key,
+            workflow_id=workflow_id,
+        )
         workflow_id = invoice_workflow_id(invoice_id)
         return await _answer(client, sending, ("invoice", invoice_id), workflow_id, staff)
 

@@ -61,17 +61,29 @@ class EventIgnored(BaseModel):
 
 
 class InvoiceSagaAccepted(BaseModel):
-    """An ``invoice.finalized``: its invoice-to-revenue saga started now, or had before."""
+    """An ``invoice.finalized``: its invoice-to-revenue saga started now, or had before. Or a
+    payment, void or credit note for an invoice whose saga has ended (``adjustment`` set):
+    the adjustment saga that books it started now, or had before (or the ended saga had
+    handled the event itself: ``reason``)."""
 
     status: Literal["started", "duplicate"]
-    workflow_id: str = Field(description="i2r-<invoice id>")
+    workflow_id: str = Field(
+        description="i2r-<invoice id>, or the adjustment i2r-adj-<invoice id>-<kind>-<key>"
+    )
     run_id: str | None = Field(default=None, description="Only when this delivery started it")
     invoice_id: str
+    adjustment: str | None = Field(
+        default=None,
+        description="A late event for an ended saga: payment, credit_note or void",
+    )
+    reason: str | None = Field(default=None, description="Why a late event is a duplicate")
 
 
 class InvoiceEventDelivered(BaseModel):
     """A payment, void or credit note for an invoice: signalled to its saga (``delivered``),
-    or acknowledged because the saga has ended (``closed``)."""
+    or acknowledged because the saga was ended by an operator (terminated, cancelled) or
+    failed (``closed``); one for a saga that ended CLOSED or VOIDED starts an adjustment
+    (``InvoiceSagaAccepted``)."""
 
     status: Literal["delivered", "closed"]
     signal: str | None = Field(
@@ -251,8 +263,11 @@ WEBHOOK_DOCS: dict[str, WebhookDocs] = {
             202: {"model": InvoiceSagaAccepted, "description": "Saga i2r-<invoice id> started"},
             200: {
                 "description": "Duplicate invoice.finalized (InvoiceSagaAccepted), an event "
-                "signalled to its saga or for an ended saga (InvoiceEventDelivered), or an "
-                "event type revsync does not act on here (EventIgnored)",
+                "signalled to its saga (InvoiceEventDelivered), an event for a saga that "
+                "ended CLOSED or VOIDED whose adjustment saga started or had started "
+                "(InvoiceSagaAccepted with `adjustment`), an event for a saga ended otherwise "
+                "(InvoiceEventDelivered `closed`), or an event type revsync does not act on "
+                "here (EventIgnored)",
                 "content": {
                     "application/json": {
                         "schema": {
@@ -289,8 +304,11 @@ WEBHOOK_DOCS: dict[str, WebhookDocs] = {
         ),
         responses={
             200: {
-                "description": "Started or duplicate invoice.posted (InvoiceSagaAccepted), or "
-                "an event signalled to its saga or for an ended saga (InvoiceEventDelivered)",
+                "description": "Started or duplicate invoice.posted (InvoiceSagaAccepted), "
+                "an event signalled to its saga (InvoiceEventDelivered), an event for a saga "
+                "that ended CLOSED or VOIDED whose adjustment saga started or had started "
+                "(InvoiceSagaAccepted with `adjustment`), or an event for a saga ended "
+                "otherwise (InvoiceEventDelivered `closed`)",
                 "content": {
                     "application/json": {
                         "schema": {

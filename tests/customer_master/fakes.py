@@ -1,18 +1,29 @@
 """In-memory CRM, billing and ERP for the customer-master workflow, under the real activity
 names, plus a duplicate search over the profiles it has been asked about (a stand-in for
-visibility, which the time-skipping server does not index)."""
+visibility, which the time-skipping server does not index). ``hold`` keeps one golden
+customer's propagations to a system waiting until released, and ``SlowSignals`` makes every
+signal one workflow sends another wait an hour of workflow time, so that what two records do
+before they hear from each other is deterministic (``test_merge_races.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import (
+    Interceptor,
+    SignalExternalWorkflowInput,
+    Worker,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
 
 from domain.contracts import Activity, TaskQueue
 from domain.customer_master import (
@@ -37,6 +48,29 @@ from revsync.customer_master import deliver_change
 from workflows.customer_master import CustomerMasterWorkflow
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+SIGNAL_DELAY = timedelta(hours=1)
+
+
+class _SlowSignalsOutbound(WorkflowOutboundInterceptor):
+    async def signal_external_workflow(self, input: SignalExternalWorkflowInput) -> None:
+        await workflow.sleep(SIGNAL_DELAY)
+        await super().signal_external_workflow(input)
+
+
+class _SlowSignalsInbound(WorkflowInboundInterceptor):
+    def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+        super().init(_SlowSignalsOutbound(outbound))
+
+
+class SlowSignals(Interceptor):
+    """Every signal a workflow sends another waits :data:`SIGNAL_DELAY` of workflow time
+    first: on the time-skipping server, messages between two records cross only when the test
+    moves time on, so each record's own steps before that are deterministic."""
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        return _SlowSignalsInbound
 
 
 async def deliver(
@@ -86,6 +120,14 @@ class FakeMasterSystems:
         self.published: list[dict[str, Any]] = []
         # (workflow run id, delivered) of every events.publish attempt
         self.publish_attempts: list[tuple[str, bool]] = []
+        # (activity name, golden id) -> released when set; the calls waiting on it
+        self.holds: dict[tuple[str, str], asyncio.Event] = {}
+        self.held: list[PropagationUpdate] = []
+
+    def hold(self, activity_name: str, golden: str) -> asyncio.Event:
+        """Keep ``golden``'s updates through ``activity_name`` waiting until the returned
+        event is set."""
+        return self.holds.setdefault((activity_name, golden), asyncio.Event())
 
     def fail_with(self, activity_name: str, *errors: Exception) -> None:
         self.failures.setdefault(activity_name, []).extend(errors)
@@ -108,6 +150,11 @@ class FakeMasterSystems:
         def updater(name: str) -> Callable[..., Any]:
             @activity.defn(name=name)
             async def update(request: PropagationUpdate) -> None:
+                golden = request.idempotency_key.removeprefix("cm-").split(":", 1)[0]
+                release = self.holds.get((name, golden))
+                if release is not None and not release.is_set():
+                    self.held.append(request)
+                    await release.wait()
                 self._failure(name)
                 self.updates.append(request)
 
@@ -168,7 +215,9 @@ class FakeMasterSystems:
 
 
 @asynccontextmanager
-async def running_workers(client: Client, fakes: FakeMasterSystems) -> AsyncIterator[None]:
+async def running_workers(
+    client: Client, fakes: FakeMasterSystems, *, slow_signals: bool = False
+) -> AsyncIterator[None]:
     activities = fakes.activities()
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(
@@ -177,6 +226,7 @@ async def running_workers(client: Client, fakes: FakeMasterSystems) -> AsyncIter
                 task_queue=TaskQueue.ORCHESTRATION,
                 workflows=[CustomerMasterWorkflow],
                 activities=activities[TaskQueue.ORCHESTRATION],
+                interceptors=[SlowSignals()] if slow_signals else [],
             )
         )
         for queue in (TaskQueue.CRM, TaskQueue.BILLING, TaskQueue.ERP, TaskQueue.EVENTS):

@@ -105,12 +105,12 @@ async def test_an_event_carries_only_the_fields_made_golden_with_typed_values(
 
 
 async def test_continue_as_new_does_not_wait_for_a_subscriber_and_the_next_run_delivers(
-    time_skipping_env: WorkflowEnvironment,
+    own_time_skipping_env: WorkflowEnvironment,
 ) -> None:
     """A subscriber that is down never holds a run open (issue: a day's outage grew the
     history towards Temporal's limit): the run continues as new at once, carrying the
     undelivered event, and the next run delivers it, once, with the same id."""
-    client, fakes, golden = time_skipping_env.client, FakeMasterSystems(), golden_id()
+    client, fakes, golden = own_time_skipping_env.client, FakeMasterSystems(), golden_id()
     fakes.link(golden, billing="cus_P3")
     # the subscriber is down for three attempts, and the history is full at once
     fakes.fail_with(Activity.EVENTS_PUBLISH, *(transient("subscriber 503") for _ in range(3)))

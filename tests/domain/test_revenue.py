@@ -28,6 +28,7 @@ from domain.revenue import (
     next_period,
     period_of,
     reverse,
+    take_back,
 )
 
 D = Decimal
@@ -550,3 +551,29 @@ def test_credits_take_exactly_their_amount_and_leave_recognised_revenue_alone(in
         assert is_quantized(entry.amount, inv.currency)
         if entry.period != current and totals[entry.line_id] > 0:
             assert entry.amount >= 0  # only the current period carries a reversal
+
+
+def test_a_credit_after_every_period_is_recognised_is_taken_back_at_once_keyed_by_the_note():
+    bill = invoice(
+        sub("L1", "1200.00", "2026-01-01", "2026-04-01"),
+        sub("L2", "300.00", "2026-01-01", "2026-02-01"),
+    )
+    schedule = build_schedule(bill)
+    journals = take_back(
+        schedule, {"L1": D("100.00"), "L2": D("300.00")}, "2026-03", "2026-07", "cn_9"
+    )
+    assert [(j.id, j.line_id, j.period, j.amount) for j in journals] == [
+        ("in_1/L1/2026-07/credit/cn_9", "L1", "2026-07", D("-100.00")),
+        ("in_1/L2/2026-07/credit/cn_9", "L2", "2026-07", D("-300.00")),
+    ]
+    # two credit notes in one period are two journals
+    other = take_back(schedule, {"L1": D("100.00")}, "2026-03", "2026-07", "cn_10")
+    assert other[0].id != journals[0].id
+    # the rules of apply_credit hold: no more than the line's revenue, known lines only
+    with pytest.raises(RevenueError, match="exceeds"):
+        take_back(schedule, {"L2": D("300.01")}, "2026-03", "2026-07", "cn_11")
+    with pytest.raises(RevenueError, match="not on invoice"):
+        take_back(schedule, {"L9": D("1.00")}, "2026-03", "2026-07", "cn_12")
+    # periods still to recognise: the saga applies the credit note, not an adjustment
+    with pytest.raises(RevenueError, match="still has periods to recognise"):
+        take_back(schedule, {"L1": D("100.00")}, "2026-02", "2026-07", "cn_13")

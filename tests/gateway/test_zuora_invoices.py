@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 
 from adapters.http import dumps_json
 from adapters.webhooks import zuora_invoices
@@ -30,6 +31,7 @@ from adapters.webhooks.zuora_invoices import (
 )
 from domain.invoice_contracts import (
     CreditNoteReceived,
+    InvoiceStage,
     InvoiceToRevenueInput,
     PaymentReceived,
     VoidReceived,
@@ -209,11 +211,29 @@ async def test_a_callout_for_an_unknown_invoice_is_refused_so_that_zuora_sends_i
     assert deliveries == [("zuora", "unknown"), ("zuora", "started"), ("zuora", "signalled")]
 
 
-async def test_a_callout_for_an_ended_saga_is_acknowledged(
+async def test_a_callout_for_an_ended_saga_starts_its_adjustment_with_a_200(
+    http: httpx.AsyncClient, temporal: FakeTemporal, deliveries: list[tuple[str, str]]
+):
+    await post(http, fixture("invoice_posted"))
+    temporal.end(WORKFLOW, InvoiceStage.CLOSED)
+    late = await post(http, fixture("invoice_canceled"))
+    again = await post(http, fixture("invoice_canceled"))  # Zuora's next attempt
+
+    # 200 (Zuora counts anything else as failed): the void is booked by an adjustment.
+    assert late.status_code == again.status_code == 200, late.text
+    answer = InvoiceSagaAccepted.model_validate_json(late.content)
+    assert (answer.status, answer.adjustment) == ("started", "void")
+    assert answer.workflow_id == f"i2r-adj-{INVOICE}-void-void"
+    assert InvoiceSagaAccepted.model_validate_json(again.content).status == "duplicate"
+    assert temporal.signals == []
+    assert deliveries[-2:] == [("zuora", "adjusting"), ("zuora", "duplicate")]
+
+
+async def test_a_callout_for_a_terminated_saga_is_acknowledged(
     http: httpx.AsyncClient, temporal: FakeTemporal
 ):
     await post(http, fixture("invoice_posted"))
-    temporal.closed.add(WORKFLOW)
+    temporal.end(WORKFLOW, WorkflowExecutionStatus.TERMINATED)
     late = await post(http, fixture("invoice_canceled"))
     assert late.status_code == 200
     assert InvoiceEventDelivered.model_validate_json(late.content).status == "closed"

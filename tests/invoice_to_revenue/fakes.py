@@ -8,6 +8,7 @@ vendors are fakes. Each call is recorded with the server time its attempt was sc
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from domain.receivable import (
 )
 from domain.reconciliation import CustomerRecord, InvoiceRecord, OrderRecord, Page, Window
 from domain.saga import FailureType
+from workflows.invoice_adjustment import InvoiceAdjustmentWorkflow
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 
 
@@ -87,6 +89,11 @@ class FakeVendors:
     failed_in: list[str] = field(default_factory=list)  # the run of each failed attempt
     calls: list[Call] = field(default_factory=list)
     failures: dict[str, list[VendorError]] = field(default_factory=dict)
+    # Set: business events are delivered; cleared, every publication waits for it.
+    subscribers_up: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.subscribers_up.set()
 
     def fail_with(self, method: str, *errors: VendorError) -> None:
         self.failures.setdefault(method, []).extend(errors)
@@ -421,6 +428,7 @@ def queues(vendors: FakeVendors) -> dict[str, list[Callable[..., Any]]]:
 
     @activity.defn(name=Activity.EVENTS_PUBLISH)
     async def publish_event(req: PublishEvent) -> PublishResult:
+        await vendors.subscribers_up.wait()
         vendors.delivery_attempts += 1
         if vendors.subscriber_failures > 0:
             vendors.subscriber_failures -= 1
@@ -457,7 +465,11 @@ def queues(vendors: FakeVendors) -> dict[str, list[Callable[..., Any]]]:
 async def running_workers(client: Client, vendors: FakeVendors) -> AsyncIterator[None]:
     """Workers for every queue: the real workflow and activities, the fake vendors."""
     workers = [
-        Worker(client, task_queue=TaskQueue.ORCHESTRATION, workflows=[InvoiceToRevenueWorkflow])
+        Worker(
+            client,
+            task_queue=TaskQueue.ORCHESTRATION,
+            workflows=[InvoiceToRevenueWorkflow, InvoiceAdjustmentWorkflow],
+        )
     ]
     workers += [
         Worker(client, task_queue=queue, activities=acts) for queue, acts in queues(vendors).items()

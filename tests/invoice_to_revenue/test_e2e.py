@@ -26,6 +26,7 @@ import pytest
 from temporalio.client import WorkflowHandle
 
 from adapters.webhooks import stripe
+from domain.invoice_adjustment import AdjustmentStage
 from domain.invoice_contracts import (
     InvoiceDecision,
     InvoiceStage,
@@ -41,6 +42,7 @@ from tests.e2e.stack import Stack, running_stack
 from tests.e2e.test_quote_to_cash_e2e import deliver, finished, new_quote
 from tests.staff import token_of
 from workflows import visibility
+from workflows.invoice_adjustment import InvoiceAdjustmentWorkflow
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 
 pytestmark = pytest.mark.e2e
@@ -372,8 +374,9 @@ async def test_a_catch_up_invoice_is_posted_recognised_and_paid_once(stack: Stac
     answers = await asyncio.gather(*(send(stack, stripe_event(k, paid)) for k in kinds))
     for answer in answers:
         assert answer.status_code == 200, answer.text
-        # the saga may have ended before the last of them: acknowledged all the same
-        assert answer.json()["status"] in ("delivered", "closed"), answer.text
+        # the saga may have ended before the last of them: it applied the payment, so the
+        # event is a duplicate (no adjustment starts)
+        assert answer.json()["status"] in ("delivered", "duplicate"), answer.text
     assert answers[0].json()["status"] == "delivered" or answers[1].json()["status"] == "delivered"
     final = await handle.result()
     assert final.stage is InvoiceStage.CLOSED
@@ -387,9 +390,10 @@ async def test_a_catch_up_invoice_is_posted_recognised_and_paid_once(stack: Stac
     assert business_events(stack, invoice_id) == sorted(
         ["invoice.posted", "revenue.recognized", "revenue.recognized", "payment.applied"]
     )
-    # An event after the saga ended is acknowledged and changes nothing.
+    # A payment event after the saga ended, for the payment it applied: a duplicate.
     late = await send(stack, stripe_event("invoice.paid", paid))
-    assert (late.status_code, late.json()["status"]) == (200, "closed")
+    assert (late.status_code, late.json()["status"]) == (200, "duplicate"), late.text
+    assert late.json()["workflow_id"] == invoice_workflow_id(invoice_id)
     assert len(netsuite(stack, "customerPayments", invoice_id)) == 1
 
 
@@ -734,3 +738,114 @@ async def test_a_partial_credit_note_credits_the_erp_receivable_for_its_line_onl
     assert (reversal["total"], reversal["unapplied"]) == (D("1344.70"), D("0.00"))
     (reversed_receivable,) = netsuite(stack, "invoices", invoice_id)
     assert reversed_receivable["amountRemaining"] == D("0.00")
+
+
+async def test_a_credit_note_after_the_saga_closed_is_booked_by_an_adjustment(
+    stack: Stack,
+) -> None:
+    account = "0015e00000AcmeUS1"
+    await book(stack, account)
+    month = month_start(6)  # a month no other test bills
+    invoice = await make_invoice(
+        stack,
+        {
+            "account_id": account,
+            "currency": "usd",
+            "lines": [
+                {
+                    "product": "PLAT-CORE",
+                    "quantity": 2,
+                    "unit_amount": 10000,
+                    "recurring": "month",
+                    "period_start": month.isoformat(),
+                    "tax": 1600,
+                }
+            ],
+        },
+    )
+    invoice_id = invoice["id"]
+    line_id = invoice["lines"]["data"][0]["id"]
+    handle = await finalize(stack, invoice)
+    await until(handle, lambda s: s.recognised_through == period(month))
+    paid = await stripe_call(
+        stack, "POST", f"invoices/{invoice_id}/pay", data={"paid_out_of_band": "true"}
+    )
+    answer = await send(stack, stripe_event("invoice.paid", paid))
+    assert answer.status_code == 200, answer.text
+    ended = await handle.result()
+    assert ended.stage is InvoiceStage.CLOSED and ended.amount_due == 0
+
+    # Stripe credits 50.00 USD plus 4.00 tax of the paid invoice (a goodwill credit).
+    event = credit_note_event(invoice, line_id, 5000, 400, "goodwill")
+    note_id = event["data"]["object"]["id"]
+    answer = await send(stack, event)
+    assert answer.status_code == 200, answer.text
+    started = answer.json()
+    adjustment_id = f"i2r-adj-{invoice_id}-credit_note-{note_id}"
+    assert (started["status"], started["adjustment"], started["workflow_id"]) == (
+        "started",
+        "credit_note",
+        adjustment_id,
+    )
+    adjustment = stack.client.get_workflow_handle_for(InvoiceAdjustmentWorkflow.run, adjustment_id)
+
+    # The revenue comes back at once: one journal in the current period, keyed by the note.
+    # The credit memo is refused (the invoice owes nothing: a refund is finance's call), and
+    # the adjustment parks where finance ops look.
+    deadline = time.monotonic() + 60
+    while True:
+        status = await adjustment.query(InvoiceAdjustmentWorkflow.status)
+        if status.stage is AdjustmentStage.NEEDS_ATTENTION or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert status.parked is not None, status
+    assert (status.parked.step, status.parked.key) == (InvoiceStep.CREDIT_RECEIVABLE, note_id)
+    assert "CREDIT_EXCEEDS_DUE" in status.parked.reason
+    current = month_start(0)
+    taken_id = f"{invoice_id}~{line_id}~{period(current)}~credit~{note_id}"
+    journals = {j["externalId"]: j for j in netsuite(stack, "journalEntries", invoice_id)}
+    assert sorted(journals) == sorted([f"{invoice_id}~{line_id}~{period(month)}", taken_id])
+    assert journals[taken_id]["postingPeriod"] == netsuite_period(current)
+    lines = {line["account"]: line for line in journals[taken_id]["line"]}
+    assert (lines["4000"]["debit"], lines["2400"]["credit"]) == (D("50.00"), D("50.00"))
+    assert netsuite(stack, "creditMemos", invoice_id) == []
+
+    query = (
+        f'InvoiceStage="NEEDS_ATTENTION" AND BlockedStep="credit_receivable" '
+        f'AND InvoiceId="{invoice_id}"'
+    )
+    assert await search(stack, query) == [adjustment_id]
+    code, out, err = await revsync(stack, "stuck", "--invoices", "--json")
+    assert code == 0, err
+    rows = [row for row in json.loads(out) if row["invoice_id"] == invoice_id]
+    assert [(r["workflow_id"], r["blocked_step"]) for r in rows] == [
+        (adjustment_id, "credit_receivable")
+    ]
+    code, out, err = await revsync(stack, "stuck")
+    assert code == 0, err
+    (row,) = [line for line in out.splitlines() if invoice_id in line]
+    assert adjustment_id in row and "credit_receivable" in row
+
+    # Stripe delivers the credit note again: nothing starts twice.
+    again = await send(stack, event)
+    assert (again.status_code, again.json()["status"]) == (200, "duplicate"), again.text
+
+    # An operator settles the refund in NetSuite by hand and skips the step, through the
+    # invoice's resolve (its saga has ended: the parked adjustment is the one decided on).
+    answer = await ops(
+        stack,
+        "Oscar",
+        f"/v1/ops/invoices/{invoice_id}/resolve",
+        {"action": "skip", "note": "refunded by hand in NetSuite"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert InvoiceDecision.model_validate(answer.json()).step is InvoiceStep.CREDIT_RECEIVABLE
+    final = await adjustment.result()
+    assert final.stage is AdjustmentStage.ADJUSTED
+    assert (final.amount_credited, final.revenue_taken_back) == (D("54.00"), D("50.00"))
+    record = crm_account(stack, account)
+    assert record["Revsync_AR_Invoice__c"] == invoice_id
+    assert record["Revsync_AR_Status__c"] == "Paid"
+    assert business_events(stack, invoice_id) == sorted(
+        ["invoice.posted", "revenue.recognized", "payment.applied", "revenue.recognized"]
+    )

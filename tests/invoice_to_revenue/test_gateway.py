@@ -1,7 +1,8 @@
 """Stripe invoice events at the gateway's ``/v1/webhooks/stripe/invoices`` (realistic fixtures
 in tests/gateway/fixtures/): ``invoice.finalized`` starts ``i2r-<invoice>`` once, payments,
-voids and credit notes signal it, unknown invoices are refused for redelivery, ended sagas
-acknowledged, other types ignored; each answer matches its OpenAPI model."""
+voids and credit notes signal it, unknown invoices are refused for redelivery, an event for
+an ended saga starts one adjustment (a terminated saga's is acknowledged), other types
+ignored; each answer matches its OpenAPI model."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -23,9 +26,12 @@ from adapters.webhooks.stripe_invoices import (
     credit_note_from_event,
     payment_from_event,
 )
+from domain.invoice_adjustment import InvoiceAdjustmentBase, InvoiceAdjustmentInput
 from domain.invoice_contracts import (
     CreditNoteReceived,
+    InvoiceStage,
     InvoiceToRevenueInput,
+    InvoiceToRevenueStatus,
     PaymentReceived,
     VoidReceived,
 )
@@ -50,12 +56,19 @@ def fixture(name: str) -> dict[str, Any]:
 
 
 class FakeTemporal:
-    """Stands in for temporalio's Client: starts (one per id), signals and describes."""
+    """Stands in for temporalio's Client: starts (one per id), signals, describes, and
+    answers the ``adjustment_base`` query of an ended saga (``ended``: how it ended)."""
 
     def __init__(self) -> None:
         self.started: dict[str, dict[str, Any]] = {}
         self.closed: set[str] = set()
+        self.ended: dict[str, InvoiceStage | WorkflowExecutionStatus] = {}
+        self.handled_payments: list[str] = []
         self.signals: list[tuple[str, str, Any]] = []
+
+    def end(self, workflow_id: str, how: InvoiceStage | WorkflowExecutionStatus) -> None:
+        self.closed.add(workflow_id)
+        self.ended[workflow_id] = how
 
     async def start_workflow(self, _run: Any, arg: Any, **kwargs: Any) -> Any:
         if kwargs["id"] in self.started:
@@ -80,7 +93,34 @@ class FakeHandle:
     async def describe(self) -> Any:
         if self.id not in self.temporal.started:
             raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
-        return object()
+        how = self.temporal.ended.get(self.id)
+        status = (
+            WorkflowExecutionStatus.RUNNING
+            if self.id not in self.temporal.closed
+            else how
+            if isinstance(how, WorkflowExecutionStatus)
+            else WorkflowExecutionStatus.COMPLETED
+        )
+        return type("Description", (), {"status": status})()
+
+    async def query(self, name: str, *, result_type: Any) -> Any:
+        assert name == "adjustment_base" and self.id in self.temporal.closed
+        stage = self.temporal.ended.get(self.id)
+        assert isinstance(stage, InvoiceStage)
+        return InvoiceAdjustmentBase(
+            status=InvoiceToRevenueStatus(
+                workflow_id=self.id,
+                invoice_id=self.id.removeprefix("i2r-"),
+                stage=stage,
+                stage_since=datetime(2026, 3, 1, tzinfo=UTC),
+                account_id="0015e00000AcmeUS1",
+                currency="USD",
+                total=Decimal("12960.00"),
+                amount_paid=Decimal("12960.00"),
+                amount_due=Decimal(0),
+            ),
+            handled_payments=self.temporal.handled_payments,
+        )
 
 
 @pytest.fixture
@@ -203,15 +243,70 @@ async def test_an_event_for_an_unknown_invoice_is_refused_for_redelivery(
     assert again.status_code == 200 and len(temporal.signals) == 1
 
 
-async def test_an_event_for_an_ended_saga_is_acknowledged(
+async def test_an_event_for_an_ended_saga_starts_one_adjustment_and_a_redelivery_none(
     http: httpx.AsyncClient, settings: Settings, temporal: FakeTemporal
 ):
     await post(http, settings, fixture("invoice_finalized"))
-    temporal.closed.add(WORKFLOW)
+    temporal.end(WORKFLOW, InvoiceStage.CLOSED)
+    late = await post(http, settings, fixture("credit_note_created"))
+    again = await post(http, settings, fixture("credit_note_created"))
+
+    adjustment = f"i2r-adj-{INVOICE}-credit_note-cn_1QbCdK2eZvKYlo2CCred01"
+    assert late.status_code == again.status_code == 200
+    assert late.json() == {
+        "status": "started",
+        "workflow_id": adjustment,
+        "run_id": "run-1",
+        "invoice_id": INVOICE,
+        "adjustment": "credit_note",
+    }
+    InvoiceSagaAccepted.model_validate_json(late.content)
+    assert again.json()["status"] == "duplicate" and again.json()["workflow_id"] == adjustment
+    InvoiceSagaAccepted.model_validate_json(again.content)
+    assert temporal.signals == []
+    assert list(temporal.started) == [WORKFLOW, adjustment]
+    started = temporal.started[adjustment]
+    arg = started["arg"]
+    assert isinstance(arg, InvoiceAdjustmentInput)
+    assert arg.credit_note is not None and arg.credit_note.total == Decimal("3240.00")
+    assert arg.base.status.stage is InvoiceStage.CLOSED
+    assert arg.event_id == fixture("credit_note_created")["id"]
+    assert arg.policy == settings.invoice_policy
+    assert started["id_reuse_policy"] is WorkflowIDReusePolicy.REJECT_DUPLICATE
+    assert started["task_queue"] == "orchestration"
+    names = {pair.key.name: pair.value for pair in started["search_attributes"]}
+    assert names["InvoiceId"] == INVOICE and names["InvoiceStage"] == "ADJUSTING"
+    assert names["CustomerId"] == "0015e00000AcmeUS1"
+
+
+async def test_a_late_payment_the_ended_saga_applied_is_a_duplicate(
+    http: httpx.AsyncClient, settings: Settings, temporal: FakeTemporal
+):
+    await post(http, settings, fixture("invoice_finalized"))
+    temporal.end(WORKFLOW, InvoiceStage.CLOSED)
+    temporal.handled_payments.append("pi_3QbCdG2eZvKYlo2C0Pay0001")
+    late = await post(http, settings, fixture("invoice_payment_succeeded"))
+
+    assert late.status_code == 200
+    answer = InvoiceSagaAccepted.model_validate_json(late.content)
+    assert (answer.status, answer.workflow_id, answer.adjustment) == (
+        "duplicate",
+        WORKFLOW,
+        "payment",
+    )
+    assert answer.reason == f"payment pi_3QbCdG2eZvKYlo2C0Pay0001 was applied by {WORKFLOW}"
+    assert list(temporal.started) == [WORKFLOW]
+
+
+async def test_an_event_for_a_terminated_saga_is_acknowledged(
+    http: httpx.AsyncClient, settings: Settings, temporal: FakeTemporal
+):
+    await post(http, settings, fixture("invoice_finalized"))
+    temporal.end(WORKFLOW, WorkflowExecutionStatus.TERMINATED)
     late = await post(http, settings, fixture("invoice_voided"))
     assert late.status_code == 200
     assert InvoiceEventDelivered.model_validate_json(late.content).status == "closed"
-    assert temporal.signals == []
+    assert temporal.signals == [] and list(temporal.started) == [WORKFLOW]
 
 
 async def test_other_event_types_are_acknowledged_and_quotes_do_not_start_here(

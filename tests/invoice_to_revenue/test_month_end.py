@@ -15,9 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, date, timedelta
 from typing import Any
 
-import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -37,7 +35,6 @@ from domain.invoice_contracts import (
     wake_offset,
 )
 from domain.revenue import closes_on, period_of
-from tests.conftest import installed_binary
 from tests.invoice_to_revenue.fakes import FakeVendors, first_of_next_month, queues
 from tests.invoice_to_revenue.test_lifecycle import make_invoice
 from workers.attempts import AttemptInterceptor
@@ -116,24 +113,10 @@ async def until_called(vendors: FakeVendors, method: str, times: int) -> None:
         await asyncio.sleep(0.5)
 
 
-@pytest.fixture
-async def own_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server of its own: 2,000 sagas and a skip to the period close must
-    not share a clock with other tests."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=installed_binary("temporal-test-server"),
-    )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
-
-
 async def test_two_thousand_invoices_through_a_five_slot_erp_at_one_close_none_parks(
-    own_env: WorkflowEnvironment,
+    own_time_skipping_env: WorkflowEnvironment,
 ):
-    env = own_env
+    env = own_time_skipping_env
     day = (await env.get_current_time()).astimezone(UTC).date()
     service_start = first_of_next_month(day)
     vendors = FakeVendors()

@@ -36,11 +36,11 @@ async def skip_to(env: WorkflowEnvironment, moment: datetime) -> None:
 
 
 async def test_thirty_days_without_the_subscriber_halt_nothing_and_lose_nothing(
-    time_skipping_env: WorkflowEnvironment,
+    own_time_skipping_env: WorkflowEnvironment,
 ):
     """The subscriber answers 503, asking to be called again in 12 hours, for 30 days; a
     payment and a period close happen meanwhile."""
-    env = time_skipping_env
+    env = own_time_skipping_env
     day = await today(env)
     invoice = make_invoice(day, day.replace(day=1), 12, amount="12000.00")
     vendors = vendors_with(invoice)
@@ -82,11 +82,11 @@ async def test_thirty_days_without_the_subscriber_halt_nothing_and_lose_nothing(
 
 
 async def test_a_run_continues_as_new_without_waiting_and_the_next_run_delivers(
-    time_skipping_env: WorkflowEnvironment,
+    own_time_skipping_env: WorkflowEnvironment,
 ):
     """The close that ends a run meets the subscriber down: the run continues as new at once,
     and the next run delivers its events (with their ids), once."""
-    env = time_skipping_env
+    env = own_time_skipping_env
     day = await today(env)
     service_start = first_of_next_month(day)
     invoice = make_invoice(day, service_start, 12, amount="12000.00")
