@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -83,6 +83,19 @@ def substitute(value: Json, ids: Mapping[str, str]) -> Json:
     if isinstance(value, list | tuple):
         return [substitute(v, ids) for v in value]
     return value
+
+
+def shadow_note(workflow_id: str, ids: Iterable[str | None]) -> str | None:
+    """The line a saga's page in the Web UI shows when some of its records are synthetic
+    (written in shadow mode: recorded, not made); None when none is."""
+    vendors = sorted({vendor_of(i) for i in ids if i is not None and is_synthetic(i)})
+    if not vendors:
+        return None
+    return (
+        f"**Shadow mode:** the {', '.join(vendors)} writes of this saga were recorded, not "
+        f"made (ids `shadow:...`); see `revsync shadow report --saga {workflow_id}` or "
+        f"`GET /v1/ops/shadow/sagas/{workflow_id}`"
+    )
 
 
 class Effect(StrEnum):
@@ -558,6 +571,110 @@ def compare(
 
 def verdict_counts(report: ComparisonReport) -> Counter[Verdict]:
     return Counter(item.verdict for item in report.items)
+
+
+# -- the workflows' contracts (workflows/shadow.py, activities/shadow.py) -------------------
+
+REPLAY_WORKFLOW = "ShadowReplay"
+COMPARISON_WORKFLOW = "ShadowComparison"
+
+
+def replay_workflow_id(saga_workflow_id: str) -> str:
+    """The replay of one saga's recorded writes: one at a time per saga."""
+    return f"shadow-replay-{saga_workflow_id}"
+
+
+def comparison_workflow_id(at: datetime) -> str:
+    return f"shadow-compare-{at.strftime('%Y%m%dT%H%M%S')}"
+
+
+class ShadowActivity:
+    """Registered names of shadow mode's activities, one of each on every vendor queue
+    (the name's prefix is the queue)."""
+
+    @staticmethod
+    def materialize(queue: str) -> str:
+        return f"{queue}.shadow_materialize"
+
+    @staticmethod
+    def observe(queue: str) -> str:
+        return f"{queue}.shadow_observe"
+
+
+class ReplayItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    write_id: str
+    port: str = Field(description="crm, billing or erp: the queue that makes it live")
+    operation: str
+
+
+class ReplayInput(BaseModel):
+    """An operator's request to make one saga's recorded writes live, in recorded order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    saga_workflow_id: str
+    writes: list[ReplayItem]
+    requested_by: str
+    note: str
+
+
+class MaterializeWrite(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    write_id: str
+
+
+class ReplayOutcome(StrEnum):
+    MADE = "made"  # written live now, under its recorded key
+    ALREADY = "already"  # made live before (by the saga itself, or an earlier replay)
+    STILL_SHADOW = "still_shadow"  # its vendor is still in shadow mode: left recorded
+    WAITING = "waiting"  # depends on a write of a vendor not live yet: left recorded
+    MISSING = "missing"  # not in this deployment's store
+
+
+class Materialized(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    write_id: str
+    outcome: ReplayOutcome
+    record_id: str | None = None
+    detail: str | None = None
+
+
+class ReplayResult(BaseModel):
+    saga_workflow_id: str
+    requested_by: str
+    note: str
+    items: list[Materialized]
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(i.outcome.value for i in self.items))
+
+
+class ObserveRequest(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    settled_before: datetime
+
+
+class Observation(BaseModel):
+    """One vendor's side of a comparison: what revsync would have written to it (recorded
+    before ``settled_before``) and what its listings show for the same subjects."""
+
+    vendor: str | None = None
+    shadow: bool = Field(default=False, description="The vendor is in shadow mode")
+    expected: list[Expected] = Field(default_factory=list)
+    observed: list[ObservedRecord] = Field(default_factory=list)
+    subjects_seen: list[tuple[str, str]] = Field(default_factory=list)
+    not_comparable: dict[str, int] = Field(default_factory=dict)
+
+
+class CompareInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    after: timedelta = Field(description="How old a recording must be to be judged")
 
 
 ShadowReport.model_rebuild()

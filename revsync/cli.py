@@ -36,6 +36,7 @@ from revsync.operations import (
     stuck_orders,
 )
 from revsync.settings import MissingSetting, Settings, get_settings
+from revsync.shadow_cli import shadow_app
 from revsync.telemetry import GATEWAY_SERVICE, configure_tracing, shutdown_tracing, worker_service
 from revsync.temporal import connect
 from workflows import visibility
@@ -556,6 +557,7 @@ def keys_new(
 temporal_app = typer.Typer(help="Self-hosted Temporal cluster operations.")
 app.add_typer(temporal_app, name="temporal")
 app.add_typer(customer_app, name="customer")
+app.add_typer(shadow_app, name="shadow")
 
 
 @temporal_app.command("setup")

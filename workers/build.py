@@ -31,6 +31,11 @@ from activities.reconciliation import (
     ReconcileErpActivities,
     SagaDirectory,
 )
+from activities.shadow import (
+    BillingShadowActivities,
+    CrmShadowActivities,
+    ErpShadowActivities,
+)
 from adapters.events.webhooks import WebhookEvents
 from adapters.registry import Port, build_billing, build_crm, build_erp
 from adapters.registry import check as check_vendors
@@ -42,12 +47,15 @@ from workflows.customer_master import CustomerMasterWorkflow
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 from workflows.quote_to_cash import QuoteToCashWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.shadow import ShadowComparisonWorkflow, ShadowReplayWorkflow
 
 WORKFLOWS: Sequence[type] = (
     QuoteToCashWorkflow,
     ReconciliationWorkflow,
     CustomerMasterWorkflow,
     InvoiceToRevenueWorkflow,
+    ShadowReplayWorkflow,
+    ShadowComparisonWorkflow,
 )
 
 
@@ -57,7 +65,10 @@ def crm_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
     listing = ReconcileCrmActivities(acts.crm)
     master = CrmMasterActivities(acts.crm)
     invoices = CrmInvoiceActivities(acts.crm)
+    shadow = CrmShadowActivities(acts.crm)  # shadow mode (docs/shadow-mode.md)
     return [
+        shadow.materialize,
+        shadow.observe,
         acts.fetch_account,
         acts.record_order,
         acts.mark_quote_rejected,
@@ -73,7 +84,10 @@ def erp_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
     listing = ReconcileErpActivities(acts.erp)
     master = ErpMasterActivities(acts.erp)
     invoices = ErpInvoiceActivities(acts.erp)
+    shadow = ErpShadowActivities(acts.erp)
     return [
+        shadow.materialize,
+        shadow.observe,
         acts.check_catalog,
         acts.book_sales_order,
         acts.cancel_sales_order,
@@ -95,7 +109,10 @@ def billing_activities(settings: Settings, http: httpx.AsyncClient) -> list[Call
     listing = ReconcileBillingActivities(acts.billing)
     master = BillingMasterActivities(acts.billing)
     invoices = BillingInvoiceActivities(acts.billing)
+    shadow = BillingShadowActivities(acts.billing)
     return [
+        shadow.materialize,
+        shadow.observe,
         acts.provision_subscription,
         acts.cancel_subscription,
         acts.void_invoice,

@@ -99,15 +99,16 @@ with workflow.unsafe.imports_passed_through():
         reverse,
     )
     from domain.saga import ResolveAction, ResolveRequest
+    from domain.shadow import shadow_note
     from revsync import metrics
     from workflows import visibility
-    from workflows.publishing import business_event, publish
     from workflows.kernel import (
         ATTEMPT_TIMEOUT,
         HEARTBEAT_TIMEOUT,
         retry_policy,
         step_failure,
     )
+    from workflows.publishing import business_event, publish
     from workflows.visibility import md
 
 T = TypeVar("T")
@@ -874,6 +875,8 @@ class InvoiceToRevenueWorkflow:
                 f"**Last decision:** {md(last.action)} by {md(last.actor)}: "
                 f"{md(last.note) if last.note else '-'}"
             )
+        if note := shadow_note(s.workflow_id, (s.receivable_id, s.erp_customer_id)):
+            lines.append(note)
         return "\n\n".join(lines)
 
     def _require_invoice(self) -> Invoice:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache, partial
-from typing import Any, Protocol, TypeVar, get_type_hints, runtime_checkable
+from typing import Any, Protocol, TypeVar, get_type_hints
 
 import structlog
 from pydantic import TypeAdapter
@@ -212,7 +212,6 @@ def why() -> Why:
     )
 
 
-@runtime_checkable
 class ValidatesWrites(Protocol):
     """An adapter whose vendor offers a validate-only call for some writes (SAP's sales order
     simulation, Zuora's order preview). Returns the refusals the vendor's own validation
@@ -290,6 +289,7 @@ class Gate:
         store: Callable[[], ShadowStore],
         store_exists: Callable[[], bool],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        validator: ValidatesWrites | None = None,
     ) -> None:
         self.port = port
         self.vendor = vendor
@@ -298,6 +298,11 @@ class Gate:
         self._store = store
         self._store_exists = store_exists
         self.clock = clock
+        self.validator = validator
+
+    def open_store(self) -> ShadowStore:
+        """The store, opened (created) if it is not yet."""
+        return self._store()
 
     def store(self) -> ShadowStore | None:
         """The store, when there can be anything in it: always in shadow mode; in live mode
@@ -366,8 +371,8 @@ class Gate:
             return load_result(self.port, operation, kept.result)
         plan = await planner(arguments)
         refusals = list(plan.refusals)
-        if self.mode is Mode.SHADOW and isinstance(self.inner, ValidatesWrites):
-            vendor_says = await self.inner.validate_write(operation, arguments)
+        if self.mode is Mode.SHADOW and self.validator is not None:
+            vendor_says = await self.validator.validate_write(operation, arguments)
             refusals += [
                 PredictedRefusal(source=RefusalSource.VENDOR, code=code, message=message)
                 for code, message in vendor_says or []

@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from domain.shadow import ComparisonReport, Json, RecordedWrite
+from domain.shadow import Json, RecordedWrite
 
 T = TypeVar("T")
 
@@ -77,10 +77,6 @@ class ShadowStore(Protocol):
 
     def set_state(self, vendor: str, record_id: str, state: Json) -> None: ...
 
-    def save_comparison(self, report: ComparisonReport) -> None: ...
-
-    def last_comparison(self) -> ComparisonReport | None: ...
-
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS writes (
@@ -102,11 +98,6 @@ CREATE TABLE IF NOT EXISTS states (
     record_id TEXT NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (vendor, record_id)
-);
-CREATE TABLE IF NOT EXISTS comparisons (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    compared_at TEXT NOT NULL,
-    body TEXT NOT NULL
 );
 """
 
@@ -262,21 +253,6 @@ class SqliteShadowStore:
                 (vendor, record_id, json.dumps(state)),
             )
         )
-
-    def save_comparison(self, report: ComparisonReport) -> None:
-        self._run(
-            lambda db: db.execute(
-                "INSERT INTO comparisons (compared_at, body) VALUES (?, ?)",
-                (report.compared_at.isoformat(), report.model_dump_json()),
-            )
-        )
-
-    def last_comparison(self) -> ComparisonReport | None:
-        def work(db: sqlite3.Connection) -> ComparisonReport | None:
-            row = db.execute("SELECT body FROM comparisons ORDER BY seq DESC LIMIT 1").fetchone()
-            return None if row is None else ComparisonReport.model_validate_json(row[0])
-
-        return self._run(work)
 
 
 _STORES: dict[Path, SqliteShadowStore] = {}

@@ -6,7 +6,8 @@ Everything that crosses revsync's trust boundary over HTTP comes through here:
   verified before they are parsed, and start each saga at most once
   (:mod:`revsync.gateway.webhooks`, :mod:`revsync.gateway.versioning`);
 - ``/v1/ops/...``: operator decisions, carrying the identity of a staff token
-  (:mod:`revsync.gateway.ops`);
+  (:mod:`revsync.gateway.ops`), and shadow mode's reports and replays
+  (:mod:`revsync.gateway.shadow_ops`);
 - ``/codec``: the codec server that decrypts payloads for the Web UI, only for staff holding
   a token (:mod:`revsync.gateway.codec_server`);
 - ``/v1/openapi.json``, ``/v1/schemas/...``: the published contracts
@@ -34,6 +35,7 @@ from revsync.gateway.hubspot_trigger import build_reader
 from revsync.gateway.ops import ops_router
 from revsync.gateway.refusals import Refused, refused_handler
 from revsync.gateway.salesforce_quotes import quote_reader
+from revsync.gateway.shadow_ops import shadow_router
 from revsync.gateway.stripe_quotes import quote_reader as stripe_quote_reader
 from revsync.gateway.webhooks import webhooks_router
 from revsync.settings import Settings, get_settings
@@ -100,6 +102,7 @@ def create_app(
     app.include_router(webhooks_router(settings, meter))
     app.include_router(ops_router())
     app.include_router(customer_ops_router())
+    app.include_router(shadow_router(settings))
     openapi.install(app)
     app.mount("/codec", create_codec_app(AesGcmCodec(keys), tokens, settings.temporal_ui_origins))
     return app

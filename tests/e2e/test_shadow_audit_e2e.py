@@ -39,7 +39,7 @@ from domain.invoice_contracts import InvoiceStage, invoice_workflow_id
 from domain.order import build_sales_order, build_subscription
 from domain.quote import Quote
 from domain.reconciliation import DriftKind, Outcome, Remediation
-from domain.shadow import Effect, is_synthetic
+from domain.shadow import Effect, SagaShadow, ShadowReport, Verdict, is_synthetic
 from domain.stages import OrderStage
 from revsync.customer_master import customer_status, deliver_change
 from revsync.demo import create_crm_quote
@@ -50,6 +50,7 @@ from tests.e2e.stack import Stack, running_stack
 from tests.e2e.test_quote_to_cash_e2e import finished
 from tests.invoice_to_revenue.test_e2e import month_start, stripe_event
 from tests.shadow.audit import EXEMPT, WriteAudit
+from tests.staff import token_of
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 
 pytestmark = pytest.mark.e2e
@@ -68,7 +69,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     store = tmp_path_factory.mktemp("shadow") / "shadow.sqlite3"
     modes = {f"{vendor}_mode": "shadow" for vendor in VENDORS}
     async with running_stack(
-        settings_update={**modes, "shadow_store": store}, sandbox_wrap=AUDIT.middleware
+        settings_update={**modes, "shadow_store": store, "shadow_compare_after_minutes": 0},
+        sandbox_wrap=AUDIT.middleware,
     ) as running:
         yield running
 
@@ -325,3 +327,93 @@ def last_month_invoice(account_id: str, start: date, end: date) -> dict[str, Any
             }
         ],
     }
+
+
+def bearer(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_of(name)}"}
+
+
+async def test_the_report_the_comparison_with_the_existing_integration_and_a_replay(
+    stack: Stack,
+) -> None:
+    """Through the ops API: the report (JSON and CSV, per saga and in aggregate), the
+    comparison with what an earlier integration wrote for the same quote (the same, or a
+    different total), and an operator's replay that leaves vendors still in shadow alone."""
+    settings = stack.settings
+    state = stack.sandbox.state
+    # The earlier integration booked quote L in NetSuite itself: its own external id, the
+    # quote named in otherRefNum, another discount (so another total). Quote M it booked as
+    # revsync would have.
+    legacy = await quote(stack, THAM)
+    matching = await quote(stack, THAM)
+    async with seeding(settings) as http:
+        erp = registry.ERP_VENDORS["netsuite"](settings, http)
+        tham = await registry.CRM_VENDORS["salesforce"](settings, http).get_account(THAM)
+        customer = await erp.upsert_customer(tham, f"acct-{THAM}")
+        cheaper = Quote.model_validate(legacy)
+        cheaper = cheaper.model_copy(
+            update={
+                "lines": [
+                    cheaper.lines[0].model_copy(update={"discount_percent": 25}),
+                    *cheaper.lines[1:],
+                ]
+            }
+        )
+        await erp.create_sales_order(build_sales_order(cheaper, "LEGACY-L-1"), customer)
+        same = Quote.model_validate(matching)
+        await erp.create_sales_order(build_sales_order(same, "LEGACY-M-1"), customer)
+    orders_before = len(state.netsuite.sales_orders)
+    for payload in (legacy, matching):
+        await deliver(stack, payload)
+        assert (await finished(stack, payload["quote_id"])).stage is OrderStage.BOOKED
+    saga = f"q2c-{legacy['quote_id']}"
+
+    assert (await stack.gateway.get("/v1/ops/shadow/report")).status_code == 401
+    refused = await stack.gateway.post("/v1/ops/shadow/compare", headers=bearer("Fiona"), json={})
+    assert refused.status_code == 403
+    started = await stack.gateway.post("/v1/ops/shadow/compare", headers=bearer("Oscar"))
+    assert started.status_code == 202, started.text
+    await stack.client.get_workflow_handle(started.json()["workflow_id"]).result()
+
+    answer = await stack.gateway.get("/v1/ops/shadow/report", headers=bearer("Fiona"))
+    assert answer.status_code == 200, answer.text
+    found = ShadowReport.model_validate(answer.json())
+    assert found.total.writes == sum(t.writes for t in found.by_vendor.values()) > 0
+    assert found.sagas[saga].creates >= 1
+    comparison = found.comparison
+    assert comparison is not None
+    items = {(i.object, i.subject): i for i in comparison.items}
+    different = items["sales_order", legacy["quote_id"]]
+    assert different.verdict is Verdict.DIFFERENT and different.differing == ["total"]
+    assert items["sales_order", matching["quote_id"]].verdict is Verdict.SAME
+    # Neither quote got a subscription from the earlier integration: only revsync's.
+    assert items["subscription", legacy["quote_id"]].verdict is Verdict.REVSYNC_ONLY
+    rate = comparison.objects["netsuite.sales_order"]
+    assert rate.fields["total"].compared >= 2 and rate.fields["currency"].rate == 1.0
+
+    one = await stack.gateway.get(f"/v1/ops/shadow/sagas/{saga}", headers=bearer("Fiona"))
+    writes = SagaShadow.model_validate(one.json()).writes
+    order = next(w for w in writes if w.operation == "create_sales_order")
+    assert order.effect is Effect.CREATE and order.target.key == f"{saga}:erp-order"
+    assert order.why.step == "erp.book_sales_order" and order.why.workflow_type == "QuoteToCash"
+    sheet = await stack.gateway.get(
+        f"/v1/ops/shadow/sagas/{saga}", params={"format": "csv"}, headers=bearer("Fiona")
+    )
+    rows = sheet.text.splitlines()
+    assert rows[0].startswith("recorded_at,workflow_id") and len(rows) == len(writes) + 1
+
+    # Replay: only an operator, only what was recorded, and vendors in shadow stay so.
+    missing = await stack.gateway.post(
+        "/v1/ops/shadow/sagas/q2c-nothing/replay", json={"note": "x"}, headers=bearer("Oscar")
+    )
+    assert missing.status_code == 404
+    replayed = await stack.gateway.post(
+        f"/v1/ops/shadow/sagas/{saga}/replay",
+        json={"note": "see what a replay would do"},
+        headers=bearer("Oscar"),
+    )
+    assert replayed.status_code == 202, replayed.text
+    result = await stack.client.get_workflow_handle(replayed.json()["workflow_id"]).result()
+    outcomes = {item["outcome"] for item in result["items"]}
+    assert outcomes == {"still_shadow"}
+    assert len(state.netsuite.sales_orders) == orders_before

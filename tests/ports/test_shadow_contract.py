@@ -43,7 +43,7 @@ from domain.receivable import (
     ReceivableStatus,
     RevenueJournal,
 )
-from domain.shadow import ChangeState, Effect, is_synthetic
+from domain.shadow import ChangeState, Effect, RefusalSource, is_synthetic
 from revsync.settings import Settings
 from sandbox.app import SandboxState
 from tests.adapters.lossy import LossyTransport
@@ -52,6 +52,7 @@ from tests.ports.emulators import BILLING_EMULATORS, CRM_EMULATORS, ERP_EMULATOR
 from tests.shadow.audit import WriteAudit
 
 QUOTE_ID = "0Q0SHADOW0000001"
+ACCOUNT = seeded_customer().account_id
 
 
 @dataclass
@@ -433,3 +434,31 @@ async def test_a_live_write_that_carries_another_vendors_shadow_id_is_held_back(
     assert rig.audit.writes["salesforce"] == 0, rig.audit.seen
     (held,) = rig.store.writes(vendor="salesforce")
     assert held.held_back and held.depends_on == [order.order_id, customer_id]
+
+
+async def test_sap_refusals_come_from_its_sales_order_simulation_and_nothing_is_saved(
+    rig: Rig, tmp_path: Path, http: httpx.AsyncClient, state: SandboxState
+) -> None:
+    """SAP offers a validate-only call (the Sales Order Simulation API): shadow mode reports
+    what SAP would refuse, with SAP's own code, and saves nothing; a valid order is
+    simulated and accepted."""
+    live = registry.ERP_VENDORS["sap"](rig.settings, http)
+    customer_id = await live.upsert_customer(seeded_customer(), f"acct-{ACCOUNT}")
+    erp = registry.build_erp(shadow_settings(rig.settings, tmp_path, erp="sap"), rig.audited)
+    good = build_sales_order(accepted_quote(QUOTE_ID), f"q2c-{QUOTE_ID}:erp-order")
+    line = good.lines[0].model_copy(update={"sku": "NO-SUCH-SKU"})
+    bad = build_sales_order(accepted_quote("0Q0SHADOW0000003"), "q2c-0Q0SHADOW0000003:erp-order")
+    bad = bad.model_copy(update={"lines": [line, *bad.lines[1:]]})
+    rig.audit.reset()
+
+    await erp.create_sales_order(good, customer_id)
+    await erp.create_sales_order(bad, customer_id)
+
+    assert rig.audit.writes["sap"] == 0, rig.audit.seen
+    simulated = [s for s in rig.audit.seen if "Simulation" in s]
+    assert simulated == []  # counted as reads, never as writes
+    accepted, refused = rig.store.writes(vendor="sap")
+    assert accepted.refusals == []
+    (refusal,) = refused.refusals
+    assert (refusal.source, refusal.code) == (RefusalSource.VENDOR, "V1/320")
+    assert ERP_EMULATORS["sap"].records(state) == 0

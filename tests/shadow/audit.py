@@ -13,6 +13,8 @@ one, except the requests that only read, per vendor:
   quotes and lines);
 - HubSpot: ``.../batch/read`` and ``.../search`` (reads HubSpot exposes as POST);
 - NetSuite: ``/services/rest/query/v1/suiteql`` (SuiteQL queries);
+- SAP: ``/API_SALES_ORDER_SIMULATION_SRV/A_SalesOrderSimulation`` (the validate-only Sales
+  Order Simulation: nothing is saved);
 
 ``GET``, ``HEAD`` and ``OPTIONS`` never are. Paths under ``/_sandbox`` (the tests' controls)
 and ``/events`` (the business-event subscriber, not a vendor) are not vendor requests at all.
@@ -72,6 +74,8 @@ def is_write(method: str, path: str, body: bytes) -> bool:
     if vendor == "salesforce" and path.endswith("/composite"):
         return not _all_gets(body)
     if vendor == "hubspot" and (path.endswith("/batch/read") or path.endswith("/search")):
+        return False
+    if vendor == "sap" and path.endswith("/API_SALES_ORDER_SIMULATION_SRV/A_SalesOrderSimulation"):
         return False
     return not (vendor == "netsuite" and path.endswith("/suiteql"))
 

@@ -62,6 +62,13 @@ def test_the_gated_adapter_has_every_method_of_its_port(port: str) -> None:
         ("POST", "/sap/sap/bc/srt/scs_ext/sap/journalentrycreaterequestconfi", b"<x/>", True),
         ("MERGE", "/sap/sap/opu/odata/sap/API_BUSINESS_PARTNER/A_BusinessPartner('1')", b"", True),
         ("POST", "/dynamics/api/data/v9.2/CancelSalesOrder", b"{}", True),
+        (
+            "POST",
+            "/sap/sap/opu/odata/sap/API_SALES_ORDER_SIMULATION_SRV/A_SalesOrderSimulation",
+            b"{}",
+            False,
+        ),
+        ("POST", "/sap/sap/opu/odata/sap/API_SALES_ORDER_SRV/A_SalesOrder", b"{}", True),
         ("POST", "/zuora/oauth/token", b"", False),
         ("POST", "/_sandbox/stripe/invoices", b"{}", False),
         ("POST", "/events/sandbox", b"{}", False),
