@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -402,6 +405,17 @@ async def test_the_report_the_comparison_with_the_existing_integration_and_a_rep
     rows = sheet.text.splitlines()
     assert rows[0].startswith("recorded_at,workflow_id") and len(rows) == len(writes) + 1
 
+    # The same through the CLI, as the holder of a staff token.
+    code, out, err = await cli(stack, "shadow", "report", "--saga", saga)
+    assert code == 0, err
+    assert f"create_sales_order sales_order {saga}:erp-order -> create" in out.replace(
+        "netsuite ", ""
+    )
+    code, out, err = await cli(stack, "shadow", "report")
+    assert code == 0 and "match" in out and "netsuite.sales_order" in out, err
+    code, out, _ = await cli(stack, "shadow", "report", "--csv")
+    assert out.splitlines()[0].startswith("recorded_at,workflow_id") and code == 0
+
     # Replay: only an operator, only what was recorded, and vendors in shadow stay so.
     missing = await stack.gateway.post(
         "/v1/ops/shadow/sagas/q2c-nothing/replay", json={"note": "x"}, headers=bearer("Oscar")
@@ -417,3 +431,24 @@ async def test_the_report_the_comparison_with_the_existing_integration_and_a_rep
     outcomes = {item["outcome"] for item in result["items"]}
     assert outcomes == {"still_shadow"}
     assert len(state.netsuite.sales_orders) == orders_before
+
+
+async def cli(stack: Stack, *args: str) -> tuple[int, str, str]:
+    """Run ``revsync`` against the stack's gateway as Oscar (operator)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVSYNC_")}
+    env |= {
+        "REVSYNC_GATEWAY_HOST": stack.settings.gateway_host,
+        "REVSYNC_GATEWAY_PORT": str(stack.settings.gateway_port),
+        "REVSYNC_OPERATOR_TOKEN": token_of("Oscar"),
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "revsync"),
+        *args,
+        env=env,
+        cwd="/",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
