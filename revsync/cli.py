@@ -21,6 +21,7 @@ from adapters.registry import Port, available, unavailable
 from domain.approval import ApproverRole
 from domain.contracts import TaskQueue
 from domain.saga import OperatorDecision, QuoteToCashStatus, ResolveAction
+from revsync.adoption_cli import adopt_app
 from revsync.auth import StaffRole, StaffToken, digest, new_token
 from revsync.codec import generate_key_entry
 from revsync.customer_cli import customer_app
@@ -558,6 +559,7 @@ temporal_app = typer.Typer(help="Self-hosted Temporal cluster operations.")
 app.add_typer(temporal_app, name="temporal")
 app.add_typer(customer_app, name="customer")
 app.add_typer(shadow_app, name="shadow")
+app.add_typer(adopt_app, name="adopt")
 
 
 @temporal_app.command("setup")

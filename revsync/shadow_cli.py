@@ -17,7 +17,7 @@ from revsync.settings import get_settings
 shadow_app = typer.Typer(help="Shadow mode: what revsync would write, before it writes.")
 
 
-def _call(method: str, path: str, **kwargs: Any) -> httpx.Response:
+def gateway_call(method: str, path: str, **kwargs: Any) -> httpx.Response:
     settings = get_settings()
     token = settings.require_secret(
         "operator_token",
@@ -130,7 +130,7 @@ def report(
     """What revsync would have written: per vendor, operation and saga, and compared with
     the integration already in place."""
     path = "/v1/ops/shadow/report" if saga is None else f"/v1/ops/shadow/sagas/{saga}"
-    response = _call("GET", path, params={"format": "csv" if as_csv else "json"})
+    response = gateway_call("GET", path, params={"format": "csv" if as_csv else "json"})
     if as_csv:
         typer.echo(response.text, nl=False)
         return
@@ -150,7 +150,9 @@ def replay(
 ) -> None:
     """Make one finished saga's recorded writes live, in order, under their recorded keys
     (writes already made are not made again; vendors still in shadow mode are left)."""
-    response = _call("POST", f"/v1/ops/shadow/sagas/{workflow_id}/replay", json={"note": note})
+    response = gateway_call(
+        "POST", f"/v1/ops/shadow/sagas/{workflow_id}/replay", json={"note": note}
+    )
     typer.echo(f"replay started: {response.json()['workflow_id']}")
 
 
@@ -158,5 +160,5 @@ def replay(
 def compare() -> None:
     """Compare what revsync would have written with what the existing integration wrote
     (the result is in `revsync shadow report` once the comparison has run)."""
-    response = _call("POST", "/v1/ops/shadow/compare")
+    response = gateway_call("POST", "/v1/ops/shadow/compare")
     typer.echo(f"comparison started: {response.json()['workflow_id']}")

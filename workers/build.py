@@ -10,6 +10,12 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.adoption import (
+    AdoptionStarter,
+    BillingAdoptActivities,
+    CrmAdoptActivities,
+    ErpAdoptActivities,
+)
 from activities.billing import BillingActivities
 from activities.crm import CrmActivities
 from activities.customer_master import (
@@ -43,6 +49,7 @@ from domain.contracts import TaskQueue
 from revsync.settings import Settings
 from revsync.telemetry import instrument_http_client
 from workers.attempts import MAX_HEARTBEAT_THROTTLE, AttemptInterceptor
+from workflows.adoption import AdoptionWorkflow
 from workflows.customer_master import CustomerMasterWorkflow
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 from workflows.quote_to_cash import QuoteToCashWorkflow
@@ -56,6 +63,7 @@ WORKFLOWS: Sequence[type] = (
     InvoiceToRevenueWorkflow,
     ShadowReplayWorkflow,
     ShadowComparisonWorkflow,
+    AdoptionWorkflow,
 )
 
 
@@ -66,7 +74,9 @@ def crm_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
     master = CrmMasterActivities(acts.crm)
     invoices = CrmInvoiceActivities(acts.crm)
     shadow = CrmShadowActivities(acts.crm)  # shadow mode (docs/shadow-mode.md)
+    adopt = CrmAdoptActivities(acts.crm)  # adoption (docs/adoption.md)
     return [
+        adopt.read_accounts,
         shadow.materialize,
         shadow.observe,
         acts.fetch_account,
@@ -85,7 +95,10 @@ def erp_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
     master = ErpMasterActivities(acts.erp)
     invoices = ErpInvoiceActivities(acts.erp)
     shadow = ErpShadowActivities(acts.erp)
+    adopt = ErpAdoptActivities(acts.erp)
     return [
+        adopt.link_customers,
+        adopt.find_customers,
         shadow.materialize,
         shadow.observe,
         acts.check_catalog,
@@ -110,7 +123,10 @@ def billing_activities(settings: Settings, http: httpx.AsyncClient) -> list[Call
     master = BillingMasterActivities(acts.billing)
     invoices = BillingInvoiceActivities(acts.billing)
     shadow = BillingShadowActivities(acts.billing)
+    adopt = BillingAdoptActivities(acts.billing)
     return [
+        adopt.link_customers,
+        adopt.read_invoices,
         shadow.materialize,
         shadow.observe,
         acts.provision_subscription,
@@ -131,6 +147,12 @@ def events_activities(settings: Settings, http: httpx.AsyncClient) -> list[Calla
         public_base_url=settings.public_base_url or settings.gateway_url,
     )
     return [acts.publish]
+
+
+def adoption_starts(client: Client, settings: Settings) -> list[Callable[..., Any]]:
+    """Adoption's starts of golden records and invoice sagas (docs/adoption.md)."""
+    starter = AdoptionStarter(client, settings.invoice_policy, settings.accounting_timezone)
+    return [starter.existing, starter.start_golden_records, starter.start_invoice_sagas]
 
 
 def check_settings(queue: str, settings: Settings) -> None:
@@ -164,6 +186,7 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
                 SagaDirectory(client).list_invoice_sagas,
                 SagaDirectory(client).repropagate_customer,
                 DuplicateSearch(client).find_duplicates,
+                *adoption_starts(client, settings),
             ],
             max_concurrent_workflow_tasks=settings.orchestration_max_concurrent_workflow_tasks,
             graceful_shutdown_timeout=grace,

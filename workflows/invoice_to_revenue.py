@@ -141,6 +141,7 @@ class InvoiceToRevenueWorkflow:
                 invoice_id=request.invoice_id,
                 stage=InvoiceStage.RECEIVED,
                 stage_since=workflow.info().start_time,
+                adopted_at=request.adopted_at,
             )
         else:
             self._status = carry.status.model_copy(update={"run": carry.status.run + 1})
@@ -169,6 +170,16 @@ class InvoiceToRevenueWorkflow:
         if payment.payment_id in self._seen_payments:
             workflow.logger.info(
                 "payment already received", extra=self._log(payment_id=payment.payment_id)
+            )
+            return
+        adopted = self._status.adopted_at
+        if adopted is not None and payment.paid_at < adopted:
+            # Adopted (docs/adoption.md): billing's amounts were read at the watermark, so
+            # this payment is in the saga's state already. Processed once, by the backfill.
+            self._seen_payments.add(payment.payment_id)
+            workflow.logger.info(
+                "payment before adoption: already counted",
+                extra=self._log(payment_id=payment.payment_id),
             )
             return
         self._seen_payments.add(payment.payment_id)

@@ -41,12 +41,13 @@ from pydantic import TypeAdapter
 from temporalio import activity
 
 from adapters.errors import NotFoundError, RejectedError
-from adapters.ports import BillingPort, CrmPort, ErpPort
+from adapters.ports import BillingPort, CrmPort, CustomerLinks, ErpPort
 from adapters.shadow.store import ShadowStore, off_loop
 from domain.catalog import CatalogItem
 from domain.customer import Customer
 from domain.customer_master import FieldValue, MasterField, equivalent, field_value
 from domain.invoice import Invoice as FinalizedInvoice
+from domain.master_contracts import erp_external_id
 from domain.order import (
     Invoice,
     InvoiceLine,
@@ -161,10 +162,15 @@ _ID_FIELDS = (
 )
 
 
+# Writes of the optional protocols some adapters implement beside their port.
+OPTIONAL_WRITES: Mapping[str, type] = {"link_customer": CustomerLinks}
+
+
 @cache
 def _signature(port: str, operation: str) -> tuple[dict[str, TypeAdapter[Any]], TypeAdapter[Any]]:
     """TypeAdapters of a port method's parameters and of its result, from the port."""
-    hints = get_type_hints(getattr(PORTS[port], operation))
+    protocol = OPTIONAL_WRITES.get(operation, PORTS[port])
+    hints = get_type_hints(getattr(protocol, operation))
     result = TypeAdapter(hints.pop("return"))
     return {name: TypeAdapter(hint) for name, hint in hints.items()}, result
 
@@ -728,8 +734,16 @@ class GatedErp:
         found = await self.inner.find_customer(external_id)
         if found is not None:
             return found
+        linked = await self.gate.recorded_for("link_customer", external_id)
+        if linked is not None:
+            return linked.target.record_id
         recorded = await self.gate.recorded_for("upsert_customer", external_id)
         return None if recorded is None else recorded.result_id
+
+    async def link_customer(self, customer_id: str, golden_id: str, idempotency_key: str) -> None:
+        """Adoption's cross-reference (:class:`adapters.ports.CustomerLinks`), gated."""
+        key = erp_external_id(golden_id)
+        await _link(self.gate, key, customer_id, golden_id, idempotency_key)
 
     async def get_catalog_items(self, skus: list[str]) -> dict[str, CatalogItem]:
         return await self.inner.get_catalog_items(skus)
@@ -1162,6 +1176,42 @@ class GatedErp:
         return result
 
 
+class LinkUnsupported(RejectedError):
+    """The vendor's adapter cannot stamp revsync's cross-reference on a customer."""
+
+    def __init__(self, vendor: str) -> None:
+        super().__init__(
+            vendor,
+            "link_customer",
+            f"{vendor}: revsync cannot write its cross-reference on an existing customer; "
+            "link it by hand (docs/adoption.md)",
+            code="LINK_UNSUPPORTED",
+        )
+
+
+async def _link(
+    gate: Gate, key: str, customer_id: str, golden_id: str, idempotency_key: str
+) -> None:
+    """ERP and billing ``link_customer`` (adoption), gated like every write. ``key`` is the
+    vendor's cross-reference for the golden id, so the keyed reads see a shadow link."""
+    if not hasattr(gate.inner, "link_customer"):
+        raise LinkUnsupported(gate.vendor)
+
+    async def plan(_: dict[str, Any]) -> Plan:
+        return Plan(
+            target=Target(kind="customer", key=key, record_id=customer_id),
+            after={"golden_id": golden_id},
+            result=None,
+        )
+
+    await gate.write(
+        "link_customer",
+        {"customer_id": customer_id, "golden_id": golden_id, "idempotency_key": idempotency_key},
+        key,
+        plan,
+    )
+
+
 async def _update_fields(
     gate: Gate,
     customer_id: str,
@@ -1208,8 +1258,15 @@ class GatedBilling:
         found = await self.inner.find_customer(account_id)
         if found is not None:
             return found
+        linked = await self.gate.recorded_for("link_customer", account_id)
+        if linked is not None:
+            return linked.target.record_id
         recorded = await self.gate.recorded_for("upsert_customer", account_id)
         return None if recorded is None else recorded.result_id
+
+    async def link_customer(self, customer_id: str, golden_id: str, idempotency_key: str) -> None:
+        """Adoption's cross-reference (:class:`adapters.ports.CustomerLinks`), gated."""
+        await _link(self.gate, golden_id, customer_id, golden_id, idempotency_key)
 
     async def find_subscription(self, idempotency_key: str) -> Subscription | None:
         found = await self.inner.find_subscription(idempotency_key)

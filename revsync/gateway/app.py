@@ -29,6 +29,7 @@ from temporalio.runtime import Runtime
 from revsync.auth import TokenRegistry
 from revsync.codec import AesGcmCodec, KeyRing
 from revsync.gateway import openapi
+from revsync.gateway.adoption_ops import adoption_router
 from revsync.gateway.codec_server import create_codec_app
 from revsync.gateway.customer_ops import customer_ops_router
 from revsync.gateway.hubspot_trigger import build_reader
@@ -103,6 +104,7 @@ def create_app(
     app.include_router(ops_router())
     app.include_router(customer_ops_router())
     app.include_router(shadow_router(settings))
+    app.include_router(adoption_router())
     openapi.install(app)
     app.mount("/codec", create_codec_app(AesGcmCodec(keys), tokens, settings.temporal_ui_origins))
     return app

@@ -8,7 +8,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -116,11 +116,13 @@ async def running_stack(
     *,
     settings_update: Mapping[str, Any] | None = None,
     sandbox_wrap: Callable[[Any], Any] | None = None,
+    queues: Sequence[str] = TaskQueue.ALL,
 ) -> AsyncIterator[Stack]:
     """The stack; with ``runtime`` (metrics), every worker and the gateway connect through
     it, as each process does in production through its own. ``vendors`` chooses the vendor
     of some ports (``{"crm": "hubspot"}``), as ``REVSYNC_CRM`` and the others do;
-    ``settings_update`` sets other settings (``{"stripe_mode": "shadow"}``)."""
+    ``settings_update`` sets other settings (``{"stripe_mode": "shadow"}``); ``queues``
+    names the queues whose workers it runs (a test may run others itself, to kill them)."""
     ui_port, gateway_port = free_port(), free_port()
     sandbox = SandboxServer(sandbox_wrap)
     settings = stack_settings(sandbox.url, "pending").model_copy(
@@ -150,7 +152,7 @@ async def running_stack(
         stack.push_async_callback(env.shutdown)
         stack.callback(sandbox.stop)
         http = await stack.enter_async_context(new_http_client(settings))
-        for queue in TaskQueue.ALL:
+        for queue in queues:
             worker = build_worker(queue, env.client, settings, http)
             await stack.enter_async_context(worker)
         # The gateway runs as it does in production: its own server, its own client.
