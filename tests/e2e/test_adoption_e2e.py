@@ -200,7 +200,7 @@ async def test_an_estate_is_adopted_as_planted_approved_by_a_person_and_written_
     ledger = await adopt(stack, Kind.CUSTOMERS, "estate")
     mine = {e.subject: e for e in ledger.entries if e.subject.startswith("0015e0ADOPT")}
     assert {s: e.bucket for s, e in mine.items()} == estate.customers
-    strays = Counter(
+    strays: Counter[tuple[str, Bucket]] = Counter(
         (e.subject.split(":")[0], e.bucket)
         for e in ledger.entries
         if ":" in e.subject and e.bucket in (Bucket.ORPHAN, Bucket.AMBIGUOUS)
@@ -273,8 +273,8 @@ async def test_an_estate_is_adopted_as_planted_approved_by_a_person_and_written_
         if planted.kind in ("to_create", "to_create_half"):
             owed[(planted.account, planted.currency)] = planted.due
     listed = {(t.account_id, t.currency): t.difference for t in ledger.tie_out}
-    for key, difference in owed.items():
-        assert listed[key] == difference, key
+    for pair, difference in owed.items():
+        assert listed[pair] == difference, pair
     assert sum(AUDIT.writes.values()) == 0, AUDIT.seen
 
     before = {p.invoice_id: receivables_of(stack, p.invoice_id) for p in invoices}
