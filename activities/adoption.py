@@ -10,6 +10,7 @@ done, so a retry resumes after it.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import structlog
@@ -28,8 +29,10 @@ from domain.adoption import (
     Existing,
     ExistingIds,
     FindCustomers,
+    GoldenSeed,
     InvoiceSnapshot,
     InvoicesRead,
+    InvoiceStart,
     Kind,
     LinkCustomers,
     LinksWritten,
@@ -43,7 +46,7 @@ from domain.adoption import (
     catch_up_payment_id,
 )
 from domain.contracts import TaskQueue
-from domain.customer_master import ChangeEvent, MasterField, SourceVersion
+from domain.customer_master import ChangeEvent, FieldValue, MasterField, SourceVersion
 from domain.customer_master import System as MasterSystem
 from domain.invoice_contracts import InvoicePolicy, PaymentReceived, invoice_workflow_id
 from domain.master_contracts import WORKFLOW_TYPE as MASTER_TYPE
@@ -57,6 +60,9 @@ from workflows.invoice_to_revenue import (
 )
 
 log = structlog.get_logger("revsync.activities.adoption")
+
+# Starts in Temporal one batch makes at once (golden records, invoice sagas).
+CONCURRENT_STARTS = 16
 
 
 def _refused(error: BaseException) -> str | None:
@@ -209,9 +215,11 @@ class AdoptionStarter:
         the CRM holds them, as a CRM change of the adoption's read time. The event id makes a
         retry a duplicate; a later live change wins by its own, newer version."""
         started = Started()
-        for seed in request.seeds:
+        gate = asyncio.Semaphore(CONCURRENT_STARTS)
+
+        async def one(seed: GoldenSeed) -> None:
             customer = seed.customer
-            changes = {
+            changes: dict[MasterField, FieldValue] = {
                 MasterField.NAME: customer.name,
                 MasterField.LEGAL_ENTITY: customer.legal_entity,
                 MasterField.EMAIL: customer.email,
@@ -226,14 +234,17 @@ class AdoptionStarter:
                 version=SourceVersion(modified_at=seed.read_at),
                 changes=changes,
             )
-            try:
-                result = await deliver_change(self.client, customer.account_id, event)
-            except ChangeRefused as refused:
-                started.outcomes[customer.account_id] = f"refused: {refused}"
-                continue
+            async with gate:
+                try:
+                    result = await deliver_change(self.client, customer.account_id, event)
+                except ChangeRefused as refused:
+                    started.outcomes[customer.account_id] = f"refused: {refused}"
+                    return
             verdict = "already had it" if result.duplicate else "started from the CRM"
             started.outcomes[customer.account_id] = f"golden record {verdict}"
             activity.heartbeat()
+
+        await asyncio.gather(*(one(seed) for seed in request.seeds))
         return started
 
     @activity.defn(name=AdoptActivity.START_INVOICE_SAGAS)
@@ -242,7 +253,9 @@ class AdoptionStarter:
         (:func:`domain.adoption.adopted_input`); an invoice whose saga the live path started
         meanwhile (its ``invoice.finalized`` arrived) is left to it: one saga per invoice."""
         started = Started()
-        for start in request.starts:
+        gate = asyncio.Semaphore(CONCURRENT_STARTS)
+
+        async def one(start: InvoiceStart) -> None:
             invoice = start.invoice
             workflow_id = invoice_workflow_id(invoice.invoice_id)
             paid = catch_up(start)
@@ -258,23 +271,26 @@ class AdoptionStarter:
                         paid_at=start.watermark,
                     )
                 ]
-            try:
-                await self.client.start_workflow(
-                    InvoiceToRevenueWorkflow.run,
-                    adopted_input(start, request.accounting_timezone or self.zone, self.policy),
-                    id=workflow_id,
-                    task_queue=TaskQueue.ORCHESTRATION,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=start_attributes(invoice.invoice_id, datetime.now(UTC)),
-                    static_summary=static_summary(invoice.invoice_id),
-                    start_signal=signal_name,
-                    start_signal_args=signal_args,
-                )
-            except WorkflowAlreadyStartedError:
-                started.outcomes[invoice.invoice_id] = "already running (the live path)"
-                continue
+            async with gate:
+                try:
+                    await self.client.start_workflow(
+                        InvoiceToRevenueWorkflow.run,
+                        adopted_input(start, request.accounting_timezone or self.zone, self.policy),
+                        id=workflow_id,
+                        task_queue=TaskQueue.ORCHESTRATION,
+                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                        search_attributes=start_attributes(invoice.invoice_id, datetime.now(UTC)),
+                        static_summary=static_summary(invoice.invoice_id),
+                        start_signal=signal_name,
+                        start_signal_args=signal_args,
+                    )
+                except WorkflowAlreadyStartedError:
+                    started.outcomes[invoice.invoice_id] = "already running (the live path)"
+                    return
             what = "from the ERP's receivable" if start.receivable_id else "posting its receivable"
             caught = f", {paid} {invoice.currency} paid before adoption" if paid > 0 else ""
             started.outcomes[invoice.invoice_id] = f"saga started {what}{caught}"
             activity.heartbeat()
+
+        await asyncio.gather(*(one(start) for start in request.starts))
         return started

@@ -166,6 +166,7 @@ class Ledger(BaseModel):
     kind: Kind
     window: str
     read_at: datetime | None = Field(default=None, description="The watermark: when listed")
+    ready: bool = Field(default=False, description="Read and sorted: approvals are taken")
     entries: list[LedgerEntry] = Field(default_factory=list)
     scanned: dict[str, int] = Field(default_factory=dict, description="Records read per listing")
     settled: int = Field(default=0, description="Invoices paid or void: history, not adopted")
@@ -180,8 +181,71 @@ class Ledger(BaseModel):
     def entry(self, entry_id: str) -> LedgerEntry | None:
         return next((e for e in self.entries if e.entry_id == entry_id), None)
 
+    def page(self, query: LedgerQuery) -> LedgerPage:
+        """A page of the entries (of one bucket, or all) and the ledger's counts: a ledger
+        of thousands is read page by page (a query's answer has a size limit)."""
+        chosen = [
+            e
+            for e in self.entries
+            if (query.bucket is None or e.bucket is query.bucket)
+            and (not query.approved_only or e.approval is not None)
+        ]
+        approved = [e for e in self.entries if e.approval is not None]
+        acted = [e for e in approved if e.outcome and not e.outcome.startswith("approved")]
+        return LedgerPage(
+            kind=self.kind,
+            window=self.window,
+            read_at=self.read_at,
+            ready=self.ready,
+            counts=self.counts(),
+            scanned=self.scanned,
+            settled=self.settled,
+            tie_out=self.tie_out[: query.limit],
+            tie_out_differences=len(self.tie_out),
+            tied=self.tied,
+            approved=len(approved),
+            acted=len(acted),
+            refused=sum(1 for e in acted if (e.outcome or "").startswith("refused")),
+            total=len(chosen),
+            offset=query.offset,
+            entries=chosen[query.offset : query.offset + query.limit],
+        )
+
+
+class LedgerQuery(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    bucket: Bucket | None = None
+    approved_only: bool = False
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=200, ge=0, le=1000)
+
+
+class LedgerPage(BaseModel):
+    """What the ``ledger`` query answers: the counts, and one page of entries."""
+
+    kind: Kind
+    window: str
+    read_at: datetime | None = None
+    ready: bool = False
+    counts: dict[str, int] = Field(default_factory=dict)
+    scanned: dict[str, int] = Field(default_factory=dict)
+    settled: int = 0
+    tie_out: list[TieOut] = Field(default_factory=list)
+    tie_out_differences: int = 0
+    tied: int = 0
+    approved: int = 0
+    acted: int = Field(default=0, description="Approved entries acted on (an outcome)")
+    refused: int = Field(default=0, description="Of those, refused")
+    total: int = Field(default=0, description="Entries the query selects")
+    offset: int = 0
+    entries: list[LedgerEntry] = Field(default_factory=list)
+
 
 # -- customers --------------------------------------------------------------------------------
+
+
+_FIELDS = tuple(MasterField)
 
 
 def _print(record: CustomerRecord, field: MasterField) -> str | None:
@@ -189,6 +253,15 @@ def _print(record: CustomerRecord, field: MasterField) -> str | None:
     if value is None or value == _ABSENT[field] or value.startswith("invalid:"):
         return None
     return value
+
+
+def _prints(record: CustomerRecord) -> dict[MasterField, str]:
+    """The fields ``record`` holds a real value of, by fingerprint."""
+    found: dict[MasterField, str] = {}
+    for field, value in record.fields.items():
+        if value != _ABSENT[field] and not value.startswith("invalid:"):
+            found[field] = value
+    return found
 
 
 def customer_ledger(
@@ -329,10 +402,11 @@ def customer_ledger(
             )
             continue
         differing: list[str] = []
+        ours_all = _prints(account)
         for link in mine:
-            record = everything[link.system][link.record_id]
-            for field in MasterField:
-                theirs, ours = _print(record, field), _print(account, field)
+            theirs_all = _prints(everything[link.system][link.record_id])
+            for field in _FIELDS:
+                theirs, ours = theirs_all.get(field), ours_all.get(field)
                 if theirs is not None and ours is not None and theirs != ours:
                     differing.append(f"{link.system}.{field.value}")
         keyed = [link for link in mine if link.by_key]

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from domain.adoption import ApprovalAnswer, Bucket, Kind, Ledger, adoption_workflow_id
+from domain.adoption import ApprovalAnswer, Bucket, Kind, LedgerPage, adoption_workflow_id
 from revsync.shadow_cli import gateway_call
 
 adopt_app = typer.Typer(help="Adopt what already exists: ledger, approvals, hand-over.")
@@ -20,21 +20,21 @@ def _id(kind: Kind, window: str) -> str:
     return adoption_workflow_id(kind, window)
 
 
-def render(ledger: Ledger, bucket: Bucket | None, limit: int) -> str:
-    counts = ", ".join(f"{b} {n}" for b, n in ledger.counts().items()) or "nothing"
+def render(ledger: LedgerPage) -> str:
+    counts = ", ".join(f"{b} {n}" for b, n in ledger.counts.items()) or "nothing"
     lines = [f"adoption of {ledger.kind.value} ({ledger.window}): {counts}"]
     if ledger.kind is Kind.INVOICES:
         lines.append(
-            f"tie-out: {ledger.tied} customer-currency pairs tie out, {len(ledger.tie_out)} "
-            f"differ; {ledger.settled} invoices settled (history, not adopted)"
+            f"tie-out: {ledger.tied} customer-currency pairs tie out, "
+            f"{ledger.tie_out_differences} differ; {ledger.settled} invoices settled (history)"
         )
-        for tie in ledger.tie_out[:limit]:
+        for tie in ledger.tie_out:
             lines.append(
                 f"  {tie.account_id} {tie.currency}: billing {tie.billing_open}, "
                 f"ERP {tie.erp_open} (difference {tie.difference})"
             )
-    shown = [e for e in ledger.entries if bucket is None or e.bucket is bucket]
-    for entry in shown[:limit]:
+    lines.append(f"approved {ledger.approved}, acted on {ledger.acted} ({ledger.refused} refused)")
+    for entry in ledger.entries:
         links = ", ".join(f"{x.system} {x.record_id} ({x.how})" for x in entry.links)
         extra = []
         if entry.candidates:
@@ -50,8 +50,9 @@ def render(ledger: Ledger, bucket: Bucket | None, limit: int) -> str:
             + (" (revsync runs it)" if entry.in_revsync else "")
             + tail
         )
-    if len(shown) > limit:
-        lines.append(f"... {len(shown) - limit} more (--limit, --json)")
+    shown = ledger.offset + len(ledger.entries)
+    if shown < ledger.total:
+        lines.append(f"... {ledger.total - shown} more (--offset {shown})")
     return "\n".join(lines)
 
 
@@ -72,15 +73,19 @@ def show(
     kind: Annotated[Kind, typer.Option(help="customers or invoices")],
     window: Annotated[str, typer.Option(help="The batch's name")] = "all",
     bucket: Annotated[Bucket | None, typer.Option(help="Only this bucket")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Entries shown")] = 50,
+    limit: Annotated[int, typer.Option(min=0, max=1000, help="Entries shown")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="From this entry on")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """The ledger: every record's bucket, links, reasons, approval and outcome."""
-    response = gateway_call("GET", f"/v1/ops/adoptions/{_id(kind, window)}")
+    """The ledger: its counts, then each record's bucket, links, reasons and outcome."""
+    params: dict[str, str | int] = {"limit": limit, "offset": offset}
+    if bucket is not None:
+        params["bucket"] = bucket.value
+    response = gateway_call("GET", f"/v1/ops/adoptions/{_id(kind, window)}", params=params)
     if as_json:
         typer.echo(json.dumps(response.json(), indent=2))
         return
-    typer.echo(render(Ledger.model_validate(response.json()), bucket, limit))
+    typer.echo(render(LedgerPage.model_validate(response.json())))
 
 
 @adopt_app.command("approve")

@@ -12,7 +12,8 @@ from domain.adoption import (
     AdoptionInput,
     ApprovalAnswer,
     ApproveEntries,
-    Ledger,
+    LedgerPage,
+    LedgerQuery,
     adoption_workflow_id,
 )
 from domain.contracts import TaskQueue
@@ -37,9 +38,9 @@ async def start_adoption(client: Client, request: AdoptionInput) -> str:
     return workflow_id
 
 
-async def ledger(client: Client, workflow_id: str) -> Ledger:
+async def ledger(client: Client, workflow_id: str, query: LedgerQuery) -> LedgerPage:
     handle = client.get_workflow_handle_for(AdoptionWorkflow.run, workflow_id)
-    return await handle.query(AdoptionWorkflow.ledger)
+    return await handle.query(AdoptionWorkflow.ledger, query)
 
 
 async def approve(client: Client, workflow_id: str, request: ApproveEntries) -> ApprovalAnswer:

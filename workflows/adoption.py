@@ -50,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
         Kind,
         Ledger,
         LedgerEntry,
+        LedgerPage,
+        LedgerQuery,
         LinkCustomers,
         LinkRequest,
         LinksWritten,
@@ -97,8 +99,9 @@ class AdoptionWorkflow:
     # -- what operators see and do --------------------------------------------------------
 
     @workflow.query(name="ledger")
-    def ledger(self) -> Ledger:
-        return self._ledger
+    def ledger(self, query: LedgerQuery) -> LedgerPage:
+        """The ledger's counts and one page of its entries."""
+        return self._ledger.page(query)
 
     @workflow.update(name="approve")
     def approve(self, request: ApproveEntries) -> ApprovalAnswer:
@@ -153,7 +156,7 @@ class AdoptionWorkflow:
     # -- the run --------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, request: AdoptionInput) -> Ledger:
+    async def run(self, request: AdoptionInput) -> LedgerPage:
         self._ledger.read_at = workflow.now()
         workflow.set_current_details(f"Reading every system's {request.kind.value}...")
         if request.kind is Kind.CUSTOMERS:
@@ -161,6 +164,7 @@ class AdoptionWorkflow:
         else:
             await self._read_invoices()
         self._ready = True
+        self._ledger.ready = True
         workflow.set_current_details(self._details())
         while True:
             try:
@@ -180,7 +184,7 @@ class AdoptionWorkflow:
             if self._closed:
                 break
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._ledger
+        return self._ledger.page(LedgerQuery(limit=0))  # the counts: the entries are many
 
     async def _call(self, activity: str, arg: Any, result: type[T], queue: str) -> T:
         done: T = await workflow.execute_activity(

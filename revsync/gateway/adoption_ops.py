@@ -2,8 +2,9 @@
 
 - ``POST /v1/ops/adoptions`` ``{"kind": "customers"|"invoices", "window"?}``: start one
   (``operator``); 202 with its workflow id (the running one when it runs already);
-- ``GET /v1/ops/adoptions/{workflow_id}``: its ledger, every entry with its bucket, links,
-  reasons, approval and outcome, and for invoices the tie-out (any staff token); 404 none;
+- ``GET /v1/ops/adoptions/{workflow_id}?bucket=&approved=&offset=&limit=``: its ledger's
+  counts and one page of its entries, each with its bucket, links, reasons, approval and
+  outcome, and for invoices the tie-out (any staff token); 404 none;
 - ``POST /v1/ops/adoptions/{workflow_id}/approve`` ``{"entries": [...]}`` or
   ``{"bucket": "matched_by_key"}``, with ``"note"`` (``operator``): 200 which entries were
   accepted and why the others were refused; 409 the ledger is not ready or closed;
@@ -14,13 +15,23 @@ Who approves comes from the token, never from the body.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.adoption import AdoptionInput, ApprovalAnswer, ApproveEntries, Bucket, Kind, Ledger
+from domain.adoption import (
+    AdoptionInput,
+    ApprovalAnswer,
+    ApproveEntries,
+    Bucket,
+    Kind,
+    LedgerPage,
+    LedgerQuery,
+)
 from revsync.adoption_ops import approve, close, ledger, start_adoption
 from revsync.auth import StaffRole
 from revsync.gateway.ops import OPS_PREFIX, StaffDep, require_role
@@ -62,10 +73,19 @@ def adoption_router() -> APIRouter:
         log.info("adoption started", workflow_id=workflow_id, actor=staff.name)
         return JSONResponse({"workflow_id": workflow_id}, status_code=202)
 
-    @router.get("/{workflow_id}", response_model=Ledger)
-    async def read(workflow_id: str, staff: StaffDep, request: Request) -> JSONResponse:
+    @router.get("/{workflow_id}", response_model=LedgerPage)
+    async def read(
+        workflow_id: str,
+        staff: StaffDep,
+        request: Request,
+        bucket: Bucket | None = None,
+        approved: bool = False,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=0, le=1000)] = 200,
+    ) -> JSONResponse:
+        query = LedgerQuery(bucket=bucket, approved_only=approved, offset=offset, limit=limit)
         try:
-            found = await ledger(request.app.state.client, workflow_id)
+            found = await ledger(request.app.state.client, workflow_id, query)
         except RPCError as error:
             if error.status is not RPCStatusCode.NOT_FOUND:
                 raise

@@ -37,7 +37,7 @@ import httpx
 import pytest
 from temporalio.worker import Worker
 
-from domain.adoption import Bucket, Kind, Ledger, adoption_workflow_id
+from domain.adoption import Bucket, Kind, Ledger, LedgerPage, adoption_workflow_id
 from domain.contracts import TaskQueue
 from domain.invoice_contracts import InvoiceStage, invoice_workflow_id
 from tests.adoption.estate import Estate, PlantedInvoice, plant_customers, plant_invoices
@@ -50,7 +50,7 @@ from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 
 pytestmark = pytest.mark.e2e
 
-ACCOUNTS = 200
+ACCOUNTS = 1000
 AUDIT = WriteAudit()
 OSCAR = {"Authorization": f"Bearer {token_of('Oscar')}"}
 KILLABLE = (TaskQueue.ERP, TaskQueue.BILLING)
@@ -113,6 +113,38 @@ async def until(check: Callable[[], Any], what: str, seconds: float = 300) -> An
         await asyncio.sleep(0.5)
 
 
+async def read_ledger(stack: Stack, workflow_id: str, **params: Any) -> Ledger:
+    """The whole ledger, page by page (a query's answer has a size limit)."""
+    entries: list[Any] = []
+    while True:
+        answer = await stack.gateway.get(
+            f"/v1/ops/adoptions/{workflow_id}",
+            params={"offset": len(entries), "limit": 1000, **params},
+            headers=OSCAR,
+        )
+        assert answer.status_code == 200, answer.text
+        page = LedgerPage.model_validate(answer.json())
+        entries.extend(page.entries)
+        if len(entries) >= page.total:
+            return Ledger(
+                kind=page.kind,
+                window=page.window,
+                read_at=page.read_at,
+                ready=page.ready,
+                entries=entries,
+                settled=page.settled,
+                tie_out=page.tie_out,
+                tied=page.tied,
+            )
+
+
+async def counts(stack: Stack, workflow_id: str) -> LedgerPage | None:
+    answer = await stack.gateway.get(
+        f"/v1/ops/adoptions/{workflow_id}", params={"limit": 0}, headers=OSCAR
+    )
+    return LedgerPage.model_validate(answer.json()) if answer.status_code == 200 else None
+
+
 async def adopt(stack: Stack, kind: Kind, window: str) -> Ledger:
     started = await stack.gateway.post(
         "/v1/ops/adoptions", json={"kind": kind.value, "window": window}, headers=OSCAR
@@ -121,15 +153,12 @@ async def adopt(stack: Stack, kind: Kind, window: str) -> Ledger:
     workflow_id = adoption_workflow_id(kind, window)
     assert started.json()["workflow_id"] == workflow_id
 
-    async def ready() -> Ledger | None:
-        answer = await stack.gateway.get(f"/v1/ops/adoptions/{workflow_id}", headers=OSCAR)
-        if answer.status_code != 200:
-            return None
-        ledger = Ledger.model_validate(answer.json())
-        return ledger if ledger.entries else None
+    async def ready() -> bool:
+        page = await counts(stack, workflow_id)
+        return page is not None and page.ready
 
-    found: Ledger = await until(ready, f"the {kind.value} ledger", seconds=600)
-    return found
+    await until(ready, f"the {kind.value} ledger", seconds=600)
+    return await read_ledger(stack, workflow_id)
 
 
 async def approve(stack: Stack, kind: Kind, window: str, bucket: Bucket) -> dict[str, Any]:
@@ -144,22 +173,15 @@ async def approve(stack: Stack, kind: Kind, window: str, bucket: Bucket) -> dict
 
 
 async def settled(stack: Stack, kind: Kind, window: str, wanted: int) -> Ledger:
-    """The ledger once every approved entry has its outcome."""
+    """The approved entries once every one has its outcome."""
+    workflow_id = adoption_workflow_id(kind, window)
 
-    async def done() -> Ledger | None:
-        answer = await stack.gateway.get(
-            f"/v1/ops/adoptions/{adoption_workflow_id(kind, window)}", headers=OSCAR
-        )
-        ledger = Ledger.model_validate(answer.json())
-        finished = [
-            e
-            for e in ledger.entries
-            if e.approval is not None and e.outcome and not e.outcome.startswith("approved")
-        ]
-        return ledger if len(finished) >= wanted else None
+    async def done() -> bool:
+        page = await counts(stack, workflow_id)
+        return page is not None and page.acted >= wanted
 
-    found: Ledger = await until(done, "every approval acted on", seconds=900)
-    return found
+    await until(done, "every approval acted on", seconds=900)
+    return await read_ledger(stack, workflow_id, approved=True)
 
 
 async def close(stack: Stack, kind: Kind, window: str) -> None:
