@@ -31,6 +31,10 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "intake": (["--requests", "1000", "--rounds", "2"], ["--requests", "200", "--rounds", "1"]),
     "governance": (["--orders", "500"], ["--orders", "40"]),
     "burst": (["--quotes", "1000"], ["--quotes", "100", "--parked", "50"]),
+    "adoption": (
+        ["--accounts", "2000", "--rules", "50000"],
+        ["--accounts", "200", "--rules", "5000"],
+    ),
 }
 
 
@@ -108,6 +112,15 @@ def summary(names: list[str], quick: bool, results: Path) -> list[str]:
                 f"{parked['response_to_stage_left_ms']['p50']}/"
                 f"{parked['response_to_stage_left_ms']['p99']} ms"
             )
+    if "adoption" in names and (f := load("adoption")):
+        rules, stack = f["rules"], f["stack"]
+        lines.append(
+            f"adoption       ledger rules {rules['records_per_s']:.0f} records/s "
+            f"({rules['records']} records, peak {rules['peak_alloc_mb']} MB); on the stack "
+            f"{stack['records_read']} records read in {stack['seconds_to_ledger']} s "
+            f"({stack['records_read_per_s']:.0f}/s), {stack['approved']} approvals in "
+            f"{stack['seconds_to_approved']} s, RSS {stack['rss_mb_after_approvals']:.0f} MB"
+        )
     return lines
 
 

@@ -42,6 +42,7 @@ from domain.contracts import TaskQueue
 from domain.invoice_contracts import InvoiceStage, invoice_workflow_id
 from tests.adoption.estate import Estate, PlantedInvoice, plant_customers, plant_invoices
 from tests.e2e.stack import Stack, running_stack
+from tests.e2e.test_shadow_audit_e2e import cli
 from tests.invoice_to_revenue.test_e2e import stripe_event
 from tests.shadow.audit import WriteAudit
 from tests.staff import token_of
@@ -264,6 +265,22 @@ async def test_an_estate_is_adopted_as_planted_approved_by_a_person_and_written_
             or str(customer["externalId"])[-2:] in ("-a", "-b")
         ):
             assert not str(customer["externalId"]).startswith("acct-")
+    # The same ledger through the CLI, as a staff token holder.
+    code, out, err = await cli(
+        stack,
+        "adopt",
+        "ledger",
+        "--kind",
+        "customers",
+        "--window",
+        "estate",
+        "--bucket",
+        "ambiguous",
+        "--limit",
+        "3",
+    )
+    assert code == 0, err
+    assert "ambiguous" in out and f"approved {approved}" in out and "more (--offset 3)" in out
     await close(stack, Kind.CUSTOMERS, "estate")
 
     # -- invoices ---------------------------------------------------------------------------
