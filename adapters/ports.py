@@ -269,3 +269,17 @@ class BillingPort(Protocol):
         """The finalized invoice in canonical form, every line included. A draft invoice, or
         one revsync cannot map (currency, customer without a CRM account), is rejected."""
         ...
+
+
+class CustomerLinks(Protocol):
+    """What adoption needs of a vendor that holds customers revsync did not create
+    (docs/adoption.md): stamp revsync's cross-reference on one of them, so the keyed reads
+    (``find_customer``) find it from then on. Optional: a vendor without it has its customers
+    linked by hand."""
+
+    async def link_customer(self, customer_id: str, golden_id: str, idempotency_key: str) -> None:
+        """Mark customer ``customer_id`` as the customer of CRM account ``golden_id`` (the
+        vendor's own cross-reference: the ERP external id ``acct-<id>``, Stripe's
+        ``metadata.revsync_account_id``). Idempotent; a key another customer holds is
+        rejected."""
+        ...

@@ -16,6 +16,10 @@ before the first activity.
 Registering a vendor (docs/adapters.md, "Settings and the worker"): write the factory below,
 add it to the port's table, and add the vendor's emulator entry to ``tests/ports/emulators.py``
 so the port's contract suite runs against it.
+
+Every adapter the ``build_*`` functions return is behind the shadow-mode gate when its vendor
+is in shadow mode (``REVSYNC_<VENDOR>_MODE``; docs/shadow-mode.md): the one place every write
+to a vendor passes.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from adapters.erp.dynamics import DynamicsErp
 from adapters.erp.netsuite import NetSuiteErp
 from adapters.erp.sap import SapErp
 from adapters.ports import BillingPort, CrmPort, ErpPort
+from adapters.shadow.build import gated_billing, gated_crm, gated_erp
 from adapters.vendor_auth import (
     dynamics_tokens,
     hubspot_tokens,
@@ -215,18 +220,19 @@ def _build(
 
 
 def build_crm(settings: Settings, http: httpx.AsyncClient) -> CrmPort:
-    """The CRM adapter ``REVSYNC_CRM`` names, built from ``settings`` on ``http``."""
-    return _build(Port.CRM, CRM_VENDORS, settings, http)
+    """The CRM adapter ``REVSYNC_CRM`` names, built from ``settings`` on ``http``, behind
+    the shadow-mode gate when its vendor needs one (:mod:`adapters.shadow.build`)."""
+    return gated_crm(_build(Port.CRM, CRM_VENDORS, settings, http), settings)
 
 
 def build_billing(settings: Settings, http: httpx.AsyncClient) -> BillingPort:
-    """The billing adapter ``REVSYNC_BILLING`` names."""
-    return _build(Port.BILLING, BILLING_VENDORS, settings, http)
+    """The billing adapter ``REVSYNC_BILLING`` names (gated likewise)."""
+    return gated_billing(_build(Port.BILLING, BILLING_VENDORS, settings, http), settings)
 
 
 def build_erp(settings: Settings, http: httpx.AsyncClient) -> ErpPort:
-    """The ERP adapter ``REVSYNC_ERP`` names."""
-    return _build(Port.ERP, ERP_VENDORS, settings, http)
+    """The ERP adapter ``REVSYNC_ERP`` names (gated likewise)."""
+    return gated_erp(_build(Port.ERP, ERP_VENDORS, settings, http), settings)
 
 
 BUILDERS: Mapping[Port, Callable[[Settings, httpx.AsyncClient], object]] = {

@@ -38,6 +38,10 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
             *("--sagas", "3", "--changes", "100"),
         ],
     ),
+    "adoption": (
+        ["--accounts", "2000", "--rules", "50000"],
+        ["--accounts", "200", "--rules", "5000"],
+    ),
 }
 
 
@@ -128,6 +132,15 @@ def summary(names: list[str], quick: bool, results: Path) -> list[str]:
             f"RSS {max(f['worker_peak_rss_mb'].values())} MB; most events a run "
             f"{max(v['max_events'] for v in f['history'].values())}; saga p95 during/idle "
             f"{f['sagas']['ratio_p95_during_over_idle']}x"
+        )
+    if "adoption" in names and (f := load("adoption")):
+        rules, stack = f["rules"], f["stack"]
+        lines.append(
+            f"adoption       ledger rules {rules['records_per_s']:.0f} records/s "
+            f"({rules['records']} records, peak {rules['peak_alloc_mb']} MB); on the stack "
+            f"{stack['records_read']} records read in {stack['seconds_to_ledger']} s "
+            f"({stack['records_read_per_s']:.0f}/s), {stack['approved']} approvals in "
+            f"{stack['seconds_to_approved']} s, RSS {stack['rss_mb_after_approvals']:.0f} MB"
         )
     return lines
 

@@ -354,6 +354,11 @@ class InvoiceToRevenueStatus(BaseModel):
     decisions: list[InvoiceDecision] = Field(default_factory=list)
     steps: list[InvoiceStepRecord] = Field(default_factory=list)
     run: int = Field(default=1, description="Workflow run (continue-as-new generation)")
+    adopted_at: datetime | None = Field(
+        default=None,
+        description="Adopted from what already existed (docs/adoption.md): billing's amounts "
+        "were read at this watermark, so a payment made before it is already in the state",
+    )
 
     def step(self, step: InvoiceStep, key: str | None = None) -> InvoiceStepRecord | None:
         for record in reversed(self.steps):
@@ -388,3 +393,8 @@ class InvoiceToRevenueInput(BaseModel):
     policy: InvoicePolicy = Field(default_factory=InvoicePolicy)
     event_id: str | None = Field(default=None, description="The invoice.finalized event")
     carry: InvoiceCarry | None = None
+    adopted_at: AwareDatetime | None = Field(
+        default=None,
+        description="Started by adoption: payments made before this watermark are already "
+        "counted (the adoption's catch-up payment); their events are dropped",
+    )

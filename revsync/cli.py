@@ -22,6 +22,7 @@ from domain.approval import ApproverRole
 from domain.contracts import TaskQueue
 from domain.invoice_contracts import invoice_workflow_id
 from domain.saga import OperatorDecision, QuoteToCashStatus, ResolveAction
+from revsync.adoption_cli import adopt_app
 from revsync.auth import StaffRole, StaffToken, digest, new_token
 from revsync.codec import generate_key_entry
 from revsync.customer_cli import customer_app
@@ -38,6 +39,7 @@ from revsync.operations import (
     stuck_orders,
 )
 from revsync.settings import MissingSetting, Settings, get_settings
+from revsync.shadow_cli import shadow_app
 from revsync.telemetry import GATEWAY_SERVICE, configure_tracing, shutdown_tracing, worker_service
 from revsync.temporal import connect
 from workflows import visibility
@@ -591,6 +593,8 @@ def keys_new(
 temporal_app = typer.Typer(help="Self-hosted Temporal cluster operations.")
 app.add_typer(temporal_app, name="temporal")
 app.add_typer(customer_app, name="customer")
+app.add_typer(shadow_app, name="shadow")
+app.add_typer(adopt_app, name="adopt")
 
 
 @temporal_app.command("setup")

@@ -26,6 +26,9 @@ DEV_SECRETS_FILE = Path(".revsync") / "dev-secrets.env"
 # Every vendor with an adapter; each has a `<vendor>_base_url` that follows the sandbox unless set.
 VENDORS = ("salesforce", "hubspot", "stripe", "zuora", "netsuite", "sap", "dynamics")
 
+VendorMode = Literal["live", "shadow"]
+_MODE = "live (writes) or shadow (records what it would write; docs/shadow-mode.md)"
+
 
 # The audiences Salesforce's JWT bearer flow takes: the login server of production orgs, that
 # of sandbox orgs (an Experience Cloud site's URL is the other one).
@@ -199,6 +202,27 @@ class Settings(BaseSettings):
     crm: str = Field(default="salesforce", description="CRM vendor: salesforce or hubspot")
     billing: str = Field(default="stripe", description="Billing vendor: stripe or zuora")
     erp: str = Field(default="netsuite", description="ERP vendor: netsuite, sap or dynamics")
+
+    # Shadow mode (docs/shadow-mode.md): per vendor, `live` writes; `shadow` reads as usual
+    # and records every write revsync would make instead of making it
+    salesforce_mode: VendorMode = Field(default="live", description=_MODE)
+    hubspot_mode: VendorMode = Field(default="live", description=_MODE)
+    stripe_mode: VendorMode = Field(default="live", description=_MODE)
+    zuora_mode: VendorMode = Field(default="live", description=_MODE)
+    netsuite_mode: VendorMode = Field(default="live", description=_MODE)
+    sap_mode: VendorMode = Field(default="live", description=_MODE)
+    dynamics_mode: VendorMode = Field(default="live", description=_MODE)
+    shadow_store: Path | None = Field(
+        default=None,
+        description="SQLite file of shadow recordings, shared by every process; unset: "
+        "shadow.sqlite3 under REVSYNC_DATA_DIR",
+    )
+    shadow_compare_after_minutes: int = Field(
+        default=60,
+        ge=0,
+        description="How old a recording must be before it is compared with what the existing "
+        "integration wrote (it may write later than revsync would have)",
+    )
 
     # Vendors (defaults point at the local sandbox)
     salesforce_base_url: str = "http://127.0.0.1:8100/salesforce"
@@ -537,6 +561,16 @@ class Settings(BaseSettings):
             raise MissingSetting(name, why)
         assert isinstance(value, SecretStr)
         return value
+
+    def vendor_mode(self, vendor: str) -> VendorMode:
+        """``live`` or ``shadow``: the ``REVSYNC_<VENDOR>_MODE`` of ``vendor``."""
+        mode: VendorMode = getattr(self, f"{vendor}_mode")
+        return mode
+
+    @property
+    def shadow_store_path(self) -> Path:
+        """Where shadow recordings are kept (``REVSYNC_SHADOW_STORE`` or the data dir)."""
+        return self.shadow_store or self.data_dir / "shadow.sqlite3"
 
     @property
     def gateway_url(self) -> str:

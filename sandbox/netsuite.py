@@ -1047,7 +1047,28 @@ class NetSuiteStore:
         return customer
 
     def update_customer(self, customer: dict[str, Any], body: Any, replace: set[str]) -> None:
-        _check_fields(body, _CUSTOMER_FIELDS - {"externalId"})
+        """PATCH a customer. Its ``externalId`` can be set or changed, unique among customers
+        (400 ``DUP_RCRD`` otherwise): "Updating An Existing Record's External ID" (Tim
+        Dietrich, SuiteTalk REST and External IDs,
+        https://timdietrich.me/blog/netsuite-suitetalk-rest-external-ids) and "Using External
+        IDs" (https://docs.oracle.com/en/cloud/saas/netsuite/ns-online-help/section_156334828635.html)."""
+        _check_fields(body, _CUSTOMER_FIELDS)
+        if "externalId" in body:
+            external_id = body["externalId"]
+            if not isinstance(external_id, str) or not external_id:
+                raise _bad_value("externalId", "Invalid externalId.")
+            holder = self._find(self.customers, f"eid:{external_id}")
+            if holder is not None and holder["id"] != customer["id"]:
+                raise NetSuiteError(
+                    400,
+                    "DUP_RCRD",
+                    f"This record already exists: a customer with external ID {external_id!r}.",
+                    "externalId",
+                )
+            staged = {k: v for k, v in body.items() if k != "externalId"}
+            self._apply_customer(customer, staged, replace)
+            customer["externalId"] = external_id
+            return
         self._apply_customer(customer, body, replace)
 
     def _apply_customer(

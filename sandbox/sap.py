@@ -29,7 +29,9 @@ PATCH   ``/API_SALES_ORDER_SRV/A_SalesOrderItem(...)``                       ``u
 POST    ``/sap/bc/sec/oauth2/token`` (not under ``/sap/opu``)                ``oauth_token``
 ======  ===================================================================  ====================
 
-Invoice-to-revenue services are in :mod:`sandbox.sap_finance` (same router).
+``POST /API_SALES_ORDER_SIMULATION_SRV/A_SalesOrderSimulation`` is ``simulate_sales_order``
+(see Sales orders below). Invoice-to-revenue services are in :mod:`sandbox.sap_finance`
+(same router).
 
 What it reproduces:
 
@@ -63,7 +65,12 @@ What it reproduces:
   ``PPR0`` pricing element on the item sets its price: ``NetAmount`` is quantity times rate,
   rounded to the currency. ``PurchaseOrderByCustomer`` holds at most 35 characters (400
   ``V1/033`` beyond) and, as in S/4HANA, nothing stops a second order with the same one: the
-  adapter must look before it creates. Rejecting every item (``SalesDocumentRjcnReason``)
+  adapter must look before it creates. The Sales Order Simulation API (*Sales Order -
+  Simulate (A2X)*, ``API_SALES_ORDER_SIMULATION_SRV``, communication scenario
+  ``SAP_COM_0109``; SAP Cloud SDK "Sales Order Simulation Service",
+  https://help.sap.com/doc/dfb895df81c04bbc9e7cefc82e92dff7/1.0/en-US/modules/_sap_cloud_sdk_vdm_sales_order_simulation_service.html)
+  runs the same checks and pricing on the same body and saves nothing: the simulated order
+  comes back with an empty ``SalesOrder``. Rejecting every item (``SalesDocumentRjcnReason``)
   sets ``OverallSDDocumentRejectionSts`` to ``C``; an unknown reason is 400 ``V1/207``.
 - **Change times**: a sales order carries ``CreationDate`` and ``LastChangeDateTime``
   (``Edm.DateTimeOffset``, set by every change); a business partner ``CreationDate``,
@@ -574,7 +581,9 @@ class SapStore:
 
     # -- sales orders ----------------------------------------------------------------------
 
-    def create_order(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create_order(self, body: dict[str, Any], *, simulate: bool = False) -> dict[str, Any]:
+        """Deep-insert a sales order. ``simulate``: check and price it exactly so, save
+        nothing (the Sales Order Simulation API answers ``SalesOrder`` empty)."""
         for required in (
             "SalesOrderType",
             "SalesOrganization",
@@ -614,7 +623,7 @@ class SapStore:
         raw_items = _results(body.get("to_Item"))
         if not raw_items:
             raise SapError(400, "V1/761", "Sales document contains no items")
-        order_id = str(next(self._order_ids))
+        order_id = "" if simulate else str(next(self._order_ids))
         items: list[dict[str, Any]] = []
         total = Decimal(0)
         for number, raw in enumerate(raw_items, start=1):
@@ -684,7 +693,8 @@ class SapStore:
                 ]
             },
         }
-        self.orders[order_id] = order
+        if not simulate:
+            self.orders[order_id] = order
         return order
 
     def list_price(self, material: str, currency: str) -> Decimal | None:
@@ -1234,6 +1244,21 @@ async def create_order(state: SandboxState, request: Request, match: Match, root
     )
 
 
+async def simulate_order(
+    state: SandboxState, request: Request, match: Match, root: str
+) -> Response:
+    """Sales Order Simulation (``API_SALES_ORDER_SIMULATION_SRV``): the same checks and
+    pricing as the deep insert, nothing saved; the answer is the simulated order."""
+    store: SapStore = state.sap
+    simulated = store.create_order(await _body(request), simulate=True)
+    items = _results(simulated.get("to_Item"))
+    view = {
+        **{k: v for k, v in simulated.items() if not k.startswith(("to_", "__"))},
+        "to_Item": {"results": [{k: v for k, v in i.items() if k != "__etag"} for i in items]},
+    }
+    return json_response({"d": view}, 201)
+
+
 async def get_item(state: SandboxState, request: Request, match: Match, root: str) -> Response:
     store: SapStore = state.sap
     item = store.item(match.keys.get("SalesOrder", ""), match.keys.get("SalesOrderItem", ""))
@@ -1302,6 +1327,10 @@ ROUTES: dict[tuple[str, str, str, bool], tuple[str, RouteHandler]] = {
     ("GET", "API_SALES_ORDER_SRV", "A_SalesOrder", False): ("list_sales_orders", list_orders),
     ("GET", "API_SALES_ORDER_SRV", "A_SalesOrder", True): ("get_sales_order", get_order),
     ("POST", "API_SALES_ORDER_SRV", "A_SalesOrder", False): ("create_sales_order", create_order),
+    ("POST", "API_SALES_ORDER_SIMULATION_SRV", "A_SalesOrderSimulation", False): (
+        "simulate_sales_order",
+        simulate_order,
+    ),
     ("GET", "API_SALES_ORDER_SRV", "A_SalesOrderItem", True): ("get_order_item", get_item),
     ("PATCH", "API_SALES_ORDER_SRV", "A_SalesOrderItem", True): (
         "update_sales_order_item",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -30,6 +31,10 @@ def isolate_from_the_developer() -> None:
         if name.startswith(DEVELOPER_ENVIRONMENT):
             del os.environ[name]
     Settings.model_config["env_file"] = None
+    # Shadow recordings (docs/shadow-mode.md) go to a store of this test session, never the
+    # checkout's .revsync/shadow.sqlite3 (a live vendor gets the gate once a store exists).
+    session = Path(tempfile.mkdtemp(prefix="revsync-tests-"))
+    os.environ["REVSYNC_SHADOW_STORE"] = str(session / "shadow.sqlite3")
 
 
 isolate_from_the_developer()

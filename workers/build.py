@@ -10,6 +10,12 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.adoption import (
+    AdoptionStarter,
+    BillingAdoptActivities,
+    CrmAdoptActivities,
+    ErpAdoptActivities,
+)
 from activities.billing import BillingActivities
 from activities.crm import CrmActivities
 from activities.customer_master import (
@@ -32,6 +38,11 @@ from activities.reconciliation import (
     ReportActivities,
     SagaDirectory,
 )
+from activities.shadow import (
+    BillingShadowActivities,
+    CrmShadowActivities,
+    ErpShadowActivities,
+)
 from adapters.events.webhooks import WebhookEvents
 from adapters.registry import Port, build_billing, build_crm, build_erp
 from adapters.registry import check as check_vendors
@@ -40,12 +51,14 @@ from domain.contracts import TaskQueue
 from revsync.settings import Settings
 from revsync.telemetry import instrument_http_client
 from workers.attempts import MAX_HEARTBEAT_THROTTLE, AttemptInterceptor
+from workflows.adoption import AdoptionWorkflow
 from workflows.customer_master import CustomerMasterWorkflow
 from workflows.invoice_adjustment import InvoiceAdjustmentWorkflow
 from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 from workflows.quote_to_cash import QuoteToCashWorkflow
 from workflows.reconcile_run import ReconcileRunWorkflow, ReconcileWindowWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.shadow import ShadowComparisonWorkflow, ShadowReplayWorkflow
 
 WORKFLOWS: Sequence[type] = (
     QuoteToCashWorkflow,
@@ -56,6 +69,9 @@ WORKFLOWS: Sequence[type] = (
     CustomerMasterWorkflow,
     InvoiceToRevenueWorkflow,
     InvoiceAdjustmentWorkflow,
+    ShadowReplayWorkflow,
+    ShadowComparisonWorkflow,
+    AdoptionWorkflow,
 )
 
 
@@ -65,7 +81,12 @@ def crm_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
     listing = ReconcileCrmActivities(acts.crm)
     master = CrmMasterActivities(acts.crm)
     invoices = CrmInvoiceActivities(acts.crm)
+    shadow = CrmShadowActivities(acts.crm)  # shadow mode (docs/shadow-mode.md)
+    adopt = CrmAdoptActivities(acts.crm)  # adoption (docs/adoption.md)
     return [
+        adopt.read_accounts,
+        shadow.materialize,
+        shadow.observe,
         acts.fetch_account,
         acts.record_order,
         acts.mark_quote_rejected,
@@ -85,7 +106,13 @@ def erp_activities(settings: Settings, http: httpx.AsyncClient) -> list[Callable
     listing = ReconcileErpActivities(acts.erp)
     master = ErpMasterActivities(acts.erp)
     invoices = ErpInvoiceActivities(acts.erp)
+    shadow = ErpShadowActivities(acts.erp)
+    adopt = ErpAdoptActivities(acts.erp)
     return [
+        adopt.link_customers,
+        adopt.find_customers,
+        shadow.materialize,
+        shadow.observe,
         acts.check_catalog,
         acts.book_sales_order,
         acts.cancel_sales_order,
@@ -113,7 +140,13 @@ def billing_activities(settings: Settings, http: httpx.AsyncClient) -> list[Call
     listing = ReconcileBillingActivities(acts.billing)
     master = BillingMasterActivities(acts.billing)
     invoices = BillingInvoiceActivities(acts.billing)
+    shadow = BillingShadowActivities(acts.billing)
+    adopt = BillingAdoptActivities(acts.billing)
     return [
+        adopt.link_customers,
+        adopt.read_invoices,
+        shadow.materialize,
+        shadow.observe,
         acts.provision_subscription,
         acts.cancel_subscription,
         acts.void_invoice,
@@ -138,6 +171,12 @@ def events_activities(settings: Settings, http: httpx.AsyncClient) -> list[Calla
         public_base_url=settings.public_base_url or settings.gateway_url,
     )
     return [acts.publish]
+
+
+def adoption_starts(client: Client, settings: Settings) -> list[Callable[..., Any]]:
+    """Adoption's starts of golden records and invoice sagas (docs/adoption.md)."""
+    starter = AdoptionStarter(client, settings.invoice_policy, settings.accounting_timezone)
+    return [starter.existing, starter.start_golden_records, starter.start_invoice_sagas]
 
 
 def check_settings(queue: str, settings: Settings) -> None:
@@ -180,6 +219,7 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
                 reports.save_progress,
                 reports.write_rows,
                 DuplicateSearch(client).find_duplicates,
+                *adoption_starts(client, settings),
             ],
             max_concurrent_workflow_tasks=settings.orchestration_max_concurrent_workflow_tasks,
             graceful_shutdown_timeout=grace,

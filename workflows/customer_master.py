@@ -110,6 +110,7 @@ with workflow.unsafe.imports_passed_through():
         tax_id_hash,
     )
     from domain.saga import ResolveAction
+    from domain.shadow import shadow_note
     from workflows import visibility
     from workflows.publishing import Outbox, business_event
     from workflows.visibility import md
@@ -737,6 +738,9 @@ class CustomerMasterWorkflow(MergeHandlers):
             lines.append(f"**Blocked step:** {md(parked.step)}: {md(parked.reason)}")
         if self._queue:
             lines.append(f"**Propagations queued:** {len(self._queue)}")
+        linked = [i for ids in record.xref.values() for i in ids]
+        if note := shadow_note(master_workflow_id(self._golden_id), linked):
+            lines.append(note)
         return "\n\n".join(lines)
 
 

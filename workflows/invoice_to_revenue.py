@@ -111,6 +111,7 @@ with workflow.unsafe.imports_passed_through():
         reverse,
     )
     from domain.saga import ResolveAction, ResolveRequest
+    from domain.shadow import shadow_note
     from revsync import metrics
     from workflows import visibility
     from workflows.invoice_adjustment import start_attributes as adjustment_attributes
@@ -166,6 +167,7 @@ class InvoiceToRevenueWorkflow:
                 invoice_id=request.invoice_id,
                 stage=InvoiceStage.RECEIVED,
                 stage_since=workflow.info().start_time,
+                adopted_at=request.adopted_at,
             )
         else:
             self._status = carry.status.model_copy(update={"run": carry.status.run + 1})
@@ -210,6 +212,16 @@ class InvoiceToRevenueWorkflow:
         if payment.payment_id in self._seen_payments:
             workflow.logger.info(
                 "payment already received", extra=self._log(payment_id=payment.payment_id)
+            )
+            return
+        adopted = self._status.adopted_at
+        if adopted is not None and payment.paid_at < adopted:
+            # Adopted (docs/adoption.md): billing's amounts were read at the watermark, so
+            # this payment is in the saga's state already. Processed once, by the backfill.
+            self._seen_payments.add(payment.payment_id)
+            workflow.logger.info(
+                "payment before adoption: already counted",
+                extra=self._log(payment_id=payment.payment_id),
             )
             return
         self._seen_payments.add(payment.payment_id)
@@ -995,6 +1007,8 @@ class InvoiceToRevenueWorkflow:
                 f"**Last decision:** {md(last.action)} by {md(last.actor)}: "
                 f"{md(last.note) if last.note else '-'}"
             )
+        if note := shadow_note(s.workflow_id, (s.receivable_id, s.erp_customer_id)):
+            lines.append(note)
         return "\n\n".join(lines)
 
     def _require_invoice(self) -> Invoice:

@@ -98,6 +98,7 @@ with workflow.unsafe.imports_passed_through():
         allowed_resolutions,
         resolution_problem,
     )
+    from domain.shadow import shadow_note
     from domain.stages import OrderStage
     from revsync import metrics
     from workflows import visibility
@@ -734,6 +735,9 @@ class QuoteToCashWorkflow:
                 f"**Last decision:** {md(last.action)} by {md(last.actor)}: "
                 f"{md(last.note) if last.note else '-'}"
             )
+        ids = (s.erp_customer_id, s.erp_order_id, s.billing_customer_id, s.subscription_id)
+        if note := shadow_note(s.workflow_id, (*ids, s.invoice_id, s.crm_order_id)):
+            lines.append(note)
         return "\n\n".join(lines)
 
 

@@ -917,6 +917,18 @@ class StripeBilling:
         )
         return None if found is None else str(found["id"])
 
+    async def link_customer(self, customer_id: str, golden_id: str, idempotency_key: str) -> None:
+        """Adoption: set ``metadata.revsync_account_id`` on a customer revsync did not create
+        (metadata keys merge on an update), so ``find_customer`` finds it once Stripe Search
+        has indexed it; under ``Idempotency-Key``, a retry replays the first answer."""
+        await self._call(
+            "link_customer",
+            "POST",
+            self._url("customers", customer_id),
+            form={f"metadata[{ACCOUNT_METADATA_KEY}]": golden_id},
+            idempotency_key=idempotency_key,
+        )
+
     async def update_customer_fields(
         self, customer_id: str, changes: Mapping[MasterField, FieldValue], idempotency_key: str
     ) -> None:

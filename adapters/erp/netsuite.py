@@ -164,7 +164,7 @@ from domain.customer import Address, Customer
 from domain.customer_master import FieldValue, MasterField
 from domain.invoice import Invoice as FinalizedInvoice
 from domain.invoice import SubscriptionLine
-from domain.master_contracts import golden_id_from_erp
+from domain.master_contracts import erp_external_id, golden_id_from_erp
 from domain.money import quantize
 from domain.order import OrderLine, SalesOrder, SalesOrderDraft, SalesOrderStatus
 from domain.quote import BillingType, PaymentTerms
@@ -790,6 +790,20 @@ class NetSuiteErp:
             self._record_url("customer", ref),
             json_body=body,
             params={"replace": ",".join(replace)} if replace else None,
+        )
+
+    async def link_customer(self, customer_id: str, golden_id: str, idempotency_key: str) -> None:
+        """Adoption: stamp ``acct-<golden id>`` as the external id of a customer revsync did
+        not create (a PATCH of ``externalId``: NetSuite lets a record's external id be set or
+        changed, unique per record type), so ``find_customer`` and the upsert find it. A
+        repeat writes the same value; a key another customer holds is ``DUP_RCRD``."""
+        operation = "link_customer"
+        ref = self._internal_ref(customer_id, "customer", operation)
+        await self._request(
+            operation,
+            "PATCH",
+            self._record_url("customer", ref),
+            json_body={"externalId": erp_external_id(golden_id)},
         )
 
     async def _tax_country(self, ref: str, operation: str) -> str | None:

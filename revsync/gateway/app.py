@@ -6,7 +6,8 @@ Everything that crosses revsync's trust boundary over HTTP comes through here:
   verified before they are parsed, and start each saga at most once
   (:mod:`revsync.gateway.webhooks`, :mod:`revsync.gateway.versioning`);
 - ``/v1/ops/...``: operator decisions, carrying the identity of a staff token
-  (:mod:`revsync.gateway.ops`);
+  (:mod:`revsync.gateway.ops`), and shadow mode's reports and replays
+  (:mod:`revsync.gateway.shadow_ops`);
 - ``/codec``: the codec server that decrypts payloads for the Web UI, only for staff holding
   a token (:mod:`revsync.gateway.codec_server`);
 - ``/v1/openapi.json``, ``/v1/schemas/...``: the published contracts
@@ -29,6 +30,7 @@ from adapters.reports import LocalReportStore
 from revsync.auth import TokenRegistry
 from revsync.codec import AesGcmCodec, KeyRing
 from revsync.gateway import openapi
+from revsync.gateway.adoption_ops import adoption_router
 from revsync.gateway.codec_server import create_codec_app
 from revsync.gateway.customer_ops import customer_ops_router
 from revsync.gateway.hubspot_trigger import build_reader
@@ -36,6 +38,7 @@ from revsync.gateway.ops import ops_router
 from revsync.gateway.reconciliation_ops import reconciliation_router
 from revsync.gateway.refusals import Refused, refused_handler
 from revsync.gateway.salesforce_quotes import quote_reader
+from revsync.gateway.shadow_ops import shadow_router
 from revsync.gateway.stripe_quotes import quote_reader as stripe_quote_reader
 from revsync.gateway.webhooks import webhooks_router
 from revsync.settings import Settings, get_settings
@@ -105,6 +108,8 @@ def create_app(
     app.include_router(ops_router())
     app.include_router(customer_ops_router())
     app.include_router(reconciliation_router())
+    app.include_router(shadow_router(settings))
+    app.include_router(adoption_router())
     openapi.install(app)
     app.mount("/codec", create_codec_app(AesGcmCodec(keys), tokens, settings.temporal_ui_origins))
     return app

@@ -9,7 +9,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,11 +73,13 @@ class ThreadedServer:
 
 
 class SandboxServer(ThreadedServer):
-    """The vendor sandbox, with its state reachable from the test."""
+    """The vendor sandbox, with its state reachable from the test; ``wrap`` puts an ASGI
+    middleware around it (tests/shadow/audit.py counts the requests it receives)."""
 
-    def __init__(self) -> None:
+    def __init__(self, wrap: Callable[[Any], Any] | None = None) -> None:
         self.state = SandboxState(event_secrets={EVENT_SUBSCRIBER: EVENT_SECRET})
-        super().__init__(create_sandbox(self.state))
+        app = create_sandbox(self.state)
+        super().__init__(app if wrap is None else wrap(app))
 
 
 @dataclass
@@ -113,16 +115,28 @@ def stack_settings(sandbox_url: str, temporal_address: str) -> Settings:
 
 @asynccontextmanager
 async def running_stack(
-    runtime: Runtime | None = None, vendors: Mapping[str, object] | None = None
+    runtime: Runtime | None = None,
+    vendors: Mapping[str, object] | None = None,
+    *,
+    settings_update: Mapping[str, Any] | None = None,
+    sandbox_wrap: Callable[[Any], Any] | None = None,
+    queues: Sequence[str] = TaskQueue.ALL,
 ) -> AsyncIterator[Stack]:
     """The stack; with ``runtime`` (metrics), every worker and the gateway connect through
     it, as each process does in production through its own. ``vendors`` chooses the vendor
     of some ports (``{"crm": "hubspot"}``), as ``REVSYNC_CRM`` and the others do (and may set
-    a vendor's other settings, e.g. ``hubspot_app_id``)."""
+    a vendor's other settings, e.g. ``hubspot_app_id``); ``settings_update`` sets other
+    settings (``{"stripe_mode": "shadow"}``); ``queues`` names the queues whose workers it
+    runs (a test may run others itself, to kill them)."""
     ui_port, gateway_port = free_port(), free_port()
-    sandbox = SandboxServer()
+    sandbox = SandboxServer(sandbox_wrap)
     settings = stack_settings(sandbox.url, "pending").model_copy(
-        update={"gateway_port": gateway_port, "temporal_ui_port": ui_port, **(vendors or {})}
+        update={
+            "gateway_port": gateway_port,
+            "temporal_ui_port": ui_port,
+            **(vendors or {}),
+            **(settings_update or {}),
+        }
     )
     # The Web UI decrypts payloads through the gateway's codec server, as a payload reader.
     codec = f"{settings.gateway_url}/codec/t/{token_of('Rita Reader')}"
@@ -143,7 +157,7 @@ async def running_stack(
         stack.push_async_callback(env.shutdown)
         stack.callback(sandbox.stop)
         http = await stack.enter_async_context(new_http_client(settings))
-        for queue in TaskQueue.ALL:
+        for queue in queues:
             worker = build_worker(queue, env.client, settings, http)
             await stack.enter_async_context(worker)
         # The gateway runs as it does in production: its own server, its own client.
