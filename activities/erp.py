@@ -11,9 +11,11 @@ from domain.contracts import (
     Activity,
     BookedSalesOrder,
     BookSalesOrder,
+    CancelKeyedSalesOrder,
     CancelSalesOrder,
     CatalogCheckResult,
     CheckCatalog,
+    KeyedCancellation,
 )
 from domain.order import SalesOrder
 
@@ -43,3 +45,17 @@ class ErpActivities:
     async def cancel_sales_order(self, request: CancelSalesOrder) -> SalesOrder:
         with vendor_call(self.erp.vendor):
             return await self.erp.cancel_sales_order(request.order_id, request.reason)
+
+    @activity.defn(name=Activity.ERP_CANCEL_KEYED_SALES_ORDER)
+    async def cancel_keyed_sales_order(self, request: CancelKeyedSalesOrder) -> KeyedCancellation:
+        """Cancel the sales order keyed by ``request.external_id``, if the ERP made one: the
+        undo of a booking whose outcome is unknown (the order may exist though its answer was
+        lost). Both calls are idempotent; nothing found is nothing to undo."""
+        with vendor_call(self.erp.vendor):
+            order = await self.erp.find_sales_order(request.external_id)
+            if order is None:
+                return KeyedCancellation(found=False)
+            cancelled = await self.erp.cancel_sales_order(order.order_id, request.reason)
+        return KeyedCancellation(
+            found=True, record_id=cancelled.order_id, status=cancelled.status.value
+        )

@@ -33,8 +33,10 @@ class Activity:
     ERP_CHECK_CATALOG = "erp.check_catalog"
     ERP_BOOK_SALES_ORDER = "erp.book_sales_order"
     ERP_CANCEL_SALES_ORDER = "erp.cancel_sales_order"
+    ERP_CANCEL_KEYED_SALES_ORDER = "erp.cancel_keyed_sales_order"
     BILLING_PROVISION_SUBSCRIPTION = "billing.provision_subscription"
     BILLING_CANCEL_SUBSCRIPTION = "billing.cancel_subscription"
+    BILLING_CANCEL_KEYED_SUBSCRIPTION = "billing.cancel_keyed_subscription"
     BILLING_VOID_INVOICE = "billing.void_invoice"
     EVENTS_PUBLISH = "events.publish"
 
@@ -58,6 +60,32 @@ class CatalogCheckResult(_Contract):
 class CancelSalesOrder(_Contract):
     order_id: str
     reason: str
+
+
+class CancelKeyedSalesOrder(_Contract):
+    """Undo a booking whose answer may never have come: cancel the sales order keyed by
+    ``external_id`` if the ERP has one."""
+
+    external_id: str
+    reason: str
+
+
+class CancelKeyedSubscription(_Contract):
+    """Undo a provisioning whose answer may never have come: void the first invoice of the
+    subscription keyed by ``idempotency_key`` and cancel it, if billing has one."""
+
+    idempotency_key: str
+    reason: str
+
+
+class KeyedCancellation(_Contract):
+    """What an undo by key found: nothing (``found`` false) when the vendor never made the
+    record; else the record, its status after the undo, and the invoice voided with it."""
+
+    found: bool
+    record_id: str | None = None
+    status: str | None = None
+    voided_invoice_id: str | None = None
 
 
 class CancelSubscription(_Contract):

@@ -50,12 +50,15 @@ with workflow.unsafe.imports_passed_through():
         Activity,
         BookedSalesOrder,
         BookSalesOrder,
+        CancelKeyedSalesOrder,
+        CancelKeyedSubscription,
         CancelSalesOrder,
         CancelSubscription,
         CatalogCheckResult,
         CheckCatalog,
         CrmOrderRecord,
         FetchAccount,
+        KeyedCancellation,
         MarkQuoteRejected,
         ProvisionedSubscription,
         ProvisionSubscription,
@@ -117,6 +120,9 @@ T = TypeVar("T")
 # Business events (quote.booked, quote.rejected, order.compensated, order.parked) came with
 # this patch; histories recorded before it replay without them.
 PUBLISH_EVENTS_PATCH = "publish-business-events"
+# A step that makes a vendor record has its undo, by the record's key, before it runs: an
+# outcome never known (the answer lost, the budget spent) is still compensated.
+UNDO_BY_KEY_PATCH = "undo-by-key-before-each-step"
 
 
 class SagaRejected(Exception):
@@ -146,6 +152,10 @@ class QuoteToCashWorkflow:
         )
         # Undo actions for done side effects, run last-in first-out.
         self._compensations: list[tuple[Step, Callable[[], Awaitable[str | None]]]] = []
+        # The undo of the step under way, by the key of what it makes (None: no such step).
+        # It runs first if the saga unwinds before the step's answer came: the vendor may
+        # have made the record though the answer was lost. True when something was undone.
+        self._undo_by_key: Callable[[], Awaitable[bool]] | None = None
         self._requirement: ApprovalRequirement | None = None
         self._approval_decision: ApproveRequest | RejectRequest | None = None
         self._resolution: ResolveRequest | None = None
@@ -339,17 +349,21 @@ class QuoteToCashWorkflow:
     async def _book(self, quote: Quote, customer: Customer) -> None:
         workflow_id = self._status.workflow_id
         self._enter(OrderStage.BOOKING_ERP)
+        order_key = f"{workflow_id}:erp-order"
+        if workflow.patched(UNDO_BY_KEY_PATCH):
+            self._undo_by_key = lambda: self._cancel_keyed_order(order_key)
         booked = await self._step(
             Step.BOOK_ERP_ORDER,
             Activity.ERP_BOOK_SALES_ORDER,
             BookSalesOrder(
                 customer=customer,
                 customer_key=f"acct-{quote.account_id}",
-                order=build_sales_order(quote, external_id=f"{workflow_id}:erp-order"),
+                order=build_sales_order(quote, external_id=order_key),
             ),
             BookedSalesOrder,
             TaskQueue.ERP,
         )
+        self._undo_by_key = None
         order = booked.order
         self._status.erp_customer_id = booked.customer_id
         self._status.erp_order_id = order.order_id
@@ -359,19 +373,21 @@ class QuoteToCashWorkflow:
         self._compensations.append((Step.CANCEL_ERP_ORDER, lambda: self._cancel_order(order)))
 
         self._enter(OrderStage.PROVISIONING_BILLING)
+        subscription_key = f"{workflow_id}:subscription"
+        if workflow.patched(UNDO_BY_KEY_PATCH):
+            self._undo_by_key = lambda: self._cancel_keyed_subscription(subscription_key)
         provisioned = await self._step(
             Step.PROVISION_BILLING,
             Activity.BILLING_PROVISION_SUBSCRIPTION,
             ProvisionSubscription(
                 customer=customer,
                 customer_key=f"{workflow_id}:billing-customer",
-                subscription=build_subscription(
-                    quote, idempotency_key=f"{workflow_id}:subscription"
-                ),
+                subscription=build_subscription(quote, idempotency_key=subscription_key),
             ),
             ProvisionedSubscription,
             TaskQueue.BILLING,
         )
+        self._undo_by_key = None
         subscription = provisioned.subscription
         self._status.billing_customer_id = provisioned.customer_id
         self._status.subscription_id = subscription.subscription_id
@@ -431,6 +447,9 @@ class QuoteToCashWorkflow:
         self._status.reason = rejected.reason
         self._failed_step = rejected.step
         compensated = bool(self._compensations)
+        undo_by_key, self._undo_by_key = self._undo_by_key, None
+        if undo_by_key is not None and await undo_by_key():
+            compensated = True
         if compensated:
             self._enter(OrderStage.COMPENSATING)
             while self._compensations:
@@ -453,6 +472,69 @@ class QuoteToCashWorkflow:
             self._publish(OrderCompensated.from_status(self._status))
         else:
             self._publish(QuoteRejected.from_status(self._status))
+
+    async def _cancel_keyed_order(self, external_id: str) -> bool:
+        """Cancel the ERP order keyed ``external_id`` if the booking made one though its
+        answer never came. True when there was one (or an operator skipped the undo)."""
+        undone = await self._attempt(
+            Step.CANCEL_ERP_ORDER,
+            Activity.ERP_CANCEL_KEYED_SALES_ORDER,
+            CancelKeyedSalesOrder(
+                external_id=external_id, reason=self._status.reason or "rejected"
+            ),
+            KeyedCancellation,
+            TaskQueue.ERP,
+        )
+        if undone is None:
+            return True
+        if not undone.found:
+            self._record(
+                Step.CANCEL_ERP_ORDER,
+                StepState.DONE,
+                detail=f"nothing to undo: the ERP has no order keyed {external_id}",
+            )
+            return False
+        self._status.erp_order_id = undone.record_id
+        self._mark(Step.BOOK_ERP_ORDER, StepState.COMPENSATED)
+        self._record(
+            Step.CANCEL_ERP_ORDER,
+            StepState.DONE,
+            detail=f"ERP order {undone.record_id} {undone.status}, found by its key "
+            f"{external_id}: the booking's answer never came",
+        )
+        return True
+
+    async def _cancel_keyed_subscription(self, idempotency_key: str) -> bool:
+        """Void and cancel the subscription keyed ``idempotency_key`` if provisioning made one
+        though its answer never came. True when there was one (or an operator skipped it)."""
+        undone = await self._attempt(
+            Step.CANCEL_SUBSCRIPTION,
+            Activity.BILLING_CANCEL_KEYED_SUBSCRIPTION,
+            CancelKeyedSubscription(
+                idempotency_key=idempotency_key, reason=self._status.reason or "rejected"
+            ),
+            KeyedCancellation,
+            TaskQueue.BILLING,
+        )
+        if undone is None:
+            return True
+        if not undone.found:
+            self._record(
+                Step.CANCEL_SUBSCRIPTION,
+                StepState.DONE,
+                detail=f"nothing to undo: billing has no subscription keyed {idempotency_key}",
+            )
+            return False
+        self._status.subscription_id = undone.record_id
+        self._mark(Step.PROVISION_BILLING, StepState.COMPENSATED)
+        voided = f", invoice {undone.voided_invoice_id} void" if undone.voided_invoice_id else ""
+        self._record(
+            Step.CANCEL_SUBSCRIPTION,
+            StepState.DONE,
+            detail=f"subscription {undone.record_id} {undone.status}{voided}, found by its key "
+            f"{idempotency_key}: provisioning's answer never came",
+        )
+        return True
 
     async def _cancel_order(self, order: SalesOrder) -> str | None:
         cancelled = await self._attempt(

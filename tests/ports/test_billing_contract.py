@@ -8,11 +8,13 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from activities.billing import BillingActivities
 from adapters import registry
 from adapters.errors import NotFoundError
 from adapters.ports import BillingPort
 from adapters.registry import Port
-from domain.order import SubscriptionDraft, SubscriptionStatus, build_subscription
+from domain.contracts import CancelKeyedSubscription
+from domain.order import InvoiceStatus, SubscriptionDraft, SubscriptionStatus, build_subscription
 from revsync.settings import Settings
 from sandbox.app import SandboxState
 from tests.ports.contract import ErrorClassContract, Subject, accepted_quote, seeded_customer
@@ -102,6 +104,26 @@ async def test_cancelling_twice_is_a_no_op(subject: BillingSubject, state: Sandb
 async def test_cancelling_an_unknown_subscription_is_not_found(subject: BillingSubject) -> None:
     with pytest.raises(NotFoundError):
         await subject.billing.cancel_subscription("sub_doesnotexist000000", "compensating")
+
+
+async def test_the_undo_by_key_cancels_what_billing_made_and_finds_nothing_otherwise(
+    subject: BillingSubject,
+) -> None:
+    """``billing.cancel_keyed_subscription``, the undo of a provisioning whose answer was
+    lost: the subscription cancelled, its first invoice (if any) voided."""
+    acts = BillingActivities(subject.billing)
+    request = CancelKeyedSubscription(idempotency_key=subject.key, reason="answer lost")
+    assert (await acts.cancel_keyed_subscription(request)).found is False
+    created = await subject.billing.create_subscription(subject.draft, subject.customer_id)
+    undone = await acts.cancel_keyed_subscription(request)
+    assert (undone.found, undone.record_id) == (True, created.subscription_id)
+    assert undone.status == SubscriptionStatus.CANCELED.value
+    assert undone.voided_invoice_id == created.latest_invoice_id
+    if created.latest_invoice_id is not None:
+        invoice = await subject.billing.get_invoice(created.latest_invoice_id)
+        assert invoice.status is InvoiceStatus.VOID
+    again = await acts.cancel_keyed_subscription(request)
+    assert (again.found, again.status) == (True, undone.status)
 
 
 class TestBillingErrorClasses(ErrorClassContract):

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from activities.erp import ErpActivities
 from adapters import registry
 from adapters.ports import ErpPort
 from adapters.registry import Port
+from domain.contracts import CancelKeyedSalesOrder
 from domain.order import SalesOrderDraft, SalesOrderStatus, build_sales_order
 from revsync.settings import Settings
 from sandbox.app import SandboxState
@@ -95,6 +97,21 @@ async def test_cancelling_twice_is_a_no_op(subject: ErpSubject, state: SandboxSt
     assert subject.emulator.records(state) == 1
     found = await subject.erp.find_sales_order(subject.key)
     assert found is not None and found.status is SalesOrderStatus.CANCELLED
+
+
+async def test_the_undo_by_key_cancels_what_the_erp_made_and_finds_nothing_otherwise(
+    subject: ErpSubject,
+) -> None:
+    """``erp.cancel_keyed_sales_order``, the undo of a booking whose answer was lost."""
+    acts = ErpActivities(subject.erp)
+    request = CancelKeyedSalesOrder(external_id=subject.key, reason="answer lost, unwound")
+    assert (await acts.cancel_keyed_sales_order(request)).found is False
+    created = await subject.create()
+    undone = await acts.cancel_keyed_sales_order(request)
+    assert (undone.found, undone.record_id) == (True, created)
+    assert undone.status == SalesOrderStatus.CANCELLED.value
+    again = await acts.cancel_keyed_sales_order(request)
+    assert (again.found, again.record_id, again.status) == (True, created, undone.status)
 
 
 class TestErpErrorClasses(ErrorClassContract):

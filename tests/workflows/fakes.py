@@ -22,12 +22,15 @@ from domain.contracts import (
     Activity,
     BookedSalesOrder,
     BookSalesOrder,
+    CancelKeyedSalesOrder,
+    CancelKeyedSubscription,
     CancelSalesOrder,
     CancelSubscription,
     CatalogCheckResult,
     CheckCatalog,
     CrmOrderRecord,
     FetchAccount,
+    KeyedCancellation,
     MarkQuoteRejected,
     ProvisionedSubscription,
     ProvisionSubscription,
@@ -97,9 +100,27 @@ class FakeSystems:
         # Business events published (events.publish), as the JSON documents subscribers get;
         # kept apart from ``calls`` so the vendor call sequences stay what they were.
         self.published: list[dict[str, Any]] = []
+        # Activity names whose next call does its work and then loses the answer (a timeout
+        # after the vendor committed: the unknown-outcome path).
+        self.answers_lost: list[str] = []
 
     def fail_with(self, activity_name: str, *errors: Exception) -> None:
         self.failures.setdefault(activity_name, []).extend(errors)
+
+    def lose_answer(self, activity_name: str, *then: Exception) -> None:
+        """The next call of ``activity_name`` does its work, then its answer never comes;
+        the calls after it fail with ``then``, in order."""
+        self.answers_lost.append(activity_name)
+        self.fail_with(activity_name, *then)
+
+    def _answer(self, name: str) -> None:
+        """Lose this answer if the test asked for it (after the vendor's work is done)."""
+        if name in self.answers_lost:
+            self.answers_lost.remove(name)
+            raise ApplicationError(
+                "read timed out after the request was sent",
+                type=FailureType.VENDOR_UNKNOWN_OUTCOME,
+            )
 
     def called(self, activity_name: str) -> list[Any]:
         return [arg for name, arg in self.calls if name == activity_name]
@@ -107,7 +128,7 @@ class FakeSystems:
     def _enter(self, name: str, arg: Any) -> None:
         self.calls.append((name, arg))
         queued = self.failures.get(name)
-        if queued:
+        if queued and name not in self.answers_lost:
             raise queued.pop(0)
 
     def activities(self) -> dict[str, list[Callable[..., Any]]]:
@@ -136,6 +157,7 @@ class FakeSystems:
                     total=req.order.total,
                     status=SalesOrderStatus.PENDING_FULFILLMENT,
                 )
+            self._answer(Activity.ERP_BOOK_SALES_ORDER)
             return BookedSalesOrder(customer_id="C77", order=self.orders[key])
 
         @activity.defn(name=Activity.ERP_CANCEL_SALES_ORDER)
@@ -149,6 +171,19 @@ class FakeSystems:
                     return self.orders[key]
             raise rejected(f"no order {req.order_id}")
 
+        @activity.defn(name=Activity.ERP_CANCEL_KEYED_SALES_ORDER)
+        async def cancel_keyed_sales_order(req: CancelKeyedSalesOrder) -> KeyedCancellation:
+            self._enter(Activity.ERP_CANCEL_KEYED_SALES_ORDER, req)
+            order = self.orders.get(req.external_id)
+            if order is None:
+                return KeyedCancellation(found=False)
+            self.orders[req.external_id] = order.model_copy(
+                update={"status": SalesOrderStatus.CANCELLED}
+            )
+            return KeyedCancellation(
+                found=True, record_id=order.order_id, status=SalesOrderStatus.CANCELLED.value
+            )
+
         @activity.defn(name=Activity.BILLING_PROVISION_SUBSCRIPTION)
         async def provision_subscription(req: ProvisionSubscription) -> ProvisionedSubscription:
             self._enter(Activity.BILLING_PROVISION_SUBSCRIPTION, req)
@@ -161,6 +196,7 @@ class FakeSystems:
                     status=SubscriptionStatus.ACTIVE,
                     latest_invoice_id="in_1",
                 )
+            self._answer(Activity.BILLING_PROVISION_SUBSCRIPTION)
             return ProvisionedSubscription(
                 customer_id="cus_1", subscription=self.subscriptions[key]
             )
@@ -175,6 +211,22 @@ class FakeSystems:
                     )
                     return self.subscriptions[key]
             raise rejected(f"no subscription {req.subscription_id}")
+
+        @activity.defn(name=Activity.BILLING_CANCEL_KEYED_SUBSCRIPTION)
+        async def cancel_keyed_subscription(req: CancelKeyedSubscription) -> KeyedCancellation:
+            self._enter(Activity.BILLING_CANCEL_KEYED_SUBSCRIPTION, req)
+            sub = self.subscriptions.get(req.idempotency_key)
+            if sub is None:
+                return KeyedCancellation(found=False)
+            self.subscriptions[req.idempotency_key] = sub.model_copy(
+                update={"status": SubscriptionStatus.CANCELED}
+            )
+            return KeyedCancellation(
+                found=True,
+                record_id=sub.subscription_id,
+                status=SubscriptionStatus.CANCELED.value,
+                voided_invoice_id=sub.latest_invoice_id,
+            )
 
         @activity.defn(name=Activity.BILLING_VOID_INVOICE)
         async def void_invoice(req: VoidInvoice) -> Invoice:
@@ -217,8 +269,18 @@ class FakeSystems:
         return {
             TaskQueue.EVENTS: [publish_event],
             TaskQueue.CRM: [fetch_account, record_order, mark_quote_rejected],
-            TaskQueue.ERP: [check_catalog, book_sales_order, cancel_sales_order],
-            TaskQueue.BILLING: [provision_subscription, cancel_subscription, void_invoice],
+            TaskQueue.ERP: [
+                check_catalog,
+                book_sales_order,
+                cancel_sales_order,
+                cancel_keyed_sales_order,
+            ],
+            TaskQueue.BILLING: [
+                provision_subscription,
+                cancel_subscription,
+                cancel_keyed_subscription,
+                void_invoice,
+            ],
         }
 
 
