@@ -31,6 +31,7 @@ from activities.invoices import (
     CrmInvoiceActivities,
     ErpInvoiceActivities,
 )
+from activities.policies import PolicyActivities
 from activities.reconciliation import (
     ReconcileBillingActivities,
     ReconcileCrmActivities,
@@ -221,6 +222,7 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
                 reports.save_progress,
                 reports.write_rows,
                 DuplicateSearch(client).find_duplicates,
+                PolicyActivities(settings).current,
                 *adoption_starts(client, settings),
             ],
             max_concurrent_workflow_tasks=settings.orchestration_max_concurrent_workflow_tasks,

@@ -48,6 +48,7 @@ from workflows.customer_merge import (
 from workflows.kernel import (
     ATTEMPT_TIMEOUT,
     HEARTBEAT_TIMEOUT,
+    current_policies,
     failure_summary,
     retry_policy,
     step_failure,
@@ -120,6 +121,8 @@ MERGED_ERROR = "CustomerMerged"
 first detail is the survivor's golden id (the gateway sends the change there)."""
 PUBLISH_EVENTS_PATCH = "publish-customer-events"
 CARRY_EVENTS_PATCH = "carry-undelivered-events"
+# Each run after the first takes the deployment's current policy (domain/policies.py).
+CURRENT_POLICY_PATCH = "policies-reach-next-run"
 """A run continues as new without waiting for its publications; the next run sends them."""
 """Runs started before ``customer.updated`` existed publish nothing (their histories replay)."""
 
@@ -418,6 +421,11 @@ class CustomerMasterWorkflow(MergeHandlers):
             if self._merged_away() or self._history_full():
                 break
             await self._check_duplicates()
+        if not self._merged_away() and workflow.patched(CURRENT_POLICY_PATCH):
+            # Asked while the lanes still run; the next run takes it (domain/policies.py).
+            policies = await current_policies()
+            if policies is not None:
+                self._policy = policies.customer_master
         self._stopping = True
         await asyncio.gather(*lanes)
         carry_events = not self._merged_away() and workflow.patched(CARRY_EVENTS_PATCH)

@@ -120,6 +120,7 @@ with workflow.unsafe.imports_passed_through():
         ATTEMPT_TIMEOUT,
         HEARTBEAT_TIMEOUT,
         LEDGER_PRIORITY,
+        current_policies,
         retry_policy,
         step_failure,
     )
@@ -138,6 +139,8 @@ REVENUE_STEPS = frozenset({InvoiceStep.POST_JOURNAL, InvoiceStep.REVERSE_REVENUE
 STANDING_PATCH = "keep-standing-current"
 # A run continues as new without waiting for its publications; the next run sends them.
 CARRY_EVENTS_PATCH = "carry-undelivered-events"
+# Each run after the first takes the deployment's current policy (domain/policies.py).
+CURRENT_POLICY_PATCH = "policies-reach-next-run"
 LATE_EVENTS_PATCH = "late-events-to-adjustments"
 """Sagas that ended before adjustments existed dropped the signals that came as they ended."""
 
@@ -778,6 +781,10 @@ class InvoiceToRevenueWorkflow:
         )
 
     async def _continue_as_new(self, request: InvoiceToRevenueInput) -> NoReturn:
+        policy = self._policy
+        if workflow.patched(CURRENT_POLICY_PATCH):
+            policies = await current_policies()
+            policy = policies.invoice if policies is not None else policy
         undelivered: list[dict[str, Any]] = []
         if workflow.patched(CARRY_EVENTS_PATCH):
             # Never held open by a subscriber that is down: the next run sends them again.
@@ -798,6 +805,7 @@ class InvoiceToRevenueWorkflow:
         workflow.continue_as_new(
             request.model_copy(
                 update={
+                    "policy": policy,
                     "carry": InvoiceCarry(
                         invoice=self._require_invoice(),
                         schedule=self._require_schedule(),
@@ -809,7 +817,7 @@ class InvoiceToRevenueWorkflow:
                         seen_payments=sorted(self._seen_payments),
                         seen_credit_notes=sorted(self._seen_credit_notes),
                         undelivered_events=undelivered,
-                    )
+                    ),
                 }
             )
         )

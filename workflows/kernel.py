@@ -11,6 +11,7 @@ reason an operator reads when it parks.
 - :func:`step_failure`: what ended a step's attempts.
 - Priorities: bookings before revenue journals before reconciliation's reads, where a task
   queue has a backlog (Temporal 1.28+ honours them; an older server ignores them).
+- :func:`current_policies`: the deployment's policies, for a saga's next run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from domain.contracts import TaskQueue
+    from domain.policies import CURRENT_POLICIES, CurrentPolicies
     from domain.saga import FailureType
 
 # Task priorities where a queue has a backlog (lower runs first; Temporal's default is 3): a
@@ -133,3 +136,23 @@ def step_failure(error: ActivityError, budget: timedelta) -> tuple[str | None, s
     if isinstance(cause, ApplicationError) and cause.type == FailureType.RETRY_BUDGET_EXHAUSTED:
         return None, cause.message  # the worker says what failed last (workers/attempts.py)
     return None, f"gave up after retrying for {budget}: {failure_summary(error)}"
+
+
+async def current_policies() -> CurrentPolicies | None:
+    """The deployment's policies now (``policy.current`` on the orchestration workers), for
+    the run a saga continues as new into; None when no worker answers within a minute (the
+    saga then keeps the policy it has: a policy change waits for a later run, nothing
+    stops)."""
+    try:
+        policies: CurrentPolicies = await workflow.execute_activity(
+            CURRENT_POLICIES,
+            result_type=CurrentPolicies,
+            task_queue=TaskQueue.ORCHESTRATION,
+            start_to_close_timeout=timedelta(seconds=10),
+            schedule_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+    except ActivityError:
+        workflow.logger.warning("the current policies are unavailable; the run keeps its own")
+        return None
+    return policies

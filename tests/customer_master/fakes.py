@@ -16,6 +16,7 @@ from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     Interceptor,
     SignalExternalWorkflowInput,
@@ -44,6 +45,7 @@ from domain.master_contracts import (
     MasterActivity,
     MasterPolicy,
 )
+from domain.policies import CURRENT_POLICIES, CurrentPolicies
 from revsync.customer_master import deliver_change
 from workflows.customer_master import CustomerMasterWorkflow
 
@@ -110,6 +112,8 @@ class FakeMasterSystems:
 
     def __init__(self) -> None:
         self.updates: list[PropagationUpdate] = []
+        # What policy.current answers (None: it fails, and a run keeps the policy it has).
+        self.current_policies: CurrentPolicies | None = None
         self.failures: dict[str, list[Exception]] = {}
         # golden id -> record id in billing / ERP, as the lookups find them
         self.billing_ids: dict[str, str] = {}
@@ -202,9 +206,15 @@ class FakeMasterSystems:
                 deliveries=[],
             )
 
+        @activity.defn(name=CURRENT_POLICIES)
+        async def current_policies() -> CurrentPolicies:
+            if self.current_policies is None:
+                raise ApplicationError("no deployment policy in this test", non_retryable=True)
+            return self.current_policies
+
         return {
             TaskQueue.EVENTS: [publish_event],
-            TaskQueue.ORCHESTRATION: [find_duplicates],
+            TaskQueue.ORCHESTRATION: [find_duplicates, current_policies],
             TaskQueue.CRM: [updater(MasterActivity.CRM_UPDATE_ACCOUNT_FIELDS)],
             TaskQueue.BILLING: [
                 updater(MasterActivity.BILLING_UPDATE_CUSTOMER_FIELDS),

@@ -38,6 +38,7 @@ from domain.order import (
     Subscription,
     SubscriptionDraft,
 )
+from domain.policies import CURRENT_POLICIES, CurrentPolicies
 from domain.receivable import (
     CreditPosting,
     JournalPosting,
@@ -82,6 +83,9 @@ class FakeVendors:
     published: list[dict[str, Any]] = field(default_factory=list)
     # The event subscriber answers 503 (asking to come back in 12 hours) until this moment.
     subscriber_down_until: datetime | None = None
+    # What the orchestration worker's policy.current answers (None: it fails, and a run
+    # keeps the policy it has).
+    current_policies: CurrentPolicies | None = None
     delivery_attempts: int = 0
     delivered_by: list[str] = field(default_factory=list)  # the run of each delivery
     # The subscriber fails this many more attempts (backing off as the retry policy says).
@@ -464,11 +468,19 @@ def queues(vendors: FakeVendors) -> dict[str, list[Callable[..., Any]]]:
 @asynccontextmanager
 async def running_workers(client: Client, vendors: FakeVendors) -> AsyncIterator[None]:
     """Workers for every queue: the real workflow and activities, the fake vendors."""
+
+    @activity.defn(name=CURRENT_POLICIES)
+    async def current_policies() -> CurrentPolicies:
+        if vendors.current_policies is None:
+            raise ApplicationError("no deployment policy in this test", non_retryable=True)
+        return vendors.current_policies
+
     workers = [
         Worker(
             client,
             task_queue=TaskQueue.ORCHESTRATION,
             workflows=[InvoiceToRevenueWorkflow, InvoiceAdjustmentWorkflow],
+            activities=[current_policies],
         )
     ]
     workers += [
