@@ -11,6 +11,7 @@ import structlog
 from structlog.contextvars import bound_contextvars
 from temporalio import activity
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.classify import vendor_call
@@ -23,14 +24,19 @@ from domain.customer_master import (
     match,
 )
 from domain.master_contracts import (
+    ABNORMAL_ENDS,
     WORKFLOW_TYPE,
     CustomerLink,
+    CustomerMasterStatus,
     DuplicateCandidates,
     FindCustomerLink,
     FindDuplicates,
+    FindPreviousRecord,
     MasterActivity,
+    PreviousRecord,
     erp_external_id,
 )
+from domain.saga import FailureType
 
 log = structlog.get_logger("revsync.activities.customer_master")
 
@@ -158,3 +164,49 @@ class DuplicateSearch:
             activity.heartbeat(seen)
         suspicions.sort(key=lambda s: s.candidate)
         return DuplicateCandidates(suspicions=tuple(suspicions), candidates_seen=seen)
+
+
+class PreviousRecords:
+    """What an earlier chain of a customer master ended with, through Temporal itself."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    @activity.defn(name=MasterActivity.FIND_PREVIOUS_RECORD)
+    async def find_previous_record(self, request: FindPreviousRecord) -> PreviousRecord:
+        """The latest run of this customer's workflow id that ended without handing on
+        (terminated, failed, timed out: the server's history limit ends a run so) and its
+        ``status`` query, which Temporal answers for a closed run by replaying its history.
+        Nothing when the id never ran, or its last end was a normal one. A status that
+        cannot be read yet is an error, retried: the new run waits rather than start empty."""
+        workflow_id = master_workflow_id(request.golden_id)
+        previous = None
+        async for execution in self.client.list_workflows(f'WorkflowId = "{workflow_id}"'):
+            if execution.run_id == request.run_id:
+                continue
+            if previous is None or execution.start_time > previous.start_time:
+                previous = execution
+        if previous is None:
+            return PreviousRecord()
+        # Visibility may lag behind the end of the run: its own description does not.
+        latest = await self.client.get_workflow_handle(
+            workflow_id, run_id=previous.run_id
+        ).describe()
+        if latest.status is None or latest.status.name not in ABNORMAL_ENDS:
+            return PreviousRecord()
+        handle = self.client.get_workflow_handle(workflow_id, run_id=latest.run_id)
+        try:
+            status = await handle.query("status", result_type=CustomerMasterStatus)
+        except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as error:
+            raise ApplicationError(
+                f"run {latest.run_id} ({latest.status.name}) holds this customer's record "
+                f"and does not answer its status query yet: {error}",
+                type=FailureType.VENDOR_TRANSIENT,
+            ) from error
+        log.warning(
+            "customer master restarts from an earlier run's record",
+            golden_id=request.golden_id,
+            previous_run=latest.run_id,
+            ended=latest.status.name,
+        )
+        return PreviousRecord(run_id=latest.run_id, ended=latest.status.name, status=status)

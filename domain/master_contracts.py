@@ -49,6 +49,8 @@ class MasterActivity:
     ERP_FIND_CUSTOMER = "erp.find_customer"
     # Reads Temporal visibility (not a vendor): runs on the orchestration queue.
     FIND_DUPLICATES = "master.find_duplicates"
+    # Reads Temporal itself: the record an earlier chain of the same customer ended with.
+    FIND_PREVIOUS_RECORD = "master.find_previous_record"
 
 
 UPDATE_STEPS: Final[dict[System, tuple[str, str]]] = {
@@ -551,3 +553,26 @@ def link(record: GoldenRecord, system: System, record_id: str) -> GoldenRecord:
     xref = {s: ids if s is system else record.xref[s] for s in System if s in record.xref}
     xref.setdefault(system, ids)
     return record.model_copy(update={"xref": {s: xref[s] for s in System if s in xref}})
+
+
+class FindPreviousRecord(BaseModel):
+    """``master.find_previous_record``: a customer master starting from nothing asks whether
+    an earlier chain for its golden id ended without handing on (terminated, failed, timed
+    out), and what that chain's last run knew."""
+
+    golden_id: str
+    run_id: str = Field(description="The asking run, which is not its own predecessor")
+
+
+# Ends of a run that hand nothing on: the next start would otherwise begin empty.
+ABNORMAL_ENDS: Final = ("TERMINATED", "FAILED", "TIMED_OUT")
+
+
+class PreviousRecord(BaseModel):
+    """What ``master.find_previous_record`` found: nothing (a new customer), or the last run
+    of an earlier chain, how it ended, and its status (the golden record, what was queued,
+    parked and decided) as its own ``status`` query answers it."""
+
+    run_id: str | None = None
+    ended: str | None = None
+    status: CustomerMasterStatus | None = None

@@ -23,6 +23,7 @@ from activities.customer_master import (
     CrmMasterActivities,
     DuplicateSearch,
     ErpMasterActivities,
+    PreviousRecords,
 )
 from activities.erp import ErpActivities
 from activities.events import EventActivities
@@ -222,6 +223,7 @@ def build_worker(queue: str, client: Client, settings: Settings, http: httpx.Asy
                 reports.save_progress,
                 reports.write_rows,
                 DuplicateSearch(client).find_duplicates,
+                PreviousRecords(client).find_previous_record,
                 PolicyActivities(settings).current,
                 *adoption_starts(client, settings),
             ],

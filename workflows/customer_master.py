@@ -31,9 +31,9 @@ queue ``orchestration``), keeping CRM, billing and ERP agreeing on the customer'
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
@@ -93,10 +93,12 @@ with workflow.unsafe.imports_passed_through():
         DuplicateCandidates,
         FindCustomerLink,
         FindDuplicates,
+        FindPreviousRecord,
         HandOverRequest,
         MasterActivity,
         MasterDecision,
         ParkedPropagation,
+        PreviousRecord,
         PropagationRecord,
         PropagationStatus,
         RepropagateRequest,
@@ -123,6 +125,24 @@ PUBLISH_EVENTS_PATCH = "publish-customer-events"
 CARRY_EVENTS_PATCH = "carry-undelivered-events"
 # Each run after the first takes the deployment's current policy (domain/policies.py).
 CURRENT_POLICY_PATCH = "policies-reach-next-run"
+# A chain that starts from nothing first takes the record of an earlier chain for the same
+# customer that ended without handing on (terminated at the history limit, say).
+RECOVER_RECORD_PATCH = "recover-record-of-ended-chain"
+
+
+class RecordLock(asyncio.Lock):
+    """The customer's lock, which every handler that changes the record takes: closed to
+    them until the run knows the record it starts from."""
+
+    def __init__(self, known: Callable[[], Awaitable[None]]) -> None:
+        super().__init__()
+        self._known = known
+
+    async def acquire(self) -> Literal[True]:
+        await self._known()
+        return await super().acquire()
+
+
 """A run continues as new without waiting for its publications; the next run sends them."""
 """Runs started before ``customer.updated`` existed publish nothing (their histories replay)."""
 
@@ -158,7 +178,10 @@ class CustomerMasterWorkflow(MergeHandlers):
         self._events_applied = request.events_applied
         self._runs = request.runs
         self._policy = request.policy
-        self._lock = asyncio.Lock()
+        self._lock = RecordLock(self._record_known)
+        # A first run with no record: it may have to take an ended chain's record first.
+        self._fresh = request.record is None and request.runs == 0
+        self._recovered = False
         self._stopping = False
         self._indexed_values: dict[str, Any] = {}
         # customer.updated publications under way; a run continuing as new hands on the rest.
@@ -411,6 +434,9 @@ class CustomerMasterWorkflow(MergeHandlers):
 
     @workflow.run
     async def run(self, request: CustomerMasterInput) -> CustomerMasterStatus:
+        if self._fresh and workflow.patched(RECOVER_RECORD_PATCH):
+            await self._recover()
+        self._recovered = True
         self._outbox.resend(request.undelivered_events)
         self._changed()
         lanes = [asyncio.create_task(self._lane(system)) for system in System]
@@ -456,6 +482,52 @@ class CustomerMasterWorkflow(MergeHandlers):
             await workflow.wait_condition(workflow.all_handlers_finished)
             if not self._outbox.pending():
                 return
+
+    async def _record_known(self) -> None:
+        """Return once the run knows the record it starts from (at once, but in a first run
+        still asking for an ended chain's record)."""
+        if self._fresh and workflow.patched(RECOVER_RECORD_PATCH):
+            await workflow.wait_condition(lambda: self._recovered)
+
+    async def _recover(self) -> None:
+        """Start from the record of an earlier chain for this customer that ended without
+        handing on, if there is one (``master.find_previous_record``). A chain the server
+        terminated (its history grown to the limit) would otherwise be restarted by the next
+        change with an empty golden record. Until its status can be read this waits, retrying,
+        and changes wait with it (their senders retry): never an empty restart."""
+        found: PreviousRecord = await workflow.execute_activity(
+            MasterActivity.FIND_PREVIOUS_RECORD,
+            FindPreviousRecord(golden_id=self._golden_id, run_id=workflow.info().run_id),
+            result_type=PreviousRecord,
+            task_queue=TaskQueue.ORCHESTRATION,
+            start_to_close_timeout=ATTEMPT_TIMEOUT,
+            retry_policy=retry_policy(),
+        )
+        status = found.status
+        if status is None:
+            return
+        self._record = status.record
+        self._parked = list(status.parked)
+        self._enqueue(status.queued)
+        self._recent = list(status.recent)
+        self._repropagations = list(status.repropagations)
+        self._events_applied = status.events_applied
+        self._runs = status.runs + 1
+        self._decisions = [
+            *status.decisions,
+            MasterDecision(
+                at=workflow.now(),
+                actor="revsync",
+                action="recover",
+                subject=found.run_id or "",
+                note=f"run {found.run_id} ended {found.ended} without handing on; this run "
+                "starts from its record",
+            ),
+        ][-RECENT_KEPT:]
+        workflow.logger.warning(
+            "started from an ended chain's record",
+            extra=self._log(previous_run=found.run_id, ended=found.ended),
+        )
 
     def _merged_away(self) -> bool:
         return self._record.merged_into is not None

@@ -33,17 +33,21 @@ from domain.customer_master import (
     PropagationUpdate,
     SourceVersion,
     System,
+    master_workflow_id,
     match,
 )
 from domain.event_contracts import PublishEvent, PublishResult
 from domain.master_contracts import (
     ChangeResult,
     CustomerLink,
+    CustomerMasterStatus,
     DuplicateCandidates,
     FindCustomerLink,
     FindDuplicates,
+    FindPreviousRecord,
     MasterActivity,
     MasterPolicy,
+    PreviousRecord,
 )
 from domain.policies import CURRENT_POLICIES, CurrentPolicies
 from revsync.customer_master import deliver_change
@@ -112,6 +116,8 @@ class FakeMasterSystems:
 
     def __init__(self) -> None:
         self.updates: list[PropagationUpdate] = []
+        # golden id -> the run of it the test terminated (find_previous_record answers it)
+        self.ended_runs: dict[str, str] = {}
         # What policy.current answers (None: it fails, and a run keeps the policy it has).
         self.current_policies: CurrentPolicies | None = None
         self.failures: dict[str, list[Exception]] = {}
@@ -206,6 +212,19 @@ class FakeMasterSystems:
                 deliveries=[],
             )
 
+        @activity.defn(name=MasterActivity.FIND_PREVIOUS_RECORD)
+        async def find_previous_record(request: FindPreviousRecord) -> PreviousRecord:
+            # The time-skipping server lists no workflows: the test names the ended run
+            # (the real activity's listing runs on a dev server in test_e2e.py).
+            run_id = self.ended_runs.get(request.golden_id)
+            if run_id is None:
+                return PreviousRecord()
+            handle = activity.client().get_workflow_handle(
+                master_workflow_id(request.golden_id), run_id=run_id
+            )
+            status = await handle.query("status", result_type=CustomerMasterStatus)
+            return PreviousRecord(run_id=run_id, ended="TERMINATED", status=status)
+
         @activity.defn(name=CURRENT_POLICIES)
         async def current_policies() -> CurrentPolicies:
             if self.current_policies is None:
@@ -214,7 +233,7 @@ class FakeMasterSystems:
 
         return {
             TaskQueue.EVENTS: [publish_event],
-            TaskQueue.ORCHESTRATION: [find_duplicates, current_policies],
+            TaskQueue.ORCHESTRATION: [find_duplicates, find_previous_record, current_policies],
             TaskQueue.CRM: [updater(MasterActivity.CRM_UPDATE_ACCOUNT_FIELDS)],
             TaskQueue.BILLING: [
                 updater(MasterActivity.BILLING_UPDATE_CUSTOMER_FIELDS),

@@ -16,10 +16,11 @@ import pytest
 
 from adapters import registry
 from adapters.webhooks import cpq, stripe
-from domain.customer_master import MasterState, master_workflow_id
+from domain.customer_master import MasterField, MasterState, System, master_workflow_id
 from domain.master_contracts import CustomerMasterStatus, erp_external_id
-from revsync.customer_master import customer_status
+from revsync.customer_master import customer_status, deliver_change
 from revsync.settings import secret_list
+from tests.customer_master.fakes import change, golden_id
 from tests.e2e.stack import Stack, running_stack
 from tests.staff import token_of
 
@@ -221,3 +222,28 @@ async def test_a_shared_tax_id_is_held_for_a_steward_through_visibility(stack: S
     later = await erp_change(stack, tham, tham_erp, legalName="Thames Freight Ltd")
     assert later.status_code == 200, later.text
     assert later.json()["golden_id"] == nord
+
+
+async def test_a_terminated_customer_restarts_from_its_record_on_a_real_server(
+    stack: Stack,
+) -> None:
+    """``master.find_previous_record`` as it runs in production: the dev server's visibility
+    lists the customer's runs, the ended run's status query is answered from its history."""
+    golden = golden_id()
+    await deliver_change(stack.client, golden, change(System.CRM, golden, 1, name="Gamma AG"))
+    handle = stack.client.get_workflow_handle(master_workflow_id(golden))
+    for _ in range(200):
+        if (await customer_status(stack.client, golden)).record.value(MasterField.NAME):
+            break
+        await asyncio.sleep(0.05)
+    ended = (await handle.describe()).run_id
+    await handle.terminate("history size exceeds the limit")
+
+    await deliver_change(
+        stack.client, golden, change(System.CRM, golden, 2, website="gamma.example")
+    )
+    status = await customer_status(stack.client, golden)
+    assert status.record.value(MasterField.NAME) == "Gamma AG"
+    assert status.record.value(MasterField.WEBSITE) == "gamma.example"
+    (recovered,) = [d for d in status.decisions if d.action == "recover"]
+    assert recovered.subject == ended and "TERMINATED" in recovered.note
