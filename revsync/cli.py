@@ -351,6 +351,41 @@ def _client_call(
 
 
 @app.command()
+def replay(
+    limit: Annotated[
+        int, typer.Option(min=1, help="The most recent histories replayed per workflow type")
+    ] = 50,
+    workflow_type: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Only this workflow type (repeatable), e.g. QuoteToCash"),
+    ] = None,
+) -> None:
+    """Replay the namespace's recent histories against this code: the check before a deploy
+    (docs/runbook-engineering.md). Exits 1 when any history does not replay."""
+    from revsync.replay import ReplayReport, replay_recent, workflow_type_name
+    from workers.build import WORKFLOWS
+
+    known = {workflow_type_name(w) for w in WORKFLOWS}
+    unknown = sorted(set(workflow_type or ()) - known)
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown workflow type {', '.join(unknown)}; "
+            f"expected one of {', '.join(sorted(known))}",
+            param_hint="--type",
+        )
+
+    async def go(client: Client) -> ReplayReport:
+        return await replay_recent(client, WORKFLOWS, per_type=limit, only=workflow_type or ())
+
+    report = _client_call(get_settings(), go)
+    for line in report.lines():
+        typer.echo(line)
+    if report.failed:
+        typer.echo("some histories do not replay: guard the change with workflow.patched", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
 def stuck(
     older_than: Annotated[
         int, typer.Option(min=1, help="Also list sagas in one stage for longer (minutes)")
