@@ -475,66 +475,68 @@ class QuoteToCashWorkflow:
 
     async def _cancel_keyed_order(self, external_id: str) -> bool:
         """Cancel the ERP order keyed ``external_id`` if the booking made one though its
-        answer never came. True when there was one (or an operator skipped the undo)."""
-        undone = await self._attempt(
+        answer never came."""
+        request = CancelKeyedSalesOrder(
+            external_id=external_id, reason=self._status.reason or "rejected"
+        )
+        undone = await self._undo_keyed(
             Step.CANCEL_ERP_ORDER,
             Activity.ERP_CANCEL_KEYED_SALES_ORDER,
-            CancelKeyedSalesOrder(
-                external_id=external_id, reason=self._status.reason or "rejected"
-            ),
-            KeyedCancellation,
+            request,
             TaskQueue.ERP,
+            external_id,
         )
-        if undone is None:
-            return True
-        if not undone.found:
-            self._record(
-                Step.CANCEL_ERP_ORDER,
-                StepState.DONE,
-                detail=f"nothing to undo: the ERP has no order keyed {external_id}",
-            )
-            return False
+        if undone is None or not undone.found:
+            return undone is None
         self._status.erp_order_id = undone.record_id
-        self._mark(Step.BOOK_ERP_ORDER, StepState.COMPENSATED)
-        self._record(
+        self._undone_by_key(
+            Step.BOOK_ERP_ORDER,
             Step.CANCEL_ERP_ORDER,
-            StepState.DONE,
-            detail=f"ERP order {undone.record_id} {undone.status}, found by its key "
-            f"{external_id}: the booking's answer never came",
+            f"ERP order {undone.record_id} {undone.status}, found by its key {external_id}: "
+            "the booking's answer never came",
         )
         return True
 
     async def _cancel_keyed_subscription(self, idempotency_key: str) -> bool:
         """Void and cancel the subscription keyed ``idempotency_key`` if provisioning made one
-        though its answer never came. True when there was one (or an operator skipped it)."""
-        undone = await self._attempt(
+        though its answer never came."""
+        request = CancelKeyedSubscription(
+            idempotency_key=idempotency_key, reason=self._status.reason or "rejected"
+        )
+        undone = await self._undo_keyed(
             Step.CANCEL_SUBSCRIPTION,
             Activity.BILLING_CANCEL_KEYED_SUBSCRIPTION,
-            CancelKeyedSubscription(
-                idempotency_key=idempotency_key, reason=self._status.reason or "rejected"
-            ),
-            KeyedCancellation,
+            request,
             TaskQueue.BILLING,
+            idempotency_key,
         )
-        if undone is None:
-            return True
-        if not undone.found:
-            self._record(
-                Step.CANCEL_SUBSCRIPTION,
-                StepState.DONE,
-                detail=f"nothing to undo: billing has no subscription keyed {idempotency_key}",
-            )
-            return False
+        if undone is None or not undone.found:
+            return undone is None
         self._status.subscription_id = undone.record_id
-        self._mark(Step.PROVISION_BILLING, StepState.COMPENSATED)
         voided = f", invoice {undone.voided_invoice_id} void" if undone.voided_invoice_id else ""
-        self._record(
+        self._undone_by_key(
+            Step.PROVISION_BILLING,
             Step.CANCEL_SUBSCRIPTION,
-            StepState.DONE,
-            detail=f"subscription {undone.record_id} {undone.status}{voided}, found by its key "
+            f"subscription {undone.record_id} {undone.status}{voided}, found by its key "
             f"{idempotency_key}: provisioning's answer never came",
         )
         return True
+
+    async def _undo_keyed(
+        self, step: Step, activity: str, request: Any, queue: str, key: str
+    ) -> KeyedCancellation | None:
+        """Run an undo by key: what it found (None when an operator skipped it; the caller
+        then counts it as undone). Nothing found is recorded as nothing to undo."""
+        undone = await self._attempt(step, activity, request, KeyedCancellation, queue)
+        if undone is not None and not undone.found:
+            self._record(
+                step, StepState.DONE, detail="nothing to undo: the vendor has no such record"
+            )
+        return undone
+
+    def _undone_by_key(self, done: Step, undo: Step, detail: str) -> None:
+        self._mark(done, StepState.COMPENSATED)
+        self._record(undo, StepState.DONE, detail=detail)
 
     async def _cancel_order(self, order: SalesOrder) -> str | None:
         cancelled = await self._attempt(
