@@ -66,9 +66,10 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture
 async def own_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server of the test's own, for a test that leaves the Java test server
-    unable to skip time for those after it (a quirk of the test server, not of Temporal):
+    unable to skip time for those after it (quirks of the test server, not of Temporal):
     once a workflow that started a child with ``ParentClosePolicy.ABANDON`` has completed,
-    or once a run continued as new while one of its activities waited for a retry."""
+    once a run continued as new while one of its activities waited for a retry, and after
+    the adoption hand-over tests (tests/adoption/test_handover.py)."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=installed_binary("temporal-test-server"),

@@ -19,10 +19,10 @@ from workflows.invoice_to_revenue import InvoiceToRevenueWorkflow
 
 
 async def test_an_adopted_half_paid_invoice_counts_each_payment_once_across_the_watermark(
-    time_skipping_env: WorkflowEnvironment,
+    own_time_skipping_env: WorkflowEnvironment,
 ) -> None:
-    client = time_skipping_env.client
-    now = await time_skipping_env.get_current_time()
+    client = own_time_skipping_env.client
+    now = await own_time_skipping_env.get_current_time()
     today = now.astimezone(UTC).date()
     invoice = make_invoice(today - timedelta(days=3), today.replace(day=1), 12)
     vendors: FakeVendors = vendors_with(invoice)
@@ -69,7 +69,6 @@ async def test_an_adopted_half_paid_invoice_counts_each_payment_once_across_the_
             ),
         )
         paid = await until(handle, lambda s: s.amount_due == 0)
-        await handle.terminate("test over")  # the session's server skips time for others
     assert [p.payment_id for p in paid.payments] == [
         catch_up_payment_id(invoice.invoice_id),
         "ch_after",
@@ -80,10 +79,10 @@ async def test_an_adopted_half_paid_invoice_counts_each_payment_once_across_the_
 
 
 async def test_an_invoice_posted_before_starts_from_the_erps_receivable(
-    time_skipping_env: WorkflowEnvironment,
+    own_time_skipping_env: WorkflowEnvironment,
 ) -> None:
-    client = time_skipping_env.client
-    now = await time_skipping_env.get_current_time()
+    client = own_time_skipping_env.client
+    now = await own_time_skipping_env.get_current_time()
     today = now.astimezone(UTC).date()
     invoice = make_invoice(today - timedelta(days=40), date(today.year, today.month, 1), 12)
     invoice = invoice.model_copy(update={"invoice_id": f"in_{uuid.uuid4().hex[:12]}"})
@@ -107,7 +106,6 @@ async def test_an_invoice_posted_before_starts_from_the_erps_receivable(
         status = await until(
             handle, lambda s: s.stage in (InvoiceStage.AWAITING_PAYMENT, InvoiceStage.OVERDUE)
         )
-        await handle.terminate("test over")  # the session's server skips time for others
     assert status.receivable_id == "R-LEGACY-1" and status.amount_due == invoice.total
     assert vendors.called("post_receivable") == []  # the earlier integration's is adopted
     assert status.adopted_at == now
