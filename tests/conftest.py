@@ -51,8 +51,11 @@ def installed_binary(name: str) -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One time-skipping server per test module: a module that leaves the Java test server
+    unable to skip time (see :func:`own_time_skipping_env`) cannot stall the modules after
+    it, whatever order a run takes."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=installed_binary("temporal-test-server"),

@@ -127,7 +127,9 @@ WRITES: Mapping[str, frozenset[str]] = {
     ),
 }
 READS: Mapping[str, frozenset[str]] = {
-    "crm": frozenset({"get_account", "list_orders", "list_accounts"}),
+    "crm": frozenset(
+        {"get_account", "list_orders", "list_accounts", "lookup_orders", "lookup_accounts"}
+    ),
     "erp": frozenset(
         {
             "find_customer",
@@ -137,6 +139,9 @@ READS: Mapping[str, frozenset[str]] = {
             "list_customers",
             "list_receivables",
             "find_receivable",
+            "lookup_sales_orders",
+            "lookup_customers",
+            "lookup_receivables",
         }
     ),
     "billing": frozenset(
@@ -147,6 +152,9 @@ READS: Mapping[str, frozenset[str]] = {
             "list_customers",
             "list_invoices",
             "get_invoice",
+            "lookup_subscriptions",
+            "lookup_customers",
+            "lookup_invoices",
         }
     ),
 }
