@@ -17,7 +17,7 @@ _GROUPING = re.compile(
 )
 _SELECTOR = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^}]*\})?(\s*\()?")
 _MATCHER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)\s*\"")
-_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "e"}
+_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "group_left", "group_right"}
 # Labels every scraped series carries: Prometheus's target labels.
 TARGET_LABELS = frozenset({"job", "instance"})
 # Labels the Temporal SDK adds to what a workflow, an activity or the gateway records.
