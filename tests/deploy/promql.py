@@ -30,6 +30,8 @@ SDK_LABELS = frozenset(
 class Selector:
     name: str
     labels: set[str] = field(default_factory=set)
+    # The selector as written (``name{matchers}``), to ask Prometheus for its series.
+    text: str = ""
 
 
 @dataclass
@@ -51,13 +53,15 @@ def parse(expr: str) -> Query:
         grouping |= {label.strip() for label in labels.split(",") if label.strip()}
     text = _GROUPING.sub(" ", text)
     selectors: list[Selector] = []
-    # Label matchers are read before strings go; strings elsewhere are arguments.
-    for match in _SELECTOR.finditer(_STRING.sub('""', text)):
+    # Strings blanked to the same length, so that a match's span is the selector as written.
+    blanked = _STRING.sub(lambda m: '"' + "x" * (len(m.group(0)) - 2) + '"', text)
+    for match in _SELECTOR.finditer(blanked):
         name, braces, call = match.groups()
         if call or name.lower() in _KEYWORDS:
             continue
         labels = set(_MATCHER.findall(braces or ""))
-        selectors.append(Selector(name, labels))
+        written = text[match.start(1) : match.end(2) if braces else match.end(1)]
+        selectors.append(Selector(name, labels, written))
     # Bare matchers: {__name__=...} is not used by revsync's queries.
     return Query(selectors, grouping)
 
