@@ -118,14 +118,20 @@ def dev(
         typer.Option(help=vendor_help(Port.ERP), callback=vendor_option("erp")),
     ] = None,
 ) -> None:
-    """Run the whole local stack (Temporal dev server, sandbox, gateway, workers) until Ctrl-C."""
-    from revsync.devstack import DevStackOptions, run_dev_stack
+    """Run the whole local stack (Temporal dev server, sandbox, gateway, workers, and Prometheus
+    when metrics are on and it is installed) until Ctrl-C."""
+    from revsync.devstack import DevStackOptions, find_prometheus, run_dev_stack
 
     chosen = {"crm": crm, "billing": billing, "erp": erp}
     vendors = {port: name for port, name in chosen.items() if name is not None}
     raise typer.Exit(
         run_dev_stack(
-            DevStackOptions(settings=get_settings(), scale=parse_scale(scale), vendors=vendors)
+            DevStackOptions(
+                settings=get_settings(),
+                scale=parse_scale(scale),
+                vendors=vendors,
+                prometheus=find_prometheus(),
+            )
         )
     )
 

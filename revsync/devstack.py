@@ -9,7 +9,10 @@ Starts, in this order, and prefixes every line each one prints with its name:
 3. one worker process per task queue (``revsync worker QUEUE``), more with ``--scale``.
 
 Metrics are off unless ``REVSYNC_METRICS_PORT`` is set; then the gateway serves them on that
-port and each worker process on the next ones, in start order (docs/observability.md).
+port and each worker process on the next ones, in start order (docs/observability.md). With
+metrics on and a ``prometheus`` binary on the PATH (Debian's ``prometheus`` package), a
+Prometheus on ``REVSYNC_PROMETHEUS_PORT`` scrapes them under the job names of
+``deploy/prometheus/prometheus.yml`` and evaluates ``deploy/prometheus/alerts.yml``.
 
 A process that dies is restarted with backoff (a worker killed mid-saga is exactly what
 Temporal is for). The Temporal server restarts on the same SQLite file, so every saga is still
@@ -29,12 +32,16 @@ import asyncio
 import contextlib
 import ctypes
 import dataclasses
+import json
 import os
+import shutil
 import signal
 import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -75,6 +82,8 @@ class DevStackOptions:
     # Vendor per port ("crm", "billing", "erp") from --crm/--billing/--erp; the rest follow
     # REVSYNC_CRM/_BILLING/_ERP. Passed to every process as those settings.
     vendors: dict[str, str] = field(default_factory=dict)
+    # The `prometheus` binary to run (found on the PATH by `revsync dev`); None runs none.
+    prometheus: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,7 +177,86 @@ def stack_processes(options: DevStackOptions) -> list[ProcessSpec]:
         for n in range(1, replicas + 1):
             name = f"worker-{queue}" if replicas == 1 else f"worker-{queue}-{n}"
             specs.append(ProcessSpec(name, [python, "-m", "revsync.cli", "worker", queue]))
-    return with_metrics_ports(specs, s.metrics_port)
+    specs = with_metrics_ports(specs, s.metrics_port)
+    if options.prometheus is not None and s.metrics_port is not None:
+        specs.append(
+            ProcessSpec(
+                "prometheus",
+                prometheus_argv(options.prometheus, s),
+                listens_on=("127.0.0.1", s.prometheus_port),
+            )
+        )
+    return specs
+
+
+# -- Prometheus: the production scrape jobs and alert rules, on the local processes ----------
+
+DEPLOY_PROMETHEUS = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
+PROMETHEUS_HINT = (
+    "install Debian's `prometheus` package (apt-get install prometheus) or put a `prometheus` "
+    "binary on the PATH"
+)
+
+
+def find_prometheus() -> str | None:
+    """The ``prometheus`` binary on the PATH, if any."""
+    return shutil.which("prometheus")
+
+
+def prometheus_dir(settings: Settings) -> Path:
+    return settings.data_dir / "prometheus"
+
+
+def prometheus_argv(binary: str, settings: Settings) -> list[str]:
+    here = prometheus_dir(settings)
+    return [
+        binary,
+        f"--config.file={here / 'prometheus.yml'}",
+        f"--storage.tsdb.path={here / 'data'}",
+        f"--web.listen-address=127.0.0.1:{settings.prometheus_port}",
+    ]
+
+
+def _job(spec_name: str) -> str:
+    """The production job of a process: ``worker-crm-2`` scrapes as ``revsync-worker-crm``."""
+    if spec_name == "gateway":
+        return "revsync-gateway"
+    queue = spec_name.removeprefix("worker-").split("-")[0]
+    return f"revsync-worker-{queue}"
+
+
+# What deploy/prometheus/prometheus.yml says, for the local processes (tests/deploy holds the
+# two to the same jobs, intervals and rules).
+SCRAPE_INTERVAL = "15s"
+RULE_FILES = ("alerts.yml",)
+
+
+def prometheus_config(settings: Settings, specs: list[ProcessSpec]) -> dict[str, Any]:
+    """The production scrape jobs with the local processes as targets (every replica of a
+    queue in its queue's job) and the production rule files by absolute path. The dev
+    server's own metrics are not served, so it has no job."""
+    targets: dict[str, list[str]] = {}
+    host = "127.0.0.1" if settings.metrics_host == "0.0.0.0" else settings.metrics_host
+    for spec in specs:
+        if spec.metrics_port is not None:
+            targets.setdefault(_job(spec.name), []).append(f"{host}:{spec.metrics_port}")
+    return {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+        "rule_files": [str(DEPLOY_PROMETHEUS / name) for name in RULE_FILES],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": found}]}
+            for job, found in targets.items()
+        ],
+    }
+
+
+def write_prometheus_config(settings: Settings, specs: list[ProcessSpec]) -> Path:
+    here = prometheus_dir(settings)
+    here.mkdir(parents=True, exist_ok=True)
+    path = here / "prometheus.yml"
+    # JSON is YAML: no YAML library needed at run time.
+    path.write_text(json.dumps(prometheus_config(settings, specs), indent=2) + "\n")
+    return path
 
 
 # The processes that connect to Temporal, so serve its runtime's metrics.
@@ -346,6 +434,7 @@ def announce(settings: Settings, scale: dict[str, int], specs: list[ProcessSpec]
         f"  vendor sandbox  {settings.sandbox_url}  (GET /_sandbox/state)",
         f"  workers         {workers}",
         f"  metrics         {metrics_listing(settings, specs)}",
+        f"  prometheus      {prometheus_listing(settings, specs)}",
         "  try: revsync demo --quotes 5      stop: Ctrl-C",
     ]
     sys.stdout.write("\n".join(lines) + "\n")
@@ -360,6 +449,18 @@ def metrics_listing(settings: Settings, specs: list[ProcessSpec]) -> str:
     if not served:
         return "off (set REVSYNC_METRICS_PORT to serve them from that port up)"
     return f"http://{settings.metrics_host}:PORT/metrics  " + ", ".join(served)
+
+
+def prometheus_listing(settings: Settings, specs: list[ProcessSpec]) -> str:
+    """Where the local Prometheus answers, or why none runs and how to get one."""
+    if any(spec.name == "prometheus" for spec in specs):
+        return (
+            f"http://127.0.0.1:{settings.prometheus_port}  (alerts: "
+            f"http://127.0.0.1:{settings.prometheus_port}/alerts)"
+        )
+    if settings.metrics_port is None:
+        return "off (set REVSYNC_METRICS_PORT, e.g. 9100, to scrape the stack)"
+    return f"off: no `prometheus` on the PATH ({PROMETHEUS_HINT})"
 
 
 async def apply_dev_schedules(settings: Settings) -> None:
@@ -391,6 +492,10 @@ async def supervise(options: DevStackOptions) -> int:
         for spec in specs
         if spec.metrics_port is not None
     ]
+    if any(spec.name == "prometheus" for spec in specs):
+        metrics_ports.append(
+            ("Prometheus (REVSYNC_PROMETHEUS_PORT)", "127.0.0.1", settings.prometheus_port)
+        )
     problems = busy_ports(
         [
             ("Temporal gRPC (REVSYNC_TEMPORAL_ADDRESS)", temporal_host, temporal_port),
@@ -432,7 +537,10 @@ async def supervise(options: DevStackOptions) -> int:
     )
     env = dict(os.environ) | supplied | chosen
     env.setdefault("REVSYNC_LOG_FORMAT", "console" if sys.stdout.isatty() else "json")
-    children = [Supervised(spec, env) for spec in stack_processes(options)]
+    specs = stack_processes(options)
+    if any(spec.name == "prometheus" for spec in specs):
+        write_prometheus_config(settings, specs)
+    children = [Supervised(spec, env) for spec in specs]
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

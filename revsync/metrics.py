@@ -186,6 +186,13 @@ INVOICES = Metric(
     ("event",),
 )
 
+SLA_BREACHES = Metric(
+    "revsync_sla_breaches",
+    "counter",
+    "Business SLAs missed (booking, approval), one per saga and SLA",
+    ("sla",),
+)
+
 ALL_METRICS: tuple[Metric, ...] = (
     QUOTES_RECEIVED,
     QUOTES_BOOKED,
@@ -200,6 +207,7 @@ ALL_METRICS: tuple[Metric, ...] = (
     WEBHOOK_EVENTS_IGNORED,
     EVENT_DELIVERIES,
     INVOICES,
+    SLA_BREACHES,
 )
 
 

@@ -420,6 +420,13 @@ class Settings(BaseSettings):
     metrics_host: str = Field(
         default="127.0.0.1", description="Bind address of the metrics endpoint (0.0.0.0 in pods)"
     )
+    prometheus_port: int = Field(
+        default=9090,
+        ge=1,
+        le=65535,
+        description="`revsync dev` only: the port of the Prometheus it runs (when a `prometheus` "
+        "binary is on the PATH and REVSYNC_METRICS_PORT is set)",
+    )
 
     http_timeout_seconds: float = Field(default=20.0, gt=0, description="Per vendor request")
 

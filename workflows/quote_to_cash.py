@@ -781,6 +781,7 @@ class QuoteToCashWorkflow:
         workflow.logger.warning("SLA breached", extra=self._log(sla=sla, detail=detail))
         first = not self._status.sla_breaches
         self._status.sla_breaches.append(SlaBreach(sla=sla, at=workflow.now(), detail=detail))
+        metrics.count(workflow.metric_meter(), metrics.SLA_BREACHES, sla=sla)
         if first and self._indexed():
             workflow.upsert_search_attributes([visibility.SLA_BREACHED.value_set(True)])
         workflow.set_current_details(self._details())

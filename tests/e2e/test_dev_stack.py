@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,8 +20,10 @@ import httpx
 import pytest
 
 from adapters.webhooks import cpq
+from domain.contracts import TaskQueue
 from revsync.codec import generate_key_entry
 from revsync.devsecrets import DEV_STAFF_NAME, read_env_file
+from revsync.devstack import busy_ports
 from sandbox.quotes import quote_payload
 from tests.e2e.stack import free_port
 
@@ -179,6 +182,74 @@ def test_make_dev_runs_the_demo_books_quotes_and_keeps_state_across_a_restart(
     logs = first.output() + second.output() + "".join(cli_output)
     leaked = [name for name, value in secret_values(generated) if value in logs]
     assert leaked == [], f"secrets in the logs: {leaked}"
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports."""
+    for _ in range(50):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        if not busy_ports([("metrics", "127.0.0.1", base + n) for n in range(count)]):
+            return base
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
+def test_make_dev_runs_prometheus_on_the_stacks_metrics_with_the_alert_rules(
+    dev_env: dict[str, str], tmp_path: Path, started: list[DevStack]
+):
+    assert shutil.which("prometheus"), "prometheus is not installed: `apt-get install prometheus`"
+    prometheus_port = free_port()
+    env = dev_env | {
+        "REVSYNC_METRICS_PORT": str(free_ports(8)),
+        "REVSYNC_PROMETHEUS_PORT": str(prometheus_port),
+    }
+    stack = DevStack(env, tmp_path / "dev.log")
+    started.append(stack)
+    stack.wait_up()
+    base = f"http://127.0.0.1:{prometheus_port}"
+    assert f"prometheus      {base}" in stack.output()
+    env |= read_env_file(Path(env["REVSYNC_DATA_DIR"]) / "dev-secrets.env")
+    demo = revsync(env, "demo", "--quotes", "1", "--seed", "3", "--json", "--timeout", "90")
+    assert demo.returncode == 0, demo.stderr
+
+    def get(path: str, **params: str) -> dict[str, object]:
+        answer = httpx.get(f"{base}{path}", params=params, timeout=10).json()
+        assert isinstance(answer, dict) and answer["status"] == "success", answer
+        data = answer["data"]
+        assert isinstance(data, dict)
+        return data
+
+    groups = get("/api/v1/rules")["groups"]
+    assert isinstance(groups, list)
+    loaded = {rule["name"] for group in groups for rule in group["rules"]}
+    assert {"RevsyncSlaBreached", "RevsyncWorkerQueueWithoutPollers"} <= loaded
+    deadline = time.monotonic() + 60
+    while True:
+        targets = get("/api/v1/targets")["activeTargets"]
+        assert isinstance(targets, list)
+        up = {t["labels"]["job"] for t in targets if t["health"] == "up"}
+        booked = get("/api/v1/query", query="revsync_quotes_booked_total")["result"]
+        if booked and len(up) == 6:
+            break
+        assert time.monotonic() < deadline, (targets, booked)
+        time.sleep(1)
+    assert up == {"revsync-gateway"} | {f"revsync-worker-{q}" for q in TaskQueue.ALL}
+    assert stack.interrupt() == 0
+
+
+def test_without_prometheus_on_the_path_make_dev_says_how_to_get_it(
+    dev_env: dict[str, str], tmp_path: Path, started: list[DevStack]
+):
+    path = [p for p in dev_env.get("PATH", "").split(os.pathsep) if p]
+    hidden = [p for p in path if not (Path(p) / "prometheus").exists()]
+    env = dev_env | {"REVSYNC_METRICS_PORT": str(free_ports(8)), "PATH": os.pathsep.join(hidden)}
+    stack = DevStack(env, tmp_path / "dev.log")
+    started.append(stack)
+    stack.wait_up()
+    assert "prometheus      off: no `prometheus` on the PATH" in stack.output()
+    assert "apt-get install prometheus" in stack.output()
+    assert stack.interrupt() == 0
 
 
 def secret_values(generated: dict[str, str]) -> list[tuple[str, str]]:

@@ -47,10 +47,10 @@ from adapters.errors import (
     VendorError,
 )
 from adapters.webhooks import cpq
-from domain.approval import Approver, ApproverRole
+from domain.approval import ApprovalPolicy, Approver, ApproverRole
 from domain.contracts import Activity
 from domain.quote import Quote
-from domain.saga import ApproveRequest, ResolveAction, ResolveRequest
+from domain.saga import ApproveRequest, ResolveAction, ResolveRequest, SagaPolicy
 from domain.stages import OrderStage
 from revsync import metrics
 from revsync.devstack import DevStackOptions, ProcessSpec, Supervised, stack_processes
@@ -396,6 +396,28 @@ async def test_the_saga_records_each_ending_and_its_latencies_once(buffered_env:
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
     assert business(buffer.retrieve_updates()) == []
+
+
+async def test_a_missed_sla_is_counted_once_per_saga_and_sla(buffered_env: Buffered):
+    env, buffer = buffered_env.env, buffered_env.buffer
+    buffer.retrieve_updates()
+    policy = SagaPolicy(
+        approval=ApprovalPolicy(escalate_after=timedelta(hours=1), expire_after=timedelta(days=2))
+    )
+    async with running_workers(env.client, FakeSystems()):
+        late = await start(env.client, discounted_quote("30"), policy)
+        await reach(late, OrderStage.AWAITING_APPROVAL)
+        await env.sleep(timedelta(hours=4))
+        await late.execute_update(QuoteToCashWorkflow.approve, sam())
+        status = await late.result()
+    assert status.stage is OrderStage.BOOKED
+    assert [b.sla for b in status.sla_breaches] == ["approval"]
+    breaches = [
+        (attrs["sla"], attrs["workflow_type"], value)
+        for name, attrs, value in business(buffer.retrieve_updates())
+        if name == "revsync_sla_breaches"
+    ]
+    assert breaches == [("approval", "QuoteToCash", 1)]
 
 
 def labels_of(name: str) -> tuple[str, ...]:
