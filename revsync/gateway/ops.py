@@ -30,7 +30,7 @@ from domain.approval import Approver, ApproverRole
 from domain.invoice_contracts import invoice_workflow_id
 from domain.saga import ApproveRequest, RejectRequest, ResolveAction, ResolveRequest
 from revsync.auth import Staff, StaffRole, TokenRegistry, bearer_token
-from revsync.gateway.refusals import Refused, problem, require_staff
+from revsync.gateway.refusals import Refused, problem, require_staff, staff_refusals
 from revsync.invoice_operations import resolve_invoice
 from revsync.operations import DecisionRefused, decide
 from workflows import visibility
@@ -181,13 +181,13 @@ async def _ended_status(client: Client, workflow_id: str) -> str | None:
 
 
 def ops_router() -> APIRouter:
-    router = APIRouter(prefix=OPS_PREFIX, tags=["ops"])
+    router = APIRouter(prefix=OPS_PREFIX, tags=["ops"], responses=staff_refusals(401))
 
     @router.get("/whoami")
     async def whoami(staff: StaffDep) -> dict[str, object]:
         return {"name": staff.name, "roles": sorted(r.value for r in staff.roles)}
 
-    @router.post("/quotes/{quote_id}/approve")
+    @router.post("/quotes/{quote_id}/approve", responses=staff_refusals(400, 403, 404, 409))
     async def approve(
         quote_id: str,
         body: ApproveBody,
@@ -204,7 +204,7 @@ def ops_router() -> APIRouter:
             idempotency_key,
         )
 
-    @router.post("/quotes/{quote_id}/reject")
+    @router.post("/quotes/{quote_id}/reject", responses=staff_refusals(400, 403, 404, 409))
     async def reject(
         quote_id: str,
         body: RejectBody,
@@ -221,7 +221,7 @@ def ops_router() -> APIRouter:
             idempotency_key,
         )
 
-    @router.post("/quotes/{quote_id}/resolve")
+    @router.post("/quotes/{quote_id}/resolve", responses=staff_refusals(400, 403, 404, 409))
     async def resolve(
         quote_id: str,
         body: ResolveBody,
@@ -238,7 +238,7 @@ def ops_router() -> APIRouter:
             idempotency_key,
         )
 
-    @router.post("/invoices/{invoice_id}/resolve")
+    @router.post("/invoices/{invoice_id}/resolve", responses=staff_refusals(400, 403, 404, 409))
     async def resolve_invoice_step(
         invoice_id: str,
         body: ResolveBody,
