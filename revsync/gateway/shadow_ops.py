@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import structlog
 from fastapi import APIRouter, Query, Request
@@ -57,11 +59,25 @@ class Started(BaseModel):
     workflow_id: str
 
 
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def attachment(name: str) -> str:
+    """A ``Content-Disposition`` naming the file ``name``, whatever it holds: a workflow id
+    comes from the URL, and a quote, a line break or a character outside Latin-1 in a header
+    would break the answer (a 500, a reset connection). The plain ``filename`` keeps only
+    ``[A-Za-z0-9._-]``; ``filename*`` carries the exact name, percent-encoded UTF-8 (RFC 6266,
+    RFC 8187)."""
+    plain = _UNSAFE_IN_FILENAME.sub("_", name)
+    exact = quote(name, safe="")
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{exact}"
+
+
 def _csv(text: str, name: str) -> PlainTextResponse:
     return PlainTextResponse(
         text,
         media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        headers={"Content-Disposition": attachment(f"{name}.csv")},
     )
 
 
