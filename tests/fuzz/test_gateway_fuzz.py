@@ -5,6 +5,7 @@ seed, a few hundred Schemathesis cases against the live gateway on real Temporal
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
@@ -46,41 +47,48 @@ def test_a_started_answer_must_name_the_one_workflow_started() -> None:
     assert effect_failures(200, {"status": "duplicate"}, [("start", "q2c-1")])
 
 
-@pytest.mark.parametrize("prefix", ["/v1/webhooks", "/webhooks"])
-def test_signed_variants_verify_and_wrong_ones_do_not(prefix: str) -> None:
-    """The harness's signatures are the ones the gateway's verifiers accept, so the fuzz
-    reaches the paths behind them; the wrong-secret variant is refused by the same check."""
-    import random
+SOURCES = {
+    "cpq": "/cpq/quote-accepted",
+    "erp": "/erp/customer-changed",
+    "stripe": "/stripe",
+    "zuora": "/zuora/invoices",
+    "hubspot": "/hubspot",
+}
 
+
+def verify(source: str, headers: dict[str, str], url: str, body: bytes) -> None:
+    """The gateway's own check of ``source``; raises SignatureError."""
+    if source in ("cpq", "erp"):
+        secret = SECRETS.cpq if source == "cpq" else SECRETS.erp
+        cpq.verify([secret], headers.get(cpq.SIGNATURE_HEADER), body)
+    elif source == "stripe":
+        stripe.verify([SECRETS.stripe], headers.get(stripe.SIGNATURE_HEADER), body)
+    elif source == "zuora":
+        zuora_invoices.verify([SECRETS.zuora], headers.get(zuora_invoices.SECRET_HEADER))
+    else:
+        hubspot.verify(
+            [SECRETS.hubspot],
+            method="POST",
+            url=url,
+            body=body,
+            signature=headers.get(hubspot.SIGNATURE_HEADER),
+            timestamp=headers.get(hubspot.TIMESTAMP_HEADER),
+        )
+
+
+@pytest.mark.parametrize("prefix", ["/v1/webhooks", "/webhooks"])
+@pytest.mark.parametrize("source", sorted(SOURCES))
+def test_signed_variants_verify_and_wrong_ones_do_not(prefix: str, source: str) -> None:
+    """The harness's signatures are the ones the gateway's verifiers accept, so the fuzz
+    reaches the paths behind them; the wrong-secret and unsigned variants are refused."""
     body = b'{"id": 1}'
-    rng = random.Random(1)
-    url = f"http://gw{prefix}/hubspot"
-    for variant, accepted in (("signed", True), ("wrong-secret", False), ("unsigned", False)):
-        checks = {
-            "cpq": lambda h: cpq.verify([SECRETS.cpq], h.get(cpq.SIGNATURE_HEADER), body),
-            "erp": lambda h: cpq.verify([SECRETS.erp], h.get(cpq.SIGNATURE_HEADER), body),
-            "stripe": lambda h: stripe.verify(
-                [SECRETS.stripe], h.get(stripe.SIGNATURE_HEADER), body
-            ),
-            "zuora/invoices": lambda h: zuora_invoices.verify(
-                [SECRETS.zuora], h.get(zuora_invoices.SECRET_HEADER)
-            ),
-            "hubspot": lambda h: hubspot.verify(
-                [SECRETS.hubspot],
-                method="POST",
-                url=url,
-                body=body,
-                signature=h.get(hubspot.SIGNATURE_HEADER),
-                timestamp=h.get(hubspot.TIMESTAMP_HEADER),
-            ),
-        }
-        for source, check in checks.items():
-            path = f"{prefix}/{source}" if source != "cpq" else f"{prefix}/cpq/quote-accepted"
-            path = f"{prefix}/erp/customer-changed" if source == "erp" else path
-            headers, sent = authenticate(url, path, body, variant, SECRETS, rng)
-            assert sent == body
-            if accepted:
-                check(headers)
-            else:
-                with pytest.raises(SignatureError):
-                    check(headers)
+    path = prefix + SOURCES[source]
+    url = f"http://gw{path}"
+    for variant in ("signed", "wrong-secret", "unsigned"):
+        headers, sent = authenticate(url, path, body, variant, SECRETS, random.Random(1))
+        assert sent == body
+        if variant == "signed":
+            verify(source, headers, url, body)
+        else:
+            with pytest.raises(SignatureError):
+                verify(source, headers, url, body)
