@@ -65,7 +65,7 @@ def assert_documented(document: dict[str, Any], answer: httpx.Response) -> None:
         rooted = {**schema, "components": document["components"]}
         errors = list(Draft202012Validator(rooted).iter_errors(answer.json()))
         assert not errors, f"{where}: {errors[0].message}"
-    if answer.status_code == 401 and template.startswith("/v1/ops/"):
+    if answer.status_code == 401 and template.startswith(("/v1/ops/", "/codec/")):
         assert answer.headers["WWW-Authenticate"] == "Bearer", where
         assert "WWW-Authenticate" in responses["401"].get("headers", {}), where
 
@@ -156,3 +156,20 @@ async def test_a_shadow_csv_of_any_workflow_id_is_answered(app, http, workflow_i
     assert disposition.isascii() and "\n" not in disposition and "Set-Cookie" not in answer.headers
     assert disposition.count('"') == 2, disposition
     assert_documented(app.openapi(), answer)
+
+
+async def test_the_codec_server_is_in_the_document(app, http) -> None:
+    """Schemathesis could not reach the codec server: the gateway mounts it at /codec and the
+    document had none of its operations. Each of its answers is now documented."""
+    payloads = {"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "MQ=="}]}
+    for path in ("/codec/decode", "/codec/encode", "/codec/default/decode"):
+        for name, status in ((None, 401), ("Oscar Ops", 403), ("Rita Reader", 200)):
+            headers = {} if name is None else {"Authorization": f"Bearer {token_of(name)}"}
+            answer = await http.post(path, headers=headers, json=payloads)
+            assert answer.status_code == status, (path, name, answer.text)
+            assert_documented(app.openapi(), answer)
+        answer = await http.post(
+            path, headers={"Authorization": f"Bearer {token_of('Rita')}"}, content=b"[]"
+        )
+        assert answer.status_code == 400, answer.text
+        assert_documented(app.openapi(), answer)

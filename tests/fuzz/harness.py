@@ -8,8 +8,8 @@ authenticating it one of three ways:
 - webhooks: signed with the stack's secret for their source (CPQ and ERP ``X-Revsync-Signature``,
   ``Stripe-Signature``, ``X-HubSpot-Signature-v3`` over the exact URL, Zuora's callout
   header), unsigned, or signed with a wrong secret;
-- the ops API: a staff token (any of the test staff, so each role is tried), no token, or an
-  unknown one;
+- the ops API and the codec server: a staff token (any of the test staff, so each role is
+  tried), no token, or an unknown one;
 - everything else as generated.
 
 Every answer is checked by Schemathesis (no 5xx; status code, content type, headers and body
@@ -67,6 +67,8 @@ CHECKS = [
 SALESFORCE_ORG = "00D5g000004FUZZEA4"
 WEBHOOK_VARIANTS = ("signed", "signed", "unsigned", "wrong-secret")
 OPS_VARIANTS = ("staff", "staff", "no-token", "unknown-token")
+# Paths that take a staff bearer token: the ops API and the codec server.
+STAFF_PATHS = ("/v1/ops/", "/codec/")
 
 
 # -- what the gateway did in Temporal -------------------------------------------------------
@@ -164,7 +166,7 @@ def authenticate(
     ``variant`` says: ``signed`` / ``staff`` authentic, the others not."""
     source = webhook_source(path)
     if source is None:
-        if not path.startswith("/v1/ops/"):
+        if not path.startswith(STAFF_PATHS):
             return {}, body
         if variant == "staff":
             return {"Authorization": f"Bearer {rng.choice(sorted(TOKENS.values()))}"}, body
@@ -306,7 +308,7 @@ def fuzz(
         path = httpx.URL(url).path
         source = webhook_source(path)
         variants = (
-            WEBHOOK_VARIANTS if source else OPS_VARIANTS if path.startswith("/v1/ops/") else ("",)
+            WEBHOOK_VARIANTS if source else OPS_VARIANTS if path.startswith(STAFF_PATHS) else ("",)
         )
         variant = rng.choice(variants)
         body = body_bytes(kwargs)
