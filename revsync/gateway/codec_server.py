@@ -196,6 +196,14 @@ _PAYLOADS_SCHEMA: dict[str, Any] = {
 }
 
 
+# Starlette's own 404: {"detail": "Not Found"}.
+_NOT_FOUND_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {"detail": {"type": "string"}},
+}
+
+
 def openapi_paths(mounted_at: str) -> dict[str, Any]:
     """The codec server's operations as OpenAPI path items, for the gateway's document (the
     mounted app has no document of its own). The ``/t/<token>`` forms are left out: a token
@@ -251,6 +259,17 @@ def openapi_paths(mounted_at: str) -> dict[str, Any]:
                         "403": refusal("The token's holder lacks payload_reader"),
                         "413": refusal("Body over 8 MiB"),
                         "422": refusal("A payload could not be decrypted (names only its key)"),
+                        **(
+                            {
+                                "404": {
+                                    "description": "The namespace is no path segment the "
+                                    "codec server routes (it holds a line break)",
+                                    "content": {"application/json": {"schema": _NOT_FOUND_SCHEMA}},
+                                }
+                            }
+                            if prefix
+                            else {}
+                        ),
                     },
                 }
             }

@@ -38,7 +38,13 @@ from domain.master_contracts import ResolvePropagation
 from domain.saga import ResolveAction
 from revsync.auth import Staff, StaffRole
 from revsync.customer_master import customer_status, decide_customer
-from revsync.gateway.ops import OPS_PREFIX, IdempotencyKey, StaffDep, require_role
+from revsync.gateway.ops import (
+    OPS_PREFIX,
+    IdempotencyKey,
+    StaffDep,
+    domain_request,
+    require_role,
+)
 from revsync.gateway.refusals import problem, staff_refusals
 from revsync.operations import DecisionRefused
 
@@ -129,12 +135,14 @@ def customer_ops_router() -> APIRouter:
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.DATA_STEWARD)
-        decision = StewardDecision(
-            action=StewardAction.MERGE,
-            candidate=body.candidate,
-            into=body.into,
-            steward=staff.name,
-            note=body.note,
+        decision = domain_request(
+            lambda: StewardDecision(
+                action=StewardAction.MERGE,
+                candidate=body.candidate,
+                into=body.into,
+                steward=staff.name,
+                note=body.note,
+            )
         )
         return await _send(request, golden_id, decision, staff, idempotency_key)
 
@@ -147,11 +155,13 @@ def customer_ops_router() -> APIRouter:
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.DATA_STEWARD)
-        decision = StewardDecision(
-            action=StewardAction.KEEP_SEPARATE,
-            candidate=body.candidate,
-            steward=staff.name,
-            note=body.note,
+        decision = domain_request(
+            lambda: StewardDecision(
+                action=StewardAction.KEEP_SEPARATE,
+                candidate=body.candidate,
+                steward=staff.name,
+                note=body.note,
+            )
         )
         return await _send(request, golden_id, decision, staff, idempotency_key)
 
@@ -164,12 +174,14 @@ def customer_ops_router() -> APIRouter:
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.DATA_STEWARD)
-        decision = ReviewDecision(
-            field=body.field,
-            system=body.system,
-            action=body.action,
-            steward=staff.name,
-            note=body.note,
+        decision = domain_request(
+            lambda: ReviewDecision(
+                field=body.field,
+                system=body.system,
+                action=body.action,
+                steward=staff.name,
+                note=body.note,
+            )
         )
         return await _send(request, golden_id, decision, staff, idempotency_key)
 
@@ -182,8 +194,10 @@ def customer_ops_router() -> APIRouter:
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.OPERATOR)
-        decision = ResolvePropagation(
-            action=body.action, operator=staff.name, note=body.note, key=body.key
+        decision = domain_request(
+            lambda: ResolvePropagation(
+                action=body.action, operator=staff.name, note=body.note, key=body.key
+            )
         )
         return await _send(request, golden_id, decision, staff, idempotency_key)
 

@@ -248,19 +248,41 @@ class Tally:
         return "\n".join(lines)
 
 
+def announced(answer: Any) -> set[str]:
+    """The workflow ids a 2xx answer names: its own ``workflow_id`` and those of the deals and
+    customers of a HubSpot batch."""
+    if not isinstance(answer, dict):
+        return set()
+    ids = {answer.get("workflow_id")}
+    for part in ("deals", "customers"):
+        for item in answer.get(part) or []:
+            ids.add(item.get("workflow_id") if isinstance(item, dict) else None)
+    return {i for i in ids if isinstance(i, str)}
+
+
 def effect_failures(status: int, answer: Any, effects: list[tuple[str, str]]) -> list[str]:
-    """What is wrong with the Temporal ``effects`` of a request answered ``status``."""
+    """What is wrong with the Temporal ``effects`` of a request answered ``status``: a
+    refusal did something; a ``started`` answer did not start the one workflow it names (a
+    202 naming a workflow without a status, e.g. a shadow replay, counts as started); a
+    ``duplicate`` started something; a workflow was started that the answer does not name."""
     if 400 <= status < 500 and effects:
         return [f"{status} answer, yet {effects}"]
-    if status == 202 and isinstance(answer, dict) and answer.get("status") == "started":
-        wanted = answer.get("workflow_id")
-        started = [wf for kind, wf in effects if kind == "start"]
-        if wanted not in started or len(started) != 1:
-            return [f"202 started {wanted}, but the gateway started {started}"]
-    if isinstance(answer, dict) and answer.get("status") == "duplicate":
-        started = [wf for kind, wf in effects if kind == "start"]
-        if started:
-            return [f"duplicate answer, yet started {started}"]
+    if status >= 300:
+        return []
+    started = [wf for kind, wf in effects if kind == "start"]
+    record = answer if isinstance(answer, dict) else {}
+    says_started = record.get("status") == "started" or (
+        status == 202 and "status" not in record and "workflow_id" in record
+    )
+    if says_started and "workflow_id" in record:
+        wanted = record["workflow_id"]
+        if started != [wanted]:
+            return [f"{status} started {wanted}, but the gateway started {started}"]
+    if record.get("status") == "duplicate" and started:
+        return [f"duplicate answer, yet started {started}"]
+    unnamed = [wf for wf in started if wf not in announced(answer)]
+    if unnamed:
+        return [f"{status} answer, started {unnamed} without naming it"]
     return []
 
 

@@ -45,6 +45,19 @@ def test_a_started_answer_must_name_the_one_workflow_started() -> None:
     assert effect_failures(202, started, [("start", "q2c-2")])
     assert effect_failures(202, started, [("start", "q2c-1"), ("start", "q2c-1")])
     assert effect_failures(200, {"status": "duplicate"}, [("start", "q2c-1")])
+    # Zuora's started callout is a 200; a shadow replay a 202 {"workflow_id"} without status.
+    assert not effect_failures(200, started, [("start", "q2c-1")])
+    assert not effect_failures(202, {"workflow_id": "shadow-1"}, [("start", "shadow-1")])
+    assert effect_failures(202, {"workflow_id": "shadow-1"}, [])
+
+
+def test_a_start_the_answer_does_not_name_is_a_failure() -> None:
+    batch = {"status": "started", "events": 2, "deals": [{"deal_id": "7", "workflow_id": "q2c-7"}]}
+    assert not effect_failures(202, batch, [("start", "q2c-7")])
+    received = {"status": "received", "events": 1, "deals": [{"workflow_id": "q2c-7"}]}
+    assert not effect_failures(200, received, [("start", "q2c-7")])
+    assert effect_failures(200, {"status": "received", "events": 1}, [("start", "q2c-8")])
+    assert effect_failures(200, {"status": "ignored"}, [("start", "q2c-8")])
 
 
 SOURCES = {
