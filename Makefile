@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck check clean histories bench chaos schemas
+.PHONY: dev test lint typecheck check clean histories bench chaos schemas fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,13 @@ bench: $(STAMP)
 CHAOS_ARGS ?=
 chaos: $(STAMP)
 	$(BIN)/python -m chaos.run --quotes 300 $(CHAOS_ARGS)
+
+## make fuzz: the long contract fuzz of the gateway (Schemathesis, 10,000 cases, real Temporal);
+## prints the counts, exits 1 on any failure. make test runs a bounded one (tests/fuzz).
+FUZZ_CASES ?= 10000
+FUZZ_SEED ?= 1
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz.run --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
 
 ## make check: everything CI runs
 check: lint typecheck test

@@ -35,7 +35,7 @@ from domain.adoption import (
 from revsync.adoption_ops import approve, close, ledger, start_adoption
 from revsync.auth import StaffRole
 from revsync.gateway.ops import OPS_PREFIX, StaffDep, require_role
-from revsync.gateway.refusals import problem
+from revsync.gateway.refusals import problem, staff_refusals
 from revsync.operations import DecisionRefused
 
 log = structlog.get_logger("revsync.gateway.adoption_ops")
@@ -61,9 +61,13 @@ class StartedBody(BaseModel):
 
 
 def adoption_router() -> APIRouter:
-    router = APIRouter(prefix=f"{OPS_PREFIX}/adoptions", tags=["adoption"])
+    router = APIRouter(
+        prefix=f"{OPS_PREFIX}/adoptions", tags=["adoption"], responses=staff_refusals(401)
+    )
 
-    @router.post("", status_code=202, response_model=StartedBody)
+    @router.post(
+        "", status_code=202, response_model=StartedBody, responses=staff_refusals(400, 403)
+    )
     async def start(body: StartBody, staff: StaffDep, request: Request) -> JSONResponse:
         require_role(staff, StaffRole.OPERATOR)
         workflow_id = await start_adoption(
@@ -73,7 +77,7 @@ def adoption_router() -> APIRouter:
         log.info("adoption started", workflow_id=workflow_id, actor=staff.name)
         return JSONResponse({"workflow_id": workflow_id}, status_code=202)
 
-    @router.get("/{workflow_id}", response_model=LedgerPage)
+    @router.get("/{workflow_id}", response_model=LedgerPage, responses=staff_refusals(404))
     async def read(
         workflow_id: str,
         staff: StaffDep,
@@ -92,7 +96,11 @@ def adoption_router() -> APIRouter:
             return problem(404, f"no adoption {workflow_id}")
         return JSONResponse(found.model_dump(mode="json"))
 
-    @router.post("/{workflow_id}/approve", response_model=ApprovalAnswer)
+    @router.post(
+        "/{workflow_id}/approve",
+        response_model=ApprovalAnswer,
+        responses=staff_refusals(400, 403, 404, 409),
+    )
     async def approve_entries(
         workflow_id: str, body: ApproveBody, staff: StaffDep, request: Request
     ) -> JSONResponse:
@@ -117,7 +125,7 @@ def adoption_router() -> APIRouter:
         )
         return JSONResponse(answer.model_dump(mode="json"))
 
-    @router.post("/{workflow_id}/close")
+    @router.post("/{workflow_id}/close", responses=staff_refusals(403, 404, 409))
     async def close_adoption(workflow_id: str, staff: StaffDep, request: Request) -> JSONResponse:
         require_role(staff, StaffRole.OPERATOR)
         try:

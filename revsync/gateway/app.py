@@ -111,5 +111,8 @@ def create_app(
     app.include_router(shadow_router(settings))
     app.include_router(adoption_router())
     openapi.install(app)
-    app.mount("/codec", create_codec_app(AesGcmCodec(keys), tokens, settings.temporal_ui_origins))
+    app.mount(
+        openapi.CODEC_MOUNT,
+        create_codec_app(AesGcmCodec(keys), tokens, settings.temporal_ui_origins),
+    )
     return app

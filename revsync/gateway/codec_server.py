@@ -169,3 +169,108 @@ def create_codec_app(
     # Added last, so outermost: the token leaves the path before anything else looks at it.
     app.add_middleware(_PathTokenMiddleware)
     return app
+
+
+# -- what the OpenAPI document says about the codec server ----------------------------------
+
+_PAYLOADS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["payloads"],
+    "properties": {
+        "payloads": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "description": "temporal.api.common.v1.Payload in protobuf JSON: metadata "
+                "values and data are base64",
+                "properties": {
+                    "metadata": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string", "contentEncoding": "base64"},
+                    },
+                    "data": {"type": "string", "contentEncoding": "base64"},
+                },
+            },
+        }
+    },
+}
+
+
+# Starlette's own 404: {"detail": "Not Found"}.
+_NOT_FOUND_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {"detail": {"type": "string"}},
+}
+
+
+def openapi_paths(mounted_at: str) -> dict[str, Any]:
+    """The codec server's operations as OpenAPI path items, for the gateway's document (the
+    mounted app has no document of its own). The ``/t/<token>`` forms are left out: a token
+    belongs in the Authorization header wherever the caller can send one."""
+
+    def refusal(text: str) -> dict[str, Any]:
+        return {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+
+    paths: dict[str, Any] = {}
+    for prefix in ("", "/{namespace}"):
+        for operation in OPERATIONS:
+            parameters = (
+                [
+                    {
+                        "name": "namespace",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ]
+                if prefix
+                else []
+            )
+            paths[f"{mounted_at}{prefix}/{operation}"] = {
+                "post": {
+                    "tags": ["codec"],
+                    "summary": f"{operation.capitalize()} Temporal payloads (remote codec "
+                    "protocol), for a payload_reader",
+                    "operationId": f"codec_{operation}{'_in_namespace' if prefix else ''}",
+                    "parameters": parameters,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _PAYLOADS_SCHEMA}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": f"The {operation}d payloads, in the same order",
+                            "content": {"application/json": {"schema": _PAYLOADS_SCHEMA}},
+                        },
+                        "400": refusal('Not JSON, or not {"payloads": [...]} of Payloads'),
+                        "401": {
+                            **refusal("No bearer token, or an unknown one"),
+                            "headers": {
+                                "WWW-Authenticate": {
+                                    "description": "Bearer",
+                                    "schema": {"type": "string"},
+                                }
+                            },
+                        },
+                        "403": refusal("The token's holder lacks payload_reader"),
+                        "413": refusal("Body over 8 MiB"),
+                        "422": refusal("A payload could not be decrypted (names only its key)"),
+                        **(
+                            {
+                                "404": {
+                                    "description": "The namespace is no path segment the "
+                                    "codec server routes (it holds a line break)",
+                                    "content": {"application/json": {"schema": _NOT_FOUND_SCHEMA}},
+                                }
+                            }
+                            if prefix
+                            else {}
+                        ),
+                    },
+                }
+            }
+    return paths

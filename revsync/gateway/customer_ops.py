@@ -38,8 +38,14 @@ from domain.master_contracts import ResolvePropagation
 from domain.saga import ResolveAction
 from revsync.auth import Staff, StaffRole
 from revsync.customer_master import customer_status, decide_customer
-from revsync.gateway.ops import OPS_PREFIX, IdempotencyKey, StaffDep, require_role
-from revsync.gateway.refusals import problem
+from revsync.gateway.ops import (
+    OPS_PREFIX,
+    IdempotencyKey,
+    StaffDep,
+    domain_request,
+    require_role,
+)
+from revsync.gateway.refusals import problem, staff_refusals
 from revsync.operations import DecisionRefused
 
 log = structlog.get_logger("revsync.gateway.customer_ops")
@@ -106,9 +112,11 @@ async def _send(
 
 
 def customer_ops_router() -> APIRouter:
-    router = APIRouter(prefix=f"{OPS_PREFIX}/customers", tags=["ops"])
+    router = APIRouter(
+        prefix=f"{OPS_PREFIX}/customers", tags=["ops"], responses=staff_refusals(401)
+    )
 
-    @router.get("/{golden_id}/status")
+    @router.get("/{golden_id}/status", responses=staff_refusals(404))
     async def status(golden_id: str, staff: StaffDep, request: Request) -> JSONResponse:
         try:
             found = await customer_status(request.app.state.client, golden_id)
@@ -118,7 +126,7 @@ def customer_ops_router() -> APIRouter:
             return problem(404, f"no golden customer {golden_id}")
         return JSONResponse(found.model_dump(mode="json"))
 
-    @router.post("/{golden_id}/merge")
+    @router.post("/{golden_id}/merge", responses=staff_refusals(400, 403, 404, 409))
     async def merge(
         golden_id: str,
         body: MergeBody,
@@ -127,16 +135,18 @@ def customer_ops_router() -> APIRouter:
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.DATA_STEWARD)
-        decision = StewardDecision(
-            action=StewardAction.MERGE,
-            candidate=body.candidate,
-            into=body.into,
-            steward=staff.name,
-            note=body.note,
+        decision = domain_request(
+            lambda: StewardDecision(
+                action=StewardAction.MERGE,
+                candidate=body.candidate,
+                into=body.into,
+                steward=staff.name,
+                note=body.note,
+            )
         )
         return await _send(request, golden_id, decision, staff, idempotency_key)
 
-    @router.post("/{golden_id}/keep-separate")
+    @router.post("/{golden_id}/keep-separate", responses=staff_refusals(400, 403, 404, 409))
     async def keep_separate(
         golden_id: str,
         body: KeepSeparateBody,
@@ -145,15 +155,17 @@ def customer_ops_router() -> APIRouter:
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.DATA_STEWARD)
-        decision = StewardDecision(
-            action=StewardAction.KEEP_SEPARATE,
-            candidate=body.candidate,
-            steward=staff.name,
-            note=body.note,
+        decision = domain_request(
+            lambda: StewardDecision(
+                action=StewardAction.KEEP_SEPARATE,
+                candidate=body.candidate,
+                steward=staff.name,
+                note=body.note,
+            )
         )
         return await _send(request, golden_id, decision, staff, idempotency_key)
 
-    @router.post("/{golden_id}/review")
+    @router.post("/{golden_id}/review", responses=staff_refusals(400, 403, 404, 409))
     async def review(
         golden_id: str,
         body: ReviewBody,
@@ -162,16 +174,18 @@ def customer_ops_router() -> APIRouter:
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.DATA_STEWARD)
-        decision = ReviewDecision(
-            field=body.field,
-            system=body.system,
-            action=body.action,
-            steward=staff.name,
-            note=body.note,
+        decision = domain_request(
+            lambda: ReviewDecision(
+                field=body.field,
+                system=body.system,
+                action=body.action,
+                steward=staff.name,
+                note=body.note,
+            )
         )
         return await _send(request, golden_id, decision, staff, idempotency_key)
 
-    @router.post("/{golden_id}/resolve")
+    @router.post("/{golden_id}/resolve", responses=staff_refusals(400, 403, 404, 409))
     async def resolve(
         golden_id: str,
         body: ResolveBody,
@@ -180,8 +194,10 @@ def customer_ops_router() -> APIRouter:
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         require_role(staff, StaffRole.OPERATOR)
-        decision = ResolvePropagation(
-            action=body.action, operator=staff.name, note=body.note, key=body.key
+        decision = domain_request(
+            lambda: ResolvePropagation(
+                action=body.action, operator=staff.name, note=body.note, key=body.key
+            )
         )
         return await _send(request, golden_id, decision, staff, idempotency_key)
 

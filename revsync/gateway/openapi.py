@@ -25,6 +25,7 @@ from adapters.webhooks.customer_changes import ErpCustomerChanged
 from adapters.webhooks.hubspot import HubSpotEvent
 from adapters.webhooks.stripe import StripeEvent
 from domain.quote import Quote
+from revsync.gateway import codec_server
 from revsync.gateway.customer_changes import CustomerChangeApplied, CustomerChangeIgnored
 from revsync.gateway.refusals import problem
 from revsync.gateway.versioning import (
@@ -36,6 +37,7 @@ from revsync.gateway.versioning import (
 from revsync.schemas import CONTRACTS, contract_for, published
 
 OPENAPI_URL = f"{API_PREFIX}/openapi.json"
+CODEC_MOUNT = "/codec"
 DOCS_URL = f"{API_PREFIX}/docs"
 SCHEMAS_URL = f"{API_PREFIX}/schemas"
 SCHEMA_MEDIA_TYPE = "application/schema+json"
@@ -54,6 +56,7 @@ TAGS = [
     {"name": "webhooks", "description": "Vendor deliveries, verified before they are read"},
     {"name": "ops", "description": "Operator decisions on sagas (staff bearer token)"},
     {"name": "contracts", "description": "The OpenAPI document and the JSON Schemas"},
+    {"name": "codec", "description": "Decrypts payloads for the Web UI (payload_reader token)"},
 ]
 
 # FastAPI(**FASTAPI_OPTIONS): title, version and where the document is served.
@@ -108,7 +111,10 @@ def install(app: FastAPI) -> None:
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        return add_payload_components(generate())
+        document = add_payload_components(generate())
+        # The codec server is a mounted app FastAPI does not describe: its operations too.
+        document["paths"].update(codec_server.openapi_paths(CODEC_MOUNT))
+        return document
 
     app.openapi = openapi  # type: ignore[method-assign]
 

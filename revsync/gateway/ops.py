@@ -16,13 +16,14 @@ when, what and why, in its history and its ``status`` query.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Annotated, Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Protocol, TypeVar
 
 import structlog
 from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -30,7 +31,7 @@ from domain.approval import Approver, ApproverRole
 from domain.invoice_contracts import invoice_workflow_id
 from domain.saga import ApproveRequest, RejectRequest, ResolveAction, ResolveRequest
 from revsync.auth import Staff, StaffRole, TokenRegistry, bearer_token
-from revsync.gateway.refusals import Refused, problem, require_staff
+from revsync.gateway.refusals import Refused, problem, require_staff, staff_refusals
 from revsync.invoice_operations import resolve_invoice
 from revsync.operations import DecisionRefused, decide
 from workflows import visibility
@@ -38,6 +39,8 @@ from workflows import visibility
 log = structlog.get_logger("revsync.gateway.ops")
 
 OPS_PREFIX = "/v1/ops"
+
+T = TypeVar("T")
 
 # A decision's Idempotency-Key: sent again with the same key and body (a lost answer), the
 # decision answers what it recorded the first time instead of 409 (revsync.operations).
@@ -87,6 +90,20 @@ class ResolveBody(BaseModel):
 
     action: ResolveAction
     note: str = Field(min_length=1, max_length=2000, description="Why: kept in the audit trail")
+
+
+def domain_request(build: Callable[[], T]) -> T:
+    """The domain request ``build()`` makes of a body the route accepted. The domain has
+    rules of its own (a note is trimmed and at most 255 characters: ``NonBlank``), so a body
+    may pass the route's model and still not make a request: that is a 422 like any invalid
+    body (FastAPI's shape, ``loc`` under ``body``), never a 500."""
+    try:
+        return build()
+    except ValidationError as error:
+        errors = error.errors(include_url=False, include_input=False, include_context=False)
+        raise RequestValidationError(
+            [{**item, "loc": ("body", *item["loc"])} for item in errors]
+        ) from None
 
 
 def _refused(status: int, reason: str) -> Refused:
@@ -181,13 +198,13 @@ async def _ended_status(client: Client, workflow_id: str) -> str | None:
 
 
 def ops_router() -> APIRouter:
-    router = APIRouter(prefix=OPS_PREFIX, tags=["ops"])
+    router = APIRouter(prefix=OPS_PREFIX, tags=["ops"], responses=staff_refusals(401))
 
     @router.get("/whoami")
     async def whoami(staff: StaffDep) -> dict[str, object]:
         return {"name": staff.name, "roles": sorted(r.value for r in staff.roles)}
 
-    @router.post("/quotes/{quote_id}/approve")
+    @router.post("/quotes/{quote_id}/approve", responses=staff_refusals(400, 403, 404, 409))
     async def approve(
         quote_id: str,
         body: ApproveBody,
@@ -204,7 +221,7 @@ def ops_router() -> APIRouter:
             idempotency_key,
         )
 
-    @router.post("/quotes/{quote_id}/reject")
+    @router.post("/quotes/{quote_id}/reject", responses=staff_refusals(400, 403, 404, 409))
     async def reject(
         quote_id: str,
         body: RejectBody,
@@ -221,7 +238,7 @@ def ops_router() -> APIRouter:
             idempotency_key,
         )
 
-    @router.post("/quotes/{quote_id}/resolve")
+    @router.post("/quotes/{quote_id}/resolve", responses=staff_refusals(400, 403, 404, 409))
     async def resolve(
         quote_id: str,
         body: ResolveBody,
@@ -233,12 +250,14 @@ def ops_router() -> APIRouter:
         return await _send(
             request.app.state.client,
             quote_id,
-            ResolveRequest(action=body.action, operator=staff.name, note=body.note),
+            domain_request(
+                lambda: ResolveRequest(action=body.action, operator=staff.name, note=body.note)
+            ),
             staff,
             idempotency_key,
         )
 
-    @router.post("/invoices/{invoice_id}/resolve")
+    @router.post("/invoices/{invoice_id}/resolve", responses=staff_refusals(400, 403, 404, 409))
     async def resolve_invoice_step(
         invoice_id: str,
         body: ResolveBody,
@@ -249,7 +268,9 @@ def ops_router() -> APIRouter:
     ) -> JSONResponse:
         require_role(staff, StaffRole.OPERATOR)
         client = request.app.state.client
-        decision = ResolveRequest(action=body.action, operator=staff.name, note=body.note)
+        decision = domain_request(
+            lambda: ResolveRequest(action=body.action, operator=staff.name, note=body.note)
+        )
         sending = resolve_invoice(
             client,
             invoice_id,

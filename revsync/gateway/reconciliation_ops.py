@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from adapters.reports import LocalReportStore, StoredRun, csv_lines
 from domain.reconciliation import DriftItem
 from revsync.gateway.ops import OPS_PREFIX, StaffDep
-from revsync.gateway.refusals import problem
+from revsync.gateway.refusals import problem, staff_refusals
 
 
 def _store(request: Request) -> LocalReportStore:
@@ -44,7 +44,9 @@ def _jsonl(items: Iterator[DriftItem]) -> Iterator[str]:
 
 
 def reconciliation_router() -> APIRouter:
-    router = APIRouter(prefix=f"{OPS_PREFIX}/reconciliation", tags=["ops"])
+    router = APIRouter(
+        prefix=f"{OPS_PREFIX}/reconciliation", tags=["ops"], responses=staff_refusals(401)
+    )
 
     @router.get("/runs")
     async def runs(
@@ -54,7 +56,7 @@ def reconciliation_router() -> APIRouter:
     ) -> list[StoredRun]:
         return await _store(request).runs(limit=limit)
 
-    @router.get("/runs/{run_id}")
+    @router.get("/runs/{run_id}", responses=staff_refusals(404))
     async def report(run_id: str, staff: StaffDep, request: Request) -> JSONResponse:
         store = _store(request)
         found_id = await _run_id(store, run_id)
@@ -63,7 +65,20 @@ def reconciliation_router() -> APIRouter:
             return problem(404, f"no reconciliation report {run_id}")
         return JSONResponse({"run_id": found_id, **found.model_dump(mode="json")})
 
-    @router.get("/runs/{run_id}/rows", response_model=None)
+    @router.get(
+        "/runs/{run_id}/rows",
+        response_model=None,
+        responses={
+            200: {
+                "description": "The report's rows: CSV (the default) or JSON lines",
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                },
+            },
+            **staff_refusals(404),
+        },
+    )
     async def rows(
         run_id: str,
         staff: StaffDep,

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 
 from revsync.auth import Staff, TokenRegistry
 
@@ -65,3 +66,46 @@ def require_staff(registry: TokenRegistry, token: str | None, *, missing: str) -
     if staff is None:
         raise Refused(401, "unknown token", BEARER_CHALLENGE)
     return staff
+
+
+# -- what the OpenAPI document says about refusals ------------------------------------------
+
+
+class Problem(BaseModel):
+    """A refusal: a short reason; a 422 of a webhook adds ``fields`` (field, message)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str
+
+
+class BodyNotParsed(BaseModel):
+    """FastAPI's answer to a body it cannot read as the declared media type (400)."""
+
+    detail: str
+
+
+_REFUSAL_TEXT: dict[int, str] = {
+    400: "The body could not be parsed",
+    401: "No bearer token, or an unknown one",
+    403: "The token's holder lacks the role this action needs",
+    404: "Nothing of that id",
+    409: "Refused by the saga, or the saga has ended (the reason is in `error`)",
+}
+
+
+def staff_refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of an ops route for ``statuses`` (400, 401, 403, 404, 409): each a
+    :class:`Problem` (a 400 FastAPI's :class:`BodyNotParsed`); 401 with its challenge."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {
+            "model": BodyNotParsed if status == 400 else Problem,
+            "description": _REFUSAL_TEXT[status],
+        }
+        if status == 401:
+            entry["headers"] = {
+                "WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}
+            }
+        documented[status] = entry
+    return documented

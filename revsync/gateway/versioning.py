@@ -27,7 +27,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from adapters.webhooks.zuora_invoices import CALLOUT_SCHEMA, SECRET_HEADER
-from revsync.gateway.refusals import Refused, refused_handler
+from revsync.gateway.refusals import Problem, Refused, refused_handler
 
 log = structlog.get_logger("revsync.gateway")
 
@@ -157,16 +157,23 @@ class DealsAccepted(BaseModel):
 
 
 REFUSALS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "The body is not JSON"},
+    400: {"model": Problem, "description": "The body is not JSON"},
     401: {
+        "model": Problem,
         "description": "Not authenticated: bad or missing signature, stale timestamp, "
-        "organisation not allowed, or a source that is not configured"
+        "organisation not allowed, or a source that is not configured",
     },
-    413: {"description": "Body over REVSYNC_WEBHOOK_MAX_BODY_BYTES"},
-    422: {"description": "Authentic but invalid payload; the answer lists the fields"},
+    413: {"model": Problem, "description": "Body over REVSYNC_WEBHOOK_MAX_BODY_BYTES"},
+    422: {
+        "model": Problem,
+        "description": "Authentic but invalid payload; the answer lists the fields",
+    },
 }
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"description": "Temporal is unreachable: nothing started; retry after Retry-After"}
+    503: {
+        "model": Problem,
+        "description": "Temporal is unreachable: nothing started; retry after Retry-After",
+    }
 }
 
 
@@ -381,7 +388,10 @@ WEBHOOK_DOCS: dict[str, WebhookDocs] = {
                 "content": {"text/xml": {"schema": {"type": "string"}}},
             },
             **REFUSALS,
-            400: {"description": "Not a well-formed outbound message (hardened XML parser)"},
+            400: {
+                "model": Problem,
+                "description": "Not a well-formed outbound message (hardened XML parser)",
+            },
         },
     ),
     "/stripe/customers": WebhookDocs(
