@@ -526,12 +526,14 @@ class QuoteToCashWorkflow:
         self, step: Step, activity: str, request: Any, queue: str, key: str
     ) -> KeyedCancellation | None:
         """Run an undo by key: what it found (None when an operator skipped it; the caller
-        then counts it as undone). Nothing found is recorded as nothing to undo."""
+        then counts it as undone). Nothing found undid nothing: the step leaves no record
+        (no compensation to report), only a log line."""
         undone = await self._attempt(step, activity, request, KeyedCancellation, queue)
         if undone is not None and not undone.found:
-            self._record(
-                step, StepState.DONE, detail="nothing to undo: the vendor has no such record"
-            )
+            record = self._status.step(step)
+            if record is not None:
+                self._status.steps.remove(record)
+            workflow.logger.info("nothing to undo", extra=self._log(step=step.value, key=key))
         return undone
 
     def _undone_by_key(self, done: Step, undo: Step, detail: str) -> None:
