@@ -9,9 +9,11 @@ Chromium reads commands from file descriptor 3 and writes answers to 4
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -27,7 +29,10 @@ class Chromium:
     def __init__(self, executable: str) -> None:
         to_browser_read, self._to_browser = os.pipe()
         self._from_browser, from_browser_write = os.pipe()
-        self._profile = tempfile.TemporaryDirectory(prefix="revsync-chromium-")
+        # Chromium's helper processes may still write to the profile as it is removed.
+        self._profile = tempfile.TemporaryDirectory(
+            prefix="revsync-chromium-", ignore_cleanup_errors=True
+        )
 
         def wire_pipes() -> None:  # in the child, before exec: the pipes become fds 3 and 4
             # Copies above 9 first, so that placing one cannot close the other.
@@ -53,6 +58,7 @@ class Chromium:
             close_fds=False,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: closed with all its helpers
         )
         os.close(to_browser_read)
         os.close(from_browser_write)
@@ -69,7 +75,8 @@ class Chromium:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self._process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGKILL)
         self._process.wait(10)
         os.close(self._to_browser)
         os.close(self._from_browser)
